@@ -1,0 +1,1 @@
+"""Grammars shipped as package data (`harness.grammar`); see bpftrace_output.lark."""

@@ -1,0 +1,18 @@
+"""Typed errors: every failure the harness knows has a one-line message naming cause and fix."""
+
+from __future__ import annotations
+
+
+class HarnessError(Exception):
+    """Base of all expected failures. The CLI prints `str(err)` as one line and exits non-zero."""
+
+    exit_code = 2
+
+    def __init__(self, cause: str, fix: str = "") -> None:
+        self.cause = cause
+        self.fix = fix
+        super().__init__(f"{cause}; {fix}" if fix else cause)
+
+
+class UsageError(HarnessError):
+    """Bad command-line input (unknown catalog name, malformed spec line, missing file)."""

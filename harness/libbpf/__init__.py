@@ -1,0 +1,1 @@
+"""C sources of the libbpf CO-RE twins, shipped as package data."""
