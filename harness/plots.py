@@ -1,0 +1,165 @@
+"""PNG plots for reports: histogram maps as bar charts and benchmark rounds side by side.
+
+Uses matplotlib's object API with the Agg canvas (no display, no global pyplot state), so it
+runs headless and in threads.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+HIST_COLUMNS = ("lo", "hi", "count")
+MAX_HIST_PANELS = 6
+MODE_COLORS = {"untraced": "#7f7f7f", "bpftrace": "#d62728", "libbpf": "#1f77b4"}
+
+
+def is_hist(frame: pd.DataFrame) -> bool:
+    return all(c in frame.columns for c in HIST_COLUMNS)
+
+
+def _si(value: Any) -> str:
+    """Bucket bound the way bpftrace prints it (1024 -> 1K), '...' for an open end."""
+    if value is None or value != value:  # NA / NaN
+        return "..."
+    n = int(value)
+    for suffix, size in (
+        ("P", 1 << 50),
+        ("T", 1 << 40),
+        ("G", 1 << 30),
+        ("M", 1 << 20),
+        ("K", 1 << 10),
+    ):
+        if n and abs(n) >= size and n % size == 0:
+            return f"{n // size}{suffix}"
+    return str(n)
+
+
+def bucket_label(lo: Any, hi: Any) -> str:
+    """`[2, 4)` style label; open ends as bpftrace prints them."""
+    lo_open = lo is None or lo != lo
+    hi_open = hi is None or hi != hi
+    if lo_open:
+        return f"(..., {_si(hi)})"
+    if hi_open:
+        return f"[{_si(lo)}, ...)"
+    if int(hi) - int(lo) == 1:
+        return f"[{_si(lo)}]"
+    return f"[{_si(lo)}, {_si(hi)})"
+
+
+def _new_figure(width: float, height: float) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _hist_groups(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """One (title, buckets) group per key tuple; the heaviest MAX_HIST_PANELS groups."""
+    keys = [c for c in frame.columns if c not in HIST_COLUMNS]
+    if not keys:
+        return [("", frame)]
+    groups = [
+        (
+            ", ".join(
+                f"{k}={v}"
+                for k, v in zip(keys, key if isinstance(key, tuple) else (key,), strict=True)
+            ),
+            g,
+        )
+        for key, g in frame.groupby(keys, sort=False, dropna=False)
+    ]
+    groups.sort(key=lambda item: -int(item[1]["count"].sum()))
+    return groups[:MAX_HIST_PANELS]
+
+
+def _bucket_order(group: pd.DataFrame) -> pd.DataFrame:
+    """Open low end first, then by lower bound."""
+    lo = group["lo"].astype("Float64")
+    order = lo.fillna(-math.inf).astype(float).argsort(kind="stable")
+    return group.iloc[list(order)]
+
+
+def plot_hist(frame: pd.DataFrame, title: str, path: Path) -> Path:
+    """Bar chart of one hist/lhist map (one panel per key, heaviest keys first)."""
+    groups = _hist_groups(frame)
+    fig = _new_figure(9, 3.2 * len(groups) + 0.6)
+    axes = fig.subplots(len(groups), 1, squeeze=False)[:, 0]
+    for ax, (label, group) in zip(axes, groups, strict=True):
+        group = _bucket_order(group)
+        labels = [bucket_label(lo, hi) for lo, hi in zip(group["lo"], group["hi"], strict=True)]
+        counts = [int(c) for c in group["count"]]
+        ax.bar(range(len(counts)), counts, color="#4c72b0")
+        ax.set_xticks(range(len(counts)), labels, rotation=45, ha="right", fontsize=8)
+        ax.set_ylabel("count")
+        if label:
+            ax.set_title(label, fontsize=10)
+        ax.set_xlabel("bucket [lo, hi)")
+        for x, c in enumerate(counts):
+            if c:
+                ax.annotate(str(c), (x, c), ha="center", va="bottom", fontsize=7)
+        ax.margins(y=0.15)
+    fig.suptitle(title)
+    fig.savefig(path)
+    return path
+
+
+def _strip(ax: Any, series: Sequence[tuple[str, list[float]]], ylabel: str, title: str) -> None:
+    """Every round as a dot, the median as a bar, per mode."""
+    for x, (mode, values) in enumerate(series):
+        finite = [v for v in values if v == v and math.isfinite(v)]
+        color = MODE_COLORS.get(mode, "#2ca02c")
+        if finite:
+            med = statistics.median(finite)
+            ax.bar(x, med, color=color, alpha=0.35, width=0.6)
+            ax.scatter([x] * len(finite), finite, color=color, s=18, zorder=3)
+            ax.annotate(f"{med:.4g}", (x, med), ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(range(len(series)), [m for m, _ in series])
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.margins(y=0.15)
+    ax.set_ylim(bottom=0)
+
+
+def plot_bench(frame: pd.DataFrame, title: str, path: Path) -> Path:
+    """2x2 comparison of one benchmark: cost per event, overhead, time to attached, memory."""
+    modes = [m for m in ("untraced", "bpftrace", "libbpf") if m in set(frame["mode"])]
+    modes += sorted(set(frame["mode"]) - set(modes))
+    tracers = [m for m in modes if m != "untraced"]
+
+    def values(mode: str, col: str, scale: float = 1.0) -> list[float]:
+        if col not in frame.columns:
+            return []
+        col_values = frame.loc[frame["mode"] == mode, col]
+        return [float(v) * scale for v in col_values.dropna()]
+
+    fig = _new_figure(11, 7.5)
+    (a, b), (c, d) = fig.subplots(2, 2)
+    _strip(
+        a, [(m, values(m, "ns_per_event")) for m in modes], "ns / event", "workload time per event"
+    )
+    _strip(
+        b,
+        [(m, values(m, "overhead_ns_per_event")) for m in tracers],
+        "ns / event",
+        "tracing overhead per event (traced - untraced)",
+    )
+    _strip(c, [(m, values(m, "attach_ms")) for m in tracers], "ms", "spawn -> probes attached")
+    _strip(
+        d,
+        [(m, values(m, "peak_rss_kib", 1 / 1024)) for m in tracers],
+        "MiB",
+        "tracer peak memory (VmHWM)",
+    )
+    fig.suptitle(title)
+    fig.savefig(path)
+    return path
