@@ -1,10 +1,11 @@
 """Side-by-side tracing cost: one workload run untraced, under bpftrace and under the libbpf twin,
 alternating A B C A B C ... in one process so ratios hold on a noisy machine.
 
-Workload protocol (scripts/syscall_loop.py, scripts/udp_send.py): the workload prints `pid <pid>`,
-waits for a line on stdin when given `--wait-go`, runs exactly N events, and prints
-`events <N> elapsed_ns <ns>` timed around its loop. So the tracer can attach to a known pid before
-any event happens, and start-up costs stay out of the per-event figure.
+Workload protocol (scripts/syscall_loop.py, scripts/udp_send.py): the workload prints its pid
+(`pid <pid>` or the bare number) first, waits for a line on stdin (syscall_loop with `--wait-go`),
+runs exactly N events and, ideally, prints `events <N> elapsed_ns <ns>` timed around its loop, so
+start-up costs stay out of the per-event figure; otherwise it is timed from 'go' to its exit. The
+tracer attaches to the known pid before any event happens.
 
 Tracers are spawned directly (not through a pty) so the spawn timestamp, the ready line's arrival
 and the child's rusage (peak RSS via wait4) belong to that one process.
@@ -40,6 +41,7 @@ ROW_FIELDS = (
     "events_expected",
     "events_counted",
     "elapsed_ns",
+    "timed_by",
     "ns_per_event",
     "overhead_ns_per_event",
     "attach_ms",
@@ -53,7 +55,7 @@ ROW_FIELDS = (
     "started_utc",
 )
 _DONE = re.compile(r"^events (\d+) elapsed_ns (\d+)\s*$")
-_PID = re.compile(r"^pid (\d+)\s*$")
+_PID = re.compile(r"^(?:pid )?(\d+)\s*$")
 
 
 class BenchError(HarnessError):
@@ -67,6 +69,7 @@ class Workload:
     argv: Sequence[str]
     events: int
     description: str
+    gate: Sequence[str] = ("--wait-go",)  # flag that makes it wait for "go" (none: waits anyway)
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,7 @@ class Sample:
     attach_ms: float | None = None
     peak_rss_kib: int | None = None
     overhead_ns_per_event: float | None = None
+    timed_by: str = "loop"
 
     @property
     def ns_per_event(self) -> float:
@@ -139,7 +143,7 @@ def _peak_rss_kib(pid: int) -> int | None:
 
 def _start_workload(workload: Workload) -> tuple[subprocess.Popen[str], int]:
     proc = subprocess.Popen(
-        [*workload.argv, "--wait-go"],
+        [*workload.argv, *workload.gate],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -159,8 +163,15 @@ def _start_workload(workload: Workload) -> tuple[subprocess.Popen[str], int]:
     return proc, int(match.group(1))
 
 
-def _finish_workload(proc: subprocess.Popen[str], workload: Workload, timeout: float) -> int:
-    """Send 'go', wait for the loop, return elapsed_ns of the loop."""
+def _finish_workload(
+    proc: subprocess.Popen[str], workload: Workload, timeout: float
+) -> tuple[int, str]:
+    """Send 'go', wait for the exit: (elapsed ns, how it was timed).
+
+    The workload's own `events N elapsed_ns T` line is preferred (its loop alone); a workload
+    without one is timed from 'go' to its exit, which also counts its teardown.
+    """
+    go = time.monotonic_ns()
     try:
         out, err = proc.communicate("go\n", timeout=timeout)
     except subprocess.TimeoutExpired as exc:
@@ -178,12 +189,13 @@ def _finish_workload(proc: subprocess.Popen[str], workload: Workload, timeout: f
                     f"workload ran {match.group(1)} events, expected {workload.events}",
                     "check the workload's --count handling",
                 )
-            return int(match.group(2))
-    raise BenchError(
-        f"workload exited {proc.returncode} without an 'events N elapsed_ns T' line "
-        f"(stderr {err.strip()[:200]!r})",
-        "run the workload by hand to see why",
-    )
+            return int(match.group(2)), "loop"
+    if proc.returncode != 0:
+        raise BenchError(
+            f"workload exited {proc.returncode} (stderr {err.strip()[:200]!r})",
+            "run the workload by hand to see why",
+        )
+    return time.monotonic_ns() - go, "go->exit"
 
 
 def _stop_tracer(proc: subprocess.Popen[str], timeout: float) -> tuple[int, int]:
@@ -211,11 +223,11 @@ def run_sample(
     """One run of the workload, under `tracer` (or untraced when None)."""
     proc, pid = _start_workload(workload)
     if tracer is None:
-        elapsed = _finish_workload(proc, workload, timeout)
-        return Sample(round_no, "untraced", workload.events, None, elapsed)
+        elapsed, timed_by = _finish_workload(proc, workload, timeout)
+        return Sample(round_no, "untraced", workload.events, None, elapsed, timed_by=timed_by)
     with tempfile.TemporaryFile(mode="w+") as errlog:
         try:
-            reader, attach_ms, elapsed, peak = _traced_run(
+            reader, attach_ms, (elapsed, timed_by), peak = _traced_run(
                 proc, pid, workload, tracer, errlog, timeout
             )
         finally:
@@ -224,7 +236,16 @@ def run_sample(
                 proc.communicate()
             tracer.cleanup()
     counted = tracer.count_events("".join(reader.lines))
-    return Sample(round_no, tracer.mode, workload.events, counted, elapsed, attach_ms, peak)
+    return Sample(
+        round_no,
+        tracer.mode,
+        workload.events,
+        counted,
+        elapsed,
+        attach_ms,
+        peak,
+        timed_by=timed_by,
+    )
 
 
 def _traced_run(
@@ -234,9 +255,9 @@ def _traced_run(
     tracer: Tracer,
     errlog: IO[str],
     timeout: float,
-) -> tuple[_LineReader, float, int, int | None]:
+) -> tuple[_LineReader, float, tuple[int, str], int | None]:
     """Spawn the tracer on `pid`, wait until ready, let the workload run, stop the tracer:
-    (stdout reader, attach ms, workload elapsed ns, tracer peak RSS KiB)."""
+    (stdout reader, attach ms, (workload elapsed ns, timed by), tracer peak RSS KiB)."""
     argv = list(tracer.argv(pid))
     spawned = time.monotonic_ns()
     try:
@@ -357,6 +378,7 @@ def rows(result: BenchResult) -> list[dict[str, object]]:
                 "events_expected": s.events_expected,
                 "events_counted": "" if s.events_counted is None else s.events_counted,
                 "elapsed_ns": s.elapsed_ns,
+                "timed_by": s.timed_by,
                 "ns_per_event": f"{s.ns_per_event:.3f}",
                 "overhead_ns_per_event": _fmt(s.overhead_ns_per_event),
                 "attach_ms": _fmt(s.attach_ms),
