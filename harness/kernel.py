@@ -1,0 +1,179 @@
+"""What the running kernel and toolchain can trace, and which attach type a probe should use.
+
+Each check is a small cached function so `harness doctor` and `harness run` ask the machine once.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import re
+import shutil
+import subprocess
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from harness.errors import HarnessError
+
+TRACEFS = Path("/sys/kernel/tracing")
+DEBUGFS = Path("/sys/kernel/debug")
+BTF = Path("/sys/kernel/btf/vmlinux")
+ATTACH_ORDER = ("kprobe", "kfunc", "tracepoint")
+
+
+class NoAttachPoint(HarnessError):
+    """None of a probe's attach types works on this kernel."""
+
+
+def _first_line(argv: list[str]) -> str | None:
+    """First output line of a version command, or None when the tool is missing."""
+    if shutil.which(argv[0]) is None:
+        return None
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = (done.stdout or done.stderr).strip().splitlines()
+    return lines[0].strip() if lines else None
+
+
+@functools.cache
+def ensure_tracefs() -> str:
+    """Mount tracefs (and debugfs) when missing and root; returns where `events/` lives, or ''."""
+    for fs, path in (("tracefs", TRACEFS), ("debugfs", DEBUGFS)):
+        probe = path / "events" if fs == "tracefs" else path / "tracing"
+        if path.is_dir() and not probe.exists() and os.geteuid() == 0:
+            subprocess.run(["mount", "-t", fs, fs, str(path)], capture_output=True, check=False)
+    if (TRACEFS / "events").is_dir():
+        return str(TRACEFS)
+    if (DEBUGFS / "tracing" / "events").is_dir():
+        return str(DEBUGFS / "tracing")
+    return ""
+
+
+def kprobes_built_in() -> bool:
+    """kprobes exist when the tracing fs offers kprobe_events (CONFIG_KPROBE_EVENTS)."""
+    root = ensure_tracefs()
+    return bool(root) and Path(root, "kprobe_events").exists()
+
+
+@functools.cache
+def bpftrace_info() -> dict[str, str]:
+    """`bpftrace --info` as a flat {'kfunc': 'no', 'btf': 'yes', ...} mapping ({} if missing)."""
+    if shutil.which("bpftrace") is None:
+        return {}
+    done = subprocess.run(
+        ["bpftrace", "--info"], capture_output=True, text=True, timeout=60, check=False
+    )
+    info: dict[str, str] = {}
+    for line in (done.stdout + done.stderr).splitlines():
+        m = re.match(r"^\s+([\w:. ()/-]+?):\s+(.+)$", line)
+        if m:
+            info.setdefault(m.group(1).strip(), m.group(2).strip())
+    return info
+
+
+def lockdown_mode() -> str:
+    """The active lockdown mode (`none`, `integrity`, `confidentiality`) or 'unknown'."""
+    try:
+        text = Path("/sys/kernel/security/lockdown").read_text()
+    except OSError:
+        return "unknown"
+    m = re.search(r"\[(\w+)\]", text)
+    return m.group(1) if m else "unknown"
+
+
+def kvm_usable() -> bool:
+    """/dev/kvm opens read-write; whether a guest really boots on it is the VM lane's probe."""
+    try:
+        fd = os.open("/dev/kvm", os.O_RDWR)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """One snapshot of what this machine can trace; recorded in run.json."""
+
+    kernel: str
+    arch: str
+    root: bool
+    btf: bool
+    tracefs: str
+    kprobes: bool
+    kfunc: bool
+    lockdown: str
+    bpftrace: str | None
+    clang: str | None
+    bpftool: str | None
+    libbpf: str | None
+    qemu: str | None
+    kvm: bool
+
+    def supports(self, attach: str) -> bool:
+        """Whether an attach type can work here (tracepoints only need tracefs and root)."""
+        if attach == "kprobe":
+            return self.kprobes
+        if attach == "kfunc":
+            return self.kfunc and self.btf
+        return bool(self.tracefs)
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@functools.cache
+def capabilities() -> Capabilities:
+    """Probe the machine once per process."""
+    info = bpftrace_info()
+    libbpf = _first_line(["pkg-config", "--modversion", "libbpf"])
+    return Capabilities(
+        kernel=platform.release(),
+        arch=platform.machine(),
+        root=os.geteuid() == 0,
+        btf=BTF.exists(),
+        tracefs=ensure_tracefs(),
+        kprobes=kprobes_built_in(),
+        # bpftrace checks kernel support for kfunc itself (BTF func + trampolines).
+        kfunc=info.get("kfunc") == "yes",
+        lockdown=lockdown_mode(),
+        bpftrace=_first_line(["bpftrace", "--version"]),
+        clang=_first_line(["clang", "--version"]),
+        bpftool=_first_line(["bpftool", "version"]),
+        libbpf=libbpf,
+        qemu=_first_line(["qemu-system-x86_64", "--version"]),
+        kvm=kvm_usable(),
+    )
+
+
+def choose_attach(available: Mapping[str, object], caps: Capabilities) -> tuple[str, str]:
+    """Pick kprobe, else kfunc, else the tracepoint equivalent; say why in one sentence.
+
+    `available` maps the attach types a catalog entry or spec declares to their probes.
+    """
+    skipped = []
+    for attach in ATTACH_ORDER:
+        if attach not in available:
+            continue
+        if caps.supports(attach):
+            why = f"{attach} works on this kernel"
+            if skipped:
+                why += f" ({'; '.join(skipped)})"
+            return attach, why
+        skipped.append(_why_not(attach, caps))
+    raise NoAttachPoint(
+        f"no attach point of this probe works on kernel {caps.kernel}: " + "; ".join(skipped),
+        "run it in a kernel that has them with --lane vm",
+    )
+
+
+def _why_not(attach: str, caps: Capabilities) -> str:
+    if attach == "kprobe":
+        return "kprobes are not built into this kernel"
+    if attach == "kfunc":
+        return "kfunc/fentry is not available (no BTF or trampolines)"
+    return "tracefs is not mounted"
