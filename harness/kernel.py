@@ -155,7 +155,7 @@ def choose_attach(available: Mapping[str, object], caps: Capabilities) -> tuple[
 
     `available` maps the attach types a catalog entry or spec declares to their probes.
     """
-    skipped = []
+    skipped: list[str] = []
     for attach in ATTACH_ORDER:
         if attach not in available:
             continue

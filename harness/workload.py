@@ -7,6 +7,7 @@ exec()s the real command: exec keeps the pid, so any command works, unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -78,8 +79,6 @@ class GatedWorkload:
     def close(self) -> None:
         """Kill the workload's whole process group if it is still running."""
         if self.proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self.proc.wait()

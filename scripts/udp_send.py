@@ -19,7 +19,7 @@ def parse_sizes(text: str) -> list[int]:
     try:
         sizes = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise SystemExit(f"udp_send: --sizes takes comma-separated integers, got {text!r}") from None
+        raise SystemExit(f"udp_send: --sizes takes integers like 1,100, got {text!r}") from None
     if not sizes or any(s < 0 or s > 65507 for s in sizes):
         raise SystemExit("udp_send: each size must be between 0 and 65507 bytes")
     return sizes
@@ -28,7 +28,7 @@ def parse_sizes(text: str) -> list[int]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--count", type=int, default=100, help="datagrams to send (default 100)")
-    ap.add_argument("--sizes", default="1,100,1000", help="payload sizes, cycled (default 1,100,1000)")
+    ap.add_argument("--sizes", default="1,100,1000", help="payload sizes, cycled")
     ap.add_argument("--no-wait", action="store_true", help="send at once, without waiting for 'go'")
     args = ap.parse_args(argv)
     if args.count < 0:
