@@ -59,6 +59,7 @@ class GatedWorkload:
         assert self.proc.stdin is not None
         self.proc.stdin.write("go\n")
         self.proc.stdin.close()
+        self.proc.stdin = None  # communicate() must not flush a closed pipe
 
     def poll(self) -> int | None:
         return self.proc.poll()

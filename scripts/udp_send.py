@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Deterministic UDP workload: exactly N datagrams of given sizes to a bound loopback receiver.
 
+Senders are connected sockets, so the kernel gives each a random flow hash (sk_txhash) that every
+skb it sends carries in skb->hash: --sockets K gives K distinct hash values to collect.
 The receiver is bound first so no ICMP port-unreachable replies add sends of their own. The pid is
 printed first and, unless --no-wait, the sender waits for a line on stdin ("go") so tracers can
 attach with a filter on that pid before the first datagram leaves.
@@ -29,24 +31,26 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--count", type=int, default=100, help="datagrams to send (default 100)")
     ap.add_argument("--sizes", default="1,100,1000", help="payload sizes, cycled")
+    ap.add_argument("--sockets", type=int, default=2, help="connected senders, used in turn")
     ap.add_argument("--no-wait", action="store_true", help="send at once, without waiting for 'go'")
     args = ap.parse_args(argv)
-    if args.count < 0:
-        raise SystemExit("udp_send: --count must be >= 0")
+    if args.count < 0 or args.sockets < 1:
+        raise SystemExit("udp_send: --count must be >= 0 and --sockets >= 1")
     sizes = parse_sizes(args.sizes)
 
     rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
     rx.bind(("127.0.0.1", 0))
-    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    dest = rx.getsockname()
+    senders = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(args.sockets)]
+    for tx in senders:
+        tx.connect(rx.getsockname())
     print(os.getpid(), flush=True)
     if not args.no_wait:
         sys.stdin.readline()
 
     received = 0
     for i in range(args.count):
-        tx.sendto(b"x" * sizes[i % len(sizes)], dest)
+        senders[i % len(senders)].send(b"x" * sizes[i % len(sizes)])
         # Drain as we go so the receive buffer never drops (and so never sends anything else).
         rx.setblocking(False)
         try:
