@@ -14,6 +14,7 @@ import argparse
 import os
 import socket
 import sys
+import time
 
 
 def parse_sizes(text: str) -> list[int]:
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdin.readline()
 
     received = 0
+    start = time.monotonic_ns()
     for i in range(args.count):
         senders[i % len(senders)].send(b"x" * sizes[i % len(sizes)])
         # Drain as we go so the receive buffer never drops (and so never sends anything else).
@@ -64,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     while received < args.count:
         rx.recv(65536)
         received += 1
+    elapsed = time.monotonic_ns() - start
     print(f"sent {args.count} received {received}", flush=True)
+    print(f"events {args.count} elapsed_ns {elapsed}", flush=True)  # harness.bench reads this
     return 0
 
 
