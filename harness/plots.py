@@ -108,7 +108,8 @@ def plot_hist(frame: pd.DataFrame, title: str, path: Path) -> Path:
             if c:
                 ax.annotate(str(c), (x, c), ha="center", va="bottom", fontsize=7)
         ax.margins(y=0.15)
-    fig.suptitle(title)
+    context = [str(frame[c].iloc[0]) for c in ("workload", "attach", "kernel") if c in frame]
+    fig.suptitle(title + (f"\n{' | '.join(context)}" if context else ""))
     fig.savefig(path)
     return path
 
@@ -127,7 +128,8 @@ def _strip(ax: Any, series: Sequence[tuple[str, list[float]]], ylabel: str, titl
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.margins(y=0.15)
-    ax.set_ylim(bottom=0)
+    lowest = min((v for _, vs in series for v in vs if v == v and math.isfinite(v)), default=0.0)
+    ax.set_ylim(bottom=min(0.0, lowest * 1.15))
 
 
 def plot_bench(frame: pd.DataFrame, title: str, path: Path) -> Path:
@@ -160,6 +162,7 @@ def plot_bench(frame: pd.DataFrame, title: str, path: Path) -> Path:
         "MiB",
         "tracer peak memory (VmHWM)",
     )
-    fig.suptitle(title)
+    context = [str(frame[c].iloc[0]) for c in ("workload", "attach", "kernel") if c in frame]
+    fig.suptitle(title + (f"\n{' | '.join(context)}" if context else ""))
     fig.savefig(path)
     return path
