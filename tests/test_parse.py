@@ -1,0 +1,112 @@
+"""harness.parse on hand-written and saved bpftrace output (pure: no kernel needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from harness.errors import HarnessError
+from harness.frames import all_printings, to_frames
+from harness.model import Bucket, Stats
+from harness.parse import ParseError, parse_json, parse_text
+
+DATA = Path(__file__).resolve().parent / "data"
+
+SAMPLES = DATA / "samples"
+
+
+def test_scalar_keyed_negative_and_tuple_keys() -> None:
+    out = parse_text(
+        "Attaching 2 probes...\n@a: 5\n@b[1]: 2\n@b[-3]: -4\n@d[1, ab]: 1\n@d[-2, c d]: 7\n"
+    )
+    assert out.probes == 2
+    f = to_frames(out)
+    assert f["@a"]["value"].tolist() == [5]
+    assert f["@b"]["key0"].tolist() == [1, -3]
+    assert f["@b"]["value"].tolist() == [2, -4]
+    assert f["@b"]["value"].dtype == "int64"
+    assert f["@d"][["key0", "key1"]].values.tolist() == [[1, "ab"], [-2, "c d"]]
+
+
+def test_hist_bucket_forms() -> None:
+    text = (
+        "@e: \n"
+        "(..., 0)               1 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@|\n"
+        "[0]                    1 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@|\n"
+        "[1]                    0 |                                                    |\n"
+        "[2, 4)                 0 |                                                    |\n"
+        "[4K, 8K)               3 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@|\n"
+        "[1M, 2M)               2 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@                  |\n"
+        "\n"
+    )
+    mp = parse_text(text).maps[0]
+    assert mp.kind == "hist"
+    assert mp.values[0] == [
+        Bucket(None, 0, 1), Bucket(0, 1, 1), Bucket(1, 2, 0), Bucket(2, 4, 0),
+        Bucket(4096, 8192, 3), Bucket(1 << 20, 2 << 20, 2),
+    ]
+    f = to_frames(parse_text(text))["@e"]
+    assert f["lo"].dtype == "Int64"
+    assert pd.isna(f["lo"].iloc[0])
+
+
+def test_lhist_negative_and_open_ends() -> None:
+    text = (
+        "@f:\n"
+        "(..., -10)             1 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@|\n"
+        "[-10, -5)              0 |                                                    |\n"
+        "[-5, 0)                2 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@|\n"
+        "[100, ...)             4 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@|\n"
+        "\n"
+    )
+    mp = parse_text(text).maps[0]
+    assert mp.kind == "lhist"
+    assert mp.values[0] == [Bucket(None, -10, 1), Bucket(-10, -5, 0), Bucket(-5, 0, 2),
+                            Bucket(100, None, 4)]
+
+
+def test_stats_and_repeated_printings_and_printf() -> None:
+    out = parse_text(
+        "Attaching 1 probe...\nhello: @x[1]: 3\n@b[1]: 1\n@b[2]: 2\n@b[1]: 1\n@b[2]: 5\n"
+        "tick\n@b[1]: 9\n@g: count 2, average 6, total 12\n"
+    )
+    assert out.lines == ["hello: @x[1]: 3", "tick"]
+    prints = all_printings(out, "@b")
+    assert [p.printing for p in prints] == [1, 2, 3]
+    assert prints[1].values == [1, 5]
+    assert to_frames(out)["@b"]["value"].tolist() == [9]
+    g = next(m for m in out.maps if m.name == "@g")
+    assert g.kind == "stats" and g.values == [Stats(2, 6, 12)]
+
+
+def test_saved_sample_text_equals_json_except_bpf_prog_frames() -> None:
+    text = to_frames(parse_text((SAMPLES / "mixed_0.17.txt").read_text()))
+    js = to_frames(parse_json((SAMPLES / "mixed_0.17.json").read_text()))
+    assert set(text) == set(js)
+    for name in ("@b", "@h", "@mm", "@mx", "@n", "@z"):
+        pd.testing.assert_frame_equal(text[name], js[name])
+    # @j/@k keys hold a kstack of the BPF program itself, whose offset differs per run
+    assert text["@k"]["key1"].tolist() == [5]
+    assert text["@k"]["key0"].iloc[0][1:] == js["@k"]["key0"].iloc[0][1:]
+
+
+def test_unparseable_text_raises_one_line_parse_error() -> None:
+    with pytest.raises(ParseError) as info:
+        parse_text("@e: \n[1]    0 |     |\n[2, 4)\n")
+    err = info.value
+    assert isinstance(err, HarnessError)
+    assert "\n" not in str(err)
+    assert err.line >= 2
+
+
+def test_truncated_stack_key_raises() -> None:
+    with pytest.raises(ParseError, match="line 2") as info:
+        parse_text("Attaching 1 probe...\n@s[\n    udp_send_skb+1\n    ip_send_skb+2\n")
+    assert info.value.text == "@s["
+
+
+def test_bad_json_raises() -> None:
+    with pytest.raises(ParseError, match="line 2"):
+        parse_json('{"type": "attached_probes", "data": {"probes": 1}}\nAttaching 1 probe...\n')
