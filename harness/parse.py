@@ -337,10 +337,17 @@ def _is_keyed(kind: str, value: Any) -> bool:
 
 
 def parse_json(text: str) -> Output:
-    """bpftrace `-f json` output (one object per line) -> Output."""
+    """bpftrace `-f json` output (one object per line) -> Output.
+
+    Lines that are not json objects are the traced command's own stdout and are kept
+    in `lines`, as the text format keeps them.
+    """
     b = _Builder(",")
     for lineno, raw in enumerate(text.splitlines(), 1):
         if not raw.strip():
+            continue
+        if not raw.lstrip().startswith("{"):  # the traced command's own stdout (-c CMD)
+            b.line(raw)
             continue
         try:
             obj = json.loads(raw)

@@ -109,4 +109,4 @@ def test_truncated_stack_key_raises() -> None:
 
 def test_bad_json_raises() -> None:
     with pytest.raises(ParseError, match="line 2"):
-        parse_json('{"type": "attached_probes", "data": {"probes": 1}}\nAttaching 1 probe...\n')
+        parse_json('{"type": "attached_probes", "data": {"probes": 1}}\n{"type": "map", "data"\n')
