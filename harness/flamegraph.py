@@ -20,33 +20,56 @@ if TYPE_CHECKING:
 # One printed stack frame: `sym+off` (optionally ` (module)`), a raw address, or the placeholder
 # bpftrace prints for frames it cannot symbolize.
 _FRAME_STRICT = re.compile(r"^(?:[\w.$@]+\+\d+|0x[0-9a-fA-F]+|\[unknown\])(?: \(.*\))?$")
+# Frames only a kernel stack has: syscall entry, kernel-half addresses.
+_KERNEL_FRAME = re.compile(
+    r"^(?:entry_SYSCALL|do_syscall_64|ret_from_fork|asm_\w+|0xffff[89a-f][0-9a-f]{11})"
+)
 COUNT_COLUMNS = ("value", "count")
 EMPTY_STACK = "[empty stack]"
 
 
-def stack_column(frame: pd.DataFrame) -> str | None:
-    """The column holding ';'-joined stacks, or None when the map has no stack key.
+def stack_columns(frame: pd.DataFrame) -> list[str]:
+    """The columns holding ';'-joined stacks (user stacks first), [] when the map has none.
 
     A column qualifies by name (`kstack`, `ustack`, `*stack*`) or by content: every value splits
     on ';' into frames that look like `symbol+offset`/addresses and at least one has two frames.
+    User stacks go first because a user stack's leaf is where the kernel stack's root begins.
     """
     if not any(c in frame.columns for c in COUNT_COLUMNS):
-        return None
+        return []
     from pandas.api.types import is_numeric_dtype
 
-    candidates = [
-        c for c in frame.columns if c not in COUNT_COLUMNS and not is_numeric_dtype(frame[c])
-    ]
-    for col in candidates:
-        if "stack" in str(col).lower():
-            return str(col)
-    for col in candidates:
-        values = [v for v in frame[col].tolist() if isinstance(v, str) and v]
-        if not values or not any(";" in v for v in values):
+    found = []
+    for col in frame.columns:
+        if col in COUNT_COLUMNS or is_numeric_dtype(frame[col]):
             continue
-        if all(_FRAME_STRICT.match(part) for v in values for part in v.split(";")):
-            return str(col)
-    return None
+        values = [v for v in frame[col].tolist() if isinstance(v, str) and v]
+        by_name = "stack" in str(col).lower()
+        by_content = (
+            bool(values)
+            and any(";" in v for v in values)
+            and all(_FRAME_STRICT.match(part) for v in values for part in v.split(";"))
+        )
+        if by_name or by_content:
+            found.append(str(col))
+    return sorted(found, key=lambda c: _stack_order(c, frame[c].tolist()))
+
+
+def _stack_order(col: str, values: list[object]) -> int:
+    """0 for user stacks, 2 for kernel stacks (by name, else by kernel frames), 1 unknown."""
+    name = col.lower()
+    if "ustack" in name:
+        return 0
+    if "kstack" in name:
+        return 2
+    frames = [f for v in values if isinstance(v, str) for f in v.split(";")]
+    return 2 if any(_KERNEL_FRAME.match(f) for f in frames) else 0
+
+
+def stack_column(frame: pd.DataFrame) -> str | None:
+    """The first stack column (see stack_columns), or None."""
+    cols = stack_columns(frame)
+    return cols[0] if cols else None
 
 
 def _count_column(frame: pd.DataFrame) -> str:
@@ -56,18 +79,20 @@ def _count_column(frame: pd.DataFrame) -> str:
     raise KeyError("no value/count column")
 
 
-def folded_counts(frame: pd.DataFrame, stack_col: str) -> Counter[tuple[str, ...]]:
-    """Stack (root first, extra keys prepended) -> summed count."""
+def folded_counts(frame: pd.DataFrame, stack_cols: str | Sequence[str]) -> Counter[tuple[str, ...]]:
+    """Stack (root first; other keys prepended, several stack columns concatenated) -> count."""
+    stack_cols = [stack_cols] if isinstance(stack_cols, str) else list(stack_cols)
     count_col = _count_column(frame)
-    prefix_cols = [c for c in frame.columns if c not in (stack_col, *COUNT_COLUMNS)]
-    # stats maps also carry average/total: not frames.
-    prefix_cols = [c for c in prefix_cols if c not in ("average", "total", "lo", "hi")]
+    # stats maps also carry average/total, hist maps lo/hi: not frames.
+    skip = {*stack_cols, *COUNT_COLUMNS, "average", "total", "lo", "hi"}
+    prefix_cols = [c for c in frame.columns if c not in skip]
     totals: Counter[tuple[str, ...]] = Counter()
     for record in frame.to_dict("records"):
-        raw = record.get(stack_col)
-        stack = raw if isinstance(raw, str) and raw else EMPTY_STACK
         frames = [_clean(str(record[c])) for c in prefix_cols]
-        frames += [_clean(f) for f in stack.split(";") if f]
+        for col in stack_cols:
+            raw = record.get(col)
+            stack = raw if isinstance(raw, str) and raw else EMPTY_STACK
+            frames += [_clean(f) for f in stack.split(";") if f]
         count = record[count_col]
         if count is None or count != count:  # NA
             continue

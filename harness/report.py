@@ -119,9 +119,9 @@ def _report_map(csv: Path, meta: dict[str, Any]) -> MapReport:
         png = plots.plot_hist(frame, _title(stem, meta), out / f"{stem}.hist.png")
         report.files.append((png, "histogram bar chart"))
         return report
-    stack_col = flamegraph.stack_column(frame)
-    if stack_col is not None:
-        counts = flamegraph.folded_counts(frame, stack_col)
+    stack_cols = flamegraph.stack_columns(frame)
+    if stack_cols:
+        counts = flamegraph.folded_counts(frame, stack_cols)
         report = MapReport(csv, "stacks", len(frame), sum(counts.values()))
         folded = flamegraph.write_folded(counts, out / f"{stem}.folded")
         report.files.append((folded, "folded stacks (flamegraph.pl / speedscope input)"))
@@ -175,7 +175,7 @@ def _summary(run_dir: Path, meta: dict[str, Any], maps: list[MapReport]) -> str:
     lines += [
         "## Maps and files",
         "",
-        "| CSV | kind | rows | total | files |",
+        "| CSV | kind | rows | sum of counts | files |",
         "|---|---|---|---|---|",
     ]
     for m in maps:
