@@ -52,7 +52,7 @@ def stack_columns(frame: pd.DataFrame) -> list[str]:
         )
         if by_name or by_content:
             found.append(str(col))
-    return sorted(found, key=lambda c: _stack_order(c, frame[c].tolist()))
+    return sorted(found, key=lambda c: _stack_order(c, list(frame[c])))
 
 
 def _stack_order(col: str, values: list[object]) -> int:
