@@ -114,3 +114,51 @@ def test_ratio_needs_both_tracers() -> None:
         bench.Sample(1, "bpftrace", 10, 10, 100, overhead_ns_per_event=30.0),
     ]
     assert bench.overhead_ratios(s) == [1.5]
+
+
+def test_cli_bench_writes_csv_md_and_png(needs_bpf: None, tmp_path: Path) -> None:
+    n = 5000
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "bench",
+            "syscall",
+            "--rounds",
+            "1",
+            "--warmup",
+            "0",
+            "--events",
+            str(n),
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    with (tmp_path / "syscall.csv").open() as fh:
+        table = list(csv.DictReader(fh))
+    assert [r["mode"] for r in table] == ["untraced", "bpftrace"]
+    assert table[1]["events_counted"] == str(n)
+    assert math.isfinite(float(table[1]["overhead_ns_per_event"]))
+    md = (tmp_path / "syscall.md").read_text()
+    assert "| bpftrace |" in md and "Goals:" in md
+    assert (tmp_path / "syscall.bench.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "summary.md").exists()
+
+
+def test_cli_bench_unknown_name_is_one_line(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "bench", "nosuch", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    assert "no benchmark named 'nosuch'" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1

@@ -1,0 +1,82 @@
+"""`harness bench NAME`: untraced vs generated bpftrace vs libbpf twin, alternating, in one run.
+
+Writes results/bench/<NAME>.csv (a row per round and mode, stamped with kernel, CPU, tool versions,
+attach type and git revision), results/bench/<NAME>.md (min/median/max and the goals), then runs
+`harness report` over results/bench for the comparison PNGs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_EVENTS = {"ktrace": 20_000, "syscall": 1_000_000}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", metavar="NAME", help="benchmark: " + ", ".join(DEFAULT_EVENTS))
+    parser.add_argument("--rounds", type=int, default=5, help="measured rounds (default 5)")
+    parser.add_argument("--warmup", type=int, default=1, help="unrecorded rounds first (default 1)")
+    parser.add_argument("--events", type=int, help="events per workload run (default per NAME)")
+    parser.add_argument(
+        "--modes",
+        default="bpftrace,libbpf",
+        help="tracers to compare against the untraced run (default bpftrace,libbpf)",
+    )
+    parser.add_argument("--out", type=Path, help="output directory (default results/bench)")
+    parser.add_argument(
+        "--timeout", type=float, default=300.0, help="seconds per step (default 300)"
+    )
+    parser.add_argument("--no-report", action="store_true", help="skip the PNG/summary report")
+
+
+def run(args: argparse.Namespace) -> int:
+    from harness import bench, bench_cases
+    from harness.errors import UsageError
+
+    if args.rounds < 1:
+        raise UsageError(f"--rounds {args.rounds} is below 1", "pass --rounds 5 or more")
+    events = args.events or DEFAULT_EVENTS.get(args.name, 10_000)
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    case = bench_cases.build(args.name, events, modes)
+    out_dir = args.out or bench_cases.results_root() / "bench"
+    started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    env = bench.environment(REPO)
+    print(
+        f"bench {args.name}: {case.workload.description}, attach {case.attach}, "
+        f"{args.rounds} rounds x {['untraced', *[t.mode for t in case.tracers]]}",
+        file=sys.stderr,
+    )
+
+    def progress(s: bench.Sample) -> None:
+        extra = (
+            ""
+            if s.overhead_ns_per_event is None
+            else (
+                f" overhead {s.overhead_ns_per_event:.1f} ns/event,"
+                f" attached in {s.attach_ms:.0f} ms, counted {s.events_counted}"
+            )
+        )
+        print(
+            f"  round {s.round} {s.mode:9s} {s.ns_per_event:9.1f} ns/event{extra}", file=sys.stderr
+        )
+
+    samples = bench.run_rounds(
+        case.workload, case.tracers, args.rounds, args.warmup, args.timeout, progress
+    )
+    result = bench.BenchResult(args.name, case.workload, case.attach, samples, env, started)
+    csv_path = bench.write_csv(result, out_dir / f"{args.name}.csv")
+    md_path = out_dir / f"{args.name}.md"
+    md_path.write_text(bench.summary_markdown(result, bench_cases.notes(case, out_dir)))
+    print(csv_path)
+    print(md_path)
+    print(md_path.read_text())
+    if not args.no_report:
+        from harness.report import write_report
+
+        for path in write_report(out_dir):
+            print(path)
+    return 0
