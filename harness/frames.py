@@ -27,13 +27,19 @@ def _fit_arity(key: Key, arity: int, sep: str) -> Key:
     return (*key[:at], joined, *key[at + extra + 1:])
 
 
-def _key_columns(mp: MapPrint, names: Sequence[str] | None) -> tuple[list[str], list[Key]]:
+def _key_columns(mp: MapPrint, names: Sequence[str] | None
+                 ) -> tuple[list[str], list[list[KeyPart]]]:
+    """Column names and one list of parts per key column."""
+    packed = mp.packed_keys
+    if packed and (names is None or len(names) == 1) and not any(
+            type(k) is tuple for k in packed):  # one part per key: no tuples to build
+        return (list(names) if names else ["key0"]), [packed]  # type: ignore[list-item]
     keys = mp.keys
     arity = len(names) if names is not None else min((len(k) for k in keys), default=0)
     if any(len(k) != arity for k in keys):
         keys = [_fit_arity(k, arity, mp.key_sep) for k in keys]
     cols = list(names) if names is not None else [f"key{i}" for i in range(arity)]
-    return cols, keys
+    return cols, [[k[i] for k in keys] for i in range(arity)]
 
 
 def _column(values: list[KeyPart]) -> Any:
@@ -54,18 +60,19 @@ def map_frame(mp: MapPrint, key_names: Sequence[str] | None = None) -> pd.DataFr
     import numpy as np
     import pandas as pd
 
-    cols, keys = _key_columns(mp, key_names)
+    cols, columns = _key_columns(mp, key_names)
     data: dict[str, Any] = {}
     if mp.kind in ("hist", "lhist"):
-        rows = [(k, b) for k, bs in zip(keys, mp.values, strict=True) for b in bs]
-        for i, c in enumerate(cols):
-            data[c] = _column([k[i] for k, _ in rows])
-        data["lo"] = pd.array([b.lo for _, b in rows], dtype="Int64")
-        data["hi"] = pd.array([b.hi for _, b in rows], dtype="Int64")
-        data["count"] = np.asarray([b.count for _, b in rows], dtype="int64")
+        repeat = [len(bs) for bs in mp.values]
+        buckets = [b for bs in mp.values for b in bs]
+        for c, parts in zip(cols, columns, strict=True):
+            data[c] = _column([p for p, n in zip(parts, repeat, strict=True) for _ in range(n)])
+        data["lo"] = pd.array([b.lo for b in buckets], dtype="Int64")
+        data["hi"] = pd.array([b.hi for b in buckets], dtype="Int64")
+        data["count"] = np.asarray([b.count for b in buckets], dtype="int64")
         return pd.DataFrame(data, columns=[*cols, "lo", "hi", "count"])
-    for i, c in enumerate(cols):
-        data[c] = _column([k[i] for k in keys])
+    for c, parts in zip(cols, columns, strict=True):
+        data[c] = _column(parts)
     if mp.kind == "stats":
         data["count"] = np.asarray([s.count for s in mp.values], dtype="int64")
         data["average"] = np.asarray([s.average for s in mp.values], dtype="int64")

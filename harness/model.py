@@ -3,11 +3,33 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-# A key part: an int, a string, or a stack (tuple of frame strings, leaf first).
+
+class Stack(tuple[str, ...]):
+    """Frames of one kstack/ustack, leaf first. A tuple, so it compares equal to one."""
+
+    __slots__ = ()
+
+
+# A key part: an int, a string, or a stack of frames.
 KeyPart = int | str | tuple[str, ...]
 Key = tuple[KeyPart, ...]
+# How a key is stored: its only part when it has one (saves a tuple per entry of a
+# 100,000-key map), else the tuple itself (the scalar map's key is the empty tuple).
+PackedKey = KeyPart | Key
+
+
+def pack_key(key: Key) -> PackedKey:
+    """(part,) -> part; other keys unchanged."""
+    return key[0] if len(key) == 1 else key
+
+
+def unpack_key(packed: PackedKey) -> Key:
+    """The inverse of pack_key (a Stack is a part, never a packed tuple)."""
+    if type(packed) is tuple:
+        return cast(Key, packed)
+    return (cast(KeyPart, packed),)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +52,7 @@ class Stats:
 
 @dataclass
 class MapPrint:
-    """One printing of one map. `values[i]` belongs to `keys[i]`.
+    """One printing of one map. `values[i]` belongs to `keys[i]` (stored packed).
 
     Value types by kind: 'int' -> int, 'str' -> str, 'stats' -> Stats,
     'hist'/'lhist' -> list[Bucket]. `key_sep` is how the format joined tuple keys
@@ -40,12 +62,17 @@ class MapPrint:
     name: str
     printing: int
     kind: str
-    keys: list[Key] = field(default_factory=list)
+    packed_keys: list[PackedKey] = field(default_factory=list)
     values: list[Any] = field(default_factory=list)
     key_sep: str = ", "
 
+    @property
+    def keys(self) -> list[Key]:
+        """Every key as a tuple of parts."""
+        return [unpack_key(k) for k in self.packed_keys]
+
     def __len__(self) -> int:
-        return len(self.keys)
+        return len(self.packed_keys)
 
 
 @dataclass

@@ -16,7 +16,17 @@ from importlib import resources
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.model import Bucket, Key, KeyPart, MapPrint, Output, Stats
+from harness.model import (
+    Bucket,
+    Key,
+    KeyPart,
+    MapPrint,
+    Output,
+    PackedKey,
+    Stack,
+    Stats,
+    pack_key,
+)
 
 GRAMMAR_FILE = "bpftrace_output.lark"
 
@@ -45,7 +55,7 @@ def _scalar(part: str) -> KeyPart:
 
 
 def split_key(body: str, sep: str) -> Key:
-    """A printed key body (between `[` and `]`) -> typed parts; stacks become frame tuples."""
+    """A printed key body (between `[` and `]`) -> typed parts; stacks become Stacks."""
     if "\n" not in body:
         if sep not in body:
             return (int(body) if _INT.match(body) else body,)
@@ -53,7 +63,7 @@ def split_key(body: str, sep: str) -> Key:
     parts: list[KeyPart] = []
     for i, seg in enumerate(_STACK.split(body)):
         if i % 2:  # a stack: indented frame lines, leaf first
-            parts.append(tuple(line.strip() for line in seg.strip("\n").split("\n")))
+            parts.append(Stack(line.strip() for line in seg.strip("\n").split("\n")))
             continue
         if i > 0 and seg.startswith(sep):
             seg = seg[len(sep):]
@@ -119,7 +129,7 @@ class _Builder:
         self.out = Output()
         self.sep = sep
         self.current: MapPrint | None = None
-        self.seen: set[Key] = set()
+        self.seen: set[PackedKey] = set()
         self.kinds: set[str] = set()
         self.counts: dict[str, int] = {}
 
@@ -153,19 +163,31 @@ class _Builder:
         return self.current
 
     def add(self, name: str, key: Key, value: Any, kind: str) -> None:
+        packed = pack_key(key)
         cur = self.current
-        if cur is None or cur.name != name or key in self.seen:
+        if cur is None or cur.name != name or packed in self.seen:
             cur = self.start(name)
-        self.seen.add(key)
+        self.seen.add(packed)
         self.kinds.add(kind)
-        cur.keys.append(key)
+        cur.packed_keys.append(packed)
         cur.values.append(value)
 
-    def add_run(self, rows: list[tuple[str, str, str, str]]) -> None:
-        """Many `@name[key]: value` lines at once (the 100,000-key fast path)."""
+    def add_run(self, run: str) -> None:
+        """Many `@name[key]: value` lines at once (the 100,000-key fast path).
+
+        Lines are matched one by one (finditer, not findall) so peak memory stays near
+        the size of the model itself.
+        """
         sep = self.sep
-        for name, bracket, body, value in rows:
-            key: Key = split_key(body, sep) if bracket else ()
+        for m in _RUN_LINE.finditer(run):
+            name, bracket, body, value = m.groups()
+            key: PackedKey
+            if not bracket:
+                key = ()
+            elif "\n" in body or sep in body:
+                key = pack_key(split_key(body, sep))
+            else:  # one plain part: the common case, kept without a tuple around it
+                key = int(body) if _INT.match(body) else body
             cur = self.current
             if cur is None or cur.name != name or key in self.seen:
                 cur = self.start(name)
@@ -176,7 +198,7 @@ class _Builder:
             else:
                 self.kinds.add("str")
                 cur.values.append(value)
-            cur.keys.append(key)
+            cur.packed_keys.append(key)
 
     def line(self, text: str) -> None:
         self.close()
@@ -249,7 +271,7 @@ def _make_transformer(builder_ref: list[_Builder]) -> Any:
                 b.add(name, key, value, "str")
 
         def entry_run(self, children: list[Any]) -> None:
-            builder_ref[0].add_run(_RUN_LINE.findall(children[0]))
+            builder_ref[0].add_run(children[0])
 
         def open_stack(self, children: list[Any]) -> None:
             raise _token_error(children[0], "stack key not closed by ']:'",
