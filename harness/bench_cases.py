@@ -1,8 +1,9 @@
 """The benchmarks `harness bench` knows: for each NAME, its workload and the tracers to compare.
 
-`ktrace` is the seed's path (loopback UDP sends seen at udp_send_skb or its tracepoint
-equivalent) with the catalog's generated bpftrace program and the libbpf CO-RE twin; `syscall`
-is a tight getppid() loop seen at its syscall tracepoint, where per-event probe cost dominates.
+Each benchmark is a catalog entry (its generated bpftrace program is what gets measured) plus a
+workload that follows harness.bench's protocol. `ktrace` is the seed's path (loopback UDP sends
+seen at udp_send_skb or its tracepoint equivalent), also run by the libbpf CO-RE twin;
+`syscalls` is a tight C getppid() loop, where the per-event probe cost dominates.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,68 +44,61 @@ def _bpftrace_binary() -> str:
     return found
 
 
-def _count_map(out: str, name: str) -> int:
-    """Sum of an int map's values in bpftrace's text output (keyed or not)."""
+def _on_path(stack: object, frame_prefix: str | None) -> bool:
+    """Whether a leaf-first stack passes through a function (`udp_send_skb`, `.isra.0` clones
+    included). Without a prefix every event counts."""
+    if frame_prefix is None:
+        return True
+    return isinstance(stack, tuple) and any(
+        f == frame_prefix or f.startswith((frame_prefix + "+", frame_prefix + ".")) for f in stack
+    )
+
+
+def _count_map(out: str, name: str, frame_prefix: str | None = None) -> int:
+    """Sum of an int map's values in bpftrace's text output; with `frame_prefix`, only the rows
+    whose stack key passes through that function (events the workload caused, not softirq work
+    that happened to run while its pid was current)."""
     from harness.frames import to_frames
     from harness.parse import parse_text
 
-    frames = to_frames(parse_text(out))
-    frame = frames.get(name)
+    frame = to_frames(parse_text(out)).get(name)
     if frame is None:
         return 0
+    if frame_prefix is not None:
+        keys = [c for c in frame.columns if c != "value"]
+        frame = frame[
+            [any(_on_path(row[k], frame_prefix) for k in keys) for row in frame.to_dict("records")]
+        ]
     return int(frame["value"].sum())
 
 
-def syscall_case(events: int, modes: Sequence[str]) -> Case:
-    """getppid() loop (C, built with cc on first use) at tracepoint:syscalls:sys_enter_getppid."""
-    workload = Workload(
-        [sys.executable, str(SCRIPTS / "syscall_loop.py"), "--count", str(events)],
-        events,
-        f"{events} getppid() syscalls (scripts/syscall_loop.py)",
-    )
-    bpftrace = _bpftrace_binary()
-
-    def argv(pid: int) -> list[str]:
-        program = (
-            f'BEGIN {{ printf("{READY}\\n"); }}\n'
-            f"tracepoint:syscalls:sys_enter_getppid /pid == {pid}/ {{ @calls = count(); }}\n"
-        )
-        return [bpftrace, "-e", program]
-
-    tracers = []
-    notes = []
-    if "bpftrace" in modes:
-        tracers.append(
-            Tracer(
-                "bpftrace", argv, lambda line: READY in line, lambda out: _count_map(out, "@calls")
-            )
-        )
-    if "libbpf" in modes:
-        notes.append(
-            "- libbpf: no CO-RE twin exists for the syscall probe; only bpftrace is compared."
-        )
-    return Case(workload, tracers, "tracepoint", notes)
-
-
-def bpftrace_tracer(name: str, attach: str, count_map: str) -> Tracer:
+def bpftrace_tracer(
+    catalog_name: str, attach: str, count_map: str, frame_prefix: str | None = None
+) -> Tracer:
     """The catalog entry's generated program for `attach`, filtered to the workload pid by codegen;
     events are the sum of `count_map` in what bpftrace prints on SIGINT."""
     from harness import catalog, codegen
 
-    spec = catalog.get(name).equivalents[attach]
+    spec = catalog.get(catalog_name).equivalents[attach]
     version = codegen.bpftrace_version()
     bpftrace = _bpftrace_binary()
     marker = f"{READY}_{os.getpid()}"
+    # kprobe/kfunc need the traceable name (a compiler clone such as udp_send_skb.isra.0).
+    symbol = codegen.kernel_symbol(spec.probe.target) if attach in ("kprobe", "kfunc") else None
 
     def argv(pid: int) -> list[str]:
-        return [bpftrace, "-e", codegen.generate(spec, attach, version, marker, pid=pid)]
+        program = codegen.generate(spec, attach, version, marker, pid=pid, symbol=symbol)
+        return [bpftrace, "-e", program]
 
     return Tracer(
-        "bpftrace", argv, lambda line: marker in line, lambda out: _count_map(out, count_map)
+        "bpftrace",
+        argv,
+        lambda line: marker in line,
+        lambda out: _count_map(out, count_map, frame_prefix),
     )
 
 
-def libbpf_tracer(attach: str) -> Tracer:
+def libbpf_tracer(attach: str, frame_prefix: str | None = None) -> Tracer:
     """The CO-RE twin's loader (built, or from the build cache) on `attach`, filtered to pid."""
     from harness.libbpf_build import build
     from harness.libbpf_run import parse_loader_output
@@ -112,7 +106,8 @@ def libbpf_tracer(attach: str) -> Tracer:
     loader = build().loader
 
     def count(out: str) -> int:
-        return sum(parse_loader_output(out, attach).stacks.values())
+        stacks = parse_loader_output(out, attach).stacks
+        return sum(n for stack, n in stacks.items() if _on_path(stack, frame_prefix))
 
     return Tracer(
         "libbpf",
@@ -122,46 +117,74 @@ def libbpf_tracer(attach: str) -> Tracer:
     )
 
 
-def ktrace_case(events: int, modes: Sequence[str]) -> Case:
-    """Loopback UDP sends (scripts/udp_send.py) seen at udp_send_skb or its tracepoint twin."""
-    from harness import catalog
-    from harness.kernel import capabilities, choose_attach
-
-    attach, reason = choose_attach(catalog.get("ktrace").equivalents, capabilities())
-    workload = Workload(
-        [
-            sys.executable,
-            str(SCRIPTS / "udp_send.py"),
-            "--count",
-            str(events),
-            "--sizes",
-            "1,100,1000",
-        ],
+def udp_workload(events: int) -> Workload:
+    """scripts/udp_send.py: waits for 'go' by default and times its own send loop."""
+    argv = [sys.executable, str(SCRIPTS / "udp_send.py"), "--count", str(events)]
+    return Workload(
+        [*argv, "--sizes", "1,100,1000"],
         events,
         f"{events} loopback UDP sends (scripts/udp_send.py)",
         gate=(),
     )
-    tracers = []
-    if "bpftrace" in modes:
-        tracers.append(bpftrace_tracer("ktrace", attach, "@stacks"))
-    if "libbpf" in modes:
-        tracers.append(libbpf_tracer(attach))
-    return Case(workload, tracers, attach, [f"- attach type: {attach} ({reason})."])
 
 
-CASES = {"ktrace": ktrace_case, "syscall": syscall_case}
+def syscall_workload(events: int) -> Workload:
+    """scripts/syscall_loop.py: a C getppid() loop, gated by --wait-go."""
+    argv = [sys.executable, str(SCRIPTS / "syscall_loop.py"), "--count", str(events)]
+    return Workload(argv, events, f"{events} getppid() syscalls (scripts/syscall_loop.py)")
 
 
-def build(name: str, events: int, modes: Sequence[str]) -> Case:
+@dataclass(frozen=True)
+class Bench:
+    """A benchmark: its catalog entry, the map whose counts are the events, its workload."""
+
+    catalog: str
+    count_map: str
+    frame_prefix: str | None  # count only stacks through this function (None: all events)
+    has_twin: bool
+    workload: Callable[[int], Workload]
+    default_events: int
+
+
+BENCHES = {
+    "ktrace": Bench("ktrace", "@stacks", "udp_send_skb", True, udp_workload, 20_000),
+    "syscalls": Bench("syscalls", "@calls", None, False, syscall_workload, 1_000_000),
+}
+
+
+def build(name: str, events: int | None, modes: Sequence[str], attach: str | None = None) -> Case:
+    """Workload and tracers for NAME; attach type chosen like `harness run` unless forced."""
+    from harness import catalog
+    from harness.kernel import capabilities, choose_attach
+
     unknown = set(modes) - {"bpftrace", "libbpf"}
     if unknown:
         raise UsageError(f"unknown mode {sorted(unknown)[0]!r}", "use --modes bpftrace,libbpf")
+    bench = BENCHES.get(name)
+    if bench is None:
+        raise UsageError(f"no benchmark named {name!r}", "choose one of: " + ", ".join(BENCHES))
+    events = bench.default_events if events is None else events
     if events < 1:
         raise UsageError(f"--events {events} is below 1", "pass a positive event count")
-    builder = CASES.get(name)
-    if builder is None:
-        raise UsageError(f"no benchmark named {name!r}", "choose one of: " + ", ".join(CASES))
-    return builder(events, modes)
+    entry = catalog.get(bench.catalog)
+    if attach is None:
+        attach, reason = choose_attach(entry.equivalents, capabilities())
+    elif attach not in entry.equivalents:
+        raise UsageError(
+            f"{name} has no {attach} equivalent", "use one of: " + ", ".join(entry.equivalents)
+        )
+    else:
+        reason = "chosen with --attach"
+    notes = [f"- attach type: {attach} ({reason})."]
+    tracers = []
+    if "bpftrace" in modes:
+        tracers.append(bpftrace_tracer(bench.catalog, attach, bench.count_map, bench.frame_prefix))
+    if "libbpf" in modes:
+        if bench.has_twin:
+            tracers.append(libbpf_tracer(attach, bench.frame_prefix))
+        else:
+            notes.append(f"- libbpf: no CO-RE twin exists for `{name}`; only bpftrace is compared.")
+    return Case(bench.workload(events), tracers, attach, notes)
 
 
 def notes(case: Case, out_dir: Path) -> list[str]:

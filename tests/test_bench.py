@@ -124,7 +124,7 @@ def test_cli_bench_writes_csv_md_and_png(needs_bpf: None, tmp_path: Path) -> Non
             "-m",
             "harness.cli",
             "bench",
-            "syscall",
+            "syscalls",
             "--rounds",
             "1",
             "--warmup",
@@ -140,14 +140,14 @@ def test_cli_bench_writes_csv_md_and_png(needs_bpf: None, tmp_path: Path) -> Non
         timeout=600,
     )
     assert done.returncode == 0, done.stderr
-    with (tmp_path / "syscall.csv").open() as fh:
+    with (tmp_path / "syscalls.csv").open() as fh:
         table = list(csv.DictReader(fh))
     assert [r["mode"] for r in table] == ["untraced", "bpftrace"]
     assert table[1]["events_counted"] == str(n)
     assert math.isfinite(float(table[1]["overhead_ns_per_event"]))
-    md = (tmp_path / "syscall.md").read_text()
+    md = (tmp_path / "syscalls.md").read_text()
     assert "| bpftrace |" in md and "Goals:" in md
-    assert (tmp_path / "syscall.bench.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "syscalls.bench.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "summary.md").exists()
 
 

@@ -13,14 +13,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_EVENTS = {"ktrace": 20_000, "syscall": 1_000_000}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("name", metavar="NAME", help="benchmark: " + ", ".join(DEFAULT_EVENTS))
+    parser.add_argument("name", metavar="NAME", help="benchmark: ktrace or syscalls")
     parser.add_argument("--rounds", type=int, default=5, help="measured rounds (default 5)")
     parser.add_argument("--warmup", type=int, default=1, help="unrecorded rounds first (default 1)")
-    parser.add_argument("--events", type=int, help="events per workload run (default per NAME)")
+    parser.add_argument(
+        "--events", type=int, help="events per workload run (default: ktrace 20000, syscalls 1e6)"
+    )
+    parser.add_argument(
+        "--attach", choices=("kprobe", "kfunc", "tracepoint"), help="force the attach type"
+    )
     parser.add_argument(
         "--modes",
         default="bpftrace,libbpf",
@@ -31,17 +35,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--timeout", type=float, default=300.0, help="seconds per step (default 300)"
     )
     parser.add_argument("--no-report", action="store_true", help="skip the PNG/summary report")
+    parser.add_argument("--label", help="suffix for the output files: <NAME>-<LABEL>.csv/.md")
+    parser.add_argument("--lane", default="host", help="host (default) or vm[:VERSION]")
+
+
+def _strip_lane(argv: list[str]) -> list[str]:
+    """The bench command line without --lane (the guest runs it on its own kernel)."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--lane":
+            skip = True
+        elif not arg.startswith("--lane="):
+            out.append(arg)
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.lane != "host":
+        from harness.vm import run_in_vm  # type: ignore[import-not-found,unused-ignore]
+
+        inner = _strip_lane(sys.argv[2:])
+        if not args.label:
+            inner += ["--label", args.lane.replace(":", "-")]
+        return int(run_in_vm(args.lane, ["bench", *inner]))
     from harness import bench, bench_cases
     from harness.errors import UsageError
 
     if args.rounds < 1:
         raise UsageError(f"--rounds {args.rounds} is below 1", "pass --rounds 5 or more")
-    events = args.events or DEFAULT_EVENTS.get(args.name, 10_000)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    case = bench_cases.build(args.name, events, modes)
+    case = bench_cases.build(args.name, args.events, modes, args.attach)
     out_dir = args.out or bench_cases.results_root() / "bench"
     started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     env = bench.environment(REPO)
@@ -68,8 +94,9 @@ def run(args: argparse.Namespace) -> int:
         case.workload, case.tracers, args.rounds, args.warmup, args.timeout, progress
     )
     result = bench.BenchResult(args.name, case.workload, case.attach, samples, env, started)
-    csv_path = bench.write_csv(result, out_dir / f"{args.name}.csv")
-    md_path = out_dir / f"{args.name}.md"
+    stem = f"{args.name}-{args.label}" if args.label else args.name
+    csv_path = bench.write_csv(result, out_dir / f"{stem}.csv")
+    md_path = out_dir / f"{stem}.md"
     md_path.write_text(bench.summary_markdown(result, bench_cases.notes(case, out_dir)))
     print(csv_path)
     print(md_path)
