@@ -197,5 +197,19 @@ def notes(case: Case, out_dir: Path) -> list[str]:
     }
     for fname, what in related.items():
         if (out_dir / fname).exists():
-            lines.append(f"- {what}: see [{fname}]({fname}).")
+            lines.append(f"- {what}: see [{fname}]({fname}){_last_row(out_dir / fname)}.")
     return lines
+
+
+def _last_row(path: Path) -> str:
+    """`; latest: k=v, ...` from a CSV's last row, so the summary quotes the figures it cites."""
+    import csv
+
+    try:
+        with path.open(newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, csv.Error):
+        return ""
+    if not rows:
+        return ""
+    return "; latest: " + ", ".join(f"{k}={v}" for k, v in rows[-1].items())

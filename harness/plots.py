@@ -123,7 +123,13 @@ def _strip(ax: Any, series: Sequence[tuple[str, list[float]]], ylabel: str, titl
             med = statistics.median(finite)
             ax.bar(x, med, color=color, alpha=0.35, width=0.6)
             ax.scatter([x] * len(finite), finite, color=color, s=18, zorder=3)
-            ax.annotate(f"{med:.4g}", (x, med), ha="center", va="bottom", fontsize=8)
+            ax.annotate(
+                f"{med:,.0f}" if abs(med) >= 100 else f"{med:.3g}",
+                (x, med),
+                ha="center",
+                va="bottom",
+                fontsize=8,
+            )
     ax.set_xticks(range(len(series)), [m for m, _ in series])
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
