@@ -1,4 +1,4 @@
-"""Shared test gates: real-kernel tests skip (with the reason printed) only where they cannot run."""
+"""Shared test gates: real-kernel tests skip (reason printed) only where they cannot run."""
 
 from __future__ import annotations
 

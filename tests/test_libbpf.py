@@ -48,7 +48,8 @@ def test_missing_header_is_one_line(twin: object, tmp_path: Path) -> None:
     shutil.copytree(source_dir(), src, ignore=shutil.ignore_patterns("__*"))
     bpf_c = src / "ktrace.bpf.c"
     bpf_c.write_text(bpf_c.read_text().replace('"ktrace.h"', '"no_such_header.h"'))
-    with pytest.raises(BuildError, match=r"header 'no_such_header\.h' not found; install libbpf-dev"):
+    expected = r"header 'no_such_header\.h' not found; install libbpf-dev"
+    with pytest.raises(BuildError, match=expected):
         build(src)
 
 

@@ -1,0 +1,198 @@
+"""`harness run NAME|PROBE`: spec -> bpftrace program -> run around a workload -> tables and CSV."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from harness.errors import HarnessError, UsageError
+
+REPO = Path(__file__).resolve().parent.parent.parent
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from harness.specline import add_spec_arguments
+
+    parser.add_argument(
+        "target", help="a catalog name (ktrace, syscalls) or a probe such as kprobe:udp_send_skb"
+    )
+    parser.add_argument("--workload", help="command to trace (default: the catalog's workload)")
+    parser.add_argument("--count", type=int, default=100, help="datagrams for the UDP workload")
+    parser.add_argument("--sizes", default="1,100,1000", help="payload sizes for the UDP workload")
+    parser.add_argument("--duration", type=float, help="stop after S seconds")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for attach")
+    parser.add_argument(
+        "--attach", choices=("kprobe", "kfunc", "tracepoint"), help="force the attach type"
+    )
+    parser.add_argument("--lane", default="host", help="host (default) or vm[:VERSION]")
+    parser.add_argument("--top", type=int, default=10, help="rows shown per map")
+    parser.add_argument("--out", type=Path, help="results directory (default results/<run-id>)")
+    add_spec_arguments(parser)
+
+
+def _workload_argv(args: argparse.Namespace) -> list[str] | None:
+    if not args.workload:
+        return None
+    argv = shlex.split(args.workload)
+    if not argv:
+        raise UsageError("--workload is empty", "pass a command, e.g. --workload 'ping -c1 ::1'")
+    return argv
+
+
+def _progress(t0: float) -> object:
+    last = [0.0]
+
+    def show(elapsed: float) -> None:
+        if elapsed >= 2 and elapsed - last[0] >= 1 and sys.stderr.isatty():
+            last[0] = elapsed
+            print(f"\rrunning... {elapsed:4.0f}s", end="", file=sys.stderr, flush=True)
+
+    return show
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.lane != "host":
+        from harness.vm import run_in_vm  # type: ignore[import-not-found,unused-ignore]
+
+        return int(run_in_vm(args.lane, ["run", *sys.argv[2:]]))
+    from harness import catalog, codegen
+    from harness.kernel import capabilities, choose_attach
+    from harness.runner import run_bpftrace
+    from harness.specline import spec_from_args
+
+    caps = capabilities()
+    if ":" in args.target:
+        spec = spec_from_args(args.target, args)
+        equivalents = {spec.attach_type: spec}
+        workload = _workload_argv(args)
+    else:
+        entry = catalog.get(args.target)
+        equivalents = dict(entry.equivalents)
+        workload = _workload_argv(args) or entry.workload_argv(args.count, args.sizes)
+    if args.attach:
+        if args.attach not in equivalents:
+            raise UsageError(
+                f"'{args.target}' has no {args.attach} form",
+                f"choose one of: {', '.join(equivalents)}",
+            )
+        attach, reason = args.attach, "chosen with --attach"
+    else:
+        attach, reason = choose_attach(equivalents, caps)
+    spec = equivalents[attach]
+    marker = f"KTRACE_READY_{int(time.time() * 1000)}"
+    version = codegen.bpftrace_version()
+    programs: list[str] = []
+
+    symbol = None
+    if spec.probe.kind in ("kprobe", "kretprobe", "kfunc", "kretfunc"):
+        symbol = codegen.kernel_symbol(spec.probe.target)  # clones such as udp_send_skb.isra.0
+
+    def program_for(pid: int | None) -> str:
+        programs.append(codegen.generate(spec, attach, version, marker, pid=pid, symbol=symbol))
+        return programs[-1]
+
+    if workload is None and args.duration is None:
+        raise UsageError("nothing bounds this run", "pass --workload CMD or --duration S")
+    started = time.time()
+    result = run_bpftrace(
+        program_for,
+        marker,
+        workload=workload,
+        duration=args.duration,
+        timeout=args.timeout,
+        on_progress=_progress(time.monotonic()),  # type: ignore[arg-type]
+    )
+    if sys.stderr.isatty():
+        print("\r", end="", file=sys.stderr)
+    return _report(args, spec, attach, reason, caps, programs, workload, result, started)
+
+
+def _report(
+    args: argparse.Namespace,
+    spec: object,
+    attach: str,
+    reason: str,
+    caps: object,
+    programs: list[str],
+    workload: list[str] | None,
+    result: object,
+    started: float,
+) -> int:
+    """Print each map's top rows, write results/<run-id>/, and say where; keep partial output."""
+    from harness.frames import to_frames
+    from harness.kernel import Capabilities
+    from harness.results import new_run_dir, write_run_dir
+    from harness.runner import RunResult
+
+    assert isinstance(result, RunResult) and isinstance(caps, Capabilities)
+    key_names = spec.key_names()  # type: ignore[attr-defined]
+    frames = to_frames(result.output, key_names) if result.output is not None else {}
+    out = args.out or new_run_dir("run")
+    meta = {
+        "command": " ".join(sys.argv),
+        "target": args.target,
+        "program": programs[-1] if programs else None,
+        "spec": repr(spec),
+        "attach": attach,
+        "attach_reason": reason,
+        "capabilities": caps.as_dict(),
+        "workload": workload,
+        "workload_status": result.workload_status,
+        "probes": result.probes,
+        "time_to_attached_s": result.time_to_attached,
+        "started": started,
+        "stopped": time.time(),
+        "exit_status": result.exit_status,
+        "interrupted": result.interrupted,
+        "error": str(result.error) if result.error else None,
+        "printed_lines": result.output.lines if result.output is not None else [],
+        "diagnostics": result.diagnostics,
+    }
+    write_run_dir(out, frames, meta)
+    try:
+        from harness.report import write_report
+
+        write_report(out)
+    except (ImportError, HarnessError) as err:
+        print(f"note: report not written: {err}", file=sys.stderr)
+    print(f"attach: {attach} ({reason})")
+    for name, frame in frames.items():
+        print(f"\n{name}  ({len(frame)} rows)")
+        print(_table(frame, args.top))
+    print(f"\nresults: {out}")
+    if result.error is not None:
+        raise result.error
+    if result.workload_status not in (0, None):
+        raise HarnessError(
+            f"the workload exited with status {result.workload_status}",
+            f"run it by hand; partial results are in {out}",
+        )
+    return 0
+
+
+def _table(frame: object, top: int) -> str:
+    """The largest rows first; a stack key is shown as bpftrace shows it, one frame a line."""
+    import pandas as pd
+
+    assert isinstance(frame, pd.DataFrame)
+    shown = frame
+    if "lo" in shown.columns:
+        nonzero = shown[shown["count"] > 0]
+        return (nonzero if len(nonzero) else shown).to_string(index=False)
+    if "value" in shown.columns:
+        shown = shown.sort_values("value", ascending=False)
+    shown = shown.head(top)
+    stack_cols = [c for c in shown.columns if shown[c].map(lambda v: isinstance(v, tuple)).any()]
+    if not stack_cols:
+        return shown.to_string(index=False)
+    blocks = []
+    for _, row in shown.iterrows():
+        flat = [f"{c}={row[c]}" for c in shown.columns if c not in stack_cols]
+        lines = [", ".join(flat)]
+        for c in stack_cols:
+            lines += [f"    {f}" for f in row[c]]
+        blocks.append("\n".join(lines))
+    return "\n".join(blocks)

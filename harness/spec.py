@@ -1,0 +1,152 @@
+"""Probe specs: what to trace, which typed arguments to read, which maps to fill.
+
+A spec is the single source of truth: codegen turns it into bpftrace text, and the same spec
+names the frames' key columns and value kinds that the libbpf twin's results must match.
+Expressions are written against the spec's own argument names (`skb->len`); codegen binds those
+names to each attach type's way of reaching the argument (`arg0`, `args->skb`, `args.skbaddr`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from harness.errors import UsageError
+
+ATTACH_TYPES = (
+    "kprobe",
+    "kretprobe",
+    "kfunc",
+    "kretfunc",
+    "tracepoint",
+    "uprobe",
+    "uretprobe",
+)
+ALIASES = {"fentry": "kfunc", "fexit": "kretfunc", "t": "tracepoint", "k": "kprobe"}
+FUNCS = ("count", "sum", "avg", "min", "max", "stats", "hist", "lhist", "collect")
+BUILTIN_KEYS = ("kstack", "ustack", "comm", "pid", "tid", "cpu", "cgroup", "retval", "func")
+MAP_NAME = re.compile(r"^@[A-Za-z_][A-Za-z0-9_]*$|^@$")
+
+
+@dataclass(frozen=True)
+class Probe:
+    """An attach point: `kprobe:udp_send_skb`, `tracepoint:net:net_dev_queue`, ..."""
+
+    kind: str
+    target: str
+
+    @classmethod
+    def parse(cls, text: str) -> Probe:
+        kind, sep, target = text.partition(":")
+        kind = ALIASES.get(kind, kind)
+        if not sep or not target or kind not in ATTACH_TYPES:
+            raise UsageError(
+                f"not a probe: {text!r}",
+                "write TYPE:TARGET with TYPE one of "
+                + ", ".join(ATTACH_TYPES)
+                + " (e.g. kprobe:udp_send_skb, tracepoint:net:net_dev_queue)",
+            )
+        if kind == "tracepoint" and target.count(":") != 1:
+            raise UsageError(
+                f"tracepoint needs CATEGORY:NAME, got {target!r}",
+                "e.g. tracepoint:net:net_dev_queue (list with bpftrace -l 'tracepoint:net:*')",
+            )
+        return cls(kind, target)
+
+    def text(self, target: str | None = None) -> str:
+        return f"{self.kind}:{target or self.target}"
+
+
+@dataclass(frozen=True)
+class Arg:
+    """A named, typed probe argument: `skb` is `struct sk_buff *` found at `source`.
+
+    `source` is `argN` (kprobe/uprobe registers), or `args.FIELD` for kfunc and tracepoint
+    arguments (written with a dot; codegen emits `args->FIELD` for bpftrace before 0.20).
+    """
+
+    name: str
+    ctype: str | None
+    source: str
+
+
+@dataclass(frozen=True)
+class Agg:
+    """One map: `@name[keys] = func(value)`; `collect` keeps a multiset of the value."""
+
+    map: str
+    func: str
+    value: str | None = None
+    keys: tuple[str, ...] = ()
+    key_names: tuple[str, ...] = ()
+    lhist: tuple[int, int, int] | None = None
+
+    def __post_init__(self) -> None:
+        if not MAP_NAME.match(self.map):
+            raise UsageError(f"bad map name {self.map!r}", "use @name (letters, digits, _)")
+        if self.func not in FUNCS:
+            raise UsageError(f"unknown aggregation {self.func!r}", "use " + ", ".join(FUNCS))
+        if self.func != "count" and not self.value:
+            raise UsageError(
+                f"{self.func} needs a value expression", f"e.g. --{self.func} skb->len"
+            )
+        if self.func == "lhist" and self.lhist is None:
+            raise UsageError("lhist needs MIN:MAX:STEP", "e.g. --lhist skb->len:0:2000:100")
+        if self.lhist is not None:
+            lo, hi, step = self.lhist
+            if step <= 0 or hi <= lo:
+                raise UsageError(f"bad lhist range {lo}:{hi}:{step}", "need MIN < MAX and STEP > 0")
+
+    def columns(self) -> list[str]:
+        """Key column names of this map's frame (the collected value is the key of `collect`)."""
+        keys = (*self.keys, self.value or "") if self.func == "collect" else self.keys
+        names = list(self.key_names) or [column_name(k) for k in keys]
+        if len(names) != len(keys):
+            raise UsageError(f"{self.map}: {len(keys)} keys but {len(names)} names", "")
+        return names
+
+    def value_kind(self) -> str:
+        """The Output model's value kind this map prints as."""
+        return {"stats": "stats", "hist": "hist", "lhist": "lhist"}.get(self.func, "int")
+
+
+def column_name(expr: str) -> str:
+    """`kstack` -> kstack; `skb->hash` -> hash; `args.len` -> len; other text -> a safe name."""
+    words = re.findall(r"[A-Za-z_][A-Za-z0-9_]*", expr)
+    return words[-1] if words else "key"
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    """Everything codegen needs for one probe, and everything frames need to name columns."""
+
+    probe: Probe
+    aggs: tuple[Agg, ...]
+    args: tuple[Arg, ...] = ()
+    predicates: tuple[str, ...] = ()
+    pid: int | None = None
+    workload_pid: bool = False
+    comm: str | None = None
+    cgroup: str | None = None
+    notes: tuple[str, ...] = field(default=(), compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.aggs:
+            raise UsageError("the spec fills no map", "add e.g. --count-by kstack")
+        seen = [a.map for a in self.aggs]
+        if len(set(seen)) != len(seen):
+            raise UsageError(f"map names repeat: {seen}", "give each aggregation its own map")
+
+    @property
+    def attach_type(self) -> str:
+        return self.probe.kind
+
+    def key_names(self) -> dict[str, list[str]]:
+        """Map name -> key column names, e.g. {'@stacks': ['kstack'], '@len': []}."""
+        return {a.map: a.columns() for a in self.aggs}
+
+    def value_kind(self, map_name: str) -> str:
+        for agg in self.aggs:
+            if agg.map == map_name:
+                return agg.value_kind()
+        raise UsageError(f"no map {map_name} in this spec", f"maps: {list(self.key_names())}")
