@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import statistics
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
 SUMMARY = "summary.md"
 BENCH_COLUMNS = ("mode", "round", "ns_per_event")
+_TIME_KEYS = ("start", "stop", "started", "stopped")
 _META_ORDER = (
     "command",
     "spec",
@@ -156,6 +158,9 @@ def _meta_lines(meta: dict[str, Any]) -> list[str]:
         value = meta[key]
         if isinstance(value, dict | list):
             value = json.dumps(value, sort_keys=True)
+        elif key in _TIME_KEYS and isinstance(value, int | float) and 1e9 < value < 1e10:
+            stamp = datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+            value = f"{stamp} UTC"
         text = str(value).replace("\n", " ").replace("|", "\\|")
         if len(text) > 200:
             text = text[:197] + "..."
