@@ -91,11 +91,13 @@ def _is_bench(frame: pd.DataFrame) -> bool:
 
 
 def _title(stem: str, meta: dict[str, Any]) -> str:
+    """`@len - ktrace (tracepoint)`: the map, what ran (a short name), the attach type."""
     label = "@" if stem == "at" else f"@{stem}"
-    where = meta.get("spec") or meta.get("name") or meta.get("command")
+    names = [meta.get(k) for k in ("target", "catalog", "name", "spec", "command")]
+    where = next((n for n in names if isinstance(n, str) and n and len(n) <= 60), None)
     attach = meta.get("attach")
     parts = [label]
-    if isinstance(where, str) and where:
+    if where:
         parts.append(f"- {where}")
     if isinstance(attach, str) and attach:
         parts.append(f"({attach})")
