@@ -215,6 +215,7 @@ class _Builder:
 
 _RUN_LINE = re.compile(r"^(@\w*)(\[(.*)\])?: (.*)$", re.M)
 _ENTRY = re.compile(r"(@\w*)(?:\[(.*)\])?: ?(.*?)\n?\Z", re.S)
+_STATS_VALUE = re.compile(r"count (-?\d+), average (-?\d+), total (-?\d+)\Z")
 _ATTACHED = re.compile(r"Attach(?:ing|ed) (\d+) probe")
 
 
@@ -265,7 +266,10 @@ def _make_transformer(builder_ref: list[_Builder]) -> Any:
         def stack_entry(self, children: list[Any]) -> None:
             b = builder_ref[0]
             name, key, value = _entry_parts(children[0], b.sep)
-            if _INT.match(value):
+            stats = _STATS_VALUE.match(value)
+            if stats:
+                b.add(name, key, Stats(*(int(g) for g in stats.groups())), "stats")
+            elif _INT.match(value):
                 b.add(name, key, int(value), "int")
             else:
                 b.add(name, key, value, "str")
@@ -337,6 +341,20 @@ def _json_buckets(raw: list[dict[str, int]]) -> list[Bucket]:
     return out
 
 
+_DOUBLE_ESCAPED = re.compile(r'\\n[ \t]|\\"')
+
+
+def _unescape_key(key: str) -> str:
+    """bpftrace 0.23 json-escapes map keys twice (a stack key arrives holding a literal
+    backslash-n); undo the second escaping. Keys from 0.17 never hold those sequences."""
+    if "\\" in key and _DOUBLE_ESCAPED.search(key):
+        try:
+            return str(json.loads(f'"{key}"'))
+        except ValueError:
+            return key
+    return key
+
+
 def _json_value(kind: str, value: Any) -> tuple[Any, str]:
     if kind == "hist":
         return _json_buckets(value), "bucket"
@@ -346,6 +364,8 @@ def _json_value(kind: str, value: Any) -> tuple[Any, str]:
         return str(value).lower(), "str"
     if isinstance(value, int):
         return value, "int"
+    if isinstance(value, str) and _INT.match(value):  # newer bpftrace: ints beyond 2**53
+        return int(value), "int"
     return value if isinstance(value, str) else json.dumps(value), "str"
 
 
@@ -374,14 +394,14 @@ def parse_json(text: str) -> Output:
         try:
             obj = json.loads(raw)
             kind = obj["type"]
-            data = obj["data"]
+            data = obj.get("data")
         except (ValueError, KeyError, TypeError) as err:
             raise ParseError(
                 f"not bpftrace json at line {lineno}: {raw[:80]!r} ({err.__class__.__name__})",
                 "check that the file is `bpftrace -f json` output (use --format text otherwise)",
                 line=lineno, column=1, text=raw) from None
-        if kind == "attached_probes":
-            b.out.probes = int(data["probes"])
+        if kind == "attached_probes":  # 0.17/0.23: data.probes; newer: count
+            b.out.probes = int(data["probes"] if isinstance(data, dict) else obj["count"])
         elif kind in ("map", "hist", "stats", "lhist"):
             kind = "hist" if kind == "lhist" else kind
             for name, value in data.items():
@@ -390,7 +410,7 @@ def parse_json(text: str) -> Output:
                     sep = b.sep
                     for k, v in value.items():
                         val, vk = _json_value(kind, v)
-                        b.add(name, split_key(k, sep), val, vk)
+                        b.add(name, split_key(_unescape_key(k), sep), val, vk)
                 else:
                     val, vk = _json_value(kind, value)
                     b.add(name, (), val, vk)

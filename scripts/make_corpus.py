@@ -4,11 +4,21 @@
 Each case is a directory holding `program.bt`, `stdout.txt` (text mode) and `stdout.json`
 (`-f json`) from two runs of the same deterministic workload, plus `case.json` with the key
 names the test passes to `to_frames` (string keys may hold ", ", which only the arity tells
-apart). Needs root and bpftrace. Usage: scripts/make_corpus.py [CASE ...]
+apart). Needs root and bpftrace.
+Usage: scripts/make_corpus.py [--bpftrace PATH] [--out DIR] [CASE ...]
+
+The newest release's format comes from the same cases run by bpftrace 0.23.2: Debian trixie's
+package and its 21 dependencies fetched with `apt-get download` under a private apt state dir
+(sources.list naming trixie), each unpacked with `dpkg -x` into one root R, and started as
+`R/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 --library-path R/lib/x86_64-linux-gnu:\
+R/usr/lib/x86_64-linux-gnu R/usr/bin/bpftrace "$@"` from a wrapper script (never installed
+on the host). Then:
+  scripts/make_corpus.py --bpftrace WRAPPER --out tests/data/corpus_0.23
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import shlex
 import subprocess
@@ -88,8 +98,8 @@ END { printf("end\\n"); }
 }
 
 
-def run(program: Path, workload: str | None, json_mode: bool) -> str:
-    cmd = ["bpftrace"] + (["-f", "json"] if json_mode else [])
+def run(bpftrace: str, program: Path, workload: str | None, json_mode: bool) -> str:
+    cmd = [bpftrace] + (["-f", "json"] if json_mode else [])
     if workload:
         cmd += ["-c", workload]
     cmd.append(str(program))
@@ -100,18 +110,25 @@ def run(program: Path, workload: str | None, json_mode: bool) -> str:
 
 
 def main(argv: list[str]) -> int:
-    names = argv or list(CASES)
-    for name in names:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--bpftrace", default="bpftrace", help="bpftrace binary (default: on PATH)")
+    ap.add_argument("--out", type=Path, default=CORPUS, help=f"corpus dir (default {CORPUS})")
+    ap.add_argument("cases", nargs="*", help=f"cases (default: all of {', '.join(CASES)})")
+    args = ap.parse_args(argv)
+    unknown = set(args.cases) - set(CASES)
+    if unknown:
+        ap.error(f"unknown case(s): {', '.join(sorted(unknown))}")
+    for name in args.cases or list(CASES):
         program_text, workload, key_names = CASES[name]
-        case = CORPUS / name
+        case = args.out / name
         case.mkdir(parents=True, exist_ok=True)
         program = case / "program.bt"
         program.write_text(program_text)
-        (case / "stdout.txt").write_text(run(program, workload, json_mode=False))
-        (case / "stdout.json").write_text(run(program, workload, json_mode=True))
+        (case / "stdout.txt").write_text(run(args.bpftrace, program, workload, json_mode=False))
+        (case / "stdout.json").write_text(run(args.bpftrace, program, workload, json_mode=True))
         meta = {"workload": workload.replace(sys.executable, "python3").replace(str(REPO) + "/", "")
                 if workload else None, "key_names": key_names,
-                "bpftrace": subprocess.run(["bpftrace", "--version"], capture_output=True,
+                "bpftrace": subprocess.run([args.bpftrace, "--version"], capture_output=True,
                                            text=True, check=False).stdout.strip()}
         (case / "case.json").write_text(json.dumps(meta, indent=2) + "\n")
         print(f"{name}: ok")

@@ -9,14 +9,19 @@ import pandas as pd
 import pytest
 
 from harness.frames import all_printings, to_frames
+from harness.model import Output
 from harness.parse import parse_json, parse_text
 
-CORPUS = Path(__file__).resolve().parent / "data" / "corpus"
+DATA = Path(__file__).resolve().parent / "data"
+CORPUS = DATA / "corpus"  # bpftrace 0.17 (installed here)
+NEWEST = DATA / "corpus_0.23"  # the same cases run by bpftrace 0.23.2 (scripts/make_corpus.py)
 CASES = sorted(p.name for p in CORPUS.iterdir() if (p / "case.json").exists())
+ALL = [(v, c) for v, root in (("0.17", CORPUS), ("0.23", NEWEST))
+       for c in sorted(p.name for p in root.iterdir() if (p / "case.json").exists())]
 
 
-def _load(case: str) -> tuple[dict, object, object]:
-    d = CORPUS / case
+def _load(case: str, version: str = "0.17") -> tuple[dict, Output, Output]:
+    d = (CORPUS if version == "0.17" else NEWEST) / case
     meta = json.loads((d / "case.json").read_text())
     return meta, parse_text((d / "stdout.txt").read_text()), parse_json(
         (d / "stdout.json").read_text())
@@ -28,14 +33,16 @@ def _canonical(frame: pd.DataFrame) -> pd.DataFrame:
     return keyed.sort_values("_k", kind="stable").drop(columns="_k").reset_index(drop=True)
 
 
-def test_corpus_has_the_cases() -> None:
-    assert {"udp_kstack", "syscalls_tuples", "odd_strings", "negative_hist",
-            "print_interval"} <= set(CASES)
+def test_corpus_has_the_cases_for_both_versions() -> None:
+    want = {"udp_kstack", "syscalls_tuples", "odd_strings", "negative_hist", "print_interval"}
+    assert {c for v, c in ALL if v == "0.17"} >= want
+    assert {c for v, c in ALL if v == "0.23"} >= want
+    assert "v0.23" in json.loads((NEWEST / "udp_kstack" / "case.json").read_text())["bpftrace"]
 
 
-@pytest.mark.parametrize("case", CASES)
-def test_text_and_json_give_equal_frames(case: str) -> None:
-    meta, text, js = _load(case)
+@pytest.mark.parametrize(("version", "case"), ALL)
+def test_text_and_json_give_equal_frames(version: str, case: str) -> None:
+    meta, text, js = _load(case, version)
     names = meta["key_names"]
     tf, jf = to_frames(text, names), to_frames(js, names)
     assert tf and set(tf) == set(jf)
@@ -47,8 +54,9 @@ def test_text_and_json_give_equal_frames(case: str) -> None:
         assert text.lines == js.lines
 
 
-def test_udp_kstack_counts_every_datagram() -> None:
-    _, text, _ = _load("udp_kstack")
+@pytest.mark.parametrize("version", ["0.17", "0.23"])
+def test_udp_kstack_counts_every_datagram(version: str) -> None:
+    _, text, _ = _load("udp_kstack", version)
     f = to_frames(text)
     stacks = f["@stacks"]
     assert stacks["value"].sum() == 12
@@ -61,8 +69,9 @@ def test_udp_kstack_counts_every_datagram() -> None:
     assert set(f["@tuple"]["key1"]) == {0}
 
 
-def test_odd_strings_keep_spaces_commas_brackets_quotes() -> None:
-    meta, text, _ = _load("odd_strings")
+@pytest.mark.parametrize("version", ["0.17", "0.23"])
+def test_odd_strings_keep_spaces_commas_brackets_quotes(version: str) -> None:
+    meta, text, _ = _load("odd_strings", version)
     f = to_frames(text, meta["key_names"])
     assert '/tmp/a b, [c]: "d" {e}' in f["@paths"]["path"].tolist()
     assert f["@label"].values.tolist() == [["key: with colon", 3, 7],
@@ -72,8 +81,9 @@ def test_odd_strings_keep_spaces_commas_brackets_quotes() -> None:
     assert text.lines == ["hello: @x[1]: 3 (printf that looks like a map)"]
 
 
-def test_negative_values_and_open_hist_ends() -> None:
-    _, text, _ = _load("negative_hist")
+@pytest.mark.parametrize("version", ["0.17", "0.23"])
+def test_negative_values_and_open_hist_ends(version: str) -> None:
+    _, text, _ = _load("negative_hist", version)
     f = to_frames(text)
     assert dict(zip(f["@neg"]["key0"], f["@neg"]["value"], strict=True)) == {-5: -3, 0: 0, -1: 9}
     assert f["@total"]["value"][0] == -10 and f["@avg_neg"]["value"][0] == -9
@@ -85,8 +95,9 @@ def test_negative_values_and_open_hist_ends() -> None:
     assert (both["hi"] > both["lo"]).all()
 
 
-def test_repeated_printings_are_numbered() -> None:
-    _, text, js = _load("print_interval")
+@pytest.mark.parametrize("version", ["0.17", "0.23"])
+def test_repeated_printings_are_numbered(version: str) -> None:
+    _, text, js = _load("print_interval", version)
     for out in (text, js):
         sq = all_printings(out, "@sq")
         assert [len(p) for p in sq] == [1, 2, 3, 3]
