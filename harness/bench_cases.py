@@ -147,7 +147,7 @@ class Bench:
 
 
 BENCHES = {
-    "ktrace": Bench("ktrace", "@stacks", "udp_send_skb", True, udp_workload, 20_000),
+    "ktrace": Bench("ktrace", "@stacks", "udp_send_skb", True, udp_workload, 50_000),
     "syscalls": Bench("syscalls", "@calls", None, False, syscall_workload, 1_000_000),
 }
 

@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=int, default=5, help="measured rounds (default 5)")
     parser.add_argument("--warmup", type=int, default=1, help="unrecorded rounds first (default 1)")
     parser.add_argument(
-        "--events", type=int, help="events per workload run (default: ktrace 20000, syscalls 1e6)"
+        "--events", type=int, help="events per workload run (default: ktrace 50000, syscalls 1e6)"
     )
     parser.add_argument(
         "--attach", choices=("kprobe", "kfunc", "tracepoint"), help="force the attach type"
