@@ -42,12 +42,24 @@ def _key_columns(mp: MapPrint, names: Sequence[str] | None
     return cols, [[k[i] for k in keys] for i in range(arity)]
 
 
+def _ints(values: list[Any]) -> Any:
+    """int64, as the frames promise; u64 counters past 2**63 (only) fall back to uint64."""
+    import numpy as np
+
+    try:
+        return np.asarray(values, dtype="int64")
+    except OverflowError:
+        if all(v >= 0 for v in values):
+            return np.asarray(values, dtype="uint64")
+        return np.asarray(values, dtype=object)
+
+
 def _column(values: list[KeyPart]) -> Any:
     import numpy as np
     import pandas as pd
 
     if values and all(type(v) is int for v in values):
-        return np.asarray(values, dtype="int64")
+        return _ints(values)
     if any(isinstance(v, tuple) for v in values):
         arr = np.empty(len(values), dtype=object)
         arr[:] = values
@@ -79,7 +91,7 @@ def map_frame(mp: MapPrint, key_names: Sequence[str] | None = None) -> pd.DataFr
         data["total"] = np.asarray([s.total for s in mp.values], dtype="int64")
         return pd.DataFrame(data, columns=[*cols, "count", "average", "total"])
     if mp.kind == "int":
-        data["value"] = np.asarray(mp.values, dtype="int64")
+        data["value"] = _ints(mp.values)
     else:
         data["value"] = pd.array([str(v) for v in mp.values], dtype=object)
     return pd.DataFrame(data, columns=[*cols, "value"])

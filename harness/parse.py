@@ -418,8 +418,10 @@ def parse_json(text: str) -> Output:
         elif kind in ("printf", "time", "cat", "join", "syscall", "system"):
             for piece in str(data).split("\n"):
                 b.line(piece)
-        elif kind in ("lost_events", "helper_error", "warning", "error"):
-            b.out.warnings.append(json.dumps(data) if not isinstance(data, str) else data)
+        elif kind in ("lost_events", "helper_error", "runtime_error", "print_error", "warning",
+                      "error"):
+            b.out.warnings.append(raw if data is None else
+                                  data if isinstance(data, str) else json.dumps(data))
         else:
             b.line(json.dumps(data) if not isinstance(data, str) else data)
     return b.finish()
