@@ -4,6 +4,11 @@ Text goes through the one Lark LALR grammar (grammar/bpftrace_output.lark) with 
 transformer applied while parsing, so no parse tree is built. Both formats feed the
 same `_Builder`, which cuts map printings and types keys, so text and json of one
 run give the same model wherever json carries the information.
+
+Limits of the text format (not of the parser): a printf line that is exactly a map line
+(`@x[1]: 3`) reads as a map entry; a string key holding ", " splits into extra parts, which
+`to_frames(..., key_names=...)` joins back once it knows the key's arity; upstream main's
+nested tuples (`(1, 2)` inside a key) stay split at their commas.
 """
 
 from __future__ import annotations
@@ -307,6 +312,8 @@ def parse_text(text: str) -> Output:
     """bpftrace's default text output -> Output. Raises ParseError on unreadable input."""
     from lark.exceptions import UnexpectedInput, VisitError
 
+    if "\r" in text:  # read through a pty (pexpect): CRLF line ends
+        text = text.replace("\r\n", "\n")
     if text and not text.endswith("\n"):
         text += "\n"
     parser, ref = _parser()

@@ -110,3 +110,11 @@ def test_truncated_stack_key_raises() -> None:
 def test_bad_json_raises() -> None:
     with pytest.raises(ParseError, match="line 2"):
         parse_json('{"type": "attached_probes", "data": {"probes": 1}}\n{"type": "map", "data"\n')
+
+
+def test_pty_line_ends_and_missing_final_newline() -> None:
+    out = parse_text("Attaching 1 probe...\r\n^C\r\n@h:\r\n[1]  2 |@@|\r\n\r\n@n: 4")
+    assert out.lines == ["^C"]
+    f = to_frames(out)
+    assert f["@h"][["lo", "hi", "count"]].values.tolist() == [[1, 2, 2]]
+    assert f["@n"]["value"].tolist() == [4]
