@@ -8,7 +8,7 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.frames import map_frame, to_frames
+from harness.frames import all_printings, map_frame, to_frames
 from harness.model import Bucket, MapPrint, Stack, Stats, pack_key
 from harness.parse import parse_text
 
@@ -139,11 +139,12 @@ def test_rendered_maps_parse_back_to_the_same_frames(data: st.DataObject, new_la
     maps = [data.draw(map_prints(n)) for n in names]
     printf = data.draw(st.lists(st.from_regex(r"[A-Za-z][A-Za-z0-9 :=,@\[\]]{0,30}",
                                               fullmatch=True), max_size=len(maps)))
+    repeats = data.draw(st.lists(st.integers(1, 3), min_size=len(maps), max_size=len(maps)))
     text = "Attaching 3 probes...\n"
     for i, mp in enumerate(maps):
         if i < len(printf):
             text += printf[i] + "\n"
-        text += render(mp, new_layout)
+        text += render(mp, new_layout) * repeats[i]  # print(@x) repeated, nothing between
     out = parse_text(text)
     assert out.probes == 3
     assert out.lines == [p for p in printf[: len(maps)]]
@@ -153,7 +154,9 @@ def test_rendered_maps_parse_back_to_the_same_frames(data: st.DataObject, new_la
     for mp in maps:
         want = map_frame(mp, key_names[mp.name])
         pd.testing.assert_frame_equal(got[mp.name], want, obj=mp.name)
-        parsed = next(m for m in out.maps if m.name == mp.name)
+        printings = all_printings(out, mp.name)
+        assert [p.printing for p in printings] == list(range(1, repeats[maps.index(mp)] + 1))
+        parsed = printings[-1]
         if mp.kind in ("hist", "lhist"):
             assert parsed.kind in ("hist", "lhist")
         else:
