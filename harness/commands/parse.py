@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.errors import UsageError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -14,12 +18,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="text (default) or json (`bpftrace -f json`); guessed when omitted")
     parser.add_argument("--csv", type=Path, metavar="DIR",
                         help="write one CSV per map plus run.json into DIR")
-    parser.add_argument("--rows", type=int, default=10, help="rows shown per map (default 10)")
+    parser.add_argument("--rows", type=int, default=10,
+                        help="rows shown per map, largest values first (default 10)")
 
 
 def _guess_format(text: str) -> str:
     first = next((line for line in text.splitlines() if line.strip()), "")
     return "json" if first.lstrip().startswith("{") else "text"
+
+
+def _top(frame: pd.DataFrame) -> pd.DataFrame:
+    """Largest first for value/stats maps (bpftrace prints smallest first); hists as printed."""
+    if "lo" in frame.columns:
+        return frame
+    for col in ("value", "count"):
+        if col in frame.columns and frame[col].dtype.kind in "iu":
+            return frame.sort_values(col, ascending=False, kind="stable")
+    return frame
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{path}: format {fmt}, probes {output.probes}, {len(output.lines)} printed lines, "
           f"{len(frames)} maps")
     for name, frame in frames.items():
-        shown = frame.head(args.rows).copy()
+        shown = _top(frame).head(args.rows).copy()
         for col in shown.columns:
             if shown[col].dtype == object:
                 shown[col] = shown[col].map(
