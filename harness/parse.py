@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Iterable
 from functools import lru_cache
 from importlib import resources
@@ -296,6 +297,9 @@ def _make_transformer(builder_ref: list[_Builder]) -> Any:
     return ToBuilder()
 
 
+_PARSER_LOCK = threading.Lock()
+
+
 @lru_cache(maxsize=1)
 def _parser() -> tuple[Any, list[_Builder]]:
     """The compiled LALR parser (built once per process; Lark caches it on disk too)."""
@@ -318,9 +322,10 @@ def parse_text(text: str) -> Output:
         text += "\n"
     parser, ref = _parser()
     builder = _Builder(", ")
-    ref[0] = builder
     try:
-        parser.parse(text)
+        with _PARSER_LOCK:  # the one compiled parser feeds whichever builder is in ref
+            ref[0] = builder
+            parser.parse(text)
     except VisitError as err:  # a ParseError raised inside a transformer callback
         if isinstance(err.orig_exc, ParseError):
             raise err.orig_exc from None
