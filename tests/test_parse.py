@@ -118,3 +118,13 @@ def test_pty_line_ends_and_missing_final_newline() -> None:
     f = to_frames(out)
     assert f["@h"][["lo", "hi", "count"]].values.tolist() == [[1, 2, 2]]
     assert f["@n"]["value"].tolist() == [4]
+
+
+def test_grammar_ships_in_the_package_and_parser_is_built_once() -> None:
+    from importlib import resources
+
+    from harness import parse
+
+    grammar = resources.files("harness.grammar").joinpath(parse.GRAMMAR_FILE)
+    assert "ENTRY_RUN" in grammar.read_text()
+    assert parse._parser() is parse._parser()
