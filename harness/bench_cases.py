@@ -98,12 +98,15 @@ def bpftrace_tracer(
     )
 
 
-def libbpf_tracer(attach: str, frame_prefix: str | None = None) -> Tracer:
-    """The CO-RE twin's loader (built, or from the build cache) on `attach`, filtered to pid."""
-    from harness.libbpf_build import build
+def libbpf_tracer(
+    attach: str, frame_prefix: str | None = None, prebuilt: Path | None = None
+) -> Tracer:
+    """The CO-RE twin's loader (built, from the build cache, or `prebuilt` on the host for the
+    VM lane) on `attach`, filtered to the workload pid."""
+    from harness.libbpf_build import build, prebuilt_outputs
     from harness.libbpf_run import parse_loader_output
 
-    loader = build().loader
+    loader = (prebuilt_outputs(prebuilt) if prebuilt else build()).loader
 
     def count(out: str) -> int:
         stacks = parse_loader_output(out, attach).stacks
@@ -152,7 +155,13 @@ BENCHES = {
 }
 
 
-def build(name: str, events: int | None, modes: Sequence[str], attach: str | None = None) -> Case:
+def build(
+    name: str,
+    events: int | None,
+    modes: Sequence[str],
+    attach: str | None = None,
+    prebuilt: Path | None = None,
+) -> Case:
     """Workload and tracers for NAME; attach type chosen like `harness run` unless forced."""
     from harness import catalog
     from harness.kernel import capabilities, choose_attach
@@ -181,7 +190,7 @@ def build(name: str, events: int | None, modes: Sequence[str], attach: str | Non
         tracers.append(bpftrace_tracer(bench.catalog, attach, bench.count_map, bench.frame_prefix))
     if "libbpf" in modes:
         if bench.has_twin:
-            tracers.append(libbpf_tracer(attach, bench.frame_prefix))
+            tracers.append(libbpf_tracer(attach, bench.frame_prefix, prebuilt))
         else:
             notes.append(f"- libbpf: no CO-RE twin exists for `{name}`; only bpftrace is compared.")
     return Case(bench.workload(events), tracers, attach, notes)

@@ -164,13 +164,6 @@ def test_cli_bench_unknown_name_is_one_line(tmp_path: Path) -> None:
     assert len(done.stderr.strip().splitlines()) == 1
 
 
-def test_vm_lane_command_line_drops_lane() -> None:
-    from harness.commands.bench import _strip_lane
-
-    argv = ["ktrace", "--lane", "vm:6.1", "--rounds", "2", "--lane=vm"]
-    assert _strip_lane(argv) == ["ktrace", "--rounds", "2"]
-
-
 def test_forced_attach_must_exist_in_catalog() -> None:
     from harness import bench_cases
     from harness.errors import UsageError

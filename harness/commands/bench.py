@@ -8,6 +8,7 @@ attach type and git revision), results/bench/<NAME>.md (min/median/max and the g
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,37 +38,61 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-report", action="store_true", help="skip the PNG/summary report")
     parser.add_argument("--label", help="suffix for the output files: <NAME>-<LABEL>.csv/.md")
     parser.add_argument("--lane", default="host", help="host (default) or vm[:VERSION]")
+    parser.add_argument(
+        "--prebuilt", type=Path, help="use this build directory of the libbpf twin (VM lane)"
+    )
 
 
-def _strip_lane(argv: list[str]) -> list[str]:
-    """The bench command line without --lane (the guest runs it on its own kernel)."""
-    out: list[str] = []
-    skip = False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == "--lane":
-            skip = True
-        elif not arg.startswith("--lane="):
-            out.append(arg)
-    return out
+def _run_in_vm(args: argparse.Namespace) -> int:
+    """Re-run this bench inside the lane's guest (its own kernel, e.g. with kprobes), with the
+    twin built here; then file its CSV/MD as results/bench/<NAME>-<LABEL>.* and report there."""
+    import shutil
+
+    from harness.bench_cases import results_root
+    from harness.vm import lane_series, run_in_vm, strip_option
+
+    series = lane_series(args.lane)
+    label = args.label or f"vm{series}"
+    argv = strip_option(strip_option(list(args.argv[1:]), "--label"), "--prebuilt")
+    argv += ["--label", label]
+    if "libbpf" in args.modes:
+        from harness.libbpf_build import build
+
+        argv += ["--prebuilt", str(build().bpf_obj.parent)]
+    from harness.results import new_run_dir
+
+    scratch = new_run_dir(f"bench-vm{series}")
+    status = run_in_vm(args.lane, "bench", argv, scratch)
+    dest = args.out or results_root() / "bench"
+    dest.mkdir(parents=True, exist_ok=True)
+    for ext in (".csv", ".md"):
+        made = scratch / f"{args.name}-{label}{ext}"
+        if made.exists():
+            print(shutil.copy(made, dest / made.name))
+    _report(args, dest)
+    return status
+
+
+def _report(args: argparse.Namespace, out_dir: Path) -> None:
+    """`harness report` over the bench directory, unless asked not to (the VM guest is)."""
+    if args.no_report or os.environ.get("KTRACE_NO_REPORT"):
+        return
+    from harness.report import write_report
+
+    for path in write_report(out_dir):
+        print(path)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.lane != "host":
-        from harness.vm import run_in_vm  # type: ignore[import-not-found,unused-ignore]
-
-        inner = _strip_lane(sys.argv[2:])
-        if not args.label:
-            inner += ["--label", args.lane.replace(":", "-")]
-        return int(run_in_vm(args.lane, ["bench", *inner]))
+        return _run_in_vm(args)
     from harness import bench, bench_cases
     from harness.errors import UsageError
 
     if args.rounds < 1:
         raise UsageError(f"--rounds {args.rounds} is below 1", "pass --rounds 5 or more")
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    case = bench_cases.build(args.name, args.events, modes, args.attach)
+    case = bench_cases.build(args.name, args.events, modes, args.attach, args.prebuilt)
     out_dir = args.out or bench_cases.results_root() / "bench"
     started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     env = bench.environment(REPO)
@@ -101,9 +126,5 @@ def run(args: argparse.Namespace) -> int:
     print(csv_path)
     print(md_path)
     print(md_path.read_text())
-    if not args.no_report:
-        from harness.report import write_report
-
-        for path in write_report(out_dir):
-            print(path)
+    _report(args, out_dir)
     return 0
