@@ -313,32 +313,21 @@ def run_rounds(
     return samples
 
 
+def _git(repo: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True, timeout=30
+    )
+    return done.stdout.strip()
+
+
 def _git_rev(repo: Path) -> str:
+    """Short HEAD, `-dirty` when tracked files differ from it."""
     try:
-        rev = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
+        rev = _git(repo, "rev-parse", "--short", "HEAD")
+        dirty = _git(repo, "status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
         return "unknown"
     return rev + ("-dirty" if dirty else "")
-
-
-def _first_line(argv: Sequence[str]) -> str:
-    try:
-        out = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return "missing"
-    text = (out.stdout or out.stderr).strip()
-    return text.splitlines()[0] if text else "unknown"
 
 
 def cpu_model() -> str:
@@ -352,15 +341,16 @@ def cpu_model() -> str:
 
 
 def environment(repo: Path) -> dict[str, str]:
-    """Machine and tool identity stamped on every CSV row."""
-    clang = _first_line(["clang", "--version"])
-    libbpf = _first_line(["pkg-config", "--modversion", "libbpf"])
+    """Machine and tool identity stamped on every CSV row (versions from harness.kernel)."""
+    from harness.kernel import capabilities
+
+    caps = capabilities()
     return {
-        "kernel": platform.release(),
+        "kernel": caps.kernel,
         "cpu": f"{cpu_model()} x{os.cpu_count()}",
-        "bpftrace_version": _first_line(["bpftrace", "--version"]),
-        "libbpf_version": libbpf if re.match(r"^\d", libbpf) else "unknown",
-        "clang_version": clang.replace("Debian ", ""),
+        "bpftrace_version": caps.bpftrace or "missing",
+        "libbpf_version": caps.libbpf or "missing",
+        "clang_version": (caps.clang or "missing").replace("Debian ", ""),
         "git_rev": _git_rev(repo),
     }
 
