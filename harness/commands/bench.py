@@ -8,6 +8,7 @@ attach type and git revision), results/bench/<NAME>.md (min/median/max and the g
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from datetime import UTC, datetime
@@ -69,6 +70,16 @@ def _run_in_vm(args: argparse.Namespace) -> int:
         made = scratch / f"{args.name}-{label}{ext}"
         if made.exists():
             print(shutil.copy(made, dest / made.name))
+    md = dest / f"{args.name}-{label}.md"
+    if md.exists() and (scratch / "vm.json").exists():
+        vm = json.loads((scratch / "vm.json").read_text())
+        md.write_text(
+            md.read_text().rstrip("\n")
+            + f"\n- VM lane: guest kernel {vm.get('release')} under {vm.get('accel')}"
+            f" (booted in {vm.get('boot_s') or 0:.1f} s; guest log in {scratch}). Under TCG"
+            " every instruction is emulated: absolute times are not the host's, only the"
+            " ratios within this table compare.\n"
+        )
     _report(args, dest)
     return status
 
