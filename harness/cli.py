@@ -42,6 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if name == chosen:
             importlib.import_module(f"harness.commands.{module}").add_arguments(sp)
     args = parser.parse_args(argv)
+    args.argv = argv  # the exact words, for lanes that re-run the same command elsewhere
     mod = importlib.import_module(f"harness.commands.{commands[args.command][0]}")
     try:
         return int(mod.run(args) or 0)

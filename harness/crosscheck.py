@@ -127,17 +127,19 @@ def run_crosscheck(
     sockets: int = 3,
     libbpf_pid_offset: int = 0,
     timeout: float = 60.0,
+    prebuilt: Path | None = None,
 ) -> CrosscheckResult:
     """Run both tracers around one workload and compare their frames.
 
     `libbpf_pid_offset` deliberately points the twin at another pid: a test uses it to prove a
-    mismatch is caught.
+    mismatch is caught. `prebuilt` is a build directory made elsewhere (the VM lane runs the
+    host's object in the guest, so one .bpf.o serves every kernel).
     """
     from harness import catalog, codegen
     from harness.frames import to_frames
     from harness.kernel import capabilities, choose_attach
-    from harness.libbpf_build import build
-    from harness.libbpf_run import TwinProcess, twin_frames
+    from harness.libbpf_build import build, prebuilt_outputs
+    from harness.libbpf_run import TwinProcess, core_relocations, twin_frames
     from harness.runner import BpftraceProcess
     from harness.workload import GatedWorkload
 
@@ -153,7 +155,8 @@ def run_crosscheck(
         reason = "chosen with --attach"
     spec = entry.equivalents[attach]
     key_names = spec.key_names()
-    outputs = build()
+    outputs = prebuilt_outputs(prebuilt) if prebuilt else build()
+    loader = outputs.loader
     marker = f"KTRACE_XCHECK_{int(time.time() * 1000)}"
     argv = [
         sys.executable,
@@ -174,7 +177,7 @@ def run_crosscheck(
         program = codegen.generate(spec, attach, codegen.bpftrace_version(), marker, pid=work.pid)
         bt = BpftraceProcess(program, marker)
         bt.start()
-        twin = TwinProcess(outputs.loader, attach, work.pid + libbpf_pid_offset)
+        twin = TwinProcess(loader, attach, work.pid + libbpf_pid_offset, verbose=True)
         twin.wait_attached(timeout)
         bt.wait_attached(timeout)
         work.go()
@@ -209,6 +212,7 @@ def run_crosscheck(
         "bpftrace": caps.bpftrace,
         "libbpf": caps.libbpf,
         "libbpf_lost": twin_rec.lost,
+        "core_relocations": core_relocations(twin_rec.log),
         "bpftrace_time_to_attached_s": bt_result.time_to_attached,
         "libbpf_time_to_attached_s": None
         if twin.attached is None

@@ -105,6 +105,14 @@ def vmlinux_header(btf: Path = BTF_PATH) -> Path:
     return out
 
 
+def prebuilt_outputs(directory: Path) -> BuildOutputs:
+    """A build made earlier (e.g. on the host for the VM lane), used as it is."""
+    bpf_obj, loader = directory / "ktrace.bpf.o", directory / "ktrace"
+    if not (bpf_obj.exists() and loader.exists()):
+        raise BuildError(f"no ktrace build in {directory}", "build it on the host first")
+    return BuildOutputs(bpf_obj, loader, sha256_file(bpf_obj), "(prebuilt)")
+
+
 def build(
     src: Path | None = None,
     *,

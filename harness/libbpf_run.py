@@ -9,6 +9,7 @@ from __future__ import annotations
 import bisect
 import functools
 import os
+import re
 import select
 import signal
 import subprocess
@@ -200,3 +201,17 @@ def twin_frames(rec: TwinRecords, key_names: dict[str, list[str]]) -> dict[str, 
         }
     )
     return {"@stacks": stacks, "@hash": hash_frame, "@len": hist}
+
+
+_RELO = re.compile(
+    r"relo #\d+: matching candidate #\d+ <(\w+)> \[\d+\] (?:struct|union) ([\w.]+) "
+    r"\([\d:]+ @ offset (\d+)\)"
+)
+
+
+def core_relocations(log: str) -> dict[str, int]:
+    """Field offsets libbpf's CO-RE relocation chose on this kernel, from its debug log.
+
+    e.g. {'sk_buff.len': 112, 'sk_buff.hash': 148}: what makes one .bpf.o run on many kernels.
+    """
+    return {m.group(2): int(m.group(3)) for m in _RELO.finditer(log) if m.group(1) == "byte_off"}

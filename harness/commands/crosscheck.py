@@ -17,6 +17,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to attach/finish")
     parser.add_argument("--out", type=Path, help="results directory (default results/<run-id>)")
     parser.add_argument(
+        "--prebuilt", type=Path, help="use this build directory of the twin (VM lane)"
+    )
+    parser.add_argument("--lane", default="host", help="host (default) or vm[:VERSION]")
+    parser.add_argument(
         "--libbpf-pid-offset",
         type=int,
         default=0,
@@ -25,6 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.lane != "host":
+        from harness.vm import run_in_vm
+
+        return run_in_vm(args.lane, "crosscheck", args.argv[1:], args.out)
     from harness.crosscheck import run_crosscheck
     from harness.results import new_run_dir, write_run_dir
 
@@ -35,12 +43,15 @@ def run(args: argparse.Namespace) -> int:
         sizes=args.sizes,
         libbpf_pid_offset=args.libbpf_pid_offset,
         timeout=args.timeout,
+        prebuilt=args.prebuilt,
     )
     out = args.out or new_run_dir("crosscheck")
     write_run_dir(out / "bpftrace", result.bpftrace_frames, result.meta)
     write_run_dir(out / "libbpf", result.libbpf_frames, result.meta)
     verdict = {
         "passed": result.passed,
+        "kernel": result.meta["kernel"],
+        "core_relocations": result.meta["core_relocations"],
         "attach": result.attach,
         "reason": result.reason,
         "bpf_obj_sha256": result.build.sha256,

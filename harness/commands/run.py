@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from harness.errors import HarnessError, UsageError
@@ -17,7 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from harness.specline import add_spec_arguments
 
     parser.add_argument(
-        "target", help="a catalog name (ktrace, syscalls) or a probe such as kprobe:udp_send_skb"
+        "target",
+        help="a catalog name (ktrace, syscalls), a probe such as kprobe:udp_send_skb, "
+        "or a whole bpftrace program",
     )
     parser.add_argument("--workload", help="command to trace (default: the catalog's workload)")
     parser.add_argument("--count", type=int, default=100, help="datagrams for the UDP workload")
@@ -55,15 +59,17 @@ def _progress(t0: float) -> object:
 
 def run(args: argparse.Namespace) -> int:
     if args.lane != "host":
-        from harness.vm import run_in_vm  # type: ignore[import-not-found,unused-ignore]
+        from harness.vm import run_in_vm
 
-        return int(run_in_vm(args.lane, ["run", *sys.argv[2:]]))
+        return run_in_vm(args.lane, "run", args.argv[1:], args.out)
     from harness import catalog, codegen
     from harness.kernel import capabilities, choose_attach
     from harness.runner import run_bpftrace
     from harness.specline import spec_from_args
 
     caps = capabilities()
+    if "{" in args.target:
+        return _run_program(args, caps)
     if ":" in args.target:
         spec = spec_from_args(args.target, args)
         equivalents = {spec.attach_type: spec}
@@ -107,14 +113,31 @@ def run(args: argparse.Namespace) -> int:
     )
     if sys.stderr.isatty():
         print("\r", end="", file=sys.stderr)
-    return _report(args, spec, attach, reason, caps, programs, workload, result, started)
+    meta = {"spec": repr(spec), "attach": attach, "attach_reason": reason}
+    return _report(args, spec.key_names(), meta, caps, programs, workload, result, started)
+
+
+def _run_program(args: argparse.Namespace, caps: object) -> int:
+    """A literal bpftrace program (the seed's one-liners): run as given, plus a BEGIN marker."""
+    from harness.runner import run_bpftrace
+
+    workload = _workload_argv(args)
+    if workload is None and args.duration is None:
+        raise UsageError("nothing bounds this run", "pass --workload CMD or --duration S")
+    marker = f"KTRACE_READY_{int(time.time() * 1000)}"
+    program = f'BEGIN {{ printf("{marker}\\n"); }}\n{args.target}\n'
+    started = time.time()
+    result = run_bpftrace(
+        program, marker, workload=workload, duration=args.duration, timeout=args.timeout
+    )
+    meta = {"spec": None, "attach": "as written", "attach_reason": "literal program"}
+    return _report(args, {}, meta, caps, [program], workload, result, started)
 
 
 def _report(
     args: argparse.Namespace,
-    spec: object,
-    attach: str,
-    reason: str,
+    key_names: Mapping[str, Sequence[str]],
+    run_meta: Mapping[str, object],
     caps: object,
     programs: list[str],
     workload: list[str] | None,
@@ -128,16 +151,13 @@ def _report(
     from harness.runner import RunResult
 
     assert isinstance(result, RunResult) and isinstance(caps, Capabilities)
-    key_names = spec.key_names()  # type: ignore[attr-defined]
     frames = to_frames(result.output, key_names) if result.output is not None else {}
     out = args.out or new_run_dir("run")
     meta = {
         "command": " ".join(sys.argv),
         "target": args.target,
         "program": programs[-1] if programs else None,
-        "spec": repr(spec),
-        "attach": attach,
-        "attach_reason": reason,
+        **run_meta,
         "capabilities": caps.as_dict(),
         "workload": workload,
         "workload_status": result.workload_status,
@@ -152,13 +172,14 @@ def _report(
         "diagnostics": result.diagnostics,
     }
     write_run_dir(out, frames, meta)
-    try:
-        from harness.report import write_report
+    if not os.environ.get("KTRACE_NO_REPORT"):  # the VM lane reports on the host instead
+        try:
+            from harness.report import write_report
 
-        write_report(out)
-    except (ImportError, HarnessError) as err:
-        print(f"note: report not written: {err}", file=sys.stderr)
-    print(f"attach: {attach} ({reason})")
+            write_report(out)
+        except (ImportError, HarnessError) as err:
+            print(f"note: report not written: {err}", file=sys.stderr)
+    print(f"attach: {run_meta['attach']} ({run_meta['attach_reason']})")
     for name, frame in frames.items():
         print(f"\n{name}  ({len(frame)} rows)")
         print(_table(frame, args.top))

@@ -1,0 +1,135 @@
+"""Debian kernels for the VM lane: fetched with apt-get download, unpacked with dpkg -x, cached.
+
+A private apt configuration (own sources list and package lists under the cache) reaches the
+suite each kernel comes from (bookworm for 6.1, bookworm-backports for 6.12) through the mirror the
+host already uses, so the host's apt sources are never changed and nothing is installed on it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import HarnessError
+
+# Kernel series -> the Debian suite whose linux-image-amd64 brings it.
+SUITES = {"6.1": "bookworm", "6.12": "bookworm-backports"}
+KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+
+
+class KernelFetchError(HarnessError):
+    """A kernel could not be fetched or unpacked."""
+
+
+@dataclass(frozen=True)
+class KernelImage:
+    """An unpacked Debian kernel: its image and the root holding lib/modules/<release>."""
+
+    series: str
+    release: str
+    vmlinuz: Path
+    root: Path
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "ktrace-harness" / "kernels"
+
+
+def host_mirror(text: str | None = None) -> str:
+    """The Debian mirror the host's apt uses (deb822 `URIs:` or one-line `deb URL`)."""
+    if text is None:
+        parts = []
+        for path in [Path("/etc/apt/sources.list"), *Path("/etc/apt/sources.list.d").glob("*")]:
+            if path.is_file() and path.suffix in (".list", ".sources", ""):
+                parts.append(path.read_text(errors="replace"))
+        text = "\n".join(parts)
+    for m in re.finditer(r"^(?:URIs:\s*|deb\s+(?:\[[^]]*\]\s+)?)(\S+)", text, re.M):
+        url = m.group(1).rstrip("/")
+        if url.endswith("/debian"):
+            return url
+    raise KernelFetchError(
+        "no Debian mirror found in /etc/apt/sources.list*",
+        "add a Debian 'deb' source for the host, then retry",
+    )
+
+
+def _apt_options(base: Path) -> list[str]:
+    return [
+        "-o",
+        f"Dir::Etc::SourceList={base / 'sources.list'}",
+        "-o",
+        "Dir::Etc::SourceParts=/dev/null",
+        "-o",
+        f"Dir::State::Lists={base / 'lists'}",
+        "-o",
+        f"Dir::Cache={base / 'apt-cache'}",
+        "-o",
+        "APT::Sandbox::User=root",
+    ]
+
+
+def _run(argv: list[str], cwd: Path | None = None) -> str:
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=cwd, check=False)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise KernelFetchError(
+            f"{' '.join(argv[:2])} failed: {last}",
+            "check that the Debian package registry is reachable",
+        )
+    return done.stdout
+
+
+def fetch(series: str) -> KernelImage:
+    """Download (once) and unpack the Debian kernel of a series: '6.1' or '6.12'."""
+    if series not in SUITES:
+        raise KernelFetchError(
+            f"no Debian kernel series '{series}'", f"choose one of: {', '.join(SUITES)}"
+        )
+    root = cache_dir() / series
+    done = root / "root"
+    found = sorted(done.glob("boot/vmlinuz-*"))
+    if found:
+        return _image(series, found[-1], done)
+    for tool in ("apt-get", "dpkg"):
+        if shutil.which(tool) is None:
+            raise KernelFetchError(f"{tool} is not available", "the VM lane needs a Debian host")
+    apt = root / "apt"
+    (apt / "lists" / "partial").mkdir(parents=True, exist_ok=True)
+    (apt / "apt-cache" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
+    (apt / "sources.list").write_text(
+        f"deb [signed-by={KEYRING}] {host_mirror()} {SUITES[series]} main\n"
+    )
+    opts = _apt_options(apt)
+    _run(["apt-get", *opts, "update"])
+    depends = _run(["apt-cache", *opts, "depends", "linux-image-amd64"])
+    m = re.search(r"Depends: (linux-image-[\w.+~-]+)", depends)
+    if not m:
+        raise KernelFetchError(
+            f"linux-image-amd64 in {SUITES[series]} names no kernel package", "retry later"
+        )
+    debs = root / "debs"
+    debs.mkdir(exist_ok=True)
+    _run(["apt-get", *opts, "download", m.group(1)], cwd=debs)
+    tmp = root / "root.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    for deb in sorted(debs.glob("*.deb")):
+        _run(["dpkg", "-x", str(deb), str(tmp)])
+    tmp.replace(done)
+    found = sorted(done.glob("boot/vmlinuz-*"))
+    if not found:
+        raise KernelFetchError(f"{m.group(1)} holds no boot/vmlinuz-*", "report this package")
+    return _image(series, found[-1], done)
+
+
+def _image(series: str, vmlinuz: Path, root: Path) -> KernelImage:
+    release = vmlinuz.name.removeprefix("vmlinuz-")
+    if not (root / "lib" / "modules" / release).is_dir():
+        raise KernelFetchError(
+            f"kernel {release} has no modules in {root}", f"delete {root} and fetch again"
+        )
+    return KernelImage(series, release, vmlinuz, root)

@@ -1,0 +1,114 @@
+"""VM lane: the seed's kprobe and the CO-RE crosscheck inside a real Debian 6.1 guest (TCG here)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from harness.cli import main
+from harness.kernels import host_mirror
+from harness.vm import VMError, _rw_parent, lane_series, run_guest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def vm_unavailable_reason() -> str | None:
+    from conftest import bpf_unavailable_reason
+
+    if shutil.which("qemu-system-x86_64") is None:
+        return "qemu-system-x86_64 is not installed (scripts/setup.sh installs it)"
+    if shutil.which("vng", path=str(Path(sys.executable).parent)) is None:
+        return "virtme-ng is not installed in this venv (pip install -e '.[vm]')"
+    if shutil.which("apt-get") is None:
+        return "not a Debian host: the VM lane fetches Debian kernels with apt-get"
+    return bpf_unavailable_reason()
+
+
+@pytest.fixture
+def outdir() -> Iterator[Path]:
+    """A results directory the guest can write (the guest's /tmp is its own)."""
+    reason = vm_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    path = _rw_parent() / f"test-{uuid.uuid4().hex[:8]}"
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_lane_names() -> None:
+    assert lane_series("vm") == "6.1" and lane_series("vm:6.12") == "6.12"
+    with pytest.raises(VMError, match="unknown lane 'guest'"):
+        lane_series("guest")
+
+
+def test_host_mirror_from_both_source_formats() -> None:
+    assert host_mirror("Types: deb\nURIs: http://m.example/debian\nSuites: bookworm\n") == (
+        "http://m.example/debian"
+    )
+    assert host_mirror("deb [arch=amd64] http://m.example/debian/ bookworm main\n") == (
+        "http://m.example/debian"
+    )
+
+
+@pytest.mark.vm
+def test_seed_oneliner_counts_exact_sends_on_the_udp_sendmsg_stack(outdir: Path) -> None:
+    n = 25
+    workload = f"{sys.executable} {REPO}/scripts/udp_send.py --no-wait --count {n}"
+    argv = [
+        "run",
+        "kprobe:udp_send_skb { @[kstack] = count(); }",
+        "--workload",
+        workload,
+        "--lane",
+        "vm:6.1",
+        "--out",
+        str(outdir),
+        "--timeout",
+        "300",
+    ]
+    assert main(argv) == 0
+    vm = json.loads((outdir / "vm.json").read_text())
+    assert vm["release"].startswith("6.1.") and vm["accel"] in ("kvm", "tcg")
+    stacks = pd.read_csv(outdir / "at.csv")
+    on_sendmsg = stacks[stacks["key0"].str.contains("udp_sendmsg+", regex=False)]
+    assert on_sendmsg["value"].sum() == n
+    assert json.loads((outdir / "run.json").read_text())["capabilities"]["kprobes"] is True
+
+
+@pytest.mark.vm
+def test_crosscheck_passes_with_the_kprobe_and_the_host_built_object(outdir: Path) -> None:
+    from harness.libbpf_build import build
+
+    argv = [
+        "crosscheck",
+        "ktrace",
+        "--lane",
+        "vm",
+        "--count",
+        "40",
+        "--out",
+        str(outdir),
+        "--timeout",
+        "300",
+    ]
+    assert main(argv) == 0
+    verdict = json.loads((outdir / "verdict.json").read_text())
+    assert verdict["passed"] and verdict["attach"] == "kprobe"
+    assert verdict["kernel"].startswith("6.1.")
+    assert verdict["bpf_obj_sha256"] == build().sha256
+    assert set(verdict["core_relocations"]) >= {"sk_buff.hash", "sk_buff.len"}
+
+
+@pytest.mark.vm
+def test_a_guest_that_overruns_its_timeout_is_one_line(outdir: Path) -> None:
+    with pytest.raises(VMError) as info:
+        run_guest("6.1", ["doctor"], outdir, timeout=4)
+    msg = str(info.value)
+    assert "did not finish after" in msg and "console:" in msg and "\n" not in msg
