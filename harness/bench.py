@@ -8,7 +8,7 @@ start-up costs stay out of the per-event figure; otherwise it is timed from 'go'
 tracer attaches to the known pid before any event happens.
 
 Tracers are spawned directly (not through a pty) so the spawn timestamp, the ready line's arrival
-and the child's rusage (peak RSS via wait4) belong to that one process.
+and the peak memory (VmHWM, sampled until the tracer exits) belong to that one process.
 """
 
 from __future__ import annotations
@@ -198,19 +198,23 @@ def _finish_workload(
     return time.monotonic_ns() - go, "go->exit"
 
 
-def _stop_tracer(proc: subprocess.Popen[str], timeout: float) -> tuple[int, int]:
-    """SIGINT (both tracers print their results on it), reap with wait4: (status, maxrss KiB)."""
+def _stop_tracer(proc: subprocess.Popen[str], timeout: float) -> int | None:
+    """SIGINT (both tracers print their results on it) and wait for the exit, sampling the
+    tracer's VmHWM until its memory is gone: returns the last high-water mark seen (KiB).
+
+    VmHWM belongs to the exec'd image alone; rusage's ru_maxrss would also count the Python
+    parent the child was forked from, before exec.
+    """
+    peak = _peak_rss_kib(proc.pid)
     proc.send_signal(signal.SIGINT)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            return proc.returncode, int(usage.ru_maxrss)
-        time.sleep(0.01)
+        peak = _peak_rss_kib(proc.pid) or peak
+        if proc.poll() is not None:
+            return peak
+        time.sleep(0.005)
     proc.kill()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    proc.wait()
     raise BenchError(
         f"tracer pid {proc.pid} did not exit within {timeout:.0f} s of SIGINT",
         "check that it stops on Ctrl-C",
@@ -276,15 +280,13 @@ def _traced_run(
             )
         attach_ms = (reader.ready_ns - spawned) / 1e6
         elapsed = _finish_workload(proc, workload, timeout)
-        hwm = _peak_rss_kib(tproc.pid)
-        _status, maxrss = _stop_tracer(tproc, timeout)
+        peak = _stop_tracer(tproc, timeout)
         reader.join(timeout)
     finally:
         if tproc.returncode is None:
             tproc.kill()
             tproc.wait()
-    peaks = [v for v in (hwm, maxrss) if v]
-    return reader, attach_ms, elapsed, max(peaks) if peaks else None
+    return reader, attach_ms, elapsed, peak
 
 
 def run_rounds(
