@@ -7,7 +7,6 @@ host already uses, so the host's apt sources are never changed and nothing is in
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -15,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.paths import cache_home
 
 # Kernel series -> the Debian suite whose linux-image-amd64 brings it.
 SUITES = {"6.1": "bookworm", "6.12": "bookworm-backports"}
@@ -36,8 +36,7 @@ class KernelImage:
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "ktrace-harness" / "kernels"
+    return cache_home() / "kernels"
 
 
 def host_mirror(text: str | None = None) -> str:

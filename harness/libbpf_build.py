@@ -8,7 +8,6 @@ build without `-D__TARGET_ARCH_<arch>`, is recognised and reported with that def
 from __future__ import annotations
 
 import hashlib
-import os
 import platform
 import re
 import shutil
@@ -18,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.paths import cache_home
 
 BTF_PATH = Path("/sys/kernel/btf/vmlinux")
 SOURCES = ("ktrace.bpf.c", "ktrace.c", "ktrace.h")
@@ -58,8 +58,7 @@ class BuildOutputs:
 
 
 def cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "ktrace-harness" / "build"
+    return cache_home() / "build"
 
 
 def target_arch(machine: str | None = None) -> str:

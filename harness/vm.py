@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.kernels import KernelImage, cache_dir, fetch
+from harness.kernels import KernelImage, fetch
+from harness.paths import cache_home
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_SERIES = "6.1"
@@ -142,7 +143,7 @@ def accel_choice(kernel: KernelImage) -> str:
     """'kvm' when a guest boots and runs a command with KVM, else 'tcg' (cached per host)."""
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return "tcg"
-    cache = cache_dir() / f"accel-{os.uname().release}.json"
+    cache = cache_home() / f"accel-{os.uname().release}.json"
     if cache.exists():
         return str(json.loads(cache.read_text())["accel"])
     with tempfile.TemporaryDirectory(prefix="ktrace-kvm-", dir=_rw_parent()) as tmp:
@@ -158,7 +159,7 @@ def accel_choice(kernel: KernelImage) -> str:
 
 def _rw_parent() -> Path:
     """Scratch space the guest can be given read-write (not /tmp: the guest mounts its own)."""
-    path = cache_dir().parent / "vm-scratch"
+    path = cache_home() / "vm-scratch"
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -103,16 +103,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print(rows: list[dict[str, object]]) -> None:
-    shown = (
-        "kernel",
-        "lane",
-        "accel",
-        "attach",
-        "bpftrace_events",
-        "libbpf_events",
-        "verdict",
-        "core_relocations",
-    )
+    shown = [c for c in COLUMNS if c not in ("kernel_series", "bpf_obj_sha256", "error")]
     widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in shown}
     print("  ".join(c.ljust(widths[c]) for c in shown))
     for r in rows:
