@@ -174,10 +174,13 @@ def run_crosscheck(
     bt: BpftraceProcess | None = None
     started = time.time()
     try:
-        program = codegen.generate(spec, attach, codegen.bpftrace_version(), marker, pid=work.pid)
+        symbol = None if attach == "tracepoint" else codegen.kernel_symbol(spec.probe.target)
+        program = codegen.generate(
+            spec, attach, codegen.bpftrace_version(), marker, pid=work.pid, symbol=symbol
+        )
         bt = BpftraceProcess(program, marker)
         bt.start()
-        twin = TwinProcess(loader, attach, work.pid + libbpf_pid_offset, verbose=True)
+        twin = TwinProcess(loader, attach, work.pid + libbpf_pid_offset, verbose=True, func=symbol)
         twin.wait_attached(timeout)
         bt.wait_attached(timeout)
         work.go()

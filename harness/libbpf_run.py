@@ -107,9 +107,18 @@ def parse_loader_output(text: str, attach: str, symbols: Kallsyms | None = None)
 class TwinProcess:
     """The loader as a child process: start, wait for `ready`, stop with SIGINT, decode."""
 
-    def __init__(self, loader: Path, attach: str, pid: int | None, verbose: bool = False) -> None:
+    def __init__(
+        self,
+        loader: Path,
+        attach: str,
+        pid: int | None,
+        verbose: bool = False,
+        func: str | None = None,
+    ) -> None:
         self.attach = attach
         argv = [str(loader), "--attach", attach]
+        if func:
+            argv += ["--func", func]
         if pid:
             argv += ["--pid", str(pid)]
         if verbose:

@@ -2,7 +2,10 @@
 /* Loader of ktrace.bpf.c: attach one of its programs for one target pid, collect until SIGINT or
  * SIGTERM, then print the results in the line format documented in ktrace.h.
  *
- *   ktrace --attach kprobe|kfunc|tracepoint [--pid N] [--verbose]
+ *   ktrace --attach kprobe|kfunc|tracepoint [--pid N] [--func NAME] [--verbose]
+ *
+ * --func names the kernel function when it is a compiler clone on this kernel
+ * (udp_send_skb.isra.0): kprobes attach to it by name, fentry resolves it in BTF before load.
  */
 #include <errno.h>
 #include <signal.h>
@@ -109,6 +112,7 @@ static int choose(struct ktrace_bpf *skel, const char *attach)
 int main(int argc, char **argv)
 {
 	const char *attach = "kprobe";
+	const char *func = NULL;
 	struct event_log log = { 0 };
 	struct ring_buffer *rb = NULL;
 	struct ktrace_bpf *skel;
@@ -122,10 +126,12 @@ int main(int argc, char **argv)
 			attach = argv[++i];
 		else if (!strcmp(argv[i], "--pid") && i + 1 < argc)
 			pid = strtol(argv[++i], NULL, 10);
+		else if (!strcmp(argv[i], "--func") && i + 1 < argc)
+			func = argv[++i];
 		else if (!strcmp(argv[i], "--verbose"))
 			verbose = 1;
 		else {
-			fprintf(stderr, "usage: %s --attach kprobe|kfunc|tracepoint [--pid N] [--verbose]\n",
+			fprintf(stderr, "usage: %s --attach kprobe|kfunc|tracepoint [--pid N] [--func NAME] [--verbose]\n",
 				argv[0]);
 			return 2;
 		}
@@ -145,12 +151,22 @@ int main(int argc, char **argv)
 		err = 2;
 		goto out;
 	}
+	if (func && !strcmp(attach, "kfunc"))
+		bpf_program__set_attach_target(skel->progs.ktrace_kfunc, 0, func);
 	err = ktrace_bpf__load(skel);
 	if (err) {
 		fprintf(stderr, "error: cannot load BPF object: %s\n", strerror(-err));
 		goto out;
 	}
-	err = ktrace_bpf__attach(skel);
+	if (func && !strcmp(attach, "kprobe")) {
+		skel->links.ktrace_kprobe =
+			bpf_program__attach_kprobe(skel->progs.ktrace_kprobe, false, func);
+		err = libbpf_get_error(skel->links.ktrace_kprobe);
+		if (err)
+			skel->links.ktrace_kprobe = NULL;
+	} else {
+		err = ktrace_bpf__attach(skel);
+	}
 	if (err) {
 		fprintf(stderr, "error: cannot attach %s: %s\n", attach, strerror(-err));
 		goto out;
