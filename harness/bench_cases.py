@@ -73,7 +73,11 @@ def _count_map(out: str, name: str, frame_prefix: str | None = None) -> int:
 
 
 def bpftrace_tracer(
-    catalog_name: str, attach: str, count_map: str, frame_prefix: str | None = None
+    catalog_name: str,
+    attach: str,
+    count_map: str,
+    frame_prefix: str | None = None,
+    symbol: str | None = None,
 ) -> Tracer:
     """The catalog entry's generated program for `attach`, filtered to the workload pid by codegen;
     events are the sum of `count_map` in what bpftrace prints on SIGINT."""
@@ -83,8 +87,6 @@ def bpftrace_tracer(
     version = codegen.bpftrace_version()
     bpftrace = _bpftrace_binary()
     marker = f"{READY}_{os.getpid()}"
-    # kprobe/kfunc need the traceable name (a compiler clone such as udp_send_skb.isra.0).
-    symbol = codegen.kernel_symbol(spec.probe.target) if attach in ("kprobe", "kfunc") else None
 
     def argv(pid: int) -> list[str]:
         program = codegen.generate(spec, attach, version, marker, pid=pid, symbol=symbol)
@@ -99,7 +101,10 @@ def bpftrace_tracer(
 
 
 def libbpf_tracer(
-    attach: str, frame_prefix: str | None = None, prebuilt: Path | None = None
+    attach: str,
+    frame_prefix: str | None = None,
+    prebuilt: Path | None = None,
+    func: str | None = None,
 ) -> Tracer:
     """The CO-RE twin's loader (built, from the build cache, or `prebuilt` on the host for the
     VM lane) on `attach`, filtered to the workload pid."""
@@ -114,7 +119,14 @@ def libbpf_tracer(
 
     return Tracer(
         "libbpf",
-        lambda pid: [str(loader), "--attach", attach, "--pid", str(pid)],
+        lambda pid: [
+            str(loader),
+            "--attach",
+            attach,
+            "--pid",
+            str(pid),
+            *(["--func", func] if func else []),
+        ],
         lambda line: line.startswith("ready"),
         count,
     )
@@ -185,12 +197,21 @@ def build(
     else:
         reason = "chosen with --attach"
     notes = [f"- attach type: {attach} ({reason})."]
+    # kprobe/kfunc need the traceable name (a compiler clone such as udp_send_skb.isra.0),
+    # resolved once for both tracers.
+    symbol = None
+    if attach in ("kprobe", "kfunc"):
+        from harness import codegen
+
+        symbol = codegen.kernel_symbol(entry.equivalents[attach].probe.target)
     tracers = []
     if "bpftrace" in modes:
-        tracers.append(bpftrace_tracer(bench.catalog, attach, bench.count_map, bench.frame_prefix))
+        tracers.append(
+            bpftrace_tracer(bench.catalog, attach, bench.count_map, bench.frame_prefix, symbol)
+        )
     if "libbpf" in modes:
         if bench.has_twin:
-            tracers.append(libbpf_tracer(attach, bench.frame_prefix, prebuilt))
+            tracers.append(libbpf_tracer(attach, bench.frame_prefix, prebuilt, symbol))
         else:
             notes.append(f"- libbpf: no CO-RE twin exists for `{name}`; only bpftrace is compared.")
     return Case(bench.workload(events), tracers, attach, notes)
