@@ -1,0 +1,61 @@
+"""`harness bench ktrace --lane vm`: the same benchmark inside a Debian 6.1 guest, where the seed's
+kprobe:udp_send_skb exists, with the twin built on the host. Counts only; no timing asserted."""
+
+from __future__ import annotations
+
+import csv
+import math
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+
+
+@pytest.fixture
+def vm_outdir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    from test_vm import vm_unavailable_reason
+
+    from harness.vm import _rw_parent
+
+    reason = vm_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    path = _rw_parent() / f"test-bench-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("KTRACE_RESULTS", str(path / "runs"))  # the guest's scratch run dir
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.mark.vm
+def test_bench_ktrace_in_the_vm_uses_the_kprobe(vm_outdir: Path) -> None:
+    n = 100
+    argv = [
+        "bench",
+        "ktrace",
+        "--lane",
+        "vm",
+        "--rounds",
+        "1",
+        "--warmup",
+        "0",
+        "--events",
+        str(n),
+        "--out",
+        str(vm_outdir / "bench"),
+    ]
+    assert main(argv) == 0
+    with (vm_outdir / "bench" / "ktrace-vm6.1.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["mode"] for r in rows] == ["untraced", "bpftrace", "libbpf"]
+    assert {r["attach"] for r in rows} == {"kprobe"}
+    assert all(r["kernel"].startswith("6.1.") for r in rows)
+    for r in rows[1:]:
+        assert r["events_counted"] == str(n), r
+        assert math.isfinite(float(r["overhead_ns_per_event"]))
+    md = (vm_outdir / "bench" / "ktrace-vm6.1.md").read_text()
+    assert "VM lane: guest kernel 6.1." in md
+    assert (vm_outdir / "bench" / "ktrace-vm6.1.bench.png").read_bytes()[:4] == b"\x89PNG"
