@@ -177,8 +177,10 @@ def _summary(run_dir: Path, meta: dict[str, Any], maps: list[MapReport]) -> str:
         program = meta.get("program")
         if isinstance(program, str) and program.strip():
             lines += ["Program:", "", "```", program.rstrip(), "```", ""]
-    else:
+    elif maps:
         lines += ["No run.json here: the CSVs below are reported as they are.", ""]
+    if not maps:
+        return "\n".join(lines)
     lines += [
         "## Maps and files",
         "",
@@ -203,10 +205,21 @@ def _summary(run_dir: Path, meta: dict[str, Any], maps: list[MapReport]) -> str:
     return "\n".join(lines)
 
 
+def _parts(run_dir: Path) -> list[Path]:
+    """Sub-directories that are run directories themselves (crosscheck: bpftrace/ and libbpf/)."""
+    return [
+        d
+        for d in sorted(run_dir.iterdir())
+        if d.is_dir() and (any(d.glob("*.csv")) or (d / "run.json").exists())
+    ]
+
+
 def write_report(run_dir: Path) -> list[Path]:
     """Write folded stacks, flame graphs, PNGs and summary.md into `run_dir`; return the paths.
 
     Every CSV in the directory is considered; unknown shapes are listed in the summary as tables.
+    Sub-directories that are run directories (a crosscheck's two sides) get their own report,
+    linked from this summary.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -215,12 +228,27 @@ def write_report(run_dir: Path) -> list[Path]:
         )
     meta = read_meta(run_dir)
     csvs = sorted(run_dir.glob("*.csv"))
-    if not csvs and not meta:
+    parts = _parts(run_dir)
+    if not csvs and not meta and not parts:
         raise ReportError(
             f"{run_dir} has no CSV files and no run.json",
             "pass a directory made by `harness run`, `crosscheck` or `bench`",
         )
+    written = [p for part in parts for p in write_report(part)]
     maps = [_report_map(csv, meta) for csv in csvs]
+    text = _summary(run_dir, meta, maps)
+    if parts:
+        text += "\n## Parts\n\n" + "".join(
+            f"- [{p.name}/]({p.name}/summary.md): {_part_line(p)}\n" for p in parts
+        )
+    others = sorted(p.name for p in run_dir.glob("*.json") if p.name != "run.json")
+    if others:
+        text += "\nAlso here: " + ", ".join(f"[{n}]({n})" for n in others) + "\n"
     summary = run_dir / SUMMARY
-    summary.write_text(_summary(run_dir, meta, maps))
-    return [p for m in maps for p, _ in m.files] + [summary]
+    summary.write_text(text)
+    return [*written, *(p for m in maps for p, _ in m.files), summary]
+
+
+def _part_line(part: Path) -> str:
+    names = sorted(p.name for p in part.glob("*.csv"))
+    return ", ".join(names) or "run.json only"

@@ -111,3 +111,20 @@ def test_live_bpftrace_run_reports(needs_bpf: None, tmp_path: Path) -> None:
     assert any("udp_send_skb" in line for line in folded)
     assert "udp_send_skb" in (run_dir / "stacks.flame.html").read_text()
     assert (run_dir / "len.hist.png").stat().st_size > 5000
+
+
+def test_crosscheck_layout_reports_each_side_and_links_them(tmp_path: Path) -> None:
+    top = tmp_path / "crosscheck"
+    frames = to_frames(parse_text(CAPTURE))
+    for side in ("bpftrace", "libbpf"):
+        write_run_dir(top / side, frames, {"attach": "tracepoint", "side": side})
+    (top / "verdict.json").write_text('{"passed": true}\n')
+    written = write_report(top)
+    for side in ("bpftrace", "libbpf"):
+        assert top / side / "stacks.folded" in written
+        assert (top / side / "stacks.folded").read_text() == f"{ROOT_FIRST} 50\n"
+    summary = (top / "summary.md").read_text()
+    assert (
+        "[bpftrace/](bpftrace/summary.md)" in summary and "[verdict.json](verdict.json)" in summary
+    )
+    assert "## Maps and files" not in summary  # no CSVs at the top level
