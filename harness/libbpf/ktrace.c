@@ -180,7 +180,10 @@ int main(int argc, char **argv)
 	printf("ready %s\n", attach);
 	fflush(stdout);
 	while (!stopping) {
+		/* Events are submitted without wakeups: wait out the interval, then drain. */
 		err = ring_buffer__poll(rb, 100);
+		if (err >= 0 || err == -EINTR)
+			err = ring_buffer__consume(rb);
 		if (err < 0 && err != -EINTR) {
 			fprintf(stderr, "error: ring buffer poll: %s\n", strerror(-err));
 			goto out;
