@@ -128,9 +128,21 @@ class Capabilities:
 
 @functools.cache
 def capabilities() -> Capabilities:
-    """Probe the machine once per process."""
-    info = bpftrace_info()
-    libbpf = _first_line(["pkg-config", "--modversion", "libbpf"])
+    """Probe the machine once per process; the tool queries run side by side (start-up cost)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    commands = {
+        "bpftrace": ["bpftrace", "--version"],
+        "clang": ["clang", "--version"],
+        "bpftool": ["bpftool", "version"],
+        "libbpf": ["pkg-config", "--modversion", "libbpf"],
+        "qemu": ["qemu-system-x86_64", "--version"],
+    }
+    with ThreadPoolExecutor(max_workers=len(commands) + 1) as pool:
+        info_future = pool.submit(bpftrace_info)
+        versions = {name: pool.submit(_first_line, argv) for name, argv in commands.items()}
+        info = info_future.result()
+        tools = {name: future.result() for name, future in versions.items()}
     return Capabilities(
         kernel=platform.release(),
         arch=platform.machine(),
@@ -141,12 +153,8 @@ def capabilities() -> Capabilities:
         # bpftrace checks kernel support for kfunc itself (BTF func + trampolines).
         kfunc=info.get("kfunc") == "yes",
         lockdown=lockdown_mode(),
-        bpftrace=_first_line(["bpftrace", "--version"]),
-        clang=_first_line(["clang", "--version"]),
-        bpftool=_first_line(["bpftool", "version"]),
-        libbpf=libbpf,
-        qemu=_first_line(["qemu-system-x86_64", "--version"]),
         kvm=kvm_usable(),
+        **tools,
     )
 
 
