@@ -158,7 +158,7 @@ def accel_choice(kernel: KernelImage) -> str:
 
 
 def _rw_parent() -> Path:
-    """Scratch space the guest can be given read-write (not /tmp: the guest mounts its own)."""
+    """Scratch space given to guests read-write, kept with the other caches."""
     path = cache_home() / "vm-scratch"
     path.mkdir(parents=True, exist_ok=True)
     return path
