@@ -7,7 +7,7 @@ import os
 import shlex
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from harness.errors import HarnessError, UsageError
@@ -46,7 +46,8 @@ def _workload_argv(args: argparse.Namespace) -> list[str] | None:
     return argv
 
 
-def _progress(t0: float) -> object:
+def _progress() -> Callable[[float], None]:
+    """A once-a-second 'running... Ns' line on a terminal, after the first two seconds."""
     last = [0.0]
 
     def show(elapsed: float) -> None:
@@ -110,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         workload=workload,
         duration=args.duration,
         timeout=args.timeout,
-        on_progress=_progress(time.monotonic()),  # type: ignore[arg-type]
+        on_progress=_progress(),
     )
     if sys.stderr.isatty():
         print("\r", end="", file=sys.stderr)
