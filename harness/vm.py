@@ -139,13 +139,24 @@ class _Reader:
         self.thread.join(10)
 
 
+def _accel_cache() -> Path:
+    return cache_home() / f"accel-{os.uname().release}.json"
+
+
+def cached_accel() -> str | None:
+    """The accelerator the last KVM probe on this host kernel chose, if one ran."""
+    cache = _accel_cache()
+    return str(json.loads(cache.read_text())["accel"]) if cache.exists() else None
+
+
 def accel_choice(kernel: KernelImage) -> str:
     """'kvm' when a guest boots and runs a command with KVM, else 'tcg' (cached per host)."""
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return "tcg"
-    cache = cache_home() / f"accel-{os.uname().release}.json"
-    if cache.exists():
-        return str(json.loads(cache.read_text())["accel"])
+    known = cached_accel()
+    if known is not None:
+        return known
+    cache = _accel_cache()
     with tempfile.TemporaryDirectory(prefix="ktrace-kvm-", dir=_rw_parent()) as tmp:
         rw = Path(tmp)
         done, _, _ = _boot(

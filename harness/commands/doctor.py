@@ -19,7 +19,11 @@ def run(args: argparse.Namespace) -> int:
 
         print(json.dumps(caps.as_dict(), indent=2))
         return 0
+    from harness.vm import cached_accel
+
     rows = [(k, _show(v)) for k, v in caps.as_dict().items()]
+    accel = cached_accel()
+    rows.append(("vm lane", f"guests boot with {accel}" if accel else "not probed yet"))
     try:
         attach, why = choose_attach(dict.fromkeys(ATTACH_ORDER), caps)
         rows.append(("attach choice", f"{attach}: {why}"))
