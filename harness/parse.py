@@ -223,6 +223,7 @@ _RUN_LINE = re.compile(r"^(@\w*)(\[(.*)\])?: (.*)$", re.M)
 _ENTRY = re.compile(r"(@\w*)(?:\[(.*)\])?: ?(.*?)\n?\Z", re.S)
 _STATS_VALUE = re.compile(r"count (-?\d+), average (-?\d+), total (-?\d+)\Z")
 _ATTACHED = re.compile(r"Attach(?:ing|ed) (\d+) probe")
+_JSON_RECORD = re.compile(r'\{"type": ?"')
 
 
 def _entry_parts(token: str, sep: str) -> tuple[str, Key, str]:
@@ -320,6 +321,10 @@ def parse_text(text: str) -> Output:
         text = text.replace("\r\n", "\n")
     if text and not text.endswith("\n"):
         text += "\n"
+    if _JSON_RECORD.match(text[:200].lstrip()):  # only the start is looked at
+        raise ParseError("this is bpftrace -f json output, not text (line 1 is a json record)",
+                         "parse it with --format json (harness.parse.parse_json)",
+                         line=1, column=1, text=text[:200].lstrip().split("\n", 1)[0])
     parser, ref = _parser()
     builder = _Builder(", ")
     try:
@@ -394,9 +399,11 @@ def parse_json(text: str) -> Output:
     """bpftrace `-f json` output (one object per line) -> Output.
 
     Lines that are not json objects are the traced command's own stdout and are kept
-    in `lines`, as the text format keeps them.
+    in `lines`, as the text format keeps them; input with no json record at all is an
+    error (text given to the json reader would otherwise read as zero maps).
     """
     b = _Builder(",")
+    records = 0
     for lineno, raw in enumerate(text.splitlines(), 1):
         if not raw.strip():
             continue
@@ -436,4 +443,10 @@ def parse_json(text: str) -> Output:
                                   data if isinstance(data, str) else json.dumps(data))
         else:
             b.line(json.dumps(data) if not isinstance(data, str) else data)
+        records += 1
+    if records == 0 and text.strip():
+        bad = next(line for line in text.splitlines() if line.strip())
+        raise ParseError(f"no bpftrace json record in the input (first line: {bad[:80]!r})",
+                         "parse it as text (--format text) or run bpftrace with -f json",
+                         line=1, column=1, text=bad)
     return b.finish()

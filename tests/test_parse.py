@@ -112,6 +112,19 @@ def test_bad_json_raises() -> None:
         parse_json('{"type": "attached_probes", "data": {"probes": 1}}\n{"type": "map", "data"\n')
 
 
+def test_json_given_as_text_raises() -> None:
+    with pytest.raises(ParseError, match="--format json") as info:
+        parse_text('\n{"type": "attached_probes", "data": {"probes": 1}}\n')
+    assert info.value.line == 1 and info.value.text.startswith('{"type"')
+
+
+def test_text_given_as_json_raises() -> None:
+    with pytest.raises(ParseError, match="no bpftrace json record") as info:
+        parse_json("Attaching 1 probe...\n@x: 3\n")
+    assert info.value.text == "Attaching 1 probe..."
+    assert parse_json("").maps == []  # empty output is no run, not a format mix-up
+
+
 def test_pty_line_ends_and_missing_final_newline() -> None:
     out = parse_text("Attaching 1 probe...\r\n^C\r\n@h:\r\n[1]  2 |@@|\r\n\r\n@n: 4")
     assert out.lines == ["^C"]

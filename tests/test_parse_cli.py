@@ -48,6 +48,8 @@ def test_cli_json_guess_matches_text(capsys: pytest.CaptureFixture[str]) -> None
     (None, None, "cannot read"),
     ("@s[\n    udp_send_skb+1\n", "text", "stack key not closed"),
     ('{"type": "map", "data"\n', "json", "not bpftrace json"),
+    ("Attaching 1 probe...\n@x: 3\n", "json", "no bpftrace json record"),
+    ('{"type": "attached_probes", "data": {"probes": 1}}\n', "text", "--format json"),
     ("@h:\n[1]   1 |@@@|\n[2, 4) junk\n", "text", "hist bucket line not understood"),
 ])
 def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],

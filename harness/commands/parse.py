@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -51,19 +54,29 @@ def run(args: argparse.Namespace) -> int:
     fmt = args.format or _guess_format(text)
     output = parse_json(text) if fmt == "json" else parse_text(text)
     frames = to_frames(output)
-    print(f"{path}: format {fmt}, probes {output.probes}, {len(output.lines)} printed lines, "
-          f"{len(frames)} maps")
-    for name, frame in frames.items():
-        shown = _top(frame).head(args.rows).copy()
-        for col in shown.columns:
-            if shown[col].dtype == object:
-                shown[col] = shown[col].map(
-                    lambda v: fold_stack(v)[-60:] if isinstance(v, tuple) else v)
-        print(f"\n{name}  ({len(frame)} rows)")
-        print(shown.to_string(index=False))
-    if args.csv:
+    if args.csv:  # written before the summary, so a closed pipe (`| head`) loses nothing
         meta = {"command": "harness parse", "source": str(path.resolve()), "format": fmt,
                 "probes": output.probes, "lines": output.lines}
         write_run_dir(args.csv, frames, meta)
-        print(f"\nwrote {len(frames)} CSV files and run.json to {args.csv}")
+    try:
+        _print_summary(path, fmt, output.probes, len(output.lines), frames, args.rows, fold_stack)
+        if args.csv:
+            print(f"\nwrote {len(frames)} CSV files and run.json to {args.csv}")
+    except BrokenPipeError:  # reader went away (`| head`): stop quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
+
+
+def _print_summary(path: Path, fmt: str, probes: int | None, n_lines: int,
+                   frames: Mapping[str, pd.DataFrame], rows: int,
+                   fold: Callable[[tuple[str, ...]], str]) -> None:
+    print(f"{path}: format {fmt}, probes {probes}, {n_lines} printed lines, "
+          f"{len(frames)} maps")
+    for name, frame in frames.items():
+        shown = _top(frame).head(rows).copy()
+        for col in shown.columns:
+            if shown[col].dtype == object:
+                shown[col] = shown[col].map(
+                    lambda v: fold(v)[-60:] if isinstance(v, tuple) else v)
+        print(f"\n{name}  ({len(frame)} rows)")
+        print(shown.to_string(index=False))
