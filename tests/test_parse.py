@@ -141,3 +141,23 @@ def test_grammar_ships_in_the_package_and_parser_is_built_once() -> None:
     grammar = resources.files("harness.grammar").joinpath(parse.GRAMMAR_FILE)
     assert "ENTRY_RUN" in grammar.read_text()
     assert parse._parser() is parse._parser()
+
+
+def test_perf_mode_kstack_and_ustack_beside_a_string_in_one_tuple() -> None:
+    text = ("Attaching 2 probes...\nhello\n@u[\n"
+            "\tffffffff81a1b2c3 udp_send_skb+1 ([kernel.kallsyms])\n"
+            "\tffffffff81a1b2c4 udp_sendmsg+2407 ([kernel.kallsyms])\n"
+            ", python3,\n"
+            "        __libc_sendto+26 (/usr/lib/x86_64-linux-gnu/libc.so.6)\n"
+            "        0x7f00\n"
+            "]: 4\n@s[a]: b, 2]: 5\n\nbye\n")
+    out = parse_text(text)
+    assert out.probes == 2 and out.lines == ["hello", "bye"]
+    frames = to_frames(out)
+    row = frames["@u"].iloc[0]
+    assert row["key0"] == ("ffffffff81a1b2c3 udp_send_skb+1 ([kernel.kallsyms])",
+                           "ffffffff81a1b2c4 udp_sendmsg+2407 ([kernel.kallsyms])")
+    assert row["key1"] == "python3"
+    assert row["key2"] == ("__libc_sendto+26 (/usr/lib/x86_64-linux-gnu/libc.so.6)", "0x7f00")
+    assert int(row["value"]) == 4
+    assert frames["@s"].to_dict("records") == [{"key0": "a]: b", "key1": 2, "value": 5}]
