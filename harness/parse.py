@@ -233,6 +233,18 @@ def _entry_parts(token: str, sep: str) -> tuple[str, Key, str]:
     return name, (() if body is None else split_key(body, sep)), value
 
 
+def _stack_entry_parts(token: str, sep: str) -> tuple[str, Key, str]:
+    """Like _entry_parts, but a last line `]: value` closes the key at its first `]:`,
+    so a string value holding `]:` stays whole (a stack key's close is unambiguous)."""
+    body_end = token.rstrip("\n").rfind("\n")
+    last = token[body_end + 1:]
+    if not last.startswith("]:"):
+        return _entry_parts(token, sep)
+    name, _, body = token[:body_end + 1].partition("[")
+    value = last[2:].rstrip("\n")
+    return name, split_key(body, sep), value[1:] if value.startswith(" ") else value
+
+
 def _token_error(tok: Any, what: str, fix: str) -> ParseError:
     first = str(tok).split("\n", 1)[0]
     return ParseError(f"{what} at line {tok.line}, column {tok.column}: {first[:80]!r}", fix,
@@ -272,7 +284,7 @@ def _make_transformer(builder_ref: list[_Builder]) -> Any:
 
         def stack_entry(self, children: list[Any]) -> None:
             b = builder_ref[0]
-            name, key, value = _entry_parts(children[0], b.sep)
+            name, key, value = _stack_entry_parts(children[0], b.sep)
             stats = _STATS_VALUE.match(value)
             if stats:
                 b.add(name, key, Stats(*(int(g) for g in stats.groups())), "stats")

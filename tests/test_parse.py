@@ -161,3 +161,10 @@ def test_perf_mode_kstack_and_ustack_beside_a_string_in_one_tuple() -> None:
     assert row["key2"] == ("__libc_sendto+26 (/usr/lib/x86_64-linux-gnu/libc.so.6)", "0x7f00")
     assert int(row["value"]) == 4
     assert frames["@s"].to_dict("records") == [{"key0": "a]: b", "key1": 2, "value": 5}]
+
+
+def test_string_value_holding_bracket_colon_under_a_stack_key() -> None:
+    # found by the property test: the stack key closes at its last line's first `]:`
+    out = parse_text("@[\n    f+0\n    g+1\n]: v]: w, x\n")
+    assert to_frames(out)["@"].to_dict("records") == [{"key0": ("f+0", "g+1"),
+                                                        "value": "v]: w, x"}]
