@@ -197,13 +197,10 @@ def build(
     else:
         reason = "chosen with --attach"
     notes = [f"- attach type: {attach} ({reason})."]
-    # kprobe/kfunc need the traceable name (a compiler clone such as udp_send_skb.isra.0),
-    # resolved once for both tracers.
-    symbol = None
-    if attach in ("kprobe", "kfunc"):
-        from harness import codegen
+    from harness import codegen
 
-        symbol = codegen.kernel_symbol(entry.equivalents[attach].probe.target)
+    # The traceable name (a clone such as udp_send_skb.isra.0), resolved once for both tracers.
+    symbol = codegen.probe_symbol(entry.equivalents[attach])
     tracers = []
     if "bpftrace" in modes:
         tracers.append(

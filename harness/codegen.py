@@ -65,6 +65,17 @@ def kernel_symbol(name: str) -> str:
     return resolve_kernel_symbol(name, text)
 
 
+KERNEL_FUNCTION_PROBES = ("kprobe", "kretprobe", "kfunc", "kretfunc")
+
+
+def probe_symbol(spec: ProbeSpec) -> str | None:
+    """The running kernel's name for a spec's kernel function (a clone such as
+    `udp_send_skb.isra.0` where the compiler made one), or None for other probe types."""
+    if spec.probe.kind not in KERNEL_FUNCTION_PROBES:
+        return None
+    return kernel_symbol(spec.probe.target)
+
+
 def bind(arg: Arg, version: tuple[int, int, int]) -> str:
     """The bpftrace expression that reaches one spec argument on this version."""
     source = arg.source

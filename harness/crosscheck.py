@@ -174,7 +174,7 @@ def run_crosscheck(
     bt: BpftraceProcess | None = None
     started = time.time()
     try:
-        symbol = None if attach == "tracepoint" else codegen.kernel_symbol(spec.probe.target)
+        symbol = codegen.probe_symbol(spec)
         program = codegen.generate(
             spec, attach, codegen.bpftrace_version(), marker, pid=work.pid, symbol=symbol
         )

@@ -181,3 +181,10 @@ def test_specline_tracepoint_program_runs_with_exact_counts() -> None:
     assert frames["@count"]["value"].sum() == n
     hist = frames["@hist"]
     assert hist[hist["count"] > 0][["lo", "hi", "count"]].values.tolist() == [[512, 1024, n]]
+
+
+def test_probe_symbol_only_for_kernel_function_probes() -> None:
+    entry = catalog.get("ktrace")
+    assert codegen.probe_symbol(entry.equivalents["tracepoint"]) is None
+    # On this kernel the function is traceable under its own name or a clone of it.
+    assert codegen.probe_symbol(entry.equivalents["kprobe"]).startswith("udp_send_skb")  # type: ignore[union-attr]

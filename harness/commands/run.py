@@ -93,9 +93,7 @@ def run(args: argparse.Namespace) -> int:
     version = codegen.bpftrace_version()
     programs: list[str] = []
 
-    symbol = None
-    if spec.probe.kind in ("kprobe", "kretprobe", "kfunc", "kretfunc"):
-        symbol = codegen.kernel_symbol(spec.probe.target)  # clones such as udp_send_skb.isra.0
+    symbol = codegen.probe_symbol(spec)
 
     def program_for(pid: int | None) -> str:
         programs.append(codegen.generate(spec, attach, version, marker, pid=pid, symbol=symbol))
