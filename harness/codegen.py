@@ -9,9 +9,7 @@ record in 0.18, and 0.19 still mishandled some tracepoint fields).
 
 from __future__ import annotations
 
-import functools
 import re
-import subprocess
 from pathlib import Path
 
 from harness.errors import UsageError
@@ -20,16 +18,14 @@ from harness.spec import Agg, Arg, ProbeSpec
 ARGS_DOT_SINCE = (0, 20, 0)
 
 
-@functools.cache
-def bpftrace_version(binary: str = "bpftrace") -> tuple[int, int, int]:
-    """The installed bpftrace's version, e.g. (0, 17, 0); (0, 0, 0) when it is missing."""
-    try:
-        out = subprocess.run(
-            [binary, "--version"], capture_output=True, text=True, timeout=20, check=False
-        ).stdout
-    except OSError:
-        return (0, 0, 0)
-    return parse_version(out)
+def bpftrace_version() -> tuple[int, int, int]:
+    """The installed bpftrace's version, e.g. (0, 17, 0); (0, 0, 0) when it is missing.
+
+    Read from the capability probe, which has already asked `bpftrace --version` once.
+    """
+    from harness.kernel import capabilities
+
+    return parse_version(capabilities().bpftrace or "")
 
 
 def parse_version(text: str) -> tuple[int, int, int]:
