@@ -2,7 +2,7 @@
 """Parse speed: text (Lark grammar) vs -f json, on one real 100,000-key bpftrace run.
 
 Runs bpftrace once per format (cached under /tmp), then times text -> frames and
-json -> frames (json.loads + DataFrame via harness.parse.parse_json) side by side,
+json -> frames (json.loads + DataFrame via harness.output.parse.parse_json) side by side,
 best of N rounds each, and peak memory (tracemalloc) of the text path against the
 text size. Appends a row to results/bench/parse_speed.csv.
 """
@@ -62,8 +62,8 @@ def best(fn, rounds: int) -> float:  # type: ignore[no-untyped-def]
 
 
 def main() -> int:
-    from harness.frames import to_frames
-    from harness.parse import parse_json, parse_text
+    from harness.output.frames import to_frames
+    from harness.output.parse import parse_json, parse_text
 
     text, js = capture(False), capture(True)
     tf = to_frames(parse_text(text))["@m"]

@@ -25,7 +25,7 @@ PROGRAM = "tracepoint:syscalls:sys_enter_getppid /pid == PID/ { @[comm] = count(
 
 def loop_binary() -> str:
     out = subprocess.run(
-        [sys.executable, str(REPO / "scripts/syscall_loop.py"), "--build-only"],
+        [sys.executable, str(REPO / "harness/workloads/syscall_loop.py"), "--build-only"],
         capture_output=True,
         text=True,
         check=True,

@@ -17,7 +17,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from harness.vm import _rw_parent, run_guest  # noqa: E402
+from harness.lanes.vm import _rw_parent, run_guest  # noqa: E402
 
 JOBS = {"doctor": ["doctor"], "run_ktrace": ["run", "ktrace", "--count", "50"]}
 

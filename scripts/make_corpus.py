@@ -27,7 +27,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO / "tests" / "data" / "corpus"
-UDP = f"{sys.executable} {REPO / 'scripts' / 'udp_send.py'} --no-wait --count 12 --sizes 1,100,1000"
+UDP_SEND = REPO / "harness" / "workloads" / "udp_send.py"
+UDP = f"{sys.executable} {UDP_SEND} --no-wait --count 12 --sizes 1,100,1000"
 
 # name -> (program, workload command for -c or None, key names per map)
 CASES: dict[str, tuple[str, str | None, dict[str, list[str]]]] = {

@@ -1,4 +1,4 @@
-"""harness.bench on the real kernel: the syscall workload untraced and under bpftrace.
+"""harness.compare.bench on the real kernel: the syscall workload untraced and under bpftrace.
 
 No timing is asserted: only that samples exist, counts match the workload's N and the
 derived numbers are finite.
@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import bench
-from harness.report import write_report
+from harness.compare import bench
+from harness.report.summary import write_report
 
 REPO = Path(__file__).resolve().parent.parent
-LOOP = REPO / "scripts" / "syscall_loop.py"
+LOOP = REPO / "harness" / "workloads" / "syscall_loop.py"
 N = 20_000
 
 
@@ -80,7 +80,7 @@ def test_rounds_csv_summary_and_report(needs_bpf: None, tmp_path: Path) -> None:
         loop_workload(),
         "tracepoint",
         samples,
-        bench.environment(REPO),
+        bench.environment(),
         "2026-01-01T00:00:00Z",
     )
     path = bench.write_csv(result, tmp_path / "unit.csv")
@@ -165,7 +165,7 @@ def test_cli_bench_unknown_name_is_one_line(tmp_path: Path) -> None:
 
 
 def test_forced_attach_must_exist_in_catalog() -> None:
-    from harness import bench_cases
+    from harness.compare import bench_cases
     from harness.errors import UsageError
 
     with pytest.raises(UsageError, match="syscalls has no kprobe equivalent"):

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import math
 
-from harness import bench
+from harness.compare import bench
 
 
 def test_ktrace_bench_counts_every_send_on_both_tracers(needs_bpf: None) -> None:
-    from harness import bench_cases
+    from harness.compare import bench_cases
 
     n = 300
     case = bench_cases.build("ktrace", n, ["bpftrace", "libbpf"])

@@ -19,7 +19,7 @@ from harness.cli import main
 def vm_outdir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     from test_vm import vm_unavailable_reason
 
-    from harness.vm import _rw_parent
+    from harness.lanes.vm import _rw_parent
 
     reason = vm_unavailable_reason()
     if reason:

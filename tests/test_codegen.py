@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import catalog, codegen
 from harness.errors import UsageError
-from harness.runner import classify, run_bpftrace
-from harness.spec import Agg, Probe
-from harness.specline import add_spec_arguments, spec_from_args
+from harness.host.runner import classify, run_bpftrace
+from harness.spec import catalog, codegen
+from harness.spec.cmdline import add_spec_arguments, spec_from_args
+from harness.spec.model import Agg, Probe
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -166,7 +166,7 @@ def test_specline_tracepoint_program_runs_with_exact_counts() -> None:
         "SPECLINE_MK",
         workload=[
             sys.executable,
-            str(REPO / "scripts/udp_send.py"),
+            str(REPO / "harness/workloads/udp_send.py"),
             "--no-wait",
             "--count",
             str(n),
@@ -175,7 +175,7 @@ def test_specline_tracepoint_program_runs_with_exact_counts() -> None:
         ],
     )
     assert result.error is None, result.error
-    from harness.frames import to_frames
+    from harness.output.frames import to_frames
 
     frames = to_frames(result.output, spec.key_names())
     assert frames["@count"]["value"].sum() == n

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.kernel import Capabilities, NoAttachPoint, capabilities, choose_attach
+from harness.host.capabilities import Capabilities, NoAttachPoint, capabilities, choose_attach
 
 ALL = dict.fromkeys(("kprobe", "kfunc", "tracepoint"))
 

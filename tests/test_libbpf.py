@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.libbpf_build import BuildError, build, source_dir, target_arch
-from harness.libbpf_run import Kallsyms, LoaderError, TwinProcess, slot_bounds
-from harness.workload import GatedWorkload
+from harness.host.workload import GatedWorkload
+from harness.twin.build import BuildError, build, source_dir, target_arch
+from harness.twin.loader import Kallsyms, LoaderError, TwinProcess, slot_bounds
 
 REPO = Path(__file__).resolve().parent.parent
-UDP_SEND = str(REPO / "scripts" / "udp_send.py")
+UDP_SEND = str(REPO / "harness" / "workloads" / "udp_send.py")
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +102,7 @@ def test_tracepoint_twin_counts_exact_sends(twin: object) -> None:
 
 @pytest.mark.usefixtures("needs_bpf")
 def test_kprobe_on_a_kernel_without_kprobes_is_one_line(twin: object) -> None:
-    from harness.kernel import capabilities
+    from harness.host.capabilities import capabilities
 
     if capabilities().kprobes:
         pytest.skip("this kernel has kprobes")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.libbpf_build import build
+from harness.twin.build import build
 
 
 @pytest.mark.usefixtures("needs_bpf")

@@ -1,4 +1,4 @@
-"""harness.parse on hand-written and saved bpftrace output (pure: no kernel needed)."""
+"""harness.output.parse on hand-written and saved bpftrace output (pure: no kernel needed)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from harness.errors import HarnessError
-from harness.frames import all_printings, to_frames
-from harness.model import Bucket, Stats
-from harness.parse import ParseError, parse_json, parse_text
+from harness.output.frames import all_printings, to_frames
+from harness.output.model import Bucket, Stats
+from harness.output.parse import ParseError, parse_json, parse_text
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -136,7 +136,7 @@ def test_pty_line_ends_and_missing_final_newline() -> None:
 def test_grammar_ships_in_the_package_and_parser_is_built_once() -> None:
     from importlib import resources
 
-    from harness import parse
+    from harness.output import parse
 
     grammar = resources.files("harness.grammar").joinpath(parse.GRAMMAR_FILE)
     assert "ENTRY_RUN" in grammar.read_text()

@@ -1,4 +1,4 @@
-"""`harness parse` and harness.results run directories, on corpus files and a live bpftrace run."""
+"""`harness parse` and report.rundir run directories, on corpus files and a live bpftrace run."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from harness.cli import main
-from harness.frames import to_frames
-from harness.parse import parse_json, parse_text
-from harness.results import csv_name, fold_stack, new_run_dir, write_run_dir
+from harness.output.frames import to_frames
+from harness.output.parse import parse_json, parse_text
+from harness.report.rundir import csv_name, fold_stack, new_run_dir, write_run_dir
 
 DATA = Path(__file__).resolve().parent / "data"
 UDP = DATA / "corpus" / "udp_kstack"

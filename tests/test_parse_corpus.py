@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.frames import all_printings, to_frames
-from harness.model import Output
-from harness.parse import parse_json, parse_text
+from harness.output.frames import all_printings, to_frames
+from harness.output.model import Output
+from harness.output.parse import parse_json, parse_text
 
 DATA = Path(__file__).resolve().parent / "data"
 CORPUS = DATA / "corpus"  # bpftrace 0.17 (installed here)

@@ -8,9 +8,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from harness.frames import to_frames
-from harness.model import Bucket, Stack
-from harness.parse import ParseError, parse_json, parse_text
+from harness.output.frames import to_frames
+from harness.output.model import Bucket, Stack
+from harness.output.parse import ParseError, parse_json, parse_text
 
 NEW_TEXT = """Attaching 2 probes...
 tick

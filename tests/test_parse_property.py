@@ -8,9 +8,9 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.frames import all_printings, map_frame, to_frames
-from harness.model import Bucket, MapPrint, Stack, Stats, pack_key
-from harness.parse import parse_text
+from harness.output.frames import all_printings, map_frame, to_frames
+from harness.output.model import Bucket, MapPrint, Stack, Stats, pack_key
+from harness.output.parse import parse_text
 
 UNITS = ["", "K", "M", "G", "T", "P", "E"]
 ODD = " ,[]:\"'{}()#/=-_."

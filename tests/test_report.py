@@ -1,4 +1,4 @@
-"""harness.report over run directories laid out as harness.results writes them.
+"""harness.report.summary over run directories laid out as harness.report.rundir writes them.
 
 The maps below are the values of a real bpftrace 0.17 run on this host
 (tracepoint:net:net_dev_queue around 50 loopback UDP sends), written in the CSV contract:
@@ -17,8 +17,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness import flamegraph, plots
-from harness.report import ReportError, write_report
+from harness.report import flamegraph, plots
+from harness.report.summary import ReportError, write_report
 
 # Leaf first, as bpftrace prints kstack.
 STACK_A = [

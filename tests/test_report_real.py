@@ -1,15 +1,15 @@
-"""harness.report over run directories made the real way: bpftrace text -> parser -> frames ->
-harness.results.write_run_dir, from a capture made on this host and from a live bpftrace run."""
+"""report.summary over run directories made the real way: bpftrace text -> parser -> frames ->
+report.rundir.write_run_dir, from a capture made on this host and from a live bpftrace run."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from harness.frames import to_frames
-from harness.parse import parse_text
-from harness.report import write_report
-from harness.results import write_run_dir
+from harness.output.frames import to_frames
+from harness.output.parse import parse_text
+from harness.report.rundir import write_run_dir
+from harness.report.summary import write_report
 
 DATA = Path(__file__).resolve().parent / "data"
 REPO = Path(__file__).resolve().parent.parent
@@ -74,7 +74,7 @@ def test_kernel_and_user_stacks_in_one_key_fold_user_first(tmp_path: Path) -> No
 
 
 def test_live_bpftrace_run_reports(needs_bpf: None, tmp_path: Path) -> None:
-    from harness.runner import run_bpftrace
+    from harness.host.runner import run_bpftrace
 
     marker = "REPORT_TEST_READY"
     n = 40
@@ -91,7 +91,7 @@ def test_live_bpftrace_run_reports(needs_bpf: None, tmp_path: Path) -> None:
         marker,
         workload=[
             sys.executable,
-            str(REPO / "scripts" / "udp_send.py"),
+            str(REPO / "harness" / "workloads" / "udp_send.py"),
             "--no-wait",
             "--count",
             str(n),

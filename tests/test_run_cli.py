@@ -34,7 +34,7 @@ def test_run_ktrace_counts_exact_sends_and_writes_results(
 
 
 def test_run_a_probe_line_with_a_workload(tmp_path: Path) -> None:
-    workload = f"{sys.executable} {REPO}/scripts/syscall_loop.py --count 2500"
+    workload = f"{sys.executable} {REPO}/harness/workloads/syscall_loop.py --count 2500"
     argv = [
         "run",
         "tracepoint:syscalls:sys_enter_getppid",
@@ -61,7 +61,7 @@ def test_unknown_name_is_one_line_and_non_zero(capsys: pytest.CaptureFixture[str
 def test_kprobe_without_kprobes_fails_cleanly(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from harness.kernel import capabilities
+    from harness.host.capabilities import capabilities
 
     if capabilities().kprobes:
         pytest.skip("this kernel has kprobes")

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import runner
-from harness.runner import (
+from harness.host import runner
+from harness.host.runner import (
     BpftraceProcess,
     BpftraceSyntaxError,
     BpftraceTimeout,
@@ -28,7 +28,7 @@ from harness.runner import (
 pytestmark = pytest.mark.usefixtures("needs_bpf")
 
 REPO = Path(__file__).resolve().parent.parent
-UDP_SEND = str(REPO / "scripts" / "udp_send.py")
+UDP_SEND = str(REPO / "harness" / "workloads" / "udp_send.py")
 MARK = "KTRACE_TEST_READY"
 
 
@@ -54,7 +54,7 @@ def test_exact_datagram_count_on_udp_send_skb_stack() -> None:
     assert result.workload_status == 0
     assert result.probes == 2
     maps = {m.name: m for m in result.output.maps}
-    from harness.frames import to_frames
+    from harness.output.frames import to_frames
 
     frames = to_frames(result.output)
     stacks = frames["@stacks"]
@@ -102,7 +102,7 @@ def test_not_root() -> None:
 
 
 def test_kprobe_missing_on_this_kernel_is_a_kernel_feature_error() -> None:
-    from harness.kernel import capabilities
+    from harness.host.capabilities import capabilities
 
     if capabilities().kprobes:
         pytest.skip("this kernel has kprobes; the error cannot be triggered here")
@@ -176,7 +176,7 @@ def test_partial_output_kept_when_cut_short_by_duration() -> None:
     assert result.interrupted
     naps = [m for m in result.output.maps if m.name == "@naps"]
     assert naps, result.stdout
-    from harness.frames import to_frames
+    from harness.output.frames import to_frames
 
     assert to_frames(result.output)["@naps"]["value"].iloc[0] >= 5
 

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from harness.cli import main
-from harness.kernels import host_mirror
-from harness.vm import VMError, _rw_parent, lane_series, run_guest
+from harness.lanes.debian import host_mirror
+from harness.lanes.vm import VMError, _rw_parent, lane_series, run_guest
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -60,7 +60,7 @@ def test_host_mirror_from_both_source_formats() -> None:
 @pytest.mark.vm
 def test_seed_oneliner_counts_exact_sends_on_the_udp_sendmsg_stack(outdir: Path) -> None:
     n = 25
-    workload = f"{sys.executable} {REPO}/scripts/udp_send.py --no-wait --count {n}"
+    workload = f"{sys.executable} {REPO}/harness/workloads/udp_send.py --no-wait --count {n}"
     argv = [
         "run",
         "kprobe:udp_send_skb { @[kstack] = count(); }",
@@ -84,7 +84,7 @@ def test_seed_oneliner_counts_exact_sends_on_the_udp_sendmsg_stack(outdir: Path)
 
 @pytest.mark.vm
 def test_crosscheck_passes_with_the_kprobe_and_the_host_built_object(outdir: Path) -> None:
-    from harness.libbpf_build import build
+    from harness.twin.build import build
 
     argv = [
         "crosscheck",

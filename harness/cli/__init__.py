@@ -1,0 +1,58 @@
+"""The `harness` command: a thin dispatcher over `harness.cli.<name>` modules."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+from collections.abc import Sequence
+
+from harness.errors import HarnessError
+
+# name -> (module under harness.commands, one-line help). Modules load lazily.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "parse": ("parse", "parse saved bpftrace output into tables and CSV"),
+    "run": ("run", "generate, run and parse a bpftrace program around a workload"),
+    "doctor": ("doctor", "show what this kernel and toolchain can trace"),
+    "crosscheck": ("crosscheck", "run bpftrace and the libbpf CO-RE twin on the same events"),
+    "matrix": ("matrix", "run a catalog entry across kernels in the VM lane"),
+    "bench": ("bench", "measure tracing overhead: untraced vs bpftrace vs libbpf"),
+    "report": ("report", "turn a results directory into CSV, folded stacks, plots, summary"),
+}
+
+
+def _available() -> dict[str, tuple[str, str]]:
+    """Subcommands whose module exists (lets the CLI grow one module at a time)."""
+    found = {}
+    for name, (module, help_text) in COMMANDS.items():
+        if importlib.util.find_spec(f"harness.cli.{module}") is not None:
+            found[name] = (module, help_text)
+    return found
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = _available()
+    parser = argparse.ArgumentParser(prog="harness", description=__doc__)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    chosen = argv[0] if argv and argv[0] in commands else None
+    for name, (module, help_text) in commands.items():
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            importlib.import_module(f"harness.cli.{module}").add_arguments(sp)
+    args = parser.parse_args(argv)
+    args.argv = argv  # the exact words, for lanes that re-run the same command elsewhere
+    mod = importlib.import_module(f"harness.cli.{commands[args.command][0]}")
+    try:
+        return int(mod.run(args) or 0)
+    except HarnessError as err:
+        print(f"harness {args.command}: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print(f"harness {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

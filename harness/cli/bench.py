@@ -1,0 +1,139 @@
+"""`harness bench NAME`: untraced vs generated bpftrace vs libbpf twin, alternating, in one run.
+
+Writes results/bench/<NAME>.csv (a row per round and mode, stamped with kernel, CPU, tool versions,
+attach type and git revision), results/bench/<NAME>.md (min/median/max and the goals), then runs
+`harness report` over results/bench for the comparison PNGs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", metavar="NAME", help="benchmark: ktrace or syscalls")
+    parser.add_argument("--rounds", type=int, default=5, help="measured rounds (default 5)")
+    parser.add_argument("--warmup", type=int, default=1, help="unrecorded rounds first (default 1)")
+    parser.add_argument(
+        "--events", type=int, help="events per workload run (default: ktrace 50000, syscalls 1e6)"
+    )
+    parser.add_argument(
+        "--attach", choices=("kprobe", "kfunc", "tracepoint"), help="force the attach type"
+    )
+    parser.add_argument(
+        "--modes",
+        default="bpftrace,libbpf",
+        help="tracers to compare against the untraced run (default bpftrace,libbpf)",
+    )
+    parser.add_argument("--out", type=Path, help="output directory (default results/bench)")
+    parser.add_argument(
+        "--timeout", type=float, default=300.0, help="seconds per step (default 300)"
+    )
+    parser.add_argument("--no-report", action="store_true", help="skip the PNG/summary report")
+    parser.add_argument("--label", help="suffix for the output files: <NAME>-<LABEL>.csv/.md")
+    parser.add_argument("--lane", default="host", help="host (default) or vm[:VERSION]")
+    parser.add_argument(
+        "--prebuilt", type=Path, help="use this build directory of the libbpf twin (VM lane)"
+    )
+
+
+def _run_in_vm(args: argparse.Namespace) -> int:
+    """Re-run this bench inside the lane's guest (its own kernel, e.g. with kprobes), with the
+    twin built here; then file its CSV/MD as results/bench/<NAME>-<LABEL>.* and report there."""
+    import shutil
+
+    from harness.compare.bench_cases import results_root
+    from harness.lanes.vm import lane_series, run_in_vm, strip_option
+
+    series = lane_series(args.lane)
+    label = args.label or f"vm{series}"
+    argv = strip_option(strip_option(list(args.argv[1:]), "--label"), "--prebuilt")
+    argv += ["--label", label]
+    if "libbpf" in args.modes:
+        from harness.twin.build import build
+
+        argv += ["--prebuilt", str(build().bpf_obj.parent)]
+    from harness.report.rundir import new_run_dir
+
+    scratch = new_run_dir(f"bench-vm{series}")
+    status = run_in_vm(args.lane, "bench", argv, scratch)
+    dest = args.out or results_root() / "bench"
+    dest.mkdir(parents=True, exist_ok=True)
+    for ext in (".csv", ".md"):
+        made = scratch / f"{args.name}-{label}{ext}"
+        if made.exists():
+            print(shutil.copy(made, dest / made.name))
+    md = dest / f"{args.name}-{label}.md"
+    if md.exists() and (scratch / "vm.json").exists():
+        vm = json.loads((scratch / "vm.json").read_text())
+        md.write_text(
+            md.read_text().rstrip("\n")
+            + f"\n- VM lane: guest kernel {vm.get('release')} under {vm.get('accel')}"
+            f" (booted in {vm.get('boot_s') or 0:.1f} s; guest log in {scratch}). Under TCG"
+            " every instruction is emulated: absolute times are not the host's, only the"
+            " ratios within this table compare.\n"
+        )
+    _report(args, dest)
+    return status
+
+
+def _report(args: argparse.Namespace, out_dir: Path) -> None:
+    """`harness report` over the bench directory, unless asked not to (the VM guest is)."""
+    if args.no_report or os.environ.get("KTRACE_NO_REPORT"):
+        return
+    from harness.report.summary import write_report
+
+    for path in write_report(out_dir):
+        print(path)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.lane != "host":
+        return _run_in_vm(args)
+    from harness.compare import bench, bench_cases
+    from harness.errors import UsageError
+
+    if args.rounds < 1:
+        raise UsageError(f"--rounds {args.rounds} is below 1", "pass --rounds 5 or more")
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    case = bench_cases.build(args.name, args.events, modes, args.attach, args.prebuilt)
+    out_dir = args.out or bench_cases.results_root() / "bench"
+    started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    env = bench.environment()
+    print(
+        f"bench {args.name}: {case.workload.description}, attach {case.attach}, "
+        f"{args.rounds} rounds x {['untraced', *[t.mode for t in case.tracers]]}",
+        file=sys.stderr,
+    )
+
+    def progress(s: bench.Sample) -> None:
+        extra = (
+            ""
+            if s.overhead_ns_per_event is None
+            else (
+                f" overhead {s.overhead_ns_per_event:.1f} ns/event,"
+                f" attached in {s.attach_ms:.0f} ms, counted {s.events_counted}"
+            )
+        )
+        print(
+            f"  round {s.round} {s.mode:9s} {s.ns_per_event:9.1f} ns/event{extra}", file=sys.stderr
+        )
+
+    samples = bench.run_rounds(
+        case.workload, case.tracers, args.rounds, args.warmup, args.timeout, progress
+    )
+    result = bench.BenchResult(args.name, case.workload, case.attach, samples, env, started)
+    stem = f"{args.name}-{args.label}" if args.label else args.name
+    csv_path = bench.write_csv(result, out_dir / f"{stem}.csv")
+    md_path = out_dir / f"{stem}.md"
+    md_path.write_text(bench.summary_markdown(result, bench_cases.notes(case, out_dir)))
+    print(csv_path)
+    print(md_path)
+    print(md_path.read_text())
+    _report(args, out_dir)
+    return 0

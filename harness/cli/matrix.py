@@ -1,0 +1,111 @@
+"""`harness matrix NAME --kernels 6.1,6.12,host`: one CO-RE object, one crosscheck per kernel.
+
+Each row says which attach type the kernel allowed, what each tracer saw, whether they agreed,
+and the field offsets libbpf's CO-RE relocation picked on that kernel, beside the sha256 of the
+one `.bpf.o` every row ran: the portability CO-RE promises, shown as a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+from harness.errors import UsageError
+
+COLUMNS = (
+    "kernel_series",
+    "kernel",
+    "lane",
+    "accel",
+    "attach",
+    "bpftrace_events",
+    "libbpf_events",
+    "verdict",
+    "core_relocations",
+    "bpf_obj_sha256",
+    "error",
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", help="catalog entry with a libbpf twin (ktrace)")
+    parser.add_argument(
+        "--kernels", default="6.1,6.12,host", help="comma list of 6.1, 6.12 and host"
+    )
+    parser.add_argument("--count", type=int, default=60, help="datagrams per crosscheck")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per kernel")
+    parser.add_argument("--out", type=Path, help="results directory (default results/<run-id>)")
+
+
+def _row(series: str, out: Path, error: str) -> dict[str, object]:
+    """One table row from a crosscheck's verdict.json (and vm.json in the VM lane)."""
+    verdict_file, vm_file = out / "verdict.json", out / "vm.json"
+    verdict = json.loads(verdict_file.read_text()) if verdict_file.exists() else {}
+    vm = json.loads(vm_file.read_text()) if vm_file.exists() else {}
+    totals = {m["map"]: m for m in verdict.get("maps", [])}
+    bt_events = lb_events = None
+    stacks = out / "bpftrace" / "stacks.csv", out / "libbpf" / "stacks.csv"
+    if all(p.exists() for p in stacks):
+        import pandas as pd
+
+        bt_events, lb_events = (int(pd.read_csv(p)["value"].sum()) for p in stacks)
+    status = ("pass" if verdict.get("passed") else "FAIL") if verdict else "error"
+    return {
+        "kernel_series": series,
+        "kernel": verdict.get("kernel") or vm.get("release", ""),
+        "lane": "host" if series == "host" else "vm",
+        "accel": vm.get("accel", "-"),
+        "attach": verdict.get("attach", ""),
+        "bpftrace_events": bt_events,
+        "libbpf_events": lb_events,
+        "verdict": status if not error else "error",
+        "core_relocations": " ".join(
+            f"{k}@{v}" for k, v in sorted(verdict.get("core_relocations", {}).items())
+        ),
+        "bpf_obj_sha256": verdict.get("bpf_obj_sha256", ""),
+        "error": error or ("; ".join(k for k, m in totals.items() if not m["equal"])),
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    from harness.cli import main as harness_main
+    from harness.lanes.debian import SUITES
+    from harness.report.rundir import new_run_dir
+
+    series_list = [s.strip() for s in args.kernels.split(",") if s.strip()]
+    unknown = [s for s in series_list if s != "host" and s not in SUITES]
+    if unknown or not series_list:
+        raise UsageError(
+            f"unknown kernels: {', '.join(unknown) or '(none given)'}",
+            f"choose from: {', '.join([*SUITES, 'host'])}",
+        )
+    out = args.out or new_run_dir(f"matrix-{args.name}")
+    rows = []
+    for series in series_list:
+        sub = (out / series).resolve()
+        argv = ["crosscheck", args.name, "--count", str(args.count), "--out", str(sub)]
+        if series != "host":
+            argv += ["--lane", f"vm:{series}", "--timeout", str(args.timeout)]
+        print(f"== {series}: harness {' '.join(argv)}", flush=True)
+        rc = harness_main(argv)  # prints its own one-line error; a failed kernel keeps its row
+        rows.append(_row(series, sub, "" if rc in (0, 1) else f"crosscheck exited {rc}"))
+    with (out / "matrix.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    _print(rows)
+    shas = {r["bpf_obj_sha256"] for r in rows if r["bpf_obj_sha256"]}
+    print(f"one .bpf.o for all rows: {'yes' if len(shas) == 1 else 'NO'}; table: {out}/matrix.csv")
+    return 0 if all(r["verdict"] == "pass" for r in rows) and len(shas) == 1 else 1
+
+
+def _print(rows: list[dict[str, object]]) -> None:
+    shown = [c for c in COLUMNS if c not in ("kernel_series", "bpf_obj_sha256", "error")]
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in shown}
+    print("  ".join(c.ljust(widths[c]) for c in shown))
+    for r in rows:
+        print("  ".join(str(r[c]).ljust(widths[c]) for c in shown))
+    sys.stdout.flush()

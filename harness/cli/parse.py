@@ -1,0 +1,82 @@
+"""`harness parse FILE`: saved bpftrace output -> a summary table per map (and CSVs)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from harness.errors import UsageError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", type=Path, help="bpftrace stdout saved to a file")
+    parser.add_argument("--format", choices=("text", "json"), default=None,
+                        help="text (default) or json (`bpftrace -f json`); guessed when omitted")
+    parser.add_argument("--csv", type=Path, metavar="DIR",
+                        help="write one CSV per map plus run.json into DIR")
+    parser.add_argument("--rows", type=int, default=10,
+                        help="rows shown per map, largest values first (default 10)")
+
+
+def _guess_format(text: str) -> str:
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    return "json" if first.lstrip().startswith("{") else "text"
+
+
+def _top(frame: pd.DataFrame) -> pd.DataFrame:
+    """Largest first for value/stats maps (bpftrace prints smallest first); hists as printed."""
+    if "lo" in frame.columns:
+        return frame
+    for col in ("value", "count"):
+        if col in frame.columns and frame[col].dtype.kind in "iu":
+            return frame.sort_values(col, ascending=False, kind="stable")
+    return frame
+
+
+def run(args: argparse.Namespace) -> int:
+    from harness.output.frames import to_frames
+    from harness.output.parse import parse_json, parse_text
+    from harness.report.rundir import fold_stack, write_run_dir
+
+    path: Path = args.file
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise UsageError(f"cannot read {path}: {err.__class__.__name__}: {err}",
+                         "give a readable bpftrace output file") from None
+    fmt = args.format or _guess_format(text)
+    output = parse_json(text) if fmt == "json" else parse_text(text)
+    frames = to_frames(output)
+    if args.csv:  # written before the summary, so a closed pipe (`| head`) loses nothing
+        meta = {"command": "harness parse", "source": str(path.resolve()), "format": fmt,
+                "probes": output.probes, "lines": output.lines}
+        write_run_dir(args.csv, frames, meta)
+    try:
+        _print_summary(path, fmt, output.probes, len(output.lines), frames, args.rows, fold_stack)
+        if args.csv:
+            print(f"\nwrote {len(frames)} CSV files and run.json to {args.csv}")
+    except BrokenPipeError:  # reader went away (`| head`): stop quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
+def _print_summary(path: Path, fmt: str, probes: int | None, n_lines: int,
+                   frames: Mapping[str, pd.DataFrame], rows: int,
+                   fold: Callable[[tuple[str, ...]], str]) -> None:
+    print(f"{path}: format {fmt}, probes {probes}, {n_lines} printed lines, "
+          f"{len(frames)} maps")
+    for name, frame in frames.items():
+        shown = _top(frame).head(rows).copy()
+        for col in shown.columns:
+            if shown[col].dtype == object:
+                shown[col] = shown[col].map(
+                    lambda v: fold(v)[-60:] if isinstance(v, tuple) else v)
+        print(f"\n{name}  ({len(frame)} rows)")
+        print(shown.to_string(index=False))

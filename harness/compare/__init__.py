@@ -1,0 +1,1 @@
+"""Stage 4-5: bpftrace against its twin, and benchmarks."""

@@ -1,0 +1,1 @@
+"""The machine's edge: capabilities, kernel symbols, the bpftrace runner, workloads."""

@@ -1,1 +1,0 @@
-"""C sources of the libbpf CO-RE twins, shipped as package data."""

@@ -1,0 +1,107 @@
+"""Output model -> tidy pandas frames, one per map (its last printing)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from harness.output.model import Key, KeyPart, MapPrint, Output
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def all_printings(output: Output, name: str) -> list[MapPrint]:
+    """Every printing of one map, in order (print() / interval runs print a map repeatedly)."""
+    return [m for m in output.maps if m.name == name]
+
+
+def _fit_arity(key: Key, arity: int, sep: str) -> Key:
+    """Re-join a key split too finely: a string holding the tuple separator (', ')."""
+    extra = len(key) - arity
+    if extra <= 0:
+        return key
+    at = next((i for i, p in enumerate(key) if isinstance(p, str)), 0)
+    joined = sep.join(str(p) if not isinstance(p, tuple) else "\n".join(p)
+                      for p in key[at:at + extra + 1])
+    return (*key[:at], joined, *key[at + extra + 1:])
+
+
+def _key_columns(mp: MapPrint, names: Sequence[str] | None
+                 ) -> tuple[list[str], list[list[KeyPart]]]:
+    """Column names and one list of parts per key column."""
+    packed = mp.packed_keys
+    if packed and (names is None or len(names) == 1) and not any(
+            type(k) is tuple for k in packed):  # one part per key: no tuples to build
+        return (list(names) if names else ["key0"]), [packed]  # type: ignore[list-item]
+    keys = mp.keys
+    arity = len(names) if names is not None else min((len(k) for k in keys), default=0)
+    if any(len(k) != arity for k in keys):
+        keys = [_fit_arity(k, arity, mp.key_sep) for k in keys]
+    cols = list(names) if names is not None else [f"key{i}" for i in range(arity)]
+    return cols, [[k[i] for k in keys] for i in range(arity)]
+
+
+def _ints(values: list[Any]) -> Any:
+    """int64, as the frames promise; u64 counters past 2**63 (only) fall back to uint64."""
+    import numpy as np
+
+    try:
+        return np.asarray(values, dtype="int64")
+    except OverflowError:
+        if all(v >= 0 for v in values):
+            return np.asarray(values, dtype="uint64")
+        return np.asarray(values, dtype=object)
+
+
+def _column(values: list[KeyPart]) -> Any:
+    import numpy as np
+    import pandas as pd
+
+    if values and all(type(v) is int for v in values):
+        return _ints(values)
+    if any(isinstance(v, tuple) for v in values):
+        arr = np.empty(len(values), dtype=object)
+        arr[:] = values
+        return arr
+    return pd.array([str(v) for v in values], dtype=object)
+
+
+def map_frame(mp: MapPrint, key_names: Sequence[str] | None = None) -> pd.DataFrame:
+    """One printing -> frame: key columns then value / count,average,total / lo,hi,count."""
+    import numpy as np
+    import pandas as pd
+
+    cols, columns = _key_columns(mp, key_names)
+    data: dict[str, Any] = {}
+    if mp.kind in ("hist", "lhist"):
+        repeat = [len(bs) for bs in mp.values]
+        buckets = [b for bs in mp.values for b in bs]
+        for c, parts in zip(cols, columns, strict=True):
+            data[c] = _column([p for p, n in zip(parts, repeat, strict=True) for _ in range(n)])
+        data["lo"] = pd.array([b.lo for b in buckets], dtype="Int64")
+        data["hi"] = pd.array([b.hi for b in buckets], dtype="Int64")
+        data["count"] = np.asarray([b.count for b in buckets], dtype="int64")
+        return pd.DataFrame(data, columns=[*cols, "lo", "hi", "count"])
+    for c, parts in zip(cols, columns, strict=True):
+        data[c] = _column(parts)
+    if mp.kind == "stats":
+        data["count"] = np.asarray([s.count for s in mp.values], dtype="int64")
+        data["average"] = np.asarray([s.average for s in mp.values], dtype="int64")
+        data["total"] = np.asarray([s.total for s in mp.values], dtype="int64")
+        return pd.DataFrame(data, columns=[*cols, "count", "average", "total"])
+    if mp.kind == "int":
+        data["value"] = _ints(mp.values)
+    else:
+        data["value"] = pd.array([str(v) for v in mp.values], dtype=object)
+    return pd.DataFrame(data, columns=[*cols, "value"])
+
+
+def to_frames(output: Output, key_names: Mapping[str, Sequence[str]] | None = None
+              ) -> dict[str, pd.DataFrame]:
+    """One frame per map name from its LAST printing; key columns named per `key_names`."""
+    last: dict[str, MapPrint] = {}
+    for mp in output.maps:
+        last[mp.name] = mp
+    names = key_names or {}
+    return {name: map_frame(mp, names.get(name)) for name, mp in last.items()}

@@ -1,0 +1,254 @@
+"""Turn a results directory (CSV per map + run.json, or benchmark CSVs) into files people read:
+folded stacks, interactive flame graphs, histogram and benchmark PNGs, and a summary.md that says
+what was measured and where each file is.
+
+Pure Python over files: it never touches the kernel, so any saved run can be re-reported.
+`write_report(run_dir)` is the one entry point; `harness run`, `crosscheck` and `bench` call it.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.errors import HarnessError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+SUMMARY = "summary.md"
+BENCH_COLUMNS = ("mode", "round", "ns_per_event")
+_TIME_KEYS = ("start", "stop", "started", "stopped")
+_META_ORDER = (
+    "command",
+    "spec",
+    "name",
+    "attach",
+    "attach_reason",
+    "kernel",
+    "bpftrace_version",
+    "start",
+    "stop",
+    "started",
+    "stopped",
+    "exit_status",
+    "interrupted",
+)
+
+
+class ReportError(HarnessError):
+    """The directory given to `harness report` cannot be reported on."""
+
+
+@dataclass
+class MapReport:
+    """What the report made of one CSV."""
+
+    csv: Path
+    kind: str  # 'stacks' | 'hist' | 'bench' | 'table'
+    rows: int
+    total: int | None = None
+    files: list[tuple[Path, str]] = field(default_factory=list)
+    note: str = ""
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    """A run CSV as written by report.rundir; empty cells are missing, 'NA' stays a string."""
+    import pandas as pd
+
+    try:
+        return pd.read_csv(path, keep_default_na=False, na_values=[""])
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise ReportError(
+            f"{path} is not a readable CSV ({str(err).splitlines()[0]})",
+            "remove it or re-create the run directory with `harness run`",
+        ) from err
+
+
+def read_meta(run_dir: Path) -> dict[str, Any]:
+    """run.json (command, program, versions, attach type, times), or {} when absent."""
+    path = run_dir / "run.json"
+    if not path.exists():
+        return {}
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ReportError(
+            f"{path} is not valid JSON (line {err.lineno}, column {err.colno})",
+            "fix or delete run.json; the CSVs are reported without it",
+        ) from err
+    return meta if isinstance(meta, dict) else {"run.json": meta}
+
+
+def _is_bench(frame: pd.DataFrame) -> bool:
+    return all(c in frame.columns for c in BENCH_COLUMNS)
+
+
+def _title(stem: str, meta: dict[str, Any]) -> str:
+    """`@len - ktrace (tracepoint)`: the map, what ran (a short name), the attach type."""
+    label = "@" if stem == "at" else f"@{stem}"
+    names = [meta.get(k) for k in ("target", "catalog", "name", "spec", "command")]
+    where = next((n for n in names if isinstance(n, str) and n and len(n) <= 60), None)
+    attach = meta.get("attach")
+    parts = [label]
+    if where:
+        parts.append(f"- {where}")
+    if isinstance(attach, str) and attach:
+        parts.append(f"({attach})")
+    return " ".join(parts)
+
+
+def _report_map(csv: Path, meta: dict[str, Any]) -> MapReport:
+    from harness.report import flamegraph, plots
+
+    frame = read_csv(csv)
+    out = csv.parent
+    stem = csv.stem
+    if frame.empty:
+        return MapReport(csv, "table", 0, note="empty")
+    if _is_bench(frame):
+        report = MapReport(csv, "bench", len(frame))
+        png = plots.plot_bench(frame, f"benchmark {stem}", out / f"{stem}.bench.png")
+        report.files.append((png, "benchmark comparison: per-event cost, overhead, attach, memory"))
+        report.note = _bench_note(frame)
+        return report
+    if plots.is_hist(frame):
+        report = MapReport(csv, "hist", len(frame), int(frame["count"].sum()))
+        png = plots.plot_hist(frame, _title(stem, meta), out / f"{stem}.hist.png")
+        report.files.append((png, "histogram bar chart"))
+        return report
+    stack_cols = flamegraph.stack_columns(frame)
+    if stack_cols:
+        counts = flamegraph.folded_counts(frame, stack_cols)
+        report = MapReport(csv, "stacks", len(frame), sum(counts.values()))
+        folded = flamegraph.write_folded(counts, out / f"{stem}.folded")
+        report.files.append((folded, "folded stacks (flamegraph.pl / speedscope input)"))
+        html = flamegraph.write_flame_html(counts, out / f"{stem}.flame.html", _title(stem, meta))
+        report.files.append((html, "interactive flame graph (open in a browser, works offline)"))
+        return report
+    counted = [c for c in ("value", "count") if c in frame and frame[c].dtype.kind in "iu"]
+    sums = [int(frame[c].sum()) for c in counted]
+    return MapReport(csv, "table", len(frame), sums[0] if sums else None)
+
+
+def _bench_note(frame: pd.DataFrame) -> str:
+    """Median per-event overhead per tracer and their ratio, as one line."""
+    meds: dict[str, float] = {}
+    for mode in ("bpftrace", "libbpf"):
+        if "overhead_ns_per_event" not in frame.columns:
+            break
+        values = frame.loc[frame["mode"] == mode, "overhead_ns_per_event"].dropna().astype(float)
+        if len(values):
+            meds[mode] = statistics.median(values.tolist())
+    parts = [f"{m} median overhead {v:.1f} ns/event" for m, v in meds.items()]
+    if meds.get("libbpf", 0) > 0 and "bpftrace" in meds:
+        parts.append(f"ratio bpftrace/libbpf {meds['bpftrace'] / meds['libbpf']:.2f}x")
+    return "; ".join(parts)
+
+
+def _meta_lines(meta: dict[str, Any]) -> list[str]:
+    keys = [k for k in _META_ORDER if k in meta]
+    keys += sorted(k for k in meta if k not in keys and k != "program")
+    lines = []
+    for key in keys:
+        value = meta[key]
+        if isinstance(value, dict | list):
+            value = json.dumps(value, sort_keys=True)
+        elif key in _TIME_KEYS and isinstance(value, int | float) and 1e9 < value < 1e10:
+            stamp = datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+            value = f"{stamp} UTC"
+        text = str(value).replace("\n", " ").replace("|", "\\|")
+        if len(text) > 200:
+            text = text[:197] + "..."
+        lines.append(f"| {key} | {text} |")
+    return ["| field | value |", "|---|---|", *lines] if lines else []
+
+
+def _summary(run_dir: Path, meta: dict[str, Any], maps: list[MapReport]) -> str:
+    lines = [f"# Report: {run_dir.name}", ""]
+    if meta:
+        lines += ["## What was measured", "", *_meta_lines(meta), ""]
+        program = meta.get("program")
+        if isinstance(program, str) and program.strip():
+            lines += ["Program:", "", "```", program.rstrip(), "```", ""]
+    elif maps:
+        lines += ["No run.json here: the CSVs below are reported as they are.", ""]
+    if not maps:
+        return "\n".join(lines)
+    lines += [
+        "## Maps and files",
+        "",
+        "| CSV | kind | rows | sum of counts | files |",
+        "|---|---|---|---|---|",
+    ]
+    for m in maps:
+        files = "<br>".join(f"[{p.name}]({p.name}): {desc}" for p, desc in m.files) or "-"
+        total = "" if m.total is None else str(m.total)
+        kind = m.kind + (f" ({m.note})" if m.note and m.kind != "bench" else "")
+        lines.append(f"| [{m.csv.name}]({m.csv.name}) | {kind} | {m.rows} | {total} | {files} |")
+    benches = [m for m in maps if m.kind == "bench" and m.note]
+    if benches:
+        lines += ["", "## Benchmarks", ""]
+        lines += [f"- {m.csv.stem}: {m.note}" for m in benches]
+    lines += [
+        "",
+        "Stacks in CSV and .folded files are root first, ';' joined; .folded lines end with the",
+        "count (`a;b;c 12`). Histogram buckets are [lo, hi): lo inclusive, hi exclusive.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _parts(run_dir: Path) -> list[Path]:
+    """Sub-directories that are run directories themselves (crosscheck: bpftrace/ and libbpf/)."""
+    return [
+        d
+        for d in sorted(run_dir.iterdir())
+        if d.is_dir() and (any(d.glob("*.csv")) or (d / "run.json").exists())
+    ]
+
+
+def write_report(run_dir: Path) -> list[Path]:
+    """Write folded stacks, flame graphs, PNGs and summary.md into `run_dir`; return the paths.
+
+    Every CSV in the directory is considered; unknown shapes are listed in the summary as tables.
+    Sub-directories that are run directories (a crosscheck's two sides) get their own report,
+    linked from this summary.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ReportError(
+            f"no results directory at {run_dir}", "pass a directory made by `harness run`"
+        )
+    meta = read_meta(run_dir)
+    csvs = sorted(run_dir.glob("*.csv"))
+    parts = _parts(run_dir)
+    if not csvs and not meta and not parts:
+        raise ReportError(
+            f"{run_dir} has no CSV files and no run.json",
+            "pass a directory made by `harness run`, `crosscheck` or `bench`",
+        )
+    written = [p for part in parts for p in write_report(part)]
+    maps = [_report_map(csv, meta) for csv in csvs]
+    text = _summary(run_dir, meta, maps)
+    if parts:
+        text += "\n## Parts\n\n" + "".join(
+            f"- [{p.name}/]({p.name}/summary.md): {_part_line(p)}\n" for p in parts
+        )
+    others = sorted(p.name for p in run_dir.glob("*.json") if p.name != "run.json")
+    if others:
+        text += "\nAlso here: " + ", ".join(f"[{n}]({n})" for n in others) + "\n"
+    summary = run_dir / SUMMARY
+    summary.write_text(text)
+    return [*written, *(p for m in maps for p, _ in m.files), summary]
+
+
+def _part_line(part: Path) -> str:
+    names = sorted(p.name for p in part.glob("*.csv"))
+    return ", ".join(names) or "run.json only"

@@ -1,0 +1,154 @@
+"""ProbeSpec -> bpftrace program text for the installed bpftrace version.
+
+The program's BEGIN prints a marker line: bpftrace says "Attaching N probes..." before they are
+live, so the runner starts the workload on the marker instead. Argument names in expressions are
+bound per attach type and version: kprobe registers are cast to the declared C type; kfunc and
+tracepoint fields are `args->f` before bpftrace 0.20 and `args.f` from then on (`args` became a
+record in 0.18, and 0.19 still mishandled some tracepoint fields).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from harness.errors import UsageError
+from harness.spec.model import Agg, Arg, ProbeSpec
+
+ARGS_DOT_SINCE = (0, 20, 0)
+
+
+def bpftrace_version() -> tuple[int, int, int]:
+    """The installed bpftrace's version, e.g. (0, 17, 0); (0, 0, 0) when it is missing.
+
+    Read from the capability probe, which has already asked `bpftrace --version` once.
+    """
+    from harness.host.capabilities import capabilities
+
+    return parse_version(capabilities().bpftrace or "")
+
+
+def parse_version(text: str) -> tuple[int, int, int]:
+    m = re.search(r"v?(\d+)\.(\d+)(?:\.(\d+))?", text)
+    if not m:
+        return (0, 0, 0)
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3) or 0))
+
+
+def resolve_kernel_symbol(name: str, kallsyms_text: str) -> str:
+    """The traceable name of a kernel function: itself, else its compiler clone (`.isra.0`).
+
+    On some kernels `udp_send_skb` exists only as `udp_send_skb.isra.0` or `.constprop.0`.
+    """
+    names = {line.split()[2] for line in kallsyms_text.splitlines() if len(line.split()) >= 3}
+    if name in names:
+        return name
+    clones = sorted(n for n in names if n.startswith(name + ".") and not n.endswith(".cold"))
+    if clones:
+        return clones[0]
+    raise UsageError(
+        f"kernel function {name!r} is not in /proc/kallsyms",
+        "check the name (grep it in /proc/kallsyms); it may be inlined on this kernel",
+    )
+
+
+def kernel_symbol(name: str) -> str:
+    """resolve_kernel_symbol against the running kernel (the name itself if unreadable)."""
+    try:
+        text = Path("/proc/kallsyms").read_text()
+    except OSError:
+        return name
+    return resolve_kernel_symbol(name, text)
+
+
+KERNEL_FUNCTION_PROBES = ("kprobe", "kretprobe", "kfunc", "kretfunc")
+
+
+def probe_symbol(spec: ProbeSpec) -> str | None:
+    """The running kernel's name for a spec's kernel function (a clone such as
+    `udp_send_skb.isra.0` where the compiler made one), or None for other probe types."""
+    if spec.probe.kind not in KERNEL_FUNCTION_PROBES:
+        return None
+    return kernel_symbol(spec.probe.target)
+
+
+def bind(arg: Arg, version: tuple[int, int, int]) -> str:
+    """The bpftrace expression that reaches one spec argument on this version."""
+    source = arg.source
+    if source.startswith("args."):
+        field = source[len("args.") :]
+        source = f"args.{field}" if version >= ARGS_DOT_SINCE else f"args->{field}"
+    return f"(({arg.ctype}){source})" if arg.ctype else source
+
+
+def expression(expr: str, args: tuple[Arg, ...], version: tuple[int, int, int]) -> str:
+    """Replace each spec argument name in `expr` (as a whole word) by its binding."""
+    out = expr
+    if version < ARGS_DOT_SINCE:
+        out = re.sub(r"\bargs\.", "args->", out)
+    for arg in args:
+        out = re.sub(
+            rf"(?<![\w.>]){re.escape(arg.name)}\b", bind(arg, version).replace("\\", r"\\"), out
+        )
+    return out
+
+
+def _statement(agg: Agg, args: tuple[Arg, ...], version: tuple[int, int, int]) -> str:
+    keys = [expression(k, args, version) for k in agg.keys]
+    value = expression(agg.value, args, version) if agg.value else ""
+    if agg.func == "collect":
+        keys.append(value)
+        call = "count()"
+    elif agg.func == "lhist":
+        assert agg.lhist is not None
+        lo, hi, step = agg.lhist
+        call = f"lhist({value}, {lo}, {hi}, {step})"
+    elif agg.func == "count":
+        call = "count()"
+    else:
+        call = f"{agg.func}({value})"
+    index = f"[{', '.join(keys)}]" if keys else ""
+    return f"  {agg.map}{index} = {call};"
+
+
+def predicate(spec: ProbeSpec, pid: int | None, version: tuple[int, int, int]) -> str:
+    """The `/.../` filter: pid (given, or the workload's), comm, cgroup, and free predicates."""
+    parts = []
+    target_pid = spec.pid if spec.pid is not None else (pid if spec.workload_pid else None)
+    if spec.workload_pid and target_pid is None:
+        raise UsageError(
+            "this spec filters on the workload's pid but no workload was given",
+            "pass --workload CMD (or drop the pid filter)",
+        )
+    if target_pid is not None:
+        parts.append(f"pid == {int(target_pid)}")
+    if spec.comm:
+        parts.append(f'comm == "{spec.comm}"')
+    if spec.cgroup:
+        parts.append(f'cgroup == cgroupid("{spec.cgroup}")')
+    parts += [f"({expression(p, spec.args, version)})" for p in spec.predicates]
+    return f" /{' && '.join(parts)}/" if parts else ""
+
+
+def generate(
+    spec: ProbeSpec,
+    attach: str | None = None,
+    bpftrace_version: tuple[int, int, int] = (0, 17, 0),
+    marker: str = "KTRACE_READY",
+    pid: int | None = None,
+    symbol: str | None = None,
+) -> str:
+    """The whole program. `symbol` overrides the kernel function (a resolved clone name)."""
+    if attach is not None and attach != spec.probe.kind:
+        raise UsageError(
+            f"spec is for {spec.probe.kind}, not {attach}",
+            "pick the catalog entry's equivalent for that attach type",
+        )
+    if not re.fullmatch(r"[A-Za-z0-9_]+", marker):
+        raise UsageError(f"bad marker {marker!r}", "use letters, digits and _ only")
+    body = "\n".join(_statement(a, spec.args, bpftrace_version) for a in spec.aggs)
+    return (
+        f'BEGIN {{ printf("{marker}\\n"); }}\n'
+        f"{spec.probe.text(symbol)}{predicate(spec, pid, bpftrace_version)}\n"
+        f"{{\n{body}\n}}\n"
+    )

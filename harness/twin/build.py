@@ -1,0 +1,202 @@
+"""Build the libbpf CO-RE twin: vmlinux.h from BTF, clang -target bpf, skeleton, loader.
+
+Outputs are cached under ~/.cache/ktrace-harness/build/ by a hash of everything that goes in
+(sources, BTF, arch define, compiler), so a second build is a lookup. The seed's gotcha, a BPF
+build without `-D__TARGET_ARCH_<arch>`, is recognised and reported with that define as the fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from harness.errors import HarnessError
+from harness.paths import cache_home
+
+BTF_PATH = Path("/sys/kernel/btf/vmlinux")
+SOURCES = ("ktrace.bpf.c", "ktrace.c", "ktrace.h")
+# uname -m -> the arch name bpf_tracing.h expects in __TARGET_ARCH_<arch>.
+TARGET_ARCH = {
+    "x86_64": "x86",
+    "i386": "x86",
+    "i686": "x86",
+    "aarch64": "arm64",
+    "arm64": "arm64",
+    "armv7l": "arm",
+    "s390x": "s390",
+    "ppc64le": "powerpc",
+    "ppc64": "powerpc",
+    "riscv64": "riscv",
+    "mips64": "mips",
+    "loongarch64": "loongarch",
+    "sparc64": "sparc",
+}
+ARCH_GOTCHA = re.compile(
+    r"Must specify a BPF target arch|implicit declaration of function '(PT_REGS_PARM\d)'"
+    r"|failed to find BTF for extern '(PT_REGS_PARM\d)'"
+)
+
+
+class BuildError(HarnessError):
+    """The twin could not be built; the message names the failing step and the fix."""
+
+
+@dataclass(frozen=True)
+class BuildOutputs:
+    """What a build produced: the CO-RE object (one for every kernel), the loader, their hash."""
+
+    bpf_obj: Path
+    loader: Path
+    sha256: str
+    arch_define: str
+
+
+def cache_root() -> Path:
+    return cache_home() / "build"
+
+
+def target_arch(machine: str | None = None) -> str:
+    """`uname -m` -> bpf_tracing.h's arch name, or a one-line error for an unknown machine."""
+    machine = machine or platform.machine()
+    try:
+        return TARGET_ARCH[machine]
+    except KeyError:
+        raise BuildError(
+            f"no BPF target arch known for machine '{machine}'",
+            "pass arch= with the name bpf_tracing.h uses (x86, arm64, s390, powerpc, riscv...)",
+        ) from None
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def source_dir() -> Path:
+    """The C sources shipped as package data."""
+    return Path(str(resources.files("harness.twin")))
+
+
+def vmlinux_header(btf: Path = BTF_PATH) -> Path:
+    """vmlinux.h dumped from BTF by bpftool, cached by the BTF's sha256."""
+    if not btf.exists():
+        raise BuildError(
+            f"kernel BTF not found at {btf}",
+            "use a kernel built with CONFIG_DEBUG_INFO_BTF=y (or --lane vm)",
+        )
+    digest = sha256_file(btf)
+    out = cache_root() / "vmlinux" / f"{digest[:16]}.h"
+    if not out.exists():
+        text = _run(["bpftool", "btf", "dump", "file", str(btf), "format", "c"], "bpftool btf dump")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(out)
+    return out
+
+
+def prebuilt_outputs(directory: Path) -> BuildOutputs:
+    """A build made earlier (e.g. on the host for the VM lane), used as it is."""
+    bpf_obj, loader = directory / "ktrace.bpf.o", directory / "ktrace"
+    if not (bpf_obj.exists() and loader.exists()):
+        raise BuildError(f"no ktrace build in {directory}", "build it on the host first")
+    return BuildOutputs(bpf_obj, loader, sha256_file(bpf_obj), "(prebuilt)")
+
+
+def build(
+    src: Path | None = None,
+    *,
+    arch: str | None = "auto",
+    btf: Path = BTF_PATH,
+    extra_cflags: tuple[str, ...] = (),
+) -> BuildOutputs:
+    """Build (or fetch from cache) ktrace.bpf.o and its loader.
+
+    `arch=None` builds without the arch define, which is how the seed's gotcha is reproduced.
+    """
+    src = src or source_dir()
+    define = f"-D__TARGET_ARCH_{target_arch() if arch == 'auto' else arch}" if arch else ""
+    header = vmlinux_header(btf)
+    h = hashlib.sha256()
+    for name in SOURCES:
+        path = src / name
+        if not path.exists():
+            raise BuildError(f"source file missing: {path}", "reinstall ktrace-harness")
+        h.update(name.encode() + b"\0" + path.read_bytes())
+    h.update(header.name.encode() + define.encode() + " ".join(extra_cflags).encode())
+    h.update(_tool_version("clang").encode() + _tool_version("cc").encode())
+    key = h.hexdigest()[:20]
+    out = cache_root() / key
+    bpf_obj, loader = out / "ktrace.bpf.o", out / "ktrace"
+    if bpf_obj.exists() and loader.exists():
+        return BuildOutputs(bpf_obj, loader, sha256_file(bpf_obj), define)
+
+    work = out.with_name(key + ".tmp")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    shutil.copy(header, work / "vmlinux.h")
+    cflags = ["-g", "-O2", "-target", "bpf", *([define] if define else []), *extra_cflags]
+    _run(
+        ["clang", *cflags, f"-I{work}", f"-I{src}", "-c", str(src / "ktrace.bpf.c"),
+         "-o", str(work / "ktrace.bpf.o")],
+        "clang -target bpf",
+    )
+    skel = _run(["bpftool", "gen", "skeleton", str(work / "ktrace.bpf.o"), "name", "ktrace_bpf"],
+                "bpftool gen skeleton")
+    (work / "ktrace.skel.h").write_text(skel)
+    libbpf_flags = _run(["pkg-config", "--cflags", "--libs", "libbpf"], "pkg-config libbpf").split()
+    _run(
+        ["cc", "-O2", "-g", "-Wall", f"-I{work}", f"-I{src}", str(src / "ktrace.c"),
+         "-o", str(work / "ktrace"), *libbpf_flags],
+        "cc (loader)",
+    )
+    shutil.rmtree(out, ignore_errors=True)
+    work.replace(out)
+    return BuildOutputs(bpf_obj, loader, sha256_file(bpf_obj), define)
+
+
+def _tool_version(tool: str) -> str:
+    if shutil.which(tool) is None:
+        return ""
+    done = subprocess.run([tool, "--version"], capture_output=True, text=True, check=False)
+    return done.stdout.splitlines()[0] if done.stdout else ""
+
+
+def _run(argv: list[str], step: str) -> str:
+    """Run one build step; on failure raise the one-line error that says what to do."""
+    if shutil.which(argv[0]) is None:
+        raise BuildError(f"{argv[0]} is not installed", "run scripts/setup.sh")
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode == 0:
+        return done.stdout
+    raise explain_build_failure(step, done.stderr)
+
+
+def explain_build_failure(step: str, stderr: str) -> BuildError:
+    """Turn compiler/libbpf diagnostics into one line naming the cause and the fix."""
+    m = ARCH_GOTCHA.search(stderr)
+    if m:
+        arch = TARGET_ARCH.get(platform.machine(), "<arch>")
+        what = m.group(0)
+        return BuildError(
+            f"{step}: BPF target arch not defined ({what})",
+            f"pass -D__TARGET_ARCH_{arch} to clang (bpf_tracing.h cannot infer the arch "
+            "under -target bpf)",
+        )
+    m = re.search(r"fatal error: '([^']+)' file not found", stderr)
+    if m:
+        return BuildError(
+            f"{step}: header '{m.group(1)}' not found",
+            "install libbpf-dev (scripts/setup.sh) or add its directory with -I",
+        )
+    first = next((ln for ln in stderr.splitlines() if "error" in ln), stderr.strip()[:200])
+    return BuildError(f"{step} failed: {first.strip()}", "see the compiler output above")

@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Deterministic UDP workload: exactly N datagrams of given sizes to a bound loopback receiver.
+
+Senders are connected sockets, so the kernel gives each a random flow hash (sk_txhash) that every
+skb it sends carries in skb->hash: --sockets K gives K distinct hash values to collect.
+The receiver is bound first so no ICMP port-unreachable replies add sends of their own. The pid is
+printed first and, unless --no-wait, the sender waits for a line on stdin ("go") so tracers can
+attach with a filter on that pid before the first datagram leaves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+import time
+
+
+def parse_sizes(text: str) -> list[int]:
+    """'1,100,1000' -> [1, 100, 1000]; each size must fit one loopback UDP datagram."""
+    try:
+        sizes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise SystemExit(f"udp_send: --sizes takes integers like 1,100, got {text!r}") from None
+    if not sizes or any(s < 0 or s > 65507 for s in sizes):
+        raise SystemExit("udp_send: each size must be between 0 and 65507 bytes")
+    return sizes
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--count", type=int, default=100, help="datagrams to send (default 100)")
+    ap.add_argument("--sizes", default="1,100,1000", help="payload sizes, cycled")
+    ap.add_argument("--sockets", type=int, default=2, help="connected senders, used in turn")
+    ap.add_argument("--no-wait", action="store_true", help="send at once, without waiting for 'go'")
+    args = ap.parse_args(argv)
+    if args.count < 0 or args.sockets < 1:
+        raise SystemExit("udp_send: --count must be >= 0 and --sockets >= 1")
+    sizes = parse_sizes(args.sizes)
+
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+    rx.bind(("127.0.0.1", 0))
+    senders = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(args.sockets)]
+    for tx in senders:
+        tx.connect(rx.getsockname())
+    print(os.getpid(), flush=True)
+    if not args.no_wait:
+        sys.stdin.readline()
+
+    received = 0
+    start = time.monotonic_ns()
+    for i in range(args.count):
+        senders[i % len(senders)].send(b"x" * sizes[i % len(sizes)])
+        # Drain as we go so the receive buffer never drops (and so never sends anything else).
+        rx.setblocking(False)
+        try:
+            while True:
+                rx.recv(65536)
+                received += 1
+        except BlockingIOError:
+            pass
+    rx.setblocking(True)
+    rx.settimeout(5)
+    while received < args.count:
+        rx.recv(65536)
+        received += 1
+    elapsed = time.monotonic_ns() - start
+    print(f"sent {args.count} received {received}", flush=True)
+    print(f"events {args.count} elapsed_ns {elapsed}", flush=True)  # compare.bench reads it
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
