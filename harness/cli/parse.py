@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,8 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="text (default) or json (`bpftrace -f json`); guessed when omitted")
     parser.add_argument("--csv", type=Path, metavar="DIR",
                         help="write one CSV per map plus run.json into DIR")
-    parser.add_argument("--rows", type=int, default=10,
-                        help="rows shown per map, largest values first (default 10)")
+    parser.add_argument("--rows", "--top", type=int, default=10, dest="rows",
+                        help="rows shown per map, largest values first (default 10); "
+                        "the table says how many it leaves out")
 
 
 def _guess_format(text: str) -> str:
@@ -30,20 +31,10 @@ def _guess_format(text: str) -> str:
     return "json" if first.lstrip().startswith("{") else "text"
 
 
-def _top(frame: pd.DataFrame) -> pd.DataFrame:
-    """Largest first for value/stats maps (bpftrace prints smallest first); hists as printed."""
-    if "lo" in frame.columns:
-        return frame
-    for col in ("value", "count"):
-        if col in frame.columns and frame[col].dtype.kind in "iu":
-            return frame.sort_values(col, ascending=False, kind="stable")
-    return frame
-
-
 def run(args: argparse.Namespace) -> int:
     from harness.output.frames import to_frames
     from harness.output.parse import parse_json, parse_text
-    from harness.report.rundir import fold_stack, write_run_dir
+    from harness.report.rundir import write_run_dir
 
     path: Path = args.file
     try:
@@ -59,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
                 "probes": output.probes, "lines": output.lines}
         write_run_dir(args.csv, frames, meta)
     try:
-        _print_summary(path, fmt, output.probes, len(output.lines), frames, args.rows, fold_stack)
+        _print_summary(path, fmt, output.probes, len(output.lines), frames, args.rows)
         if args.csv:
             print(f"\nwrote {len(frames)} CSV files and run.json to {args.csv}")
     except BrokenPipeError:  # reader went away (`| head`): stop quietly, as cat does
@@ -68,15 +59,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_summary(path: Path, fmt: str, probes: int | None, n_lines: int,
-                   frames: Mapping[str, pd.DataFrame], rows: int,
-                   fold: Callable[[tuple[str, ...]], str]) -> None:
+                   frames: Mapping[str, pd.DataFrame], rows: int) -> None:
+    from harness.cli.tables import render
+
     print(f"{path}: format {fmt}, probes {probes}, {n_lines} printed lines, "
           f"{len(frames)} maps")
     for name, frame in frames.items():
-        shown = _top(frame).head(rows).copy()
-        for col in shown.columns:
-            if shown[col].dtype == object:
-                shown[col] = shown[col].map(
-                    lambda v: fold(v)[-60:] if isinstance(v, tuple) else v)
         print(f"\n{name}  ({len(frame)} rows)")
-        print(shown.to_string(index=False))
+        print(render(frame, rows))

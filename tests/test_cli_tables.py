@@ -1,0 +1,65 @@
+"""CLI tables and argument types (pure): nothing hidden without a note, durations with units."""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+import pandas as pd
+import pytest
+
+from harness.cli.options import duration
+from harness.cli.tables import render
+
+
+def test_value_table_largest_first_and_says_how_many_rows_are_hidden() -> None:
+    frame = pd.DataFrame({"comm": [f"c{i}" for i in range(25)], "value": list(range(25))})
+    text = render(frame, top=10)
+    lines = text.splitlines()
+    assert "c24" in lines[2] and "c15" in text and "c14" not in text
+    assert lines[-1] == "… 15 more rows (of 25; --top to show more)"
+
+
+def test_hist_top_counts_nonzero_buckets_and_notes_the_empty_ones() -> None:
+    frame = pd.DataFrame({
+        "lo": pd.array([0, 1, 2, 4, 8], dtype="Int64"),
+        "hi": pd.array([1, 2, 4, 8, None], dtype="Int64"),
+        "count": [5, 0, 7, 0, 9],
+    })
+    text = render(frame, top=2)
+    assert "[8, …)" not in text and "[0, 1)" in text and "[2, 4)" in text
+    assert "2 empty buckets hidden" in text
+    assert "… 1 more rows (of 3; --top to show more)" in text
+
+
+def test_stacks_are_shown_whole_unless_a_depth_is_given() -> None:
+    stack = tuple(f"frame{i}" for i in range(40))
+    frame = pd.DataFrame({"kstack": pd.Series([stack], dtype=object), "value": [3]})
+    assert all(f"frame{i}" in render(frame) for i in range(40))
+    cut = render(frame, stack_depth=5)
+    assert "frame4" in cut and "frame5" not in cut and "… 35 more frames" in cut
+
+
+def test_time_series_shows_the_last_printing_and_says_so() -> None:
+    frame = pd.DataFrame({"printing": [1, 1, 2], "t_s": [0.2, 0.2, 0.4],
+                          "key0": [1, 2, 1], "value": [10, 20, 30]})
+    text = render(frame)
+    assert "30" in text and "20" not in text
+    assert "printing 2 of 2 shown; every printing is in the CSV" in text
+
+
+def test_empty_map_says_so() -> None:
+    assert render(pd.DataFrame({"key0": [], "value": []})).startswith("(no entries)")
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("500ms", 0.5), ("5s", 5.0), ("2m", 120.0), ("1.5", 1.5), ("250us", 0.00025), ("1h", 3600.0),
+])
+def test_durations_with_units(text: str, seconds: float) -> None:
+    assert duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["nan", "inf", "-1", "0", "0s", "5 parsecs", "", "1e400"])
+def test_bad_durations_are_refused_with_the_fix(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match=re.escape("e.g. 500ms, 5s, 2m")):
+        duration(text)
