@@ -10,6 +10,7 @@ import pytest
 
 from harness.cli.options import duration
 from harness.cli.tables import render
+from harness.errors import UsageError
 
 
 def test_value_table_largest_first_and_says_how_many_rows_are_hidden() -> None:
@@ -63,3 +64,14 @@ def test_durations_with_units(text: str, seconds: float) -> None:
 def test_bad_durations_are_refused_with_the_fix(text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError, match=re.escape("e.g. 500ms, 5s, 2m")):
         duration(text)
+
+
+def test_multi_key_count_by_gives_one_column_per_key() -> None:
+    from harness.spec.cmdline import split_keys
+
+    assert split_keys(["ustack,kstack"]) == ("ustack", "kstack")
+    assert split_keys(["comm", "pid, cpu"]) == ("comm", "pid", "cpu")
+    assert split_keys(['str(args.name, 8),comm']) == ("str(args.name, 8)", "comm")
+    assert split_keys(['"a,b",cpu']) == ('"a,b"', "cpu")
+    with pytest.raises(UsageError, match="separate keys with one comma"):
+        split_keys(["comm,,pid"])

@@ -70,13 +70,40 @@ def _lhist(item: str) -> tuple[str, tuple[int, int, int]]:
     return expr, (lo, hi, step)
 
 
+def split_keys(items: list[str]) -> tuple[str, ...]:
+    """`--count-by ustack,kstack` (and repeated flags) -> one key per part.
+
+    Commas inside parentheses, brackets or string literals belong to the expression.
+    """
+    keys: list[str] = []
+    for item in items:
+        depth, quote, start = 0, "", 0
+        for i, ch in enumerate(item):
+            if quote:
+                quote = "" if ch == quote and item[i - 1] != "\\" else quote
+            elif ch in "\"'":
+                quote = ch
+            elif ch in "([":
+                depth += 1
+            elif ch in ")]":
+                depth -= 1
+            elif ch == "," and depth == 0:
+                keys.append(item[start:i].strip())
+                start = i + 1
+        keys.append(item[start:].strip())
+    if any(not k for k in keys):
+        raise UsageError(f"empty key in {', '.join(items)!r}",
+                         "separate keys with one comma, e.g. --count-by comm,kstack")
+    return tuple(keys)
+
+
 def spec_from_args(probe_text: str, args: argparse.Namespace) -> ProbeSpec:
     """Build the spec a command line asks for; every map gets a name from its function."""
     probe = Probe.parse(probe_text)
-    by = tuple(args.by)
+    by = split_keys(args.by)
     aggs: list[Agg] = []
     if args.count_by:
-        aggs.append(Agg("@count", "count", keys=tuple(args.count_by)))
+        aggs.append(Agg("@count", "count", keys=split_keys(args.count_by)))
     for func in VALUE_FUNCS:
         for i, expr in enumerate(getattr(args, func)):
             name = f"@{func}" if i == 0 else f"@{func}{i + 1}"
