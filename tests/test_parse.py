@@ -76,7 +76,11 @@ def test_stats_and_repeated_printings_and_printf() -> None:
     prints = all_printings(out, "@b")
     assert [p.printing for p in prints] == [1, 2, 3]
     assert prints[1].values == [1, 5]
-    assert to_frames(out)["@b"]["value"].tolist() == [9]
+    b = to_frames(out)["@b"]
+    assert b.columns.tolist() == ["printing", "t_s", "key0", "value"]
+    assert b[["printing", "key0", "value"]].values.tolist() == [[1, 1, 1], [1, 2, 2], [2, 1, 1],
+                                                                [2, 2, 5], [3, 1, 9]]
+    assert b["t_s"].isna().all()  # no clock: neither line times nor time() lines
     g = next(m for m in out.maps if m.name == "@g")
     assert g.kind == "stats" and g.values == [Stats(2, 6, 12)]
 
@@ -168,3 +172,38 @@ def test_string_value_holding_bracket_colon_under_a_stack_key() -> None:
     out = parse_text("@[\n    f+0\n    g+1\n]: v]: w, x\n")
     assert to_frames(out)["@"].to_dict("records") == [{"key0": ("f+0", "g+1"),
                                                         "value": "v]: w, x"}]
+
+
+INTERVAL = ("Attaching 2 probes...\n"      # line 1
+            "@c[1]: 3\n@c[2]: 4\n"       # 2-3
+            "tick\n"                      # 4
+            "@c[1]: 5\n"                  # 5
+            "@h:\n[1]  2 |@@|\n\n"        # 6-8
+            "@c[2]: 1\n@c[3]: 7\n")       # 9-10
+
+
+def test_every_printing_kept_with_line_times() -> None:
+    times = [0.0, 0.25, 0.26, 0.5, 0.75, 0.9, 0.9, 0.9, 1.0, 1.01]
+    out = parse_text(INTERVAL, line_times=times)
+    assert [(m.name, m.printing, m.line, m.t_s) for m in out.maps] == [
+        ("@c", 1, 2, 0.25), ("@c", 2, 5, 0.75), ("@h", 1, 6, 0.9), ("@c", 3, 9, 1.0)]
+    c = to_frames(out)["@c"]
+    assert c.to_dict("list") == {"printing": [1, 1, 2, 3, 3], "t_s": [0.25, 0.25, 0.75, 1.0, 1.0],
+                                 "key0": [1, 2, 1, 2, 3], "value": [3, 4, 5, 1, 7]}
+    assert str(c["printing"].dtype) == "int64" and str(c["t_s"].dtype) == "float64"
+    assert to_frames(out)["@h"].columns.tolist() == ["lo", "hi", "count"]  # printed once
+    assert out.counts() == {"maps": 2, "printings": 4, "entries": 6, "lines": 1,
+                            "warnings": 0, "unparsed": 0}
+
+
+def test_time_lines_stamp_printings_without_line_times() -> None:
+    text = ("Attaching 1 probe...\n23:59:59\n@n: 1\n00:00:01\n@n: 2\n00:00:02\n@n: 3\n")
+    out = parse_text(text)
+    assert [m.t_s for m in out.maps] == [0.0, 2.0, 3.0]  # across midnight
+    assert out.lines == ["23:59:59", "00:00:01", "00:00:02"]  # still printed lines
+    js = parse_json("\n".join([
+        '{"type": "time", "data": "10:00:00\\n"}', '{"type": "map", "data": {"@n": 1}}',
+        '{"type": "time", "data": "10:00:05\\n"}', '{"type": "map", "data": {"@n": 2}}']))
+    assert [m.t_s for m in js.maps] == [0.0, 5.0]
+    assert to_frames(js)["@n"]["t_s"].tolist() == [0.0, 5.0]
+    assert [m.t_s for m in parse_text("@n: 1\n@n: 2\n").maps] == [None, None]

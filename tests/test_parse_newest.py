@@ -64,7 +64,7 @@ def test_newest_json_shapes() -> None:
     ])
     out = parse_json(text)
     assert out.probes == 3 and out.lines == ["tick"]
-    assert out.warnings == ['{"type":"lost_events", "count":7}']
+    assert out.warnings == ['line 3: {"type":"lost_events", "count":7}']
     big = next(m for m in out.maps if m.name == "@big")
     assert big.values == [18446744073709551615, 5]
     lh = next(m for m in out.maps if m.name == "@lh")

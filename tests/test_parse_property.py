@@ -8,7 +8,7 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.output.frames import all_printings, map_frame, to_frames
+from harness.output.frames import all_printings, map_frame, printings_frame, to_frames
 from harness.output.model import Bucket, MapPrint, Stack, Stats, pack_key
 from harness.output.parse import parse_text
 
@@ -151,8 +151,10 @@ def test_rendered_maps_parse_back_to_the_same_frames(data: st.DataObject, new_la
     key_names = {mp.name: [f"key{i}" for i in range(len(mp.keys[0]))] for mp in maps}
     got = to_frames(out, key_names)
     assert list(got) == names
-    for mp in maps:
-        want = map_frame(mp, key_names[mp.name])
+    for mp, n in zip(maps, repeats, strict=True):
+        copies = [MapPrint(mp.name, i, mp.kind, mp.packed_keys, mp.values) for i in range(1, n + 1)]
+        want = (map_frame(mp, key_names[mp.name]) if n == 1
+                else printings_frame(copies, key_names[mp.name]))
         pd.testing.assert_frame_equal(got[mp.name], want, obj=mp.name)
         printings = all_printings(out, mp.name)
         assert [p.printing for p in printings] == list(range(1, repeats[maps.index(mp)] + 1))

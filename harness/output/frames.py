@@ -1,4 +1,4 @@
-"""Output model -> tidy pandas frames, one per map (its last printing)."""
+"""Output model -> tidy pandas frames, one per map, every printing kept."""
 
 from __future__ import annotations
 
@@ -97,11 +97,57 @@ def map_frame(mp: MapPrint, key_names: Sequence[str] | None = None) -> pd.DataFr
     return pd.DataFrame(data, columns=[*cols, "value"])
 
 
+def _merged(printings: list[MapPrint]) -> MapPrint:
+    """Every printing of one map as one MapPrint (keys and values end to end), so the long
+    frame is built once rather than concatenated from a frame per printing."""
+    first = printings[0]
+    kinds = {p.kind for p in printings if len(p)} or {first.kind}
+    kind = kinds.pop() if len(kinds) == 1 else "str" if kinds <= {"int", "str"} else ""
+    if kind == "":
+        from harness.output.parse import ParseError
+
+        raise ParseError(f"map {first.name} changes value kind between printings "
+                         f"({', '.join(sorted({p.kind for p in printings}))})",
+                         "print maps of one kind per name")
+    if kind in ("hist", "lhist"):
+        kind = "lhist" if any(p.kind == "lhist" for p in printings) else "hist"
+    merged = MapPrint(first.name, 0, kind, key_sep=first.key_sep)
+    for p in printings:
+        merged.packed_keys.extend(p.packed_keys)
+        merged.values.extend(p.values)
+    return merged
+
+
+def printings_frame(printings: list[MapPrint], key_names: Sequence[str] | None = None
+                    ) -> pd.DataFrame:
+    """Several printings of one map -> one long frame: `printing`, `t_s`, then map_frame's
+    columns; an empty printing adds no row."""
+    import numpy as np
+
+    merged = _merged(printings)
+    frame = map_frame(merged, key_names)
+    if merged.kind in ("hist", "lhist"):
+        rows = [sum(len(bs) for bs in p.values) for p in printings]
+    else:
+        rows = [len(p) for p in printings]
+    frame.insert(0, "printing", np.repeat(
+        np.asarray([p.printing for p in printings], dtype="int64"), rows))
+    frame.insert(1, "t_s", np.repeat(np.asarray(
+        [np.nan if p.t_s is None else p.t_s for p in printings], dtype="float64"), rows))
+    return frame
+
+
 def to_frames(output: Output, key_names: Mapping[str, Sequence[str]] | None = None
               ) -> dict[str, pd.DataFrame]:
-    """One frame per map name from its LAST printing; key columns named per `key_names`."""
-    last: dict[str, MapPrint] = {}
+    """One frame per map name; key columns named per `key_names`.
+
+    A map printed once gives map_frame's columns; a map printed more than once gives one
+    long frame over every printing, led by `printing` (1, 2, ... in print order) and `t_s`.
+    """
+    by_name: dict[str, list[MapPrint]] = {}
     for mp in output.maps:
-        last[mp.name] = mp
+        by_name.setdefault(mp.name, []).append(mp)
     names = key_names or {}
-    return {name: map_frame(mp, names.get(name)) for name, mp in last.items()}
+    return {name: (map_frame(ps[0], names.get(name)) if len(ps) == 1
+                   else printings_frame(ps, names.get(name)))
+            for name, ps in by_name.items()}

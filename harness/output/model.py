@@ -55,8 +55,11 @@ class MapPrint:
     """One printing of one map. `values[i]` belongs to `keys[i]` (stored packed).
 
     Value types by kind: 'int' -> int, 'str' -> str, 'stats' -> Stats,
-    'hist'/'lhist' -> list[Bucket]. `key_sep` is how the format joined tuple keys
-    (", " in text, "," in json): strings holding it are re-joined in frames.
+    'hist'/'lhist' -> list[Bucket], 'stack' -> Stack. `key_sep` is how the format joined
+    tuple keys (", " in text, "," in json): strings holding it are re-joined in frames.
+    `line` is the output line the printing started on; `t_s` the seconds since the probes
+    attached when that line arrived (None when nothing timed it). A printing may be empty
+    (a zeroed hist prints its header alone).
     """
 
     name: str
@@ -65,6 +68,8 @@ class MapPrint:
     packed_keys: list[PackedKey] = field(default_factory=list)
     values: list[Any] = field(default_factory=list)
     key_sep: str = ", "
+    t_s: float | None = None
+    line: int = 0
 
     @property
     def keys(self) -> list[Key]:
@@ -77,13 +82,31 @@ class MapPrint:
 
 @dataclass
 class Output:
-    """A parsed run: attach count, non-map lines in order, stderr warnings, map printings."""
+    """A parsed run: attach count, non-map lines in order, warnings, map printings.
+
+    Nothing is dropped silently: every line of the output is in a map printing, in `lines`
+    (printf/print text), or named by a warning ("line N: ..."), which covers every repair
+    of a known bpftrace defect too. `unparsed` holds the numbers of lines that could not be
+    read at all (each also has a warning).
+    """
 
     probes: int | None = None
     lines: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     maps: list[MapPrint] = field(default_factory=list)
+    unparsed: list[int] = field(default_factory=list)
 
     def names(self) -> list[str]:
         """Map names in order of first printing."""
         return list(dict.fromkeys(m.name for m in self.maps))
+
+    def counts(self) -> dict[str, int]:
+        """What the run yielded, for summaries: an unparsed line > 0 means look at warnings."""
+        return {
+            "maps": len(self.names()),
+            "printings": len(self.maps),
+            "entries": sum(len(m) for m in self.maps),
+            "lines": len(self.lines),
+            "warnings": len(self.warnings),
+            "unparsed": len(self.unparsed),
+        }

@@ -13,10 +13,11 @@ nested tuples (`(1, 2)` inside a key) stay split at their commas.
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -138,6 +139,7 @@ class _Builder:
         self.seen: set[PackedKey] = set()
         self.kinds: set[str] = set()
         self.counts: dict[str, int] = {}
+        self.clock: list[tuple[int, float]] = []  # (line, seconds of day) of time() lines
 
     def close(self) -> None:
         cur = self.current
@@ -159,33 +161,34 @@ class _Builder:
         self.out.maps.append(cur)
         self.current = None
 
-    def start(self, name: str) -> MapPrint:
+    def start(self, name: str, line: int = 0) -> MapPrint:
         self.close()
         n = self.counts.get(name, 0) + 1
         self.counts[name] = n
-        self.current = MapPrint(name, n, "", key_sep=self.sep)
+        self.current = MapPrint(name, n, "", key_sep=self.sep, line=line)
         self.seen = set()
         self.kinds = set()
         return self.current
 
-    def add(self, name: str, key: Key, value: Any, kind: str) -> None:
+    def add(self, name: str, key: Key, value: Any, kind: str, line: int = 0) -> None:
         packed = pack_key(key)
         cur = self.current
         if cur is None or cur.name != name or packed in self.seen:
-            cur = self.start(name)
+            cur = self.start(name, line)
         self.seen.add(packed)
         self.kinds.add(kind)
         cur.packed_keys.append(packed)
         cur.values.append(value)
 
-    def add_run(self, run: str) -> None:
-        """Many `@name[key]: value` lines at once (the 100,000-key fast path).
+    def add_run(self, run: str, line: int = 0) -> None:
+        """Many `@name[key]: value` lines at once (the 100,000-key fast path), the first
+        on output line `line`.
 
         Lines are matched one by one (finditer, not findall) so peak memory stays near
         the size of the model itself.
         """
         sep = self.sep
-        for m in _RUN_LINE.finditer(run):
+        for i, m in enumerate(_RUN_LINE.finditer(run)):
             name, bracket, body, value = m.groups()
             key: PackedKey
             if not bracket:
@@ -196,7 +199,7 @@ class _Builder:
                 key = int(body) if _INT.match(body) else body
             cur = self.current
             if cur is None or cur.name != name or key in self.seen:
-                cur = self.start(name)
+                cur = self.start(name, line + i)
             self.seen.add(key)
             if _INT.match(value):
                 self.kinds.add("int")
@@ -206,14 +209,35 @@ class _Builder:
                 cur.values.append(value)
             cur.packed_keys.append(key)
 
-    def line(self, text: str) -> None:
+    def line(self, text: str, line: int = 0) -> None:
         self.close()
         if text.strip():
             self.out.lines.append(text)
+            clock = _CLOCK.match(text)
+            if clock:
+                h, m, sec = clock.groups()
+                self.clock.append((line, int(h) * 3600 + int(m) * 60 + float(sec)))
 
-    def finish(self) -> Output:
+    def finish(self, line_times: Sequence[float] | None = None) -> Output:
+        """Close the last printing and stamp every printing with its t_s."""
         self.close()
+        maps = self.out.maps
+        if line_times is not None:
+            n = len(line_times)
+            for mp in maps:
+                mp.t_s = float(line_times[mp.line - 1]) if 0 < mp.line <= n else None
+        elif self.clock:
+            lines = [ln for ln, _ in self.clock]
+            first = self.clock[0][1]
+            for mp in maps:
+                at = bisect.bisect_left(lines, mp.line) - 1
+                if at >= 0:  # seconds since the first time() line; wraps at midnight
+                    mp.t_s = (self.clock[at][1] - first) % 86400.0
         return self.out
+
+
+# A line printed by bpftrace's time() with its default format ("%H:%M:%S").
+_CLOCK = re.compile(r"(\d{2}):(\d{2}):(\d{2}(?:\.\d+)?)\Z")
 
 
 # ---------------------------------------------------------------- text
@@ -269,32 +293,34 @@ def _make_transformer(builder_ref: list[_Builder]) -> Any:
                                        "the output is damaged or from an unknown bpftrace "
                                        "version; compare with `bpftrace -f json`")
             name, key, _ = _entry_parts(children[0], b.sep)
-            b.add(name, key, [parse_bucket(t) for t in children[1:]], "bucket")
+            b.add(name, key, [parse_bucket(t) for t in children[1:]], "bucket",
+                  children[0].line)
 
         def empty_value(self, children: list[Any]) -> None:
             b = builder_ref[0]
             name, key, _ = _entry_parts(children[0], b.sep)
-            b.add(name, key, "", "str")
+            b.add(name, key, "", "str", children[0].line)
 
         def stats(self, children: list[Any]) -> None:
             b = builder_ref[0]
             name, key, value = _entry_parts(children[0], b.sep)
             c, a, t = (int(x.split()[-1]) for x in value.split(", "))
-            b.add(name, key, Stats(c, a, t), "stats")
+            b.add(name, key, Stats(c, a, t), "stats", children[0].line)
 
         def stack_entry(self, children: list[Any]) -> None:
             b = builder_ref[0]
             name, key, value = _stack_entry_parts(children[0], b.sep)
             stats = _STATS_VALUE.match(value)
             if stats:
-                b.add(name, key, Stats(*(int(g) for g in stats.groups())), "stats")
+                b.add(name, key, Stats(*(int(g) for g in stats.groups())), "stats",
+                      children[0].line)
             elif _INT.match(value):
-                b.add(name, key, int(value), "int")
+                b.add(name, key, int(value), "int", children[0].line)
             else:
-                b.add(name, key, value, "str")
+                b.add(name, key, value, "str", children[0].line)
 
         def entry_run(self, children: list[Any]) -> None:
-            builder_ref[0].add_run(children[0])
+            builder_ref[0].add_run(children[0], children[0].line)
 
         def open_stack(self, children: list[Any]) -> None:
             raise _token_error(children[0], "stack key not closed by ']:'",
@@ -302,7 +328,7 @@ def _make_transformer(builder_ref: list[_Builder]) -> Any:
                                "prints its maps")
 
         def text(self, children: list[Any]) -> None:
-            builder_ref[0].line(str(children[0]).rstrip("\n"))
+            builder_ref[0].line(str(children[0]).rstrip("\n"), children[0].line)
 
         def blank(self, children: list[Any]) -> None:
             return None
@@ -325,8 +351,13 @@ def _parser() -> tuple[Any, list[_Builder]]:
     return parser, ref
 
 
-def parse_text(text: str) -> Output:
-    """bpftrace's default text output -> Output. Raises ParseError on unreadable input."""
+def parse_text(text: str, *, line_times: Sequence[float] | None = None) -> Output:
+    """bpftrace's default text output -> Output. Raises ParseError on unreadable input.
+
+    `line_times[i]` is when line i+1 of `text` arrived, in seconds since the probes
+    attached (the runner records them); a printing's t_s is the time of its first line.
+    Without them, t_s comes from `time()` lines printed between printings, else is None.
+    """
     from lark.exceptions import UnexpectedInput, VisitError
 
     if "\r" in text:  # read through a pty (pexpect): CRLF line ends
@@ -354,7 +385,7 @@ def parse_text(text: str) -> Output:
             f"bpftrace output not understood at line {line}, column {col}: {bad[:80]!r}",
             "check that the file is bpftrace text output (use --format json for -f json)",
             line=line, column=col, text=bad) from None
-    return builder.finish()
+    return builder.finish(line_times)
 
 
 # ---------------------------------------------------------------- json
@@ -407,7 +438,7 @@ def _is_keyed(kind: str, value: Any) -> bool:
     return isinstance(value, dict)
 
 
-def parse_json(text: str) -> Output:
+def parse_json(text: str, *, line_times: Sequence[float] | None = None) -> Output:
     """bpftrace `-f json` output (one object per line) -> Output.
 
     Lines that are not json objects are the traced command's own stdout and are kept
@@ -420,7 +451,7 @@ def parse_json(text: str) -> Output:
         if not raw.strip():
             continue
         if not raw.lstrip().startswith("{"):  # the traced command's own stdout (-c CMD)
-            b.line(raw)
+            b.line(raw, lineno)
             continue
         try:
             obj = json.loads(raw)
@@ -436,29 +467,29 @@ def parse_json(text: str) -> Output:
         elif kind in ("map", "hist", "stats", "lhist"):
             kind = "hist" if kind == "lhist" else kind
             for name, value in data.items():
-                b.start(name)
+                b.start(name, lineno)
                 if _is_keyed(kind, value):
                     sep = b.sep
                     for k, v in value.items():
                         val, vk = _json_value(kind, v)
-                        b.add(name, split_key(_unescape_key(k), sep), val, vk)
+                        b.add(name, split_key(_unescape_key(k), sep), val, vk, lineno)
                 else:
                     val, vk = _json_value(kind, value)
-                    b.add(name, (), val, vk)
+                    b.add(name, (), val, vk, lineno)
                 b.close()
         elif kind in ("printf", "time", "cat", "join", "syscall", "system"):
             for piece in str(data).split("\n"):
-                b.line(piece)
+                b.line(piece, lineno)
         elif kind in ("lost_events", "helper_error", "runtime_error", "print_error", "warning",
                       "error"):
-            b.out.warnings.append(raw if data is None else
-                                  data if isinstance(data, str) else json.dumps(data))
+            said = raw if data is None else data if isinstance(data, str) else json.dumps(data)
+            b.out.warnings.append(f"line {lineno}: {said}")
         else:
-            b.line(json.dumps(data) if not isinstance(data, str) else data)
+            b.line(json.dumps(data) if not isinstance(data, str) else data, lineno)
         records += 1
     if records == 0 and text.strip():
         bad = next(line for line in text.splitlines() if line.strip())
         raise ParseError(f"no bpftrace json record in the input (first line: {bad[:80]!r})",
                          "parse it as text (--format text) or run bpftrace with -f json",
                          line=1, column=1, text=bad)
-    return b.finish()
+    return b.finish(line_times)
