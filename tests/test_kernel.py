@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import platform
 from pathlib import Path
 
@@ -49,3 +50,31 @@ def test_doctor_prints_the_attach_choice(capsys: pytest.CaptureFixture[str]) -> 
     out = capsys.readouterr().out
     expected = "kprobe" if capabilities().kprobes else "tracepoint"
     assert f"attach choice  {expected}:" in out
+
+
+def test_doctor_json_has_the_attach_choice_and_the_vm_lane(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["doctor", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["attach_choice"]["attach"] in ("kprobe", "kfunc", "tracepoint")
+    assert report["attach_choice"]["reason"]
+    assert set(report["vm_lane"]) == {"accelerator", "probed"}
+
+
+def test_kfunc_reason_does_not_contradict_btf() -> None:
+    caps = Capabilities(kernel="6.18", arch="x86_64", root=True, btf=True, tracefs="/t",
+                        kprobes=False, kfunc=False, lockdown="none", bpftrace="v0.17.0",
+                        clang=None, bpftool=None, libbpf=None, qemu=None, kvm=False)
+    _, why = choose_attach(dict.fromkeys(("kfunc", "tracepoint")), caps)
+    assert "BTF is present" in why and "no BTF" not in why
+    _, why = choose_attach(dict.fromkeys(("kfunc", "tracepoint")),
+                           dataclasses.replace(caps, btf=False))
+    assert "needs BTF" in why
+
+
+def test_version_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.startswith("harness 0.")

@@ -31,10 +31,21 @@ def _available() -> dict[str, tuple[str, str]]:
     return found
 
 
+def _version() -> str:
+    """The installed distribution's version (a checkout run without install says so)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ktrace-harness")
+    except PackageNotFoundError:
+        return "(not installed)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     commands = _available()
     parser = argparse.ArgumentParser(prog="harness", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"harness {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     chosen = argv[0] if argv and argv[0] in commands else None
     for name, (module, help_text) in commands.items():

@@ -13,22 +13,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from harness.lanes.vm import cached_accel
+
     caps = capabilities()
+    accel = cached_accel()
+    try:
+        attach, why = choose_attach(dict.fromkeys(ATTACH_ORDER), caps)
+        choice: dict[str, str | None] = {"attach": attach, "reason": why}
+    except HarnessError as err:
+        choice = {"attach": None, "reason": str(err)}
     if args.json:
         import json
 
-        print(json.dumps(caps.as_dict(), indent=2))
+        vm = {"accelerator": accel, "probed": accel is not None}
+        print(json.dumps({**caps.as_dict(), "attach_choice": choice, "vm_lane": vm}, indent=2))
         return 0
-    from harness.lanes.vm import cached_accel
-
     rows = [(k, _show(v)) for k, v in caps.as_dict().items()]
-    accel = cached_accel()
     rows.append(("vm lane", f"guests boot with {accel}" if accel else "not probed yet"))
-    try:
-        attach, why = choose_attach(dict.fromkeys(ATTACH_ORDER), caps)
-        rows.append(("attach choice", f"{attach}: {why}"))
-    except HarnessError as err:
-        rows.append(("attach choice", str(err)))
+    shown = f"{choice['attach']}: " if choice["attach"] else ""
+    rows.append(("attach choice", f"{shown}{choice['reason']}"))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")

@@ -183,5 +183,7 @@ def _why_not(attach: str, caps: Capabilities) -> str:
     if attach == "kprobe":
         return "kprobes are not built into this kernel"
     if attach == "kfunc":
-        return "kfunc/fentry is not available (no BTF or trampolines)"
+        if not caps.btf:
+            return "kfunc/fentry needs BTF, and /sys/kernel/btf/vmlinux is missing"
+        return "kfunc/fentry is not available (BTF is present; bpftrace finds no fentry support)"
     return "tracefs is not mounted"
