@@ -135,12 +135,14 @@ def _warm_imports() -> None:
 def _run_program(args: argparse.Namespace, caps: object) -> int:
     """A literal bpftrace program (the seed's one-liners): run as given, plus a BEGIN marker."""
     from harness.host.runner import run_bpftrace
+    from harness.spec.literal import calls_exit, with_ready_marker
 
     workload = _workload_argv(args)
-    if workload is None and args.duration is None:
-        raise UsageError("nothing bounds this run", "pass --workload CMD or --duration S")
+    if workload is None and args.duration is None and not calls_exit(args.target):
+        raise UsageError("nothing bounds this run",
+                         "pass --workload CMD or --duration S, or end the program with exit()")
     marker = f"KTRACE_READY_{int(time.time() * 1000)}"
-    program = f'BEGIN {{ printf("{marker}\\n"); }}\n{args.target}\n'
+    program = with_ready_marker(args.target, marker)
     started = time.time()
     _warm_imports()
     result = run_bpftrace(

@@ -27,8 +27,10 @@ if TYPE_CHECKING:
 
 ATTACH_RE = re.compile(rb"Attaching (\d+) probes?\.\.\.")
 # Lines bpftrace writes to stderr; the pty merges them with stdout, so they are split back here.
+# A location is `stdin:L:C-C2:` or, for a diagnostic spanning lines, `stdin:L1-L2:`.
+LOCATION = r"\S+?:\d+(?:[:-]\d+)*: "
 DIAG_RE = re.compile(
-    r"^(?:\S+:\d+:\d+(?:-\d+)?: )?(?:ERROR|WARNING|error|warning)\b.*$"
+    rf"^(?:{LOCATION})?(?:ERROR|WARNING|error|warning)\b.*$"
     r"|^create_probe_event: .*$"
     r"|^[Cc]ould not .*$"
 )
@@ -68,10 +70,19 @@ class BpftraceTimeout(BpftraceError):
     """bpftrace did not get its probes live in time, or did not stop."""
 
 
+# Lines bpftrace prints on every run that say nothing about this one: 0.17 reports a failed
+# setrlimit as an ERROR although the kernel charges BPF memory to the cgroup since 5.11.
+HARMLESS_RE = re.compile(r"RLIMIT_MEMLOCK")
+
+
+def without_harmless(text: str) -> str:
+    """bpftrace's stderr without the lines that appear on every run (HARMLESS_RE)."""
+    return "\n".join(ln for ln in text.splitlines() if not HARMLESS_RE.search(ln))
+
+
 def classify(text: str, program: str = "") -> BpftraceError | None:
     """Map bpftrace's diagnostics to the first matching typed error, or None."""
-    # bpftrace 0.17 reports a failed setrlimit as an ERROR although it is harmless.
-    text = "\n".join(ln for ln in text.splitlines() if "RLIMIT_MEMLOCK" not in ln)
+    text = without_harmless(text)
     m = re.search(r"^\S+?:(\d+):(\d+)(?:-\d+)?: ERROR: syntax error,? ?(.*)$", text, re.M)
     if m:
         line, col = int(m.group(1)), int(m.group(2))
@@ -137,7 +148,8 @@ def classify(text: str, program: str = "") -> BpftraceError | None:
 
 
 def _error_line(text: str) -> str:
-    """The first ERROR line, without bpftrace's location prefix."""
+    """The first real ERROR line (harmless ones skipped), without bpftrace's location prefix."""
+    text = without_harmless(text)
     for line in text.splitlines():
         if "ERROR:" in line:
             return line.split("ERROR:", 1)[1].strip()
@@ -154,10 +166,11 @@ def split_diagnostics(text: str) -> tuple[str, str]:
     while i < len(lines):
         line = lines[i]
         if DIAG_RE.match(line):
-            diag.append(line)
+            if not HARMLESS_RE.search(line):  # stays in the raw stderr only
+                diag.append(line)
             # A located diagnostic is followed by the source line and a `~~~` underline.
             if (
-                re.match(r"^\S+:\d+:\d+", line)
+                re.match(LOCATION, line)
                 and i + 2 < len(lines)
                 and set(lines[i + 2].strip()) <= {"~", "^"}
             ):
