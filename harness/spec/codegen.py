@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 from harness.errors import UsageError
+from harness.spec import expr
 from harness.spec.model import Agg, Arg, ProbeSpec
 
 ARGS_DOT_SINCE = (0, 20, 0)
@@ -72,30 +73,33 @@ def probe_symbol(spec: ProbeSpec) -> str | None:
     return kernel_symbol(spec.probe.target)
 
 
+def binding(arg: Arg) -> expr.Node:
+    """The tree that reaches one spec argument: a register (`arg0`) or a field (`args.skb`),
+    cast to the declared C type when there is one."""
+    source: expr.Node = (
+        expr.Field(expr.Name("args"), arg.source[len("args."):], arrow=False)
+        if arg.source.startswith("args.")
+        else expr.Name(arg.source)
+    )
+    return expr.Cast(arg.parsed_ctype(), source) if arg.ctype else source
+
+
 def bind(arg: Arg, version: tuple[int, int, int]) -> str:
     """The bpftrace expression that reaches one spec argument on this version."""
-    source = arg.source
-    if source.startswith("args."):
-        field = source[len("args.") :]
-        source = f"args.{field}" if version >= ARGS_DOT_SINCE else f"args->{field}"
-    return f"(({arg.ctype}){source})" if arg.ctype else source
+    return expr.to_bpftrace(binding(arg), {}, version >= ARGS_DOT_SINCE, top=False)
 
 
-def expression(expr: str, args: tuple[Arg, ...], version: tuple[int, int, int]) -> str:
-    """Replace each spec argument name in `expr` (as a whole word) by its binding."""
-    out = expr
-    if version < ARGS_DOT_SINCE:
-        out = re.sub(r"\bargs\.", "args->", out)
-    for arg in args:
-        out = re.sub(
-            rf"(?<![\w.>]){re.escape(arg.name)}\b", bind(arg, version).replace("\\", r"\\"), out
-        )
-    return out
+def expression(
+    text: str, args: tuple[Arg, ...], version: tuple[int, int, int], what: str = "expression"
+) -> str:
+    """Spec text -> bpftrace text: parsed, argument names bound, re-emitted (never pasted)."""
+    bindings = {arg.name: binding(arg) for arg in args}
+    return expr.to_bpftrace(expr.parse(text, what), bindings, version >= ARGS_DOT_SINCE)
 
 
 def _statement(agg: Agg, args: tuple[Arg, ...], version: tuple[int, int, int]) -> str:
-    keys = [expression(k, args, version) for k in agg.keys]
-    value = expression(agg.value, args, version) if agg.value else ""
+    keys = [expression(k, args, version, agg.key_option()) for k in agg.keys]
+    value = expression(agg.value, args, version, f"--{agg.func}") if agg.value else ""
     if agg.func == "collect":
         keys.append(value)
         call = "count()"
@@ -123,10 +127,11 @@ def predicate(spec: ProbeSpec, pid: int | None, version: tuple[int, int, int]) -
     if target_pid is not None:
         parts.append(f"pid == {int(target_pid)}")
     if spec.comm:
-        parts.append(f'comm == "{spec.comm}"')
+        parts.append(f"comm == {expr.quote(expr.string_value('--comm', spec.comm))}")
     if spec.cgroup:
-        parts.append(f'cgroup == cgroupid("{spec.cgroup}")')
-    parts += [f"({expression(p, spec.args, version)})" for p in spec.predicates]
+        path = expr.quote(expr.string_value("--cgroup", spec.cgroup))
+        parts.append(f"cgroup == cgroupid({path})")
+    parts += [f"({expression(p, spec.args, version, '--filter')})" for p in spec.predicates]
     return f" /{' && '.join(parts)}/" if parts else ""
 
 

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from harness.errors import UsageError
+from harness.spec.expr import CType, bare_args, names, parse, string_value
 
 ATTACH_TYPES = (
     "kprobe",
@@ -26,6 +27,15 @@ ALIASES = {"fentry": "kfunc", "fexit": "kretfunc", "t": "tracepoint", "k": "kpro
 FUNCS = ("count", "sum", "avg", "min", "max", "stats", "hist", "lhist", "collect")
 BUILTIN_KEYS = ("kstack", "ustack", "comm", "pid", "tid", "cpu", "cgroup", "retval", "func")
 MAP_NAME = re.compile(r"^@[A-Za-z_][A-Za-z0-9_]*$|^@$")
+IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+REGISTER = re.compile(r"arg[0-9]")
+# What a probe's target may be, per kind: names, paths and wildcards, nothing that could end
+# the probe line (a space, '/', '{', ',' outside a path).
+TARGETS = {
+    "kernel": re.compile(r"[A-Za-z0-9_.*]+"),
+    "tracepoint": re.compile(r"[A-Za-z0-9_*]+:[A-Za-z0-9_*]+"),
+    "uprobe": re.compile(r"/?[A-Za-z0-9_.+/-]+:[A-Za-z0-9_.*]+"),
+}
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,20 @@ class Probe:
             )
         return cls(kind, target)
 
+    def __post_init__(self) -> None:
+        family = self.kind if self.kind in ("tracepoint", "uprobe") else "kernel"
+        family = "uprobe" if self.kind == "uretprobe" else family
+        if self.kind in ATTACH_TYPES and not TARGETS[family].fullmatch(self.target):
+            bad = next(
+                (i for i, c in enumerate(self.target) if not re.match(r"[A-Za-z0-9_.*:/+-]", c)),
+                None,
+            )
+            where = f" ({self.target[bad]!r} at column {bad + 1})" if bad is not None else ""
+            raise UsageError(
+                f"bad {self.kind} target {self.target[:60]!r}{where}",
+                "name a function (udp_send_skb), CATEGORY:NAME, or /path/to/binary:function",
+            )
+
     def text(self, target: str | None = None) -> str:
         return f"{self.kind}:{target or self.target}"
 
@@ -68,6 +92,25 @@ class Arg:
     name: str
     ctype: str | None
     source: str
+
+    def __post_init__(self) -> None:
+        if not IDENT.fullmatch(self.name) or self.name in BUILTIN_KEYS or self.name == "args":
+            raise UsageError(
+                f"bad --arg name {self.name[:40]!r}",
+                "use letters, digits and _ (not a builtin such as comm or pid)",
+            )
+        field_ok = self.source.startswith("args.") and IDENT.fullmatch(self.source[5:])
+        if not (REGISTER.fullmatch(self.source) or field_ok):
+            raise UsageError(f"bad argument source {self.source!r}", "use argN or args.FIELD")
+        if self.ctype is not None:
+            self.parsed_ctype()
+
+    def parsed_ctype(self) -> CType:
+        """The declared C type, checked against the type grammar."""
+        from harness.spec.expr import parse_ctype
+
+        assert self.ctype is not None
+        return parse_ctype(self.ctype, f"--arg {self.name}")
 
 
 @dataclass(frozen=True)
@@ -96,6 +139,19 @@ class Agg:
             lo, hi, step = self.lhist
             if step <= 0 or hi <= lo:
                 raise UsageError(f"bad lhist range {lo}:{hi}:{step}", "need MIN < MAX and STEP > 0")
+        for key in self.keys:
+            parse(key, self.key_option())
+        if self.value:
+            parse(self.value, f"--{self.func}")
+
+    def key_option(self) -> str:
+        """The command-line option a key of this map came from (for error messages)."""
+        return "--count-by" if self.func == "count" else "--by"
+
+    def expressions(self) -> list[tuple[str, str]]:
+        """(option, text) of every expression in this map."""
+        out = [(self.key_option(), k) for k in self.keys]
+        return out + ([(f"--{self.func}", self.value)] if self.value else [])
 
     def columns(self) -> list[str]:
         """Key column names of this map's frame (the collected value is the key of `collect`)."""
@@ -136,6 +192,29 @@ class ProbeSpec:
         seen = [a.map for a in self.aggs]
         if len(set(seen)) != len(seen):
             raise UsageError(f"map names repeat: {seen}", "give each aggregation its own map")
+        if self.pid is not None and not 0 < self.pid < 1 << 31:
+            raise UsageError(f"bad --pid {self.pid}", "a pid is a positive 32-bit number")
+        for what, value in (("--comm", self.comm), ("--cgroup", self.cgroup)):
+            if value is not None:
+                string_value(what, value)
+        allowed = {a.name for a in self.args} | set(BUILTIN_KEYS) | {"args"}
+        for what, text in self.expressions():
+            tree = parse(text, what)
+            used = names(tree)
+            unknown = sorted(n for n in used if n not in allowed and not REGISTER.fullmatch(n))
+            if unknown:
+                raise UsageError(
+                    f"{what} {text[:60]!r}: unknown name {unknown[0]!r}",
+                    "declare it with --arg NAME=TYPE, or use a builtin ("
+                    + ", ".join(BUILTIN_KEYS) + ", argN, args.FIELD)",
+                )
+            if bare_args(tree):
+                raise UsageError(f"{what} {text[:60]!r}: 'args' alone", "write args.FIELD")
+
+    def expressions(self) -> list[tuple[str, str]]:
+        """(option, text) of every expression in the spec: map keys, values, predicates."""
+        out = [pair for agg in self.aggs for pair in agg.expressions()]
+        return out + [("--filter", p) for p in self.predicates]
 
     @property
     def attach_type(self) -> str:
