@@ -31,6 +31,19 @@ def _available() -> dict[str, tuple[str, str]]:
     return found
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Examples kept as written, and every flag's default shown where it has a real one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        unset = default is None or default is False or default == [] or \
+            default == argparse.SUPPRESS
+        if unset or "default" in text or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def _version() -> str:
     """The installed distribution's version (a checkout run without install says so)."""
     from importlib.metadata import PackageNotFoundError, version
@@ -49,9 +62,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     chosen = argv[0] if argv and argv[0] in commands else None
     for name, (module, help_text) in commands.items():
-        sp = sub.add_parser(name, help=help_text, description=help_text)
-        if name == chosen:
-            importlib.import_module(f"harness.cli.{module}").add_arguments(sp)
+        if name != chosen:
+            sub.add_parser(name, help=help_text, description=help_text)
+            continue
+        mod = importlib.import_module(f"harness.cli.{module}")
+        sp = sub.add_parser(name, help=help_text, description=help_text,
+                            epilog=getattr(mod, "EXAMPLES", None), formatter_class=HelpFormatter)
+        mod.add_arguments(sp)
     args = parser.parse_args(argv)
     args.argv = argv  # the exact words, for lanes that re-run the same command elsewhere
     mod = importlib.import_module(f"harness.cli.{commands[args.command][0]}")

@@ -14,6 +14,10 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+EXAMPLES = """examples:
+  harness bench syscalls                 # getppid() loop: untraced vs bpftrace vs libbpf
+  harness bench ktrace --lane vm --events 2000
+"""
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", metavar="NAME", help="benchmark: ktrace or syscalls")

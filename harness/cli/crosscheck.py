@@ -6,6 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
+EXAMPLES = """examples:
+  harness crosscheck ktrace              # bpftrace and the libbpf CO-RE twin on the same sends
+  harness crosscheck ktrace --lane vm    # the same with the real kprobe in a Debian 6.1 guest
+"""
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", help="catalog entry with a libbpf twin (ktrace)")

@@ -7,6 +7,10 @@ import argparse
 from harness.errors import HarnessError
 from harness.host.capabilities import ATTACH_ORDER, capabilities, choose_attach
 
+EXAMPLES = """examples:
+  harness doctor            # kernel, BTF, kprobes/kfunc, tools, and the attach type ktrace gets
+  harness doctor --json     # the same as JSON, for scripts
+"""
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the capabilities as JSON")

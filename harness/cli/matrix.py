@@ -30,6 +30,10 @@ COLUMNS = (
 )
 
 
+EXAMPLES = """examples:
+  harness matrix ktrace --kernels 6.1,6.12,host   # one .bpf.o, one crosscheck per kernel
+"""
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", help="catalog entry with a libbpf twin (ktrace)")
     parser.add_argument(

@@ -15,6 +15,13 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
+EXAMPLES = """examples:
+  harness parse out.txt                      # bpftrace text saved with `bpftrace -e ... > out.txt`
+  harness parse out.json --format json       # bpftrace -f json output
+  harness parse out.txt --csv /tmp/maps      # one CSV per map plus run.json
+  harness parse out.txt --top 50             # more rows per map
+"""
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", type=Path, help="bpftrace stdout saved to a file")
     parser.add_argument("--format", choices=("text", "json"), default=None,

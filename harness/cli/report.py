@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+EXAMPLES = """examples:
+  harness report results/run-20260101T000000Z    # re-draw a run's summary, plots, flame graphs
+"""
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(

@@ -12,6 +12,13 @@ from pathlib import Path
 
 from harness.errors import HarnessError, UsageError
 
+EXAMPLES = """examples:
+  harness run ktrace                                   # the CO-RE example's probe around 100 sends
+  harness run tracepoint:syscalls:sys_enter_getppid --count-by comm,kstack --duration 5s
+  harness run tracepoint:net:net_dev_queue --hist args.len --by comm --workload 'ping -c3 ::1'
+  harness run 'kprobe:udp_send_skb { @[kstack] = count(); }' --lane vm --workload CMD
+  harness run 'tracepoint:raw_syscalls:sys_enter { @c[comm] = count(); }' --duration 2s
+"""
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from harness.spec.cmdline import add_spec_arguments

@@ -16,6 +16,15 @@ from harness.errors import UsageError
 from harness.spec.model import BUILTIN_KEYS, Agg, Arg, Probe, ProbeSpec
 
 VALUE_FUNCS = ("sum", "avg", "min", "max", "stats", "hist", "collect")
+VALUE_HELP = {
+    "sum": "sum of EXPR over the events, e.g. skb->len (a map @sum)",
+    "avg": "integer average of EXPR (a map @avg)",
+    "min": "smallest EXPR seen (a map @min)",
+    "max": "largest EXPR seen (a map @max)",
+    "stats": "count, average and total of EXPR (a map @stats)",
+    "hist": "power-of-two histogram of EXPR (a map @hist)",
+    "collect": "how often each value of EXPR occurs, e.g. skb->hash (a map @collect)",
+}
 
 
 def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,13 +44,17 @@ def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"count events by KEY ({', '.join(BUILTIN_KEYS[:6])}, or an expression)",
     )
     for func in VALUE_FUNCS:
-        g.add_argument(f"--{func}", action="append", default=[], metavar="EXPR")
-    g.add_argument("--lhist", action="append", default=[], metavar="EXPR:MIN:MAX:STEP")
-    g.add_argument("--by", action="append", default=[], metavar="KEY", help="keys of value maps")
-    g.add_argument("--filter", action="append", default=[], metavar="PRED", help="a predicate")
-    g.add_argument("--pid", type=int, help="only this pid")
-    g.add_argument("--comm", help="only this command name")
-    g.add_argument("--cgroup", help="only this cgroup path")
+        g.add_argument(f"--{func}", action="append", default=[], metavar="EXPR",
+                       help=VALUE_HELP[func])
+    g.add_argument("--lhist", action="append", default=[], metavar="EXPR:MIN:MAX:STEP",
+                   help="linear histogram of EXPR in STEP-wide buckets, e.g. skb->len:0:2000:100")
+    g.add_argument("--by", action="append", default=[], metavar="KEY",
+                   help="keys of the value maps above, e.g. --by comm or --by comm,kstack")
+    g.add_argument("--filter", action="append", default=[], metavar="PRED",
+                   help="only events where PRED holds, e.g. 'skb->len > 100' (repeat to AND)")
+    g.add_argument("-p", "--pid", type=int, help="only events of this process id")
+    g.add_argument("--comm", help="only events of this command name (as in /proc/PID/comm)")
+    g.add_argument("--cgroup", help="only events in this cgroup (path under /sys/fs/cgroup)")
     g.add_argument(
         "--workload-pid", action="store_true", help="only the workload's pid (needs --workload)"
     )
