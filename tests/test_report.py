@@ -11,7 +11,6 @@ import json
 import struct
 import subprocess
 import sys
-from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -90,7 +89,8 @@ def test_report_writes_folded_flame_hist_and_summary(tmp_path: Path) -> None:
         "entry_SYSCALL_64_after_hwframe+118",
     ):
         assert frame in html
-    assert "plotly" in html and "https://cdn.plot.ly" not in html.split("<body>")[0]
+    assert "@stacks · tracepoint:net:net_dev_queue · 57 samples" in html  # map, probe, total
+    assert len(html) < 150_000
 
     assert_png(run_dir / "len.hist.png")
 
@@ -123,20 +123,6 @@ def test_stack_column_found_by_content_and_not_in_plain_maps() -> None:
     assert flamegraph.stack_column(by_content) == "key0"
     comm_map = pd.DataFrame({"key0": ["sshd", "python3"], "value": [1, 2]})
     assert flamegraph.stack_column(comm_map) is None
-
-
-def test_icicle_tree_totals_are_consistent() -> None:
-    counts = Counter({("a", "b", "c"): 5, ("a", "b", "d"): 2, ("a", "e"): 1})
-    ids, _labels, parents, values = flamegraph.icicle_tree(counts)
-    by_id = dict(zip(ids, values, strict=True))
-    assert by_id["all"] == 8
-    assert by_id["all;a"] == 8 and by_id["all;a;b"] == 7 and by_id["all;a;b;c"] == 5
-    assert set(parents) - {""} <= set(ids)
-    # branchvalues='total' requires children never exceed their parent
-    for node, parent, value in zip(ids, parents, values, strict=True):
-        if parent:
-            children = sum(v for i, p, v in zip(ids, parents, values, strict=True) if p == node)
-            assert children <= value, node
 
 
 def test_hist_labels_match_bpftrace() -> None:

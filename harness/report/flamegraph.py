@@ -1,5 +1,15 @@
-"""Stack maps as flame graphs: folded-stack lines (what flamegraph.pl and speedscope read) and an
-interactive plotly icicle chart that works offline.
+"""Stack maps as flame graphs: folded-stack lines (the interchange format flamegraph.pl, inferno and
+speedscope read as is) and the classic interactive flame graph as one small self-contained page.
+
+Why our own page rather than a tool's: flamegraph.pl is CDDL (its source may not be copied into
+this project), inferno and speedscope are separate installs (Rust, npm), and the plotly icicle we
+used before inlined 4.8 MB of plotly.js per map. The page here is HTML with the SVG inline: the
+tree goes in as compact JSON (names interned, parents as indices, about 12 bytes a frame) and
+flame.js lays it out and draws it, so a few hundred stacks stay far below 150 KB and frames too
+narrow to draw at one zoom level are still there at the next. It follows the published
+conventions: root at the bottom, children sorted by name, the warm palette, click to zoom,
+regex search reporting the matched share; for two runs, widths from the second and colour from
+the change (red grew, blue shrank), as difffolded does.
 
 A stack CSV (written by harness.report.rundir) holds one stack per row, frames joined with ';' root
 first, plus a count column. Extra key columns (comm, pid, ...) become the root-most frames so a
@@ -8,11 +18,13 @@ flame graph splits by them first, as `stackcollapse` tools do.
 
 from __future__ import annotations
 
+import html
+import json
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -128,52 +140,141 @@ def parse_folded(lines: Iterable[str]) -> Counter[tuple[str, ...]]:
     return counts
 
 
-def icicle_tree(
-    counts: Counter[tuple[str, ...]], root: str = "all"
-) -> tuple[list[str], list[str], list[str], list[int]]:
-    """ids, labels, parents, values for a plotly icicle with branchvalues='total'."""
-    totals: Counter[tuple[str, ...]] = Counter()
+def _tree(
+    counts: Mapping[tuple[str, ...], float], baseline: Mapping[tuple[str, ...], float] | None
+) -> tuple[list[str], list[int], list[int], list[float], list[float]]:
+    """names, and per frame (preorder, root first): name index, parent index, count, base.
+
+    A frame's count is inclusive (its stacks and every stack above it). With a baseline, base is
+    the baseline's inclusive count for the same path; paths that only the baseline has get no
+    frame (widths come from `counts`), so callers say how much of the baseline that leaves out.
+    """
+    totals: dict[tuple[str, ...], float] = {(): 0.0}
     for stack, count in counts.items():
+        if count <= 0:
+            continue
+        totals[()] += count
         for depth in range(1, len(stack) + 1):
-            totals[stack[:depth]] += count
-    ids = [root]
-    labels = [root]
-    parents = [""]
-    values = [sum(counts.values())]
-    for path in sorted(totals, key=lambda p: (len(p), p)):
-        ids.append(_node_id(root, path))
-        labels.append(path[-1])
-        parents.append(_node_id(root, path[:-1]) if len(path) > 1 else root)
+            totals[stack[:depth]] = totals.get(stack[:depth], 0.0) + count
+    base_totals: dict[tuple[str, ...], float] = {}
+    if baseline is not None:
+        for stack, count in baseline.items():
+            base_totals[()] = base_totals.get((), 0.0) + count
+            for depth in range(1, len(stack) + 1):
+                base_totals[stack[:depth]] = base_totals.get(stack[:depth], 0.0) + count
+    name_index: dict[str, int] = {}
+    index_of: dict[tuple[str, ...], int] = {}
+    names: list[str] = []
+    name_ids: list[int] = []
+    parents: list[int] = []
+    values: list[float] = []
+    bases: list[float] = []
+    for path in sorted(totals):  # tuple order: every parent before its children
+        name = path[-1] if path else "all"
+        if name not in name_index:
+            name_index[name] = len(names)
+            names.append(name)
+        index_of[path] = len(name_ids)
+        name_ids.append(name_index[name])
+        parents.append(index_of[path[:-1]] if path else -1)
         values.append(totals[path])
-    return ids, labels, parents, values
+        bases.append(base_totals.get(path, 0.0))
+    return names, name_ids, parents, values, bases
 
 
-def _node_id(root: str, path: Sequence[str]) -> str:
-    return root + ";" + ";".join(path)
+def _number(value: float) -> float | int:
+    """Counts as ints in the JSON (smaller, exact); scaled baselines keep 3 decimals."""
+    return int(value) if float(value).is_integer() else round(value, 3)
 
 
-def write_flame_html(counts: Counter[tuple[str, ...]], path: Path, title: str) -> Path:
-    """Interactive flame graph (root at the bottom, click to zoom); plotly.js inlined."""
-    import plotly.graph_objects as go
+def flame_page(
+    counts: Mapping[tuple[str, ...], float],
+    title: str,
+    *,
+    subtitle: str = "",
+    baseline: Mapping[tuple[str, ...], float] | None = None,
+    order: str = "alpha",
+    icicle: bool = False,
+    unit: str = "samples",
+) -> str:
+    """The flame graph page as text: HTML with an inline SVG drawn by flame.js from JSON.
 
-    ids, labels, parents, values = icicle_tree(counts)
-    fig = go.Figure(
-        go.Icicle(
-            ids=ids,
-            labels=labels,
-            parents=parents,
-            values=values,
-            branchvalues="total",
-            tiling={"orientation": "v", "flip": "y"},
-            hovertemplate="%{label}<br>%{value} samples (%{percentRoot:.1%})<extra></extra>",
-            root={"color": "lightgrey"},
-        )
+    `order` is 'alpha' (children by name, the flame graph convention) or 'heavy' (largest
+    first); `icicle` puts the root at the top. Both can be switched in the page too.
+    """
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {ORDERS}, not {order!r}")
+    names, name_ids, parents, values, bases = _tree(counts, baseline)
+    data: dict[str, object] = {
+        "title": title,
+        "subtitle": subtitle,
+        "unit": unit,
+        "order": order,
+        "icicle": icicle,
+        "names": names,
+        "n": name_ids,
+        "p": parents,
+        "v": [_number(v) for v in values],
+    }
+    if baseline is not None:
+        data["b"] = [_number(b) for b in bases]
+    # '<' escaped so no frame name can close the <script> element that holds the JSON.
+    blob = json.dumps(data, separators=(",", ":"), ensure_ascii=False).replace("<", "\\u003c")
+    return _PAGE.format(
+        title=html.escape(title),
+        subtitle=html.escape(subtitle),
+        css=_asset("flame.css"),
+        data=blob,
+        js=_asset("flame.js"),
     )
-    depth = max((len(s) for s in counts), default=1) + 1
-    fig.update_layout(
-        title=title,
-        margin={"t": 50, "l": 10, "r": 10, "b": 10},
-        height=max(400, min(2400, 28 * depth + 80)),
-    )
-    fig.write_html(path, include_plotlyjs=True, full_html=True)
+
+
+def write_flame_html(
+    counts: Mapping[tuple[str, ...], float],
+    path: Path,
+    title: str,
+    **options: Any,
+) -> Path:
+    """Write `flame_page(counts, title, **options)` to `path` (opens from file://, no network)."""
+    path.write_text(flame_page(counts, title, **options), encoding="utf-8")
     return path
+
+
+def _asset(name: str) -> str:
+    return (Path(__file__).resolve().parent / name).read_text(encoding="utf-8")
+
+
+ORDERS = ("alpha", "heavy")
+_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>
+{css}</style>
+</head>
+<body>
+<header>
+<h1 id="title">{title}</h1>
+<div id="subtitle">{subtitle}</div>
+<div id="controls">
+<label>Search <input id="search" type="search" placeholder="regex, e.g. ^tcp_|sendmsg"
+ spellcheck="false" autocomplete="off"></label>
+<span id="matched"></span>
+<button id="reset" type="button" disabled>Reset zoom</button>
+<button id="order" type="button"></button>
+<button id="flip" type="button"></button>
+</div>
+</header>
+<svg id="flame" xmlns="http://www.w3.org/2000/svg" role="img" aria-labelledby="title"></svg>
+<div id="details">&nbsp;</div>
+<div id="tip" hidden></div>
+<noscript>This flame graph is drawn by JavaScript; the same stacks are in the .folded file
+beside it.</noscript>
+<script id="flame-data" type="application/json">{data}</script>
+<script>
+{js}</script>
+</body>
+</html>
+"""

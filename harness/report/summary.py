@@ -9,6 +9,7 @@ Pure Python over files: it never touches the kernel, so any saved run can be re-
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,6 +39,9 @@ _META_ORDER = (
     "exit_status",
     "interrupted",
 )
+
+# A probe header in a bpftrace program: `provider:target[:name]` before its predicate or block.
+_PROBE_LINE = re.compile(r"^\s*([A-Za-z_]+:[^\s{/]*|BEGIN|END)\s*(?:/|\{|,|$)")
 
 
 class ReportError(HarnessError):
@@ -90,18 +94,42 @@ def _is_bench(frame: pd.DataFrame) -> bool:
     return all(c in frame.columns for c in BENCH_COLUMNS)
 
 
-def _title(stem: str, meta: dict[str, Any]) -> str:
-    """`@len - ktrace (tracepoint)`: the map, what ran (a short name), the attach type."""
-    label = "@" if stem == "at" else f"@{stem}"
+def _what_ran(meta: dict[str, Any]) -> str:
+    """`ktrace (tracepoint)`: what ran (a short name) and the attach type, or ''."""
     names = [meta.get(k) for k in ("target", "catalog", "name", "spec", "command")]
     where = next((n for n in names if isinstance(n, str) and n and len(n) <= 60), None)
     attach = meta.get("attach")
-    parts = [label]
-    if where:
-        parts.append(f"- {where}")
+    parts = [where] if where else []
     if isinstance(attach, str) and attach:
         parts.append(f"({attach})")
     return " ".join(parts)
+
+
+def _title(stem: str, meta: dict[str, Any]) -> str:
+    """`@len - ktrace (tracepoint)`: the map, what ran (a short name), the attach type."""
+    label = "@" if stem == "at" else f"@{stem}"
+    what = _what_ran(meta)
+    return f"{label} - {what}" if what else label
+
+
+def probe_of(meta: dict[str, Any]) -> str | None:
+    """The traced probe(s) of a run: the program's probe lines other than BEGIN/END/interval."""
+    program = meta.get("program")
+    if not isinstance(program, str):
+        return None
+    probes = []
+    for line in program.splitlines():
+        match = _PROBE_LINE.match(line)
+        if match and not match.group(1).startswith(("BEGIN", "END", "interval:")):
+            probes.append(match.group(1).rstrip(","))
+    return ", ".join(dict.fromkeys(probes)) or None
+
+
+def flame_title(stem: str, meta: dict[str, Any], total: int) -> str:
+    """`@stacks · tracepoint:net:net_dev_queue · 57 samples`: map, probe, total count."""
+    label = "@" if stem == "at" else f"@{stem}"
+    probe = probe_of(meta)
+    return " · ".join([label, *([probe] if probe else []), f"{total} samples"])
 
 
 def _report_map(csv: Path, meta: dict[str, Any]) -> MapReport:
@@ -129,8 +157,13 @@ def _report_map(csv: Path, meta: dict[str, Any]) -> MapReport:
         report = MapReport(csv, "stacks", len(frame), sum(counts.values()))
         folded = flamegraph.write_folded(counts, out / f"{stem}.folded")
         report.files.append((folded, "folded stacks (flamegraph.pl / speedscope input)"))
-        html = flamegraph.write_flame_html(counts, out / f"{stem}.flame.html", _title(stem, meta))
-        report.files.append((html, "interactive flame graph (open in a browser, works offline)"))
+        html = flamegraph.write_flame_html(
+            counts,
+            out / f"{stem}.flame.html",
+            flame_title(stem, meta, report.total or 0),
+            subtitle=_what_ran(meta),
+        )
+        report.files.append((html, "flame graph: search, click to zoom (a browser, offline)"))
         return report
     counted = [c for c in ("value", "count") if c in frame and frame[c].dtype.kind in "iu"]
     sums = [int(frame[c].sum()) for c in counted]
@@ -205,7 +238,7 @@ def _summary(run_dir: Path, meta: dict[str, Any], maps: list[MapReport]) -> str:
     return "\n".join(lines)
 
 
-def _parts(run_dir: Path) -> list[Path]:
+def run_parts(run_dir: Path) -> list[Path]:
     """Sub-directories that are run directories themselves (crosscheck: bpftrace/ and libbpf/)."""
     return [
         d
@@ -228,7 +261,7 @@ def write_report(run_dir: Path) -> list[Path]:
         )
     meta = read_meta(run_dir)
     csvs = sorted(run_dir.glob("*.csv"))
-    parts = _parts(run_dir)
+    parts = run_parts(run_dir)
     if not csvs and not meta and not parts:
         raise ReportError(
             f"{run_dir} has no CSV files and no run.json",
