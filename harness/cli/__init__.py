@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "matrix": ("matrix", "run a catalog entry across kernels in the VM lane"),
     "bench": ("bench", "measure tracing overhead: untraced vs bpftrace vs libbpf"),
     "report": ("report", "turn a results directory into CSV, folded stacks, plots, summary"),
+    "diff": ("diff", "compare the stack maps of two runs: differential flame graph and CSV"),
 }
 
 

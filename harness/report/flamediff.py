@@ -1,0 +1,247 @@
+"""Two runs' stack maps compared: a differential flame graph and a per-stack table.
+
+The convention is difffolded's (Brendan Gregg's differential flame graphs): frame widths come from
+the second run (B), colour from the change A -> B, red where a path grew and blue where it
+shrank. Paths only A has have no width in B's graph; the CSV lists every stack of either run with
+both counts, so nothing is left out. `<map>.diff.folded` holds `stack count_a count_b` lines,
+which flamegraph.pl draws as the same differential graph.
+
+Kernel stacks of two builds differ in every `+offset` even where the code path is the same, so
+offsets are dropped by default (`keep_offsets=True` keeps them).
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError
+from harness.report import flamegraph
+from harness.report.rundir import csv_name
+
+_OFFSET = re.compile(r"\+(?:0x[0-9a-fA-F]+|\d+)(?= \(|$)")
+CSV_COLUMNS = ("stack", "count_a", "count_b", "delta", "ratio", "share_a_pct", "share_b_pct")
+
+
+class DiffError(HarnessError):
+    """The runs given to `harness diff` have no stack map to compare."""
+
+
+@dataclass
+class Stacks:
+    """One side of a diff: the stack counts of one map and where they came from."""
+
+    counts: Counter[tuple[str, ...]]
+    source: Path
+    map_name: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+@dataclass
+class DiffRow:
+    stack: tuple[str, ...]
+    count_a: int
+    count_b: int
+
+    @property
+    def delta(self) -> int:
+        return self.count_b - self.count_a
+
+    @property
+    def ratio(self) -> float | None:
+        return self.count_b / self.count_a if self.count_a else None
+
+
+@dataclass
+class Diff:
+    """What `write_diff` wrote and the numbers a caller prints."""
+
+    a: Stacks
+    b: Stacks
+    rows: list[DiffRow]
+    files: list[Path]
+
+    @property
+    def only_a(self) -> list[DiffRow]:
+        return [r for r in self.rows if r.count_b == 0]
+
+    @property
+    def only_b(self) -> list[DiffRow]:
+        return [r for r in self.rows if r.count_a == 0]
+
+
+def _map_label(stem: str) -> str:
+    return "@" if stem == "at" else f"@{stem}"
+
+
+def _stack_maps(run_dir: Path) -> dict[str, Path]:
+    """`@name` -> CSV for every map in run_dir that holds stacks."""
+    from harness.report.summary import read_csv
+
+    found = {}
+    for path in sorted(run_dir.glob("*.csv")):
+        if flamegraph.stack_columns(read_csv(path)):
+            found[_map_label(path.stem)] = path
+    return found
+
+
+def _from_csv(path: Path) -> Counter[tuple[str, ...]]:
+    from harness.report.summary import read_csv
+
+    frame = read_csv(path)
+    cols = flamegraph.stack_columns(frame)
+    if not cols:
+        raise DiffError(f"{path} holds no stacks", "pass a stack map with --map (e.g. @stacks)")
+    return flamegraph.folded_counts(frame, cols)
+
+
+def load_stacks(source: Path, map_name: str | None = None) -> Stacks:
+    """The stack map of a run directory (or a crosscheck's bpftrace/ part), a CSV or a .folded.
+
+    Without `map_name` the run must hold exactly one stack map.
+    """
+    from harness.report.summary import read_meta, run_parts
+
+    source = Path(source)
+    if source.is_file():
+        if source.suffix == ".folded":
+            with source.open() as f:
+                counts = flamegraph.parse_folded(f)
+        else:
+            counts = _from_csv(source)
+        return Stacks(counts, source, _map_label(source.name.split(".")[0]))
+    if not source.is_dir():
+        raise DiffError(f"no run directory or file at {source}", "pass a `harness run` directory")
+    # A crosscheck (and each kernel of a matrix) keeps bpftrace's maps in bpftrace/.
+    parts = run_parts(source)
+    dirs = [source, *sorted(parts, key=lambda d: d.name != "bpftrace")]
+    for run_dir in dirs:
+        if map_name is not None:
+            path = run_dir / csv_name(map_name)
+            if path.exists():
+                return Stacks(_from_csv(path), path, _map_label(path.stem), read_meta(run_dir))
+            continue
+        maps = _stack_maps(run_dir)
+        if len(maps) == 1:
+            (label, path), = maps.items()
+            return Stacks(_from_csv(path), path, label, read_meta(run_dir))
+        if len(maps) > 1:
+            raise DiffError(
+                f"{run_dir} has several stack maps ({', '.join(maps)})",
+                "choose one with --map, e.g. --map " + next(iter(maps)),
+            )
+    wanted = f"map {map_name}" if map_name else "stack map"
+    nor = f" (nor in {', '.join(d.name + '/' for d in parts)})" if parts else ""
+    raise DiffError(
+        f"no {wanted} in {source}{nor}",
+        "pass a directory made by `harness run` or `crosscheck` that counted stacks",
+    )
+
+
+def strip_offsets(counts: Mapping[tuple[str, ...], int]) -> Counter[tuple[str, ...]]:
+    """`udp_send_skb+423` -> `udp_send_skb`; stacks that become equal add up."""
+    out: Counter[tuple[str, ...]] = Counter()
+    for stack, count in counts.items():
+        out[tuple(_OFFSET.sub("", f) for f in stack)] += count
+    return out
+
+
+def diff_rows(a: Mapping[tuple[str, ...], int], b: Mapping[tuple[str, ...], int]) -> list[DiffRow]:
+    """Every stack of either side with both counts; largest change first, then by stack."""
+    rows = [DiffRow(s, int(a.get(s, 0)), int(b.get(s, 0))) for s in set(a) | set(b)]
+    return sorted(rows, key=lambda r: (-abs(r.delta), r.stack))
+
+
+def write_diff_csv(rows: list[DiffRow], total_a: int, total_b: int, path: Path) -> Path:
+    """stack (root first, ';' joined), both counts, delta B-A, ratio B/A and each side's share."""
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(CSV_COLUMNS)
+        for r in rows:
+            writer.writerow(
+                [
+                    ";".join(r.stack),
+                    r.count_a,
+                    r.count_b,
+                    r.delta,
+                    "" if r.ratio is None else f"{r.ratio:.4f}",
+                    f"{100 * r.count_a / total_a:.3f}" if total_a else "",
+                    f"{100 * r.count_b / total_b:.3f}" if total_b else "",
+                ]
+            )
+    return path
+
+
+def write_diff_folded(rows: list[DiffRow], path: Path) -> Path:
+    """difffolded's format: `stack count_a count_b`, readable by flamegraph.pl."""
+    ordered = sorted(rows, key=lambda r: r.stack)
+    path.write_text("".join(f"{';'.join(r.stack)} {r.count_a} {r.count_b}\n" for r in ordered))
+    return path
+
+
+def _short(path: Path) -> str:
+    """The last two parts of a run's path: enough to tell `6.1/` from `6.12/` or two run ids."""
+    return "/".join(Path(path).resolve().parts[-2:])
+
+
+def write_diff(
+    run_a: Path,
+    run_b: Path,
+    out_dir: Path,
+    *,
+    map_name: str | None = None,
+    keep_offsets: bool = False,
+    normalize: bool = False,
+) -> Diff:
+    """Compare one stack map of two runs; write `<map>.diff.html`, `.diff.csv`, `.diff.folded`.
+
+    `normalize` scales A's counts to B's total before colouring, for runs of different length;
+    the CSV always holds the raw counts (and each side's share).
+    """
+    from harness.report.summary import probe_of
+
+    a = load_stacks(run_a, map_name)
+    b = load_stacks(run_b, map_name or a.map_name)
+    if not keep_offsets:
+        a.counts, b.counts = strip_offsets(a.counts), strip_offsets(b.counts)
+    rows = diff_rows(a.counts, b.counts)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = csv_name(b.map_name)[: -len(".csv")]
+    files = [
+        write_diff_csv(rows, a.total, b.total, out_dir / f"{stem}.diff.csv"),
+        write_diff_folded(rows, out_dir / f"{stem}.diff.folded"),
+    ]
+    scale = b.total / a.total if normalize and a.total else 1.0
+    baseline = {s: c * scale for s, c in a.counts.items()}
+    probe = probe_of(b.meta) or probe_of(a.meta)
+    title = " · ".join(
+        [b.map_name, *([probe] if probe else []), f"{b.total} samples (A: {a.total})"]
+    )
+    gone = [r for r in rows if r.count_b == 0]
+    subtitle = (
+        f"A = {_short(run_a)}, B = {_short(run_b)}. "
+        "Widths from B, colour from A->B: red grew, blue shrank"
+        + (f" (A scaled by {scale:.3g} to B's total)" if scale != 1.0 else "")
+        + "."
+        + (
+            f" {len(gone)} stacks only in A ({sum(r.count_a for r in gone)} samples) have no "
+            f"width here; {stem}.diff.csv lists them."
+            if gone
+            else ""
+        )
+    )
+    files.append(
+        flamegraph.write_flame_html(
+            b.counts, out_dir / f"{stem}.diff.html", title, subtitle=subtitle, baseline=baseline
+        )
+    )
+    return Diff(a, b, rows, files)
