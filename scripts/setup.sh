@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=0
-for tool in bpftrace clang llc bpftool qemu-system-x86_64 pkg-config depmod busybox setpriv; do
+for tool in bpftrace clang llc bpftool qemu-system-x86_64 pkg-config depmod busybox setpriv \
+    chromium; do
     command -v "$tool" >/dev/null 2>&1 || need_apt=1
 done
 [ -f /usr/include/bpf/libbpf.h ] || need_apt=1
@@ -13,7 +14,7 @@ if [ "$need_apt" = 1 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
         bpftrace clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config make gcc \
-        qemu-system-x86 busybox-static kmod util-linux >/dev/null
+        qemu-system-x86 busybox-static kmod util-linux chromium >/dev/null
 fi
 
 # bpftrace and tracepoints need tracefs; mount it where the kernel expects it.
