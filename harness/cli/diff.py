@@ -5,6 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+EXAMPLES = """examples:
+  harness diff results/run-A results/run-B                  # the runs' only stack map
+  harness diff results/matrix-ktrace-X/6.1 results/matrix-ktrace-X/6.12 --map @stacks
+  harness diff before.folded after.folded --keep-offsets    # folded files, exact frames
+"""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_a", type=Path, metavar="RUN_A",
@@ -19,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="compare frames with their +offset (default: by function name)")
     parser.add_argument("--normalize", action="store_true",
                         help="scale A to B's total before colouring (runs of different length)")
-    parser.add_argument("--top", type=int, default=10, help="changed stacks shown (default 10)")
+    parser.add_argument("--top", type=int, default=10, help="changed stacks shown")
 
 
 def run(args: argparse.Namespace) -> int:
