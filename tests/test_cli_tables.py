@@ -75,3 +75,15 @@ def test_multi_key_count_by_gives_one_column_per_key() -> None:
     assert split_keys(['"a,b",cpu']) == ('"a,b"', "cpu")
     with pytest.raises(UsageError, match="separate keys with one comma"):
         split_keys(["comm,,pid"])
+
+
+def test_progress_is_silent_off_a_terminal_and_amounts_read_well() -> None:
+    from harness.cli.progress import amount, terminal_progress
+    from harness.progress import silent
+
+    with terminal_progress() as progress:  # pytest's stderr is not a TTY
+        assert progress is silent
+    assert amount(3.1e6, 7e7, "bytes") == "3.1/70.0 MB"
+    assert amount(4, 10, "rounds") == "4/10 rounds"
+    assert amount(12, None, "s") == "12 s"
+    assert amount(None, None, "") == ""
