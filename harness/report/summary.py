@@ -165,9 +165,22 @@ def _report_map(csv: Path, meta: dict[str, Any]) -> MapReport:
         )
         report.files.append((html, "flame graph: search, click to zoom (a browser, offline)"))
         return report
-    counted = [c for c in ("value", "count") if c in frame and frame[c].dtype.kind in "iu"]
-    sums = [int(frame[c].sum()) for c in counted]
-    return MapReport(csv, "table", len(frame), sums[0] if sums else None)
+    total = None
+    if summable(stem, meta) and "value" in frame and frame["value"].dtype.kind in "iu":
+        total = int(frame["value"].sum())
+    return MapReport(csv, "table", len(frame), total)
+
+
+def summable(stem: str, meta: dict[str, Any]) -> bool:
+    """Whether a map's values add up to something (count() and sum() maps do; avg, min, max
+    and plain assignments do not), read from the program that filled it."""
+    program = meta.get("program")
+    if not isinstance(program, str):
+        return False
+    name = "@" if stem == "at" else f"@{stem}"
+    assign = re.compile(re.escape(name) + r"(?:\[[^\n]*?\])?\s*=\s*(\w+)\s*\(")
+    funcs = {m.group(1) for m in assign.finditer(program)}
+    return bool(funcs) and funcs <= {"count", "sum"}
 
 
 def _bench_note(frame: pd.DataFrame) -> str:
@@ -191,6 +204,8 @@ def _meta_lines(meta: dict[str, Any]) -> list[str]:
     lines = []
     for key in keys:
         value = meta[key]
+        if value is None or value == [] or value == "":
+            continue  # an unset field says nothing ('error | None')
         if isinstance(value, dict | list):
             value = json.dumps(value, sort_keys=True)
         elif key in _TIME_KEYS and isinstance(value, int | float) and 1e9 < value < 1e10:
@@ -217,7 +232,7 @@ def _summary(run_dir: Path, meta: dict[str, Any], maps: list[MapReport]) -> str:
     lines += [
         "## Maps and files",
         "",
-        "| CSV | kind | rows | sum of counts | files |",
+        "| CSV | kind | rows | total count | files |",
         "|---|---|---|---|---|",
     ]
     for m in maps:

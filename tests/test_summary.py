@@ -1,0 +1,28 @@
+"""summary.md says only what is true: totals for maps that count, nothing for unset fields."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from harness.report.summary import write_report
+
+
+def test_totals_only_for_count_and_sum_maps_and_no_none_fields(tmp_path: Path) -> None:
+    program = ("tracepoint:syscalls:sys_enter_getppid {\n  @calls[comm] = count();\n"
+               "  @mean[comm] = avg(args->__syscall_nr);\n  @bytes = sum(args->__syscall_nr);\n}\n")
+    pd.DataFrame({"comm": ["a", "b"], "value": [3, 4]}).to_csv(tmp_path / "calls.csv", index=False)
+    pd.DataFrame({"comm": ["a", "b"], "value": [110, 110]}).to_csv(tmp_path / "mean.csv",
+                                                                    index=False)
+    pd.DataFrame({"value": [220]}).to_csv(tmp_path / "bytes.csv", index=False)
+    (tmp_path / "run.json").write_text(json.dumps({"program": program, "error": None}))
+    write_report(tmp_path)
+    summary = (tmp_path / "summary.md").read_text()
+    rows = {line.split("|")[1].strip(): line.split("|") for line in summary.splitlines()
+            if line.startswith("| [")}
+    assert rows["[calls.csv](calls.csv)"][4].strip() == "7"
+    assert rows["[bytes.csv](bytes.csv)"][4].strip() == "220"
+    assert rows["[mean.csv](mean.csv)"][4].strip() == ""
+    assert "| error |" not in summary
