@@ -1,3 +1,125 @@
-"""ktrace-harness: probe spec -> bpftrace -> parsed frames, cross-checked by a libbpf CO-RE twin."""
+"""ktrace-harness: probe spec -> bpftrace -> parsed frames, cross-checked by a libbpf CO-RE twin.
+
+The public API (loaded on first use, so `harness --help` stays quick):
+
+- `trace(target, *, workload, duration, lane, attach, out, **spec_options) -> Trace`: generate,
+  run and parse one bpftrace program; `Trace.frames` holds a pandas DataFrame per map.
+- `crosscheck(target, *, lane, **options) -> Crosscheck`: bpftrace and the libbpf CO-RE twin on
+  the same events; `Crosscheck.passed`, `.maps` (per-map verdict and diff frame).
+- `parse_text(text)`, `parse_json(text)`: bpftrace output (text or `-f json`) -> `Output`.
+- `to_frames(output, key_names)`: `Output` -> a tidy DataFrame per map.
+- `ProbeSpec`, `catalog`: what to trace, and the built-in entries (`catalog.get("ktrace")`).
+- The typed errors: every expected failure is a `HarnessError` with a one-line message.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# public name -> module that defines it (or, for `catalog`, the module itself)
+_EXPORTS = {
+    "trace": "harness.api",
+    "Trace": "harness.api",
+    "RunMeta": "harness.api",
+    "crosscheck": "harness.api",
+    "Crosscheck": "harness.api",
+    "MapVerdict": "harness.api",
+    "parse_text": "harness.output.parse",
+    "parse_json": "harness.output.parse",
+    "to_frames": "harness.output.frames",
+    "Output": "harness.output.model",
+    "ProbeSpec": "harness.spec.model",
+    "catalog": "harness.spec.catalog",
+    "HarnessError": "harness.errors",
+    "UsageError": "harness.errors",
+    "ParseError": "harness.output.parse",
+    "NoAttachPoint": "harness.host.capabilities",
+    "BpftraceError": "harness.host.runner",
+    "BpftraceSyntaxError": "harness.host.runner",
+    "BpftraceTimeout": "harness.host.runner",
+    "UnknownProbe": "harness.host.runner",
+    "UnknownField": "harness.host.runner",
+    "NotRoot": "harness.host.runner",
+    "MissingKernelFeature": "harness.host.runner",
+    "WorkloadError": "harness.host.workload",
+    "CrosscheckError": "harness.compare.crosscheck",
+    "BuildError": "harness.twin.build",
+    "LoaderError": "harness.twin.loader",
+    "VMError": "harness.lanes.vm",
+    "KernelFetchError": "harness.lanes.debian",
+}
+__all__ = [
+    "BpftraceError",
+    "BpftraceSyntaxError",
+    "BpftraceTimeout",
+    "BuildError",
+    "Crosscheck",
+    "CrosscheckError",
+    "HarnessError",
+    "KernelFetchError",
+    "LoaderError",
+    "MapVerdict",
+    "MissingKernelFeature",
+    "NoAttachPoint",
+    "NotRoot",
+    "Output",
+    "ParseError",
+    "ProbeSpec",
+    "RunMeta",
+    "Trace",
+    "UnknownField",
+    "UnknownProbe",
+    "UsageError",
+    "VMError",
+    "WorkloadError",
+    "catalog",
+    "crosscheck",
+    "parse_json",
+    "parse_text",
+    "to_frames",
+    "trace",
+]
+assert set(__all__) == set(_EXPORTS)
+
+if TYPE_CHECKING:
+    from harness.api import Crosscheck, MapVerdict, RunMeta, Trace, crosscheck, trace
+    from harness.compare.crosscheck import CrosscheckError
+    from harness.errors import HarnessError, UsageError
+    from harness.host.capabilities import NoAttachPoint
+    from harness.host.runner import (
+        BpftraceError,
+        BpftraceSyntaxError,
+        BpftraceTimeout,
+        MissingKernelFeature,
+        NotRoot,
+        UnknownField,
+        UnknownProbe,
+    )
+    from harness.host.workload import WorkloadError
+    from harness.lanes.debian import KernelFetchError
+    from harness.lanes.vm import VMError
+    from harness.output.frames import to_frames
+    from harness.output.model import Output
+    from harness.output.parse import ParseError, parse_json, parse_text
+    from harness.spec import catalog
+    from harness.spec.model import ProbeSpec
+    from harness.twin.build import BuildError
+    from harness.twin.loader import LoaderError
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first use (pandas and lark load only when needed)."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'harness' has no attribute {name!r}")
+    loaded = importlib.import_module(module)
+    value = loaded if module.endswith("." + name) else getattr(loaded, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

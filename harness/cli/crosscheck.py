@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 EXAMPLES = """examples:
@@ -37,10 +36,9 @@ def run(args: argparse.Namespace) -> int:
         from harness.lanes.vm import run_in_vm
 
         return run_in_vm(args.lane, "crosscheck", args.argv[1:], args.out)
-    from harness.compare.crosscheck import run_crosscheck
-    from harness.report.rundir import new_run_dir, write_run_dir
+    from harness.api import crosscheck
 
-    result = run_crosscheck(
+    x = crosscheck(
         args.name,
         attach=args.attach,
         count=args.count,
@@ -48,34 +46,18 @@ def run(args: argparse.Namespace) -> int:
         libbpf_pid_offset=args.libbpf_pid_offset,
         timeout=args.timeout,
         prebuilt=args.prebuilt,
+        out=args.out,
     )
-    out = args.out or new_run_dir("crosscheck")
-    write_run_dir(out / "bpftrace", result.bpftrace_frames, result.meta)
-    write_run_dir(out / "libbpf", result.libbpf_frames, result.meta)
-    verdict = {
-        "passed": result.passed,
-        "kernel": result.meta["kernel"],
-        "core_relocations": result.meta["core_relocations"],
-        "attach": result.attach,
-        "reason": result.reason,
-        "bpf_obj_sha256": result.build.sha256,
-        "maps": [
-            {"map": c.map_name, "what": c.what, "equal": c.equal, "diff": c.diff}
-            for c in result.comparisons
-        ],
-    }
-    (out / "verdict.json").write_text(json.dumps(verdict, indent=2) + "\n")
-
-    print(f"attach: {result.attach} ({result.reason}); .bpf.o sha256 {result.build.sha256[:16]}")
+    print(f"attach: {x.attach} ({x.reason}); .bpf.o sha256 {x.bpf_obj_sha256[:16]}")
     print(f"{'map':<9} {'compared':<28} {'bpftrace':>10} {'libbpf':>10}  verdict")
-    for c in result.comparisons:
-        bt = _total(result.bpftrace_frames[c.map_name])
-        lb = _total(result.libbpf_frames[c.map_name])
-        print(f"{c.map_name:<9} {c.what:<28} {bt:>10} {lb:>10}  {'equal' if c.equal else 'DIFFER'}")
-        for key, left, right in c.diff[:20]:
-            print(f"    {key[:90]:<90} bpftrace={left} libbpf={right}")
-    print(f"{'PASS' if result.passed else 'FAIL'}: results in {out}")
-    return 0 if result.passed else 1
+    for name, v in x.maps.items():
+        bt = _total(x.bpftrace[name])
+        lb = _total(x.libbpf[name])
+        print(f"{name:<9} {v.what:<28} {bt:>10} {lb:>10}  {'equal' if v.equal else 'DIFFER'}")
+        for key, left, right in v.diff.head(20).itertuples(index=False):
+            print(f"    {str(key)[:90]:<90} bpftrace={left} libbpf={right}")
+    print(f"{'PASS' if x.passed else 'FAIL'}: results in {x.path}")
+    return 0 if x.passed else 1
 
 
 def _total(frame: object) -> int:

@@ -1,0 +1,462 @@
+"""The library behind `harness run` and `harness crosscheck`, for notebooks, scripts and the CLI.
+
+    >>> import harness
+    >>> t = harness.trace("ktrace")
+    >>> t.frames["@stacks"].head()
+    >>> harness.crosscheck("ktrace").passed
+    True
+
+Everything a run decides (which attach type, the marker, what bounds it, what run.json records,
+where the run directory goes) is decided here, so the CLI only parses arguments and prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from harness.errors import HarnessError, UsageError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from harness.compare.crosscheck import CrosscheckResult
+    from harness.host.capabilities import Capabilities
+    from harness.host.runner import RunResult
+    from harness.output.model import Output
+    from harness.spec.model import ProbeSpec
+
+Out = Path | str | Literal[False] | None
+
+
+@dataclass
+class RunMeta:
+    """What run.json holds for one `trace`: the inputs, the choices made, and how it went."""
+
+    command: str
+    target: str
+    spec: str | None
+    program: str | None
+    attach: str
+    attach_reason: str
+    capabilities: dict[str, Any]
+    workload: list[str] | None
+    workload_status: int | None
+    probes: int | None
+    time_to_attached_s: float | None
+    started: float
+    stopped: float
+    exit_status: int | None
+    interrupted: bool
+    error: str | None
+    printed_lines: list[str]
+    diagnostics: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Trace:
+    """One traced run: a frame per map, the parsed output, its run.json, its run directory.
+
+    `error` is the typed error that cut the run short (None when it ended normally); what was
+    gathered before it is still in `frames` and `output`. `notes` are non-fatal remarks (a report
+    that could not be written).
+    """
+
+    frames: dict[str, pd.DataFrame]
+    output: Output | None
+    meta: RunMeta
+    path: Path | None
+    error: HarnessError | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def check(self) -> Trace:
+        """Raise the run's error, or a workload's non-zero exit, as a typed error; else self."""
+        if self.error is not None:
+            raise self.error
+        status = self.meta.workload_status
+        if status not in (0, None):
+            where = f"partial results are in {self.path}" if self.path else "see trace.frames"
+            raise HarnessError(
+                f"the workload exited with status {status}", f"run it by hand; {where}"
+            )
+        return self
+
+
+def _workload_argv(workload: str | Sequence[str] | None) -> list[str] | None:
+    """A shell-quoted string or an argv list -> argv; '' is a usage error, None means none."""
+    if workload is None:
+        return None
+    try:
+        argv = shlex.split(workload) if isinstance(workload, str) else [str(w) for w in workload]
+    except ValueError as err:
+        raise UsageError(
+            f"cannot split the workload command: {err}", "balance its quotes"
+        ) from None
+    if not argv:
+        raise UsageError("the workload is empty", "pass a command, e.g. workload='ping -c1 ::1'")
+    return argv
+
+
+def spec_options(probe: str, options: Mapping[str, Any]) -> ProbeSpec:
+    """A probe line plus the CLI's spec options given as keywords -> ProbeSpec.
+
+    Keywords are the CLI flags with `_` for `-` (`count_by="kstack"`, `arg="skb=struct sk_buff *"`,
+    `filter=...`, `hist=...`, `by=...`, `pid=`, `comm=`, `cgroup=`, `workload_pid=True`); options
+    that repeat on the command line take a string or a list of strings.
+    """
+    from harness.spec.cmdline import add_spec_arguments, spec_from_args
+
+    parser = argparse.ArgumentParser(add_help=False)
+    add_spec_arguments(parser)
+    ns = parser.parse_args([])
+    known = vars(ns)
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise UsageError(
+            f"unknown spec option(s): {', '.join(unknown)}",
+            f"use any of: {', '.join(sorted(known))}",
+        )
+    for name, value in options.items():
+        if isinstance(known[name], list) and not isinstance(value, list | tuple):
+            value = [value]
+        setattr(ns, name, list(value) if isinstance(value, list | tuple) else value)
+    return spec_from_args(probe, ns)
+
+
+def new_marker(prefix: str = "KTRACE_READY") -> str:
+    """A marker unique to this run: the program's BEGIN prints it once every probe is live."""
+    return f"{prefix}_{int(time.time() * 1000)}"
+
+
+def _warm_imports() -> None:
+    """Import the parser, its grammar and pandas while bpftrace compiles and attaches.
+
+    bpftrace spends a few hundred ms before its probes are live; the harness would otherwise pay
+    for these imports after the run, in series.
+    """
+    import threading
+
+    def load() -> None:
+        from harness.output.frames import to_frames  # noqa: F401  (pulls in pandas)
+        from harness.output.parse import parse_text
+
+        parse_text("")  # compiles and caches the grammar
+
+    threading.Thread(target=load, daemon=True).start()
+
+
+def trace(
+    target: str,
+    *,
+    workload: str | Sequence[str] | None = None,
+    duration: float | None = None,
+    lane: str = "host",
+    attach: str | None = None,
+    out: Out = None,
+    count: int = 100,
+    sizes: str = "1,100,1000",
+    timeout: float = 60.0,
+    report: bool = True,
+    check: bool = True,
+    on_progress: Callable[[float], None] | None = None,
+    **spec_opts: Any,
+) -> Trace:
+    """Generate, run and parse one bpftrace program around a workload.
+
+    target: a catalog name (`ktrace`, `syscalls`), a probe such as `kprobe:udp_send_skb` (shaped
+        by `spec_opts`), or a whole bpftrace program (run as written, plus a BEGIN marker).
+    workload: the command to trace, as a shell string or an argv list; a catalog entry brings its
+        own (sized by `count` datagrams of `sizes` bytes).
+    duration: stop after this many seconds (a run needs a workload, a duration, or both).
+    lane: `host` (the running kernel).
+    attach: force `kprobe`, `kfunc` or `tracepoint` instead of the capability probe's choice.
+    out: the run directory; None makes results/run-<UTC time>/, False writes nothing.
+    timeout: seconds to wait for bpftrace to attach.
+    report: also write summary.md, plots and flame graphs into the run directory.
+    check: raise the run's typed error (after writing what was gathered); False leaves it in
+        `Trace.error` for the caller (the CLI prints the tables first). Failures before anything
+        was gathered (bad input, a probe that cannot attach) raise either way.
+    on_progress: called with the seconds since attach, about every 50 ms while the run lasts.
+    spec_opts: for a probe target, the CLI's spec flags as keywords (`count_by="kstack"`,
+        `arg="skb=struct sk_buff *"`, `hist="skb->len"`, `filter=...`, `workload_pid=True`).
+    """
+    if lane != "host":
+        raise UsageError(
+            f"the library runs lane {lane!r} only through the CLI for now",
+            "use `harness run ... --lane vm`, or lane='host'",
+        )
+    from harness.host.capabilities import capabilities, choose_attach
+    from harness.host.runner import run_bpftrace
+    from harness.spec import catalog, codegen
+
+    if duration is not None and not duration > 0:
+        raise UsageError(f"duration {duration!r} is not positive", "pass seconds > 0, e.g. 5")
+    caps = capabilities()
+    argv = _workload_argv(workload)
+    if "{" in target:
+        if spec_opts or attach:
+            raise UsageError(
+                "spec options and attach apply to a probe or catalog name, not a whole program",
+                "write them into the program instead",
+            )
+        from harness.spec.literal import calls_exit, with_ready_marker
+
+        spec = None
+        attach_used, reason = "as written", "literal program"
+        marker = new_marker()
+        program = with_ready_marker(target, marker)
+        ends_itself = calls_exit(target)
+        programs = [program]
+        make_program: str | Callable[[int | None], str] = program
+    else:
+        if ":" in target:
+            spec = spec_options(target, spec_opts)
+            equivalents = {spec.attach_type: spec}
+        else:
+            if spec_opts:
+                raise UsageError(
+                    f"spec options ({', '.join(sorted(spec_opts))}) do not apply to "
+                    f"catalog entry {target!r}",
+                    "give a probe such as kprobe:udp_send_skb to shape your own spec",
+                )
+            entry = catalog.get(target)
+            equivalents = dict(entry.equivalents)
+            argv = argv or entry.workload_argv(count, sizes)
+        if attach:
+            if attach not in equivalents:
+                raise UsageError(
+                    f"'{target}' has no {attach} form", f"choose one of: {', '.join(equivalents)}"
+                )
+            attach_used, reason = attach, "chosen with --attach"
+        else:
+            attach_used, reason = choose_attach(equivalents, caps)
+        spec = equivalents[attach_used]
+        marker = new_marker()
+        version = codegen.bpftrace_version()
+        symbol = codegen.probe_symbol(spec)
+        programs = []
+        chosen = spec
+
+        def program_for(pid: int | None) -> str:
+            programs.append(
+                codegen.generate(chosen, attach_used, version, marker, pid=pid, symbol=symbol)
+            )
+            return programs[-1]
+
+        make_program = program_for
+        ends_itself = False
+    if argv is None and duration is None and not (spec is None and ends_itself):
+        raise UsageError(
+            "nothing bounds this run",
+            "pass --workload CMD or --duration S"
+            + (", or end the program with exit()" if spec is None else ""),
+        )
+    started = time.time()
+    _warm_imports()
+    result = run_bpftrace(
+        make_program,
+        marker,
+        workload=argv,
+        duration=duration,
+        timeout=timeout,
+        on_progress=on_progress,
+    )
+    meta = _run_meta(target, spec, attach_used, reason, caps, programs, argv, result, started)
+    key_names = spec.key_names() if spec is not None else {}
+    done = _finish(result, key_names, meta, out, report)
+    return done.check() if check else done
+
+
+def _run_meta(
+    target: str,
+    spec: ProbeSpec | None,
+    attach: str,
+    reason: str,
+    caps: Capabilities,
+    programs: list[str],
+    workload: list[str] | None,
+    result: RunResult,
+    started: float,
+) -> RunMeta:
+    return RunMeta(
+        command=" ".join(sys.argv),
+        target=target,
+        spec=repr(spec) if spec is not None else None,
+        program=programs[-1] if programs else None,
+        attach=attach,
+        attach_reason=reason,
+        capabilities=caps.as_dict(),
+        workload=workload,
+        workload_status=result.workload_status,
+        probes=result.probes,
+        time_to_attached_s=result.time_to_attached,
+        started=started,
+        stopped=time.time(),
+        exit_status=result.exit_status,
+        interrupted=result.interrupted,
+        error=str(result.error) if result.error else None,
+        printed_lines=result.output.lines if result.output is not None else [],
+        diagnostics=result.diagnostics,
+    )
+
+
+def _finish(
+    result: RunResult,
+    key_names: Mapping[str, Sequence[str]],
+    meta: RunMeta,
+    out: Out,
+    report: bool,
+) -> Trace:
+    """Frames from the parsed output; the run directory (and its report) unless out is False."""
+    from harness.output.frames import to_frames
+    from harness.report.rundir import new_run_dir, write_run_dir
+
+    frames = to_frames(result.output, key_names) if result.output is not None else {}
+    done = Trace(frames, result.output, meta, None, result.error)
+    if out is False:
+        return done
+    done.path = Path(out) if out is not None else new_run_dir("run")
+    write_run_dir(done.path, frames, meta.as_dict())
+    if report:
+        try:
+            from harness.report.summary import write_report
+
+            write_report(done.path)
+        except (ImportError, HarnessError) as err:
+            done.notes.append(f"report not written: {err}")
+    return done
+
+
+@dataclass
+class MapVerdict:
+    """One compared map: what was compared, whether both tracers agree, the rows that differ."""
+
+    what: str
+    equal: bool
+    diff: pd.DataFrame  # columns key, bpftrace, libbpf: one row per differing key
+
+
+@dataclass
+class Crosscheck:
+    """bpftrace and the libbpf twin on the same events: per-map verdicts and both sides' frames."""
+
+    attach: str
+    reason: str
+    maps: dict[str, MapVerdict]
+    bpftrace: dict[str, pd.DataFrame]
+    libbpf: dict[str, pd.DataFrame]
+    meta: dict[str, Any]
+    bpf_obj_sha256: str
+    path: Path | None
+
+    @property
+    def passed(self) -> bool:
+        """True when every compared map is equal."""
+        return all(v.equal for v in self.maps.values())
+
+    def verdict(self) -> dict[str, Any]:
+        """What verdict.json holds."""
+        return {
+            "passed": self.passed,
+            "kernel": self.meta["kernel"],
+            "core_relocations": self.meta["core_relocations"],
+            "attach": self.attach,
+            "reason": self.reason,
+            "bpf_obj_sha256": self.bpf_obj_sha256,
+            "maps": [
+                {
+                    "map": name,
+                    "what": v.what,
+                    "equal": v.equal,
+                    "diff": [
+                        [str(k), int(left), int(right)]
+                        for k, left, right in v.diff.itertuples(index=False)
+                    ],
+                }
+                for name, v in self.maps.items()
+            ],
+        }
+
+
+def crosscheck(
+    target: str = "ktrace",
+    *,
+    lane: str = "host",
+    attach: str | None = None,
+    count: int = 200,
+    sizes: str = "1,100,1000,1400",
+    timeout: float = 60.0,
+    out: Out = None,
+    prebuilt: Path | None = None,
+    libbpf_pid_offset: int = 0,
+) -> Crosscheck:
+    """Run bpftrace and the libbpf CO-RE twin on the same gated workload and compare exactly.
+
+    target: a catalog entry with a twin (`ktrace`).
+    lane: `host` (the running kernel).
+    attach: force `kprobe`, `kfunc` or `tracepoint` instead of the capability probe's choice.
+    count, sizes: datagrams the workload sends and their payload sizes (cycled).
+    timeout: seconds to attach and to finish.
+    out: the run directory (bpftrace/, libbpf/, verdict.json); None makes
+        results/crosscheck-<UTC time>/, False writes nothing.
+    prebuilt: a build directory of the twin made elsewhere (one .bpf.o for every kernel).
+    libbpf_pid_offset: point the twin at another pid (proves a mismatch is caught).
+    """
+    if lane != "host":
+        raise UsageError(
+            f"the library runs lane {lane!r} only through the CLI for now",
+            "use `harness crosscheck ... --lane vm`, or lane='host'",
+        )
+    from harness.compare.crosscheck import run_crosscheck
+
+    result = run_crosscheck(
+        target,
+        attach=attach,
+        count=count,
+        sizes=sizes,
+        libbpf_pid_offset=libbpf_pid_offset,
+        timeout=timeout,
+        prebuilt=prebuilt,
+    )
+    return _crosscheck_out(result, out)
+
+
+def _crosscheck_out(result: CrosscheckResult, out: Out) -> Crosscheck:
+    import json
+
+    import pandas as pd
+
+    from harness.report.rundir import new_run_dir, write_run_dir
+
+    maps = {
+        c.map_name: MapVerdict(
+            c.what, c.equal, pd.DataFrame(c.diff, columns=["key", "bpftrace", "libbpf"])
+        )
+        for c in result.comparisons
+    }
+    done = Crosscheck(
+        result.attach,
+        result.reason,
+        maps,
+        result.bpftrace_frames,
+        result.libbpf_frames,
+        result.meta,
+        result.build.sha256,
+        None,
+    )
+    if out is False:
+        return done
+    done.path = Path(out) if out is not None else new_run_dir("crosscheck")
+    write_run_dir(done.path / "bpftrace", result.bpftrace_frames, result.meta)
+    write_run_dir(done.path / "libbpf", result.libbpf_frames, result.meta)
+    (done.path / "verdict.json").write_text(json.dumps(done.verdict(), indent=2) + "\n")
+    return done
