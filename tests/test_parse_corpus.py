@@ -40,6 +40,41 @@ def test_corpus_has_the_cases_for_both_versions() -> None:
     assert "v0.23" in json.loads((NEWEST / "udp_kstack" / "case.json").read_text())["bpftrace"]
 
 
+ISSUE_9_CASES = {  # tests/data/corpus, made by scripts/make_corpus.py (same events per case)
+    "interval_clear", "print_phases", "print_interval", "string_edges", "odd_strings",
+    "stack_values", "keyed_syms", "zero_clear_delete", "hist_64bit", "negative_hist",
+    "stats_extremes", "unquoted_values", "udp_kstack", "syscalls_tuples"}
+
+
+def test_corpus_has_every_issue_9_case_from_one_run_each() -> None:
+    assert set(CASES) >= ISSUE_9_CASES
+    for case in CASES:
+        meta = json.loads((CORPUS / case / "case.json").read_text())
+        assert meta["same_events"] and "v0.17" in meta["bpftrace"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_every_line_accounted_and_entries_equal_json(case: str) -> None:
+    _, text, js = _load(case)
+    raw = (CORPUS / case / "stdout.txt").read_text()
+    tc, jc = text.counts(), js.counts()
+    assert tc["unparsed"] == 0 and jc["unparsed"] == 0, text.warnings
+    assert (tc["maps"], tc["entries"]) == (jc["maps"], jc["entries"])
+    # every non-blank line is in a map entry, a printed line or a warning: the printed
+    # lines are exactly the lines that are not map output
+    map_lines = [ln for ln in raw.splitlines() if ln.startswith("@")]
+    assert len(map_lines) <= tc["entries"] + sum(1 for w in text.warnings if "re-joined" in w)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_harness_parse_reports_no_unparsed_line(case: str, capsys: pytest.CaptureFixture[str]
+                                                ) -> None:
+    from harness.cli import main
+
+    assert main(["parse", str(CORPUS / case / "stdout.txt")]) == 0
+    assert "unparsed" not in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(("version", "case"), ALL)
 def test_text_and_json_give_equal_frames(version: str, case: str) -> None:
     meta, text, js = _load(case, version)
@@ -104,3 +139,102 @@ def test_repeated_printings_are_numbered(version: str) -> None:
         assert [p.printing for p in sq] == [1, 2, 3, 4]
         assert [p.values[0] for p in all_printings(out, "@ticks")] == [1, 2, 3, 3]
     assert text.lines[:3] == ["start", "tick 1", "tick 2"]
+
+
+def _frames(case: str) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame], Output, Output]:
+    meta, text, js = _load(case)
+    return to_frames(text, meta["key_names"]), to_frames(js, meta["key_names"]), text, js
+
+
+def test_print_phases_every_printing_sums_to_the_workload_calls() -> None:
+    tf, _, text, _ = _frames("print_phases")
+    calls = tf["@calls"]
+    assert calls.columns.tolist() == ["printing", "t_s", "comm", "value"]
+    assert calls["printing"].tolist() == [1, 2, 3, 4]
+    assert calls["value"].tolist() == [10, 20, 30, 40]  # the workload's phases
+    assert calls["value"].sum() == 100
+    assert calls["t_s"].isna().all()  # a file has no clock
+    assert text.lines[1:] == [f"phase {i} done" for i in range(1, 5)]
+    assert tf["@per_phase"]["value"].tolist()[:4] == [10, 20, 30, 40]
+
+
+def test_interval_clear_keeps_each_printing() -> None:
+    tf, _, _, _ = _frames("interval_clear")
+    per_tick = tf["@per_tick"]
+    assert per_tick["printing"].tolist() == [1, 2, 3, 4, 5]
+    assert per_tick["key0"].tolist() == [1, 0, 1, 0, 1]
+    lin = tf["@lin"]
+    assert lin.groupby("printing")["count"].sum().tolist() == [1, 1, 1, 1, 1]
+    assert tf["@total"]["value"].tolist() == [1, 3, 6, 10, 15, 15]  # the exit printing last
+
+
+def test_string_edges_newlines_rejoined_and_bytes_decoded() -> None:
+    tf, _, text, js = _frames("string_edges")
+    assert set(tf["@nl_key"]["k"]) == {"line one\nline two", "plain", "three\nline\nkey"}
+    assert dict(zip(tf["@nl_val"]["k"], tf["@nl_val"]["value"], strict=True)) == {
+        "a": "first\nsecond", "b": "plain", "c": "x\ny\nz", "d": "end"}
+    assert set(tf["@colon"]["k"]) == {"k]: v", "[x]: [y]"}
+    assert sorted(tf["@comma"][["s", "n"]].values.tolist()) == [["a, b", 1], ["c, d, e", 2],
+                                                                ["f", 3]]
+    assert tf["@tab"].values.tolist() == [["a\tb", "c\td"]]
+    assert dict(zip(tf["@utf8"]["k"], tf["@utf8"]["value"], strict=True)) == {
+        "été": "café", "€": "🐝"}
+    assert text.lines == [] and any("re-joined" in w for w in text.warnings)
+    assert any("uffffff" in w for w in js.warnings)
+
+
+def test_stack_values_are_frames() -> None:
+    tf, _, _, _ = _frames("stack_values")
+    for name in ("@last_k", "@last_k3", "@by_comm"):
+        for stack in tf[name]["value"]:
+            assert isinstance(stack, tuple) and stack[0].startswith("__dev_queue_xmit+")
+    assert {len(s) for s in tf["@last_k3"]["value"]} == {3}
+    assert any(f.startswith("udp_send_skb+") for f in tf["@last_k"]["value"].iloc[0])
+    assert sorted(tf["@last_k"]["key0"]) == [43, 142, 1042]
+
+
+def test_keyed_syms_glued_entries_split() -> None:
+    tf, _, text, _ = _frames("keyed_syms")
+    assert tf["@ksym"]["value"].tolist() == ["vfs_read", "vfs_write"]
+    assert tf["@inet4"]["value"].tolist() == ["127.0.0.1", "10.0.0.2"]
+    assert tf["@inet6"]["value"].tolist() == ["::1", "fe80::1"]
+    assert tf["@usym"]["value"].tolist() == ["0", "0x1"]
+    assert sum("on one line" in w for w in text.warnings) == 4
+
+
+def test_zero_clear_delete_and_empty_maps() -> None:
+    tf, _, _, _ = _frames("zero_clear_delete")
+    for name in ("@zero_hist", "@zero_keyed_hist"):
+        assert tf[name].columns.tolist()[-3:] == ["lo", "hi", "count"] and tf[name].empty
+    assert tf["@zeroed"]["value"].tolist() == [0, 0]
+    assert tf["@deleted"]["printing"].tolist() == [1, 1, 2, 2]
+    assert tf["@deleted"]["key0"].tolist() == [1, 3, 1, 3]
+    assert "@cleared" not in tf and "@all_deleted" not in tf  # 0.17 prints no empty map
+    assert tf["@zero_stats"][["count", "average", "total"]].values.tolist() == [[0, 0, 0]]
+
+
+def test_hist_2g_bucket_repaired_in_json() -> None:
+    tf, jf, _, js = _frames("hist_64bit")
+    for frames in (tf, jf):
+        top = frames["@h"].dropna().iloc[-1]
+        assert (top["lo"], top["hi"], top["count"]) == (1 << 31, 1 << 32, 4)
+        assert frames["@keyed"][["key0", "lo", "hi"]].values.tolist()[:2] == [
+            [1, 1 << 31, 1 << 32], [2, 1 << 31, 1 << 32]]
+    assert any("[2G, 4G)" in w and w.startswith("line ") for w in js.warnings)
+
+
+def test_stats_int64_extremes() -> None:
+    tf, _, _, _ = _frames("stats_extremes")
+    big, small = (1 << 63) - 1, -(1 << 63)
+    assert tf["@max_st"].values.tolist() == [[1, big, big]]
+    assert tf["@min_st"].values.tolist() == [[1, small, small]]
+    assert tf["@mx"]["value"].tolist() == [big]
+    assert tf["@sum_wrap"]["value"].tolist() == [small]
+
+
+def test_unquoted_json_values_quoted() -> None:
+    tf, _, _, js = _frames("unquoted_values")
+    assert tf["@err"]["value"].tolist() == ["No such file or directory", "Permission denied"]
+    assert tf["@mac"]["value"].tolist() == ["00:00:00:00:00:00"]
+    assert tf["@one_cg"]["value"].iloc[0].startswith("unified:/")
+    assert sum("without quotes" in w for w in js.warnings) == 8

@@ -92,6 +92,8 @@ def map_frame(mp: MapPrint, key_names: Sequence[str] | None = None) -> pd.DataFr
         return pd.DataFrame(data, columns=[*cols, "count", "average", "total"])
     if mp.kind == "int":
         data["value"] = _ints(mp.values)
+    elif mp.kind == "stack":  # frames as tuples, leaf first, like stack keys
+        data["value"] = _column(mp.values)
     else:
         data["value"] = pd.array([str(v) for v in mp.values], dtype=object)
     return pd.DataFrame(data, columns=[*cols, "value"])
@@ -102,6 +104,8 @@ def _merged(printings: list[MapPrint]) -> MapPrint:
     frame is built once rather than concatenated from a frame per printing."""
     first = printings[0]
     kinds = {p.kind for p in printings if len(p)} or {first.kind}
+    if kinds == {"hist", "lhist"}:  # a printing whose buckets all look log2
+        kinds = {"lhist"}
     kind = kinds.pop() if len(kinds) == 1 else "str" if kinds <= {"int", "str"} else ""
     if kind == "":
         from harness.output.parse import ParseError
@@ -109,8 +113,6 @@ def _merged(printings: list[MapPrint]) -> MapPrint:
         raise ParseError(f"map {first.name} changes value kind between printings "
                          f"({', '.join(sorted({p.kind for p in printings}))})",
                          "print maps of one kind per name")
-    if kind in ("hist", "lhist"):
-        kind = "lhist" if any(p.kind == "lhist" for p in printings) else "hist"
     merged = MapPrint(first.name, 0, kind, key_sep=first.key_sep)
     for p in printings:
         merged.packed_keys.extend(p.packed_keys)

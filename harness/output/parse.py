@@ -14,10 +14,11 @@ nested tuples (`(1, 2)` inside a key) stay split at their commas.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import json
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -130,6 +131,9 @@ class _Builder:
 
     A printing ends when another map or a non-map line comes, or when a key repeats
     (bpftrace prints each key once per printing, so a repeat is the next print()).
+    Text lines right after a string value are held back: when the same printing goes on
+    with a new key they were the rest of that value (bpftrace prints strings raw, so a
+    value holding a newline spans lines), otherwise they are printed lines.
     """
 
     def __init__(self, sep: str) -> None:
@@ -140,12 +144,25 @@ class _Builder:
         self.kinds: set[str] = set()
         self.counts: dict[str, int] = {}
         self.clock: list[tuple[int, float]] = []  # (line, seconds of day) of time() lines
+        self.held: list[tuple[int, str]] = []  # text lines that may continue a value
+        self.work = 0  # bytes the text lexer's regexes were given (see _LineLexer)
+        self.blank_after: set[int] = set()  # header lines followed by a blank line
+
+    def warn(self, line: int, what: str) -> None:
+        self.out.warnings.append(f"line {line}: {what}" if line else what)
 
     def close(self) -> None:
+        self._release()
         cur = self.current
         if cur is None:
             return
         kinds = self.kinds
+        if "maybe_hist" in kinds:  # header + blank line: a zeroed hist, or an empty string
+            if kinds <= {"maybe_hist", "bucket"}:
+                kinds = {"bucket"}
+            else:
+                cur.values = ["" if k == [] else k for k in cur.values]
+                kinds = (kinds - {"maybe_hist"}) | {"str"}
         if kinds == {"int"}:
             cur.kind = "int"
         elif kinds <= {"int", "str"}:
@@ -155,9 +172,14 @@ class _Builder:
             cur.kind = hist_kind(b for bs in cur.values for b in bs)
         elif kinds == {"stats"}:
             cur.kind = "stats"
+        elif kinds == {"stack"}:
+            cur.kind = "stack"
+        elif not kinds:
+            cur.kind = "int"
         else:
-            raise ParseError(f"map {cur.name} mixes value kinds {sorted(kinds)}",
-                             "print maps of one kind per name")
+            raise ParseError(f"map {cur.name} mixes value kinds {sorted(kinds)}"
+                             + (f" (printing from line {cur.line})" if cur.line else ""),
+                             "print maps of one kind per name", line=cur.line)
         self.out.maps.append(cur)
         self.current = None
 
@@ -170,8 +192,31 @@ class _Builder:
         self.kinds = set()
         return self.current
 
+    def _continues(self, name: str, packed: PackedKey) -> bool:
+        """Held text lines are the rest of the last string value: the same printing goes
+        on (same map, a key not seen yet) after them."""
+        cur = self.current
+        if not self.held or cur is None or cur.name != name or packed in self.seen:
+            return False
+        if not cur.values or not isinstance(cur.values[-1], str):
+            return False
+        first = self.held[0][0]
+        cur.values[-1] += "".join("\n" + t for _, t in self.held)
+        self.warn(first, f"{len(self.held)} line(s) from here continue the string value "
+                         f"of {name} above (a newline inside the string); re-joined")
+        self.held = []
+        return True
+
+    def _release(self) -> None:
+        """Held lines turned out to be printed lines."""
+        held, self.held = self.held, []
+        for line, text in held:
+            self._printed(text, line)
+
     def add(self, name: str, key: Key, value: Any, kind: str, line: int = 0) -> None:
         packed = pack_key(key)
+        if self.held and not self._continues(name, packed):
+            self.close()
         cur = self.current
         if cur is None or cur.name != name or packed in self.seen:
             cur = self.start(name, line)
@@ -193,10 +238,15 @@ class _Builder:
             key: PackedKey
             if not bracket:
                 key = ()
+            elif "@" in body and name + "[" in body:  # 0.17: entries glued on one line
+                self._glued(m.group(0), name, line + i)
+                continue
             elif "\n" in body or sep in body:
                 key = pack_key(split_key(body, sep))
             else:  # one plain part: the common case, kept without a tuple around it
                 key = int(body) if _INT.match(body) else body
+            if self.held and not self._continues(name, key):
+                self.close()
             cur = self.current
             if cur is None or cur.name != name or key in self.seen:
                 cur = self.start(name, line + i)
@@ -209,8 +259,36 @@ class _Builder:
                 cur.values.append(value)
             cur.packed_keys.append(key)
 
+    def _glued(self, text: str, name: str, line: int) -> None:
+        """bpftrace 0.17 prints keyed ksym/usym/inet/kaddr/uaddr values with no newline
+        between entries (`@a[1]: ::1@a[2]: 10.0.0.1`): split them back."""
+        pieces = text.split(name + "[")[1:]
+        entries = [p.partition("]: ") for p in pieces]
+        if not all(sep for _, sep, _ in entries):  # not that shape: keep the greedy reading
+            m = _RUN_LINE.match(text)
+            assert m is not None
+            self.add(name, split_key(m.group(3), self.sep), m.group(4), "str", line)
+            return
+        self.warn(line, f"{len(entries)} entries of {name} printed on one line (bpftrace "
+                        "0.17 omits the newline after ksym/usym/inet/kaddr/uaddr values); split")
+        for body, _, value in entries:
+            self.add(name, split_key(body, self.sep), int(value) if _INT.match(value)
+                     else value, "int" if _INT.match(value) else "str", line)
+
     def line(self, text: str, line: int = 0) -> None:
+        """A text line: maybe the rest of a string value, else a printed line."""
+        cur = self.current
+        if cur is not None and cur.values and isinstance(cur.values[-1], str) and text.strip():
+            self.held.append((line, text))
+            return
         self.close()
+        self._printed(text, line)
+
+    def _printed(self, text: str, line: int) -> None:
+        if self.sep == ", " and _LOOKS_LIKE_MAP.match(text):  # text format only
+            self.out.unparsed.append(line)
+            self.warn(line, f"not understood, though it starts like a map line: {text[:80]!r}")
+            return
         if text.strip():
             self.out.lines.append(text)
             clock = _CLOCK.match(text)
@@ -236,43 +314,179 @@ class _Builder:
         return self.out
 
 
+# A text line that starts like a map entry but is none (cut off, or an unknown layout).
+_LOOKS_LIKE_MAP = re.compile(r"@\w*(?:\[|: ?$)")
 # A line printed by bpftrace's time() with its default format ("%H:%M:%S").
 _CLOCK = re.compile(r"(\d{2}):(\d{2}):(\d{2}(?:\.\d+)?)\Z")
-
 
 # ---------------------------------------------------------------- text
 
 
 _RUN_LINE = re.compile(r"^(@\w*)(\[(.*)\])?: (.*)$", re.M)
-_ENTRY = re.compile(r"(@\w*)(?:\[(.*)\])?: ?(.*?)\n?\Z", re.S)
 _STATS_VALUE = re.compile(r"count (-?\d+), average (-?\d+), total (-?\d+)\Z")
 _ATTACHED = re.compile(r"Attach(?:ing|ed) (\d+) probe")
 _JSON_RECORD = re.compile(r'\{"type": ?"')
 
+# Line shapes. Each is matched against ONE line (pattern.match(text, start, end_of_line)),
+# none has nested quantifiers: the work per line is bounded by the line's length.
+_L_ATTACHED = re.compile(r"Attach(?:ing|ed) \d+ probes?(?:\.\.\.)?[ \t]*$")
+_L_STATS = re.compile(r"(@\w*)(?:\[(.*)\])?: (count -?\d+, average -?\d+, total -?\d+)$")
+_L_HEAD = re.compile(r"(@\w*)(?:\[(.*)\])?: ?$")
+_L_KEY_OPEN = re.compile(r"@\w*\[")
+_L_BUCKET = re.compile(r"(?:\[-?\d+[KMGTPE]?\]|\[-?\d+[KMGTPE]?, (?:-?\d+[KMGTPE]?|\.\.\.)\)"
+                       r"|\(\.\.\., -?\d+[KMGTPE]?\)) *\d+ \|@*[ ]*\|$")
+_L_CLOSE = re.compile(r"(\]|,.*?\]):( ?)(.*)$")  # first `]:` closes the key
+_L_JOIN_END = re.compile(r"(.*?)\]: (.*)$")
+# A run of entry lines with a non-empty value, none a stats line, none followed by an
+# indented line (that line heads a stack). Possessive: a finished line is never revisited,
+# so the regex keeps no state per line and can fail only inside the first line.
+_L_RUN = re.compile(r"(?:@\w*(?:\[[^\n]*\])?: (?!count -?\d+, average -?\d+, total -?\d+\n)"
+                    r"[^\n]+\n(?![ \t]))++")
+_JOIN_LIMIT = 64  # lines a key holding newlines may span
 
-def _entry_parts(token: str, sep: str) -> tuple[str, Key, str]:
-    m = _ENTRY.match(token)
-    assert m is not None, token
-    name, body, value = m.groups()
-    return name, (() if body is None else split_key(body, sep)), value
+
+def _token(kind: str, text: str, pos: int, line: int) -> Any:
+    from lark import Token
+
+    return Token(kind, text, pos, line, 1)
 
 
-def _stack_entry_parts(token: str, sep: str) -> tuple[str, Key, str]:
-    """Like _entry_parts, but a last line `]: value` closes the key at its first `]:`,
-    so a string value holding `]:` stays whole (a stack key's close is unambiguous)."""
-    body_end = token.rstrip("\n").rfind("\n")
-    last = token[body_end + 1:]
-    if not last.startswith("]:"):
-        return _entry_parts(token, sep)
-    name, _, body = token[:body_end + 1].partition("[")
-    value = last[2:].rstrip("\n")
-    return name, split_key(body, sep), value[1:] if value.startswith(" ") else value
+def _lex_lines(text: str, accepts: Any, builder: _Builder) -> Iterator[Any]:
+    """The line lexer: yields one terminal per line (ENTRY_RUN: per run of lines).
+
+    `accepts()` names the terminals the parser can take next (the contextual part).
+    Work is counted as the bytes each regex was given: a line per call, or the matched
+    run plus the line it stopped in.
+    """
+    n = len(text)
+    pos = 0
+    line = 1
+    while pos < n:
+        eol = text.find("\n", pos)
+        if eol < 0:
+            eol = n
+        nxt = eol + 1
+        width = eol - pos + 1
+        acc = accepts()
+        c = text[pos]
+        kind = _classify(text, pos, eol, nxt, c, acc, builder, width)
+        if kind == "ENTRY_RUN":
+            m = _L_RUN.match(text, pos)
+            assert m is not None
+            end = m.end()
+            stop = text.find("\n", end)
+            builder.work += (end - pos) + ((stop if stop >= 0 else n) - end)
+            tok = _token(kind, text[pos:end], pos, line)
+            line += text.count("\n", pos, end)
+            pos = end
+            yield tok
+            continue
+        if kind == "JOINED":
+            end, lines = _join_end(text, nxt, builder)
+            tok = _token(kind, text[pos:end], pos, line)
+            line += lines + 1
+            pos = end
+            yield tok
+            continue
+        if kind in ("HEAD", "CLOSE_HEAD") and text.startswith("\n", nxt):
+            builder.blank_after.add(line)
+        yield _token(kind, text[pos:nxt], pos, line)
+        line += 1
+        pos = nxt
+
+
+def _classify(text: str, pos: int, eol: int, nxt: int, c: str, acc: Any, builder: _Builder,
+              width: int) -> str:
+    """The terminal for the line text[pos:eol] given what the parser accepts."""
+    item = "TEXT" in acc
+    if c in " \t" and "FRAME" in acc:
+        return "FRAME"
+    if eol == pos or (c in " \t" and not text[pos:eol].strip()):
+        return "BLANK"
+    if c in "[(" and "BUCKET" in acc:
+        builder.work += width
+        return "BUCKET" if _L_BUCKET.match(text, pos, eol) else "BAD_BUCKET"
+    if c in ",]" and "CLOSE_VALUE" in acc:
+        if c == "," and text.startswith((" ", "\t"), nxt):
+            return "JOINT"
+        builder.work += width
+        m = _L_CLOSE.match(text, pos, eol)
+        if m:
+            return "CLOSE_VALUE" if m.group(3) else "CLOSE_HEAD"
+        return "TEXT"
+    if not item:
+        return "TEXT"
+    if c == "@":
+        builder.work += 3 * width
+        indented_next = text.startswith((" ", "\t"), nxt)
+        if _L_HEAD.match(text, pos, eol):
+            return "HEAD"
+        if indented_next:
+            return "KEY_OPEN" if _L_KEY_OPEN.match(text, pos, eol) else "TEXT"
+        if _L_STATS.match(text, pos, eol):
+            return "STATS_LINE"
+        if _L_RUN.match(text, pos, nxt):  # one line: the lexer then takes the whole run
+            return "ENTRY_RUN"
+        if _L_KEY_OPEN.match(text, pos, eol) and _join_end(text, nxt, builder)[0] > 0:
+            return "JOINED"
+        return "TEXT"
+    if c == "A":
+        builder.work += width
+        if _L_ATTACHED.match(text, pos, eol):
+            return "ATTACHED"
+    return "TEXT"
+
+
+def _join_end(text: str, start: int, builder: _Builder) -> tuple[int, int]:
+    """Where a key holding newlines ends: the first later line `...]: value`, with no line
+    between that starts a map line or a stack frame. (0, 0) when there is none."""
+    pos = start
+    n = len(text)
+    for lines in range(1, _JOIN_LIMIT + 1):
+        if pos >= n or text[pos] in "@ \t\n":
+            return 0, 0
+        eol = text.find("\n", pos)
+        if eol < 0:
+            eol = n
+        builder.work += eol - pos + 1
+        if _L_JOIN_END.match(text, pos, eol):
+            return eol + 1, lines
+        pos = eol + 1
+    return 0, 0
 
 
 def _token_error(tok: Any, what: str, fix: str) -> ParseError:
     first = str(tok).split("\n", 1)[0]
-    return ParseError(f"{what} at line {tok.line}, column {tok.column}: {first[:80]!r}", fix,
-                      line=tok.line, column=tok.column, text=first)
+    return ParseError(f"{what} at line {tok.line}: {first[:80]!r}", fix,
+                      line=tok.line, column=1, text=first)
+
+
+def _key_of(head: str, sep: str) -> tuple[str, Key]:
+    """`@name[body]: ...` or `@name: ...` (one line) -> name and typed key."""
+    m = _L_HEAD.match(head.rstrip("\n")) or _RUN_LINE.match(head.rstrip("\n"))
+    assert m is not None, head
+    name, body = m.group(1), m.group(2) if m.re is _L_HEAD else m.group(3)
+    return name, (() if body is None else split_key(body, sep))
+
+
+def _stack_key(tokens: list[Any], sep: str) -> tuple[str, Key, str]:
+    """KEY_OPEN FRAME.. (JOINT FRAME..)* CLOSE -> name, key, the text after `]:`."""
+    open_line = str(tokens[0]).rstrip("\n")
+    name, _, first = open_line.partition("[")
+    close = str(tokens[-1]).rstrip("\n")
+    m = _L_CLOSE.match(close)
+    assert m is not None, close
+    body = first + "\n" + "".join(str(t) for t in tokens[1:-1]) + m.group(1)[:-1]
+    return name, split_key(body, sep), m.group(3)
+
+
+def _scalar_value(value: str) -> tuple[Any, str]:
+    stats = _STATS_VALUE.match(value)
+    if stats:
+        return Stats(*(int(g) for g in stats.groups())), "stats"
+    if _INT.match(value):
+        return int(value), "int"
+    return value, "str"
 
 
 def _make_transformer(builder_ref: list[_Builder]) -> Any:
@@ -282,42 +496,63 @@ def _make_transformer(builder_ref: list[_Builder]) -> Any:
         """Feeds each reduced grammar rule straight into the current _Builder."""
 
         def attached(self, children: list[Any]) -> None:
+            b = builder_ref[0]
             m = _ATTACHED.match(children[0])
-            builder_ref[0].out.probes = int(m.group(1)) if m else None
+            b.out.probes = int(m.group(1)) if m else None
 
-        def hist(self, children: list[Any]) -> None:
+        def head_block(self, children: list[Any]) -> None:
             b = builder_ref[0]
-            for tok in children[1:]:
-                if tok.type == "BAD_BUCKET":
-                    raise _token_error(tok, "hist bucket line not understood",
-                                       "the output is damaged or from an unknown bpftrace "
-                                       "version; compare with `bpftrace -f json`")
-            name, key, _ = _entry_parts(children[0], b.sep)
-            b.add(name, key, [parse_bucket(t) for t in children[1:]], "bucket",
-                  children[0].line)
-
-        def empty_value(self, children: list[Any]) -> None:
-            b = builder_ref[0]
-            name, key, _ = _entry_parts(children[0], b.sep)
-            b.add(name, key, "", "str", children[0].line)
+            first = children[0]
+            if first.type == "HEAD":
+                name, key = _key_of(first, b.sep)
+                head_at = 0
+            else:
+                head_at = next(i for i, t in enumerate(children) if t.type == "CLOSE_HEAD")
+                name, key, _ = _stack_key(children[:head_at + 1], b.sep)
+            tail = children[head_at + 1:]
+            line = first.line
+            if not tail:
+                if children[head_at].line in b.blank_after:
+                    b.add(name, key, [], "maybe_hist", line)
+                else:
+                    b.add(name, key, "", "str", line)
+            elif tail[0].type == "FRAME":
+                b.add(name, key, Stack(str(t).strip() for t in tail), "stack", line)
+            else:
+                for tok in tail:
+                    if tok.type == "BAD_BUCKET":
+                        raise _token_error(tok, "hist bucket line not understood",
+                                           "the output is damaged or from an unknown bpftrace "
+                                           "version; compare with `bpftrace -f json`")
+                b.add(name, key, [parse_bucket(t) for t in tail], "bucket", line)
 
         def stats(self, children: list[Any]) -> None:
             b = builder_ref[0]
-            name, key, value = _entry_parts(children[0], b.sep)
-            c, a, t = (int(x.split()[-1]) for x in value.split(", "))
-            b.add(name, key, Stats(c, a, t), "stats", children[0].line)
+            tok = children[0]
+            m = _L_STATS.match(tok.rstrip("\n"))
+            assert m is not None
+            name, body, value = m.groups()
+            key = () if body is None else split_key(body, b.sep)
+            b.add(name, key, _scalar_value(value)[0], "stats", tok.line)
 
-        def stack_entry(self, children: list[Any]) -> None:
+        def keyed_stack(self, children: list[Any]) -> None:
             b = builder_ref[0]
-            name, key, value = _stack_entry_parts(children[0], b.sep)
-            stats = _STATS_VALUE.match(value)
-            if stats:
-                b.add(name, key, Stats(*(int(g) for g in stats.groups())), "stats",
-                      children[0].line)
-            elif _INT.match(value):
-                b.add(name, key, int(value), "int", children[0].line)
-            else:
-                b.add(name, key, value, "str", children[0].line)
+            name, key, value = _stack_key(children, b.sep)
+            val, kind = _scalar_value(value)
+            b.add(name, key, val, kind, children[0].line)
+
+        def joined(self, children: list[Any]) -> None:
+            b = builder_ref[0]
+            tok = children[0]
+            lines = str(tok).rstrip("\n").split("\n")
+            m = _L_JOIN_END.match(lines[-1])
+            assert m is not None
+            name, _, first = lines[0].partition("[")
+            body = "\n".join([first, *lines[1:-1], m.group(1)])
+            b.warn(tok.line, f"a key of {name} holding {len(lines) - 1} newline(s) spans lines "
+                             f"{tok.line}-{tok.line + len(lines) - 1}; re-joined")
+            val, kind = _scalar_value(m.group(2))
+            b.add(name, split_key(body, b.sep), val, kind, tok.line)
 
         def entry_run(self, children: list[Any]) -> None:
             builder_ref[0].add_run(children[0], children[0].line)
@@ -328,12 +563,37 @@ def _make_transformer(builder_ref: list[_Builder]) -> Any:
                                "prints its maps")
 
         def text(self, children: list[Any]) -> None:
-            builder_ref[0].line(str(children[0]).rstrip("\n"), children[0].line)
+            tok = children[0]
+            builder_ref[0].line(str(tok).rstrip("\n"), tok.line)
 
         def blank(self, children: list[Any]) -> None:
-            return None
+            return None  # hists print one after each key: it ends no printing
 
     return ToBuilder()
+
+
+def _make_lexer(builder_ref: list[_Builder]) -> type:
+    from lark.lexer import Lexer
+
+    class LineLexer(Lexer):
+        """Lark's hook for a custom lexer: our line lexer, contextual on the parser state."""
+
+        __future_interface__ = 1
+
+        def __init__(self, lexer_conf: Any) -> None:
+            self.conf = lexer_conf
+
+        def lex(self, lexer_state: Any, parser_state: Any) -> Iterator[Any]:
+            states = parser_state.parse_conf.parse_table.states
+
+            def accepts() -> Any:
+                return states[parser_state.position]
+
+            text = lexer_state.text
+            yield from _lex_lines(text if isinstance(text, str) else text.text, accepts,
+                                  builder_ref[0])
+
+    return LineLexer
 
 
 _PARSER_LOCK = threading.Lock()
@@ -341,35 +601,20 @@ _PARSER_LOCK = threading.Lock()
 
 @lru_cache(maxsize=1)
 def _parser() -> tuple[Any, list[_Builder]]:
-    """The compiled LALR parser (built once per process; Lark caches it on disk too)."""
+    """The compiled LALR parser (built once per process)."""
     from lark import Lark
 
     grammar = resources.files("harness.grammar").joinpath(GRAMMAR_FILE).read_text()
     ref: list[_Builder] = [_Builder(", ")]
-    parser = Lark(grammar, parser="lalr", lexer="contextual",
-                  transformer=_make_transformer(ref), cache=True)
+    parser = Lark(grammar, parser="lalr", lexer=_make_lexer(ref),
+                  transformer=_make_transformer(ref))
     return parser, ref
 
 
-def parse_text(text: str, *, line_times: Sequence[float] | None = None) -> Output:
-    """bpftrace's default text output -> Output. Raises ParseError on unreadable input.
-
-    `line_times[i]` is when line i+1 of `text` arrived, in seconds since the probes
-    attached (the runner records them); a printing's t_s is the time of its first line.
-    Without them, t_s comes from `time()` lines printed between printings, else is None.
-    """
+def _parse_into(builder: _Builder, text: str) -> None:
     from lark.exceptions import UnexpectedInput, VisitError
 
-    if "\r" in text:  # read through a pty (pexpect): CRLF line ends
-        text = text.replace("\r\n", "\n")
-    if text and not text.endswith("\n"):
-        text += "\n"
-    if _JSON_RECORD.match(text[:200].lstrip()):  # only the start is looked at
-        raise ParseError("this is bpftrace -f json output, not text (line 1 is a json record)",
-                         "parse it with --format json (harness.output.parse.parse_json)",
-                         line=1, column=1, text=text[:200].lstrip().split("\n", 1)[0])
     parser, ref = _parser()
-    builder = _Builder(", ")
     try:
         with _PARSER_LOCK:  # the one compiled parser feeds whichever builder is in ref
             ref[0] = builder
@@ -379,26 +624,117 @@ def parse_text(text: str, *, line_times: Sequence[float] | None = None) -> Outpu
             raise err.orig_exc from None
         raise
     except UnexpectedInput as err:
-        line, col = err.line, err.column
+        line = getattr(err, "line", 0)
+        line = line if isinstance(line, int) and line > 0 else text.count("\n")
         bad = text.splitlines()[line - 1] if 0 < line <= text.count("\n") else ""
         raise ParseError(
-            f"bpftrace output not understood at line {line}, column {col}: {bad[:80]!r}",
+            f"bpftrace output not understood at line {line}: {bad[:80]!r}",
             "check that the file is bpftrace text output (use --format json for -f json)",
-            line=line, column=col, text=bad) from None
+            line=line, column=1, text=bad) from None
+
+
+def _normalized(text: str) -> str:
+    if "\r" in text:  # read through a pty (pexpect): CRLF line ends
+        text = text.replace("\r\n", "\n")
+    if text and not text.endswith("\n"):
+        text += "\n"
+    return text
+
+
+def parse_text(text: str, *, line_times: Sequence[float] | None = None) -> Output:
+    """bpftrace's default text output -> Output. Raises ParseError on unreadable input.
+
+    `line_times[i]` is when line i+1 of `text` arrived, in seconds since the probes
+    attached (the runner records them); a printing's t_s is the time of its first line.
+    Without them, t_s comes from `time()` lines printed between printings, else is None.
+    """
+    text = _normalized(text)
+    if _JSON_RECORD.match(text[:200].lstrip()):  # only the start is looked at
+        raise ParseError("this is bpftrace -f json output, not text (line 1 is a json record)",
+                         "parse it with --format json (harness.output.parse.parse_json)",
+                         line=1, column=1, text=text[:200].lstrip().split("\n", 1)[0])
+    builder = _Builder(", ")
+    _parse_into(builder, text)
     return builder.finish(line_times)
+
+
+def lexer_work(text: str) -> int:
+    """Bytes the text lexer's regexes were given to parse `text` (ParseError or not): a
+    deterministic measure of parse work, for the linearity property test."""
+    builder = _Builder(", ")
+    with contextlib.suppress(ParseError):
+        _parse_into(builder, _normalized(text))
+    return builder.work
 
 
 # ---------------------------------------------------------------- json
 
 
-def _json_buckets(raw: list[dict[str, int]]) -> list[Bucket]:
+# 0.17 computes the [2G, 4G) log2 bucket's bounds in 32 bits: min 1 << 31 wraps negative
+# and max (1 << 32) - 1 to 0. No real bucket has min < 0 < max + 1 with max == 0.
+_WRAPPED_2G = (-(1 << 31), 0)
+
+
+def _json_buckets(raw: list[dict[str, int]], repairs: list[str]) -> list[Bucket]:
     """json buckets carry inclusive min/max; the model keeps hi exclusive (max + 1)."""
     out = []
     for b in raw:
         lo = b.get("min")
         hi = b.get("max")
+        if (lo, hi) == _WRAPPED_2G:
+            lo, hi = 1 << 31, (1 << 32) - 1
+            repairs.append("the [2G, 4G) hist bucket written as {min: -2147483648, max: 0} "
+                           "(bpftrace 0.17's 32-bit shift); read as [2147483648, 4294967296)")
         out.append(Bucket(lo, None if hi is None else hi + 1, int(b["count"])))
     return out
+
+
+# A stack value (`@m[k] = kstack`): json gives the text layout, frames on indented lines.
+_STACK_VALUE = re.compile(r"\n(?:[ \t]+[^\n]*\n)+\Z")
+# 0.17 writes non-ASCII bytes of strings as sign-extended escapes: é -> \uffffffc3\uffffffa9
+_WIDE_BYTES = re.compile(r"(?:\\uffffff[0-9a-fA-F]{2})+")
+# Where a map value starts: after `"key": ` or `{"@name": `.
+_VALUE_AT = re.compile(r'": ')
+
+
+def _bytes_escapes_fixed(raw: str) -> str:
+    """Runs of \\uffffffXX escapes -> the UTF-8 text they spell, json-escaped again."""
+    def decode(m: re.Match[str]) -> str:
+        data = bytes(int(h[-2:], 16) for h in m.group(0).split("\\u")[1:])
+        return json.dumps(data.decode("utf-8", "replace"))[1:-1]
+    return _WIDE_BYTES.sub(decode, raw)
+
+
+def _bare_values_quoted(raw: str) -> tuple[str, int]:
+    """0.17 writes strftime/strerror/macaddr/cgroup_path values unquoted
+    (`{"1": No such file or directory}`): quote each value json cannot read.
+    A bare value runs to the next `, "` (the next key) or `}`."""
+    decoder = json.JSONDecoder()
+    out: list[str] = []
+    done = 0
+    quoted = 0
+    for m in _VALUE_AT.finditer(raw):
+        at = m.end()
+        if at < done:
+            continue
+        if raw.startswith(("{", "["), at):  # a nested map, hist or stats: read inside
+            continue
+        try:
+            _, end = decoder.raw_decode(raw, at)
+            if raw.startswith((",", "}"), end):
+                continue
+        except ValueError:
+            pass
+        ends = [i for i in (raw.find(', "', at), raw.find("}", at)) if i >= 0]
+        if not ends:
+            continue
+        end = min(ends)
+        out.append(raw[done:at])
+        out.append(json.dumps(raw[at:end]))
+        done = end
+        quoted += 1
+    out.append(raw[done:])
+    return "".join(out), quoted
 
 
 _DOUBLE_ESCAPED = re.compile(r'\\n[ \t]|\\"')
@@ -415,9 +751,9 @@ def _unescape_key(key: str) -> str:
     return key
 
 
-def _json_value(kind: str, value: Any) -> tuple[Any, str]:
+def _json_value(kind: str, value: Any, repairs: list[str]) -> tuple[Any, str]:
     if kind == "hist":
-        return _json_buckets(value), "bucket"
+        return _json_buckets(value, repairs), "bucket"
     if isinstance(value, dict) and "count" in value and "average" in value:
         return Stats(int(value["count"]), int(value["average"]), int(value["total"])), "stats"
     if isinstance(value, bool):
@@ -426,6 +762,8 @@ def _json_value(kind: str, value: Any) -> tuple[Any, str]:
         return value, "int"
     if isinstance(value, str) and _INT.match(value):  # newer bpftrace: ints beyond 2**53
         return int(value), "int"
+    if isinstance(value, str) and value.startswith("\n") and _STACK_VALUE.match(value):
+        return Stack(f.strip() for f in value.strip("\n").split("\n")), "stack"
     return value if isinstance(value, str) else json.dumps(value), "str"
 
 
@@ -453,8 +791,20 @@ def parse_json(text: str, *, line_times: Sequence[float] | None = None) -> Outpu
         if not raw.lstrip().startswith("{"):  # the traced command's own stdout (-c CMD)
             b.line(raw, lineno)
             continue
+        if "\\uffffff" in raw:
+            raw = _bytes_escapes_fixed(raw)
+            b.warn(lineno, "non-ASCII bytes written as \\uffffffXX escapes (bpftrace 0.17); "
+                           "decoded as UTF-8")
         try:
-            obj = json.loads(raw)
+            try:
+                obj = json.loads(raw)
+            except ValueError:
+                fixed, quoted = _bare_values_quoted(raw)
+                if not quoted:
+                    raise
+                obj = json.loads(fixed)
+                b.warn(lineno, f"{quoted} value(s) written without quotes (bpftrace 0.17's "
+                               "strftime/strerror/macaddr/cgroup_path); quoted")
             kind = obj["type"]
             data = obj.get("data")
         except (ValueError, KeyError, TypeError) as err:
@@ -466,17 +816,20 @@ def parse_json(text: str, *, line_times: Sequence[float] | None = None) -> Outpu
             b.out.probes = int(data["probes"] if isinstance(data, dict) else obj["count"])
         elif kind in ("map", "hist", "stats", "lhist"):
             kind = "hist" if kind == "lhist" else kind
+            repairs: list[str] = []
             for name, value in data.items():
                 b.start(name, lineno)
                 if _is_keyed(kind, value):
                     sep = b.sep
                     for k, v in value.items():
-                        val, vk = _json_value(kind, v)
+                        val, vk = _json_value(kind, v, repairs)
                         b.add(name, split_key(_unescape_key(k), sep), val, vk, lineno)
                 else:
-                    val, vk = _json_value(kind, value)
+                    val, vk = _json_value(kind, value, repairs)
                     b.add(name, (), val, vk, lineno)
                 b.close()
+            for what in dict.fromkeys(repairs):
+                b.warn(lineno, what)
         elif kind in ("printf", "time", "cat", "join", "syscall", "system"):
             for piece in str(data).split("\n"):
                 b.line(piece, lineno)
