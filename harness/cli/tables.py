@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from harness.report.plots import HIST_COLUMNS, bucket_label
+
 if TYPE_CHECKING:
     import pandas as pd
-
-HIST_COLUMNS = ("lo", "hi", "count")
-
 
 def _is_stack(value: object) -> bool:
     return isinstance(value, tuple)
@@ -24,16 +23,6 @@ def _stack_cell(frames: tuple[str, ...], depth: int | None) -> str:
     if depth is None or len(frames) <= depth:
         return "\n".join(frames)
     return "\n".join(frames[:depth]) + f"\n… {len(frames) - depth} more frames"
-
-
-def _bucket_label(lo: object, hi: object) -> str:
-    """`[lo, hi)` with `…` for an open end (a missing lo or hi)."""
-    import pandas as pd
-
-    def end(v: object) -> str:
-        return "…" if v is None or v is pd.NA else str(v)
-
-    return f"[{end(lo)}, {end(hi)})"
 
 
 def ordered(frame: pd.DataFrame) -> pd.DataFrame:
@@ -64,7 +53,7 @@ def render(frame: pd.DataFrame, top: int | None = 10, *, stack_depth: int | None
         if zero and zero < len(shown):
             shown = shown[shown["count"] > 0]
             notes.append(f"{zero} empty buckets hidden")
-        shown = shown.assign(bucket=[_bucket_label(lo, hi) for lo, hi in
+        shown = shown.assign(bucket=[bucket_label(lo, hi) for lo, hi in
                                      zip(shown["lo"], shown["hi"], strict=True)])
         keys = [c for c in shown.columns if c not in (*HIST_COLUMNS, "bucket")]
         shown = shown[[*keys, "bucket", "count"]]

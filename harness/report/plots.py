@@ -24,9 +24,15 @@ def is_hist(frame: pd.DataFrame) -> bool:
     return all(c in frame.columns for c in HIST_COLUMNS)
 
 
+def _missing(value: Any) -> bool:
+    """None, pandas' NA or NaN: an open bucket end, however the frame stored it."""
+    return (value is None or type(value).__name__ == "NAType"
+            or (isinstance(value, float) and value != value))
+
+
 def _si(value: Any) -> str:
     """Bucket bound the way bpftrace prints it (1024 -> 1K), '...' for an open end."""
-    if value is None or value != value:  # NA / NaN
+    if _missing(value):
         return "..."
     n = int(value)
     for suffix, size in (
@@ -43,8 +49,8 @@ def _si(value: Any) -> str:
 
 def bucket_label(lo: Any, hi: Any) -> str:
     """`[2, 4)` style label; open ends as bpftrace prints them."""
-    lo_open = lo is None or lo != lo
-    hi_open = hi is None or hi != hi
+    lo_open = _missing(lo)
+    hi_open = _missing(hi)
     if lo_open:
         return f"(..., {_si(hi)})"
     if hi_open:
