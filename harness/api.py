@@ -194,12 +194,19 @@ def trace(
             f"the library runs lane {lane!r} only through the CLI for now",
             "use `harness run ... --lane vm`, or lane='host'",
         )
-    from harness.host.capabilities import capabilities, choose_attach
+    from harness.host.capabilities import (
+        bpftrace_version,
+        capabilities,
+        choose_attach,
+        mount_tracefs,
+    )
     from harness.host.runner import run_bpftrace
+    from harness.host.symbols import probe_symbol
     from harness.spec import catalog, codegen
 
     if duration is not None and not duration > 0:
         raise UsageError(f"duration {duration!r} is not positive", "pass seconds > 0, e.g. 5")
+    mount_tracefs()  # the host lane's one preparation: tracepoints and kprobes live there
     caps = capabilities()
     argv = _workload_argv(workload)
     if "{" in target:
@@ -241,8 +248,8 @@ def trace(
             attach_used, reason = choose_attach(equivalents, caps)
         spec = equivalents[attach_used]
         marker = new_marker()
-        version = codegen.bpftrace_version()
-        symbol = codegen.probe_symbol(spec)
+        version = bpftrace_version()
+        symbol = probe_symbol(spec)
         programs = []
         chosen = spec
 
@@ -417,7 +424,9 @@ def crosscheck(
             "use `harness crosscheck ... --lane vm`, or lane='host'",
         )
     from harness.compare.crosscheck import run_crosscheck
+    from harness.host.capabilities import mount_tracefs
 
+    mount_tracefs()
     result = run_crosscheck(
         target,
         attach=attach,

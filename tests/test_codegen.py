@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from harness.errors import UsageError
+from harness.host.capabilities import bpftrace_version
 from harness.host.runner import classify, run_bpftrace
+from harness.host.symbols import Kallsyms, probe_symbol
 from harness.spec import catalog, codegen
 from harness.spec.cmdline import add_spec_arguments, spec_from_args
 from harness.spec.model import Agg, Probe
@@ -58,10 +60,10 @@ def test_every_entry_has_the_same_maps_on_every_attach_type() -> None:
 
 def test_clone_symbols_are_resolved() -> None:
     kallsyms = "ffff0001 t udp_send_skb.isra.0\nffff0002 T udp_sendmsg\nffff0003 t x.cold\n"
-    assert codegen.resolve_kernel_symbol("udp_send_skb", kallsyms) == "udp_send_skb.isra.0"
-    assert codegen.resolve_kernel_symbol("udp_sendmsg", kallsyms) == "udp_sendmsg"
+    assert Kallsyms(kallsyms).resolve("udp_send_skb") == "udp_send_skb.isra.0"
+    assert Kallsyms(kallsyms).resolve("udp_sendmsg") == "udp_sendmsg"
     with pytest.raises(UsageError, match="not in /proc/kallsyms"):
-        codegen.resolve_kernel_symbol("nope", kallsyms)
+        Kallsyms(kallsyms).resolve("nope")
     spec = catalog.get("ktrace").equivalents["kprobe"]
     assert "kprobe:udp_send_skb.isra.0 /" in codegen.generate(
         spec, symbol="udp_send_skb.isra.0", pid=1
@@ -135,7 +137,7 @@ def dry_run(text: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
 def test_bpftrace_compiles_every_ktrace_program(attach: str, tmp_path: Path) -> None:
     """bpftrace's own dry run (--emit-elf) type-checks the program against this kernel's BTF."""
     spec = catalog.get("ktrace").equivalents[attach]
-    text = codegen.generate(spec, attach, codegen.bpftrace_version(), "MK", pid=1)
+    text = codegen.generate(spec, attach, bpftrace_version(), "MK", pid=1)
     done = dry_run(text, tmp_path)
     assert classify(done.stderr, text) is None, done.stderr
     assert (tmp_path / "p.elf").stat().st_size > 0
@@ -144,7 +146,7 @@ def test_bpftrace_compiles_every_ktrace_program(attach: str, tmp_path: Path) -> 
 @pytest.mark.usefixtures("needs_bpf")
 def test_dry_run_catches_a_field_typo(tmp_path: Path) -> None:
     spec = line("kprobe:udp_send_skb", "--arg", "skb=struct sk_buff *", "--collect", "skb->hashh")
-    text = codegen.generate(spec, None, codegen.bpftrace_version(), "MK")
+    text = codegen.generate(spec, None, bpftrace_version(), "MK")
     done = dry_run(text, tmp_path)
     assert "does not contain a field named 'hashh'" in done.stderr
 
@@ -159,7 +161,7 @@ def test_specline_tracepoint_program_runs_with_exact_counts() -> None:
         "args.len",
         "--workload-pid",
     )
-    version = codegen.bpftrace_version()
+    version = bpftrace_version()
     n = 15
     result = run_bpftrace(
         lambda pid: codegen.generate(spec, None, version, "SPECLINE_MK", pid=pid),
@@ -185,6 +187,7 @@ def test_specline_tracepoint_program_runs_with_exact_counts() -> None:
 
 def test_probe_symbol_only_for_kernel_function_probes() -> None:
     entry = catalog.get("ktrace")
-    assert codegen.probe_symbol(entry.equivalents["tracepoint"]) is None
-    # On this kernel the function is traceable under its own name or a clone of it.
-    assert codegen.probe_symbol(entry.equivalents["kprobe"]).startswith("udp_send_skb")  # type: ignore[union-attr]
+    table = Kallsyms("ffff0001 t udp_send_skb.constprop.0\nffff0002 T udp_sendmsg\n")
+    assert probe_symbol(entry.equivalents["tracepoint"], table) is None
+    assert probe_symbol(entry.equivalents["kprobe"], table) == "udp_send_skb.constprop.0"
+    assert probe_symbol(entry.equivalents["kfunc"], Kallsyms("")) == "udp_send_skb"  # unreadable

@@ -80,10 +80,11 @@ def bpftrace_tracer(
 ) -> Tracer:
     """The catalog entry's generated program for `attach`, filtered to the workload pid by codegen;
     events are the sum of `count_map` in what bpftrace prints on SIGINT."""
+    from harness.host.capabilities import bpftrace_version
     from harness.spec import catalog, codegen
 
     spec = catalog.get(catalog_name).equivalents[attach]
-    version = codegen.bpftrace_version()
+    version = bpftrace_version()
     bpftrace = _bpftrace_binary()
     marker = f"{READY}_{os.getpid()}"
 
@@ -174,7 +175,7 @@ def build(
     prebuilt: Path | None = None,
 ) -> Case:
     """Workload and tracers for NAME; attach type chosen like `harness run` unless forced."""
-    from harness.host.capabilities import capabilities, choose_attach
+    from harness.host.capabilities import capabilities, choose_attach, mount_tracefs
     from harness.spec import catalog
 
     unknown = set(modes) - {"bpftrace", "libbpf"}
@@ -188,6 +189,7 @@ def build(
         raise UsageError(f"--events {events} is below 1", "pass a positive event count")
     entry = catalog.get(bench.catalog)
     if attach is None:
+        mount_tracefs()
         attach, reason = choose_attach(entry.equivalents, capabilities())
     elif attach not in entry.equivalents:
         raise UsageError(
@@ -196,10 +198,10 @@ def build(
     else:
         reason = "chosen with --attach"
     notes = [f"- attach type: {attach} ({reason})."]
-    from harness.spec import codegen
+    from harness.host.symbols import probe_symbol
 
     # The traceable name (a clone such as udp_send_skb.isra.0), resolved once for both tracers.
-    symbol = codegen.probe_symbol(entry.equivalents[attach])
+    symbol = probe_symbol(entry.equivalents[attach])
     tracers = []
     if "bpftrace" in modes:
         tracers.append(

@@ -134,8 +134,9 @@ def run_crosscheck(
     mismatch is caught. `prebuilt` is a build directory made elsewhere (the VM lane runs the
     host's object in the guest, so one .bpf.o serves every kernel).
     """
-    from harness.host.capabilities import capabilities, choose_attach
+    from harness.host.capabilities import bpftrace_version, capabilities, choose_attach
     from harness.host.runner import BpftraceProcess
+    from harness.host.symbols import probe_symbol
     from harness.host.workload import GatedWorkload
     from harness.output.frames import to_frames
     from harness.spec import catalog, codegen
@@ -173,9 +174,9 @@ def run_crosscheck(
     bt: BpftraceProcess | None = None
     started = time.time()
     try:
-        symbol = codegen.probe_symbol(spec)
+        symbol = probe_symbol(spec)
         program = codegen.generate(
-            spec, attach, codegen.bpftrace_version(), marker, pid=work.pid, symbol=symbol
+            spec, attach, bpftrace_version(), marker, pid=work.pid, symbol=symbol
         )
         bt = BpftraceProcess(program, marker)
         bt.start()

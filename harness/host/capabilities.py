@@ -39,13 +39,28 @@ def _first_line(argv: list[str]) -> str | None:
     return lines[0].strip() if lines else None
 
 
-@functools.cache
-def ensure_tracefs() -> str:
-    """Mount tracefs (and debugfs) when missing and root; returns where `events/` lives, or ''."""
+def mount_tracefs() -> list[str]:
+    """Mount tracefs and debugfs where they are missing (root only); returns what it mounted.
+
+    An explicit step, run by the host lane before a run: tracepoints and kprobes are listed
+    there, and a fresh container or guest may not have them mounted. `capabilities()` only looks.
+    """
+    mounted = []
     for fs, path in (("tracefs", TRACEFS), ("debugfs", DEBUGFS)):
         probe = path / "events" if fs == "tracefs" else path / "tracing"
         if path.is_dir() and not probe.exists() and os.geteuid() == 0:
-            subprocess.run(["mount", "-t", fs, fs, str(path)], capture_output=True, check=False)
+            done = subprocess.run(
+                ["mount", "-t", fs, fs, str(path)], capture_output=True, check=False
+            )
+            if done.returncode == 0:
+                mounted.append(str(path))
+    if mounted:
+        capabilities.cache_clear()
+    return mounted
+
+
+def tracefs_root() -> str:
+    """Where tracefs's `events/` lives (tracefs, else debugfs/tracing), or '' when unmounted."""
     if (TRACEFS / "events").is_dir():
         return str(TRACEFS)
     if (DEBUGFS / "tracing" / "events").is_dir():
@@ -55,7 +70,7 @@ def ensure_tracefs() -> str:
 
 def kprobes_built_in() -> bool:
     """kprobes exist when the tracing fs offers kprobe_events (CONFIG_KPROBE_EVENTS)."""
-    root = ensure_tracefs()
+    root = tracefs_root()
     return bool(root) and Path(root, "kprobe_events").exists()
 
 
@@ -148,7 +163,7 @@ def capabilities() -> Capabilities:
         arch=platform.machine(),
         root=os.geteuid() == 0,
         btf=BTF.exists(),
-        tracefs=ensure_tracefs(),
+        tracefs=tracefs_root(),
         kprobes=kprobes_built_in(),
         # bpftrace checks kernel support for kfunc itself (BTF func + trampolines).
         kfunc=info.get("kfunc") == "yes",
@@ -156,6 +171,16 @@ def capabilities() -> Capabilities:
         kvm=kvm_usable(),
         **tools,
     )
+
+
+def bpftrace_version() -> tuple[int, int, int]:
+    """The installed bpftrace's version, e.g. (0, 17, 0); (0, 0, 0) when it is missing.
+
+    Read from the capability probe, which has already asked `bpftrace --version` once.
+    """
+    from harness.spec.codegen import parse_version
+
+    return parse_version(capabilities().bpftrace or "")
 
 
 def choose_attach(available: Mapping[str, object], caps: Capabilities) -> tuple[str, str]:

@@ -10,7 +10,6 @@ record in 0.18, and 0.19 still mishandled some tracepoint fields).
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from harness.errors import UsageError
 from harness.spec import expr
@@ -19,58 +18,11 @@ from harness.spec.model import Agg, Arg, ProbeSpec
 ARGS_DOT_SINCE = (0, 20, 0)
 
 
-def bpftrace_version() -> tuple[int, int, int]:
-    """The installed bpftrace's version, e.g. (0, 17, 0); (0, 0, 0) when it is missing.
-
-    Read from the capability probe, which has already asked `bpftrace --version` once.
-    """
-    from harness.host.capabilities import capabilities
-
-    return parse_version(capabilities().bpftrace or "")
-
-
 def parse_version(text: str) -> tuple[int, int, int]:
     m = re.search(r"v?(\d+)\.(\d+)(?:\.(\d+))?", text)
     if not m:
         return (0, 0, 0)
     return (int(m.group(1)), int(m.group(2)), int(m.group(3) or 0))
-
-
-def resolve_kernel_symbol(name: str, kallsyms_text: str) -> str:
-    """The traceable name of a kernel function: itself, else its compiler clone (`.isra.0`).
-
-    On some kernels `udp_send_skb` exists only as `udp_send_skb.isra.0` or `.constprop.0`.
-    """
-    names = {line.split()[2] for line in kallsyms_text.splitlines() if len(line.split()) >= 3}
-    if name in names:
-        return name
-    clones = sorted(n for n in names if n.startswith(name + ".") and not n.endswith(".cold"))
-    if clones:
-        return clones[0]
-    raise UsageError(
-        f"kernel function {name!r} is not in /proc/kallsyms",
-        "check the name (grep it in /proc/kallsyms); it may be inlined on this kernel",
-    )
-
-
-def kernel_symbol(name: str) -> str:
-    """resolve_kernel_symbol against the running kernel (the name itself if unreadable)."""
-    try:
-        text = Path("/proc/kallsyms").read_text()
-    except OSError:
-        return name
-    return resolve_kernel_symbol(name, text)
-
-
-KERNEL_FUNCTION_PROBES = ("kprobe", "kretprobe", "kfunc", "kretfunc")
-
-
-def probe_symbol(spec: ProbeSpec) -> str | None:
-    """The running kernel's name for a spec's kernel function (a clone such as
-    `udp_send_skb.isra.0` where the compiler made one), or None for other probe types."""
-    if spec.probe.kind not in KERNEL_FUNCTION_PROBES:
-        return None
-    return kernel_symbol(spec.probe.target)
 
 
 def binding(arg: Arg) -> expr.Node:

@@ -6,8 +6,6 @@ prints `kstack` (`name+decimal offset`, leaf first), so both sides of a crossche
 
 from __future__ import annotations
 
-import bisect
-import functools
 import os
 import re
 import select
@@ -20,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
+from harness.host.symbols import Kallsyms, kallsyms
 from harness.twin.build import ARCH_GOTCHA, explain_build_failure
 
 if TYPE_CHECKING:
@@ -40,31 +39,6 @@ class TwinRecords:
     hist: dict[int, int] = field(default_factory=dict)  # bpftrace log2 slot -> count
     lost: int = 0
     log: str = ""
-
-
-class Kallsyms:
-    """Address -> `name+offset` from /proc/kallsyms (root sees the real addresses)."""
-
-    def __init__(self, text: str) -> None:
-        rows = []
-        for line in text.splitlines():
-            parts = line.split()
-            if len(parts) >= 3 and parts[1] in "tTwW":
-                rows.append((int(parts[0], 16), parts[2]))
-        rows.sort()
-        self.addrs = [a for a, _ in rows]
-        self.names = [n for _, n in rows]
-
-    def symbolize(self, addr: int) -> str:
-        i = bisect.bisect_right(self.addrs, addr) - 1
-        if i < 0 or self.addrs[i] == 0:
-            return f"0x{addr:x}"
-        return f"{self.names[i]}+{addr - self.addrs[i]}"
-
-
-@functools.cache
-def kallsyms() -> Kallsyms:
-    return Kallsyms(Path("/proc/kallsyms").read_text())
 
 
 def slot_bounds(slot: int) -> tuple[int | None, int | None]:

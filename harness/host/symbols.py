@@ -1,0 +1,82 @@
+"""The kernel's symbols: the one reader of /proc/kallsyms.
+
+Two jobs share it: resolving a kernel function to its traceable name (on some kernels
+`udp_send_skb` exists only as a compiler clone such as `udp_send_skb.isra.0`), and turning the
+twin's stack addresses into `name+offset` the way bpftrace prints `kstack`. Both read the text
+symbols (types t, T, w, W) of one kernel's table; the table may come from the running kernel or
+from a guest's (the VM lane reads the guest's and passes its text in).
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from harness.errors import UsageError
+
+if TYPE_CHECKING:
+    from harness.spec.model import ProbeSpec
+
+KALLSYMS = Path("/proc/kallsyms")
+TEXT_TYPES = frozenset("tTwW")
+KERNEL_FUNCTION_PROBES = ("kprobe", "kretprobe", "kfunc", "kretfunc")
+
+
+class Kallsyms:
+    """One kernel's text symbols, sorted by address (root sees the real addresses)."""
+
+    def __init__(self, text: str) -> None:
+        rows = []
+        for line in text.splitlines():
+            parts = line.split()
+            if len(parts) >= 3 and parts[1] in TEXT_TYPES:
+                rows.append((int(parts[0], 16), parts[2]))
+        rows.sort()
+        self.addrs = [a for a, _ in rows]
+        self.names = [n for _, n in rows]
+        self._known = frozenset(self.names)
+
+    def symbolize(self, addr: int) -> str:
+        """`name+decimal offset` of the function holding addr (`0x...` when none does)."""
+        i = bisect.bisect_right(self.addrs, addr) - 1
+        if i < 0 or self.addrs[i] == 0:
+            return f"0x{addr:x}"
+        return f"{self.names[i]}+{addr - self.addrs[i]}"
+
+    def resolve(self, name: str) -> str:
+        """The traceable name of a kernel function: itself, else its first compiler clone."""
+        if name in self._known:
+            return name
+        clones = sorted(
+            n for n in self._known if n.startswith(name + ".") and not n.endswith(".cold")
+        )
+        if clones:
+            return clones[0]
+        raise UsageError(
+            f"kernel function {name!r} is not in /proc/kallsyms",
+            "check the name (grep it in /proc/kallsyms); it may be inlined on this kernel",
+        )
+
+    def __bool__(self) -> bool:
+        return bool(self.names)
+
+
+@functools.cache
+def kallsyms() -> Kallsyms:
+    """The running kernel's table (empty when unreadable, e.g. not root)."""
+    try:
+        return Kallsyms(KALLSYMS.read_text())
+    except OSError:
+        return Kallsyms("")
+
+
+def probe_symbol(spec: ProbeSpec, symbols: Kallsyms | None = None) -> str | None:
+    """The kernel's name for a spec's kernel function (a clone such as `udp_send_skb.isra.0`
+    where the compiler made one), or None for other probe types. `symbols` defaults to the
+    running kernel's; with no readable table the name is used as written."""
+    if spec.probe.kind not in KERNEL_FUNCTION_PROBES:
+        return None
+    table = kallsyms() if symbols is None else symbols
+    return table.resolve(spec.probe.target) if table else spec.probe.target
