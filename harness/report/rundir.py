@@ -13,6 +13,8 @@ from harness.paths import results_root
 if TYPE_CHECKING:
     import pandas as pd
 
+    from harness.output.columns import Table
+
 
 
 def new_run_dir(kind: str) -> Path:
@@ -64,6 +66,27 @@ def write_run_dir(run_dir: Path, frames: Mapping[str, pd.DataFrame],
     run_dir.mkdir(parents=True, exist_ok=True)
     for name, frame in frames.items():
         _csv_ready(frame).to_csv(run_dir / csv_name(name), index=False)
+    _write_meta(run_dir, meta)
+    return run_dir
+
+
+def _write_meta(run_dir: Path, meta: Mapping[str, Any]) -> None:
     (run_dir / "run.json").write_text(
         json.dumps(dict(meta), indent=2, default=_jsonable, sort_keys=True) + "\n")
+
+
+def write_tables(run_dir: Path, tables: Mapping[str, Table], meta: Mapping[str, Any]) -> Path:
+    """write_run_dir for plain tables (harness.output.columns): the same CSV bytes, no pandas."""
+    import csv
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name, table in tables.items():
+        with (run_dir / csv_name(name)).open("w", newline="") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(table.columns)
+            writer.writerows(
+                [fold_stack(c) if isinstance(c, tuple) else c for c in row] for row in table.rows()
+            )
+    _write_meta(run_dir, meta)
     return run_dir
