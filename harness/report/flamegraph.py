@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
+    from harness.output.columns import Table
+
 # One printed stack frame: `sym+off` (optionally ` (module)`), a raw address, or the placeholder
 # bpftrace prints for frames it cannot symbolize.
 _FRAME_STRICT = re.compile(r"^(?:[\w.$@]+\+\d+|0x[0-9a-fA-F]+|\[unknown\])(?: \(.*\))?$")
@@ -37,34 +39,60 @@ _KERNEL_FRAME = re.compile(
     r"^(?:entry_SYSCALL|do_syscall_64|ret_from_fork|asm_\w+|0xffff[89a-f][0-9a-f]{11})"
 )
 COUNT_COLUMNS = ("value", "count")
+# Columns that are neither keys nor counts: stats maps' average/total, hist buckets, printings.
+_NOT_KEYS = ("average", "total", "lo", "hi", "printing", "t_s")
 EMPTY_STACK = "[empty stack]"
 
 
-def stack_columns(frame: pd.DataFrame) -> list[str]:
+Columns = Mapping[str, Sequence[Any]]
+
+
+def columns_of(table: Table | pd.DataFrame | Columns) -> dict[str, list[Any]]:
+    """{column: cells} from a Table (harness.output.columns), a DataFrame or a plain mapping;
+    missing cells (None, NaN, pd.NA) become None."""
+    source: Any = table
+    if hasattr(source, "to_dict") and hasattr(source, "columns"):  # a DataFrame
+        raw = {str(c): source[c].tolist() for c in source.columns}
+    else:
+        raw = {str(c): list(v) for c, v in getattr(source, "data", source).items()}
+    return {c: [None if _missing(v) else v for v in vals] for c, vals in raw.items()}
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value) or str(value) == "<NA>"
+
+
+def _numeric(values: list[Any]) -> bool:
+    present = [v for v in values if v is not None]
+    return bool(present) and all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in present
+    )
+
+
+def stack_columns(table: Table | pd.DataFrame | Columns) -> list[str]:
     """The columns holding ';'-joined stacks (user stacks first), [] when the map has none.
 
     A column qualifies by name (`kstack`, `ustack`, `*stack*`) or by content: every value splits
     on ';' into frames that look like `symbol+offset`/addresses and at least one has two frames.
     User stacks go first because a user stack's leaf is where the kernel stack's root begins.
     """
-    if not any(c in frame.columns for c in COUNT_COLUMNS):
+    cols = columns_of(table)
+    if not any(c in cols for c in COUNT_COLUMNS):
         return []
-    from pandas.api.types import is_numeric_dtype
-
     found = []
-    for col in frame.columns:
-        if col in COUNT_COLUMNS or is_numeric_dtype(frame[col]):
+    for col, cells in cols.items():
+        if col in COUNT_COLUMNS or col in _NOT_KEYS or _numeric(cells):
             continue
-        values = [v for v in frame[col].tolist() if isinstance(v, str) and v]
-        by_name = "stack" in str(col).lower()
+        values = [v for v in cells if isinstance(v, str) and v]
+        by_name = "stack" in col.lower()
         by_content = (
             bool(values)
             and any(";" in v for v in values)
             and all(_FRAME_STRICT.match(part) for v in values for part in v.split(";"))
         )
         if by_name or by_content:
-            found.append(str(col))
-    return sorted(found, key=lambda c: _stack_order(c, list(frame[c])))
+            found.append(col)
+    return sorted(found, key=lambda c: _stack_order(c, cols[c]))
 
 
 def _stack_order(col: str, values: list[object]) -> int:
@@ -78,36 +106,45 @@ def _stack_order(col: str, values: list[object]) -> int:
     return 2 if any(_KERNEL_FRAME.match(f) for f in frames) else 0
 
 
-def stack_column(frame: pd.DataFrame) -> str | None:
+def stack_column(table: Table | pd.DataFrame | Columns) -> str | None:
     """The first stack column (see stack_columns), or None."""
-    cols = stack_columns(frame)
+    cols = stack_columns(table)
     return cols[0] if cols else None
 
 
-def _count_column(frame: pd.DataFrame) -> str:
-    for col in COUNT_COLUMNS:
-        if col in frame.columns:
-            return col
-    raise KeyError("no value/count column")
+def last_printing(cols: dict[str, list[Any]]) -> tuple[dict[str, list[Any]], int | None]:
+    """A map printed several times (columns `printing`, `t_s`): the rows of its last printing,
+    without those two columns, and that printing's number (None when printed once)."""
+    if "printing" not in cols or not cols["printing"]:
+        return cols, None
+    last = max(int(p) for p in cols["printing"] if p is not None)
+    keep = [i for i, p in enumerate(cols["printing"]) if p is not None and int(p) == last]
+    rest = {c: [v[i] for i in keep] for c, v in cols.items() if c not in ("printing", "t_s")}
+    return rest, last
 
 
-def folded_counts(frame: pd.DataFrame, stack_cols: str | Sequence[str]) -> Counter[tuple[str, ...]]:
-    """Stack (root first; other keys prepended, several stack columns concatenated) -> count."""
+def folded_counts(
+    table: Table | pd.DataFrame | Columns, stack_cols: str | Sequence[str]
+) -> Counter[tuple[str, ...]]:
+    """Stack (root first; other keys prepended, several stack columns concatenated) -> count.
+
+    A map printed several times contributes its last printing (the CSV keeps every one).
+    """
     stack_cols = [stack_cols] if isinstance(stack_cols, str) else list(stack_cols)
-    count_col = _count_column(frame)
-    # stats maps also carry average/total, hist maps lo/hi: not frames.
-    skip = {*stack_cols, *COUNT_COLUMNS, "average", "total", "lo", "hi"}
-    prefix_cols = [c for c in frame.columns if c not in skip]
+    cols, _ = last_printing(columns_of(table))
+    count_col = next((c for c in COUNT_COLUMNS if c in cols), None)
+    if count_col is None:
+        raise KeyError("no value/count column")
+    prefix_cols = [c for c in cols if c not in {*stack_cols, *COUNT_COLUMNS, *_NOT_KEYS}]
     totals: Counter[tuple[str, ...]] = Counter()
-    for record in frame.to_dict("records"):
-        frames = [_clean(str(record[c])) for c in prefix_cols]
+    for i, count in enumerate(cols[count_col]):
+        if count is None:
+            continue
+        frames = [_clean(str(cols[c][i])) for c in prefix_cols]
         for col in stack_cols:
-            raw = record.get(col)
+            raw = cols[col][i]
             stack = raw if isinstance(raw, str) and raw else EMPTY_STACK
             frames += [_clean(f) for f in stack.split(";") if f]
-        count = record[count_col]
-        if count is None or count != count:  # NA
-            continue
         totals[tuple(frames)] += int(count)
     return totals
 

@@ -41,6 +41,7 @@ _META_ORDER = (
 )
 
 # A probe header in a bpftrace program: `provider:target[:name]` before its predicate or block.
+_INT = re.compile(r"-?\d+")
 _PROBE_LINE = re.compile(r"^\s*([A-Za-z_]+:[^\s{/]*|BEGIN|END)\s*(?:/|\{|,|$)")
 
 
@@ -90,10 +91,6 @@ def read_meta(run_dir: Path) -> dict[str, Any]:
     return meta if isinstance(meta, dict) else {"run.json": meta}
 
 
-def _is_bench(frame: pd.DataFrame) -> bool:
-    return all(c in frame.columns for c in BENCH_COLUMNS)
-
-
 def _what_ran(meta: dict[str, Any]) -> str:
     """`ktrace (tracepoint)`: what ran (a short name) and the attach type, or ''."""
     names = [meta.get(k) for k in ("target", "catalog", "name", "spec", "command")]
@@ -132,43 +129,92 @@ def flame_title(stem: str, meta: dict[str, Any], total: int) -> str:
     return " · ".join([label, *([probe] if probe else []), f"{total} samples"])
 
 
-def _report_map(csv: Path, meta: dict[str, Any]) -> MapReport:
-    from harness.report import flamegraph, plots
+def read_table(path: Path) -> dict[str, list[Any]]:
+    """A run CSV as {column: cells} without pandas: a column whose cells all read as integers
+    holds ints, any other holds text; empty cells are None (as read_csv's missing values)."""
+    import csv
 
-    frame = read_csv(csv)
+    try:
+        with path.open(newline="") as f:
+            rows = list(csv.reader(f))
+    except (csv.Error, UnicodeDecodeError) as err:
+        raise ReportError(
+            f"{path} is not a readable CSV ({err})",
+            "remove it or re-create the run directory with `harness run`",
+        ) from err
+    if not rows:
+        return {}
+    header, body = rows[0], rows[1:]
+    if any(len(r) != len(header) for r in body):
+        raise ReportError(
+            f"{path} is not a readable CSV (rows of different lengths)",
+            "remove it or re-create the run directory with `harness run`",
+        )
+    table: dict[str, list[Any]] = {}
+    for i, name in enumerate(header):
+        cells = [r[i] for r in body]
+        ints = all(_INT.fullmatch(c) for c in cells if c)
+        table[name] = [None if c == "" else int(c) if ints else c for c in cells]
+    return table
+
+
+def _report_map(csv: Path, meta: dict[str, Any], plots: bool) -> MapReport:
+    """What one CSV is, its folded stacks and flame graph; PNGs only when `plots` (matplotlib
+    and pandas cost a second or more of start-up, so `harness run` leaves them to `harness
+    report` unless --plots)."""
+    from harness.report import flamegraph
+
+    table = read_table(csv)
     out = csv.parent
     stem = csv.stem
-    if frame.empty:
+    rows = len(next(iter(table.values()), []))
+    if not rows:
         return MapReport(csv, "table", 0, note="empty")
-    if _is_bench(frame):
-        report = MapReport(csv, "bench", len(frame))
-        png = plots.plot_bench(frame, f"benchmark {stem}", out / f"{stem}.bench.png")
-        report.files.append((png, "benchmark comparison: per-event cost, overhead, attach, memory"))
-        report.note = _bench_note(frame)
+    if all(c in table for c in BENCH_COLUMNS):
+        return _report_bench(csv, plots)
+    if all(c in table for c in ("lo", "hi", "count")):
+        report = MapReport(csv, "hist", rows, sum(c for c in table["count"] if c is not None))
+        if plots:
+            from harness.report import plots as plotting
+
+            png = plotting.plot_hist(read_csv(csv), _title(stem, meta), out / f"{stem}.hist.png")
+            report.files.append((png, "histogram bar chart"))
+        else:
+            report.note = "bar chart: `harness report` draws it"
         return report
-    if plots.is_hist(frame):
-        report = MapReport(csv, "hist", len(frame), int(frame["count"].sum()))
-        png = plots.plot_hist(frame, _title(stem, meta), out / f"{stem}.hist.png")
-        report.files.append((png, "histogram bar chart"))
-        return report
-    stack_cols = flamegraph.stack_columns(frame)
+    stack_cols = flamegraph.stack_columns(table)
     if stack_cols:
-        counts = flamegraph.folded_counts(frame, stack_cols)
-        report = MapReport(csv, "stacks", len(frame), sum(counts.values()))
+        counts = flamegraph.folded_counts(table, stack_cols)
+        report = MapReport(csv, "stacks", rows, sum(counts.values()))
         folded = flamegraph.write_folded(counts, out / f"{stem}.folded")
         report.files.append((folded, "folded stacks (flamegraph.pl / speedscope input)"))
+        _, printing = flamegraph.last_printing(table)
         html = flamegraph.write_flame_html(
             counts,
             out / f"{stem}.flame.html",
             flame_title(stem, meta, report.total or 0),
-            subtitle=_what_ran(meta),
+            subtitle=_what_ran(meta) + (f" · printing {printing}, the last" if printing else ""),
         )
         report.files.append((html, "flame graph: search, click to zoom (a browser, offline)"))
         return report
     total = None
-    if summable(stem, meta) and "value" in frame and frame["value"].dtype.kind in "iu":
-        total = int(frame["value"].sum())
-    return MapReport(csv, "table", len(frame), total)
+    values = table.get("value")
+    if summable(stem, meta) and values and all(isinstance(v, int) for v in values):
+        total = sum(values)
+    return MapReport(csv, "table", rows, total)
+
+
+def _report_bench(csv: Path, plots: bool) -> MapReport:
+    frame = read_csv(csv)
+    report = MapReport(csv, "bench", len(frame))
+    if plots:
+        from harness.report import plots as plotting
+
+        png = csv.parent / f"{csv.stem}.bench.png"
+        plotting.plot_bench(frame, f"benchmark {csv.stem}", png)
+        report.files.append((png, "benchmark comparison: per-event cost, overhead, attach, memory"))
+    report.note = _bench_note(frame)
+    return report
 
 
 def summable(stem: str, meta: dict[str, Any]) -> bool:
@@ -262,7 +308,7 @@ def run_parts(run_dir: Path) -> list[Path]:
     ]
 
 
-def write_report(run_dir: Path) -> list[Path]:
+def write_report(run_dir: Path, *, plots: bool = True) -> list[Path]:
     """Write folded stacks, flame graphs, PNGs and summary.md into `run_dir`; return the paths.
 
     Every CSV in the directory is considered; unknown shapes are listed in the summary as tables.
@@ -282,8 +328,8 @@ def write_report(run_dir: Path) -> list[Path]:
             f"{run_dir} has no CSV files and no run.json",
             "pass a directory made by `harness run`, `crosscheck` or `bench`",
         )
-    written = [p for part in parts for p in write_report(part)]
-    maps = [_report_map(csv, meta) for csv in csvs]
+    written = [p for part in parts for p in write_report(part, plots=plots)]
+    maps = [_report_map(csv, meta, plots) for csv in csvs]
     text = _summary(run_dir, meta, maps)
     if parts:
         text += "\n## Parts\n\n" + "".join(
