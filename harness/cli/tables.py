@@ -7,12 +7,16 @@ buckets and earlier printings are counted in a note under the table.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from harness.output.columns import as_columns
 from harness.report.plots import HIST_COLUMNS, bucket_label
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from harness.output.columns import Table
+
 
 def _is_stack(value: object) -> bool:
     return isinstance(value, tuple)
@@ -25,50 +29,61 @@ def _stack_cell(frames: tuple[str, ...], depth: int | None) -> str:
     return "\n".join(frames[:depth]) + f"\n… {len(frames) - depth} more frames"
 
 
-def ordered(frame: pd.DataFrame) -> pd.DataFrame:
-    """Largest first for value/stats maps (bpftrace prints smallest first); hists as printed."""
-    if "lo" in frame.columns:
-        return frame
+def _order(cols: dict[str, list[Any]]) -> list[int]:
+    """Row order: largest first for value/stats maps (bpftrace prints smallest first); hists as
+    printed."""
+    rows = range(len(next(iter(cols.values()), [])))
+    if "lo" in cols:
+        return list(rows)
     for col in ("value", "count"):
-        if col in frame.columns and frame[col].dtype.kind in "iu":
-            return frame.sort_values(col, ascending=False, kind="stable")
-    return frame
+        if col in cols and cols[col] and all(type(v) is int for v in cols[col]):
+            values = cols[col]
+            return sorted(rows, key=lambda i: -values[i])  # stable: ties keep print order
+    return list(rows)
 
 
-def render(frame: pd.DataFrame, top: int | None = 10, *, stack_depth: int | None = None) -> str:
+def render(
+    frame: pd.DataFrame | Table, top: int | None = 10, *, stack_depth: int | None = None
+) -> str:
     """One map's table with a note on every row, bucket or printing it does not show.
 
-    `top` bounds the rows shown for every kind of map (for a histogram: its non-zero buckets).
-    A map printed several times shows its last printing; the CSV holds them all.
+    Takes a DataFrame or a plain Table (harness.output.columns: `harness run` prints without
+    pandas). `top` bounds the rows shown for every kind of map (for a histogram: its non-zero
+    buckets). A map printed several times shows its last printing; the CSV holds them all.
     """
+    cols = as_columns(frame)
     notes: list[str] = []
-    shown = frame
-    if "printing" in shown.columns and len(shown):
-        last = int(shown["printing"].max())
-        shown = shown[shown["printing"] == last].drop(columns=["printing", "t_s"],
-                                                      errors="ignore")
+    if cols.get("printing"):
+        last = max(cols["printing"])
+        keep = [i for i, p in enumerate(cols["printing"]) if p == last]
+        cols = {c: [v[i] for i in keep] for c, v in cols.items() if c not in ("printing", "t_s")}
         notes.append(f"printing {last} of {last} shown; every printing is in the CSV")
-    if "lo" in shown.columns:
-        zero = int((shown["count"] == 0).sum())
-        if zero and zero < len(shown):
-            shown = shown[shown["count"] > 0]
+    if "lo" in cols:
+        counts = cols["count"]
+        zero = sum(1 for c in counts if c == 0)
+        keep = list(range(len(counts)))
+        if zero and zero < len(counts):
+            keep = [i for i, c in enumerate(counts) if c != 0]
             notes.append(f"{zero} empty buckets hidden")
-        shown = shown.assign(bucket=[bucket_label(lo, hi) for lo, hi in
-                                     zip(shown["lo"], shown["hi"], strict=True)])
-        keys = [c for c in shown.columns if c not in (*HIST_COLUMNS, "bucket")]
-        shown = shown[[*keys, "bucket", "count"]]
+        keys = [c for c in cols if c not in HIST_COLUMNS]
+        shown = {c: [cols[c][i] for i in keep] for c in keys}
+        shown["bucket"] = [bucket_label(cols["lo"][i], cols["hi"][i]) for i in keep]
+        shown["count"] = [counts[i] for i in keep]
+        order = list(range(len(keep)))
     else:
-        shown = ordered(shown)
-    total = len(shown)
+        shown = cols
+        order = _order(cols)
+    total = len(order)
     if top is not None and total > top:
-        shown = shown.head(top)
+        order = order[:top]
         notes.append(f"… {total - top} more rows (of {total}; --top to show more)")
     if total == 0:
         return "(no entries)" + "".join(f"\n{n}" for n in notes)
-    cells = [[_stack_cell(v, stack_depth) if _is_stack(v) else v for v in row]
-             for row in shown.itertuples(index=False)]
+    cells = [
+        [_stack_cell(v, stack_depth) if _is_stack(v) else v for v in (shown[c][i] for c in shown)]
+        for i in order
+    ]
     from tabulate import tabulate
 
-    table = tabulate(cells, headers=list(shown.columns), tablefmt="simple",
-                     disable_numparse=True)
+    table = tabulate(cells, headers=list(shown), tablefmt="simple", disable_numparse=True)
     return table + "".join(f"\n{n}" for n in notes)

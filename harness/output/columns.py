@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.output.frames import _key_columns, _merged
 from harness.output.model import MapPrint, Output
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Cell = Any  # int | str | float | tuple[str, ...] | None
 
@@ -34,6 +37,25 @@ class Table:
 
     def rows(self) -> list[tuple[Cell, ...]]:
         return list(zip(*self.data.values(), strict=True))
+
+
+def as_columns(table: Table | pd.DataFrame | Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
+    """{column: cells} from a Table, a DataFrame or a plain mapping; missing cells (None, NaN,
+    pd.NA) become None, so code over cells serves frames and tables alike."""
+    source: Any = table
+    if hasattr(source, "to_dict") and hasattr(source, "columns"):  # a DataFrame
+        raw = {str(c): source[c].tolist() for c in source.columns}
+    else:
+        raw = {str(c): list(v) for c, v in getattr(source, "data", source).items()}
+    return {c: [None if _missing(v) else v for v in vals] for c, vals in raw.items()}
+
+
+def _missing(value: Any) -> bool:
+    return (
+        value is None
+        or (isinstance(value, float) and value != value)
+        or type(value).__name__ == "NAType"
+    )
 
 
 def map_table(mp: MapPrint, key_names: Sequence[str] | None = None) -> Table:

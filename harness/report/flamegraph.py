@@ -26,6 +26,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.output.columns import as_columns
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -44,24 +46,6 @@ _NOT_KEYS = ("average", "total", "lo", "hi", "printing", "t_s")
 EMPTY_STACK = "[empty stack]"
 
 
-Columns = Mapping[str, Sequence[Any]]
-
-
-def columns_of(table: Table | pd.DataFrame | Columns) -> dict[str, list[Any]]:
-    """{column: cells} from a Table (harness.output.columns), a DataFrame or a plain mapping;
-    missing cells (None, NaN, pd.NA) become None."""
-    source: Any = table
-    if hasattr(source, "to_dict") and hasattr(source, "columns"):  # a DataFrame
-        raw = {str(c): source[c].tolist() for c in source.columns}
-    else:
-        raw = {str(c): list(v) for c, v in getattr(source, "data", source).items()}
-    return {c: [None if _missing(v) else v for v in vals] for c, vals in raw.items()}
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and value != value) or str(value) == "<NA>"
-
-
 def _numeric(values: list[Any]) -> bool:
     present = [v for v in values if v is not None]
     return bool(present) and all(
@@ -69,14 +53,14 @@ def _numeric(values: list[Any]) -> bool:
     )
 
 
-def stack_columns(table: Table | pd.DataFrame | Columns) -> list[str]:
+def stack_columns(table: Table | pd.DataFrame | Mapping[str, Sequence[Any]]) -> list[str]:
     """The columns holding ';'-joined stacks (user stacks first), [] when the map has none.
 
     A column qualifies by name (`kstack`, `ustack`, `*stack*`) or by content: every value splits
     on ';' into frames that look like `symbol+offset`/addresses and at least one has two frames.
     User stacks go first because a user stack's leaf is where the kernel stack's root begins.
     """
-    cols = columns_of(table)
+    cols = as_columns(table)
     if not any(c in cols for c in COUNT_COLUMNS):
         return []
     found = []
@@ -106,7 +90,7 @@ def _stack_order(col: str, values: list[object]) -> int:
     return 2 if any(_KERNEL_FRAME.match(f) for f in frames) else 0
 
 
-def stack_column(table: Table | pd.DataFrame | Columns) -> str | None:
+def stack_column(table: Table | pd.DataFrame | Mapping[str, Sequence[Any]]) -> str | None:
     """The first stack column (see stack_columns), or None."""
     cols = stack_columns(table)
     return cols[0] if cols else None
@@ -124,14 +108,14 @@ def last_printing(cols: dict[str, list[Any]]) -> tuple[dict[str, list[Any]], int
 
 
 def folded_counts(
-    table: Table | pd.DataFrame | Columns, stack_cols: str | Sequence[str]
+    table: Table | pd.DataFrame | Mapping[str, Sequence[Any]], stack_cols: str | Sequence[str]
 ) -> Counter[tuple[str, ...]]:
     """Stack (root first; other keys prepended, several stack columns concatenated) -> count.
 
     A map printed several times contributes its last printing (the CSV keeps every one).
     """
     stack_cols = [stack_cols] if isinstance(stack_cols, str) else list(stack_cols)
-    cols, _ = last_printing(columns_of(table))
+    cols, _ = last_printing(as_columns(table))
     count_col = next((c for c in COUNT_COLUMNS if c in cols), None)
     if count_col is None:
         raise KeyError("no value/count column")
