@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from harness.compare.crosscheck import CrosscheckResult
     from harness.host.capabilities import Capabilities
     from harness.host.runner import RunResult
+    from harness.output.columns import Table
     from harness.output.model import Output
     from harness.spec.model import ProbeSpec
 
@@ -71,12 +72,34 @@ class Trace:
     that could not be written).
     """
 
-    frames: dict[str, pd.DataFrame]
     output: Output | None
     meta: RunMeta
     path: Path | None
     error: HarnessError | None = None
     notes: list[str] = field(default_factory=list)
+    key_names: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    _frames: dict[str, pd.DataFrame] | None = field(default=None, repr=False)
+    _tables: dict[str, Table] | None = field(default=None, repr=False)
+
+    @property
+    def frames(self) -> dict[str, pd.DataFrame]:
+        """A DataFrame per map, built on first use: pandas is imported only when asked for."""
+        if self._frames is None:
+            from harness.output.frames import to_frames
+
+            out = self.output
+            self._frames = to_frames(out, self.key_names) if out is not None else {}
+        return self._frames
+
+    @property
+    def tables(self) -> dict[str, Table]:
+        """The same maps as plain-Python columns (harness.output.columns), no pandas."""
+        if self._tables is None:
+            from harness.output.columns import to_tables
+
+            out = self.output
+            self._tables = to_tables(out, self.key_names) if out is not None else {}
+        return self._tables
 
     def check(self) -> Trace:
         """Raise the run's error, or a workload's non-zero exit, as a typed error; else self."""
@@ -138,16 +161,14 @@ def new_marker(prefix: str = "KTRACE_READY") -> str:
 
 
 def _warm_imports() -> None:
-    """Import the parser, its grammar and pandas while bpftrace compiles and attaches.
-
-    bpftrace spends a few hundred ms before its probes are live; the harness would otherwise pay
-    for these imports after the run, in series.
-    """
+    """Import the parser and compile its grammar while the machine is probed and bpftrace
+    compiles and attaches, instead of after the run, in series. pandas is not among them: the
+    run directory is written without it (see Trace.frames)."""
     import threading
 
     def load() -> None:
-        from harness.output.frames import to_frames  # noqa: F401  (pulls in pandas)
         from harness.output.parse import parse_text
+        from harness.report import summary  # noqa: F401  (csv, flame graph, summary.md)
 
         parse_text("")  # compiles and caches the grammar
 
@@ -166,6 +187,7 @@ def trace(
     sizes: str = "1,100,1000",
     timeout: float = 60.0,
     report: bool = True,
+    plots: bool = False,
     check: bool = True,
     on_progress: Callable[[float], None] | None = None,
     **spec_opts: Any,
@@ -181,7 +203,9 @@ def trace(
     attach: force `kprobe`, `kfunc` or `tracepoint` instead of the capability probe's choice.
     out: the run directory; None makes results/run-<UTC time>/, False writes nothing.
     timeout: seconds to wait for bpftrace to attach.
-    report: also write summary.md, plots and flame graphs into the run directory.
+    report: also write summary.md, folded stacks and flame graphs into the run directory.
+    plots: with report, also draw histogram PNGs (matplotlib; `harness report DIR` draws them
+        later, so a quick run need not pay for it).
     check: raise the run's typed error (after writing what was gathered); False leaves it in
         `Trace.error` for the caller (the CLI prints the tables first). Failures before anything
         was gathered (bad input, a probe that cannot attach) raise either way.
@@ -206,6 +230,7 @@ def trace(
 
     if duration is not None and not duration > 0:
         raise UsageError(f"duration {duration!r} is not positive", "pass seconds > 0, e.g. 5")
+    _warm_imports()
     mount_tracefs()  # the host lane's one preparation: tracepoints and kprobes live there
     caps = capabilities()
     argv = _workload_argv(workload)
@@ -268,7 +293,6 @@ def trace(
             + (", or end the program with exit()" if spec is None else ""),
         )
     started = time.time()
-    _warm_imports()
     result = run_bpftrace(
         make_program,
         marker,
@@ -279,7 +303,7 @@ def trace(
     )
     meta = _run_meta(target, spec, attach_used, reason, caps, programs, argv, result, started)
     key_names = spec.key_names() if spec is not None else {}
-    done = _finish(result, key_names, meta, out, report)
+    done = _finish(result, key_names, meta, out, report, plots)
     return done.check() if check else done
 
 
@@ -322,22 +346,22 @@ def _finish(
     meta: RunMeta,
     out: Out,
     report: bool,
+    plots: bool = False,
 ) -> Trace:
-    """Frames from the parsed output; the run directory (and its report) unless out is False."""
-    from harness.output.frames import to_frames
-    from harness.report.rundir import new_run_dir, write_run_dir
+    """The Trace; its run directory (and report) unless out is False, written from plain
+    tables so that no pandas is imported unless a caller reads `Trace.frames`."""
+    from harness.report.rundir import new_run_dir, write_tables
 
-    frames = to_frames(result.output, key_names) if result.output is not None else {}
-    done = Trace(frames, result.output, meta, None, result.error)
+    done = Trace(result.output, meta, None, result.error, key_names=key_names)
     if out is False:
         return done
     done.path = Path(out) if out is not None else new_run_dir("run")
-    write_run_dir(done.path, frames, meta.as_dict())
+    write_tables(done.path, done.tables, meta.as_dict())
     if report:
         try:
             from harness.report.summary import write_report
 
-            write_report(done.path)
+            write_report(done.path, plots=plots)
         except (ImportError, HarnessError) as err:
             done.notes.append(f"report not written: {err}")
     return done

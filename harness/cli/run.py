@@ -38,6 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lane", default="host", help="host (default) or vm[:VERSION]")
     parser.add_argument("--top", type=int, default=10, help="rows shown per map")
     parser.add_argument("--out", type=Path, help="results directory (default results/<run-id>)")
+    parser.add_argument("--plots", action="store_true",
+                        help="also draw histogram PNGs (else `harness report DIR` draws them)")
     add_spec_arguments(parser)
 
 
@@ -85,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         sizes=args.sizes,
         timeout=args.timeout,
         report=not os.environ.get("KTRACE_NO_REPORT"),  # the VM lane reports on the host
+        plots=args.plots,
         check=False,
         on_progress=_progress(),
         **given_spec_options(args),
@@ -94,34 +97,11 @@ def run(args: argparse.Namespace) -> int:
     for note in t.notes:
         print(f"note: {note}", file=sys.stderr)
     print(f"attach: {t.meta.attach} ({t.meta.attach_reason})")
-    for name, frame in t.frames.items():
-        print(f"\n{name}  ({len(frame)} rows)")
-        print(_table(frame, args.top))
+    from harness.cli.tables import render
+
+    for name, table in t.tables.items():
+        print(f"\n{name}  ({len(table)} rows)")
+        print(render(table, args.top))
     print(f"\nresults: {t.path}")
     t.check()
     return 0
-
-
-def _table(frame: object, top: int) -> str:
-    """The largest rows first; a stack key is shown as bpftrace shows it, one frame a line."""
-    import pandas as pd
-
-    assert isinstance(frame, pd.DataFrame)
-    shown = frame
-    if "lo" in shown.columns:
-        nonzero = shown[shown["count"] > 0]
-        return (nonzero if len(nonzero) else shown).to_string(index=False)
-    if "value" in shown.columns:
-        shown = shown.sort_values("value", ascending=False)
-    shown = shown.head(top)
-    stack_cols = [c for c in shown.columns if shown[c].map(lambda v: isinstance(v, tuple)).any()]
-    if not stack_cols:
-        return shown.to_string(index=False)
-    blocks = []
-    for _, row in shown.iterrows():
-        flat = [f"{c}={row[c]}" for c in shown.columns if c not in stack_cols]
-        lines = [", ".join(flat)]
-        for c in stack_cols:
-            lines += [f"    {f}" for f in row[c]]
-        blocks.append("\n".join(lines))
-    return "\n".join(blocks)
