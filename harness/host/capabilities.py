@@ -6,6 +6,7 @@ Each check is a small cached function so `harness doctor` and `harness run` ask 
 from __future__ import annotations
 
 import functools
+import json
 import os
 import platform
 import re
@@ -14,6 +15,7 @@ import subprocess
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from harness.errors import HarnessError
 
@@ -141,23 +143,78 @@ class Capabilities:
         return asdict(self)
 
 
-@functools.cache
-def capabilities() -> Capabilities:
-    """Probe the machine once per process; the tool queries run side by side (start-up cost)."""
+TOOL_COMMANDS = {
+    "bpftrace": ["bpftrace", "--version"],
+    "clang": ["clang", "--version"],
+    "bpftool": ["bpftool", "version"],
+    "libbpf": ["pkg-config", "--modversion", "libbpf"],
+    "qemu": ["qemu-system-x86_64", "--version"],
+}
+
+
+def _probe_tools() -> dict[str, Any]:
+    """`bpftrace --info` and every tool's version, queried side by side (~0.3 s idle, more
+    under load: bpftrace --info probes kernel features)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    commands = {
-        "bpftrace": ["bpftrace", "--version"],
-        "clang": ["clang", "--version"],
-        "bpftool": ["bpftool", "version"],
-        "libbpf": ["pkg-config", "--modversion", "libbpf"],
-        "qemu": ["qemu-system-x86_64", "--version"],
-    }
-    with ThreadPoolExecutor(max_workers=len(commands) + 1) as pool:
+    with ThreadPoolExecutor(max_workers=len(TOOL_COMMANDS) + 1) as pool:
         info_future = pool.submit(bpftrace_info)
-        versions = {name: pool.submit(_first_line, argv) for name, argv in commands.items()}
-        info = info_future.result()
-        tools = {name: future.result() for name, future in versions.items()}
+        versions = {name: pool.submit(_first_line, argv) for name, argv in TOOL_COMMANDS.items()}
+        return {
+            "info": info_future.result(),
+            "tools": {name: future.result() for name, future in versions.items()},
+        }
+
+
+def _cache_key() -> dict[str, Any]:
+    """What the tool answers depend on: this boot of this kernel, and each tool binary."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot = ""
+    binaries: dict[str, Any] = {}
+    for argv in TOOL_COMMANDS.values():
+        path = shutil.which(argv[0])
+        if path is not None:
+            st = os.stat(path)
+            binaries[argv[0]] = [os.path.realpath(path), st.st_mtime_ns, st.st_size]
+    libbpf = Path("/usr/lib/x86_64-linux-gnu/pkgconfig/libbpf.pc")
+    binaries["libbpf.pc"] = libbpf.stat().st_mtime_ns if libbpf.exists() else None
+    return {"kernel": platform.release(), "boot": boot, "euid": os.geteuid(), "bin": binaries}
+
+
+def _tool_answers() -> dict[str, Any]:
+    """_probe_tools(), from the cache when this boot and the same binaries asked before.
+
+    `harness run` needs the answers before bpftrace starts, and re-asking costs 0.3-0.8 s per
+    run; a new boot, kernel or tool binary invalidates the cache.
+    """
+    from harness.paths import cache_home
+
+    path = cache_home() / "capabilities.json"
+    key = _cache_key()
+    try:
+        cached = json.loads(path.read_text())
+        if cached.get("key") == key:
+            return {"info": cached["info"], "tools": cached["tools"]}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    answers = _probe_tools()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"key": key, **answers}))
+        tmp.replace(path)
+    except OSError:
+        pass  # an unwritable cache only costs the next run the probe again
+    return answers
+
+
+@functools.cache
+def capabilities(*, fresh: bool = False) -> Capabilities:
+    """Probe the machine once per process; tool answers cached per boot (`fresh` re-asks)."""
+    answers = _probe_tools() if fresh else _tool_answers()
+    info, tools = answers["info"], answers["tools"]
     return Capabilities(
         kernel=platform.release(),
         arch=platform.machine(),
