@@ -1,107 +1,200 @@
 #!/usr/bin/env python3
-"""`harness run` end to end against bare bpftrace running the same program, side by side.
+"""`harness run` against bare bpftrace on the same program: A/B wall time and where it goes.
 
-Both trace the same short workload (getppid() calls of one process) with the same program; bare
-bpftrace starts it with `-c`, the harness with its gated workload, parses the maps and writes
-its results directory. Rounds alternate (bare, harness, bare, ...) so the ratio holds on a noisy
-machine. Writes results/bench/run_overhead.csv (one row per run plus a summary row).
+Two cases, each a series of alternating pairs (the order flips every pair, so drift on a shared
+machine hits both sides alike):
+  harness run 'PROGRAM' --duration D --out DIR      (all default artefacts written)
+  bpftrace -e 'PROGRAM interval:ms:D { exit(); }'
+with PROGRAM = tracepoint:syscalls:sys_enter_getppid { @c = count(); } and D = 0.3 s and 5 s.
+Then a few instrumented harness runs (this script as a driver around harness.cli.main, timing the
+runner's and report's functions) give the phase breakdown. Everything goes into one CSV,
+results/bench/run_overhead.csv (columns in results/README.md); ratios come from this one run.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
+import resource
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-PROGRAM = "tracepoint:syscalls:sys_enter_getppid /pid == PID/ { @[comm] = count(); }"
+PROGRAM = "tracepoint:syscalls:sys_enter_getppid { @c = count(); }"
+COLUMNS = ("kind", "case", "pair", "tool", "phase", "seconds", "cpu_s", "ratio", "note")
+# Phase name -> (start mark, end mark); marks are set by the driver below.
+PHASES = {
+    "python_start": ("exec", "driver_start"),
+    "import_cli": ("driver_start", "cli_imported"),
+    "before_spawn": ("cli_imported", "spawn"),
+    "bpftrace_attach": ("spawn", "attached"),
+    "traced": ("attached", "stop"),
+    "sigint_to_exit": ("stop", "stopped"),
+    "write_csv_json": ("stopped", "report"),
+    "report": ("report", "reported"),
+    "print_and_exit": ("reported", "exit"),
+}
 
 
-def loop_binary() -> str:
-    out = subprocess.run(
-        [sys.executable, str(REPO / "harness/workloads/syscall_loop.py"), "--build-only"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return out.stdout.strip()
+def harness_bin() -> str:
+    return str(Path(sys.executable).parent / "harness")
 
 
-def bare(binary: str, calls: int) -> float:
+def _timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
+    """Wall and CPU seconds (children's user+sys) of one command; it must succeed."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    subprocess.run(
-        ["bpftrace", "-e", PROGRAM.replace("PID", "cpid"), "-c", f"{binary} --count {calls}"],
-        capture_output=True,
-        check=True,
-    )
-    return time.perf_counter() - t0
+    subprocess.run(argv, capture_output=True, check=True, env=env)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
 
 
-def harness(binary: str, calls: int, out: Path) -> float:
-    t0 = time.perf_counter()
-    subprocess.run(
-        [
-            str(Path(sys.executable).parent / "harness"),
-            "run",
-            "tracepoint:syscalls:sys_enter_getppid",
-            "--count-by",
-            "comm",
-            "--workload-pid",
-            "--workload",
-            f"{binary} --count {calls}",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        check=True,
-        env={**os.environ, "KTRACE_NO_REPORT": "1"},
-    )
-    return time.perf_counter() - t0
+def bare(duration: float) -> tuple[float, float]:
+    ms = round(duration * 1000)
+    return _timed(["bpftrace", "-e", f"{PROGRAM} interval:ms:{ms} {{ exit(); }}"])
+
+
+def harness(duration: float, out: Path) -> tuple[float, float]:
+    shutil.rmtree(out, ignore_errors=True)
+    timing = _timed([harness_bin(), "run", PROGRAM, "--duration", str(duration), "--out", str(out)])
+    missing = [n for n in ("c.csv", "run.json", "summary.md") if not (out / n).exists()]
+    if missing:
+        raise SystemExit(f"harness run left no {', '.join(missing)} in {out}")
+    return timing
+
+
+def dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def phases(duration: float, out: Path) -> dict[str, float]:
+    """One instrumented harness run: this script re-run as the driver; seconds per phase."""
+    marks_file = out.with_suffix(".marks.json")
+    shutil.rmtree(out, ignore_errors=True)
+    env = {**os.environ, "BENCH_MARKS": str(marks_file), "BENCH_EXEC": repr(time.time())}
+    argv = [sys.executable, __file__, "--driver", "run", PROGRAM, "--duration", str(duration),
+            "--out", str(out)]
+    subprocess.run(argv, capture_output=True, check=True, env=env)
+    marks = json.loads(marks_file.read_text())
+    marks["exit"] = time.time()
+    return {
+        name: marks[b] - marks[a]
+        for name, (a, b) in PHASES.items()
+        if a in marks and b in marks
+    }
+
+
+def driver(argv: list[str]) -> int:
+    """Run harness.cli.main(argv) with time marks around the runner's and report's steps."""
+    marks: dict[str, float] = {"exec": float(os.environ["BENCH_EXEC"]), "driver_start": time.time()}
+    import harness.cli
+
+    marks["cli_imported"] = time.time()
+    from harness.host import runner
+    from harness.report import summary
+
+    def mark_around(owner: Any, name: str, before: str, after: str | None = None) -> None:
+        real = getattr(owner, name, None)
+        if real is None:
+            return
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            marks.setdefault(before, time.time())
+            try:
+                return real(*args, **kwargs)
+            finally:
+                if after is not None:
+                    marks[after] = time.time()
+
+        setattr(owner, name, timed)
+
+    process = getattr(runner, "BpftraceProcess", None)
+    mark_around(process, "start", "spawn")
+    mark_around(process, "wait_attached", "wait", "attached")
+    mark_around(process, "stop", "stop", "stopped")
+    mark_around(summary, "write_report", "report", "reported")
+    rc = harness.cli.main(argv)
+    sys.stdout.flush()
+    Path(os.environ["BENCH_MARKS"]).write_text(json.dumps(marks))
+    return rc
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--calls", type=int, default=10000)
+    ap.add_argument("--pairs", type=int, default=7, help="A/B pairs of the short run")
+    ap.add_argument("--long-pairs", type=int, default=3, help="A/B pairs of the long run")
+    ap.add_argument("--duration", type=float, default=0.3, help="short run, seconds")
+    ap.add_argument("--long", type=float, default=5.0, help="long run, seconds (0: skip)")
+    ap.add_argument("--phase-runs", type=int, default=5, help="instrumented harness runs")
     ap.add_argument("--csv", type=Path, default=REPO / "results/bench/run_overhead.csv")
+    ap.add_argument("--driver", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    binary = loop_binary()
-    rows = []
+    if args.driver is not None:
+        return driver(args.driver)
+    rows: list[dict[str, Any]] = []
+    cases = [(args.duration, args.pairs)] + ([(args.long, args.long_pairs)] if args.long else [])
     with tempfile.TemporaryDirectory() as tmp:
-        bare(binary, args.calls)  # warm caches: first bpftrace start pays for BTF loading
-        for i in range(args.rounds):
-            rows.append({"round": i + 1, "tool": "bpftrace", "seconds": bare(binary, args.calls)})
-            secs = harness(binary, args.calls, Path(tmp) / f"r{i}")
-            rows.append({"round": i + 1, "tool": "harness", "seconds": secs})
-    med = {
-        t: statistics.median(r["seconds"] for r in rows if r["tool"] == t)
-        for t in ("bpftrace", "harness")
-    }
-    ratio = med["harness"] / med["bpftrace"]
+        out = Path(tmp) / "run"
+        bare(args.duration), harness(args.duration, out)  # warm caches (BTF, capabilities)
+        for duration, pairs in cases:
+            case = f"{duration:g}s"
+            sides = {"bpftrace": bare, "harness": lambda d: harness(d, out)}
+            for pair in range(1, pairs + 1):
+                order = ["bpftrace", "harness"] if pair % 2 else ["harness", "bpftrace"]
+                for tool in order:
+                    wall, cpu = sides[tool](duration)
+                    note = f"run dir {dir_size(out)} bytes" if tool == "harness" else ""
+                    rows.append({"kind": "run", "case": case, "pair": pair, "tool": tool,
+                                 "seconds": wall, "cpu_s": cpu, "note": note})
+            med = {
+                t: statistics.median(r["seconds"] for r in rows
+                                     if r["case"] == case and r["tool"] == t and r["kind"] == "run")
+                for t in ("bpftrace", "harness")
+            }
+            cpu_med = {
+                t: statistics.median(r["cpu_s"] for r in rows
+                                     if r["case"] == case and r["tool"] == t and r["kind"] == "run")
+                for t in ("bpftrace", "harness")
+            }
+            for t in ("bpftrace", "harness"):
+                rows.append({"kind": "median", "case": case, "tool": t, "seconds": med[t],
+                             "cpu_s": cpu_med[t], "note": f"{pairs} pairs"})
+            rows.append({"kind": "ratio", "case": case, "tool": "harness/bpftrace",
+                         "ratio": med["harness"] / med["bpftrace"],
+                         "note": "median wall of harness over median wall of bare bpftrace"})
+        runs = [phases(args.duration, Path(tmp) / f"phase{i}") for i in range(args.phase_runs)]
+        for name in PHASES:
+            values = [r[name] for r in runs if name in r]
+            if values:
+                rows.append({"kind": "phase", "case": f"{args.duration:g}s", "tool": "harness",
+                             "phase": name, "seconds": statistics.median(values),
+                             "note": f"median of {len(values)} instrumented runs"})
     args.csv.parent.mkdir(parents=True, exist_ok=True)
     with args.csv.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["round", "tool", "seconds", "median_ratio"])
-        w.writeheader()
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
         for r in rows:
-            w.writerow({**r, "seconds": f"{r['seconds']:.4f}", "median_ratio": ""})
-        w.writerow(
-            {
-                "round": "median",
-                "tool": "harness/bpftrace",
-                "seconds": f"{med['harness']:.4f}/{med['bpftrace']:.4f}",
-                "median_ratio": f"{ratio:.3f}",
-            }
-        )
-    print(
-        f"harness run {med['harness']:.3f}s vs bare bpftrace {med['bpftrace']:.3f}s: "
-        f"{ratio:.2f}x (goal <= 1.3x); {args.csv}"
-    )
+            writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})
+    for r in rows:
+        if r["kind"] == "ratio":
+            goal = 1.3 if r["case"] == f"{args.duration:g}s" else 1.1
+            print(f"{r['case']}: harness/bpftrace {r['ratio']:.2f}x (goal <= {goal}x)")
+        elif r["kind"] == "median":
+            print(f"{r['case']}: {r['tool']} median {r['seconds']:.3f}s wall, "
+                  f"{r['cpu_s']:.3f}s CPU")
+        elif r["kind"] == "phase":
+            print(f"  phase {r['phase']:16s} {r['seconds']:.3f}s")
+    print(args.csv)
     return 0
 
 
