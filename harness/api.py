@@ -429,6 +429,8 @@ def crosscheck(
     out: Out = None,
     prebuilt: Path | None = None,
     libbpf_pid_offset: int = 0,
+    workload: str | Sequence[str] | None = None,
+    **spec_opts: Any,
 ) -> Crosscheck:
     """Run bpftrace and the libbpf CO-RE twin on the same gated workload and compare exactly.
 
@@ -441,6 +443,10 @@ def crosscheck(
         results/crosscheck-<UTC time>/, False writes nothing.
     prebuilt: a build directory of the twin made elsewhere (one .bpf.o for every kernel).
     libbpf_pid_offset: point the twin at another pid (proves a mismatch is caught).
+    workload: for a probe target, the command both tracers watch (default: a getppid() loop for
+        syscall tracepoints and uprobes, UDP sends otherwise); both filter on its pid.
+    spec_opts: for a probe target, the spec flags as keywords, as in `trace`; the twin is
+        generated from the same spec (harness.spec.codegen_c).
     """
     if lane != "host":
         raise UsageError(
@@ -450,9 +456,16 @@ def crosscheck(
     from harness.compare.crosscheck import run_crosscheck
     from harness.host.capabilities import mount_tracefs
 
+    from harness.spec import catalog
+
     mount_tracefs()
+    spec = None if target in catalog.names() else spec_options(target, spec_opts)
+    if spec is None and spec_opts:
+        raise UsageError(f"spec options given for catalog entry {target!r}", "drop them")
     result = run_crosscheck(
         target,
+        spec=spec,
+        workload_argv=_workload_argv(workload),
         attach=attach,
         count=count,
         sizes=sizes,
@@ -491,5 +504,7 @@ def _crosscheck_out(result: CrosscheckResult, out: Out) -> Crosscheck:
     done.path = Path(out) if out is not None else new_run_dir("crosscheck")
     write_run_dir(done.path / "bpftrace", result.bpftrace_frames, result.meta)
     write_run_dir(done.path / "libbpf", result.libbpf_frames, result.meta)
+    (done.path / "program.bt").write_text(result.meta["program"])
+    (done.path / "twin.bpf.c").write_text(result.meta["twin_c"])
     (done.path / "verdict.json").write_text(json.dumps(done.verdict(), indent=2) + "\n")
     return done

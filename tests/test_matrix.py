@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.twin.build import build
+from harness.compare.crosscheck import resolve_spec, twin_program
+from harness.twin.build import build_twin
 
 
 @pytest.mark.usefixtures("needs_bpf")
@@ -21,7 +22,8 @@ def test_host_row_has_verdict_attach_and_core_offsets(tmp_path: Path) -> None:
     assert row["verdict"] == "pass" and row["lane"] == "host"
     assert row["bpftrace_events"] == row["libbpf_events"] == "30"
     assert "sk_buff.hash@" in row["core_relocations"]
-    assert row["bpf_obj_sha256"] == build().sha256
+    spec, *_ = resolve_spec("ktrace", None, row["attach"])
+    assert row["bpf_obj_sha256"] == build_twin(twin_program(spec).text).sha256
 
 
 def test_unknown_kernel_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:

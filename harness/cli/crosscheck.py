@@ -8,10 +8,20 @@ from pathlib import Path
 EXAMPLES = """examples:
   harness crosscheck ktrace              # bpftrace and the libbpf CO-RE twin on the same sends
   harness crosscheck ktrace --lane vm    # the same with the real kprobe in a Debian 6.1 guest
+  harness crosscheck tracepoint:syscalls:sys_enter_getppid --count-by comm --hist args.__syscall_nr
 """
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("name", help="catalog entry with a libbpf twin (ktrace)")
+    from harness.spec.cmdline import add_spec_arguments
+
+    parser.add_argument(
+        "name",
+        metavar="TARGET",
+        help="a catalog entry (ktrace, syscalls) or a probe with spec options, as for run",
+    )
+    parser.add_argument(
+        "--workload", help="for a probe: the command both tracers watch (default by probe)"
+    )
     parser.add_argument(
         "--attach", choices=("kprobe", "kfunc", "tracepoint"), help="force the attach type"
     )
@@ -23,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--prebuilt", type=Path, help="use this build directory of the twin (VM lane)"
     )
     parser.add_argument("--lane", default="host", help="host (default) or vm[:VERSION]")
+    add_spec_arguments(parser)
     parser.add_argument(
         "--libbpf-pid-offset",
         type=int,
@@ -37,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
         return run_in_vm(args.lane, "crosscheck", args.argv[1:], args.out)
     from harness.api import crosscheck
+    from harness.cli.run import given_spec_options
 
     x = crosscheck(
         args.name,
@@ -47,13 +59,16 @@ def run(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         prebuilt=args.prebuilt,
         out=args.out,
+        workload=args.workload,
+        **given_spec_options(args),
     )
     print(f"attach: {x.attach} ({x.reason}); .bpf.o sha256 {x.bpf_obj_sha256[:16]}")
-    print(f"{'map':<9} {'compared':<28} {'bpftrace':>10} {'libbpf':>10}  verdict")
+    print(f"{'map':<9} {'compared':<36} {'bpftrace':>10} {'libbpf':>10}  verdict")
     for name, v in x.maps.items():
-        bt = _total(x.bpftrace[name])
-        lb = _total(x.libbpf[name])
-        print(f"{name:<9} {v.what:<28} {bt:>10} {lb:>10}  {'equal' if v.equal else 'DIFFER'}")
+        bt = _total(x.bpftrace.get(name))
+        lb = _total(x.libbpf.get(name))
+        what = v.what if len(v.what) <= 36 else v.what[:33] + "..."
+        print(f"{name:<9} {what:<36} {bt:>10} {lb:>10}  {'equal' if v.equal else 'DIFFER'}")
         for key, left, right in v.diff.head(20).itertuples(index=False):
             print(f"    {str(key)[:90]:<90} bpftrace={left} libbpf={right}")
     print(f"{'PASS' if x.passed else 'FAIL'}: results in {x.path}")
@@ -64,6 +79,8 @@ def _total(frame: object) -> int:
     """Events a frame accounts for (sum of its value or count column)."""
     import pandas as pd
 
+    if frame is None:
+        return 0  # the tracer printed no such map: no events
     assert isinstance(frame, pd.DataFrame)
     col = "value" if "value" in frame.columns else "count"
     return int(frame[col].sum())

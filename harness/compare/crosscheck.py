@@ -1,105 +1,38 @@
-"""Run the generated bpftrace program and the libbpf CO-RE twin on the same events; compare.
+"""Run the generated bpftrace program and its generated libbpf CO-RE twin on the same events.
 
-Both tracers filter on the pid of one gated workload: the workload starts first (its pid known),
-both tracers attach, and only then is it released, so both see exactly the same sends. The
-comparison is exact: counts per kernel stack, the log2 length histogram, the multiset of hashes.
+Any spec in the C generator's subset can be cross-checked: a catalog name (`ktrace`) or a probe
+line with spec options, exactly like `harness run`. Both tracers filter on the pid of one gated
+workload: the workload starts first (its pid known), both tracers attach, and only then is it
+released, so both see exactly the same events. Every map is compared exactly (harness.compare.
+maps): equal keys and values, stacks frame by frame after symbolisation.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.compare.maps import MapComparison as Comparison
+from harness.compare.maps import compare_spec_maps
 from harness.errors import HarnessError
 from harness.paths import workload
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from harness.spec.codegen_c import TwinProgram
+    from harness.spec.model import ProbeSpec
     from harness.twin.build import BuildOutputs
 
+__all__ = ["Comparison", "CrosscheckError", "CrosscheckResult", "run_crosscheck"]
 
 
 class CrosscheckError(HarnessError):
     """The crosscheck could not run (as opposed to running and finding a mismatch)."""
-
-
-@dataclass
-class Comparison:
-    """One compared map: equal or not, and the rows that differ (key, bpftrace, libbpf)."""
-
-    map_name: str
-    what: str
-    equal: bool
-    diff: list[tuple[str, int, int]] = field(default_factory=list)
-
-
-def _stack_counts(frame: pd.DataFrame, col: str) -> Counter[Any]:
-    return Counter({tuple(k): int(v) for k, v in zip(frame[col], frame["value"], strict=True)})
-
-
-def _key_counts(frame: pd.DataFrame, col: str) -> Counter[Any]:
-    return Counter({int(k): int(v) for k, v in zip(frame[col], frame["value"], strict=True)})
-
-
-def _hist_counts(frame: pd.DataFrame) -> Counter[Any]:
-    rows = zip(frame["lo"], frame["hi"], frame["count"], strict=True)
-    return Counter({(_bound(lo), _bound(hi)): int(c) for lo, hi, c in rows if int(c)})
-
-
-def _bound(v: object) -> int | None:
-    import pandas as pd
-
-    return None if v is None or v is pd.NA else int(v)  # type: ignore[call-overload]
-
-
-def _compare(name: str, what: str, left: Counter[Any], right: Counter[Any]) -> Comparison:
-    keys = sorted(set(left) | set(right), key=repr)
-    diff = [(_show_key(k), left[k], right[k]) for k in keys if left[k] != right[k]]
-    return Comparison(name, what, not diff, diff)
-
-
-def _show_key(key: object) -> str:
-    if isinstance(key, tuple) and key and all(isinstance(f, str) for f in key):
-        return ";".join(reversed(key))  # root first, as folded stacks read
-    if isinstance(key, tuple) and len(key) == 2:
-        lo, hi = key
-        return f"[{'...' if lo is None else lo}, {'...' if hi is None else hi})"
-    return str(key)
-
-
-def compare_frames(
-    bpftrace: dict[str, pd.DataFrame],
-    libbpf: dict[str, pd.DataFrame],
-    key_names: dict[str, list[str]],
-) -> list[Comparison]:
-    """Exact comparison of the ktrace maps: stacks, hash multiset, length histogram."""
-    stack_col = key_names["@stacks"][0]
-    hash_col = key_names["@hash"][0]
-    return [
-        _compare(
-            "@stacks",
-            "count per kernel stack",
-            _stack_counts(bpftrace["@stacks"], stack_col),
-            _stack_counts(libbpf["@stacks"], stack_col),
-        ),
-        _compare(
-            "@hash",
-            "multiset of skb->hash",
-            _key_counts(bpftrace["@hash"], hash_col),
-            _key_counts(libbpf["@hash"], hash_col),
-        ),
-        _compare(
-            "@len",
-            "log2 histogram of skb->len",
-            _hist_counts(bpftrace["@len"]),
-            _hist_counts(libbpf["@len"]),
-        ),
-    ]
 
 
 @dataclass
@@ -117,6 +50,113 @@ class CrosscheckResult:
         return all(c.equal for c in self.comparisons)
 
 
+
+def default_workload(spec: ProbeSpec, count: int, sizes: str, sockets: int) -> list[str]:
+    """What a probe line is cross-checked on when no --workload is given: N getppid() calls
+    for a syscall tracepoint or a uprobe, N UDP datagrams on loopback otherwise."""
+    target = spec.probe.target
+    if spec.probe.kind.startswith("u") or target.startswith("syscalls:"):
+        return [sys.executable, str(workload("syscall_loop.py")), "--count", str(count)]
+    return [
+        sys.executable, str(workload("udp_send.py")), "--no-wait", "--count", str(count),
+        "--sizes", sizes, "--sockets", str(sockets),
+    ]
+
+
+def resolve_spec(
+    name: str, spec: ProbeSpec | None, attach: str | None
+) -> tuple[ProbeSpec, str, str, str | None]:
+    """(spec, attach, why, catalog name) for a catalog entry or a given spec; the spec always
+    filters on the workload's pid, which is what makes both tracers see the same events."""
+    from harness.spec import catalog
+
+    if spec is None:
+        entry = catalog.get(name)
+        if attach is None:
+            from harness.host.capabilities import capabilities, choose_attach
+
+            attach, reason = choose_attach(entry.equivalents, capabilities())
+        else:
+            reason = "chosen with --attach"
+        if attach not in entry.equivalents:
+            raise CrosscheckError(
+                f"{name} has no {attach} equivalent", f"use one of {sorted(entry.equivalents)}"
+            )
+        spec = entry.equivalents[attach]
+        cat: str | None = name
+    else:
+        attach, reason, cat = spec.probe.kind, "the probe line's own type", None
+    if spec.pid is None and not spec.workload_pid:
+        spec = dataclasses.replace(spec, workload_pid=True)
+    return spec, attach, reason, cat
+
+
+def twin_program(spec: ProbeSpec) -> TwinProgram:
+    """The generated twin of a spec on this machine (a tracepoint's layout read from tracefs)."""
+    from harness.spec.codegen_c import generate_c
+    from harness.twin.generic import read_tracepoint_format
+
+    fmt = read_tracepoint_format(spec.probe) if spec.probe.kind == "tracepoint" else None
+    return generate_c(spec, tracepoint_format=fmt)
+
+
+def prebuilt_key(c_text: str) -> str:
+    """The directory name under a prebuilt root that holds the object built from `c_text`."""
+    import hashlib
+
+    return "twin-" + hashlib.sha256(c_text.encode()).hexdigest()[:20]
+
+
+def prebuild_twins(argv: list[str], root: Path) -> Path:
+    """Build on this host every twin a crosscheck command line may need (each equivalent of a
+    catalog entry), under `root`: the VM lane runs these very objects in its guests, so one
+    .bpf.o serves every kernel. A spec the guest generates differently is built there."""
+    import argparse
+    import shutil
+
+    from harness.spec import catalog
+    from harness.spec.cmdline import add_spec_arguments, spec_from_args
+    from harness.twin.build import build_twin, generic_loader
+
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("target")
+    add_spec_arguments(parser)
+    ns, _ = parser.parse_known_args(argv)
+    if ns.target in catalog.names():
+        specs = list(catalog.get(ns.target).equivalents.values())
+    else:
+        specs = [spec_from_args(ns.target, ns)]
+    for spec in specs:
+        spec, *_ = resolve_spec(ns.target, spec, spec.probe.kind)
+        try:
+            text = twin_program(spec).text
+        except HarnessError:
+            continue  # e.g. a tracepoint this host lacks: the guest builds its own
+        built = build_twin(text)
+        out = root / prebuilt_key(text)
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copy(built.bpf_obj, out / "twin.bpf.o")
+        (out / "twin.bpf.c").write_text(text)
+    shutil.copy(generic_loader(), root / "twinload")
+    return root
+
+
+def _twin_build(c_text: str, prebuilt: Path | None) -> tuple[Path, Path, str, str, str]:
+    """(object, loader, sha256, arch define, clang warnings): from `prebuilt` when it holds
+    this very C text (the VM lane reuses the host's objects), else built here (cached)."""
+    from harness.twin.build import build_twin, generic_loader, sha256_file
+
+    given = prebuilt / prebuilt_key(c_text) / "twin.bpf.c" if prebuilt is not None else None
+    if given is not None and given.is_file() and given.read_text() == c_text:
+        assert prebuilt is not None
+        loader = prebuilt / "twinload"
+        loader = loader if loader.exists() else generic_loader()
+        obj = given.with_name("twin.bpf.o")
+        return obj, loader, sha256_file(obj), "(prebuilt)", ""
+    built = build_twin(c_text)
+    return built.bpf_obj, generic_loader(), built.sha256, built.arch_define, built.warnings
+
+
 def run_crosscheck(
     name: str = "ktrace",
     *,
@@ -127,100 +167,105 @@ def run_crosscheck(
     libbpf_pid_offset: int = 0,
     timeout: float = 60.0,
     prebuilt: Path | None = None,
+    spec: ProbeSpec | None = None,
+    workload_argv: list[str] | None = None,
 ) -> CrosscheckResult:
-    """Run both tracers around one workload and compare their frames.
+    """Run both tracers around one workload and compare every map of the spec.
 
-    `libbpf_pid_offset` deliberately points the twin at another pid: a test uses it to prove a
-    mismatch is caught. `prebuilt` is a build directory made elsewhere (the VM lane runs the
-    host's object in the guest, so one .bpf.o serves every kernel).
+    `spec` (a probe line's spec) replaces the catalog entry `name`. `libbpf_pid_offset`
+    deliberately points the twin at another pid: a test uses it to prove a mismatch is caught.
+    `prebuilt` is a directory holding a twin built elsewhere (twin.bpf.c, twin.bpf.o).
     """
-    from harness.host.capabilities import bpftrace_version, capabilities, choose_attach
+    from harness.host.capabilities import bpftrace_version, capabilities
     from harness.host.runner import BpftraceProcess
     from harness.host.symbols import probe_symbol
     from harness.host.workload import GatedWorkload
     from harness.output.frames import to_frames
-    from harness.spec import catalog, codegen
-    from harness.twin.build import build, prebuilt_outputs
-    from harness.twin.loader import TwinProcess, core_relocations, twin_frames
+    from harness.spec import codegen
+    from harness.twin.build import BuildOutputs
+    from harness.twin.generic import TwinLoader, twin_frames
+    from harness.twin.loader import core_relocations
 
-    if name != "ktrace":
-        raise CrosscheckError(
-            f"no libbpf twin for catalog entry '{name}'", "crosscheck supports: ktrace"
-        )
-    entry = catalog.get(name)
+    spec, attach, reason, cat = resolve_spec(name, spec, attach)
     caps = capabilities()
-    if attach is None:
-        attach, reason = choose_attach(entry.equivalents, caps)
+    symbol = probe_symbol(spec)
+    twin = twin_program(spec)
+    obj, loader, sha, define, warnings = _twin_build(twin.text, prebuilt)
+    if cat is not None:
+        from harness.spec import catalog
+
+        argv = catalog.get(cat).workload_argv(count, sizes) or []
+        if argv and argv[1].endswith("udp_send.py"):
+            argv += ["--sockets", str(sockets)]
     else:
-        reason = "chosen with --attach"
-    spec = entry.equivalents[attach]
+        argv = workload_argv or default_workload(spec, count, sizes, sockets)
     key_names = spec.key_names()
-    outputs = prebuilt_outputs(prebuilt) if prebuilt else build()
-    loader = outputs.loader
     marker = f"KTRACE_XCHECK_{int(time.time() * 1000)}"
-    argv = [
-        sys.executable,
-        str(workload("udp_send.py")),
-        "--no-wait",
-        "--count",
-        str(count),
-        "--sizes",
-        sizes,
-        "--sockets",
-        str(sockets),
-    ]
     work = GatedWorkload(argv)
-    twin: TwinProcess | None = None
+    lb: TwinLoader | None = None
     bt: BpftraceProcess | None = None
     started = time.time()
     try:
-        symbol = probe_symbol(spec)
         program = codegen.generate(
             spec, attach, bpftrace_version(), marker, pid=work.pid, symbol=symbol
         )
+        settings = {"target_pid": work.pid + libbpf_pid_offset}
+        if spec.cgroup:
+            import os
+
+            settings["target_cgroup"] = os.stat(spec.cgroup).st_ino
         bt = BpftraceProcess(program, marker)
         bt.start()
-        twin = TwinProcess(loader, attach, work.pid + libbpf_pid_offset, verbose=True, func=symbol)
-        twin.wait_attached(timeout)
+        lb = TwinLoader(
+            loader,
+            obj,
+            {k: v for k, v in settings.items() if k in twin.settings},
+            func=symbol if symbol != spec.probe.target else None,
+            verbose=True,
+        )
+        lb.wait_attached(timeout)
         bt.wait_attached(timeout)
         work.go()
         status = work.wait(timeout)
         if status != 0:
             raise CrosscheckError(f"workload exited with status {status}", "run it by hand")
         bt_result = bt.stop()
-        twin_rec = twin.stop()
+        dumps, log = lb.stop()
     finally:
         work.close()
         if bt is not None and bt.child is not None and bt.child.isalive():
             bt.stop()
-        if twin is not None:
-            twin.stop_quietly()
+        if lb is not None:
+            lb.stop_quietly()
     if bt_result.error is not None:
         raise bt_result.error
     assert bt_result.output is not None
     bt_frames = to_frames(bt_result.output, key_names)
-    lb_frames = twin_frames(twin_rec, key_names)
-    comparisons = compare_frames(bt_frames, lb_frames, key_names)
+    lb_frames, dropped = twin_frames(twin, dumps)
+    describe = {t.spec_map: t.describe for t in twin.maps}
+    comparisons = compare_spec_maps(spec, bt_frames, lb_frames, describe)
     meta = {
         "command": " ".join(sys.argv),
-        "catalog": name,
+        "catalog": cat,
+        "spec": dataclasses.asdict(spec),
         "attach": attach,
         "attach_reason": reason,
         "program": program,
+        "twin_c": twin.text,
+        "twin_clang_warnings": warnings,
         "workload": argv,
         "workload_pid": work.pid,
-        "bpf_obj_sha256": outputs.sha256,
-        "arch_define": outputs.arch_define,
+        "bpf_obj_sha256": sha,
+        "arch_define": define,
         "kernel": caps.kernel,
         "bpftrace": caps.bpftrace,
         "libbpf": caps.libbpf,
-        "libbpf_lost": twin_rec.lost,
-        "core_relocations": core_relocations(twin_rec.log),
+        "libbpf_lost": dropped,
+        "core_relocations": core_relocations(log),
         "bpftrace_time_to_attached_s": bt_result.time_to_attached,
-        "libbpf_time_to_attached_s": None
-        if twin.attached is None
-        else twin.attached - twin.started,
+        "libbpf_time_to_attached_s": lb.attach_s if lb is not None else None,
         "started": started,
         "stopped": time.time(),
     }
+    outputs = BuildOutputs(obj, loader, sha, define)
     return CrosscheckResult(attach, reason, comparisons, bt_frames, lb_frames, outputs, meta)

@@ -238,9 +238,10 @@ def run_in_vm(lane: str, command: str, argv: list[str], out: Path | None) -> int
     out = (out or new_run_dir(f"{command}-vm{series}")).resolve()
     inner = [command, *strip_option(strip_option(argv, "--lane"), "--out"), "--out", str(out)]
     if command == "crosscheck":
-        from harness.twin.build import build
+        from harness.compare.crosscheck import prebuild_twins
 
-        inner = [*strip_option(inner, "--prebuilt"), "--prebuilt", str(build().bpf_obj.parent)]
+        root = prebuild_twins(argv, out / "prebuilt")
+        inner = [*strip_option(inner, "--prebuilt"), "--prebuilt", str(root)]
     guest = run_guest(series, inner, out)
     print(f"lane: vm {guest.release} ({guest.accel}, booted in {guest.boot_s or 0:.1f}s)")
     sys.stdout.write(guest.stdout)

@@ -66,7 +66,7 @@ def parse_tracepoint_format(text: str) -> list[TracepointField]:
     out = []
     for m in _FIELD.finditer(text):
         decl = m.group("decl").strip()
-        names = IDENT.findall(decl.split("[")[0])
+        names = IDENT.findall(re.sub(r"\[[^\]]*\]", "", decl))  # `char[] name`, `u8 a[6]`
         if not names or names[-1].startswith("common_"):
             continue
         size = int(m.group("size"))
@@ -102,6 +102,7 @@ class TwinMap:
     func: str
     keys: tuple[KeyField, ...]
     lhist: tuple[int, int, int] | None = None
+    describe: str = ""  # the spec line it implements, e.g. `@count[comm] = count()`
 
     @property
     def value_size(self) -> int:
@@ -135,6 +136,7 @@ class _Scope:
     uses_comm: bool = False
     uses_pid_tgid: bool = False
     uses_ret: bool = False
+    record_reads: dict[str, str] = field(default_factory=dict)  # args.F -> its C declaration
 
     @property
     def kind(self) -> str:
@@ -163,7 +165,11 @@ def _args_field(name: str, scope: _Scope) -> str:
             )
         if not f.scalar:
             raise no_twin(f"args.{name} (an array or string field)")
-        return f"ctx->{name}"
+        # Read once into a local: inside BPF_CORE_READ(...) a record access would become a
+        # CO-RE relocation against a struct the kernel's BTF does not have.
+        ctype = f"__{'s' if f.signed else 'u'}{f.size * 8}"
+        scope.record_reads[name] = f"\tconst {ctype} args_{name} = ctx->{name};"
+        return f"args_{name}"
     if scope.kind in ("kfunc", "kretfunc"):
         arg = next((a for a in scope.spec.args if a.source == f"args.{name}"), None)
         if arg is None:
@@ -182,8 +188,11 @@ def _name(node: expr.Name, scope: _Scope) -> str:
     if arg is not None:
         if scope.kind in ("kretprobe", "uretprobe"):
             raise UsageError(f"{n}: arguments are not readable in a {scope.kind}", "use retval")
-        if arg.source.startswith("args."):
-            return _args_field(arg.source[len("args.") :], scope)
+        if arg.source.startswith("args.") and scope.kind == "tracepoint":
+            field = _args_field(arg.source[len("args.") :], scope)
+            if arg.ctype:  # a record field declared as a typed pointer (skbaddr -> sk_buff)
+                return f"(({arg.parsed_ctype().text()})(unsigned long){field})"
+            return field
         return _var(arg)
     if REGISTER.fullmatch(n):
         i = int(n[3:])
@@ -239,10 +248,8 @@ def _field(node: expr.Field, scope: _Scope) -> str:
             accessors[-1] += "." + name  # a->b.c: one accessor through the embedded struct
         else:
             raise no_twin(f"the '.' field access .{name} on a value that is not a pointer")
-    if isinstance(cur, expr.Field):  # args.F at the root
-        root = _args_field(cur.field, scope)
-    else:
-        root = _pointer(cur, scope)
+    # args.F at the root, or a pointer-valued expression
+    root = _args_field(cur.field, scope) if isinstance(cur, expr.Field) else _pointer(cur, scope)
     if not accessors:
         return root
     return f"BPF_CORE_READ({root}, {', '.join(accessors)})"
@@ -293,8 +300,9 @@ def _value(node: expr.Node, scope: _Scope, raw: bool = False) -> str:
 
 
 def _comment(text: str) -> str:
-    """Spec text inside a C comment: it cannot close the comment."""
-    return text.replace("*/", "*\\/")
+    """Spec text inside a C comment: it can neither close the comment nor open a nested one
+    (-Wcomment)."""
+    return text.replace("*/", "*\\/").replace("/*", "/\\*")
 
 
 def _key_fields(agg: Agg, columns: list[str], scope: _Scope) -> list[tuple[KeyField, str]]:
@@ -579,7 +587,9 @@ def generate_c(
         if not keys:
             keys.append(KeyField("pad", "none"))
         needs_stacks |= any(k.kind in ("kstack", "ustack") for k in keys)
-        tmap = TwinMap(agg.map, bpf_name, agg.func, tuple(keys), agg.lhist)
+        tmap = TwinMap(
+            agg.map, bpf_name, agg.func, tuple(keys), agg.lhist, _statement_text(agg)
+        )
         maps.append(tmap)
         line = _comment(_statement_text(agg))
         decls += [
@@ -658,6 +668,7 @@ def generate_c(
     prologue: list[str] = []
     if scope.uses_pid_tgid:
         prologue.append("\t__u64 pid_tgid = bpf_get_current_pid_tgid();")
+    prologue += scope.record_reads.values()
     if scope.uses_comm:
         prologue.append(f"\tchar comm[{COMM_LEN}];")
     if scope.uses_ret:

@@ -200,3 +200,89 @@ def explain_build_failure(step: str, stderr: str) -> BuildError:
         )
     first = next((ln for ln in stderr.splitlines() if "error" in ln), stderr.strip()[:200])
     return BuildError(f"{step} failed: {first.strip()}", "see the compiler output above")
+
+
+# --- generated twins: one generic loader, one .bpf.o per generated C text ----------------------
+
+LOADER_SOURCE = "twinload.c"
+
+
+@dataclass(frozen=True)
+class TwinObject:
+    """A compiled generated twin: the CO-RE object, its C source beside it, clang's warnings."""
+
+    bpf_obj: Path
+    source: Path
+    sha256: str
+    arch_define: str
+    warnings: str
+
+
+def _publish(work: Path, out: Path) -> None:
+    """Move a finished build directory into place; a concurrent build that won keeps its own
+    (equal) result, and this one's work directory is removed."""
+    try:
+        work.replace(out)
+    except OSError:
+        shutil.rmtree(work, ignore_errors=True)
+        if not out.exists():
+            raise
+
+
+def _work_dir(out: Path) -> Path:
+    import tempfile
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent))
+
+
+def generic_loader() -> Path:
+    """The one loader of every generated twin (twinload.c), built once per source and libbpf."""
+    src = source_dir() / LOADER_SOURCE
+    libbpf_flags = _run(["pkg-config", "--cflags", "--libs", "libbpf"], "pkg-config libbpf").split()
+    h = hashlib.sha256(src.read_bytes() + " ".join(libbpf_flags).encode())
+    h.update(_tool_version("cc").encode())
+    out = cache_root() / f"twinload-{h.hexdigest()[:20]}"
+    binary = out / "twinload"
+    if binary.exists():
+        return binary
+    work = _work_dir(out)
+    try:
+        _run(["cc", "-O2", "-g", "-Wall", str(src), "-o", str(work / "twinload"), *libbpf_flags],
+             "cc (twinload)")
+        _publish(work, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return binary
+
+
+def build_twin(
+    c_text: str, *, arch: str | None = "auto", btf: Path = BTF_PATH, name: str = "twin"
+) -> TwinObject:
+    """Compile generated C (cached by its text, the BTF header and the compiler) with -Wall."""
+    define = f"-D__TARGET_ARCH_{target_arch() if arch == 'auto' else arch}" if arch else ""
+    header = vmlinux_header(btf)
+    h = hashlib.sha256(c_text.encode() + header.name.encode() + define.encode())
+    h.update(_tool_version("clang").encode())
+    out = cache_root() / f"twin-{h.hexdigest()[:20]}"
+    obj, source, log = out / f"{name}.bpf.o", out / f"{name}.bpf.c", out / "clang.log"
+    if obj.exists():
+        return TwinObject(obj, source, sha256_file(obj), define, log.read_text())
+    work = _work_dir(out)
+    try:
+        shutil.copy(header, work / "vmlinux.h")
+        (work / f"{name}.bpf.c").write_text(c_text)
+        cflags = ["-g", "-O2", "-Wall", "-target", "bpf", *([define] if define else [])]
+        argv = ["clang", *cflags, f"-I{work}", "-c", str(work / f"{name}.bpf.c"),
+                "-o", str(work / f"{name}.bpf.o")]
+        if shutil.which("clang") is None:
+            raise BuildError("clang is not installed", "run scripts/setup.sh")
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise explain_build_failure("clang -target bpf (generated twin)", done.stderr)
+        (work / "clang.log").write_text(done.stderr)
+        (work / "vmlinux.h").unlink()
+        _publish(work, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return TwinObject(obj, source, sha256_file(obj), define, log.read_text())
