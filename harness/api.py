@@ -455,7 +455,6 @@ def crosscheck(
         )
     from harness.compare.crosscheck import run_crosscheck
     from harness.host.capabilities import mount_tracefs
-
     from harness.spec import catalog
 
     mount_tracefs()
