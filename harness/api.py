@@ -230,53 +230,63 @@ def trace(
 
     if duration is not None and not duration > 0:
         raise UsageError(f"duration {duration!r} is not positive", "pass seconds > 0, e.g. 5")
-    _warm_imports()
-    mount_tracefs()  # the host lane's one preparation: tracepoints and kprobes live there
-    caps = capabilities()
     argv = _workload_argv(workload)
+    equivalents: dict[str, ProbeSpec] = {}
     if "{" in target:
         if spec_opts or attach:
             raise UsageError(
                 "spec options and attach apply to a probe or catalog name, not a whole program",
                 "write them into the program instead",
             )
-        from harness.spec.literal import calls_exit, with_ready_marker
+        from harness.spec.literal import calls_exit
 
-        spec = None
-        attach_used, reason = "as written", "literal program"
-        marker = new_marker()
-        program = with_ready_marker(target, marker)
-        ends_itself = calls_exit(target)
-        programs = [program]
-        make_program: str | Callable[[int | None], str] = program
+        bounded = calls_exit(target)
+    elif ":" in target:
+        line_spec = spec_options(target, spec_opts)
+        equivalents = {line_spec.attach_type: line_spec}
+        bounded = False
     else:
-        if ":" in target:
-            spec = spec_options(target, spec_opts)
-            equivalents = {spec.attach_type: spec}
-        else:
-            if spec_opts:
-                raise UsageError(
-                    f"spec options ({', '.join(sorted(spec_opts))}) do not apply to "
-                    f"catalog entry {target!r}",
-                    "give a probe such as kprobe:udp_send_skb to shape your own spec",
-                )
-            entry = catalog.get(target)
-            equivalents = dict(entry.equivalents)
-            argv = argv or entry.workload_argv(count, sizes)
+        if spec_opts:
+            raise UsageError(
+                f"spec options ({', '.join(sorted(spec_opts))}) do not apply to "
+                f"catalog entry {target!r}",
+                "give a probe such as kprobe:udp_send_skb to shape your own spec",
+            )
+        entry = catalog.get(target)
+        equivalents = dict(entry.equivalents)
+        argv = argv or entry.workload_argv(count, sizes)
+        bounded = False
+    if argv is None and duration is None and not bounded:
+        raise UsageError(
+            "nothing bounds this run",
+            "pass --workload CMD or --duration S"
+            + ("" if equivalents else ", or end the program with exit()"),
+        )
+    if attach and attach not in equivalents:
+        raise UsageError(
+            f"'{target}' has no {attach} form", f"choose one of: {', '.join(equivalents)}"
+        )
+    _warm_imports()
+    mount_tracefs()  # the host lane's one preparation: tracepoints and kprobes live there
+    caps = capabilities()
+    marker = new_marker()
+    programs: list[str] = []
+    make_program: str | Callable[[int | None], str]
+    spec: ProbeSpec | None = None
+    if not equivalents:
+        from harness.spec.literal import with_ready_marker
+
+        attach_used, reason = "as written", "literal program"
+        make_program = with_ready_marker(target, marker)
+        programs.append(make_program)
+    else:
         if attach:
-            if attach not in equivalents:
-                raise UsageError(
-                    f"'{target}' has no {attach} form", f"choose one of: {', '.join(equivalents)}"
-                )
             attach_used, reason = attach, "chosen with --attach"
         else:
             attach_used, reason = choose_attach(equivalents, caps)
-        spec = equivalents[attach_used]
-        marker = new_marker()
+        spec = chosen = equivalents[attach_used]
         version = bpftrace_version()
         symbol = probe_symbol(spec)
-        programs = []
-        chosen = spec
 
         def program_for(pid: int | None) -> str:
             programs.append(
@@ -285,13 +295,6 @@ def trace(
             return programs[-1]
 
         make_program = program_for
-        ends_itself = False
-    if argv is None and duration is None and not (spec is None and ends_itself):
-        raise UsageError(
-            "nothing bounds this run",
-            "pass --workload CMD or --duration S"
-            + (", or end the program with exit()" if spec is None else ""),
-        )
     started = time.time()
     result = run_bpftrace(
         make_program,

@@ -1,4 +1,9 @@
-"""Shared test gates: real-kernel tests skip (reason printed) only where they cannot run."""
+"""Shared test gates: real-kernel tests skip (reason printed) only where they cannot run.
+
+A test says what it needs: the `kernel` marker (BPF on the running kernel) or the `needs_bpf`
+fixture, which the hook below turns into each other, so `-m "not kernel"` selects exactly the
+tests that run anywhere, and a marked test without the fixture still skips where BPF cannot run.
+"""
 
 from __future__ import annotations
 
@@ -29,3 +34,14 @@ def needs_bpf() -> None:
     reason = bpf_unavailable_reason()
     if reason:
         pytest.skip(reason)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """needs_bpf -> the `kernel` marker; the `kernel` marker -> skipped without BPF."""
+    reason = bpf_unavailable_reason()
+    for item in items:
+        uses_fixture = "needs_bpf" in getattr(item, "fixturenames", ())
+        if uses_fixture and item.get_closest_marker("kernel") is None:
+            item.add_marker(pytest.mark.kernel)
+        if reason and item.get_closest_marker("kernel") is not None and not uses_fixture:
+            item.add_marker(pytest.mark.skip(reason=reason))
