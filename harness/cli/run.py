@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from harness.cli.options import duration
 from harness.errors import UsageError
 
 EXAMPLES = """examples:
@@ -27,32 +27,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a catalog name (ktrace, syscalls), a probe such as kprobe:udp_send_skb, "
         "or a whole bpftrace program",
     )
-    parser.add_argument("--workload", help="command to trace (default: the catalog's workload)")
+    parser.add_argument("-c", "--cmd", "--workload", dest="workload", metavar="CMD",
+                        help="command to trace, started once the probes are live "
+                        "(default: the catalog's workload)")
     parser.add_argument("--count", type=int, default=100, help="datagrams for the UDP workload")
     parser.add_argument("--sizes", default="1,100,1000", help="payload sizes for the UDP workload")
-    parser.add_argument("--duration", type=float, help="stop after S seconds")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for attach")
+    parser.add_argument("-d", "--duration", type=duration, metavar="TIME",
+                        help="stop after TIME (500ms, 5s, 2m; a bare number is seconds)")
+    parser.add_argument("--timeout", type=duration, default=60.0, metavar="TIME",
+                        help="how long to wait for bpftrace to attach")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress display on the terminal")
     parser.add_argument(
         "--attach", choices=("kprobe", "kfunc", "tracepoint"), help="force the attach type"
     )
     parser.add_argument("--lane", default="host", help="host (default) or vm[:VERSION]")
-    parser.add_argument("--top", type=int, default=10, help="rows shown per map")
+    parser.add_argument("--top", type=int, default=10,
+                        help="rows shown per map (the table says how many it leaves out)")
     parser.add_argument("--out", type=Path, help="results directory (default results/<run-id>)")
     parser.add_argument("--plots", action="store_true",
                         help="also draw histogram PNGs (else `harness report DIR` draws them)")
     add_spec_arguments(parser)
-
-
-def _progress() -> Callable[[float], None]:
-    """A once-a-second 'running... Ns' line on a terminal, after the first two seconds."""
-    last = [0.0]
-
-    def show(elapsed: float) -> None:
-        if elapsed >= 2 and elapsed - last[0] >= 1 and sys.stderr.isatty():
-            last[0] = elapsed
-            print(f"\rrunning... {elapsed:4.0f}s", end="", file=sys.stderr, flush=True)
-
-    return show
 
 
 def given_spec_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -77,31 +72,35 @@ def run(args: argparse.Namespace) -> int:
 
     if args.workload is not None and not args.workload.strip():
         raise UsageError("--workload is empty", "pass a command, e.g. --workload 'ping -c1 ::1'")
-    t = trace(
-        args.target,
-        workload=args.workload,
-        duration=args.duration,
-        attach=args.attach,
-        out=args.out,
-        count=args.count,
-        sizes=args.sizes,
-        timeout=args.timeout,
-        report=not os.environ.get("KTRACE_NO_REPORT"),  # the VM lane reports on the host
-        plots=args.plots,
-        check=False,
-        on_progress=_progress(),
-        **given_spec_options(args),
-    )
-    if sys.stderr.isatty():
-        print("\r", end="", file=sys.stderr)
+    from harness.cli.progress import terminal_progress
+    from harness.cli.tables import render
+
+    with terminal_progress(args.quiet) as progress:
+        t = trace(
+            args.target,
+            workload=args.workload,
+            duration=args.duration,
+            attach=args.attach,
+            out=args.out,
+            count=args.count,
+            sizes=args.sizes,
+            timeout=args.timeout,
+            report=not os.environ.get("KTRACE_NO_REPORT"),  # the VM lane reports on the host
+            plots=args.plots,
+            check=False,
+            on_progress=lambda elapsed: progress(
+                "tracing", elapsed, args.duration, "s") if elapsed >= 1 else None,
+            **given_spec_options(args),
+        )
     for note in t.notes:
         print(f"note: {note}", file=sys.stderr)
     print(f"attach: {t.meta.attach} ({t.meta.attach_reason})")
-    from harness.cli.tables import render
-
     for name, table in t.tables.items():
         print(f"\n{name}  ({len(table)} rows)")
         print(render(table, args.top))
+    if not any(len(table) for table in t.tables.values()) and t.error is None:
+        print("\nno events: no map got an entry (check the probe, its filters, and that the "
+              "workload reaches it)")
     print(f"\nresults: {t.path}")
     t.check()
     return 0

@@ -1,0 +1,39 @@
+"""`harness run` with bpftrace/BCC habits: -c CMD, -d 500ms, -q, and a word when nothing matched."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from harness.cli import main
+from harness.paths import workload
+
+pytestmark = pytest.mark.kernel
+
+
+def test_dash_c_and_duration_units(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    loop = f"{sys.executable} {workload('syscall_loop.py')} --count 700"
+    argv = ["run", "tracepoint:syscalls:sys_enter_getppid", "--count-by", "comm", "-c", loop,
+            "-d", "30s", "-q", "--out", str(tmp_path / "r")]
+    assert main(argv) == 0
+    frame = pd.read_csv(tmp_path / "r" / "count.csv")
+    assert frame["value"].sum() == 700  # the workload's own count, not ours
+
+
+def test_a_run_that_matched_nothing_says_so(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["run", "tracepoint:syscalls:sys_enter_getppid", "--count-by", "comm",
+            "--comm", "no-such-comm", "-d", "300ms", "--out", str(tmp_path / "r")]
+    assert main(argv) == 0
+    assert "no events: no map got an entry" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-1", "0", "5 parsecs"])
+def test_bad_duration_is_a_usage_error(bad: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "tracepoint:syscalls:sys_enter_getppid", "-d", bad])
+    assert exit_info.value.code == 2
+    assert "is not a duration" in capsys.readouterr().err
