@@ -16,8 +16,8 @@ pytestmark = pytest.mark.kernel
 
 def test_dash_c_and_duration_units(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     loop = f"{sys.executable} {workload('syscall_loop.py')} --count 700"
-    argv = ["run", "tracepoint:syscalls:sys_enter_getppid", "--count-by", "comm", "-c", loop,
-            "-d", "30s", "-q", "--out", str(tmp_path / "r")]
+    argv = ["run", "tracepoint:syscalls:sys_enter_getppid", "--count-by", "comm",
+            "--workload-pid", "-c", loop, "-d", "30s", "-q", "--out", str(tmp_path / "r")]
     assert main(argv) == 0
     frame = pd.read_csv(tmp_path / "r" / "count.csv")
     assert frame["value"].sum() == 700  # the workload's own count, not ours
