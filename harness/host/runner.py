@@ -298,7 +298,9 @@ class BpftraceProcess:
             interrupted = True
             with contextlib.suppress(OSError):
                 child.sendintr()
-            self._drain(time.monotonic() + grace)
+        # Read to EOF even when bpftrace already exited by itself: the pty still holds what it
+        # printed last (its maps, late printf lines).
+        self._drain(time.monotonic() + grace)
         if child.isalive():
             self._signal_group(signal.SIGTERM)
             self._drain(time.monotonic() + 3)
@@ -410,11 +412,15 @@ def run_bpftrace(
 def _finished(
     proc: BpftraceProcess, work: GatedWorkload | None, duration: float | None, elapsed: float
 ) -> bool:
-    """A run ends when the workload exits, the duration passes, or bpftrace itself exits."""
+    """A run ends when the workload exits, the duration passes, or bpftrace itself exits.
+
+    With neither a workload nor a duration the program ends itself (exit()): stopping it with
+    Ctrl-C then would cut off the printf events it has not yet read from its perf buffer.
+    """
     if proc.child is None or not proc.child.isalive():
         return True
     if duration is not None and elapsed >= duration:
         return True
     if work is not None:
         return work.poll() is not None
-    return duration is None
+    return False
