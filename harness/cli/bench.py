@@ -39,6 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--timeout", type=float, default=300.0, help="seconds per step (default 300)"
     )
     parser.add_argument("--no-report", action="store_true", help="skip the PNG/summary report")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress display on the terminal")
     parser.add_argument("--label", help="suffix for the output files: <NAME>-<LABEL>.csv/.md")
     parser.add_argument("--lane", default="host", help="host (default) or vm[:VERSION]")
     parser.add_argument(
@@ -115,7 +117,16 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
 
+    from harness.cli.progress import terminal_progress
+
+    per_round = 1 + len(case.tracers)
+    total = args.rounds * per_round
+    done = [0]
+
     def progress(s: bench.Sample) -> None:
+        done[0] += 1
+        bar(f"bench {args.name}: round {s.round + 1} of {args.rounds}", done[0], total,
+            "runs")
         extra = (
             ""
             if s.overhead_ns_per_event is None
@@ -128,9 +139,11 @@ def run(args: argparse.Namespace) -> int:
             f"  round {s.round} {s.mode:9s} {s.ns_per_event:9.1f} ns/event{extra}", file=sys.stderr
         )
 
-    samples = bench.run_rounds(
-        case.workload, case.tracers, args.rounds, args.warmup, args.timeout, progress
-    )
+    with terminal_progress(args.quiet) as bar:
+        bar(f"bench {args.name}: {args.warmup} warm-up round(s)")
+        samples = bench.run_rounds(
+            case.workload, case.tracers, args.rounds, args.warmup, args.timeout, progress
+        )
     result = bench.BenchResult(args.name, case.workload, case.attach, samples, env, started)
     stem = f"{args.name}-{args.label}" if args.label else args.name
     csv_path = bench.write_csv(result, out_dir / f"{stem}.csv")
