@@ -183,7 +183,7 @@ def run_crosscheck(
     from harness.output.frames import to_frames
     from harness.spec import codegen
     from harness.twin.build import BuildOutputs
-    from harness.twin.generic import TwinLoader, twin_frames
+    from harness.twin.generic import TwinLoader, counters, twin_frames
     from harness.twin.loader import core_relocations
 
     spec, attach, reason, cat = resolve_spec(name, spec, attach)
@@ -261,6 +261,7 @@ def run_crosscheck(
         "bpftrace": caps.bpftrace,
         "libbpf": caps.libbpf,
         "libbpf_lost": dropped,
+        "libbpf_insert_races": counters(dumps)[1],
         "core_relocations": core_relocations(log),
         "bpftrace_time_to_attached_s": bt_result.time_to_attached,
         "libbpf_time_to_attached_s": lb.attach_s if lb is not None else None,

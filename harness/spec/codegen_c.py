@@ -394,11 +394,11 @@ def _statement_text(agg: Agg) -> str:
 
 
 HELPERS = """\
-/* Events that found no map element (a full map); the reader reports them, a crosscheck
- * requires 0. */
+/* [0]: events that found no map element (a full map; a crosscheck requires 0);
+ * [1]: inserts that lost the race for a new key to another CPU and were retried. */
 struct {
 \t__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-\t__uint(max_entries, 1);
+\t__uint(max_entries, 2);
 \t__type(key, __u32);
 \t__type(value, __u64);
 } twin_drops SEC(".maps");
@@ -421,18 +421,19 @@ struct twin_total {
 static __always_inline void *element(void *map, const void *key)
 {
 \tconst __u64 zero[2] = {};
-\t__u32 first = 0;
-\t__u64 *drops;
+\t__u32 what = 0;
+\t__u64 *n;
 \tvoid *v = bpf_map_lookup_elem(map, key);
 
 \tif (v)
 \t\treturn v;
-\tbpf_map_update_elem(map, key, zero, BPF_NOEXIST);
+\tif (bpf_map_update_elem(map, key, zero, BPF_NOEXIST) == -EEXIST)
+\t\twhat = 1; /* another CPU created it first: use that element */
 \tv = bpf_map_lookup_elem(map, key);
-\tif (!v) {
-\t\tdrops = bpf_map_lookup_elem(&twin_drops, &first);
-\t\tif (drops)
-\t\t\t*drops += 1;
+\tif (!v || what) {
+\t\tn = bpf_map_lookup_elem(&twin_drops, &what);
+\t\tif (n)
+\t\t\t*n += 1;
 \t}
 \treturn v;
 }
@@ -635,6 +636,8 @@ def generate_c(
         "#include <bpf/bpf_helpers.h>",
         "#include <bpf/bpf_tracing.h>",
         "#include <bpf/bpf_core_read.h>",
+        "",
+        "#define EEXIST 17 /* errno.h's value: vmlinux.h carries no errno macros */",
         "",
         'char LICENSE[] SEC("license") = "GPL";',
         "",

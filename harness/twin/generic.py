@@ -320,6 +320,16 @@ def twin_frames(
         if dump is None:
             raise LoaderError(f"twinload printed no map {tmap.bpf_name}", "rebuild the twin")
         frames[tmap.spec_map] = map_frame(tmap, dump, stacks)
+    return frames, counters(dumps)[0]
+
+
+def counters(dumps: Mapping[str, MapDump]) -> tuple[int, int]:
+    """(events dropped for a full map, new-key inserts retried after losing a race to another
+    CPU): the twin's own bookkeeping, summed over CPUs."""
     drops = dumps.get(DROPS_MAP)
-    dropped = sum(_u64(c) for _, v in drops.entries for c in drops.per_cpu(v)) if drops else 0
-    return frames, dropped
+    totals = [0, 0]
+    for key, value in drops.entries if drops else []:
+        index = int.from_bytes(key, "little")
+        if index < 2:
+            totals[index] += sum(_u64(c) for c in drops.per_cpu(value))  # type: ignore[union-attr]
+    return totals[0], totals[1]

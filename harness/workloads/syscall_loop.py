@@ -24,17 +24,18 @@ SOURCE = Path(__file__).resolve().with_suffix(".c")
 CACHE = cache_home()
 
 
-def build() -> Path | None:
-    """Compiled loop, rebuilt when the source changes; None when no compiler is available."""
+def build(source: Path = SOURCE, flags: tuple[str, ...] = ()) -> Path | None:
+    """A workload's C source compiled into the cache, rebuilt when the source changes; None
+    when no compiler is available. (Also builds race_keys.c, with -pthread.)"""
     cc = shutil.which(os.environ.get("CC", "cc"))
     if cc is None:
         return None
-    digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:12]
-    binary = CACHE / f"syscall_loop-{digest}"
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
+    binary = CACHE / f"{source.stem}-{digest}"
     if not binary.exists():
         CACHE.mkdir(parents=True, exist_ok=True)
         tmp = binary.with_suffix(f".tmp{os.getpid()}")
-        subprocess.run([cc, "-O2", "-o", str(tmp), str(SOURCE)], check=True)
+        subprocess.run([cc, "-O2", *flags, "-o", str(tmp), str(source)], check=True)
         tmp.replace(binary)
     return binary
 
