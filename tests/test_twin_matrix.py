@@ -45,7 +45,7 @@ def loop_comm() -> str:
 
 def cgroup2_root() -> Path:
     for row in Path("/proc/mounts").read_text().splitlines():
-        dev, mnt, fstype, *_ = row.split()
+        _dev, mnt, fstype, *_ = row.split()
         if fstype == "cgroup2":
             return Path(mnt)
     pytest.skip("no cgroup v2 mount")

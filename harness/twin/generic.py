@@ -326,10 +326,11 @@ def twin_frames(
 def counters(dumps: Mapping[str, MapDump]) -> tuple[int, int]:
     """(events dropped for a full map, new-key inserts retried after losing a race to another
     CPU): the twin's own bookkeeping, summed over CPUs."""
-    drops = dumps.get(DROPS_MAP)
     totals = [0, 0]
-    for key, value in drops.entries if drops else []:
-        index = int.from_bytes(key, "little")
-        if index < 2:
-            totals[index] += sum(_u64(c) for c in drops.per_cpu(value))  # type: ignore[union-attr]
+    drops = dumps.get(DROPS_MAP)
+    if drops is not None:
+        for key, value in drops.entries:
+            index = int.from_bytes(key, "little")
+            if index < 2:
+                totals[index] += sum(_u64(c) for c in drops.per_cpu(value))
     return totals[0], totals[1]
