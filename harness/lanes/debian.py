@@ -15,6 +15,7 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.paths import cache_home
+from harness.progress import Progress, silent
 
 # Kernel series -> the Debian suite whose linux-image-amd64 brings it.
 SUITES = {"6.1": "bookworm", "6.12": "bookworm-backports"}
@@ -83,7 +84,25 @@ def _run(argv: list[str], cwd: Path | None = None) -> str:
     return done.stdout
 
 
-def fetch(series: str) -> KernelImage:
+def _download(argv: list[str], debs: Path, total: int | None, what: str,
+              progress: Progress) -> None:
+    """`apt-get download` into `debs`, reporting the bytes that have landed there so far."""
+    import time
+
+    proc = subprocess.Popen(argv, cwd=debs, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    while proc.poll() is None:
+        got = sum(f.stat().st_size for f in debs.iterdir() if f.is_file())
+        progress(f"downloading {what}", got, total, "bytes")
+        time.sleep(0.2)
+    _, err = proc.communicate()
+    if proc.returncode != 0:
+        last = (err.strip().splitlines() or ["no output"])[-1]
+        raise KernelFetchError(f"apt-get download failed: {last}",
+                               "check that the Debian package registry is reachable")
+
+
+def fetch(series: str, progress: Progress = silent) -> KernelImage:
     """Download (once) and unpack the Debian kernel of a series: '6.1' or '6.12'."""
     if series not in SUITES:
         raise KernelFetchError(
@@ -104,6 +123,7 @@ def fetch(series: str) -> KernelImage:
         f"deb [signed-by={KEYRING}] {host_mirror()} {SUITES[series]} main\n"
     )
     opts = _apt_options(apt)
+    progress(f"reading the package lists of {SUITES[series]}")
     _run(["apt-get", *opts, "update"])
     depends = _run(["apt-cache", *opts, "depends", "linux-image-amd64"])
     m = re.search(r"Depends: (linux-image-[\w.+~-]+)", depends)
@@ -113,7 +133,10 @@ def fetch(series: str) -> KernelImage:
         )
     debs = root / "debs"
     debs.mkdir(exist_ok=True)
-    _run(["apt-get", *opts, "download", m.group(1)], cwd=debs)
+    size = re.search(r"^Size: (\d+)", _run(["apt-cache", *opts, "show", m.group(1)]), re.M)
+    _download(["apt-get", *opts, "download", m.group(1)], debs,
+              int(size.group(1)) if size else None, m.group(1), progress)
+    progress(f"unpacking {m.group(1)}")
     tmp = root / "root.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     for deb in sorted(debs.glob("*.deb")):
