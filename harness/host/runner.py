@@ -25,7 +25,8 @@ from harness.host.workload import GatedWorkload
 if TYPE_CHECKING:
     from harness.output.model import Output
 
-ATTACH_RE = re.compile(rb"Attaching (\d+) probes?\.\.\.")
+# "Attaching N probes..." before 0.24, "Attached N probes" from 0.24 on.
+ATTACH_RE = re.compile(rb"Attach(?:ing|ed) (\d+) probes?")
 # Lines bpftrace writes to stderr; the pty merges them with stdout, so they are split back here.
 # A location is `stdin:L:C-C2:` or, for a diagnostic spanning lines, `stdin:L1-L2:`.
 LOCATION = r"\S+?:\d+(?:[:-]\d+)*: "
@@ -368,18 +369,20 @@ def run_bpftrace(
     duration: float | None = None,
     timeout: float = 60.0,
     on_progress: Callable[[float], None] | None = None,
+    bpftrace: str = "bpftrace",
 ) -> RunResult:
     """Run one program: attach, release the workload (or wait `duration`), stop, parse.
 
     `program` may be a function of the workload's pid, so filters can name it before it runs.
     The result always comes back, even when the run was cut short: `result.error` says why.
+    `bpftrace` is the command to start (another release's wrapper, harness.host.bpftrace_versions).
     """
     work = GatedWorkload(workload) if workload else None
     proc: BpftraceProcess | None = None
     result: RunResult | None = None
     try:
         text = program(work.pid if work else None) if callable(program) else program
-        proc = BpftraceProcess(text, marker)
+        proc = BpftraceProcess(text, marker, bpftrace=bpftrace)
         proc.start()
         proc.wait_attached(timeout)
         if work is not None:
