@@ -58,6 +58,7 @@ class RunMeta:
     error: str | None
     printed_lines: list[str]
     diagnostics: str
+    bpftrace: dict[str, Any] = field(default_factory=dict)  # which release ran, from where
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -190,6 +191,7 @@ def trace(
     plots: bool = False,
     check: bool = True,
     on_progress: Callable[[float], None] | None = None,
+    bpftrace: str | None = None,
     **spec_opts: Any,
 ) -> Trace:
     """Generate, run and parse one bpftrace program around a workload.
@@ -210,6 +212,9 @@ def trace(
         `Trace.error` for the caller (the CLI prints the tables first). Failures before anything
         was gathered (bad input, a probe that cannot attach) raise either way.
     on_progress: called with the seconds since attach, about every 50 ms while the run lasts.
+    bpftrace: the release to run: None or "system" (the installed one), its version ("0.17"),
+        "0.27" or "latest" (a Debian root built on first use; `harness doctor` lists them).
+        Codegen writes the program for that release.
     spec_opts: for a probe target, the CLI's spec flags as keywords (`count_by="kstack"`,
         `arg="skb=struct sk_buff *"`, `hist="skb->len"`, `filter=...`, `workload_pid=True`).
     """
@@ -218,16 +223,13 @@ def trace(
             f"the library runs lane {lane!r} only through the CLI for now",
             "use `harness run ... --lane vm`, or lane='host'",
         )
-    from harness.host.capabilities import (
-        bpftrace_version,
-        capabilities,
-        choose_attach,
-        mount_tracefs,
-    )
+    from harness.host.bpftrace_versions import resolve
+    from harness.host.capabilities import capabilities, choose_attach, mount_tracefs
     from harness.host.runner import run_bpftrace
     from harness.host.symbols import probe_symbol
     from harness.spec import catalog, codegen
 
+    tracer = resolve(bpftrace)
     if duration is not None and not duration > 0:
         raise UsageError(f"duration {duration!r} is not positive", "pass seconds > 0, e.g. 5")
     argv = _workload_argv(workload)
@@ -285,7 +287,7 @@ def trace(
         else:
             attach_used, reason = choose_attach(equivalents, caps)
         spec = chosen = equivalents[attach_used]
-        version = bpftrace_version()
+        version = tracer.version
         symbol = probe_symbol(spec)
 
         def program_for(pid: int | None) -> str:
@@ -303,8 +305,10 @@ def trace(
         duration=duration,
         timeout=timeout,
         on_progress=on_progress,
+        bpftrace=tracer.command,
     )
     meta = _run_meta(target, spec, attach_used, reason, caps, programs, argv, result, started)
+    meta.bpftrace = tracer.as_dict()
     key_names = spec.key_names() if spec is not None else {}
     done = _finish(result, key_names, meta, out, report, plots)
     return done.check() if check else done
@@ -433,6 +437,7 @@ def crosscheck(
     prebuilt: Path | None = None,
     libbpf_pid_offset: int = 0,
     workload: str | Sequence[str] | None = None,
+    bpftrace: str | None = None,
     **spec_opts: Any,
 ) -> Crosscheck:
     """Run bpftrace and the libbpf CO-RE twin on the same gated workload and compare exactly.
@@ -450,6 +455,7 @@ def crosscheck(
         syscall tracepoints and uprobes, UDP sends otherwise); both filter on its pid.
     spec_opts: for a probe target, the spec flags as keywords, as in `trace`; the twin is
         generated from the same spec (harness.spec.codegen_c).
+    bpftrace: the release to run (None: the installed one; "0.27"/"latest": a cached root).
     """
     if lane != "host":
         raise UsageError(
@@ -474,6 +480,7 @@ def crosscheck(
         libbpf_pid_offset=libbpf_pid_offset,
         timeout=timeout,
         prebuilt=prebuilt,
+        bpftrace=bpftrace,
     )
     return _crosscheck_out(result, out)
 

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 need_apt=0
 for tool in bpftrace clang llc bpftool qemu-system-x86_64 pkg-config depmod busybox setpriv \
-    chromium; do
+    chromium mmdebstrap unshare chroot; do
     command -v "$tool" >/dev/null 2>&1 || need_apt=1
 done
 [ -f /usr/include/bpf/libbpf.h ] || need_apt=1
@@ -14,7 +14,7 @@ if [ "$need_apt" = 1 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
         bpftrace clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config make gcc \
-        qemu-system-x86 busybox-static kmod util-linux chromium >/dev/null
+        qemu-system-x86 busybox-static kmod util-linux chromium mmdebstrap >/dev/null
 fi
 
 # bpftrace and tracepoints need tracefs; mount it where the kernel expects it.
@@ -31,4 +31,7 @@ python3 -m venv .venv
 # An editable install leaves the sources uncompiled; with PYTHONDONTWRITEBYTECODE set (as in
 # some shells and CI) every harness command would compile them again (~0.3 s of each start).
 .venv/bin/python -m compileall -q harness grammar >/dev/null
+# The newest bpftrace (--bpftrace 0.27): a Debian forky root built once into the cache
+# (~390 MB, about a minute), then found there; the version tests run on it.
+.venv/bin/python -m harness.host.bpftrace_versions 0.27
 echo "setup done: .venv/bin/harness is ready"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from harness.cli.options import add_bpftrace_argument, prepare_bpftrace
+
 EXAMPLES = """examples:
   harness crosscheck ktrace              # bpftrace and the libbpf CO-RE twin on the same sends
   harness crosscheck ktrace --lane vm    # the same with the real kprobe in a Debian 6.1 guest
@@ -34,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--lane", default="host", help="host (default) or vm[:VERSION]")
     add_spec_arguments(parser)
+    add_bpftrace_argument(parser)
     parser.add_argument(
         "--libbpf-pid-offset",
         type=int,
@@ -43,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    prepare_bpftrace(args)
     if args.lane != "host":
         from harness.lanes.vm import run_in_vm
 
@@ -58,11 +62,13 @@ def run(args: argparse.Namespace) -> int:
         libbpf_pid_offset=args.libbpf_pid_offset,
         timeout=args.timeout,
         prebuilt=args.prebuilt,
+        bpftrace=args.bpftrace,
         out=args.out,
         workload=args.workload,
         **given_spec_options(args),
     )
     print(f"attach: {x.attach} ({x.reason}); .bpf.o sha256 {x.bpf_obj_sha256[:16]}")
+    print(f"bpftrace: {x.meta['bpftrace']} ({x.meta['bpftrace_origin']})")
     print(f"{'map':<9} {'compared':<36} {'bpftrace':>10} {'libbpf':>10}  verdict")
     for name, v in x.maps.items():
         bt = _total(x.bpftrace.get(name))

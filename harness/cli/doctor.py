@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from harness.errors import HarnessError
+from harness.host.bpftrace_versions import listing
 from harness.host.capabilities import ATTACH_ORDER, capabilities, choose_attach
 
 EXAMPLES = """examples:
@@ -26,11 +27,18 @@ def run(args: argparse.Namespace) -> int:
         choice: dict[str, str | None] = {"attach": attach, "reason": why}
     except HarnessError as err:
         choice = {"attach": None, "reason": str(err)}
+    versions = listing()
     if args.json:
         import json
 
         vm = {"accelerator": accel, "probed": accel is not None}
-        print(json.dumps({**caps.as_dict(), "attach_choice": choice, "vm_lane": vm}, indent=2))
+        bpftraces = [{"name": n, "version": v, "origin": o} for n, v, o in versions]
+        print(
+            json.dumps(
+                {**caps.as_dict(), "attach_choice": choice, "vm_lane": vm, "bpftraces": bpftraces},
+                indent=2,
+            )
+        )
         return 0
     rows = [(k, _show(v)) for k, v in caps.as_dict().items()]
     rows.append(("vm lane", f"guests boot with {accel}" if accel else "not probed yet"))
@@ -39,6 +47,11 @@ def run(args: argparse.Namespace) -> int:
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
+    # --bpftrace NAME: one row per release, with where it comes from.
+    print("\nbpftrace releases (--bpftrace NAME):")
+    name_width = max(len(name) for name, _, _ in versions)
+    for name, version, origin in versions:
+        print(f"  {name:<{name_width}}  {version}: {origin}")
     return 0
 
 

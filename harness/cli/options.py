@@ -20,3 +20,22 @@ def duration(text: str) -> float:
             f"{text!r} is not a duration: write a positive number with an optional unit "
             "(us, ms, s, m, h), e.g. 500ms, 5s, 2m")
     return seconds
+
+
+def add_bpftrace_argument(parser: argparse.ArgumentParser) -> None:
+    """`--bpftrace VERSION` for run, crosscheck and bench."""
+    parser.add_argument(
+        "--bpftrace",
+        metavar="VERSION",
+        help="the bpftrace release to run: system (default), its version (0.17), 0.27 or "
+        "latest (a Debian root built on first use; `harness doctor` lists them)",
+    )
+
+
+def prepare_bpftrace(args: argparse.Namespace) -> None:
+    """Resolve --bpftrace before any lane runs: a root is built here, on the host, so a VM
+    guest (which sees the host's files read-only) finds it; an unknown name fails early."""
+    if getattr(args, "bpftrace", None):
+        from harness.host.bpftrace_versions import resolve
+
+        resolve(args.bpftrace)

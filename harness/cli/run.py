@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.cli.options import duration
+from harness.cli.options import add_bpftrace_argument, duration, prepare_bpftrace
 from harness.errors import UsageError
 
 EXAMPLES = """examples:
@@ -42,6 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--attach", choices=("kprobe", "kfunc", "tracepoint"), help="force the attach type"
     )
     parser.add_argument("--lane", default="host", help="host (default) or vm[:VERSION]")
+    add_bpftrace_argument(parser)
     parser.add_argument("--top", type=int, default=10,
                         help="rows shown per map (the table says how many it leaves out)")
     parser.add_argument("--out", type=Path, help="results directory (default results/<run-id>)")
@@ -64,6 +65,7 @@ def given_spec_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    prepare_bpftrace(args)
     if args.lane != "host":
         from harness.lanes.vm import run_in_vm
 
@@ -90,11 +92,13 @@ def run(args: argparse.Namespace) -> int:
             check=False,
             on_progress=lambda elapsed: progress(
                 "tracing", elapsed, args.duration, "s") if elapsed >= 1 else None,
+            bpftrace=args.bpftrace,
             **given_spec_options(args),
         )
     for note in t.notes:
         print(f"note: {note}", file=sys.stderr)
     print(f"attach: {t.meta.attach} ({t.meta.attach_reason})")
+    print(f"bpftrace: {t.meta.bpftrace['version_text']} ({t.meta.bpftrace['origin']})")
     for name, table in t.tables.items():
         print(f"\n{name}  ({len(table)} rows)")
         print(render(table, args.top))

@@ -169,14 +169,17 @@ def run_crosscheck(
     prebuilt: Path | None = None,
     spec: ProbeSpec | None = None,
     workload_argv: list[str] | None = None,
+    bpftrace: str | None = None,
 ) -> CrosscheckResult:
     """Run both tracers around one workload and compare every map of the spec.
 
     `spec` (a probe line's spec) replaces the catalog entry `name`. `libbpf_pid_offset`
     deliberately points the twin at another pid: a test uses it to prove a mismatch is caught.
     `prebuilt` is a directory holding a twin built elsewhere (twin.bpf.c, twin.bpf.o).
+    `bpftrace` names the release to run (harness.host.bpftrace_versions; None: the system's).
     """
-    from harness.host.capabilities import bpftrace_version, capabilities
+    from harness.host.bpftrace_versions import resolve
+    from harness.host.capabilities import capabilities
     from harness.host.runner import BpftraceProcess
     from harness.host.symbols import probe_symbol
     from harness.host.workload import GatedWorkload
@@ -188,6 +191,7 @@ def run_crosscheck(
 
     spec, attach, reason, cat = resolve_spec(name, spec, attach)
     caps = capabilities()
+    tracer = resolve(bpftrace)
     symbol = probe_symbol(spec)
     twin = twin_program(spec)
     obj, loader, sha, define, warnings = _twin_build(twin.text, prebuilt)
@@ -207,14 +211,14 @@ def run_crosscheck(
     started = time.time()
     try:
         program = codegen.generate(
-            spec, attach, bpftrace_version(), marker, pid=work.pid, symbol=symbol
+            spec, attach, tracer.version, marker, pid=work.pid, symbol=symbol
         )
         settings = {"target_pid": work.pid + libbpf_pid_offset}
         if spec.cgroup:
             import os
 
             settings["target_cgroup"] = os.stat(spec.cgroup).st_ino
-        bt = BpftraceProcess(program, marker)
+        bt = BpftraceProcess(program, marker, bpftrace=tracer.command)
         bt.start()
         lb = TwinLoader(
             loader,
@@ -258,7 +262,8 @@ def run_crosscheck(
         "bpf_obj_sha256": sha,
         "arch_define": define,
         "kernel": caps.kernel,
-        "bpftrace": caps.bpftrace,
+        "bpftrace": tracer.version_text,
+        "bpftrace_origin": tracer.origin,
         "libbpf": caps.libbpf,
         "libbpf_lost": dropped,
         "libbpf_insert_races": counters(dumps)[1],
