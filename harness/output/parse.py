@@ -323,14 +323,22 @@ _CLOCK = re.compile(r"(\d{2}):(\d{2}):(\d{2}(?:\.\d+)?)\Z")
 
 
 _RUN_LINE = re.compile(r"^(@\w*)(\[(.*)\])?: (.*)$", re.M)
-_STATS_VALUE = re.compile(r"count (-?\d+), average (-?\d+), total (-?\d+)\Z")
+# stats(): `count 2, average 6, total 12`; from 0.24 on `{ .count = 2, .average = 6, .total = 12 }`.
+_STATS = (r"(?:count -?\d+, average -?\d+, total -?\d+"
+          r"|\{ \.count = -?\d+, \.average = -?\d+, \.total = -?\d+ \})")
+_STATS_VALUE = re.compile(r"(?:count (-?\d+), average (-?\d+), total (-?\d+)"
+                          r"|\{ \.count = (-?\d+), \.average = (-?\d+), \.total = (-?\d+) \})\Z")
 _ATTACHED = re.compile(r"Attach(?:ing|ed) (\d+) probe")
 _JSON_RECORD = re.compile(r'\{"type": ?"')
+_JSON_DIAG_HEAD = re.compile(r"^\S+:\d+(?:-\d+)?(?::\d+(?:-\d+)?)?: (?:WARNING|ERROR): ")
+_UNDERLINE = re.compile(r"^[\s~^]+$")
+# One stack frame as 0.24+ json keys hold it (whitespace stripped): sym+off, an address.
+_FLAT_FRAME = re.compile(r"\S+\+\d+\S*|0x[0-9a-fA-F]+\S*|\[unknown\]")
 
 # Line shapes. Each is matched against ONE line (pattern.match(text, start, end_of_line)),
 # none has nested quantifiers: the work per line is bounded by the line's length.
 _L_ATTACHED = re.compile(r"Attach(?:ing|ed) \d+ probes?(?:\.\.\.)?[ \t]*$")
-_L_STATS = re.compile(r"(@\w*)(?:\[(.*)\])?: (count -?\d+, average -?\d+, total -?\d+)$")
+_L_STATS = re.compile(r"(@\w*)(?:\[(.*)\])?: (" + _STATS + r")$")
 _L_HEAD = re.compile(r"(@\w*)(?:\[(.*)\])?: ?$")
 _L_KEY_OPEN = re.compile(r"@\w*\[")
 _L_BUCKET = re.compile(r"(?:\[-?\d+[KMGTPE]?\]|\[-?\d+[KMGTPE]?, (?:-?\d+[KMGTPE]?|\.\.\.)\)"
@@ -340,7 +348,7 @@ _L_JOIN_END = re.compile(r"(.*?)\]: (.*)$")
 # A run of entry lines with a non-empty value, none a stats line, none followed by an
 # indented line (that line heads a stack). Possessive: a finished line is never revisited,
 # so the regex keeps no state per line and can fail only inside the first line.
-_L_RUN = re.compile(r"(?:@\w*(?:\[[^\n]*\])?: (?!count -?\d+, average -?\d+, total -?\d+\n)"
+_L_RUN = re.compile(r"(?:@\w*(?:\[[^\n]*\])?: (?!" + _STATS + r"\n)"
                     r"[^\n]+\n(?![ \t]))++")
 _JOIN_LIMIT = 64  # lines a key holding newlines may span
 
@@ -483,7 +491,7 @@ def _stack_key(tokens: list[Any], sep: str) -> tuple[str, Key, str]:
 def _scalar_value(value: str) -> tuple[Any, str]:
     stats = _STATS_VALUE.match(value)
     if stats:
-        return Stats(*(int(g) for g in stats.groups())), "stats"
+        return Stats(*(int(g) for g in stats.groups() if g is not None)), "stats"
     if _INT.match(value):
         return int(value), "int"
     return value, "str"
@@ -776,6 +784,21 @@ def _is_keyed(kind: str, value: Any) -> bool:
     return isinstance(value, dict)
 
 
+def _flat_stack(body: str) -> bool:
+    """A json key holding a stack whose frames lost their indentation: every line between
+    newlines (but the `,` joints of a tuple) is a frame. Strings with newlines are not."""
+    inner = [seg for seg in body.split("\n")[1:-1] if not seg.startswith(",")]
+    return bool(inner) and all(_FLAT_FRAME.fullmatch(seg) for seg in inner)
+
+
+def _reindent_frames(body: str) -> str:
+    """Indent the frame lines of a json stack key (all but the first and last segment, and
+    not the `,` joints between tuple parts) so split_key reads them as a stack."""
+    segments = body.split("\n")
+    inner = [seg if seg.startswith(",") else "    " + seg for seg in segments[1:-1]]
+    return "\n".join([segments[0], *inner, segments[-1]])
+
+
 def parse_json(text: str, *, line_times: Sequence[float] | None = None) -> Output:
     """bpftrace `-f json` output (one object per line) -> Output.
 
@@ -785,9 +808,20 @@ def parse_json(text: str, *, line_times: Sequence[float] | None = None) -> Outpu
     """
     b = _Builder(",")
     records = 0
+    in_diagnostic = False
     for lineno, raw in enumerate(text.splitlines(), 1):
         if not raw.strip():
             continue
+        # bpftrace 0.27 writes its compile-time diagnostics to stdout in json mode, as text:
+        # a located header line, the source excerpt (which may hold a lone `{`), an underline.
+        if _JSON_DIAG_HEAD.match(raw):
+            in_diagnostic = True
+            b.warn(lineno, f"bpftrace diagnostic in the json output: {raw}")
+            continue
+        if in_diagnostic and not _JSON_RECORD.match(raw):
+            in_diagnostic = not _UNDERLINE.match(raw)  # the excerpt ends at its underline
+            continue
+        in_diagnostic = False
         if not raw.lstrip().startswith("{"):  # the traced command's own stdout (-c CMD)
             b.line(raw, lineno)
             continue
@@ -823,7 +857,14 @@ def parse_json(text: str, *, line_times: Sequence[float] | None = None) -> Outpu
                     sep = b.sep
                     for k, v in value.items():
                         val, vk = _json_value(kind, v, repairs)
-                        b.add(name, split_key(_unescape_key(k), sep), val, vk, lineno)
+                        body = _unescape_key(k)
+                        if _flat_stack(body):
+                            body = _reindent_frames(body)
+                            repairs.append(
+                                f"{name}: stack frames in the json keys had no indentation "
+                                "(bpftrace 0.24+ strips whitespace from json keys); read as stacks"
+                            )
+                        b.add(name, split_key(body, sep), val, vk, lineno)
                 else:
                     val, vk = _json_value(kind, value, repairs)
                     b.add(name, (), val, vk, lineno)
