@@ -265,6 +265,15 @@ def trace(
             + ("" if equivalents else ", or end the program with exit()"),
         )
     if attach and attach not in equivalents:
+        if ":" in target and "{" not in target:  # a probe line runs as written
+            from harness.spec import catalog
+
+            raise UsageError(
+                f"'{target}' is a {next(iter(equivalents))} probe; --attach {attach} only "
+                "switches between the equivalents of a catalog entry",
+                f"write the {attach} probe yourself, or use a catalog entry "
+                f"({', '.join(catalog.names())}), or run the kprobe with --lane vm",
+            )
         raise UsageError(
             f"'{target}' has no {attach} form", f"choose one of: {', '.join(equivalents)}"
         )

@@ -37,3 +37,11 @@ def test_bad_duration_is_a_usage_error(bad: str, capsys: pytest.CaptureFixture[s
         main(["run", "tracepoint:syscalls:sys_enter_getppid", "-d", bad])
     assert exit_info.value.code == 2
     assert "is not a duration" in capsys.readouterr().err
+
+
+def test_attach_on_a_probe_line_explains_equivalents(capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["run", "kprobe:udp_send_skb", "--arg", "skb=struct sk_buff *", "--count-by",
+               "kstack", "--attach", "tracepoint", "-d", "1"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "only switches between the equivalents of a catalog entry" in err and "ktrace" in err
