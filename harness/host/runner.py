@@ -247,6 +247,9 @@ class BpftraceProcess:
             raise BpftraceError(
                 f"cannot start {argv[0]}: {err}", "install bpftrace (scripts/setup.sh)"
             ) from None
+        # close() sleeps this long "to let the kernel update the process status"; stop() has
+        # already read to EOF and reaped bpftrace, so the default 0.1 s is pure wait per run.
+        self.child.delayafterclose = 0.0
 
     def _read_until(self, regex: re.Pattern[bytes], deadline: float) -> bool:
         """Read into the buffer until the pattern appears; False on EOF or deadline."""
