@@ -112,6 +112,11 @@ def entry() -> None:
         rc = main()
     except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as cat does
         rc = 128 + 13  # SIGPIPE
+    exit_now(rc)
+
+
+def exit_now(rc: int) -> None:
+    """Flush and leave without interpreter teardown (see entry)."""
     if "logging" in sys.modules:
         sys.modules["logging"].shutdown()
     for stream in (sys.stdout, sys.stderr):
