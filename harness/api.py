@@ -162,9 +162,10 @@ def new_marker(prefix: str = "KTRACE_READY") -> str:
 
 
 def _warm_imports() -> None:
-    """Import the parser and compile its grammar while the machine is probed and bpftrace
-    compiles and attaches, instead of after the run, in series. pandas is not among them: the
-    run directory is written without it (see Trace.frames)."""
+    """Import the parser and compile its grammar while bpftrace compiles and attaches, instead
+    of after the run, in series; started as bpftrace is, not earlier, so it does not hold the GIL
+    on the way to the spawn. pandas is not among them: the run directory is written without
+    it (see Trace.frames)."""
     import threading
 
     def load() -> None:
@@ -277,7 +278,6 @@ def trace(
         raise UsageError(
             f"'{target}' has no {attach} form", f"choose one of: {', '.join(equivalents)}"
         )
-    _warm_imports()
     mount_tracefs()  # the host lane's one preparation: tracepoints and kprobes live there
     caps = capabilities()
     marker = new_marker()
@@ -307,6 +307,7 @@ def trace(
 
         make_program = program_for
     started = time.time()
+    _warm_imports()
     result = run_bpftrace(
         make_program,
         marker,
