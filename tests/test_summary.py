@@ -26,3 +26,17 @@ def test_totals_only_for_count_and_sum_maps_and_no_none_fields(tmp_path: Path) -
     assert rows["[bytes.csv](bytes.csv)"][4].strip() == "220"
     assert rows["[mean.csv](mean.csv)"][4].strip() == ""
     assert "| error |" not in summary
+
+
+def test_a_map_printed_several_times_gets_a_line_plot_over_time(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"printing": [1, 1, 2, 2, 3], "t_s": [0.2, 0.2, 0.4, 0.4, 0.6],
+                          "comm": ["a", "b", "a", "b", "a"], "value": [5, 1, 7, 2, 9]})
+    frame.to_csv(tmp_path / "c.csv", index=False)
+    (tmp_path / "run.json").write_text(json.dumps({"program": "i:ms:200 { @c[comm] = count(); }"}))
+    write_report(tmp_path, plots=False)
+    assert "line plot over time: `harness report` draws it" in (tmp_path / "summary.md").read_text()
+    assert not (tmp_path / "c.series.png").exists()
+    write_report(tmp_path, plots=True)
+    png = tmp_path / "c.series.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "[c.series.png](c.series.png)" in (tmp_path / "summary.md").read_text()

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
 HIST_COLUMNS = ("lo", "hi", "count")
 MAX_HIST_PANELS = 6
+MAX_SERIES = 8
+SERIES_VALUES = ("value", "count", "total")
 MODE_COLORS = {"untraced": "#7f7f7f", "bpftrace": "#d62728", "libbpf": "#1f77b4"}
 
 
@@ -176,5 +178,49 @@ def plot_bench(frame: pd.DataFrame, title: str, path: Path) -> Path:
     )
     context = [str(frame[c].iloc[0]) for c in ("workload", "attach", "kernel") if c in frame]
     fig.suptitle(title + (f"\n{' | '.join(context)}" if context else ""))
+    fig.savefig(path)
+    return path
+
+
+def is_series(frame: pd.DataFrame) -> bool:
+    """A map printed more than once (interval `print(); clear();`): a time series."""
+    return "printing" in frame.columns and frame["printing"].nunique() > 1
+
+
+def _series_label(value: Any) -> str:
+    """A key part as a legend entry: a stack by its leaf frame, long strings cut."""
+    text = str(value)
+    if ";" in text:  # a folded stack, root first
+        text = text.rsplit(";", 1)[-1] + " (stack)"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def plot_series(frame: pd.DataFrame, title: str, path: Path, top: int = MAX_SERIES) -> Path:
+    """One line per key over the printings of a map: its value (or, for a histogram, its
+    count summed over the buckets) at each printing's t_s, the heaviest `top` keys."""
+    import pandas as pd
+
+    value = next(c for c in SERIES_VALUES if c in frame.columns)
+    x = "t_s" if "t_s" in frame.columns and frame["t_s"].notna().any() else "printing"
+    keys = [c for c in frame.columns
+            if c not in ("printing", "t_s", "lo", "hi", "average", *SERIES_VALUES)]
+    data = frame.copy()
+    data["_key"] = (data[keys].astype(str).agg(", ".join, axis=1) if keys
+                    else pd.Series("all", index=data.index))
+    per = data.groupby(["_key", "printing"], sort=False).agg(y=(value, "sum"), x=(x, "first"))
+    totals = per["y"].groupby(level="_key").sum().sort_values(ascending=False)
+    fig = _new_figure(9, 4.5)
+    ax = fig.subplots()
+    for key in totals.index[:top]:
+        line = per.loc[key].sort_values("x")
+        ax.plot(line["x"], line["y"], marker="o", markersize=3,
+                label=", ".join(_series_label(p) for p in str(key).split(", ")))
+    hidden = len(totals) - min(top, len(totals))
+    ax.set_xlabel("seconds since the probes attached" if x == "t_s" else "printing")
+    ax.set_ylabel(value if value != "count" or "lo" not in frame else "events (all buckets)")
+    ax.legend(fontsize=7, title=f"{hidden} more keys not drawn" if hidden else None,
+              title_fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.suptitle(title)
     fig.savefig(path)
     return path

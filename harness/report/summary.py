@@ -161,10 +161,27 @@ def read_table(path: Path) -> dict[str, list[Any]]:
 def _report_map(csv: Path, meta: dict[str, Any], plots: bool) -> MapReport:
     """What one CSV is, its folded stacks and flame graph; PNGs only when `plots` (matplotlib
     and pandas cost a second or more of start-up, so `harness run` leaves them to `harness
-    report` unless --plots)."""
+    report` unless --plots). A map printed several times also gets a line plot over time."""
+    table = read_table(csv)
+    report = _report_kind(csv, table, meta, plots)
+    if len(set(table.get("printing") or ())) > 1 and report.kind != "bench":
+        if plots:
+            from harness.report import plots as plotting
+
+            png = plotting.plot_series(read_csv(csv), f"{_title(csv.stem, meta)} over time",
+                                       csv.parent / f"{csv.stem}.series.png")
+            report.files.append((png, "line plot of the top keys over the printings"))
+        else:
+            note = "line plot over time: `harness report` draws it"
+            report.note = f"{report.note}; {note}" if report.note else note
+    return report
+
+
+def _report_kind(csv: Path, table: dict[str, list[Any]], meta: dict[str, Any],
+                 plots: bool) -> MapReport:
+    """The report of one map by its kind: bench rounds, histogram, stacks or a table."""
     from harness.report import flamegraph
 
-    table = read_table(csv)
     out = csv.parent
     stem = csv.stem
     rows = len(next(iter(table.values()), []))
