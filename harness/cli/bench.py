@@ -14,6 +14,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from harness.cli.options import add_bpftrace_argument, prepare_bpftrace
+
 EXAMPLES = """examples:
   harness bench syscalls                 # getppid() loop: untraced vs bpftrace vs libbpf
   harness bench ktrace --lane vm --events 2000
@@ -43,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="no progress display on the terminal")
     parser.add_argument("--label", help="suffix for the output files: <NAME>-<LABEL>.csv/.md")
     parser.add_argument("--lane", default="host", help="host (default) or vm[:VERSION]")
+    add_bpftrace_argument(parser)
     parser.add_argument(
         "--prebuilt", type=Path, help="use this build directory of the libbpf twin (VM lane)"
     )
@@ -99,6 +102,7 @@ def _report(args: argparse.Namespace, out_dir: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    prepare_bpftrace(args)
     if args.lane != "host":
         return _run_in_vm(args)
     from harness.compare import bench, bench_cases
@@ -107,10 +111,17 @@ def run(args: argparse.Namespace) -> int:
     if args.rounds < 1:
         raise UsageError(f"--rounds {args.rounds} is below 1", "pass --rounds 5 or more")
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    case = bench_cases.build(args.name, args.events, modes, args.attach, args.prebuilt)
+    case = bench_cases.build(
+        args.name, args.events, modes, args.attach, args.prebuilt, args.bpftrace
+    )
     out_dir = args.out or bench_cases.results_root() / "bench"
     started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     env = bench.environment()
+    if args.bpftrace:  # the release that ran, and files of their own (<NAME>-bpftrace<V>.*)
+        from harness.host.bpftrace_versions import resolve
+
+        env["bpftrace_version"] = resolve(args.bpftrace).version_text
+        args.label = args.label or f"bpftrace{resolve(args.bpftrace).short_version}"
     print(
         f"bench {args.name}: {case.workload.description}, attach {case.attach}, "
         f"{args.rounds} rounds x {['untraced', *[t.mode for t in case.tracers]]}",

@@ -77,15 +77,20 @@ def bpftrace_tracer(
     count_map: str,
     frame_prefix: str | None = None,
     symbol: str | None = None,
+    release: str | None = None,
 ) -> Tracer:
     """The catalog entry's generated program for `attach`, filtered to the workload pid by codegen;
-    events are the sum of `count_map` in what bpftrace prints on SIGINT."""
-    from harness.host.capabilities import bpftrace_version
+    events are the sum of `count_map` in what bpftrace prints on SIGINT. `release` names the
+    bpftrace to run (harness.host.bpftrace_versions; None: the system's)."""
+    from harness.host.bpftrace_versions import resolve
     from harness.spec import catalog, codegen
 
     spec = catalog.get(catalog_name).equivalents[attach]
-    version = bpftrace_version()
-    bpftrace = _bpftrace_binary()
+    if release is None:
+        _bpftrace_binary()  # a clear error when bpftrace is missing
+    tracer = resolve(release)
+    version = tracer.version
+    bpftrace = tracer.command
     marker = f"{READY}_{os.getpid()}"
 
     def argv(pid: int) -> list[str]:
@@ -173,6 +178,7 @@ def build(
     modes: Sequence[str],
     attach: str | None = None,
     prebuilt: Path | None = None,
+    bpftrace: str | None = None,
 ) -> Case:
     """Workload and tracers for NAME; attach type chosen like `harness run` unless forced."""
     from harness.host.capabilities import capabilities, choose_attach, mount_tracefs
@@ -205,7 +211,9 @@ def build(
     tracers = []
     if "bpftrace" in modes:
         tracers.append(
-            bpftrace_tracer(bench.catalog, attach, bench.count_map, bench.frame_prefix, symbol)
+            bpftrace_tracer(
+                bench.catalog, attach, bench.count_map, bench.frame_prefix, symbol, bpftrace
+            )
         )
     if "libbpf" in modes:
         if bench.has_twin:
