@@ -255,3 +255,19 @@ def test_run_refuses_an_unknown_version_in_one_line(capsys: pytest.CaptureFixtur
     assert main(["run", "ktrace", "--bpftrace", "9.9"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "no bpftrace '9.9' here; choose one of:" in err
+
+
+@pytest.mark.kernel
+def test_bench_row_for_027_counts_every_event(tmp_path: Path) -> None:
+    import csv as csv_module
+
+    from harness.cli import main
+
+    rc = main(["bench", "ktrace", "--bpftrace", "0.27", "--rounds", "1", "--warmup", "0",
+               "--events", "300", "--modes", "bpftrace", "--no-report", "-q",
+               "--out", str(tmp_path)])
+    assert rc == 0
+    rows = list(csv_module.DictReader((tmp_path / "ktrace-bpftrace0.27.0.csv").open()))
+    traced = [r for r in rows if r["mode"] == "bpftrace"]
+    assert traced and all(r["bpftrace_version"] == "bpftrace v0.27.0" for r in rows)
+    assert [r["events_counted"] for r in traced] == ["300"]
