@@ -193,7 +193,7 @@ def test_no_bind_mount_survives_sigkill_of_a_027_run() -> None:
         # (its mount table reads relative to its root); the harness's table has none of them.
         assert os.readlink(f"/proc/{pid}/root") == bt.root
         assert namespace != os.readlink("/proc/self/ns/mnt")
-        assert {"/proc", "/sys", "/dev"} <= set(_mount_points(pid))
+        assert {"/proc", "/sys", "/dev", "/tmp"} <= set(_mount_points(pid))
         assert not [m for m in _mount_points("self") if m.startswith(bt.root)]
         os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 10

@@ -4,10 +4,11 @@ Debian 12 ships bpftrace 0.17; users run 0.20-0.27, whose output and program syn
 `--bpftrace 0.27` (or `latest`) runs the bpftrace of Debian forky from a root built once with
 mmdebstrap into `cache_home()/roots/forky/` (built in a temporary directory and renamed, under a
 file lock, so concurrent first uses build it once). A wrapper script in that directory starts
-bpftrace with /proc, /sys and /dev bind-mounted inside a PRIVATE mount namespace
-(`unshare --mount`) and chroots into the root: the binds belong to that namespace and vanish
-with its last process, however it ends, and the host's mount table never sees them. The chroot
-shares the host's pid namespace, so pid filters and the host-side workload work unchanged.
+bpftrace with /proc, /sys and /dev bind-mounted (and a tmpfs on /tmp) inside a PRIVATE mount
+namespace (`unshare --mount`) and chroots into the root: the mounts belong to that namespace
+and vanish with its last process, however it ends; the host's mount table never sees them.
+The chroot shares the host's pid namespace, so pid filters and the host-side workload work
+unchanged.
 """
 
 from __future__ import annotations
@@ -49,11 +50,13 @@ RECIPES = {"0.27": Recipe("0.27", "forky")}
 ALIASES = {"latest": "0.27"}
 
 WRAPPER = """#!/bin/sh
-# bpftrace {version} of the Debian {suite} root next to this script. The binds are made in a
+# bpftrace {version} of the Debian {suite} root next to this script. The binds (and a private
+# /tmp, which bpftrace writes and a VM guest's read-only view of the root lacks) are made in a
 # private mount namespace, so they vanish with bpftrace however it ends; pids are the host's.
 root="$(dirname "$(readlink -f "$0")")/root"
 exec unshare --mount --propagation private -- /bin/sh -c '
 for d in proc sys dev; do mount --rbind "/$d" "$0/$d" || exit 125; done
+mount -t tmpfs -o size=64m tmpfs "$0/tmp" || exit 125
 exec chroot "$0" /usr/bin/bpftrace "$@"' "$root" "$@"
 """
 
