@@ -171,13 +171,13 @@ def built(recipe: Recipe) -> Bpftrace | None:
     """The recipe's bpftrace when its root is already built, else None (nothing is run)."""
     base = root_path(recipe)
     manifest = base / "manifest.json"
-    if not manifest.is_file() or not (base / "bpftrace").is_file():
+    if not manifest.is_file() or not (base / "root" / "usr" / "bin" / "bpftrace").is_file():
         return None
     info = json.loads(manifest.read_text())
-    _write_launchers(recipe, base)
+    launchers = _write_launchers(recipe, base)
     return Bpftrace(
         recipe.version,
-        str(base / "bpftrace"),
+        str(launchers["bpftrace"]),
         str(info["bpftrace"]),
         f"Debian {recipe.suite} root in {base} (mmdebstrap, {info.get('mirror', '?')})",
         str(base / "root"),
@@ -250,8 +250,7 @@ def _build(recipe: Recipe, tmp: Path) -> None:
         mirror,
     ]
     _run_with_progress(argv, tmp / "build.log", f"bpftrace {recipe.version} root")
-    _write_launchers(recipe, tmp)
-    wrapper = tmp / "bpftrace"
+    wrapper = _write_launchers(recipe, tmp)["bpftrace"]
     done = subprocess.run(
         [str(wrapper), "--version"], capture_output=True, text=True, timeout=60, check=False
     )
@@ -272,16 +271,39 @@ def _build(recipe: Recipe, tmp: Path) -> None:
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
 
-def _write_launchers(recipe: Recipe, base: Path) -> None:
-    """The wrapper scripts next to the root, rewritten when this module's text changed."""
+def _write_launchers(recipe: Recipe, base: Path) -> dict[str, Path]:
+    """The wrapper scripts next to the root, by name. The chroot wrapper's file is named by its
+    content (`bpftrace-<sha>`): checkouts of different harness versions share one cache, and
+    none may rewrite the wrapper another is running. A read-only cache (a VM guest's view)
+    must already hold it: the host writes it first (harness.cli.options.prepare_bpftrace)."""
+    import hashlib
+
+    out = {}
     for name, template in LAUNCHERS.items():
-        path = base / name
         text = template.format(version=recipe.version, suite=recipe.suite)
+        if name == "bpftrace":
+            name = f"bpftrace-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
+        path = base / name
         if not path.is_file() or path.read_text() != text:
             tmp = base / f".{name}.{os.getpid()}"
-            tmp.write_text(text)
-            tmp.chmod(0o755)
-            tmp.replace(path)
+            try:
+                tmp.write_text(text)
+                tmp.chmod(0o755)
+                tmp.replace(path)
+            except OSError as err:
+                raise BpftraceVersionError(
+                    f"cannot write the bpftrace {recipe.version} wrapper {path}: {err.strerror}",
+                    "resolve the release on the host first (harness run ... --bpftrace "
+                    f"{recipe.version} there), or make {base} writable",
+                ) from None
+        out["bpftrace" if name.startswith("bpftrace-") and "hostfs" not in name else name] = path
+    # Checkouts from before content-named wrappers look for a plain `bpftrace`; without it
+    # they would try to rebuild the root. Keep one (never rewritten here).
+    legacy = base / "bpftrace"
+    if not legacy.exists() and os.access(base, os.W_OK):
+        legacy.write_text(out["bpftrace"].read_text())
+        legacy.chmod(0o755)
+    return out
 
 
 def _version_of(text: str) -> str:
