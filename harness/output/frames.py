@@ -31,8 +31,8 @@ def _key_columns(mp: MapPrint, names: Sequence[str] | None
                  ) -> tuple[list[str], list[list[KeyPart]]]:
     """Column names and one list of parts per key column."""
     packed = mp.packed_keys
-    if packed and (names is None or len(names) == 1) and not any(
-            type(k) is tuple for k in packed):  # one part per key: no tuples to build
+    if packed and (names is None or len(names) == 1) and tuple not in set(
+            map(type, packed)):  # one part per key: no tuples to build
         return (list(names) if names else ["key0"]), [packed]  # type: ignore[list-item]
     keys = mp.keys
     arity = len(names) if names is not None else min((len(k) for k in keys), default=0)
@@ -58,12 +58,15 @@ def _column(values: list[KeyPart]) -> Any:
     import numpy as np
     import pandas as pd
 
-    if values and all(type(v) is int for v in values):
+    types = set(map(type, values))  # one C-level pass, then decide per column
+    if types == {int}:
         return _ints(values)
-    if any(isinstance(v, tuple) for v in values):
+    if any(issubclass(t, tuple) for t in types):
         arr = np.empty(len(values), dtype=object)
         arr[:] = values
         return arr
+    if types == {str}:
+        return pd.array(values, dtype=object)
     return pd.array([str(v) for v in values], dtype=object)
 
 

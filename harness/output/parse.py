@@ -147,6 +147,7 @@ class _Builder:
         self.held: list[tuple[int, str]] = []  # text lines that may continue a value
         self.work = 0  # bytes the text lexer's regexes were given (see _LineLexer)
         self.blank_after: set[int] = set()  # header lines followed by a blank line
+        self.text = ""  # the text being lexed (entry runs are read from it in place)
 
     def warn(self, line: int, what: str) -> None:
         self.out.warnings.append(f"line {line}: {what}" if line else what)
@@ -225,13 +226,66 @@ class _Builder:
         cur.packed_keys.append(packed)
         cur.values.append(value)
 
-    def add_run(self, run: str, line: int = 0) -> None:
+    def add_run(self, run: str, line: int = 0, start: int = 0, stop: int | None = None
+                ) -> None:
         """Many `@name[key]: value` lines at once (the 100,000-key fast path), the first
         on output line `line`.
 
-        Lines are matched one by one (finditer, not findall) so peak memory stays near
-        the size of the model itself.
+        The run is taken in chunks of whole lines, each cut into one-map segments; a
+        segment of plain one-part keys with all-int or all-string values is read
+        column-wise (str.split, map(int): the per-line work in C), anything else line by
+        line. Chunks keep the peak memory near the size of the model itself.
+        `run[start:stop]` is the run when given (read in place).
         """
+        n = len(run) if stop is None else stop
+        pos = start
+        while pos < n:
+            end = run.find("\n", min(pos + _RUN_CHUNK, n - 1)) + 1 or n
+            chunk = run[pos:end]
+            while chunk:
+                m = _RUN_HEAD.match(chunk)
+                assert m is not None, chunk[:80]
+                prefix = m.group(0)
+                cut = _segment_end(prefix).search(chunk)
+                seg_end = cut.start() + 1 if cut else len(chunk)
+                segment = chunk[:seg_end]
+                if self.held or not self._add_segment_fast(segment, m.group(1), prefix, line):
+                    self._add_lines(segment, line)
+                line += segment.count("\n")
+                chunk = chunk[seg_end:]
+            pos = end
+
+    def _add_segment_fast(self, segment: str, name: str, prefix: str, line: int) -> bool:
+        """Lines that all start with `prefix` (`@name[` or `@name: `), column-wise. False
+        (nothing added) when they need the line-by-line path."""
+        lines = segment.count("\n")
+        body = segment[len(prefix):-1]
+        keys: list[Any]
+        if prefix.endswith("["):
+            parts = body.replace("\n" + prefix, "]: ").split("]: ")  # k, v, k, v, ...
+            if len(parts) != 2 * lines:  # a key or value holding `]: `: line by line
+                return False
+            typed_keys = _typed_column(parts[0::2], self.sep)
+            if typed_keys is None:
+                return False
+            keys = typed_keys[0]
+            values = parts[1::2]
+        else:
+            values = body.split("\n" + prefix)
+            if len(values) != lines:
+                return False
+            keys = [()] * lines
+        typed = _typed_column(values, None)
+        if typed is None:
+            return False
+        vals, kind = typed
+        for start, end in _printings(keys, self.seen if self.current is not None
+                                     and self.current.name == name else set()):
+            self._extend(name, keys[start:end], vals[start:end], kind, line + start)
+        return True
+
+    def _add_lines(self, run: str, line: int) -> None:
+        """Entry lines one by one: tuple and stack keys, mixed kinds, glued entries."""
         sep = self.sep
         for i, m in enumerate(_RUN_LINE.finditer(run)):
             name, bracket, body, value = m.groups()
@@ -258,6 +312,20 @@ class _Builder:
                 self.kinds.add("str")
                 cur.values.append(value)
             cur.packed_keys.append(key)
+
+    def _extend(self, name: str, keys: list[Any], vals: list[Any], kind: str, line: int
+                ) -> None:
+        """Append entries whose keys are new to the current printing of `name` (else to a
+        new printing)."""
+        if not keys:
+            return
+        cur = self.current
+        if cur is None or cur.name != name or keys[0] in self.seen:
+            cur = self.start(name, line)
+        cur.packed_keys.extend(keys)
+        cur.values.extend(vals)
+        self.seen.update(keys)
+        self.kinds.add(kind)
 
     def _glued(self, text: str, name: str, line: int) -> None:
         """bpftrace 0.17 prints keyed ksym/usym/inet/kaddr/uaddr values with no newline
@@ -323,6 +391,94 @@ _CLOCK = re.compile(r"(\d{2}):(\d{2}):(\d{2}(?:\.\d+)?)\Z")
 
 
 _RUN_LINE = re.compile(r"^(@\w*)(\[(.*)\])?: (.*)$", re.M)
+_INT_CHARS = re.compile(r"[0-9,-]*")
+_ANY_INT_PART = re.compile(r"\0-?\d+(?=\0)")
+
+
+_RUN_CHUNK = 1 << 17  # bytes of a run read at once
+_RUN_HEAD = re.compile(r"(@\w*)(?:\[|: )")
+
+
+@lru_cache(maxsize=64)
+def _segment_end(prefix: str) -> re.Pattern[str]:
+    """Where the first line that does not start with `prefix` begins (at its `\n`)."""
+    return re.compile("\n(?!" + re.escape(prefix) + "|\\Z)")
+
+
+def _printings(keys: list[Any], seen: set[Any]) -> Iterator[tuple[int, int]]:
+    """Split a map's entries where a key repeats (bpftrace prints each key once per
+    printing). `seen` holds the keys the current printing already has (not copied: it
+    may be as large as the map). The common shapes are checked with C-level set/index
+    calls: keys that continue the printing, one printing of unique keys, or printings of
+    the same length in turn (an interval print); anything else goes key by key."""
+    n = len(keys)
+    start = 0
+    while start < n:
+        if seen:  # the first printing here continues one begun before these keys
+            try:
+                stop = keys.index(keys[0], 1)  # where the next printing likely starts
+            except ValueError:
+                stop = n
+            head = keys[:stop]
+            if seen.isdisjoint(head) and len(set(head)) == stop:
+                yield 0, stop
+                start = stop
+                seen = set()
+                continue
+        else:
+            try:  # the next printing probably starts where this one's first key recurs
+                guess = keys.index(keys[start], start + 1)
+            except ValueError:
+                guess = n
+            if len(set(keys[start:guess])) == guess - start:
+                yield start, guess
+                start = guess
+                continue
+        local: set[Any] = set()
+        for i in range(start, n):
+            k = keys[i]
+            if k in local or k in seen:
+                break
+            local.add(k)
+        else:
+            i = n
+        yield start, i
+        start = i
+        seen = set()
+
+
+def _all_ints(joined: str) -> bool:
+    """NUL-joined parts are all decimal ints (-?[0-9]+), checked without a regex pass."""
+    unsigned = joined.replace("\0-", "\0").removeprefix("-")
+    if (not unsigned or unsigned.startswith("\0") or unsigned.endswith("\0")
+            or "\0\0" in unsigned):
+        return False  # an empty part, or one that is only "-"
+    digits = unsigned.replace("\0", "")
+    return digits.isascii() and digits.isdigit()
+
+
+def _typed_column(parts: Sequence[str], sep: str | None) -> tuple[list[Any], str] | None:
+    """Printed keys (sep given) or values, all ints or all strings, typed in C-level passes:
+    (list, 'int' | 'str'), or None when they need the line-by-line path (tuple keys, glued
+    entries, ints and strings mixed)."""
+    commas = ",".join(parts)
+    if _INT_CHARS.fullmatch(commas):  # json reads decimal ints in C, faster than int()
+        try:
+            ints = json.loads("[" + commas + "]")
+            if len(ints) == len(parts):
+                return ints, "int"
+        except ValueError:  # "007", "-", "" or "1-2": not json; checked part by part
+            pass
+    joined = "\0".join(parts)
+    if _all_ints(joined):
+        return list(map(int, parts)), "int"
+    if "@" in joined or (sep is not None and sep in joined):
+        return None
+    if _ANY_INT_PART.search("\0" + joined + "\0"):
+        return None
+    return list(parts), "str"
+
+
 # stats(): `count 2, average 6, total 12`; from 0.24 on `{ .count = 2, .average = 6, .total = 12 }`.
 _STATS = (r"(?:count -?\d+, average -?\d+, total -?\d+"
           r"|\{ \.count = -?\d+, \.average = -?\d+, \.total = -?\d+ \})")
@@ -343,7 +499,10 @@ _L_HEAD = re.compile(r"(@\w*)(?:\[(.*)\])?: ?$")
 _L_KEY_OPEN = re.compile(r"@\w*\[")
 _L_BUCKET = re.compile(r"(?:\[-?\d+[KMGTPE]?\]|\[-?\d+[KMGTPE]?, (?:-?\d+[KMGTPE]?|\.\.\.)\)"
                        r"|\(\.\.\., -?\d+[KMGTPE]?\)) *\d+ \|@*[ ]*\|$")
-_L_CLOSE = re.compile(r"(\]|,.*?\]):( ?)(.*)$")  # first `]:` closes the key
+# `]: value` closes at its first `]:` (the value may hold one); `, part]: value` at its last
+# (the string part may hold one; bpftrace's own reading is ambiguous there too).
+_L_CLOSE = re.compile(r"(\]|,.*\]):( ?)(.*)$")
+_L_CLOSE_FIRST = re.compile(r"(\]):( ?)(.*)$")
 _L_JOIN_END = re.compile(r"(.*?)\]: (.*)$")
 # A run of entry lines with a non-empty value, none a stats line, none followed by an
 # indented line (that line heads a stack). Possessive: a finished line is never revisited,
@@ -353,10 +512,10 @@ _L_RUN = re.compile(r"(?:@\w*(?:\[[^\n]*\])?: (?!" + _STATS + r"\n)"
 _JOIN_LIMIT = 64  # lines a key holding newlines may span
 
 
-def _token(kind: str, text: str, pos: int, line: int) -> Any:
+def _token(kind: str, text: str, pos: int, line: int, end: int | None = None) -> Any:
     from lark import Token
 
-    return Token(kind, text, pos, line, 1)
+    return Token(kind, text, pos, line, 1, end_pos=pos + len(text) if end is None else end)
 
 
 def _lex_lines(text: str, accepts: Any, builder: _Builder) -> Iterator[Any]:
@@ -369,6 +528,7 @@ def _lex_lines(text: str, accepts: Any, builder: _Builder) -> Iterator[Any]:
     n = len(text)
     pos = 0
     line = 1
+    builder.text = text
     while pos < n:
         eol = text.find("\n", pos)
         if eol < 0:
@@ -384,7 +544,9 @@ def _lex_lines(text: str, accepts: Any, builder: _Builder) -> Iterator[Any]:
             end = m.end()
             stop = text.find("\n", end)
             builder.work += (end - pos) + ((stop if stop >= 0 else n) - end)
-            tok = _token(kind, text[pos:end], pos, line)
+            # the token holds the first line; the run is read from `text` in place (a copy
+            # of a 100,000-line run would cost the text's size again)
+            tok = _token(kind, text[pos:nxt], pos, line, end)
             line += text.count("\n", pos, end)
             pos = end
             yield tok
@@ -418,7 +580,7 @@ def _classify(text: str, pos: int, eol: int, nxt: int, c: str, acc: Any, builder
         if c == "," and text.startswith((" ", "\t"), nxt):
             return "JOINT"
         builder.work += width
-        m = _L_CLOSE.match(text, pos, eol)
+        m = (_L_CLOSE_FIRST if c == "]" else _L_CLOSE).match(text, pos, eol)
         if m:
             return "CLOSE_VALUE" if m.group(3) else "CLOSE_HEAD"
         return "TEXT"
@@ -482,7 +644,7 @@ def _stack_key(tokens: list[Any], sep: str) -> tuple[str, Key, str]:
     open_line = str(tokens[0]).rstrip("\n")
     name, _, first = open_line.partition("[")
     close = str(tokens[-1]).rstrip("\n")
-    m = _L_CLOSE.match(close)
+    m = (_L_CLOSE_FIRST if close.startswith("]") else _L_CLOSE).match(close)
     assert m is not None, close
     body = first + "\n" + "".join(str(t) for t in tokens[1:-1]) + m.group(1)[:-1]
     return name, split_key(body, sep), m.group(3)
@@ -563,7 +725,9 @@ def _make_transformer(builder_ref: list[_Builder]) -> Any:
             b.add(name, split_key(body, b.sep), val, kind, tok.line)
 
         def entry_run(self, children: list[Any]) -> None:
-            builder_ref[0].add_run(children[0], children[0].line)
+            tok = children[0]
+            b = builder_ref[0]
+            b.add_run(b.text, tok.line, tok.start_pos, tok.end_pos)
 
         def open_stack(self, children: list[Any]) -> None:
             raise _token_error(children[0], "stack key not closed by ']:'",
