@@ -7,8 +7,10 @@ import contextlib
 import importlib
 import importlib.util
 import os
+import signal
 import sys
 from collections.abc import Sequence
+from types import FrameType
 
 from harness.errors import HarnessError
 
@@ -71,6 +73,35 @@ class _VersionAction(argparse.Action):
         parser.exit()
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class _StopOnSignal:
+    """SIGINT, SIGTERM and SIGHUP all take the Ctrl-C path: the first one raises
+    KeyboardInterrupt (carrying `signum`) so the run stops and keeps what it gathered; later
+    ones are only acknowledged, so a second Ctrl-C cannot cut the saving of partial results.
+    SIGKILL cannot be caught: children die with the harness through PDEATHSIG instead."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+        self.signum: int | None = None
+
+    def install(self) -> None:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, self.handle)
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is not None:
+            with contextlib.suppress(OSError):
+                print(f"harness {self.command}: still stopping; partial results are being "
+                      "saved (SIGKILL ends it at once)", file=sys.stderr)
+            return
+        self.signum = signum
+        stop = KeyboardInterrupt()
+        stop.signum = signum  # type: ignore[attr-defined]
+        raise stop
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     commands = _available()
@@ -90,14 +121,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = argv  # the exact words, for lanes that re-run the same command elsewhere
     mod = importlib.import_module(f"harness.cli.{commands[args.command][0]}")
+    stopper = _StopOnSignal(args.command)
+    stopper.install()
     try:
-        return int(mod.run(args) or 0)
+        status = int(mod.run(args) or 0)
     except HarnessError as err:
-        print(f"harness {args.command}: error: {err}", file=sys.stderr)
-        return err.exit_code
-    except KeyboardInterrupt:
-        print(f"harness {args.command}: interrupted", file=sys.stderr)
-        return 130
+        _say(f"harness {args.command}: error: {err}")
+        status = err.exit_code
+    except PermissionError as err:
+        _say(f"harness {args.command}: error: permission denied: {err.filename or err}; "
+             "run the harness as root (sudo), or fix that path's permissions")
+        status = 2
+    except KeyboardInterrupt as stop:
+        signum = getattr(stop, "signum", signal.SIGINT)
+        _say(f"harness {args.command}: interrupted by "
+             f"{'Ctrl-C' if signum == signal.SIGINT else signal.Signals(signum).name}")
+        status = 128 + signum
+    if stopper.signum is not None and status < 128:
+        # The run ended on a signal but finished its stop normally: the shell still hears it.
+        status = 128 + stopper.signum
+    return status
+
+
+def _say(line: str) -> None:
+    with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
+        print(line, file=sys.stderr)
 
 
 def entry() -> None:

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from harness.errors import HarnessError
+from harness.host.lifetime import GroupGuard, die_with_parent
 
 _SHIM = (
     "import os, sys\n"
@@ -33,7 +34,11 @@ class WorkloadError(HarnessError):
 
 
 class GatedWorkload:
-    """Start `argv` behind the gate; `go()` releases it; `wait()` collects its exit and output."""
+    """Start `argv` behind the gate; `go()` releases it; `wait()` collects its exit and output.
+
+    The shim dies with the harness (PDEATHSIG survives its exec), and a guard kills the
+    workload's whole process group if the harness dies, so forked helpers go too.
+    """
 
     def __init__(self, argv: Sequence[str]) -> None:
         if not argv:
@@ -45,7 +50,10 @@ class GatedWorkload:
             stdout=subprocess.PIPE,
             text=True,
             start_new_session=True,
+            preexec_fn=die_with_parent(),
         )
+        self.guard = GroupGuard(self.proc.pid)
+        self.stopped_by_harness = False
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().strip()
         if not line.isdigit():
@@ -78,8 +86,11 @@ class GatedWorkload:
         return self.proc.returncode
 
     def close(self) -> None:
-        """Kill the workload's whole process group if it is still running."""
+        """Kill the workload's whole process group (helpers it forked included), then reap it."""
         if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.stopped_by_harness = True
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        if self.proc.poll() is None:
             self.proc.wait()
+        self.guard.release()

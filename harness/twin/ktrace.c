@@ -2,12 +2,16 @@
 /* Loader of ktrace.bpf.c: attach one of its programs for one target pid, collect until SIGINT or
  * SIGTERM, then print the results in the line format documented in ktrace.h.
  *
- *   ktrace --attach kprobe|kfunc|tracepoint [--pid N] [--func NAME] [--verbose]
+ *   ktrace --attach kprobe|kfunc|tracepoint [--pid N] [--func NAME] [--verbose] [--control-stdin]
+ *
+ * With --control-stdin, stdin is the control pipe: when it closes (the harness exited, however it died) the loader stops
+ * and exits, so its program and link never outlive the harness.
  *
  * --func names the kernel function when it is a compiler clone on this kernel
  * (udp_send_skb.isra.0): kprobes attach to it by name, fentry resolves it in BTF before load.
  */
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -21,11 +25,25 @@
 
 static volatile sig_atomic_t stopping;
 static int verbose;
+static int control_stdin;
 
 static void on_signal(int sig)
 {
 	(void)sig;
 	stopping = 1;
+}
+
+/* True once the control pipe (stdin) is closed or broken: the harness is gone. */
+static int control_closed(void)
+{
+	struct pollfd pfd = { .fd = STDIN_FILENO, .events = POLLIN };
+	char buf[256];
+
+	if (!control_stdin || poll(&pfd, 1, 0) <= 0)
+		return 0;
+	if (pfd.revents & (POLLHUP | POLLERR | POLLNVAL))
+		return 1;
+	return read(STDIN_FILENO, buf, sizeof(buf)) == 0;
 }
 
 static int print_libbpf(enum libbpf_print_level level, const char *fmt, va_list args)
@@ -130,8 +148,10 @@ int main(int argc, char **argv)
 			func = argv[++i];
 		else if (!strcmp(argv[i], "--verbose"))
 			verbose = 1;
+		else if (!strcmp(argv[i], "--control-stdin"))
+			control_stdin = 1;
 		else {
-			fprintf(stderr, "usage: %s --attach kprobe|kfunc|tracepoint [--pid N] [--func NAME] [--verbose]\n",
+			fprintf(stderr, "usage: %s --attach kprobe|kfunc|tracepoint [--pid N] [--func NAME] [--verbose] [--control-stdin]\n",
 				argv[0]);
 			return 2;
 		}
@@ -179,7 +199,7 @@ int main(int argc, char **argv)
 	}
 	printf("ready %s\n", attach);
 	fflush(stdout);
-	while (!stopping) {
+	while (!stopping && !control_closed()) {
 		/* Events are submitted without wakeups: wait out the interval, then drain. */
 		err = ring_buffer__poll(rb, 100);
 		if (err >= 0 || err == -EINTR)

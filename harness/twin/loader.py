@@ -6,6 +6,7 @@ prints `kstack` (`name+decimal offset`, leaf first), so both sides of a crossche
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import select
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
+from harness.host.lifetime import die_with_parent
 from harness.host.symbols import Kallsyms, kallsyms
 from harness.twin.build import ARCH_GOTCHA, explain_build_failure
 
@@ -97,10 +99,18 @@ class TwinProcess:
             argv += ["--pid", str(pid)]
         if verbose:
             argv.append("--verbose")
+        # The loader exits when this pipe closes (--control-stdin) and is SIGKILLed with the
+        # harness (PDEATHSIG): its BPF program and link never outlive us.
+        argv.append("--control-stdin")
         self.started = time.monotonic()
         self.attached: float | None = None
         self.proc = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=die_with_parent(),
         )
 
     def wait_attached(self, timeout: float = 30.0) -> None:
@@ -134,8 +144,12 @@ class TwinProcess:
 
     def stop_quietly(self) -> None:
         if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+        if self.proc.stdin is not None:  # the control pipe
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
 
 
 def explain_loader_failure(stderr: str) -> HarnessError:
