@@ -41,6 +41,21 @@ def _first_line(argv: list[str]) -> str | None:
     return lines[0].strip() if lines else None
 
 
+def _is_dir(path: Path) -> bool:
+    """is_dir() that says False where a non-root user may not look (tracefs is mode 700)."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:
+        return False
+
+
 def mount_tracefs() -> list[str]:
     """Mount tracefs and debugfs where they are missing (root only); returns what it mounted.
 
@@ -50,7 +65,7 @@ def mount_tracefs() -> list[str]:
     mounted = []
     for fs, path in (("tracefs", TRACEFS), ("debugfs", DEBUGFS)):
         probe = path / "events" if fs == "tracefs" else path / "tracing"
-        if path.is_dir() and not probe.exists() and os.geteuid() == 0:
+        if _is_dir(path) and not _exists(probe) and os.geteuid() == 0:
             done = subprocess.run(
                 ["mount", "-t", fs, fs, str(path)], capture_output=True, check=False
             )
@@ -63,9 +78,9 @@ def mount_tracefs() -> list[str]:
 
 def tracefs_root() -> str:
     """Where tracefs's `events/` lives (tracefs, else debugfs/tracing), or '' when unmounted."""
-    if (TRACEFS / "events").is_dir():
+    if _is_dir(TRACEFS / "events"):
         return str(TRACEFS)
-    if (DEBUGFS / "tracing" / "events").is_dir():
+    if _is_dir(DEBUGFS / "tracing" / "events"):
         return str(DEBUGFS / "tracing")
     return ""
 
@@ -73,7 +88,38 @@ def tracefs_root() -> str:
 def kprobes_built_in() -> bool:
     """kprobes exist when the tracing fs offers kprobe_events (CONFIG_KPROBE_EVENTS)."""
     root = tracefs_root()
-    return bool(root) and Path(root, "kprobe_events").exists()
+    return bool(root) and _exists(Path(root, "kprobe_events"))
+
+
+# Capability bits (linux/capability.h) that loading tracing BPF programs needs.
+CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
+
+
+def effective_capabilities(status: str | None = None) -> int:
+    """The CapEff bit mask of this process (from /proc/self/status, or the text given)."""
+    if status is None:
+        status = Path("/proc/self/status").read_text()
+    m = re.search(r"^CapEff:\s*([0-9a-fA-F]+)$", status, re.M)
+    return int(m.group(1), 16) if m else 0
+
+
+def missing_bpf_privileges(euid: int | None = None, cap_eff: int | None = None) -> str | None:
+    """Why this process cannot load tracing BPF programs, or None when it can.
+
+    Root whose capabilities were dropped (a container, `setpriv --bounding-set=-all`) makes
+    bpftrace fail later with a misleading "Unknown struct/union"; say the real cause instead.
+    """
+    euid = os.geteuid() if euid is None else euid
+    if euid != 0:
+        return "not root: loading BPF programs needs root"
+    caps = effective_capabilities() if cap_eff is None else cap_eff
+    if caps & (1 << CAP_SYS_ADMIN):
+        return None
+    missing = [name for bit, name in ((CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON"))
+               if not caps & (1 << bit)]
+    if missing:
+        return f"root without {'/'.join(missing)} (capabilities dropped; CAP_SYS_ADMIN absent too)"
+    return None
 
 
 @functools.cache
@@ -245,6 +291,8 @@ def choose_attach(available: Mapping[str, object], caps: Capabilities) -> tuple[
 
     `available` maps the attach types a catalog entry or spec declares to their probes.
     """
+    if not caps.root:  # tracefs is unreadable then, which would read as "not mounted"
+        raise NoAttachPoint("cannot trace: not root", "run the harness as root (sudo)")
     skipped: list[str] = []
     for attach in ATTACH_ORDER:
         if attach not in available:

@@ -11,21 +11,26 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import select
 import signal
+import tempfile
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pexpect
 
 from harness.errors import HarnessError
+from harness.host.lifetime import die_with_parent
 from harness.host.workload import GatedWorkload
 
 if TYPE_CHECKING:
     from harness.output.model import Output
 
-# "Attaching N probes..." before 0.24, "Attached N probes" from 0.24 on.
+# "Attaching N probes..." before 0.24 (stdout), "Attached N probes" from 0.24 on (stderr).
 ATTACH_RE = re.compile(rb"Attach(?:ing|ed) (\d+) probes?")
 # Lines bpftrace writes to stderr; the pty merges them with stdout, so they are split back here.
 # A location is `stdin:L:C-C2:` or, for a diagnostic spanning lines, `stdin:L1-L2:`.
@@ -35,7 +40,8 @@ DIAG_RE = re.compile(
     r"|^create_probe_event: .*$"
     r"|^[Cc]ould not .*$"
 )
-STOP_GRACE = 10.0
+STOP_GRACE = 10.0  # seconds bpftrace may sit idle after SIGINT before it is terminated
+STOP_CAP = 300.0  # ... and at most this long while it keeps working (printing big maps)
 
 
 class BpftraceError(HarnessError):
@@ -183,9 +189,18 @@ def split_diagnostics(text: str) -> tuple[str, str]:
     return "\n".join(out) + ("\n" if out else ""), "\n".join(diag)
 
 
+LOST_RE = re.compile(r"\bLost (\d+) events\b")
+
+
 @dataclass
 class RunResult:
-    """Everything one bpftrace run produced; `output` is None only when nothing parsed."""
+    """Everything one bpftrace run produced; `output` is None only when nothing parsed.
+
+    `stdout` and `stderr` are bpftrace's two streams as it wrote them (CRLF from the pty made
+    LF). `line_times[i]` is when stdout line i+1 arrived, in seconds since the probes attached
+    (negative before). `ended_by` says what stopped the run: workload-exit, duration,
+    program-exit, ctrl-c, signal or error.
+    """
 
     program: str
     stdout: str
@@ -200,14 +215,106 @@ class RunResult:
     error: HarnessError | None = None
     workload_status: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    stderr: str = ""
+    line_times: list[float] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    ended_by: str = "program-exit"
 
     @property
     def time_to_attached(self) -> float | None:
         return None if self.attached is None else self.attached - self.started
 
 
+class Interrupted(HarnessError):
+    """The run was stopped by Ctrl-C or a termination signal; what was gathered is kept."""
+
+    def __init__(self, signum: int = int(signal.SIGINT)) -> None:
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        super().__init__(f"interrupted by {name}", "partial results were kept")
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+
+class _StreamReader(threading.Thread):
+    """Reads bpftrace's stdout (the pty) and stderr (a pipe) for the whole run.
+
+    bpftrace blocks on a full pty and then drops perf events, so nothing may pause reading:
+    this thread owns both descriptors from spawn to EOF. Each stdout line is stamped with its
+    monotonic arrival time; waiters are woken on every new line and at EOF.
+    """
+
+    def __init__(self, pty_fd: int, err_fd: int) -> None:
+        super().__init__(name="bpftrace-reader", daemon=True)
+        self.pty_fd = pty_fd
+        self.err_fd = err_fd
+        self.cond = threading.Condition()
+        self.lines: list[str] = []
+        self.times: list[float] = []
+        self.stderr = bytearray()
+        self.out_eof = False
+        self.err_eof = False
+        self._partial = b""
+
+    def run(self) -> None:
+        fds = {self.pty_fd: "out", self.err_fd: "err"}
+        while fds:
+            try:
+                ready, _, _ = select.select(list(fds), [], [], 1.0)
+            except (OSError, ValueError):
+                break
+            for fd in ready:
+                try:
+                    chunk = os.read(fd, 65536)
+                except OSError:  # EIO: the pty's other side is closed (bpftrace exited)
+                    chunk = b""
+                now = time.monotonic()
+                with self.cond:
+                    if fds[fd] == "out":
+                        self._add_out(chunk, now)
+                    elif chunk:
+                        self.stderr += chunk
+                    else:
+                        self.err_eof = True
+                    if not chunk:
+                        del fds[fd]
+                    self.cond.notify_all()
+        with self.cond:
+            self.out_eof = self.err_eof = True
+            self._add_out(b"", time.monotonic())
+            self.cond.notify_all()
+
+    def _add_out(self, chunk: bytes, now: float) -> None:
+        if not chunk:
+            self.out_eof = True
+            if self._partial:
+                self.lines.append(_decode(self._partial))
+                self.times.append(now)
+                self._partial = b""
+            return
+        data = self._partial + chunk
+        *complete, self._partial = data.split(b"\n")
+        for raw in complete:
+            self.lines.append(_decode(raw))
+            self.times.append(now)
+
+    def wait_for(self, predicate: Callable[[], bool], deadline: float) -> bool:
+        """Wait until predicate() (called under the lock) holds; False at the deadline."""
+        with self.cond:
+            while not predicate():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.cond.wait(min(left, 0.5))
+            return True
+
+
+def _decode(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace").removesuffix("\r")
+
+
 class BpftraceProcess:
-    """One bpftrace process in its own session on a pty."""
+    """One bpftrace process in its own session: stdout on a pty (line-buffered, as a user sees
+    it), stderr on a pipe (so diagnostics never mix into the data), both read all run."""
 
     def __init__(
         self,
@@ -227,12 +334,44 @@ class BpftraceProcess:
         self.started = 0.0
         self.attached: float | None = None
         self.probes: int | None = None
-        self._buf = b""
+        self.reader: _StreamReader | None = None
+        self.result: RunResult | None = None  # set by stop(), also when wait_attached raises
+        self.stop_requested: float | None = None
+        self.escalations: list[str] = []
+        self.sigint_resent = 0
+        self._marker_index: int | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.child.pid if self.child is not None else None
 
     def start(self) -> None:
         """Spawn bpftrace; the program goes on the command line so errors name `stdin:L:C`."""
+        from harness.host.capabilities import missing_bpf_privileges
+
+        why_not = missing_bpf_privileges()
+        if why_not:
+            raise NotRoot(
+                f"bpftrace cannot run here: {why_not}",
+                "run the harness as root with its capabilities (sudo; a container needs "
+                "CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN)",
+            )
         argv = [*self.argv_prefix, self.bpftrace, "-e", self.program]
         self.started = time.monotonic()
+        # stderr goes to a FIFO: pty spawning closes every inherited descriptor before the
+        # preexec hook runs, so the hook opens the write side by name.
+        fifo_dir = tempfile.mkdtemp(prefix="ktrace-bt-")
+        fifo = os.path.join(fifo_dir, "stderr")
+        os.mkfifo(fifo, 0o600)
+        err_fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        pdeath = die_with_parent()
+
+        def preexec() -> None:
+            pdeath()
+            fd = os.open(fifo, os.O_WRONLY)
+            os.dup2(fd, 2)
+            os.close(fd)
+
         try:
             self.child = pexpect.spawn(
                 argv[0],
@@ -242,43 +381,37 @@ class BpftraceProcess:
                 maxread=1 << 20,
                 echo=False,
                 dimensions=(500, 500),
+                preexec_fn=preexec,
             )
         except pexpect.ExceptionPexpect as err:
+            os.close(err_fd)
             raise BpftraceError(
                 f"cannot start {argv[0]}: {err}", "install bpftrace (scripts/setup.sh)"
             ) from None
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(fifo)
+                os.rmdir(fifo_dir)
         # close() sleeps this long "to let the kernel update the process status"; stop() has
         # already read to EOF and reaped bpftrace, so the default 0.1 s is pure wait per run.
         self.child.delayafterclose = 0.0
-
-    def _read_until(self, regex: re.Pattern[bytes], deadline: float) -> bool:
-        """Read into the buffer until the pattern appears; False on EOF or deadline."""
-        assert self.child is not None
-        while not regex.search(self._buf):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            try:
-                self._buf += self.child.read_nonblocking(65536, timeout=min(left, 0.5))
-            except pexpect.TIMEOUT:
-                continue
-            except pexpect.EOF:
-                return False
-        return True
+        self.reader = _StreamReader(self.child.child_fd, err_fd)
+        self.reader.start()
 
     def wait_attached(self, timeout: float = 60.0) -> None:
         """Block until the BEGIN marker shows that every probe is live, or raise a typed error."""
+        assert self.child is not None and self.reader is not None, "start() first"
+        reader = self.reader
         deadline = time.monotonic() + timeout
         # The marker must be a line of its own: diagnostics echo the program text, marker included.
-        marker_line = re.compile(rb"^" + re.escape(self.marker.encode()) + rb"\r?$", re.M)
-        ok = self._read_until(ATTACH_RE, deadline) and self._read_until(marker_line, deadline)
-        m = ATTACH_RE.search(self._buf)
-        if m:
-            self.probes = int(m.group(1))
+        ok = reader.wait_for(
+            lambda: self._find_marker() is not None or reader.out_eof, deadline
+        )
+        ok = ok and self._marker_index is not None
         if ok:
-            self.attached = time.monotonic()
+            assert self._marker_index is not None
+            self.attached = reader.times[self._marker_index]
             return
-        assert self.child is not None
         alive = self.child.isalive()
         result = self.stop()
         if result.error is not None:
@@ -293,42 +426,128 @@ class BpftraceProcess:
             "run the program by hand with `bpftrace -e` to see why",
         )
 
+    def _find_marker(self) -> int | None:
+        """Index of the marker line (called under the reader's lock); also notes the probes."""
+        assert self.reader is not None
+        if self._marker_index is None:
+            for i, line in enumerate(self.reader.lines):
+                m = ATTACH_RE.search(line.encode())
+                if m and self.probes is None:
+                    self.probes = int(m.group(1))
+                # BEGIN runs only once every probe is attached, so the marker alone suffices
+                # (0.24+ reports "Attached N probes" on stderr, not before the marker).
+                if line.strip() == self.marker:
+                    self._marker_index = i
+                    break
+            if self._marker_index is not None and self.probes is None:
+                m = ATTACH_RE.search(bytes(self.reader.stderr))
+                self.probes = int(m.group(1)) if m else None
+        return self._marker_index
+
+    def is_running(self) -> bool:
+        return self.child is not None and self.child.isalive()
+
     def stop(self, grace: float = STOP_GRACE) -> RunResult:
-        """SIGINT through the pty, read all output to EOF, kill the group if it lingers."""
-        assert self.child is not None, "start() first"
-        child = self.child
+        """SIGINT (bpftrace prints its maps), wait for its exit and the end of its output,
+        escalate to TERM/KILL only if it lingers without working."""
+        assert self.child is not None and self.reader is not None, "start() first"
+        child, reader = self.child, self.reader
         interrupted = False
         if child.isalive():
             interrupted = True
+            self.stop_requested = time.monotonic()
+            probe_fds = self._perf_event_fds()
+            self._signal(signal.SIGINT)
+            self._wait_exit(grace, STOP_CAP, probe_fds)
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if child.isalive():
+                self.escalations.append(sig.name)
+                self._signal_group(sig)
+                self._wait_exit(3, 3)
+        with contextlib.suppress(pexpect.ExceptionPexpect, OSError):
+            child.wait()
+        reader.join(5)
+        if not reader.is_alive():
             with contextlib.suppress(OSError):
-                child.sendintr()
-        # Read to EOF even when bpftrace already exited by itself: the pty still holds what it
-        # printed last (its maps, late printf lines).
-        self._drain(time.monotonic() + grace)
-        if child.isalive():
-            self._signal_group(signal.SIGTERM)
-            self._drain(time.monotonic() + 3)
-        if child.isalive():
-            self._signal_group(signal.SIGKILL)
-            self._drain(time.monotonic() + 3)
-        child.close(force=True)
+                os.close(reader.err_fd)
+            child.close(force=True)
         status = (
             child.exitstatus
             if child.exitstatus is not None
             else (-child.signalstatus if child.signalstatus else None)
         )
-        return self._result(status, interrupted)
+        self.result = self._result(status, interrupted)
+        return self.result
 
-    def _drain(self, deadline: float) -> None:
-        assert self.child is not None
-        while time.monotonic() < deadline:
-            try:
-                self._buf += self.child.read_nonblocking(65536, timeout=0.2)
-            except pexpect.TIMEOUT:
-                continue
-            except pexpect.EOF:
-                self.child.wait()
+    def _wait_exit(self, idle: float, cap: float, probe_fds: int = 0) -> None:
+        """Wait for bpftrace to exit and its stdout to close (all output read).
+
+        Printing a large map (symbolizing thousands of stacks) can take long on a loaded
+        machine, so the wait ends after `idle` seconds WITHOUT progress (CPU time used, output),
+        or at `cap` seconds in all.
+
+        bpftrace 0.17 misses a SIGINT that lands while it is outside its epoll_wait: the exit
+        flag is set but only a failed epoll_wait or a new event checks it, so an idle run
+        never stops (measured here: 1 stop in 4 hung until SIGTERM). While it still holds
+        all its probe perf events (`probe_fds`, counted at the first SIGINT; they close as it
+        starts to stop), no output came, and it is alive, SIGINT is sent again: it is still in
+        its event loop, where a second SIGINT is safe (not in the middle of printing maps).
+        """
+        assert self.reader is not None and self.child is not None
+        reader, child = self.reader, self.child
+        start = last_progress = last_nudge = time.monotonic()
+        last_mark = self._progress_mark()
+        lines_at_start = len(reader.lines)
+        while True:
+            now = time.monotonic()
+            if not child.isalive():
+                # Exited: read what is left (a grandchild may hold the pty open: bounded).
+                reader.wait_for(lambda: reader.out_eof, now + 1.0)
                 return
+            if now - last_progress >= idle or now - start >= cap:
+                return
+            reader.wait_for(lambda: False, now + 0.1)
+            now = time.monotonic()
+            if now - last_nudge >= 1.0:
+                last_nudge = now
+                mark = self._progress_mark()
+                if mark[1] != last_mark[1] or mark[0] - last_mark[0] > 5:  # lines, >5% CPU
+                    last_progress = now
+                last_mark = mark
+                if (
+                    probe_fds
+                    and len(reader.lines) == lines_at_start
+                    and self._perf_event_fds() == probe_fds
+                ):
+                    self.sigint_resent += 1
+                    self._signal(signal.SIGINT)
+
+    def _progress_mark(self) -> tuple[int, int]:
+        """(CPU ticks bpftrace has used, stdout lines read): they grow while it works."""
+        assert self.reader is not None and self.child is not None
+        try:
+            fields = Path(f"/proc/{self.child.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks = int(fields[11]) + int(fields[12])  # utime + stime
+        except (OSError, IndexError, ValueError):
+            ticks = -1
+        return ticks, len(self.reader.lines)
+
+    def _perf_event_fds(self) -> int:
+        """How many perf events bpftrace holds open (its probes plus one buffer per CPU)."""
+        assert self.child is not None
+        count = 0
+        try:
+            for fd in os.scandir(f"/proc/{self.child.pid}/fd"):
+                with contextlib.suppress(OSError):
+                    count += os.readlink(fd.path) == "anon_inode:[perf_event]"
+        except OSError:
+            return 0
+        return count
+
+    def _signal(self, sig: signal.Signals) -> None:
+        assert self.child is not None
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(self.child.pid, sig)
 
     def _signal_group(self, sig: signal.Signals) -> None:
         assert self.child is not None
@@ -336,8 +555,16 @@ class BpftraceProcess:
             os.killpg(self.child.pid, sig)
 
     def _result(self, status: int | None, interrupted: bool) -> RunResult:
-        text = self._buf.decode("utf-8", "replace").replace("\r\n", "\n")
-        stdout, diagnostics = split_diagnostics(text)
+        assert self.reader is not None
+        with self.reader.cond:
+            lines = list(self.reader.lines)
+            times = list(self.reader.times)
+            stderr = self.reader.stderr.decode("utf-8", "replace").replace("\r\n", "\n")
+        stdout = "\n".join(lines) + ("\n" if lines else "")
+        base = self.attached if self.attached is not None else self.started
+        # Diagnostics still found on stdout (a wrapper such as setpriv may write there too).
+        _, stray = split_diagnostics(stdout)
+        diagnostics = "\n".join(part for part in (stderr.rstrip("\n"), stray) if part)
         result = RunResult(
             program=self.program,
             stdout=stdout,
@@ -348,20 +575,53 @@ class BpftraceProcess:
             attached=self.attached,
             stopped=time.monotonic(),
             probes=self.probes,
+            stderr=stderr,
+            line_times=[t - base for t in times],
         )
+        result.warnings = lost_event_warnings(lines, stderr)
+        if self.stop_requested is not None:
+            result.extra["stop_s"] = result.stopped - self.stop_requested
+        if self.sigint_resent:
+            result.extra["sigint_resent"] = self.sigint_resent
+            result.warnings.append(
+                f"bpftrace missed SIGINT (a 0.17 race outside its event wait); sent it again "
+                f"{self.sigint_resent} time(s)"
+            )
+        if self.escalations:
+            result.extra["escalations"] = list(self.escalations)
+            result.warnings.append(
+                f"bpftrace did not exit after SIGINT; sent {', '.join(self.escalations)}"
+            )
         if status not in (0, None) or self.attached is None:
             result.error = classify(diagnostics or stdout, self.program)
         from harness.output.parse import parse_text
 
+        # The marker becomes an empty line, so line numbers still match stdout.txt.
+        parsed = [
+            "" if i == self._marker_index or ln.strip() == self.marker else ln
+            for i, ln in enumerate(lines)
+        ]
         try:
-            result.output = parse_text(_without_marker(stdout, self.marker))
+            result.output = parse_text("\n".join(parsed) + "\n", line_times=result.line_times)
         except HarnessError as err:
             result.error = result.error or err
+        if result.output is not None:
+            result.output.warnings.extend(result.warnings)
         return result
 
 
-def _without_marker(stdout: str, marker: str) -> str:
-    return "\n".join(ln for ln in stdout.splitlines() if ln.strip() != marker) + "\n"
+def lost_event_warnings(stdout_lines: Sequence[str], stderr: str) -> list[str]:
+    """bpftrace's own "Lost N events" reports, as warnings naming the stream and line."""
+    found = []
+    for stream, lines in (("stdout", stdout_lines), ("stderr", stderr.splitlines())):
+        for n, line in enumerate(lines, 1):
+            m = LOST_RE.search(line)
+            if m:
+                found.append(
+                    f"bpftrace lost {m.group(1)} events ({stream} line {n}: {line.strip()!r}); "
+                    "the perf buffer overflowed, counts from printf lines are short"
+                )
+    return found
 
 
 def run_bpftrace(
@@ -379,11 +639,15 @@ def run_bpftrace(
     `program` may be a function of the workload's pid, so filters can name it before it runs.
     The result always comes back, even when the run was cut short: `result.error` says why.
     `bpftrace` is the command to start (another release's wrapper, harness.host.bpftrace_versions).
+    A KeyboardInterrupt (Ctrl-C, or a SIGTERM/SIGHUP the CLI turned into one) stops the run
+    the normal way and returns what was gathered, with an `Interrupted` error.
     """
-    work = GatedWorkload(workload) if workload else None
+    work: GatedWorkload | None = None
     proc: BpftraceProcess | None = None
     result: RunResult | None = None
+    ended_by = "error"
     try:
+        work = GatedWorkload(workload) if workload else None
         text = program(work.pid if work else None) if callable(program) else program
         proc = BpftraceProcess(text, marker, bpftrace=bpftrace)
         proc.start()
@@ -391,42 +655,68 @@ def run_bpftrace(
         if work is not None:
             work.go()
         t0 = time.monotonic()
-        while not _finished(proc, work, duration, time.monotonic() - t0):
+        while True:
+            ended_by = _ended_by(proc, work, duration, time.monotonic() - t0)
+            if ended_by:
+                break
             if on_progress is not None:
                 on_progress(time.monotonic() - t0)
             time.sleep(0.05)
         result = proc.stop()
-    except KeyboardInterrupt:
-        if proc is not None and proc.child is not None:
+    except KeyboardInterrupt as stop:
+        if proc is None or proc.child is None:
+            raise
+        with _shielded():
             result = proc.stop()
-            result.error = result.error or HarnessError(
-                "interrupted by Ctrl-C", "partial results were kept"
-            )
-            return result
-        raise
+        signum = getattr(stop, "signum", int(signal.SIGINT))
+        result.error = Interrupted(signum)
+        ended_by = "ctrl-c" if signum == signal.SIGINT else "signal"
     finally:
-        if proc is not None and proc.child is not None and proc.child.isalive():
-            proc.stop()
-        if work is not None:
-            work.close()
+        with _shielded():
+            if proc is not None and proc.child is not None and proc.is_running():
+                proc.stop()
+            if work is not None:
+                work.close()
+    result.ended_by = ended_by
     if work is not None:
-        result.workload_status = work.wait(5)
+        status = work.wait(5)
+        # A workload the harness stopped at --duration (or on Ctrl-C) did not fail.
+        result.workload_status = None if work.stopped_by_harness else status
         result.extra["workload_stdout"] = work.stdout
+        result.extra["workload_exit"] = status
+        result.extra["workload_stopped_by_harness"] = work.stopped_by_harness
     return result
 
 
-def _finished(
-    proc: BpftraceProcess, work: GatedWorkload | None, duration: float | None, elapsed: float
-) -> bool:
-    """A run ends when the workload exits, the duration passes, or bpftrace itself exits.
+SHIELDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
-    With neither a workload nor a duration the program ends itself (exit()): stopping it with
-    Ctrl-C then would cut off the printf events it has not yet read from its perf buffer.
-    """
-    if proc.child is None or not proc.child.isalive():
-        return True
+
+@contextlib.contextmanager
+def _shielded() -> Iterator[None]:
+    """Cleanup that a second Ctrl-C (or SIGTERM/SIGHUP) must not cut short: such signals are
+    noted and ignored until it is done; the run already ends on the first one."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {sig: signal.signal(sig, lambda signum, frame: None) for sig in SHIELDED_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def _ended_by(
+    proc: BpftraceProcess, work: GatedWorkload | None, duration: float | None, elapsed: float
+) -> str:
+    """Why the run ends now ('' while it goes on): the workload exits, the duration passes,
+    or bpftrace itself exits."""
+    if not proc.is_running():
+        return "program-exit"
+    if work is not None and work.poll() is not None:
+        return "workload-exit"
     if duration is not None and elapsed >= duration:
-        return True
-    if work is not None:
-        return work.poll() is not None
-    return False
+        return "duration"
+    # Neither bounds it: the program ends itself (exit()); a Ctrl-C now would cut off the
+    # printf events it has not yet read from its perf buffer.
+    return ""
