@@ -7,11 +7,16 @@ build without `-D__TARGET_ARCH_<arch>`, is recognised and reported with that def
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
+import os
 import platform
 import re
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -98,10 +103,30 @@ def vmlinux_header(btf: Path = BTF_PATH) -> Path:
     if not out.exists():
         text = _run(["bpftool", "btf", "dump", "file", str(btf), "format", "c"], "bpftool btf dump")
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(".tmp")
-        tmp.write_text(text)
-        tmp.replace(out)
+        # A private temporary name per writer, then an atomic rename: concurrent first runs
+        # each publish a complete, identical file.
+        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=out.name, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            os.replace(tmp, out)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
     return out
+
+
+@contextlib.contextmanager
+def _build_lock(key: str) -> Iterator[None]:
+    """One builder per cache key across processes; the others wait, then find it built."""
+    cache_root().mkdir(parents=True, exist_ok=True)
+    with open(cache_root() / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def prebuilt_outputs(directory: Path) -> BuildOutputs:
@@ -139,10 +164,24 @@ def build(
     bpf_obj, loader = out / "ktrace.bpf.o", out / "ktrace"
     if bpf_obj.exists() and loader.exists():
         return BuildOutputs(bpf_obj, loader, sha256_file(bpf_obj), define)
+    with _build_lock(key):
+        if not (bpf_obj.exists() and loader.exists()):  # another process may have built it
+            work = out.with_name(key + ".tmp")
+            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir(parents=True)
+            try:
+                _compile(src, work, header, define, extra_cflags)
+                shutil.rmtree(out, ignore_errors=True)
+                work.replace(out)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)  # a failed build leaves nothing
+    return BuildOutputs(bpf_obj, loader, sha256_file(bpf_obj), define)
 
-    work = out.with_name(key + ".tmp")
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+
+def _compile(
+    src: Path, work: Path, header: Path, define: str, extra_cflags: tuple[str, ...]
+) -> None:
+    """clang -target bpf, bpftool gen skeleton, cc the loader: all into `work`."""
     shutil.copy(header, work / "vmlinux.h")
     cflags = ["-g", "-O2", "-target", "bpf", *([define] if define else []), *extra_cflags]
     _run(
@@ -159,9 +198,6 @@ def build(
          "-o", str(work / "ktrace"), *libbpf_flags],
         "cc (loader)",
     )
-    shutil.rmtree(out, ignore_errors=True)
-    work.replace(out)
-    return BuildOutputs(bpf_obj, loader, sha256_file(bpf_obj), define)
 
 
 def _tool_version(tool: str) -> str:
