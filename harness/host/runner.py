@@ -564,7 +564,8 @@ class BpftraceProcess:
         base = self.attached if self.attached is not None else self.started
         # Diagnostics still found on stdout (a wrapper such as setpriv may write there too).
         _, stray = split_diagnostics(stdout)
-        diagnostics = "\n".join(part for part in (stderr.rstrip("\n"), stray) if part)
+        # Harmless every-run lines stay in the raw stderr only.
+        diagnostics = "\n".join(part for part in (without_harmless(stderr), stray) if part)
         result = RunResult(
             program=self.program,
             stdout=stdout,
