@@ -13,10 +13,12 @@ where the run directory goes) is decided here, so the CLI only parses arguments 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
 import shlex
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -59,6 +61,10 @@ class RunMeta:
     printed_lines: list[str]
     diagnostics: str
     bpftrace: dict[str, Any] = field(default_factory=dict)  # which release ran, from where
+    # workload-exit, duration, program-exit, ctrl-c, signal or error
+    ended_by: str = "error"
+    warnings: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -193,6 +199,7 @@ def trace(
     check: bool = True,
     on_progress: Callable[[float], None] | None = None,
     bpftrace: str | None = None,
+    force: bool = False,
     **spec_opts: Any,
 ) -> Trace:
     """Generate, run and parse one bpftrace program around a workload.
@@ -204,7 +211,9 @@ def trace(
     duration: stop after this many seconds (a run needs a workload, a duration, or both).
     lane: `host` (the running kernel).
     attach: force `kprobe`, `kfunc` or `tracepoint` instead of the capability probe's choice.
-    out: the run directory; None makes results/run-<UTC time>/, False writes nothing.
+    out: the run directory; None makes results/run-<UTC time>/, False writes nothing. It is
+        checked before tracing: a file, an unwritable place, or a non-empty directory that is
+        not an earlier run of the same target is refused (`force` replaces its contents).
     timeout: seconds to wait for bpftrace to attach.
     report: also write summary.md, folded stacks and flame graphs into the run directory.
     plots: with report, also draw histogram PNGs (matplotlib; `harness report DIR` draws them
@@ -231,8 +240,10 @@ def trace(
     from harness.spec import catalog, codegen
 
     tracer = resolve(bpftrace)
-    if duration is not None and not duration > 0:
-        raise UsageError(f"duration {duration!r} is not positive", "pass seconds > 0, e.g. 5")
+    if duration is not None and not (duration > 0 and math.isfinite(duration)):
+        raise UsageError(
+            f"duration {duration!r} is not a positive number of seconds", "pass e.g. 5"
+        )
     argv = _workload_argv(workload)
     equivalents: dict[str, ProbeSpec] = {}
     if "{" in target:
@@ -306,21 +317,23 @@ def trace(
             return programs[-1]
 
         make_program = program_for
+    path = _claim(out, "run", target, force)
     started = time.time()
     _warm_imports()
-    result = run_bpftrace(
-        make_program,
-        marker,
-        workload=argv,
-        duration=duration,
-        timeout=timeout,
-        on_progress=on_progress,
-        bpftrace=tracer.command,
-    )
+    with _unclaimed_on_failure(path if out is None else None):
+        result = run_bpftrace(
+            make_program,
+            marker,
+            workload=argv,
+            duration=duration,
+            timeout=timeout,
+            on_progress=on_progress,
+            bpftrace=tracer.command,
+        )
     meta = _run_meta(target, spec, attach_used, reason, caps, programs, argv, result, started)
     meta.bpftrace = tracer.as_dict()
     key_names = spec.key_names() if spec is not None else {}
-    done = _finish(result, key_names, meta, out, report, plots)
+    done = _finish(result, key_names, meta, path, report, plots)
     return done.check() if check else done
 
 
@@ -354,26 +367,62 @@ def _run_meta(
         error=str(result.error) if result.error else None,
         printed_lines=result.output.lines if result.output is not None else [],
         diagnostics=result.diagnostics,
+        ended_by=result.ended_by,
+        warnings=list(result.output.warnings if result.output is not None else result.warnings),
+        counts=result.output.counts() if result.output is not None else {},
     )
+
+
+def _claim(out: Out, kind: str, target: str, force: bool) -> Path | None:
+    """Where the run will be written, settled before tracing (None: nowhere, out=False)."""
+    from harness.report.rundir import claim_run_dir
+
+    if out is False:
+        return None
+    return claim_run_dir(Path(out) if out is not None else None, kind, target, force=force)
+
+
+@contextlib.contextmanager
+def _unclaimed_on_failure(path: Path | None) -> Iterator[None]:
+    """A run that fails before it gathered anything leaves no empty run directory behind."""
+    try:
+        yield
+    except BaseException:
+        if path is not None:
+            with contextlib.suppress(OSError):
+                path.rmdir()  # only when empty
+        raise
 
 
 def _finish(
     result: RunResult,
     key_names: Mapping[str, Sequence[str]],
     meta: RunMeta,
-    out: Out,
+    path: Path | None,
     report: bool,
     plots: bool = False,
 ) -> Trace:
-    """The Trace; its run directory (and report) unless out is False, written from plain
-    tables so that no pandas is imported unless a caller reads `Trace.frames`."""
-    from harness.report.rundir import new_run_dir, write_tables
+    """The Trace; its run directory (and report) unless path is None, written from plain
+    tables so that no pandas is imported unless a caller reads `Trace.frames`.
+
+    If the directory cannot be written after all, the run is kept in a temporary directory and
+    the error naming it becomes the Trace's error (after the run's own, if any)."""
+    from harness.report.rundir import write_tables, written_or_kept
 
     done = Trace(result.output, meta, None, result.error, key_names=key_names)
-    if out is False:
+    if path is None:
         return done
-    done.path = Path(out) if out is not None else new_run_dir("run")
-    write_tables(done.path, done.tables, meta.as_dict())
+    done.path, write_error = written_or_kept(
+        lambda where: write_tables(
+            where, done.tables, meta.as_dict(), stdout=result.stdout, stderr=result.stderr
+        ),
+        path,
+    )
+    if write_error is not None:
+        if done.error is None:
+            done.error = write_error
+        else:
+            done.notes.append(str(write_error))
     if report:
         try:
             from harness.report.summary import write_report
@@ -448,6 +497,7 @@ def crosscheck(
     libbpf_pid_offset: int = 0,
     workload: str | Sequence[str] | None = None,
     bpftrace: str | None = None,
+    force: bool = False,
     **spec_opts: Any,
 ) -> Crosscheck:
     """Run bpftrace and the libbpf CO-RE twin on the same gated workload and compare exactly.
@@ -476,31 +526,38 @@ def crosscheck(
     from harness.host.capabilities import mount_tracefs
     from harness.spec import catalog
 
+    if count < 1:
+        raise UsageError(
+            f"count {count} sends no datagram, so there is nothing to compare", "pass 1 or more"
+        )
     mount_tracefs()
     spec = None if target in catalog.names() else spec_options(target, spec_opts)
     if spec is None and spec_opts:
         raise UsageError(f"spec options given for catalog entry {target!r}", "drop them")
-    result = run_crosscheck(
-        target,
-        spec=spec,
-        workload_argv=_workload_argv(workload),
-        attach=attach,
-        count=count,
-        sizes=sizes,
-        libbpf_pid_offset=libbpf_pid_offset,
-        timeout=timeout,
-        prebuilt=prebuilt,
-        bpftrace=bpftrace,
-    )
-    return _crosscheck_out(result, out)
+    workload_argv = _workload_argv(workload)
+    path = _claim(out, "crosscheck", target, force)
+    with _unclaimed_on_failure(path if out is None else None):
+        result = run_crosscheck(
+            target,
+            spec=spec,
+            workload_argv=workload_argv,
+            attach=attach,
+            count=count,
+            sizes=sizes,
+            libbpf_pid_offset=libbpf_pid_offset,
+            timeout=timeout,
+            prebuilt=prebuilt,
+            bpftrace=bpftrace,
+        )
+    return _crosscheck_out(result, path)
 
 
-def _crosscheck_out(result: CrosscheckResult, out: Out) -> Crosscheck:
+def _crosscheck_out(result: CrosscheckResult, path: Path | None) -> Crosscheck:
     import json
 
     import pandas as pd
 
-    from harness.report.rundir import new_run_dir, write_run_dir
+    from harness.report.rundir import write_run_dir
 
     maps = {
         c.map_name: MapVerdict(
@@ -518,9 +575,9 @@ def _crosscheck_out(result: CrosscheckResult, out: Out) -> Crosscheck:
         result.build.sha256,
         None,
     )
-    if out is False:
+    if path is None:
         return done
-    done.path = Path(out) if out is not None else new_run_dir("crosscheck")
+    done.path = path
     write_run_dir(done.path / "bpftrace", result.bpftrace_frames, result.meta)
     write_run_dir(done.path / "libbpf", result.libbpf_frames, result.meta)
     (done.path / "program.bt").write_text(result.meta["program"])

@@ -32,6 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to attach/finish")
     parser.add_argument("--out", type=Path, help="results directory (default results/<run-id>)")
     parser.add_argument(
+        "--force", action="store_true",
+        help="replace the contents of a non-empty --out that is not a run of this target",
+    )
+    parser.add_argument(
         "--prebuilt", type=Path, help="use this build directory of the twin (VM lane)"
     )
     parser.add_argument("--lane", default="host", help="host (default) or vm[:VERSION]")
@@ -66,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         out=args.out,
         workload=args.workload,
         **given_spec_options(args),
+        force=args.force,
     )
     print(f"attach: {x.attach} ({x.reason}); .bpf.o sha256 {x.bpf_obj_sha256[:16]}")
     print(f"bpftrace: {x.meta['bpftrace']} ({x.meta['bpftrace_origin']})")

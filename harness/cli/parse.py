@@ -41,9 +41,11 @@ def _guess_format(text: str) -> str:
 def run(args: argparse.Namespace) -> int:
     from harness.output.frames import to_frames
     from harness.output.parse import parse_json, parse_text
-    from harness.report.rundir import write_run_dir
+    from harness.report.rundir import check_writable, write_run_dir, written_or_kept
 
     path: Path = args.file
+    if args.csv:  # before parsing: a big file is not parsed only to be refused
+        check_writable(args.csv, "pass a writable --csv DIR")
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as err:
@@ -55,13 +57,17 @@ def run(args: argparse.Namespace) -> int:
     if args.csv:  # written before the summary, so a closed pipe (`| head`) loses nothing
         meta = {"command": "harness parse", "source": str(path.resolve()), "format": fmt,
                 "probes": output.probes, "lines": output.lines}
-        write_run_dir(args.csv, frames, meta)
+        written, write_error = written_or_kept(
+            lambda where: write_run_dir(where, frames, meta), args.csv
+        )
     try:
         _print_summary(path, fmt, output.probes, len(output.lines), frames, args.rows)
         if args.csv:
-            print(f"\nwrote {len(frames)} CSV files and run.json to {args.csv}")
+            print(f"\nwrote {len(frames)} CSV files and run.json to {written}")
     except BrokenPipeError:  # reader went away (`| head`): stop quietly, as cat does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    if args.csv and write_error is not None:
+        raise write_error
     return 0
 
 

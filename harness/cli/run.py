@@ -48,6 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="results directory (default results/<run-id>)")
     parser.add_argument("--plots", action="store_true",
                         help="also draw histogram PNGs (else `harness report DIR` draws them)")
+    parser.add_argument(
+        "--force", action="store_true",
+        help="replace the contents of a non-empty --out that is not a run of this target",
+    )
     add_spec_arguments(parser)
 
 
@@ -90,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
             report=not os.environ.get("KTRACE_NO_REPORT"),  # the VM lane reports on the host
             plots=args.plots,
             check=False,
+            force=args.force,
             on_progress=lambda elapsed: progress(
                 "tracing", elapsed, args.duration, "s") if elapsed >= 1 else None,
             bpftrace=args.bpftrace,
