@@ -526,7 +526,7 @@ def crosscheck(
     from harness.host.capabilities import mount_tracefs
     from harness.spec import catalog
 
-    if count < 1:
+    if count < 1 and workload is None:
         raise UsageError(
             f"count {count} sends no datagram, so there is nothing to compare", "pass 1 or more"
         )
