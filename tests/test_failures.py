@@ -46,7 +46,7 @@ def one_line_error(done: subprocess.CompletedProcess[str], command: str) -> str:
 def test_duration_must_be_a_positive_finite_number(tmp_path: Path) -> None:
     for bad in ("nan", "inf", "-1", "0"):
         done = harness("run", "ktrace", "--duration", bad, "--out", str(tmp_path / bad))
-        assert "not a positive number of seconds" in one_line_error(done, "run")
+        assert "duration" in one_line_error(done, "run")
         assert not (tmp_path / bad).exists()
 
 

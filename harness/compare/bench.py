@@ -206,13 +206,23 @@ def _stop_tracer(proc: subprocess.Popen[str], timeout: float) -> int | None:
     VmHWM belongs to the exec'd image alone; rusage's ru_maxrss would also count the Python
     parent the child was forked from, before exec.
     """
+    from harness.host.runner import perf_event_fds
+
     peak = _peak_rss_kib(proc.pid)
+    probes = perf_event_fds(proc.pid)
     proc.send_signal(signal.SIGINT)
     deadline = time.monotonic() + timeout
+    resend = time.monotonic() + 1
     while time.monotonic() < deadline:
         peak = _peak_rss_kib(proc.pid) or peak
         if proc.poll() is not None:
             return peak
+        if time.monotonic() >= resend:
+            # bpftrace 0.17 misses a SIGINT outside its epoll_wait: while it still holds every
+            # probe it has not begun to stop, and a second SIGINT is safe (runner.py, _wait_exit).
+            resend = time.monotonic() + 1
+            if probes and perf_event_fds(proc.pid) == probes:
+                proc.send_signal(signal.SIGINT)
         time.sleep(0.005)
     proc.kill()
     proc.wait()

@@ -533,16 +533,8 @@ class BpftraceProcess:
         return ticks, len(self.reader.lines)
 
     def _perf_event_fds(self) -> int:
-        """How many perf events bpftrace holds open (its probes plus one buffer per CPU)."""
         assert self.child is not None
-        count = 0
-        try:
-            for fd in os.scandir(f"/proc/{self.child.pid}/fd"):
-                with contextlib.suppress(OSError):
-                    count += os.readlink(fd.path) == "anon_inode:[perf_event]"
-        except OSError:
-            return 0
-        return count
+        return perf_event_fds(self.child.pid)
 
     def _signal(self, sig: signal.Signals) -> None:
         assert self.child is not None
@@ -609,6 +601,19 @@ class BpftraceProcess:
         if result.output is not None:
             result.output.warnings.extend(result.warnings)
         return result
+
+
+def perf_event_fds(pid: int) -> int:
+    """How many perf events a tracer holds open (bpftrace: its probes plus one buffer per CPU;
+    the probes' close as it starts to stop, which is how a missed SIGINT is told apart)."""
+    count = 0
+    try:
+        for fd in os.scandir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                count += os.readlink(fd.path) == "anon_inode:[perf_event]"
+    except OSError:
+        return 0
+    return count
 
 
 def lost_event_warnings(stdout_lines: Sequence[str], stderr: str) -> list[str]:
