@@ -207,3 +207,31 @@ def test_time_lines_stamp_printings_without_line_times() -> None:
     assert [m.t_s for m in js.maps] == [0.0, 5.0]
     assert to_frames(js)["@n"]["t_s"].tolist() == [0.0, 5.0]
     assert [m.t_s for m in parse_text("@n: 1\n@n: 2\n").maps] == [None, None]
+
+
+def test_entry_runs_read_in_chunks_equal_line_by_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The column-wise reading of entry runs (chunks, repeated keys starting printings) gives
+    the same printings as reading line by line, wherever a chunk happens to end."""
+    from harness.output import parse
+
+    text = ("Attaching 1 probe...\n"
+            + "".join(f"@c[{k}]: {p * k}\n" for p in range(6) for k in range(7))  # 6 printings
+            + "@c[9]: 1\n@c[0]: 2\n@c[10]: 3\n"   # a new key, then a repeat
+            + "@s[a]: x\n@s[b]: y\n@s[a]: z\n"     # string values
+            + "@n: 5\n@n: 6\n@m[1]: 1\n@m[x]: 2\n"  # scalar printed twice; int and str keys
+            + "@i[1]: 7\n@i[2]: v\n@i[007]: 3\n")   # int and str values; a leading zero
+    want = parse_text(text)
+    for chunk in (1, 8, 20, 64, 200):
+        monkeypatch.setattr(parse, "_RUN_CHUNK", chunk)
+        monkeypatch.setattr(parse._Builder, "_add_segment_fast", lambda *a: False)
+        slow = parse_text(text)
+        monkeypatch.undo()
+        monkeypatch.setattr(parse, "_RUN_CHUNK", chunk)
+        fast = parse_text(text)
+        monkeypatch.undo()
+        for got in (slow, fast):
+            assert [(m.name, m.printing, m.kind, m.packed_keys, m.values, m.line)
+                    for m in got.maps] == [(m.name, m.printing, m.kind, m.packed_keys, m.values,
+                                            m.line) for m in want.maps], chunk
+    # @c[9] is new to the 6th printing (no repeat: it goes on); @c[0] repeats
+    assert [len(m) for m in want.maps if m.name == "@c"] == [7] * 5 + [8, 2]

@@ -1022,7 +1022,7 @@ def parse_json(text: str, *, line_times: Sequence[float] | None = None) -> Outpu
                     for k, v in value.items():
                         val, vk = _json_value(kind, v, repairs)
                         body = _unescape_key(k)
-                        if _flat_stack(body):
+                        if "\n" in body and _flat_stack(body):
                             body = _reindent_frames(body)
                             repairs.append(
                                 f"{name}: stack frames in the json keys had no indentation "
