@@ -45,7 +45,7 @@ def die_with_parent() -> Callable[[], None]:
 
 
 # Exit without killing after "done"; kill the group on EOF (the harness is gone).
-_GUARD = 'IFS= read -r line; [ "$line" = done ] || kill -KILL -- "-$1" 2>/dev/null; exit 0'
+_GUARD = 'IFS= read -r line; [ "$line" = done ] || kill -s KILL -- "-$1" 2>/dev/null; exit 0'
 
 
 class GroupGuard:
