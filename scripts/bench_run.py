@@ -173,9 +173,11 @@ def main() -> int:
             for t in ("bpftrace", "harness"):
                 rows.append({"kind": "median", "case": case, "tool": t, "seconds": med[t],
                              "cpu_s": cpu_med[t], "note": f"{pairs} pairs"})
+            load = "/".join(f"{x:.1f}" for x in os.getloadavg())
             rows.append({"kind": "ratio", "case": case, "tool": "harness/bpftrace",
                          "ratio": med["harness"] / med["bpftrace"],
-                         "note": "median wall of harness over median wall of bare bpftrace"})
+                         "note": f"median wall harness / bare; load average {load} "
+                                 f"on {os.cpu_count()} CPUs"})
         runs = [phases(args.duration, Path(tmp) / f"phase{i}") for i in range(args.phase_runs)]
         for name in PHASES:
             values = [r[name] for r in runs if name in r]
