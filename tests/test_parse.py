@@ -235,3 +235,15 @@ def test_entry_runs_read_in_chunks_equal_line_by_line(monkeypatch: pytest.Monkey
                                             m.line) for m in want.maps], chunk
     # @c[9] is new to the 6th printing (no repeat: it goes on); @c[0] repeats
     assert [len(m) for m in want.maps if m.name == "@c"] == [7] * 5 + [8, 2]
+
+
+def test_a_repeat_of_only_empty_stack_keys_is_flagged() -> None:
+    # bpftrace 0.17, profile with @[kstack, comm]: an empty kernel stack and one it failed to
+    # look up both print as nothing, so `@[, tar]` can appear twice in one printing.
+    text = ("@[\n    do_syscall_64+113\n    entry_SYSCALL_64_after_hwframe+118\n, tar]: 1\n"
+            "@[, tar]: 1\n@[, sed]: 2\n@[, tar]: 11\n")
+    out = parse_text(text)
+    assert sum(len(m) for m in out.maps) == 4  # every entry kept
+    assert len(out.warnings) == 1 and out.warnings[0].startswith("line 7: @ starts printing 2")
+    reprint = parse_text("@[, tar]: 1\n@[, sed]: 2\n@[, tar]: 1\n@[, sed]: 2\n")
+    assert [len(m) for m in reprint.maps] == [2, 2] and reprint.warnings == []

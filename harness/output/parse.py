@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import itertools
 import json
 import re
 import threading
@@ -34,6 +35,7 @@ from harness.output.model import (
     Stack,
     Stats,
     pack_key,
+    unpack_key,
 )
 
 GRAMMAR_FILE = "bpftrace_output.lark"
@@ -368,6 +370,7 @@ class _Builder:
         """Close the last printing and stamp every printing with its t_s."""
         self.close()
         maps = self.out.maps
+        self._warn_alike_keys(maps)
         if line_times is not None:
             n = len(line_times)
             for mp in maps:
@@ -380,6 +383,23 @@ class _Builder:
                 if at >= 0:  # seconds since the first time() line; wraps at midnight
                     mp.t_s = (self.clock[at][1] - first) % 86400.0
         return self.out
+
+
+    def _warn_alike_keys(self, maps: list[MapPrint]) -> None:
+        """A printing that follows another of its map at once and repeats only keys with
+        an empty part may be the same printing: bpftrace 0.17 prints an empty kernel stack
+        and one it failed to look up (negative stack id) alike, as nothing. Say so."""
+        for a, b in itertools.pairwise(maps):
+            if a.name != b.name or not len(a) or not len(b):
+                continue
+            repeated = set(a.packed_keys).intersection(b.packed_keys)
+            if repeated and len(repeated) < len(a) and all(
+                    "" in unpack_key(k) for k in repeated):
+                self.warn(b.line, f"{b.name} starts printing {b.printing} here because "
+                          f"{len(repeated)} key(s) with an empty part repeat (e.g. "
+                          f"{sorted(map(str, repeated))[0]}); bpftrace prints empty and "
+                          "unresolved stacks alike, so printings "
+                          f"{a.printing} and {b.printing} may be one")
 
 
 # A text line that starts like a map entry but is none (cut off, or an unknown layout).
