@@ -142,9 +142,12 @@ def test_cli_bench_writes_csv_md_and_png(needs_bpf: None, tmp_path: Path) -> Non
     assert done.returncode == 0, done.stderr
     with (tmp_path / "syscalls.csv").open() as fh:
         table = list(csv.DictReader(fh))
-    assert [r["mode"] for r in table] == ["untraced", "bpftrace"]
-    assert table[1]["events_counted"] == str(n)
+    # syscalls now has a twin too: generated from the same spec as the bpftrace program
+    assert [r["mode"] for r in table] == ["untraced", "bpftrace", "libbpf"]
+    assert table[1]["events_counted"] == table[2]["events_counted"] == str(n)
     assert math.isfinite(float(table[1]["overhead_ns_per_event"]))
+    assert "sys_enter_getppid" in (tmp_path / "syscalls.bt").read_text()
+    assert 'SEC("tp/syscalls/sys_enter_getppid")' in (tmp_path / "syscalls.bpf.c").read_text()
     md = (tmp_path / "syscalls.md").read_text()
     assert "| bpftrace |" in md and "Goals:" in md
     assert (tmp_path / "syscalls.bench.png").read_bytes()[:4] == b"\x89PNG"

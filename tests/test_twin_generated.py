@@ -197,3 +197,21 @@ def test_loader_detaches_and_exits_when_its_control_pipe_closes() -> None:
         time.sleep(0.05)
     assert lb.proc.returncode is not None and lb.proc.returncode != 0
     assert not any(_alive(kind, ident) for kind, ident in held)
+
+
+@pytest.mark.usefixtures("needs_bpf")
+def test_bench_of_a_probe_line_measures_both_generated_programs(tmp_path: Path) -> None:
+    import csv
+
+    argv = [
+        "bench", "tracepoint:syscalls:sys_enter_getppid", "--count-by", "kstack",
+        "--label", "getppid-kstack", "--rounds", "1", "--warmup", "0", "--events", "3000",
+        "--out", str(tmp_path), "--no-report", "-q",
+    ]
+    assert main(argv) == 0
+    with (tmp_path / "getppid-kstack.csv").open() as fh:
+        table = list(csv.DictReader(fh))
+    assert [r["mode"] for r in table] == ["untraced", "bpftrace", "libbpf"]
+    assert table[1]["events_counted"] == table[2]["events_counted"] == "3000"
+    assert "@count[kstack] = count();" in (tmp_path / "getppid-kstack.bt").read_text()
+    assert "bpf_get_stackid" in (tmp_path / "getppid-kstack.bpf.c").read_text()

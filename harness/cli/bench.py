@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,10 +20,16 @@ from harness.cli.options import add_bpftrace_argument, prepare_bpftrace
 EXAMPLES = """examples:
   harness bench syscalls                 # getppid() loop: untraced vs bpftrace vs libbpf
   harness bench ktrace --lane vm --events 2000
+  harness bench tracepoint:syscalls:sys_enter_getppid --count-by kstack --label getppid-kstack
 """
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("name", metavar="NAME", help="benchmark: ktrace or syscalls")
+    from harness.spec.cmdline import add_spec_arguments
+
+    parser.add_argument(
+        "name", metavar="TARGET",
+        help="benchmark: ktrace, syscalls, or a probe with spec options (as for run)",
+    )
     parser.add_argument("--rounds", type=int, default=5, help="measured rounds (default 5)")
     parser.add_argument("--warmup", type=int, default=1, help="unrecorded rounds first (default 1)")
     parser.add_argument(
@@ -49,6 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--prebuilt", type=Path, help="use this build directory of the libbpf twin (VM lane)"
     )
+    add_spec_arguments(parser)
 
 
 def _run_in_vm(args: argparse.Namespace) -> int:
@@ -63,17 +71,17 @@ def _run_in_vm(args: argparse.Namespace) -> int:
     label = args.label or f"vm{series}"
     argv = strip_option(strip_option(list(args.argv[1:]), "--label"), "--prebuilt")
     argv += ["--label", label]
-    if "libbpf" in args.modes:
-        from harness.twin.build import build
-
-        argv += ["--prebuilt", str(build().bpf_obj.parent)]
     from harness.report.rundir import new_run_dir
 
     scratch = new_run_dir(f"bench-vm{series}")
+    if "libbpf" in args.modes:
+        from harness.compare.crosscheck import prebuild_twins
+
+        argv += ["--prebuilt", str(prebuild_twins(list(args.argv[1:]), scratch / "prebuilt"))]
     status = run_in_vm(args.lane, "bench", argv, scratch)
     dest = args.out or results_root() / "bench"
     dest.mkdir(parents=True, exist_ok=True)
-    for ext in (".csv", ".md"):
+    for ext in (".csv", ".md", ".bt", ".bpf.c"):
         made = scratch / f"{args.name}-{label}{ext}"
         if made.exists():
             print(shutil.copy(made, dest / made.name))
@@ -111,8 +119,16 @@ def run(args: argparse.Namespace) -> int:
     if args.rounds < 1:
         raise UsageError(f"--rounds {args.rounds} is below 1", "pass --rounds 5 or more")
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    spec = None
+    if ":" in args.name:
+        from harness.api import spec_options
+        from harness.cli.run import given_spec_options
+
+        spec = spec_options(args.name, given_spec_options(args))
+        args.name = args.label or re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.probe.text())
+        args.label = None
     case = bench_cases.build(
-        args.name, args.events, modes, args.attach, args.prebuilt, args.bpftrace
+        args.name, args.events, modes, args.attach, args.prebuilt, args.bpftrace, spec
     )
     out_dir = args.out or bench_cases.results_root() / "bench"
     started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -160,6 +176,9 @@ def run(args: argparse.Namespace) -> int:
     csv_path = bench.write_csv(result, out_dir / f"{stem}.csv")
     md_path = out_dir / f"{stem}.md"
     md_path.write_text(bench.summary_markdown(result, bench_cases.notes(case, out_dir)))
+    for suffix, text in case.sources.items():  # the measured programs, beside their figures
+        (out_dir / f"{stem}{suffix}").write_text(text)
+        print(out_dir / f"{stem}{suffix}")
     print(csv_path)
     print(md_path)
     print(md_path.read_text())

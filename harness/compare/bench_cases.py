@@ -12,12 +12,16 @@ import os
 import shutil
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from harness.compare.bench import Tracer, Workload
 from harness.errors import UsageError
 from harness.paths import workload
+
+if TYPE_CHECKING:
+    from harness.spec.model import ProbeSpec
 
 READY = "KTRACE_BENCH_READY"
 
@@ -28,6 +32,7 @@ class Case:
     tracers: list[Tracer]
     attach: str
     notes: list[str] = field(default_factory=list)
+    sources: dict[str, str] = field(default_factory=dict)  # file suffix -> the measured program
 
 
 def results_root() -> Path:
@@ -61,80 +66,86 @@ def _count_map(out: str, name: str, frame_prefix: str | None = None) -> int:
     from harness.output.parse import parse_text
 
     frame = to_frames(parse_text(out)).get(name)
+    return _events(frame, frame_prefix)
+
+
+def _events(frame: Any, frame_prefix: str | None) -> int:
+    """Events one map accounts for: the sum of `value` (or of `count`, for hist/lhist/stats)."""
     if frame is None:
         return 0
     if frame_prefix is not None:
-        keys = [c for c in frame.columns if c != "value"]
+        keys = [c for c in frame.columns if c not in VALUE_COLUMNS]
         frame = frame[
             [any(_on_path(row[k], frame_prefix) for k in keys) for row in frame.to_dict("records")]
         ]
-    return int(frame["value"].sum())
+    return int(frame["value" if "value" in frame.columns else "count"].sum())
 
 
-def bpftrace_tracer(
-    catalog_name: str,
-    attach: str,
+VALUE_COLUMNS = ("value", "count", "average", "total", "lo", "hi")
+
+
+def spec_bpftrace_tracer(
+    spec: ProbeSpec,
     count_map: str,
-    frame_prefix: str | None = None,
-    symbol: str | None = None,
+    frame_prefix: str | None,
+    symbol: str | None,
     release: str | None = None,
-) -> Tracer:
-    """The catalog entry's generated program for `attach`, filtered to the workload pid by codegen;
-    events are the sum of `count_map` in what bpftrace prints on SIGINT. `release` names the
-    bpftrace to run (harness.host.bpftrace_versions; None: the system's)."""
+) -> tuple[Tracer, str]:
+    """bpftrace running the program generated from `spec` (pid-filtered); also its text.
+    `release` names the bpftrace to run (harness.host.bpftrace_versions; None: the system's)."""
     from harness.host.bpftrace_versions import resolve
-    from harness.spec import catalog, codegen
+    from harness.spec import codegen
 
-    spec = catalog.get(catalog_name).equivalents[attach]
     if release is None:
         _bpftrace_binary()  # a clear error when bpftrace is missing
-    tracer = resolve(release)
-    version = tracer.version
-    bpftrace = tracer.command
+    resolved = resolve(release)
+    version = resolved.version
+    bpftrace = resolved.command
     marker = f"{READY}_{os.getpid()}"
 
     def argv(pid: int) -> list[str]:
-        program = codegen.generate(spec, attach, version, marker, pid=pid, symbol=symbol)
+        program = codegen.generate(spec, None, version, marker, pid=pid, symbol=symbol)
         return [bpftrace, "-e", program]
 
-    return Tracer(
+    tracer = Tracer(
         "bpftrace",
         argv,
         lambda line: marker in line,
         lambda out: _count_map(out, count_map, frame_prefix),
     )
+    return tracer, codegen.generate(spec, None, version, marker, pid=12345, symbol=symbol)
 
 
-def libbpf_tracer(
-    attach: str,
-    frame_prefix: str | None = None,
-    prebuilt: Path | None = None,
-    func: str | None = None,
-) -> Tracer:
-    """The CO-RE twin's loader (built, from the build cache, or `prebuilt` on the host for the
-    VM lane) on `attach`, filtered to the workload pid."""
-    from harness.twin.build import build, prebuilt_outputs
-    from harness.twin.loader import parse_loader_output
+def spec_libbpf_tracer(
+    spec: ProbeSpec,
+    count_map: str,
+    frame_prefix: str | None,
+    prebuilt: Path | None,
+    symbol: str | None,
+) -> tuple[Tracer, str]:
+    """The generic loader running the twin generated from `spec`; also the twin's C text.
+    Stopped by SIGINT like bpftrace (the bench driver gives tracers no control pipe)."""
+    from harness.compare.crosscheck import _twin_build, twin_program
+    from harness.twin.generic import parse_dump, twin_frames
 
-    loader = (prebuilt_outputs(prebuilt) if prebuilt else build()).loader
+    twin = twin_program(spec)
+    obj, loader, *_ = _twin_build(twin.text, prebuilt)
+    func = symbol if symbol and symbol != spec.probe.target else None
 
     def count(out: str) -> int:
-        stacks = parse_loader_output(out, attach).stacks
-        return sum(n for stack, n in stacks.items() if _on_path(stack, frame_prefix))
+        frames, _ = twin_frames(twin, parse_dump(out))
+        return _events(frames.get(count_map), frame_prefix)
 
-    return Tracer(
+    tracer = Tracer(
         "libbpf",
         lambda pid: [
-            str(loader),
-            "--attach",
-            attach,
-            "--pid",
-            str(pid),
+            str(loader), str(obj), "--set", f"target_pid={pid}", "--signals-only",
             *(["--func", func] if func else []),
         ],
         lambda line: line.startswith("ready"),
         count,
     )
+    return tracer, twin.text
 
 
 def udp_workload(events: int) -> Workload:
@@ -161,14 +172,13 @@ class Bench:
     catalog: str
     count_map: str
     frame_prefix: str | None  # count only stacks through this function (None: all events)
-    has_twin: bool
     workload: Callable[[int], Workload]
     default_events: int
 
 
 BENCHES = {
-    "ktrace": Bench("ktrace", "@stacks", "udp_send_skb", True, udp_workload, 50_000),
-    "syscalls": Bench("syscalls", "@calls", None, False, syscall_workload, 1_000_000),
+    "ktrace": Bench("ktrace", "@stacks", "udp_send_skb", udp_workload, 50_000),
+    "syscalls": Bench("syscalls", "@calls", None, syscall_workload, 1_000_000),
 }
 
 
@@ -179,17 +189,24 @@ def build(
     attach: str | None = None,
     prebuilt: Path | None = None,
     bpftrace: str | None = None,
+    spec: ProbeSpec | None = None,
 ) -> Case:
-    """Workload and tracers for NAME; attach type chosen like `harness run` unless forced."""
+    """Workload and tracers for NAME (or for `spec`, a probe line's spec); attach type chosen
+    like `harness run` unless forced. Both tracers run programs generated from one spec."""
     from harness.host.capabilities import capabilities, choose_attach, mount_tracefs
     from harness.spec import catalog
 
     unknown = set(modes) - {"bpftrace", "libbpf"}
     if unknown:
         raise UsageError(f"unknown mode {sorted(unknown)[0]!r}", "use --modes bpftrace,libbpf")
+    if spec is not None:
+        return _spec_case(spec, events, modes, prebuilt, bpftrace)
     bench = BENCHES.get(name)
     if bench is None:
-        raise UsageError(f"no benchmark named {name!r}", "choose one of: " + ", ".join(BENCHES))
+        raise UsageError(
+            f"no benchmark named {name!r}",
+            "choose one of: " + ", ".join(BENCHES) + ", or a probe with spec options",
+        )
     events = bench.default_events if events is None else events
     if events < 1:
         raise UsageError(f"--events {events} is below 1", "pass a positive event count")
@@ -207,20 +224,68 @@ def build(
     from harness.host.symbols import probe_symbol
 
     # The traceable name (a clone such as udp_send_skb.isra.0), resolved once for both tracers.
-    symbol = probe_symbol(entry.equivalents[attach])
-    tracers = []
+    spec = replace(entry.equivalents[attach], workload_pid=True)
+    symbol = probe_symbol(spec)
+    tracers, sources = _spec_tracers(
+        spec, bench.count_map, bench.frame_prefix, modes, prebuilt, symbol, bpftrace
+    )
+    return Case(bench.workload(events), tracers, attach, notes, sources)
+
+
+def _spec_tracers(
+    spec: ProbeSpec,
+    count_map: str,
+    frame_prefix: str | None,
+    modes: Sequence[str],
+    prebuilt: Path | None,
+    symbol: str | None,
+    release: str | None = None,
+) -> tuple[list[Tracer], dict[str, str]]:
+    tracers: list[Tracer] = []
+    sources: dict[str, str] = {}
     if "bpftrace" in modes:
-        tracers.append(
-            bpftrace_tracer(
-                bench.catalog, attach, bench.count_map, bench.frame_prefix, symbol, bpftrace
-            )
-        )
+        tracer, text = spec_bpftrace_tracer(spec, count_map, frame_prefix, symbol, release)
+        tracers.append(tracer)
+        sources[".bt"] = text
     if "libbpf" in modes:
-        if bench.has_twin:
-            tracers.append(libbpf_tracer(attach, bench.frame_prefix, prebuilt, symbol))
-        else:
-            notes.append(f"- libbpf: no CO-RE twin exists for `{name}`; only bpftrace is compared.")
-    return Case(bench.workload(events), tracers, attach, notes)
+        tracer, text = spec_libbpf_tracer(spec, count_map, frame_prefix, prebuilt, symbol)
+        tracers.append(tracer)
+        sources[".bpf.c"] = text
+    return tracers, sources
+
+
+COUNTABLE = ("count", "hist", "lhist", "stats", "collect")
+
+
+def _spec_case(
+    spec: ProbeSpec,
+    events: int | None,
+    modes: Sequence[str],
+    prebuilt: Path | None,
+    release: str | None = None,
+) -> Case:
+    """A probe line as a benchmark: its first count-like map counts the events; the workload is
+    the getppid() loop for syscall tracepoints and uprobes, UDP sends otherwise."""
+    from harness.host.capabilities import mount_tracefs
+    from harness.host.symbols import probe_symbol
+
+    mount_tracefs()
+    counted = next((a for a in spec.aggs if a.func in COUNTABLE), None)
+    if counted is None:
+        raise UsageError(
+            "this spec has no map that counts events", "add e.g. --count-by comm or --hist EXPR"
+        )
+    if spec.pid is None:
+        spec = replace(spec, workload_pid=True)
+    syscalls = spec.probe.kind.startswith("u") or spec.probe.target.startswith("syscalls:")
+    make = syscall_workload if syscalls else udp_workload
+    n = events if events is not None else (1_000_000 if syscalls else 50_000)
+    if n < 1:
+        raise UsageError(f"--events {n} is below 1", "pass a positive event count")
+    symbol = probe_symbol(spec)
+    tracers, sources = _spec_tracers(spec, counted.map, None, modes, prebuilt, symbol, release)
+    notes = [f"- spec: {spec.probe.text()}; events counted in {counted.map} ({counted.func})."]
+    return Case(make(n), tracers, spec.probe.kind, notes, sources)
 
 
 def notes(case: Case, out_dir: Path) -> list[str]:

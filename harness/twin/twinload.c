@@ -3,7 +3,7 @@
  * its rodata settings, load, attach every program, and on "stop" detach and print every map.
  * One loader for all specs: it knows nothing about the maps, the reader decodes them.
  *
- *   twinload OBJ.bpf.o [--set NAME=INT]... [--func NAME] [--verbose]
+ *   twinload OBJ.bpf.o [--set NAME=INT]... [--func NAME] [--signals-only] [--verbose]
  *
  * --set writes an integer into a `const volatile` global (target_pid, target_cgroup).
  * --func attaches kprobes/kretprobes and fentry/fexit to NAME instead of the name in SEC()
@@ -11,7 +11,8 @@
  *
  * stdin is the control pipe: a line "stop" ends the trace; EOF (the harness died) detaches and
  * exits at once, so no BPF link outlives the harness. The loader also dies with its parent
- * (PR_SET_PDEATHSIG). SIGINT/SIGTERM act as "stop".
+ * (PR_SET_PDEATHSIG). SIGINT/SIGTERM act as "stop". --signals-only ignores stdin (a benchmark
+ * driver that stops its tracers with SIGINT and does not give them a pipe).
  *
  * Output (stdout), one record per line:
  *   ready <n programs>
@@ -164,7 +165,7 @@ int main(int argc, char **argv)
 	const char *set_names[MAX_SETS];
 	long long set_values[MAX_SETS];
 	struct bpf_link *links[MAX_LINKS];
-	int nsets = 0, nlinks = 0, err = 0;
+	int nsets = 0, nlinks = 0, err = 0, control = 1;
 	struct bpf_program *prog;
 	struct bpf_object *obj;
 	char line[64];
@@ -182,12 +183,14 @@ int main(int argc, char **argv)
 			set_values[nsets++] = strtoll(eq + 1, NULL, 0);
 		} else if (!strcmp(argv[i], "--func") && i + 1 < argc) {
 			func = argv[++i];
+		} else if (!strcmp(argv[i], "--signals-only")) {
+			control = 0;
 		} else if (!strcmp(argv[i], "--verbose")) {
 			verbose = 1;
 		} else if (argv[i][0] != '-' && !path) {
 			path = argv[i];
 		} else {
-			fprintf(stderr, "usage: %s OBJ.bpf.o [--set NAME=INT]... [--func NAME] [--verbose]\n",
+			fprintf(stderr, "usage: %s OBJ.bpf.o [--set NAME=INT]... [--func NAME] [--signals-only] [--verbose]\n",
 				argv[0]);
 			return 2;
 		}
@@ -254,7 +257,7 @@ int main(int argc, char **argv)
 
 	for (;;) {
 		struct pollfd pfd = { .fd = 0, .events = POLLIN };
-		int ready = poll(&pfd, 1, 200);
+		int ready = poll(&pfd, control, 200); /* no fds: a 200 ms sleep */
 
 		if (stopping)
 			break;
