@@ -62,12 +62,14 @@ def _shell(command: str, results: Path, timeout: float = 900) -> subprocess.Comp
 
 
 def _runs(results: Path, n: int) -> list[Path]:
-    """`n` run directories to stand for the README's placeholders (made when missing)."""
-    runs = sorted(p for p in results.glob("run-*") if (p / "run.json").exists())
+    """`n` ktrace run directories (with @stacks) to stand for the README's placeholders, made
+    apart from the runs the README's own lines write."""
+    own = results / "placeholders"
+    runs = sorted(p for p in own.glob("run-*") if (p / "run.json").exists())
     while len(runs) < n:
-        done = _shell("harness run ktrace --count 20 -q", results)
+        done = _shell("harness run ktrace --count 20 -q", own)
         assert done.returncode == 0, done.stderr
-        runs = sorted(p for p in results.glob("run-*") if (p / "run.json").exists())
+        runs = sorted(p for p in own.glob("run-*") if (p / "run.json").exists())
     return runs
 
 
