@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from harness.compare.crosscheck import CrosscheckResult
     from harness.host.capabilities import Capabilities
     from harness.host.runner import RunResult
+    from harness.lanes.base import Lane
     from harness.output.columns import Table
     from harness.output.model import Output
     from harness.spec.model import ProbeSpec
@@ -65,6 +66,7 @@ class RunMeta:
     ended_by: str = "error"
     warnings: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    lane: dict[str, Any] = field(default_factory=lambda: {"name": "host"})
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -188,7 +190,7 @@ def trace(
     *,
     workload: str | Sequence[str] | None = None,
     duration: float | None = None,
-    lane: str = "host",
+    lane: str | Lane = "host",
     attach: str | None = None,
     out: Out = None,
     count: int = 100,
@@ -209,7 +211,8 @@ def trace(
     workload: the command to trace, as a shell string or an argv list; a catalog entry brings its
         own (sized by `count` datagrams of `sizes` bytes).
     duration: stop after this many seconds (a run needs a workload, a duration, or both).
-    lane: `host` (the running kernel).
+    lane: where the kernel under test is: `host` (the running kernel), `vm` or `vm:6.12` (a
+        Debian guest booted once per process and reused; see harness.lanes), or a Lane object.
     attach: force `kprobe`, `kfunc` or `tracepoint` instead of the capability probe's choice.
     out: the run directory; None makes results/run-<UTC time>/, False writes nothing. It is
         checked before tracing: a file, an unwritable place, or a non-empty directory that is
@@ -228,15 +231,10 @@ def trace(
     spec_opts: for a probe target, the CLI's spec flags as keywords (`count_by="kstack"`,
         `arg="skb=struct sk_buff *"`, `hist="skb->len"`, `filter=...`, `workload_pid=True`).
     """
-    if lane != "host":
-        raise UsageError(
-            f"the library runs lane {lane!r} only through the CLI for now",
-            "use `harness run ... --lane vm`, or lane='host'",
-        )
     from harness.host.bpftrace_versions import resolve
-    from harness.host.capabilities import capabilities, choose_attach, mount_tracefs
-    from harness.host.runner import run_bpftrace
+    from harness.host.capabilities import choose_attach
     from harness.host.symbols import probe_symbol
+    from harness.lanes.base import get_lane
     from harness.spec import catalog, codegen
 
     tracer = resolve(bpftrace)
@@ -289,8 +287,9 @@ def trace(
         raise UsageError(
             f"'{target}' has no {attach} form", f"choose one of: {', '.join(equivalents)}"
         )
-    mount_tracefs()  # the host lane's one preparation: tracepoints and kprobes live there
-    caps = capabilities()
+    _warm_imports()
+    machine = get_lane(lane)
+    caps = machine.capabilities()
     marker = new_marker()
     programs: list[str] = []
     make_program: str | Callable[[int | None], str]
@@ -308,7 +307,7 @@ def trace(
             attach_used, reason = choose_attach(equivalents, caps)
         spec = chosen = equivalents[attach_used]
         version = tracer.version
-        symbol = probe_symbol(spec)
+        symbol = probe_symbol(spec, machine.kallsyms())
 
         def program_for(pid: int | None) -> str:
             programs.append(
@@ -321,7 +320,7 @@ def trace(
     started = time.time()
     _warm_imports()
     with _unclaimed_on_failure(path if out is None else None):
-        result = run_bpftrace(
+        result = machine.run_bpftrace(
             make_program,
             marker,
             workload=argv,
@@ -332,6 +331,7 @@ def trace(
         )
     meta = _run_meta(target, spec, attach_used, reason, caps, programs, argv, result, started)
     meta.bpftrace = tracer.as_dict()
+    meta.lane = machine.describe()
     key_names = spec.key_names() if spec is not None else {}
     done = _finish(result, key_names, meta, path, report, plots)
     return done.check() if check else done
@@ -487,7 +487,7 @@ class Crosscheck:
 def crosscheck(
     target: str = "ktrace",
     *,
-    lane: str = "host",
+    lane: str | Lane = "host",
     attach: str | None = None,
     count: int = 200,
     sizes: str = "1,100,1000,1400",
@@ -503,7 +503,7 @@ def crosscheck(
     """Run bpftrace and the libbpf CO-RE twin on the same gated workload and compare exactly.
 
     target: a catalog entry with a twin (`ktrace`).
-    lane: `host` (the running kernel).
+    lane: `host`, `vm`, `vm:6.12` or a Lane, as in `trace`; the guest runs the host-built twin.
     attach: force `kprobe`, `kfunc` or `tracepoint` instead of the capability probe's choice.
     count, sizes: datagrams the workload sends and their payload sizes (cycled).
     timeout: seconds to attach and to finish.
@@ -517,20 +517,13 @@ def crosscheck(
         generated from the same spec (harness.spec.codegen_c).
     bpftrace: the release to run (None: the installed one; "0.27"/"latest": a cached root).
     """
-    if lane != "host":
-        raise UsageError(
-            f"the library runs lane {lane!r} only through the CLI for now",
-            "use `harness crosscheck ... --lane vm`, or lane='host'",
-        )
     from harness.compare.crosscheck import run_crosscheck
-    from harness.host.capabilities import mount_tracefs
     from harness.spec import catalog
 
     if count < 1 and workload is None:
         raise UsageError(
             f"count {count} sends no datagram, so there is nothing to compare", "pass 1 or more"
         )
-    mount_tracefs()
     spec = None if target in catalog.names() else spec_options(target, spec_opts)
     if spec is None and spec_opts:
         raise UsageError(f"spec options given for catalog entry {target!r}", "drop them")
@@ -548,6 +541,7 @@ def crosscheck(
             timeout=timeout,
             prebuilt=prebuilt,
             bpftrace=bpftrace,
+            lane=lane,
         )
     return _crosscheck_out(result, path)
 
@@ -584,3 +578,171 @@ def _crosscheck_out(result: CrosscheckResult, path: Path | None) -> Crosscheck:
     (done.path / "twin.bpf.c").write_text(result.meta["twin_c"])
     (done.path / "verdict.json").write_text(json.dumps(done.verdict(), indent=2) + "\n")
     return done
+
+
+MATRIX_COLUMNS = (
+    "kernel_series",
+    "kernel",
+    "bpftrace",
+    "lane",
+    "accel",
+    "attach",
+    "bpftrace_events",
+    "libbpf_events",
+    "verdict",
+    "versions_agree",
+    "core_relocations",
+    "bpf_obj_sha256",
+    "error",
+)
+
+
+@dataclass
+class Matrix:
+    """One crosscheck per kernel: a row each (verdict, attach, CO-RE offsets), and where."""
+
+    rows: list[dict[str, Any]]
+    path: Path | None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        """Every kernel passed, every row ran the same .bpf.o, every release agreed."""
+        shas = {r["bpf_obj_sha256"] for r in self.rows if r["bpf_obj_sha256"]}
+        agree = all(r["versions_agree"] in ("-", "yes") for r in self.rows)
+        return all(r["verdict"] == "pass" for r in self.rows) and len(shas) == 1 and agree
+
+
+def matrix(
+    target: str = "ktrace",
+    *,
+    kernels: Sequence[str] = ("6.1", "6.12", "host"),
+    count: int = 60,
+    timeout: float = 600.0,
+    out: Out = None,
+    bpftrace: Sequence[str | None] = (None,),
+    on_kernel: Callable[[str], None] | None = None,
+) -> Matrix:
+    """`crosscheck` on each kernel, one booted guest per series; a failing kernel keeps its row.
+
+    kernels: Debian series of the VM lane (`6.1`, `6.12`) and/or `host`.
+    count: datagrams per crosscheck. timeout: seconds per step in each kernel.
+    out: where matrix.csv and one crosscheck directory per kernel go; None makes
+        results/matrix-<target>-<UTC time>/, False writes nothing.
+    bpftrace: the releases to run on each kernel (None: the system's); with several, each
+        kernel's bpftrace frames are compared across them (harness.compare.versions) and a
+        differing map is written as <kernel>/versions-A-vs-B/<map>.csv.
+    on_kernel: called with each series before its crosscheck starts (progress).
+    """
+    import csv
+
+    from harness.lanes.base import get_lane
+    from harness.lanes.debian import SUITES
+    from harness.report.rundir import new_run_dir
+
+    unknown = [k for k in kernels if k != "host" and k not in SUITES]
+    if unknown or not kernels:
+        raise UsageError(
+            f"unknown kernels: {', '.join(unknown) or '(none given)'}",
+            f"choose from: {', '.join([*SUITES, 'host'])}",
+        )
+    path = None if out is False else Path(out) if out is not None else new_run_dir(
+        f"matrix-{target}"
+    )
+    from harness.host.bpftrace_versions import resolve
+
+    # Unknown names fail before any guest boots, and roots are built here; the system's own
+    # release runs as the default, the same binary in a guest.
+    chosen = {name: (None if resolve(name).name == "system" else name) for name in bpftrace}
+    rows: list[dict[str, Any]] = []
+    notes: list[str] = []
+    for series in kernels:
+        if on_kernel is not None:
+            on_kernel(series)
+        lane = get_lane("host" if series == "host" else f"vm:{series}")
+        runs: list[tuple[str, Crosscheck | None, dict[str, Any]]] = []
+        for version in bpftrace:
+            sub = None if path is None else path / series
+            if sub is not None and version:
+                sub = sub / f"bpftrace-{version}"
+            try:
+                x: Crosscheck | None = crosscheck(
+                    target,
+                    lane=lane,
+                    count=count,
+                    timeout=timeout,
+                    out=False if sub is None else sub,
+                    bpftrace=chosen[version],
+                )
+                rows.append(_matrix_row(series, x, ""))
+            except HarnessError as err:
+                x = None
+                rows.append(_matrix_row(series, None, str(err), lane.describe()))
+            runs.append((version or "system", x, rows[-1]))
+        notes += _compare_versions(runs, None if path is None else path / series)
+    if path is not None:
+        path.mkdir(parents=True, exist_ok=True)
+        with (path / "matrix.csv").open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=MATRIX_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+    return Matrix(rows, path, notes)
+
+
+def _compare_versions(
+    runs: list[tuple[str, Crosscheck | None, dict[str, Any]]], where: Path | None
+) -> list[str]:
+    """Each release's bpftrace frames against the first release's, on one kernel; the verdict
+    goes into the rows, each differing map into <kernel>/versions-<A>-vs-<B>/<map>.csv."""
+    from harness.compare.versions import compare_frames
+
+    notes: list[str] = []
+    if len(runs) < 2:
+        return notes
+    base_label, base, _ = runs[0]
+    for label, x, row in runs[1:]:
+        if base is None or x is None:
+            row["versions_agree"] = "not compared (a run failed)"
+            continue
+        diffs = compare_frames(base.bpftrace, x.bpftrace, (base_label, label))
+        bad = [d for d in diffs if not d.equal]
+        row["versions_agree"] = "yes" if not bad else "NO: " + ", ".join(d.map_name for d in bad)
+        notes += [
+            f"   {base_label} vs {label} {d.map_name}: {'equal' if d.equal else 'DIFFER'} ({d.how})"
+            for d in diffs
+        ]
+        for d in bad:
+            notes.append(d.diff.head(20).to_string(index=False))
+            if where is not None:
+                folder = where / f"versions-{base_label}-vs-{label}"
+                folder.mkdir(parents=True, exist_ok=True)
+                d.diff.to_csv(folder / f"{d.map_name.lstrip('@') or 'map'}.csv", index=False)
+    return notes
+
+
+def _matrix_row(
+    series: str, x: Crosscheck | None, error: str, lane: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    lane = x.meta.get("lane", {}) if x is not None else (lane or {})
+
+    def events(frames: Mapping[str, pd.DataFrame]) -> int | None:
+        frame = frames.get("@stacks")
+        return None if frame is None else int(frame["value"].sum())
+
+    return {
+        "kernel_series": series,
+        "kernel": x.meta["kernel"] if x is not None else lane.get("release", ""),
+        "bpftrace": x.meta.get("bpftrace", "") if x is not None else "",
+        "lane": "host" if series == "host" else "vm",
+        "accel": lane.get("accel") or "-",
+        "attach": x.attach if x is not None else "",
+        "bpftrace_events": events(x.bpftrace) if x is not None else None,
+        "libbpf_events": events(x.libbpf) if x is not None else None,
+        "verdict": ("pass" if x.passed else "FAIL") if x is not None else "error",
+        "versions_agree": "-",
+        "core_relocations": " ".join(
+            f"{k}@{v}" for k, v in sorted((x.meta["core_relocations"] if x else {}).items())
+        ),
+        "bpf_obj_sha256": x.bpf_obj_sha256 if x is not None else "",
+        "error": error or ("; ".join(k for k, v in (x.maps if x else {}).items() if not v.equal)),
+    }

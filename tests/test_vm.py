@@ -12,9 +12,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import harness
 from harness.cli import main
+from harness.lanes.base import get_lane
 from harness.lanes.debian import host_mirror
-from harness.lanes.vm import VMError, _rw_parent, lane_series, run_guest
+from harness.lanes.vm import VMError, VMLane, _rw_parent, lane_series
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -74,41 +76,42 @@ def test_seed_oneliner_counts_exact_sends_on_the_udp_sendmsg_stack(outdir: Path)
         "300",
     ]
     assert main(argv) == 0
-    vm = json.loads((outdir / "vm.json").read_text())
-    assert vm["release"].startswith("6.1.") and vm["accel"] in ("kvm", "tcg")
+    meta = json.loads((outdir / "run.json").read_text())
+    assert meta["lane"]["release"].startswith("6.1.") and meta["lane"]["accel"] in ("kvm", "tcg")
+    assert meta["capabilities"]["kprobes"] is True
     stacks = pd.read_csv(outdir / "at.csv")
     on_sendmsg = stacks[stacks["key0"].str.contains("udp_sendmsg+", regex=False)]
-    assert on_sendmsg["value"].sum() == n
-    assert json.loads((outdir / "run.json").read_text())["capabilities"]["kprobes"] is True
+    assert on_sendmsg["value"].sum() == n  # the workload sent exactly n datagrams
+
+
+@pytest.mark.vm
+def test_the_same_guest_serves_a_second_run_with_the_catalog_kprobe(outdir: Path) -> None:
+    first = get_lane("vm:6.1")
+    t = harness.trace("ktrace", lane="vm:6.1", count=15, sizes="100", out=False, report=False)
+    assert get_lane("vm:6.1") is first and t.meta.lane["boot_s"] == first.describe()["boot_s"]
+    assert t.meta.attach == "kprobe"
+    assert int(t.frames["@stacks"]["value"].sum()) == 15
 
 
 @pytest.mark.vm
 def test_crosscheck_passes_with_the_kprobe_and_the_host_built_object(outdir: Path) -> None:
-    from harness.twin.build import build
+    from harness.compare.crosscheck import resolve_spec, twin_program
+    from harness.twin.build import build_twin
 
-    argv = [
-        "crosscheck",
-        "ktrace",
-        "--lane",
-        "vm",
-        "--count",
-        "40",
-        "--out",
-        str(outdir),
-        "--timeout",
-        "300",
-    ]
-    assert main(argv) == 0
-    verdict = json.loads((outdir / "verdict.json").read_text())
-    assert verdict["passed"] and verdict["attach"] == "kprobe"
-    assert verdict["kernel"].startswith("6.1.")
-    assert verdict["bpf_obj_sha256"] == build().sha256
-    assert set(verdict["core_relocations"]) >= {"sk_buff.hash", "sk_buff.len"}
+    x = harness.crosscheck("ktrace", lane="vm:6.1", count=40, out=outdir, timeout=300)
+    assert x.passed, {name: v.diff for name, v in x.maps.items()}
+    assert x.attach == "kprobe" and x.meta["kernel"].startswith("6.1.")
+    spec, *_ = resolve_spec("ktrace", None, "kprobe")
+    assert x.bpf_obj_sha256 == build_twin(twin_program(spec).text).sha256
+    assert set(x.meta["core_relocations"]) >= {"sk_buff.hash", "sk_buff.len"}
+    assert json.loads((outdir / "verdict.json").read_text())["passed"] is True
 
 
 @pytest.mark.vm
-def test_a_guest_that_overruns_its_timeout_is_one_line(outdir: Path) -> None:
+def test_a_guest_that_does_not_boot_in_time_is_one_line(outdir: Path) -> None:
+    lane = VMLane("6.1", boot_timeout=4)
     with pytest.raises(VMError) as info:
-        run_guest("6.1", ["doctor"], outdir, timeout=4)
+        lane.start()
     msg = str(info.value)
-    assert "did not finish after" in msg and "console:" in msg and "\n" not in msg
+    assert "did not start its agent after" in msg and "console:" in msg and "\n" not in msg
+    assert lane.proc is None  # qemu is gone

@@ -51,12 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     prepare_bpftrace(args)
-    if args.lane != "host":
-        from harness.lanes.vm import run_in_vm
-
-        return run_in_vm(args.lane, "crosscheck", args.argv[1:], args.out)
     from harness.api import crosscheck
-    from harness.cli.run import given_spec_options
+    from harness.cli.run import given_spec_options, print_lane
 
     x = crosscheck(
         args.name,
@@ -69,9 +65,11 @@ def run(args: argparse.Namespace) -> int:
         bpftrace=args.bpftrace,
         out=args.out,
         workload=args.workload,
+        lane=args.lane,
         **given_spec_options(args),
         force=args.force,
     )
+    print_lane(x.meta.get("lane", {}))
     print(f"attach: {x.attach} ({x.reason}); .bpf.o sha256 {x.bpf_obj_sha256[:16]}")
     print(f"bpftrace: {x.meta['bpftrace']} ({x.meta['bpftrace_origin']})")
     print(f"{'map':<9} {'compared':<36} {'bpftrace':>10} {'libbpf':>10}  verdict")

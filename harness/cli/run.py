@@ -86,12 +86,17 @@ def _while_tracing(
     return tick
 
 
+def print_lane(lane: dict[str, Any]) -> None:
+    """One line on where a run happened, for runs off the host."""
+    if lane.get("name", "host") != "host":
+        print(
+            f"lane: {lane['name']} {lane.get('release')} ({lane.get('accel')}, "
+            f"booted in {lane.get('boot_s') or 0:.1f}s)"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     prepare_bpftrace(args)
-    if args.lane != "host":
-        from harness.lanes.vm import run_in_vm
-
-        return run_in_vm(args.lane, "run", args.argv[1:], args.out)
     from harness.api import trace
 
     if args.workload is not None and not args.workload.strip():
@@ -109,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
             count=args.count,
             sizes=args.sizes,
             timeout=args.timeout,
-            report=not os.environ.get("KTRACE_NO_REPORT"),  # the VM lane reports on the host
+            lane=args.lane,
+            report=not os.environ.get("KTRACE_NO_REPORT"),
             plots=args.plots,
             check=False,
             force=args.force,
@@ -119,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
         )
     for note in t.notes:
         print(f"note: {note}", file=sys.stderr)
+    print_lane(t.meta.lane)
     print(f"attach: {t.meta.attach} ({t.meta.attach_reason})")
     print(f"bpftrace: {t.meta.bpftrace['version_text']} ({t.meta.bpftrace['origin']})")
     for name, table in t.tables.items():

@@ -24,6 +24,8 @@ from harness.paths import workload
 if TYPE_CHECKING:
     import pandas as pd
 
+    from harness.host.capabilities import Capabilities
+    from harness.lanes.base import Lane
     from harness.spec.codegen_c import TwinProgram
     from harness.spec.model import ProbeSpec
     from harness.twin.build import BuildOutputs
@@ -64,7 +66,7 @@ def default_workload(spec: ProbeSpec, count: int, sizes: str, sockets: int) -> l
 
 
 def resolve_spec(
-    name: str, spec: ProbeSpec | None, attach: str | None
+    name: str, spec: ProbeSpec | None, attach: str | None, caps: Capabilities | None = None
 ) -> tuple[ProbeSpec, str, str, str | None]:
     """(spec, attach, why, catalog name) for a catalog entry or a given spec; the spec always
     filters on the workload's pid, which is what makes both tracers see the same events."""
@@ -75,7 +77,7 @@ def resolve_spec(
         if attach is None:
             from harness.host.capabilities import capabilities, choose_attach
 
-            attach, reason = choose_attach(entry.equivalents, capabilities())
+            attach, reason = choose_attach(entry.equivalents, caps or capabilities())
         else:
             reason = "chosen with --attach"
         if attach not in entry.equivalents:
@@ -170,8 +172,12 @@ def run_crosscheck(
     spec: ProbeSpec | None = None,
     workload_argv: list[str] | None = None,
     bpftrace: str | None = None,
+    lane: str | Lane = "host",
 ) -> CrosscheckResult:
     """Run both tracers around one workload and compare every map of the spec.
+
+    `lane` is the kernel under test: the host, or a VM lane's guest, which runs only the two
+    tracers and the workload; codegen, the twin's build, parsing and the comparison stay here.
 
     `spec` (a probe line's spec) replaces the catalog entry `name`. `libbpf_pid_offset`
     deliberately points the twin at another pid: a test uses it to prove a mismatch is caught.
@@ -179,20 +185,20 @@ def run_crosscheck(
     `bpftrace` names the release to run (harness.host.bpftrace_versions; None: the system's).
     """
     from harness.host.bpftrace_versions import resolve
-    from harness.host.capabilities import capabilities
-    from harness.host.runner import BpftraceProcess
     from harness.host.symbols import probe_symbol
-    from harness.host.workload import GatedWorkload
+    from harness.lanes.base import get_lane
     from harness.output.frames import to_frames
     from harness.spec import codegen
     from harness.twin.build import BuildOutputs
-    from harness.twin.generic import TwinLoader, counters, twin_frames
+    from harness.twin.generic import counters, twin_frames
     from harness.twin.loader import core_relocations
 
-    spec, attach, reason, cat = resolve_spec(name, spec, attach)
-    caps = capabilities()
+    machine = get_lane(lane)
+    caps = machine.capabilities()
+    spec, attach, reason, cat = resolve_spec(name, spec, attach, caps)
+    symbol = probe_symbol(spec, machine.kallsyms())
     tracer = resolve(bpftrace)
-    symbol = probe_symbol(spec)
+    version = tracer.version
     twin = twin_program(spec)
     obj, loader, sha, define, warnings = _twin_build(twin.text, prebuilt)
     if cat is not None:
@@ -205,47 +211,35 @@ def run_crosscheck(
         argv = workload_argv or default_workload(spec, count, sizes, sockets)
     key_names = spec.key_names()
     marker = f"KTRACE_XCHECK_{int(time.time() * 1000)}"
-    work = GatedWorkload(argv)
-    lb: TwinLoader | None = None
-    bt: BpftraceProcess | None = None
-    started = time.time()
-    try:
-        program = codegen.generate(
-            spec, attach, tracer.version, marker, pid=work.pid, symbol=symbol
-        )
-        settings = {"target_pid": work.pid + libbpf_pid_offset}
-        if spec.cgroup:
-            import os
+    programs: list[str] = []
 
-            settings["target_cgroup"] = os.stat(spec.cgroup).st_ino
-        bt = BpftraceProcess(program, marker, bpftrace=tracer.command)
-        bt.start()
-        lb = TwinLoader(
-            loader,
-            obj,
-            {k: v for k, v in settings.items() if k in twin.settings},
-            func=symbol if symbol != spec.probe.target else None,
-            verbose=True,
+    def program_for(pid: int) -> str:
+        programs.append(
+            codegen.generate(spec, attach, version, marker, pid=pid, symbol=symbol)
         )
-        lb.wait_attached(timeout)
-        bt.wait_attached(timeout)
-        work.go()
-        status = work.wait(timeout)
-        if status != 0:
-            raise CrosscheckError(f"workload exited with status {status}", "run it by hand")
-        bt_result = bt.stop()
-        dumps, log = lb.stop()
-    finally:
-        work.close()
-        if bt is not None and bt.child is not None and bt.child.isalive():
-            bt.stop()
-        if lb is not None:
-            lb.stop_quietly()
+        return programs[-1]
+
+    started = time.time()
+    got = machine.gather(
+        program_for,
+        marker,
+        workload=argv,
+        loader=loader,
+        obj=obj,
+        setting_names=list(twin.settings),
+        func=symbol if symbol != spec.probe.target else None,
+        pid_offset=libbpf_pid_offset,
+        cgroup=spec.cgroup,
+        timeout=timeout,
+        bpftrace=tracer.command,
+    )
+    bt_result, dumps, log = got.bpftrace, got.dumps, got.log
+    program = programs[-1]
     if bt_result.error is not None:
         raise bt_result.error
     assert bt_result.output is not None
     bt_frames = to_frames(bt_result.output, key_names)
-    lb_frames, dropped = twin_frames(twin, dumps)
+    lb_frames, dropped = twin_frames(twin, dumps, machine.kallsyms())
     describe = {t.spec_map: t.describe for t in twin.maps}
     comparisons = compare_spec_maps(spec, bt_frames, lb_frames, describe)
     meta = {
@@ -258,7 +252,7 @@ def run_crosscheck(
         "twin_c": twin.text,
         "twin_clang_warnings": warnings,
         "workload": argv,
-        "workload_pid": work.pid,
+        "workload_pid": got.workload_pid,
         "bpf_obj_sha256": sha,
         "arch_define": define,
         "kernel": caps.kernel,
@@ -269,7 +263,8 @@ def run_crosscheck(
         "libbpf_insert_races": counters(dumps)[1],
         "core_relocations": core_relocations(log),
         "bpftrace_time_to_attached_s": bt_result.time_to_attached,
-        "libbpf_time_to_attached_s": lb.attach_s if lb is not None else None,
+        "libbpf_time_to_attached_s": got.libbpf_attach_s,
+        "lane": machine.describe(),
         "started": started,
         "stopped": time.time(),
     }

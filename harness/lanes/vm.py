@@ -8,20 +8,32 @@ kernel and cached), TCG otherwise; the choice is recorded with the results.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
+from harness.lanes.base import Lane
 from harness.lanes.debian import KernelImage, fetch
 from harness.paths import CHECKOUT, cache_home
+
+if TYPE_CHECKING:
+    from harness.compare.gather import Gathered
+    from harness.host.capabilities import Capabilities
+    from harness.host.runner import RunResult
+    from harness.host.symbols import Kallsyms
 
 DEFAULT_SERIES = "6.1"
 KVM_PROBE_TIMEOUT = 25.0
@@ -258,3 +270,263 @@ def _report(out: Path) -> None:
         write_report(out)
     except (ImportError, HarnessError) as err:
         print(f"note: report not written: {err}", file=sys.stderr)
+
+
+# --- A booted guest serving one request per run (lanes/guest.py runs inside) -----------------
+
+VM_MIN_TIMEOUT = 300.0  # under TCG bpftrace alone spends tens of seconds before it attaches
+BOOT_TIMEOUT = float(os.environ.get("KTRACE_VM_BOOT_TIMEOUT", "900"))
+
+
+class VMLane(Lane):
+    """A Debian kernel under virtme-ng, booted on first use and kept for the process's life.
+
+    The guest runs `python -m harness.lanes.guest DIR`; requests and answers are JSON files in
+    DIR, the one directory the guest may write. Codegen, parsing, frames and reports stay on the
+    host; the guest runs bpftrace, the twin loader and the workload only.
+    """
+
+    def __init__(self, series: str, boot_timeout: float = BOOT_TIMEOUT) -> None:
+        self.series = series
+        self.boot_timeout = boot_timeout
+        self.name = f"vm:{series}"
+        self.proc: subprocess.Popen[str] | None = None
+        self.dir: Path | None = None
+        self.facts: dict[str, object] = {}
+        self.console: list[str] = []
+        self.accel = ""
+        self.release = ""
+        self.boot_s: float | None = None
+        self._n = 0
+        self._kallsyms: Kallsyms | None = None
+
+    # -- lifecycle --
+    def start(self) -> None:
+        """Boot the guest and wait for its agent's ready.json (once)."""
+        if self.proc is not None:
+            return
+        kernel = fetch(self.series)
+        self.release = kernel.release
+        self.accel = accel_choice(kernel)
+        self.dir = Path(tempfile.mkdtemp(prefix=f"lane-{self.series}-", dir=_rw_parent()))
+        (self.dir / "req").mkdir()
+        (self.dir / "resp").mkdir()
+        agent = f"{shlex.quote(sys.executable)} -m harness.lanes.guest {shlex.quote(str(self.dir))}"
+        argv = [
+            _vng(), "--run", str(kernel.vmlinuz), "--rwdir", str(self.dir),
+            "--memory", "2G", "--cpus", "2",
+            *(["--disable-kvm"] if self.accel == "tcg" else []),
+            "--exec", agent,
+        ]  # fmt: skip
+        t0 = time.monotonic()
+        self.proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=_env(),
+            cwd=str(CHECKOUT or self.dir),
+            start_new_session=True,
+        )
+        _Reader(self.proc, self.console)
+        ready = self.dir / "ready.json"
+        while not ready.exists():
+            if self.proc.poll() is not None or time.monotonic() - t0 > self.boot_timeout:
+                what = "exited" if self.proc.poll() is not None else "did not start its agent"
+                self.close()
+                raise VMError(
+                    f"guest {self.release} ({self.accel}) {what} after "
+                    f"{time.monotonic() - t0:.0f}s; console: {self._tail()}",
+                    "raise KTRACE_VM_BOOT_TIMEOUT under TCG, or see `harness doctor`",
+                )
+            time.sleep(0.1)
+        self.boot_s = time.monotonic() - t0
+        self.facts = json.loads(ready.read_text())
+
+    def _tail(self) -> str:
+        lines = [ln.strip() for ln in "".join(self.console).splitlines() if ln.strip()]
+        return " | ".join(lines[-3:]) or "no console output"
+
+    def close(self) -> None:
+        """Ask the agent to shut down (the guest powers off), then make sure qemu is gone."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.poll() is None and self.dir is not None:
+            with contextlib.suppress(OSError):
+                self._send({"op": "shutdown"})
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(20)
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    # -- requests --
+    def _send(self, req: dict[str, object]) -> str:
+        assert self.dir is not None
+        self._n += 1
+        n = f"{self._n:06d}"
+        tmp = self.dir / "req" / f"{n}.tmp"
+        tmp.write_text(json.dumps(req))
+        tmp.replace(self.dir / "req" / f"{n}.json")
+        return n
+
+    def _call(
+        self, req: dict[str, object], program_for: Callable[[int | None], str] | None = None
+    ) -> dict[str, Any]:
+        """Send one request; answer the agent's pid question with the program text; wait."""
+        self.start()
+        assert self.dir is not None and self.proc is not None
+        n = self._send(req)
+        answer, pid_file = self.dir / "resp" / f"{n}.json", self.dir / "resp" / f"{n}.pid"
+        while not answer.exists():
+            if pid_file.exists() and program_for is not None:
+                pid = json.loads(pid_file.read_text())["pid"]
+                pid_file.unlink()
+                tmp = self.dir / "req" / f"{n}.program.tmp"
+                tmp.write_text(program_for(pid))
+                tmp.replace(self.dir / "req" / f"{n}.program")
+            if self.proc.poll() is not None:
+                raise VMError(
+                    f"guest {self.release} stopped during a request; console: {self._tail()}",
+                    "see the console above; the guest is booted again on the next run",
+                )
+            time.sleep(0.02)
+        data: dict[str, Any] = json.loads(answer.read_text())
+        if not data["ok"]:
+            raise _typed_error(data["error"])
+        return data
+
+    # -- the Lane interface --
+    def capabilities(self) -> Capabilities:
+        from harness.host.capabilities import Capabilities, capabilities
+
+        self.start()
+        tools = capabilities()  # the guest runs the host's binaries over the shared root
+        facts = self.facts
+        return Capabilities(
+            kernel=str(facts["kernel"]),
+            arch=str(facts["arch"]),
+            root=bool(facts["root"]),
+            btf=bool(facts["btf"]),
+            tracefs=str(facts["tracefs"]),
+            kprobes=bool(facts["kprobes"]),
+            kfunc=False,  # not probed in the guest (bpftrace --info takes a minute under TCG)
+            lockdown=str(facts["lockdown"]),
+            bpftrace=tools.bpftrace,
+            clang=tools.clang,
+            bpftool=tools.bpftool,
+            libbpf=tools.libbpf,
+            qemu=tools.qemu,
+            kvm=self.accel == "kvm",
+        )
+
+    def kallsyms(self) -> Kallsyms:
+        from harness.host.symbols import Kallsyms
+
+        if self._kallsyms is None:
+            path = Path(self._call({"op": "kallsyms"})["path"])
+            self._kallsyms = Kallsyms(path.read_text())
+        return self._kallsyms
+
+    def run_bpftrace(
+        self,
+        program: str | Callable[[int | None], str],
+        marker: str,
+        *,
+        workload: Sequence[str] | None = None,
+        duration: float | None = None,
+        timeout: float = 60.0,
+        on_progress: Callable[[float], None] | None = None,
+        bpftrace: str = "bpftrace",
+    ) -> RunResult:
+        req: dict[str, object] = {
+            "bpftrace": bpftrace,
+            "op": "run",
+            "marker": marker,
+            "workload": list(workload) if workload else None,
+            "duration": duration,
+            "timeout": max(timeout, VM_MIN_TIMEOUT),
+            "program": program if isinstance(program, str) else None,
+        }
+        data = self._call(req, None if isinstance(program, str) else program)
+        return _run_result(data["result"], marker)
+
+    def gather(self, program_for: Callable[[int], str], marker: str, **kw: Any) -> Gathered:
+        from harness.compare.gather import Gathered
+        from harness.twin.generic import MapDump
+
+        req = {
+            "op": "gather",
+            "marker": marker,
+            **{k: (str(v) if isinstance(v, Path) else v) for k, v in kw.items()},
+        }
+        req["timeout"] = max(float(kw.get("timeout", 60.0)), VM_MIN_TIMEOUT)
+        data = self._call(req, lambda pid: program_for(int(pid or 0)))
+        dumps = {
+            name: MapDump(
+                d["name"],
+                d["type"],
+                d["key_size"],
+                d["value_size"],
+                d["ncpus"],
+                [(bytes.fromhex(k), bytes.fromhex(v)) for k, v in d["entries"]],
+            )
+            for name, d in data["dumps"].items()
+        }
+        return Gathered(
+            _run_result(data["result"], marker),
+            dumps,
+            data["log"],
+            data["workload_pid"],
+            data["libbpf_attach_s"],
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "release": self.release,
+            "accel": self.accel,
+            "boot_s": self.boot_s,
+            "agent_started_uptime_s": self.facts.get("agent_started_uptime_s"),
+        }
+
+
+def _typed_error(d: dict[str, Any]) -> HarnessError:
+    """The guest's error as the same typed error on the host (HarnessError when unknown)."""
+    import importlib
+
+    cls: type[BaseException] = HarnessError
+    with contextlib.suppress(ImportError, AttributeError):
+        found = getattr(importlib.import_module(d["module"]), d["type"])
+        if isinstance(found, type) and issubclass(found, HarnessError):
+            cls = found
+    if cls is HarnessError and d["type"] != "HarnessError":
+        return VMError(f"the guest agent failed: {d['type']}: {d['cause']}", "see the console")
+    err = cls.__new__(cls)
+    HarnessError.__init__(err, d["cause"], d["fix"])  # type: ignore[arg-type]
+    return err  # type: ignore[return-value]
+
+
+def _run_result(d: dict[str, Any], marker: str) -> RunResult:
+    """A guest's RunResult, parsed here: the marker line blanked so line numbers still match."""
+    from harness.host.runner import RunResult
+    from harness.output.parse import parse_text
+
+    known = {f.name for f in dataclasses.fields(RunResult)}
+    error = d.pop("error", None)
+    result = RunResult(**{k: v for k, v in d.items() if k in known and k != "output"})
+    result.error = _typed_error(error) if error else None
+    lines = ["" if ln.strip() == marker else ln for ln in result.stdout.splitlines()]
+    times = getattr(result, "line_times", None)
+    try:
+        result.output = parse_text(
+            "\n".join(lines) + "\n", **({"line_times": times} if times else {})
+        )
+    except HarnessError as err:
+        result.error = result.error or err
+    return result

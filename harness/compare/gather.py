@@ -1,0 +1,85 @@
+"""The machine side of a crosscheck: bpftrace and the twin loader on one gated workload.
+
+Everything here runs on the kernel under test (the host, or a guest of the VM lane), so it
+stays small: start the workload behind its gate, let the caller name the program once the pid is
+known, attach both tracers, release, stop both, and hand back their raw results. Parsing,
+frames and the comparison happen where the caller is (compare/crosscheck.py).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from harness.host.runner import RunResult
+    from harness.twin.generic import MapDump
+
+
+@dataclass
+class Gathered:
+    """What both tracers saw: bpftrace's run, the twin's map dumps and libbpf's log."""
+
+    bpftrace: RunResult
+    dumps: dict[str, MapDump]
+    log: str
+    workload_pid: int
+    libbpf_attach_s: float | None
+
+
+def gather(
+    program_for: Callable[[int], str],
+    marker: str,
+    *,
+    workload: Sequence[str],
+    loader: Path,
+    obj: Path,
+    setting_names: Sequence[str],
+    func: str | None,
+    pid_offset: int = 0,
+    cgroup: str | None = None,
+    timeout: float = 60.0,
+    bpftrace: str = "bpftrace",
+) -> Gathered:
+    """Run both tracers around one gated workload; the program text comes from `program_for`
+    (the workload's pid filters both); `bpftrace` is the command that starts it."""
+    from harness.compare.crosscheck import CrosscheckError
+    from harness.host.runner import BpftraceProcess
+    from harness.host.workload import GatedWorkload
+    from harness.twin.generic import TwinLoader
+
+    work = GatedWorkload(workload)
+    lb: TwinLoader | None = None
+    bt: BpftraceProcess | None = None
+    try:
+        program = program_for(work.pid)
+        settings = {"target_pid": work.pid + pid_offset}
+        if cgroup:
+            settings["target_cgroup"] = os.stat(cgroup).st_ino
+        bt = BpftraceProcess(program, marker, bpftrace=bpftrace)
+        bt.start()
+        lb = TwinLoader(
+            loader,
+            obj,
+            {k: v for k, v in settings.items() if k in setting_names},
+            func=func,
+            verbose=True,
+        )
+        lb.wait_attached(timeout)
+        bt.wait_attached(timeout)
+        work.go()
+        status = work.wait(timeout)
+        if status != 0:
+            raise CrosscheckError(f"workload exited with status {status}", "run it by hand")
+        bt_result = bt.stop()
+        dumps, log = lb.stop()
+    finally:
+        work.close()
+        if bt is not None and bt.child is not None and bt.child.isalive():
+            bt.stop()
+        if lb is not None:
+            lb.stop_quietly()
+    return Gathered(bt_result, dumps, log, work.pid, lb.attach_s)

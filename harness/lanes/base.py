@@ -1,0 +1,146 @@
+"""Lanes: the kernel a run happens on, as an object trace, crosscheck, bench and matrix take.
+
+A lane answers four questions about its kernel: what it can trace (`capabilities`), its symbol
+table (`kallsyms`), and it runs the machine side of a trace (`run_bpftrace`) or of a crosscheck
+(`gather`). Everything else (codegen, parsing, frames, reports) happens in the caller's process,
+so the host lane and a VM lane return the same dataclasses.
+
+    get_lane("host")      the running kernel
+    get_lane("vm")        a Debian 6.1 guest (virtme-ng), booted once and reused
+    get_lane("vm:6.12")   a Debian 6.12 guest
+"""
+
+from __future__ import annotations
+
+import atexit
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harness.compare.gather import Gathered
+    from harness.host.capabilities import Capabilities
+    from harness.host.runner import RunResult
+    from harness.host.symbols import Kallsyms
+
+ProgramSource = str | Callable[[int | None], str]
+
+
+class Lane:
+    """The interface every lane offers; see the module docstring."""
+
+    name = "lane"
+
+    def capabilities(self) -> Capabilities:
+        raise NotImplementedError
+
+    def kallsyms(self) -> Kallsyms:
+        raise NotImplementedError
+
+    def run_bpftrace(
+        self,
+        program: ProgramSource,
+        marker: str,
+        *,
+        workload: Sequence[str] | None = None,
+        duration: float | None = None,
+        timeout: float = 60.0,
+        on_progress: Callable[[float], None] | None = None,
+        bpftrace: str = "bpftrace",
+    ) -> RunResult:
+        raise NotImplementedError
+
+    def gather(
+        self,
+        program_for: Callable[[int], str],
+        marker: str,
+        *,
+        workload: Sequence[str],
+        loader: Path,
+        obj: Path,
+        setting_names: Sequence[str],
+        func: str | None,
+        pid_offset: int = 0,
+        cgroup: str | None = None,
+        timeout: float = 60.0,
+        bpftrace: str = "bpftrace",
+    ) -> Gathered:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """What run.json records about the lane."""
+        return {"name": self.name}
+
+    def close(self) -> None:
+        """Release what the lane holds (a booted guest); the host lane holds nothing."""
+
+
+class HostLane(Lane):
+    """The running kernel. Its one preparation is mounting tracefs where it is missing."""
+
+    name = "host"
+
+    def capabilities(self) -> Capabilities:
+        from harness.host.capabilities import capabilities, mount_tracefs
+
+        mount_tracefs()
+        return capabilities()
+
+    def kallsyms(self) -> Kallsyms:
+        from harness.host.symbols import kallsyms
+
+        return kallsyms()
+
+    def run_bpftrace(
+        self,
+        program: ProgramSource,
+        marker: str,
+        *,
+        workload: Sequence[str] | None = None,
+        duration: float | None = None,
+        timeout: float = 60.0,
+        on_progress: Callable[[float], None] | None = None,
+        bpftrace: str = "bpftrace",
+    ) -> RunResult:
+        from harness.host.runner import run_bpftrace
+
+        return run_bpftrace(
+            program,
+            marker,
+            workload=workload,
+            duration=duration,
+            timeout=timeout,
+            on_progress=on_progress,
+            bpftrace=bpftrace,
+        )
+
+    def gather(self, program_for: Callable[[int], str], marker: str, **kw: Any) -> Gathered:
+        from harness.compare.gather import gather
+
+        return gather(program_for, marker, **kw)
+
+
+HOST = HostLane()
+_VMS: dict[str, Lane] = {}
+
+
+def get_lane(lane: str | Lane) -> Lane:
+    """`host`, `vm`, `vm:SERIES` or a Lane -> a Lane; one booted guest per series per process."""
+    if isinstance(lane, Lane):
+        return lane
+    if lane == "host":
+        return HOST
+    from harness.lanes.vm import VMLane, lane_series
+
+    series = lane_series(lane)
+    if series not in _VMS:
+        _VMS[series] = VMLane(series)
+    return _VMS[series]
+
+
+@atexit.register
+def close_all() -> None:
+    """Shut down every guest this process booted."""
+    for vm in list(_VMS.values()):
+        vm.close()
+    _VMS.clear()
