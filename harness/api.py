@@ -333,7 +333,10 @@ def trace(
     meta.bpftrace = tracer.as_dict()
     meta.lane = machine.describe()
     key_names = spec.key_names() if spec is not None else {}
-    done = _finish(result, key_names, meta, path, report, plots)
+    from harness.host.runner import shielded
+
+    with shielded(deliver=True):  # a Ctrl-C now waits until what was gathered is written
+        done = _finish(result, key_names, meta, path, report, plots)
     return done.check() if check else done
 
 

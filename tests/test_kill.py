@@ -178,6 +178,8 @@ def test_killed_harness_leaves_nothing_behind(
     assert not progs_left and not links_left, (progs_left, links_left)
     assert not new_links, new_links
     assert "Traceback" not in stderr, stderr
+    if moment == "shutdown" and rc == 0:
+        return  # the run had finished (its exit under way) before the signal could land
     if sig == signal.SIGKILL:
         assert rc == -signal.SIGKILL
         return

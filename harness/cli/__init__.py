@@ -157,9 +157,17 @@ def entry() -> None:
     call main() and keep the normal exit.
     """
     try:
-        rc = main()
+        try:
+            rc = main()
+        finally:  # from here on a stop signal is held, never delivered: os._exit follows
+            signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as cat does
         rc = 128 + 13  # SIGPIPE
+    except KeyboardInterrupt as stop:  # a stop signal that came just as main() returned
+        rc = 128 + getattr(stop, "signum", signal.SIGINT)
+    pending = signal.sigpending().intersection(STOP_SIGNALS)
+    if pending and rc < 128:  # stopped while leaving: the results are saved, the shell hears it
+        rc = 128 + min(pending)
     exit_now(rc)
 
 

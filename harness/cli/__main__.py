@@ -1,7 +1,6 @@
-"""`python -m harness.cli`: the same as the `harness` command."""
+"""`python -m harness.cli`: the same as the `harness` command (entry(): no teardown window in
+which a late SIGINT/SIGTERM would meet Python's default handlers)."""
 
-import sys
+from harness.cli import entry
 
-from harness.cli import main
-
-sys.exit(main())
+entry()

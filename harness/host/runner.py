@@ -672,13 +672,13 @@ def run_bpftrace(
     except KeyboardInterrupt as stop:
         if proc is None or proc.child is None:
             raise
-        with _shielded():
+        with shielded():
             result = proc.stop()
         signum = getattr(stop, "signum", int(signal.SIGINT))
         result.error = Interrupted(signum)
         ended_by = "ctrl-c" if signum == signal.SIGINT else "signal"
     finally:
-        with _shielded():
+        with shielded():
             if proc is not None and proc.child is not None and proc.is_running():
                 proc.stop()
             if work is not None:
@@ -698,18 +698,25 @@ SHIELDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @contextlib.contextmanager
-def _shielded() -> Iterator[None]:
-    """Cleanup that a second Ctrl-C (or SIGTERM/SIGHUP) must not cut short: such signals are
-    noted and ignored until it is done; the run already ends on the first one."""
+def shielded(deliver: bool = False) -> Iterator[None]:
+    """Work that a Ctrl-C (or SIGTERM/SIGHUP) must not cut short (stopping bpftrace, saving
+    what was gathered): such a signal is held until the work is done. With `deliver` it is
+    then handed, once, to the handler that was there before (the CLI's stop: exit 128+N once
+    the results are saved); without, the run is already stopping and it is dropped."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = {sig: signal.signal(sig, lambda signum, frame: None) for sig in SHIELDED_SIGNALS}
+    held: list[int] = []
+    old = {sig: signal.signal(sig, lambda signum, frame: held.append(signum))
+           for sig in SHIELDED_SIGNALS}
     try:
         yield
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
+        handler = old[signal.Signals(held[0])] if held and deliver else None
+        if callable(handler):
+            handler(held[0], None)
 
 
 def _ended_by(
