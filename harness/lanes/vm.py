@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
+from harness.host.lifetime import GroupGuard, die_with_parent
 from harness.lanes.base import Lane
 from harness.lanes.debian import KernelImage, fetch
 from harness.paths import CHECKOUT, cache_home
@@ -116,21 +117,26 @@ def _boot(
         env=_env(),
         stdin=subprocess.DEVNULL,
         start_new_session=True,
+        preexec_fn=die_with_parent(),
     ) as proc:
-        out_chunks: list[str] = []
-        reader = _Reader(proc, out_chunks)
-        while proc.poll() is None:
+        guard = GroupGuard(proc.pid)  # no guest outlives the harness (see VMLane.boot)
+        try:
+            out_chunks: list[str] = []
+            reader = _Reader(proc, out_chunks)
+            while proc.poll() is None:
+                if boot_s is None and (rwdir / "booted").exists():
+                    boot_s = time.monotonic() - t0
+                if time.monotonic() - t0 > timeout:
+                    os.killpg(proc.pid, 9)
+                    proc.wait()
+                    reader.join()
+                    return None, boot_s, time.monotonic() - t0
+                time.sleep(0.1)
+            reader.join()
             if boot_s is None and (rwdir / "booted").exists():
                 boot_s = time.monotonic() - t0
-            if time.monotonic() - t0 > timeout:
-                os.killpg(proc.pid, 9)
-                proc.wait()
-                reader.join()
-                return None, boot_s, time.monotonic() - t0
-            time.sleep(0.1)
-        reader.join()
-        if boot_s is None and (rwdir / "booted").exists():
-            boot_s = time.monotonic() - t0
+        finally:
+            guard.release()
         done = subprocess.CompletedProcess(argv, proc.returncode, "".join(out_chunks), "")
     return done, boot_s, time.monotonic() - t0
 
@@ -291,6 +297,7 @@ class VMLane(Lane):
         self.boot_timeout = boot_timeout
         self.name = f"vm:{series}"
         self.proc: subprocess.Popen[str] | None = None
+        self.guard: GroupGuard | None = None
         self.dir: Path | None = None
         self.facts: dict[str, object] = {}
         self.console: list[str] = []
@@ -328,7 +335,11 @@ class VMLane(Lane):
             env=_env(),
             cwd=str(CHECKOUT or self.dir),
             start_new_session=True,
+            preexec_fn=die_with_parent(),
         )
+        # vng's children (virtme-run, qemu) stay in its process group: the guard kills the
+        # group if this process dies without close(), so no guest outlives the harness.
+        self.guard = GroupGuard(self.proc.pid)
         _Reader(self.proc, self.console)
         ready = self.dir / "ready.json"
         while not ready.exists():
@@ -362,6 +373,9 @@ class VMLane(Lane):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        if self.guard is not None:
+            self.guard.release()
+            self.guard = None
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
 
