@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -87,3 +88,18 @@ def test_progress_is_silent_off_a_terminal_and_amounts_read_well() -> None:
     assert amount(4, 10, "rounds") == "4/10 rounds"
     assert amount(12, None, "s") == "12 s"
     assert amount(None, None, "") == ""
+
+
+def test_parse_cli_reports_its_yield_and_says_when_a_line_was_not_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from harness.cli import main
+
+    path = tmp_path / "out.txt"
+    path.write_text("Attaching 1 probe...\n@x[1]: 2\n@y[oops\nhello\n")
+    assert main(["parse", str(path)]) == 0
+    captured = capsys.readouterr()
+    assert "yield: 1 maps, 1 printings, 1 entries, 1 printed lines, 1 warnings, 1 unparsed" in \
+        captured.out
+    assert "1 line(s) of bpftrace output were not read" in captured.err
+    assert "warning: line 3:" in captured.err

@@ -60,8 +60,12 @@ def run(args: argparse.Namespace) -> int:
         written, write_error = written_or_kept(
             lambda where: write_run_dir(where, frames, meta), args.csv
         )
+    from harness.cli.tables import counts_line, say_warnings
+
+    say_warnings("parse", output.warnings, len(output.unparsed))
     try:
         _print_summary(path, fmt, output.probes, len(output.lines), frames, args.rows)
+        print(f"yield: {counts_line(output.counts())}")
         if args.csv:
             print(f"\nwrote {len(frames)} CSV files and run.json to {written}")
     except BrokenPipeError:  # reader went away (`| head`): stop quietly, as cat does

@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     if args.workload is not None and not args.workload.strip():
         raise UsageError("--workload is empty", "pass a command, e.g. --workload 'ping -c1 ::1'")
     from harness.cli.progress import terminal_progress
-    from harness.cli.tables import render
+    from harness.cli.tables import counts_line, render, say_warnings
 
     with terminal_progress(args.quiet) as progress:
         t = trace(
@@ -125,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
         )
     for note in t.notes:
         print(f"note: {note}", file=sys.stderr)
+    if t.output is not None:
+        say_warnings("run", t.output.warnings, len(t.output.unparsed))
     print_lane(t.meta.lane)
     print(f"attach: {t.meta.attach} ({t.meta.attach_reason})")
     print(f"bpftrace: {t.meta.bpftrace['version_text']} ({t.meta.bpftrace['origin']})")
@@ -134,6 +136,8 @@ def run(args: argparse.Namespace) -> int:
     if not any(len(table) for table in t.tables.values()) and t.error is None:
         print("\nno events: no map got an entry (check the probe, its filters, and that the "
               "workload reaches it)")
+    if t.output is not None:
+        print(f"\nyield: {counts_line(t.output.counts())}")
     print(f"\nresults: {t.path}")
     t.check()
     return 0

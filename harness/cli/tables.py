@@ -87,3 +87,22 @@ def render(
 
     table = tabulate(cells, headers=list(shown), tablefmt="simple", disable_numparse=True)
     return table + "".join(f"\n{n}" for n in notes)
+
+
+def counts_line(counts: dict[str, int]) -> str:
+    """`Output.counts()` as one line: what the run yielded, so nothing goes unnoticed."""
+    return ", ".join(f"{n} {name.replace('lines', 'printed lines')}"
+                     for name, n in counts.items())
+
+
+def say_warnings(command: str, warnings: list[str], unparsed: int, most: int = 10) -> None:
+    """The parser's warnings on stderr (each names its line); unread lines said first."""
+    import sys
+
+    if unparsed:
+        print(f"harness {command}: {unparsed} line(s) of bpftrace output were not read "
+              "into a map or the printed lines; see the warnings", file=sys.stderr)
+    for warning in warnings[:most]:
+        print(f"warning: {warning}", file=sys.stderr)
+    if len(warnings) > most:
+        print(f"warning: ... {len(warnings) - most} more (all in run.json)", file=sys.stderr)
