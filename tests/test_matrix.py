@@ -30,3 +30,20 @@ def test_unknown_kernel_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["matrix", "ktrace", "--kernels", "5.4"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "harness matrix: error: unknown kernels: 5.4; choose from: 6.1, 6.12, host"
+
+
+def _row(series: str, attach: str, sha: str) -> dict[str, object]:
+    return {"kernel_series": series, "attach": attach, "bpf_obj_sha256": sha,
+            "verdict": "pass", "versions_agree": "-"}
+
+
+def test_one_object_per_attach_type_not_one_for_all() -> None:
+    from harness.api import Matrix
+
+    # The host (no kprobes) runs the tracepoint twin; the guests share the kprobe object.
+    rows = [_row("6.1", "kprobe", "a" * 64), _row("6.12", "kprobe", "a" * 64),
+            _row("host", "tracepoint", "b" * 64)]
+    m = Matrix(rows, None)
+    assert m.passed and m.objects() == {"kprobe": {"a" * 64}, "tracepoint": {"b" * 64}}
+    rows[1]["bpf_obj_sha256"] = "c" * 64  # a guest that rebuilt its own object breaks CO-RE
+    assert not Matrix(rows, None).passed

@@ -1,9 +1,11 @@
-"""`harness matrix NAME --kernels 6.1,6.12,host [--bpftrace 0.17,0.27]`: one CO-RE object, one
-crosscheck per kernel and bpftrace release (harness.api.matrix).
+"""`harness matrix NAME --kernels 6.1,6.12,host [--bpftrace 0.17,0.27]`: one CO-RE object per
+attach type, one crosscheck per kernel and bpftrace release (harness.api.matrix).
 
 Each row says which attach type the kernel allowed, what each tracer saw, whether they agreed,
 and the field offsets libbpf's CO-RE relocation picked on that kernel, beside the sha256 of the
-one `.bpf.o` every row ran: the portability CO-RE promises, shown as a table. With several
+`.bpf.o` it ran. The twin is generated per attach type (the host, without kprobes, runs the
+tracepoint one), and every row of one attach type must have run the very same object: the
+portability CO-RE promises, shown as a table. With several
 bpftrace releases, each kernel's bpftrace frames are compared across releases (the same
 workload must give the same counts, harness.compare.versions); a difference is written as a
 diff CSV and fails the matrix.
@@ -16,7 +18,7 @@ import sys
 from pathlib import Path
 
 EXAMPLES = """examples:
-  harness matrix ktrace --kernels 6.1,6.12,host   # one .bpf.o, one crosscheck per kernel
+  harness matrix ktrace --kernels 6.1,6.12,host   # one .bpf.o per attach type
   harness matrix ktrace --bpftrace 0.17,0.27 --kernels 6.1,host   # and per bpftrace release
 """
 
@@ -56,10 +58,17 @@ def run(args: argparse.Namespace) -> int:
         if row["error"] and row["verdict"] == "error":
             print(f"harness matrix: {row['kernel_series']}: error: {row['error']}", file=sys.stderr)
     _print(m.rows)
-    shas = {r["bpf_obj_sha256"] for r in m.rows if r["bpf_obj_sha256"]}
-    print(f"one .bpf.o for all rows: {'yes' if len(shas) == 1 else 'NO'}; "
-          f"table: {m.path}/matrix.csv")
+    objects = ", ".join(
+        f"{attach} {' '.join(sorted(s[:12] for s in shas))} ({_kernels(m.rows, attach)})"
+        for attach, shas in sorted(m.objects().items())
+    )
+    print(f"one .bpf.o per attach type: {'yes' if m.one_object_per_attach else 'NO'}"
+          f"{': ' + objects if objects else ''}; table: {m.path}/matrix.csv")
     return 0 if m.passed else 1
+
+
+def _kernels(rows: list[dict[str, object]], attach: str) -> str:
+    return ", ".join(str(r["kernel_series"]) for r in rows if r["attach"] == attach)
 
 
 def _print(rows: list[dict[str, object]]) -> None:
