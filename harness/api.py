@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from harness.errors import HarnessError, UsageError
+from harness.progress import Progress, silent
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -501,6 +502,7 @@ def crosscheck(
     workload: str | Sequence[str] | None = None,
     bpftrace: str | None = None,
     force: bool = False,
+    progress: Progress | None = None,
     **spec_opts: Any,
 ) -> Crosscheck:
     """Run bpftrace and the libbpf CO-RE twin on the same gated workload and compare exactly.
@@ -519,6 +521,7 @@ def crosscheck(
     spec_opts: for a probe target, the spec flags as keywords, as in `trace`; the twin is
         generated from the same spec (harness.spec.codegen_c).
     bpftrace: the release to run (None: the installed one; "0.27"/"latest": a cached root).
+    progress: hears each long step's phase (harness.progress); None reports nowhere.
     """
     from harness.compare.crosscheck import run_crosscheck
     from harness.spec import catalog
@@ -545,6 +548,7 @@ def crosscheck(
             prebuilt=prebuilt,
             bpftrace=bpftrace,
             lane=lane,
+            progress=progress or silent,
         )
     return _crosscheck_out(result, path)
 

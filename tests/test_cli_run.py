@@ -45,3 +45,14 @@ def test_attach_on_a_probe_line_explains_equivalents(capsys: pytest.CaptureFixtu
     err = capsys.readouterr().err
     assert rc == 2
     assert "only switches between the equivalents of a catalog entry" in err and "ktrace" in err
+
+
+def test_crosscheck_takes_dash_c_and_dash_q(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    loop = f"{sys.executable} {workload('syscall_loop.py')} --count 300"
+    argv = ["crosscheck", "tracepoint:syscalls:sys_enter_getppid", "--count-by", "comm",
+            "-c", loop, "-q", "--out", str(tmp_path / "x")]
+    assert main(argv) == 0
+    assert "PASS" in capsys.readouterr().out
+    for side in ("bpftrace", "libbpf"):  # the workload's own count, seen by both tracers
+        assert pd.read_csv(tmp_path / "x" / side / "count.csv")["value"].sum() == 300

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.cli.options import add_bpftrace_argument, prepare_bpftrace
+from harness.cli.options import add_bpftrace_argument, duration, prepare_bpftrace
 
 EXAMPLES = """examples:
   harness crosscheck ktrace              # bpftrace and the libbpf CO-RE twin on the same sends
@@ -22,14 +22,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a catalog entry (ktrace, syscalls) or a probe with spec options, as for run",
     )
     parser.add_argument(
-        "--workload", help="for a probe: the command both tracers watch (default by probe)"
+        "-c", "--cmd", "--workload", dest="workload", metavar="CMD",
+        help="for a probe: the command both tracers watch (default: getppid() calls for "
+        "syscall tracepoints and uprobes, UDP sends otherwise)",
     )
     parser.add_argument(
         "--attach", choices=("kprobe", "kfunc", "tracepoint"), help="force the attach type"
     )
     parser.add_argument("--count", type=int, default=200, help="datagrams the workload sends")
     parser.add_argument("--sizes", default="1,100,1000,1400", help="payload sizes, cycled")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to attach/finish")
+    parser.add_argument("--timeout", type=duration, default=60.0, metavar="TIME",
+                        help="how long to wait to attach and to finish (500ms, 5s, 2m)")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress display on the terminal")
     parser.add_argument("--out", type=Path, help="results directory (default results/<run-id>)")
     parser.add_argument(
         "--force", action="store_true",
@@ -52,23 +57,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     prepare_bpftrace(args)
     from harness.api import crosscheck
+    from harness.cli.progress import terminal_progress
     from harness.cli.run import given_spec_options, print_lane
 
-    x = crosscheck(
-        args.name,
-        attach=args.attach,
-        count=args.count,
-        sizes=args.sizes,
-        libbpf_pid_offset=args.libbpf_pid_offset,
-        timeout=args.timeout,
-        prebuilt=args.prebuilt,
-        bpftrace=args.bpftrace,
-        out=args.out,
-        workload=args.workload,
-        lane=args.lane,
-        **given_spec_options(args),
-        force=args.force,
-    )
+    with terminal_progress(args.quiet) as progress:
+        x = crosscheck(
+            args.name,
+            attach=args.attach,
+            count=args.count,
+            sizes=args.sizes,
+            libbpf_pid_offset=args.libbpf_pid_offset,
+            timeout=args.timeout,
+            prebuilt=args.prebuilt,
+            bpftrace=args.bpftrace,
+            out=args.out,
+            workload=args.workload,
+            lane=args.lane,
+            **given_spec_options(args),
+            force=args.force,
+            progress=progress,
+        )
     print_lane(x.meta.get("lane", {}))
     print(f"attach: {x.attach} ({x.reason}); .bpf.o sha256 {x.bpf_obj_sha256[:16]}")
     print(f"bpftrace: {x.meta['bpftrace']} ({x.meta['bpftrace_origin']})")

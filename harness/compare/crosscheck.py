@@ -20,6 +20,7 @@ from harness.compare.maps import MapComparison as Comparison
 from harness.compare.maps import compare_spec_maps
 from harness.errors import HarnessError
 from harness.paths import workload
+from harness.progress import Progress, silent
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -173,6 +174,7 @@ def run_crosscheck(
     workload_argv: list[str] | None = None,
     bpftrace: str | None = None,
     lane: str | Lane = "host",
+    progress: Progress = silent,
 ) -> CrosscheckResult:
     """Run both tracers around one workload and compare every map of the spec.
 
@@ -183,6 +185,7 @@ def run_crosscheck(
     deliberately points the twin at another pid: a test uses it to prove a mismatch is caught.
     `prebuilt` is a directory holding a twin built elsewhere (twin.bpf.c, twin.bpf.o).
     `bpftrace` names the release to run (harness.host.bpftrace_versions; None: the system's).
+    `progress` hears the phases (building the twin, tracing); it never prints.
     """
     from harness.host.bpftrace_versions import resolve
     from harness.host.symbols import probe_symbol
@@ -200,6 +203,7 @@ def run_crosscheck(
     tracer = resolve(bpftrace)
     version = tracer.version
     twin = twin_program(spec)
+    progress("building the twin")
     obj, loader, sha, define, warnings = _twin_build(twin.text, prebuilt)
     if cat is not None:
         from harness.spec import catalog
@@ -220,6 +224,7 @@ def run_crosscheck(
         return programs[-1]
 
     started = time.time()
+    progress("tracing with bpftrace and the twin")
     got = machine.gather(
         program_for,
         marker,
