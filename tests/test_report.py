@@ -204,3 +204,34 @@ def test_cli_report_prints_paths_and_fails_cleanly(tmp_path: Path) -> None:
     )
     assert bad.returncode != 0
     assert len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
+
+
+def _tree_bytes(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+def test_report_of_the_bench_folder_never_rewrites_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """results/bench is committed, not a run: `harness report` refuses it in one line, and with
+    --out writes the report there, linking the CSVs where they are."""
+    import shutil
+
+    from harness.cli import main
+
+    bench = tmp_path / "bench"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "results" / "bench", bench)
+    before = _tree_bytes(bench)
+    assert main(["report", str(bench)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not a run directory" in err and "--out" in err
+    assert main(["report", str(bench), "--out", str(bench)]) == 2
+    out = tmp_path / "elsewhere"
+    assert main(["report", str(bench), "--out", str(out)]) == 0
+    assert _tree_bytes(bench) == before
+    summary = (out / "summary.md").read_text()
+    links = [line.split("](")[1].split(")")[0] for line in summary.splitlines()
+             if line.startswith("| [") and ".csv]" in line]
+    assert links and all((out / link).resolve().parent == bench.resolve() for link in links)
+    assert all((out / link).is_file() for link in links)

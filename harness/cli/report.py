@@ -7,6 +7,7 @@ from pathlib import Path
 
 EXAMPLES = """examples:
   harness report results/run-20260101T000000Z    # re-draw a run's summary, plots, flame graphs
+  harness report results/bench --out /tmp/bench-report   # a folder of CSVs: report elsewhere
 """
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -14,13 +15,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "run_dir",
         type=Path,
         metavar="RUN_DIR",
-        help="results directory (CSV per map + run.json, or results/bench)",
+        help="a directory made by run, crosscheck or matrix (or, with --out, any folder of CSVs)",
+    )
+    parser.add_argument(
+        "--out", type=Path, metavar="DIR",
+        help="write the report here instead of into RUN_DIR (needed for a directory that is "
+        "not a run's, such as results/bench, whose own files are never rewritten)",
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.report.summary import write_report
+    from harness.report.summary import ReportError, is_run_dir, write_report
 
-    for path in write_report(args.run_dir):
+    if args.run_dir.is_dir() and not is_run_dir(args.run_dir):
+        where = args.run_dir
+        if args.out is None:
+            raise ReportError(
+                f"{where} is not a run directory (no run.json, verdict.json or matrix.csv), "
+                "so its summary.md and plots are left as they are",
+                f"pass --out DIR to write the report elsewhere (e.g. /tmp/{where.name}-report)",
+            )
+        if args.out.resolve() == where.resolve():
+            raise ReportError(
+                f"--out {args.out} is {where} itself, which is not a run directory",
+                "name a new directory for the report",
+            )
+    for path in write_report(args.run_dir, out=args.out):
         print(path)
     return 0

@@ -9,6 +9,7 @@ Pure Python over files: it never touches the kernel, so any saved run can be re-
 from __future__ import annotations
 
 import json
+import os
 import re
 import statistics
 from dataclasses import dataclass, field
@@ -158,18 +159,18 @@ def read_table(path: Path) -> dict[str, list[Any]]:
     return table
 
 
-def _report_map(csv: Path, meta: dict[str, Any], plots: bool) -> MapReport:
+def _report_map(csv: Path, meta: dict[str, Any], plots: bool, dest: Path) -> MapReport:
     """What one CSV is, its folded stacks and flame graph; PNGs only when `plots` (matplotlib
     and pandas cost a second or more of start-up, so `harness run` leaves them to `harness
     report` unless --plots). A map printed several times also gets a line plot over time."""
     table = read_table(csv)
-    report = _report_kind(csv, table, meta, plots)
+    report = _report_kind(csv, table, meta, plots, dest)
     if len(set(table.get("printing") or ())) > 1 and report.kind != "bench":
         if plots:
             from harness.report import plots as plotting
 
             png = plotting.plot_series(read_csv(csv), f"{_title(csv.stem, meta)} over time",
-                                       csv.parent / f"{csv.stem}.series.png")
+                                       dest / f"{csv.stem}.series.png")
             report.files.append((png, "line plot of the top keys over the printings"))
         else:
             note = "line plot over time: `harness report` draws it"
@@ -178,17 +179,17 @@ def _report_map(csv: Path, meta: dict[str, Any], plots: bool) -> MapReport:
 
 
 def _report_kind(csv: Path, table: dict[str, list[Any]], meta: dict[str, Any],
-                 plots: bool) -> MapReport:
-    """The report of one map by its kind: bench rounds, histogram, stacks or a table."""
+                 plots: bool, out: Path) -> MapReport:
+    """The report of one map by its kind: bench rounds, histogram, stacks or a table; its
+    files go into `out`."""
     from harness.report import flamegraph
 
-    out = csv.parent
     stem = csv.stem
     rows = len(next(iter(table.values()), []))
     if not rows:
         return MapReport(csv, "table", 0, note="empty")
     if all(c in table for c in BENCH_COLUMNS):
-        return _report_bench(csv, plots)
+        return _report_bench(csv, plots, out)
     if all(c in table for c in ("lo", "hi", "count")):
         report = MapReport(csv, "hist", rows, sum(c for c in table["count"] if c is not None))
         if plots:
@@ -221,13 +222,13 @@ def _report_kind(csv: Path, table: dict[str, list[Any]], meta: dict[str, Any],
     return MapReport(csv, "table", rows, total)
 
 
-def _report_bench(csv: Path, plots: bool) -> MapReport:
+def _report_bench(csv: Path, plots: bool, out: Path) -> MapReport:
     frame = read_csv(csv)
     report = MapReport(csv, "bench", len(frame))
     if plots:
         from harness.report import plots as plotting
 
-        png = csv.parent / f"{csv.stem}.bench.png"
+        png = out / f"{csv.stem}.bench.png"
         plotting.plot_bench(frame, f"benchmark {csv.stem}", png)
         report.files.append((png, "benchmark comparison: per-event cost, overhead, attach, memory"))
     report.note = _bench_note(frame)
@@ -281,7 +282,7 @@ def _meta_lines(meta: dict[str, Any]) -> list[str]:
     return ["| field | value |", "|---|---|", *lines] if lines else []
 
 
-def _summary(run_dir: Path, meta: dict[str, Any], maps: list[MapReport]) -> str:
+def _summary(run_dir: Path, meta: dict[str, Any], maps: list[MapReport], dest: Path) -> str:
     lines = [f"# Report: {run_dir.name}", ""]
     if meta:
         lines += ["## What was measured", "", *_meta_lines(meta), ""]
@@ -302,7 +303,8 @@ def _summary(run_dir: Path, meta: dict[str, Any], maps: list[MapReport]) -> str:
         files = "<br>".join(f"[{p.name}]({p.name}): {desc}" for p, desc in m.files) or "-"
         total = "" if m.total is None else str(m.total)
         kind = m.kind + (f" ({m.note})" if m.note and m.kind != "bench" else "")
-        lines.append(f"| [{m.csv.name}]({m.csv.name}) | {kind} | {m.rows} | {total} | {files} |")
+        link = os.path.relpath(m.csv, dest)
+        lines.append(f"| [{m.csv.name}]({link}) | {kind} | {m.rows} | {total} | {files} |")
     benches = [m for m in maps if m.kind == "bench" and m.note]
     if benches:
         lines += ["", "## Benchmarks", ""]
@@ -325,8 +327,16 @@ def run_parts(run_dir: Path) -> list[Path]:
     ]
 
 
-def write_report(run_dir: Path, *, plots: bool = True) -> list[Path]:
-    """Write folded stacks, flame graphs, PNGs and summary.md into `run_dir`; return the paths.
+def is_run_dir(path: Path) -> bool:
+    """A directory the harness made for one run (run.json), crosscheck (verdict.json) or matrix
+    (matrix.csv): its report is the harness's to rewrite. Anything else (results/bench, a
+    folder of CSVs) may hold files people committed or wrote."""
+    return any((path / name).is_file() for name in ("run.json", "verdict.json", "matrix.csv"))
+
+
+def write_report(run_dir: Path, *, plots: bool = True, out: Path | None = None) -> list[Path]:
+    """Write folded stacks, flame graphs, PNGs and summary.md into `out` (default: `run_dir`
+    itself); return the paths. summary.md links the CSVs where they are.
 
     Every CSV in the directory is considered; unknown shapes are listed in the summary as tables.
     Sub-directories that are run directories (a crosscheck's two sides) get their own report,
@@ -345,17 +355,24 @@ def write_report(run_dir: Path, *, plots: bool = True) -> list[Path]:
             f"{run_dir} has no CSV files and no run.json",
             "pass a directory made by `harness run`, `crosscheck` or `bench`",
         )
-    written = [p for part in parts for p in write_report(part, plots=plots)]
-    maps = [_report_map(csv, meta, plots) for csv in csvs]
-    text = _summary(run_dir, meta, maps)
+    dest = run_dir if out is None else Path(out)
+    dest.mkdir(parents=True, exist_ok=True)
+    written = [
+        p for part in parts
+        for p in write_report(part, plots=plots, out=None if out is None else dest / part.name)
+    ]
+    maps = [_report_map(csv, meta, plots, dest) for csv in csvs]
+    text = _summary(run_dir, meta, maps, dest)
     if parts:
         text += "\n## Parts\n\n" + "".join(
             f"- [{p.name}/]({p.name}/summary.md): {_part_line(p)}\n" for p in parts
         )
-    others = sorted(p.name for p in run_dir.glob("*.json") if p.name != "run.json")
+    others = sorted(p for p in run_dir.glob("*.json") if p.name != "run.json")
     if others:
-        text += "\nAlso here: " + ", ".join(f"[{n}]({n})" for n in others) + "\n"
-    summary = run_dir / SUMMARY
+        text += "\nAlso here: " + ", ".join(
+            f"[{p.name}]({os.path.relpath(p, dest)})" for p in others
+        ) + "\n"
+    summary = dest / SUMMARY
     summary.write_text(text)
     return [*written, *(p for m in maps for p, _ in m.files), summary]
 
