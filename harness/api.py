@@ -579,7 +579,8 @@ def _crosscheck_out(result: CrosscheckResult, path: Path | None) -> Crosscheck:
     if path is None:
         return done
     done.path = path
-    write_run_dir(done.path / "bpftrace", result.bpftrace_frames, result.meta)
+    write_run_dir(done.path / "bpftrace", result.bpftrace_frames, result.meta,
+                  stdout=result.bpftrace_stdout, stderr=result.bpftrace_stderr)
     write_run_dir(done.path / "libbpf", result.libbpf_frames, result.meta)
     (done.path / "program.bt").write_text(result.meta["program"])
     (done.path / "twin.bpf.c").write_text(result.meta["twin_c"])

@@ -10,8 +10,12 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from harness import Crosscheck
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -45,3 +49,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.kernel)
         if reason and item.get_closest_marker("kernel") is not None and not uses_fixture:
             item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def assert_reparses_to(run_dir: Path, x: Crosscheck) -> None:
+    """`harness parse RUN/bpftrace/stdout.txt` gives the crosscheck's own bpftrace frames."""
+    import pandas as pd
+
+    from harness import parse_text, to_frames
+    from harness.compare.crosscheck import resolve_spec
+
+    spec, *_ = resolve_spec(x.meta["catalog"], None, x.attach)
+    stdout = (run_dir / "bpftrace" / "stdout.txt").read_text()
+    again = to_frames(parse_text(stdout), spec.key_names())
+    assert x.bpftrace and set(again) == set(x.bpftrace)
+    for name, frame in x.bpftrace.items():
+        pd.testing.assert_frame_equal(again[name], frame, obj=name)
+    assert (run_dir / "bpftrace" / "stderr.txt").is_file()

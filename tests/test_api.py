@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import assert_reparses_to
 
 import harness
 
@@ -77,6 +78,8 @@ def test_crosscheck_passes_with_per_map_verdicts(tmp_path: Path) -> None:
     assert x.passed and set(x.maps) == {"@stacks", "@hash", "@len"}
     assert all(v.equal and v.diff.empty for v in x.maps.values())
     assert json.loads((tmp_path / "verdict.json").read_text())["passed"] is True
+    # The raw stdout kept in the run directory re-reads to exactly the frames that were compared.
+    assert_reparses_to(tmp_path, x)
 
 
 @kernel

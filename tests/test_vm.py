@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import assert_reparses_to
 
 import harness
 from harness.cli import main
@@ -105,6 +106,8 @@ def test_crosscheck_passes_with_the_kprobe_and_the_host_built_object(outdir: Pat
     assert x.bpf_obj_sha256 == build_twin(twin_program(spec).text).sha256
     assert set(x.meta["core_relocations"]) >= {"sk_buff.hash", "sk_buff.len"}
     assert json.loads((outdir / "verdict.json").read_text())["passed"] is True
+    # The guest's raw stdout came back through the lane and re-reads to the compared frames.
+    assert_reparses_to(outdir, x)
 
 
 @pytest.mark.vm

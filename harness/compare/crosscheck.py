@@ -47,6 +47,10 @@ class CrosscheckResult:
     libbpf_frames: dict[str, pd.DataFrame]
     build: BuildOutputs
     meta: dict[str, Any]
+    # bpftrace's raw streams (from the guest in the VM lane): the run directory keeps them, so
+    # `harness parse bpftrace/stdout.txt` re-reads exactly what was compared.
+    bpftrace_stdout: str = ""
+    bpftrace_stderr: str = ""
 
     @property
     def passed(self) -> bool:
@@ -274,4 +278,7 @@ def run_crosscheck(
         "stopped": time.time(),
     }
     outputs = BuildOutputs(obj, loader, sha, define)
-    return CrosscheckResult(attach, reason, comparisons, bt_frames, lb_frames, outputs, meta)
+    return CrosscheckResult(
+        attach, reason, comparisons, bt_frames, lb_frames, outputs, meta,
+        bpftrace_stdout=bt_result.stdout, bpftrace_stderr=bt_result.stderr,
+    )
