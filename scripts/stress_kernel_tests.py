@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_TESTS = [
     "tests/test_runner.py::test_exact_datagram_count_on_udp_send_skb_stack",
     "tests/test_runner.py::test_every_printf_line_kept_while_the_workload_runs",
-    "tests/test_runner.py::test_interval_printings_are_stamped_and_add_up_to_the_workload_calls",
+    "tests/test_runner.py::test_interval_printings_are_stamped_and_the_last_counts_every_workload_call",
     "tests/test_runner.py::test_a_run_stopped_by_its_duration_is_a_normal_end",
     "tests/test_runner.py::test_stop_leaves_no_process_and_no_program",
 ]
@@ -55,8 +55,9 @@ def stop_load(procs: list[subprocess.Popen[bytes]]) -> None:
         proc.wait()
 
 
-def run_round(tests: list[str]) -> tuple[int, int, float, str]:
-    """(passed, failed, seconds, failing test ids) of one pytest run."""
+def run_round(tests: list[str], log: Path) -> tuple[int, int, float, str]:
+    """(passed, failed, seconds, failing test ids) of one pytest run; a failing run's whole
+    output goes to `log`, so the cause can be read after the load is gone."""
     t0 = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", *tests],
@@ -68,7 +69,9 @@ def run_round(tests: list[str]) -> tuple[int, int, float, str]:
     failed = sum(int(n) for n in re.findall(r"(\d+) (?:failed|error)", tail))
     if done.returncode != 0 and failed == 0:
         failed = 1
-    failing = ";".join(re.findall(r"^FAILED (\S+)", done.stdout, re.M))
+    failing = ";".join(re.findall(r"^(?:FAILED|ERROR) (\S+)", done.stdout, re.M))
+    if failed:
+        log.write_text(done.stdout + done.stderr)
     return passed, failed, seconds, failing
 
 
@@ -79,13 +82,16 @@ def main() -> int:
     ap.add_argument("tests", nargs="*", default=DEFAULT_TESTS)
     args = ap.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    # SIGTERM (a background job ignores SIGINT) takes the `finally` below: the load stops too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     load = start_load()
     rows = []
     try:
         time.sleep(2)  # the first loaded tracers are attached
         for n in range(1, args.rounds + 1):
             load_avg = os.getloadavg()[0]
-            passed, failed, seconds, failing = run_round(args.tests)
+            log = args.out.with_name(f"{args.out.stem}.round{n}.log")
+            passed, failed, seconds, failing = run_round(args.tests, log)
             rows.append({
                 "round": n, "tests": len(args.tests), "passed": passed, "failed": failed,
                 "seconds": f"{seconds:.1f}", "loadavg_1m": f"{load_avg:.2f}",

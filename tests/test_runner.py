@@ -229,16 +229,23 @@ def test_stderr_is_kept_apart_from_stdout() -> None:
     assert "syntax error" not in result.stdout and "ERROR" not in result.stdout
 
 
-def test_interval_printings_are_stamped_and_add_up_to_the_workload_calls() -> None:
-    """print()+clear() every 200 ms: each printing keeps its arrival time since attach, and the
-    counts over all printings equal the getppid() calls the workload made."""
+def test_interval_printings_are_stamped_and_the_last_counts_every_workload_call() -> None:
+    """print() every 200 ms: no printing is lost (one per `tick` line the same probe printed,
+    plus the exit printing), each keeps its arrival time since attach, the count only grows, and
+    the exit printing equals the getppid() calls the workload made.
+
+    Not print()+clear(): bpftrace reads the map for print() and deletes its keys for clear() as
+    two steps in user space, so an event counted in between is in neither printing. That loss
+    belongs to such a program (a tight getppid() loop lost 953 of 300000 that way, cumulative
+    printing 0), not to the parse; under load it cost this test 1 of 120 once.
+    """
     calls = 120
     loop = f"import os, time\nfor _ in range({calls}):\n    os.getppid(); time.sleep(0.01)\n"
     result = run_bpftrace(
         lambda pid: (
             f'BEGIN {{ printf("{MARK}\\n"); }}\n'
             f"tracepoint:syscalls:sys_enter_getppid /pid == {pid}/ {{ @c = count(); }}\n"
-            "interval:ms:200 { print(@c); clear(@c); }\n"
+            'interval:ms:200 { printf("tick\\n"); print(@c); }\n'
         ),
         MARK,
         workload=[sys.executable, "-c", loop],
@@ -246,9 +253,13 @@ def test_interval_printings_are_stamped_and_add_up_to_the_workload_calls() -> No
     assert result.error is None, result.error
     from harness.output.frames import to_frames
 
+    assert result.output is not None
+    ticks = result.output.lines.count("tick")
     frame = to_frames(result.output)["@c"]
-    assert frame["printing"].max() >= 3, frame
-    assert frame["value"].sum() == calls
+    assert ticks >= 3 and frame["printing"].max() == ticks + 1, (ticks, frame)
+    counts = frame.groupby("printing")["value"].sum()
+    assert counts.is_monotonic_increasing, frame
+    assert counts.iloc[-1] == calls, frame
     stamps = frame.groupby("printing")["t_s"].first()
     assert stamps.is_monotonic_increasing and stamps.iloc[0] > 0
 
