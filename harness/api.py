@@ -68,6 +68,8 @@ class RunMeta:
     warnings: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     lane: dict[str, Any] = field(default_factory=lambda: {"name": "host"})
+    # the spec's maps that got no entry: their CSV holds the header only
+    no_events: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,7 +81,8 @@ class Trace:
 
     `error` is the typed error that cut the run short (None when it ended normally); what was
     gathered before it is still in `frames` and `output`. `notes` are non-fatal remarks (a report
-    that could not be written).
+    that could not be written). `columns` are the spec's maps and their columns: a map bpftrace
+    never printed (it saw no event) still gets an empty frame and table with those columns.
     """
 
     output: Output | None
@@ -88,6 +91,7 @@ class Trace:
     error: HarnessError | None = None
     notes: list[str] = field(default_factory=list)
     key_names: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    columns: Mapping[str, Sequence[str]] = field(default_factory=dict)
     _frames: dict[str, pd.DataFrame] | None = field(default=None, repr=False)
     _tables: dict[str, Table] | None = field(default=None, repr=False)
 
@@ -95,21 +99,31 @@ class Trace:
     def frames(self) -> dict[str, pd.DataFrame]:
         """A DataFrame per map, built on first use: pandas is imported only when asked for."""
         if self._frames is None:
+            import pandas as pd
+
             from harness.output.frames import to_frames
 
             out = self.output
             self._frames = to_frames(out, self.key_names) if out is not None else {}
+            for name in self._missing(self._frames):
+                self._frames[name] = pd.DataFrame(columns=list(self.columns[name]))
         return self._frames
 
     @property
     def tables(self) -> dict[str, Table]:
         """The same maps as plain-Python columns (harness.output.columns), no pandas."""
         if self._tables is None:
-            from harness.output.columns import to_tables
+            from harness.output.columns import Table, to_tables
 
             out = self.output
             self._tables = to_tables(out, self.key_names) if out is not None else {}
+            for name in self._missing(self._tables):
+                self._tables[name] = Table({c: [] for c in self.columns[name]})
         return self._tables
+
+    def _missing(self, have: Mapping[str, object]) -> list[str]:
+        """The spec's maps bpftrace did not print (none when nothing was parsed at all)."""
+        return [n for n in self.columns if n not in have] if self.output is not None else []
 
     def check(self) -> Trace:
         """Raise the run's error, or a workload's non-zero exit, as a typed error; else self."""
@@ -334,10 +348,11 @@ def trace(
     meta.bpftrace = tracer.as_dict()
     meta.lane = machine.describe()
     key_names = spec.key_names() if spec is not None else {}
+    columns = spec.frame_columns() if spec is not None else {}
     from harness.host.runner import shielded
 
     with shielded(deliver=True):  # a Ctrl-C now waits until what was gathered is written
-        done = _finish(result, key_names, meta, path, report, plots)
+        done = _finish(result, key_names, meta, path, report, plots, columns)
     return done.check() if check else done
 
 
@@ -405,6 +420,7 @@ def _finish(
     path: Path | None,
     report: bool,
     plots: bool = False,
+    columns: Mapping[str, Sequence[str]] | None = None,
 ) -> Trace:
     """The Trace; its run directory (and report) unless path is None, written from plain
     tables so that no pandas is imported unless a caller reads `Trace.frames`.
@@ -413,7 +429,10 @@ def _finish(
     the error naming it becomes the Trace's error (after the run's own, if any)."""
     from harness.report.rundir import write_tables, written_or_kept
 
-    done = Trace(result.output, meta, None, result.error, key_names=key_names)
+    done = Trace(result.output, meta, None, result.error, key_names=key_names,
+                 columns=columns or {})
+    if result.output is not None:
+        meta.no_events = [n for n, t in done.tables.items() if n in done.columns and not len(t)]
     if path is None:
         return done
     done.path, write_error = written_or_kept(

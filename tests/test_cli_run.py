@@ -25,10 +25,25 @@ def test_dash_c_and_duration_units(tmp_path: Path, capsys: pytest.CaptureFixture
 
 def test_a_run_that_matched_nothing_says_so(tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["run", "tracepoint:syscalls:sys_enter_getppid", "--count-by", "comm",
-            "--comm", "no-such-comm", "-d", "300ms", "--out", str(tmp_path / "r")]
+    """Every spec map gets its CSV even with no event: the header it would have had, no rows;
+    the run, run.json and summary.md name the maps that saw nothing."""
+    import json
+
+    loop = f"{sys.executable} {workload('syscall_loop.py')} --count 50"
+    argv = ["run", "tracepoint:syscalls:sys_enter_getppid", "--count-by", "comm,kstack",
+            "--hist", "args.__syscall_nr", "--comm", "nosuchcomm", "-c", loop,
+            "--out", str(tmp_path / "r")]
     assert main(argv) == 0
-    assert "no events: no map got an entry" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    run = tmp_path / "r"
+    meta = json.loads((run / "run.json").read_text())
+    maps = [m for m in meta["program"].split() if m.startswith("@")]  # the program's own maps
+    names = sorted(m.split("[")[0] for m in maps)
+    assert len(names) == 2 and sorted(meta["no_events"]) == names
+    assert f"no events: {', '.join(meta['no_events'])} got no entry" in out
+    headers = {p.name: p.read_text() for p in run.glob("*.csv")}
+    assert headers == {"count.csv": "comm,kstack,value\n", "hist.csv": "lo,hi,count\n"}
+    assert "no_events" in (run / "summary.md").read_text()
 
 
 @pytest.mark.parametrize("bad", ["nan", "inf", "-1", "0", "5 parsecs"])

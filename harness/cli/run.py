@@ -133,9 +133,12 @@ def run(args: argparse.Namespace) -> int:
     for name, table in t.tables.items():
         print(f"\n{name}  ({len(table)} rows)")
         print(render(table, args.top))
-    if not any(len(table) for table in t.tables.values()) and t.error is None:
-        print("\nno events: no map got an entry (check the probe, its filters, and that the "
-              "workload reaches it)")
+    nothing = not any(len(table) for table in t.tables.values())
+    if t.error is None and (nothing or t.meta.no_events):
+        which = ", ".join(t.meta.no_events) or "no map"
+        print(f"\nno events: {which} got no entry"
+              + (" (check the probe, its filters, and that the workload reaches it)"
+                 if nothing else ""))
     if t.output is not None:
         print(f"\nyield: {counts_line(t.output.counts())}")
     print(f"\nresults: {t.path}")

@@ -187,7 +187,7 @@ def _report_kind(csv: Path, table: dict[str, list[Any]], meta: dict[str, Any],
     stem = csv.stem
     rows = len(next(iter(table.values()), []))
     if not rows:
-        return MapReport(csv, "table", 0, note="empty")
+        return MapReport(csv, "table", 0, note="no events")
     if all(c in table for c in BENCH_COLUMNS):
         return _report_bench(csv, plots, out)
     if all(c in table for c in ("lo", "hi", "count")):

@@ -165,6 +165,13 @@ class Agg:
         """The Output model's value kind this map prints as."""
         return {"stats": "stats", "hist": "hist", "lhist": "lhist"}.get(self.func, "int")
 
+    def frame_columns(self) -> list[str]:
+        """Every column of this map's frame and CSV: keys, then the value columns of its kind
+        (what an empty map's header-only CSV still says)."""
+        values = {"stats": ["count", "average", "total"], "hist": ["lo", "hi", "count"],
+                  "lhist": ["lo", "hi", "count"]}.get(self.value_kind(), ["value"])
+        return [*self.columns(), *values]
+
 
 def column_name(expr: str) -> str:
     """`kstack` -> kstack; `skb->hash` -> hash; `args.len` -> len; other text -> a safe name."""
@@ -223,6 +230,10 @@ class ProbeSpec:
     def key_names(self) -> dict[str, list[str]]:
         """Map name -> key column names, e.g. {'@stacks': ['kstack'], '@len': []}."""
         return {a.map: a.columns() for a in self.aggs}
+
+    def frame_columns(self) -> dict[str, list[str]]:
+        """Map name -> every column its frame has, e.g. {'@stacks': ['kstack', 'value']}."""
+        return {a.map: a.frame_columns() for a in self.aggs}
 
     def value_kind(self, map_name: str) -> str:
         for agg in self.aggs:
