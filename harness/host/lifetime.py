@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import os
 import signal
 import subprocess
@@ -24,8 +23,9 @@ PR_SET_PDEATHSIG = 1
 
 # Resolved once in the parent: the preexec function runs between fork and exec, where loading
 # a library or importing a module could deadlock on a lock another thread held at fork time.
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-_prctl = _libc.prctl
+# The interpreter already has libc loaded, so its own symbols hold prctl: no library search
+# (ctypes.util.find_library runs `ldconfig -p`, 10-80 ms of every run's start).
+_prctl = ctypes.CDLL(None, use_errno=True).prctl
 
 
 def die_with_parent() -> Callable[[], None]:

@@ -42,6 +42,10 @@ DIAG_RE = re.compile(
 )
 STOP_GRACE = 10.0  # seconds bpftrace may sit idle after SIGINT before it is terminated
 STOP_CAP = 300.0  # ... and at most this long while it keeps working (printing big maps)
+# bpftrace 0.17 leaves its event wait at once on a SIGINT it catches (its epoll_wait wakes every
+# 100 ms): one that has not begun to stop this long after SIGINT missed it (see _wait_exit).
+RESEND_AFTER = 0.25
+POLL = 0.05  # how often the stop wait looks at the process when its output has not ended
 
 
 class BpftraceError(HarnessError):
@@ -394,9 +398,12 @@ class BpftraceProcess:
                 os.rmdir(fifo_dir)
         # close() sleeps this long "to let the kernel update the process status"; stop() has
         # already read to EOF and reaped bpftrace, so the default 0.1 s is pure wait per run.
+        # pexpect hands close() to ptyprocess, which sleeps its own copy of the delay.
         self.child.delayafterclose = 0.0
+        self.child.ptyproc.delayafterclose = 0.0
         self.reader = _StreamReader(self.child.child_fd, err_fd)
         self.reader.start()
+        _warm_parser()
 
     def wait_attached(self, timeout: float = 60.0) -> None:
         """Block until the BEGIN marker shows that every probe is live, or raise a typed error."""
@@ -490,12 +497,14 @@ class BpftraceProcess:
         flag is set but only a failed epoll_wait or a new event checks it, so an idle run
         never stops (measured here: 1 stop in 4 hung until SIGTERM). While it still holds
         all its probe perf events (`probe_fds`, counted at the first SIGINT; they close as it
-        starts to stop), no output came, and it is alive, SIGINT is sent again: it is still in
-        its event loop, where a second SIGINT is safe (not in the middle of printing maps).
+        starts to stop), no output came, and it is alive, SIGINT is sent again, every
+        RESEND_AFTER seconds: it is still in its event loop, where a second SIGINT only sets
+        the flag again (it restores the default, fatal SIGINT only after the probes are gone
+        and its last events are drained, before printing the maps).
         """
         assert self.reader is not None and self.child is not None
         reader, child = self.reader, self.child
-        start = last_progress = last_nudge = time.monotonic()
+        start = last_progress = last_look = last_signal = time.monotonic()
         last_mark = self._progress_mark()
         lines_at_start = len(reader.lines)
         while True:
@@ -506,21 +515,25 @@ class BpftraceProcess:
                 return
             if now - last_progress >= idle or now - start >= cap:
                 return
-            reader.wait_for(lambda: False, now + 0.1)
+            # Its stdout ends as it exits: wake at once then, not at the next poll.
+            reader.wait_for(lambda: reader.out_eof, now + POLL)
             now = time.monotonic()
-            if now - last_nudge >= 1.0:
-                last_nudge = now
+            if now - last_look >= 1.0:
+                last_look = now
                 mark = self._progress_mark()
                 if mark[1] != last_mark[1] or mark[0] - last_mark[0] > 5:  # lines, >5% CPU
                     last_progress = now
                 last_mark = mark
-                if (
-                    probe_fds
-                    and len(reader.lines) == lines_at_start
-                    and self._perf_event_fds() == probe_fds
-                ):
-                    self.sigint_resent += 1
-                    self._signal(signal.SIGINT)
+            if (
+                probe_fds
+                and now - last_signal >= RESEND_AFTER
+                and len(reader.lines) == lines_at_start
+                and child.isalive()
+                and self._perf_event_fds() == probe_fds
+            ):
+                last_signal = now
+                self.sigint_resent += 1
+                self._signal(signal.SIGINT)
 
     def _progress_mark(self) -> tuple[int, int]:
         """(CPU ticks bpftrace has used, stdout lines read): they grow while it works."""
@@ -577,7 +590,8 @@ class BpftraceProcess:
         if self.sigint_resent:
             result.extra["sigint_resent"] = self.sigint_resent
             result.warnings.append(
-                f"bpftrace missed SIGINT (a 0.17 race outside its event wait); sent it again "
+                f"bpftrace had not begun to stop {RESEND_AFTER:g} s after SIGINT (0.17 misses "
+                f"one that lands outside its event wait); sent it again "
                 f"{self.sigint_resent} time(s)"
             )
         if self.escalations:
@@ -601,6 +615,25 @@ class BpftraceProcess:
         if result.output is not None:
             result.output.warnings.extend(result.warnings)
         return result
+
+
+_WARMED: list[threading.Thread] = []
+
+
+def _warm_parser() -> None:
+    """Import the output parser and compile its grammar (lark: 0.1-0.2 s of CPU) in a thread
+    while bpftrace compiles and attaches, so stop() finds it ready; once per process. Started
+    after the spawn, not before, so that it does not hold the GIL on the way there."""
+    if _WARMED:
+        return
+
+    def load() -> None:
+        from harness.output.parse import parse_text
+
+        parse_text("")
+
+    _WARMED.append(threading.Thread(target=load, name="warm-parser", daemon=True))
+    _WARMED[0].start()
 
 
 def perf_event_fds(pid: int) -> int:
@@ -667,7 +700,8 @@ def run_bpftrace(
                 break
             if on_progress is not None:
                 on_progress(time.monotonic() - t0)
-            time.sleep(0.05)
+            left = duration - (time.monotonic() - t0) if duration is not None else POLL
+            time.sleep(min(POLL, max(left, 0.0)))
         result = proc.stop()
     except KeyboardInterrupt as stop:
         if proc is None or proc.child is None:
