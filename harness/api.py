@@ -184,20 +184,34 @@ def new_marker(prefix: str = "KTRACE_READY") -> str:
     return f"{prefix}_{int(time.time() * 1000)}"
 
 
-def _warm_imports() -> None:
-    """Import the parser and compile its grammar while bpftrace compiles and attaches, instead
-    of after the run, in series; started as bpftrace is, not earlier, so it does not hold the GIL
-    on the way to the spawn. pandas is not among them: the run directory is written without
-    it (see Trace.frames)."""
-    import threading
+def _warming_report(
+    on_progress: Callable[[float], None] | None, report: bool
+) -> Callable[[float], None]:
+    """The run's progress callback, which first imports what writing the run directory and its
+    report needs, in a thread, so that it happens while bpftrace traces instead of after it.
+
+    It starts on the first progress call, once the probes are live: earlier, it would compete
+    with the way to the spawn and with bpftrace's own start-up (the runner compiles the output
+    parser during that start-up). pandas is not among them: the run directory is written
+    without it (see Trace.frames)."""
+    started: list[bool] = []
 
     def load() -> None:
-        from harness.output.parse import parse_text
-        from harness.report import summary  # noqa: F401  (csv, flame graph, summary.md)
+        from harness.output import columns  # noqa: F401  (Trace.tables, the CSVs)
 
-        parse_text("")  # compiles and caches the grammar
+        if report:
+            from harness.report import summary  # noqa: F401  (flame graph, summary.md)
 
-    threading.Thread(target=load, daemon=True).start()
+    def tick(elapsed: float) -> None:
+        if not started:
+            started.append(True)
+            import threading
+
+            threading.Thread(target=load, name="warm-report", daemon=True).start()
+        if on_progress is not None:
+            on_progress(elapsed)
+
+    return tick
 
 
 def trace(
@@ -246,11 +260,9 @@ def trace(
     spec_opts: for a probe target, the CLI's spec flags as keywords (`count_by="kstack"`,
         `arg="skb=struct sk_buff *"`, `hist="skb->len"`, `filter=...`, `workload_pid=True`).
     """
+    # A whole program needs none of the spec machinery: it is imported where a spec is made.
     from harness.host.bpftrace_versions import resolve
-    from harness.host.capabilities import choose_attach
-    from harness.host.symbols import probe_symbol
     from harness.lanes.base import get_lane
-    from harness.spec import catalog, codegen
 
     tracer = resolve(bpftrace)
     if duration is not None and not (duration > 0 and math.isfinite(duration)):
@@ -279,6 +291,8 @@ def trace(
                 f"catalog entry {target!r}",
                 "give a probe such as kprobe:udp_send_skb to shape your own spec",
             )
+        from harness.spec import catalog
+
         entry = catalog.get(target)
         equivalents = dict(entry.equivalents)
         argv = argv or entry.workload_argv(count, sizes)
@@ -302,7 +316,6 @@ def trace(
         raise UsageError(
             f"'{target}' has no {attach} form", f"choose one of: {', '.join(equivalents)}"
         )
-    _warm_imports()
     machine = get_lane(lane)
     caps = machine.capabilities()
     marker = new_marker()
@@ -319,10 +332,15 @@ def trace(
         if attach:
             attach_used, reason = attach, "chosen with --attach"
         else:
+            from harness.host.capabilities import choose_attach
+
             attach_used, reason = choose_attach(equivalents, caps)
+        from harness.host.symbols import probe_symbol
+        from harness.spec import codegen
+
         spec = chosen = equivalents[attach_used]
         version = tracer.version
-        symbol = probe_symbol(spec, machine.kallsyms())
+        symbol = probe_symbol(spec, machine.kallsyms)
 
         def program_for(pid: int | None) -> str:
             programs.append(
@@ -333,7 +351,6 @@ def trace(
         make_program = program_for
     path = _claim(out, "run", target, force)
     started = time.time()
-    _warm_imports()
     with _unclaimed_on_failure(path if out is None else None):
         result = machine.run_bpftrace(
             make_program,
@@ -341,7 +358,7 @@ def trace(
             workload=argv,
             duration=duration,
             timeout=timeout,
-            on_progress=on_progress,
+            on_progress=_warming_report(on_progress, report),
             bpftrace=tracer.command,
         )
     meta = _run_meta(target, spec, attach_used, reason, caps, programs, argv, result, started)

@@ -72,14 +72,17 @@ def given_spec_options(args: argparse.Namespace) -> dict[str, Any]:
 def _while_tracing(
     progress: Callable[..., object], duration: float | None
 ) -> Callable[[float], None]:
-    """The run's progress callback: loads the table library once while bpftrace traces (it cost
-    60-120 ms after the run otherwise), then shows progress from the first second on."""
+    """The run's progress callback: loads the table code and library once while bpftrace traces
+    (60-120 ms after the run otherwise, or before bpftrace starts), then shows progress from
+    the first second on."""
     loaded: list[bool] = []
 
     def tick(elapsed: float) -> None:
         if not loaded:
             loaded.append(True)
             import tabulate  # noqa: F401
+
+            import harness.cli.tables  # noqa: F401
         if elapsed >= 1:
             progress("tracing", elapsed, duration, "s")
 
@@ -102,7 +105,6 @@ def run(args: argparse.Namespace) -> int:
     if args.workload is not None and not args.workload.strip():
         raise UsageError("--workload is empty", "pass a command, e.g. --workload 'ping -c1 ::1'")
     from harness.cli.progress import terminal_progress
-    from harness.cli.tables import counts_line, render, say_warnings
 
     with terminal_progress(args.quiet) as progress:
         t = trace(
@@ -123,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
             bpftrace=args.bpftrace,
             **given_spec_options(args),
         )
+    from harness.cli.tables import counts_line, render, say_warnings
+
     for note in t.notes:
         print(f"note: {note}", file=sys.stderr)
     if t.output is not None:

@@ -203,7 +203,7 @@ def run_crosscheck(
     machine = get_lane(lane)
     caps = machine.capabilities()
     spec, attach, reason, cat = resolve_spec(name, spec, attach, caps)
-    symbol = probe_symbol(spec, machine.kallsyms())
+    symbol = probe_symbol(spec, machine.kallsyms)
     tracer = resolve(bpftrace)
     version = tracer.version
     twin = twin_program(spec)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -72,11 +73,16 @@ def kallsyms() -> Kallsyms:
         return Kallsyms("")
 
 
-def probe_symbol(spec: ProbeSpec, symbols: Kallsyms | None = None) -> str | None:
+def probe_symbol(
+    spec: ProbeSpec, symbols: Kallsyms | Callable[[], Kallsyms] | None = None
+) -> str | None:
     """The kernel's name for a spec's kernel function (a clone such as `udp_send_skb.isra.0`
-    where the compiler made one), or None for other probe types. `symbols` defaults to the
-    running kernel's; with no readable table the name is used as written."""
+    where the compiler made one), or None for other probe types. `symbols` is a table, or a
+    function that reads one (a lane's `kallsyms`: reading and sorting a kernel's table costs
+    0.2-0.4 s, so it is read only for kernel function probes), default the running kernel's;
+    with no readable table the name is used as written."""
     if spec.probe.kind not in KERNEL_FUNCTION_PROBES:
         return None
-    table = kallsyms() if symbols is None else symbols
+    table = kallsyms() if symbols is None else symbols if isinstance(symbols, Kallsyms) \
+        else symbols()
     return table.resolve(spec.probe.target) if table else spec.probe.target

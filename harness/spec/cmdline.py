@@ -11,9 +11,13 @@ and tracepoints write `args.FIELD` (codegen emits `args->FIELD` for older bpftra
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from harness.errors import UsageError
-from harness.spec.model import BUILTIN_KEYS, Agg, Arg, Probe, ProbeSpec
+from harness.spec.keys import BUILTIN_KEYS
+
+if TYPE_CHECKING:  # the model (and its expression grammar) loads only when a spec is built
+    from harness.spec.model import Arg, Probe, ProbeSpec
 
 VALUE_FUNCS = ("sum", "avg", "min", "max", "stats", "hist", "collect")
 VALUE_HELP = {
@@ -61,6 +65,8 @@ def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _args(probe: Probe, items: list[str]) -> tuple[Arg, ...]:
+    from harness.spec.model import Arg
+
     out = []
     for i, item in enumerate(items):
         name, sep, ctype = item.partition("=")
@@ -112,6 +118,8 @@ def split_keys(items: list[str]) -> tuple[str, ...]:
 
 def spec_from_args(probe_text: str, args: argparse.Namespace) -> ProbeSpec:
     """Build the spec a command line asks for; every map gets a name from its function."""
+    from harness.spec.model import Agg, Probe, ProbeSpec
+
     probe = Probe.parse(probe_text)
     by = split_keys(args.by)
     aggs: list[Agg] = []

@@ -121,10 +121,43 @@ LOGICAL = ("&&", "||")
 
 @functools.cache
 def _parser() -> Lark:
+    """The compiled spec grammar, from the on-disk cache when this grammar was compiled before.
+
+    A spec is parsed before bpftrace can start, so compiling the grammar (~60 ms of CPU, more
+    under load) delays every `harness run` of a probe or catalog entry; loading the compiled
+    tables takes ~5 ms. The cache file is named by a hash of everything it depends on and
+    written by rename, so concurrent runs never read half a file (lark's own `cache=` writes in
+    place)."""
+    import hashlib
+    import os
+    import sys
+
+    import lark
     from lark import Lark
 
+    from harness.paths import cache_home
+
     grammar = resources.files("harness.grammar").joinpath(GRAMMAR_FILE).read_text()
-    return Lark(grammar, parser="lalr", lexer="contextual", start=["expr", "ctype"], cache=False)
+    options: dict[str, Any] = {"parser": "lalr", "lexer": "contextual", "start": ["expr", "ctype"]}
+    key = hashlib.sha256(
+        f"{grammar}{sorted(options.items())}{lark.__version__}{sys.version_info[:2]}".encode()
+    ).hexdigest()[:16]
+    path = cache_home() / "lark" / f"spec_expr-{key}.pickle"
+    try:
+        with path.open("rb") as f:
+            return Lark.load(f)
+    except Exception:  # missing, unreadable or from another lark: compile it below
+        pass
+    parser = Lark(grammar, **options)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        with tmp.open("wb") as f:
+            parser.save(f)
+        tmp.replace(path)
+    except OSError:
+        pass  # an unwritable cache only costs the next run the compile again
+    return parser
 
 
 def _ctype(tree: Any) -> CType:

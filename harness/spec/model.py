@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from harness.errors import UsageError
 from harness.spec.expr import CType, bare_args, names, parse, string_value
+from harness.spec.keys import BUILTIN_KEYS
 
 ATTACH_TYPES = (
     "kprobe",
@@ -25,7 +26,6 @@ ATTACH_TYPES = (
 )
 ALIASES = {"fentry": "kfunc", "fexit": "kretfunc", "t": "tracepoint", "k": "kprobe"}
 FUNCS = ("count", "sum", "avg", "min", "max", "stats", "hist", "lhist", "collect")
-BUILTIN_KEYS = ("kstack", "ustack", "comm", "pid", "tid", "cpu", "cgroup", "retval", "func")
 MAP_NAME = re.compile(r"^@[A-Za-z_][A-Za-z0-9_]*$|^@$")
 IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 REGISTER = re.compile(r"arg[0-9]")
