@@ -42,8 +42,9 @@ DIAG_RE = re.compile(
 )
 STOP_GRACE = 10.0  # seconds bpftrace may sit idle after SIGINT before it is terminated
 STOP_CAP = 300.0  # ... and at most this long while it keeps working (printing big maps)
-# bpftrace 0.17 leaves its event wait at once on a SIGINT it catches (its epoll_wait wakes every
-# 100 ms): one that has not begun to stop this long after SIGINT missed it (see _wait_exit).
+# bpftrace leaves its event wait at once on a SIGINT it catches: one found back in that wait
+# with every probe still open missed it, and gets it again; where the wait cannot be seen
+# (no /proc wchan), one that has not begun to stop this long after SIGINT (see _wait_exit).
 RESEND_AFTER = 0.25
 POLL = 0.05  # how often the stop wait looks at the process when its output has not ended
 
@@ -495,12 +496,15 @@ class BpftraceProcess:
 
         bpftrace 0.17 misses a SIGINT that lands while it is outside its epoll_wait: the exit
         flag is set but only a failed epoll_wait or a new event checks it, so an idle run
-        never stops (measured here: 1 stop in 4 hung until SIGTERM). While it still holds
-        all its probe perf events (`probe_fds`, counted at the first SIGINT; they close as it
-        starts to stop), no output came, and it is alive, SIGINT is sent again, every
-        RESEND_AFTER seconds: it is still in its event loop, where a second SIGINT only sets
-        the flag again (it restores the default, fatal SIGINT only after the probes are gone
-        and its last events are drained, before printing the maps).
+        never stops (measured here: 1 stop in 4 hung until SIGTERM; on a loaded machine, where
+        it often waits for a CPU between two 100 ms waits, up to 4 in 6). While it still
+        holds all its probe perf events (`probe_fds`, counted at the first SIGINT; it closes
+        them as soon as it starts to stop), no output came, and it is alive, it is still in
+        its event loop, where a second SIGINT only sets the flag again (the default, fatal
+        SIGINT comes back only after the probes are gone and its last events are drained,
+        before it prints the maps). Then SIGINT is sent again as soon as it is seen asleep in
+        its event wait with no signal pending (it took the first one and went back: a miss for
+        certain), else every RESEND_AFTER seconds.
         """
         assert self.reader is not None and self.child is not None
         reader, child = self.reader, self.child
@@ -515,8 +519,10 @@ class BpftraceProcess:
                 return
             if now - last_progress >= idle or now - start >= cap:
                 return
-            # Its stdout ends as it exits: wake at once then, not at the next poll.
-            reader.wait_for(lambda: reader.out_eof, now + POLL)
+            if reader.out_eof:  # its output has ended: it is exiting, to be reaped shortly
+                time.sleep(0.005)
+            else:  # its stdout ends as it exits: wake at once then, not at the next poll
+                reader.wait_for(lambda: reader.out_eof, now + POLL)
             now = time.monotonic()
             if now - last_look >= 1.0:
                 last_look = now
@@ -526,10 +532,10 @@ class BpftraceProcess:
                 last_mark = mark
             if (
                 probe_fds
-                and now - last_signal >= RESEND_AFTER
                 and len(reader.lines) == lines_at_start
                 and child.isalive()
                 and self._perf_event_fds() == probe_fds
+                and (now - last_signal >= RESEND_AFTER or back_in_event_wait(child.pid))
             ):
                 last_signal = now
                 self.sigint_resent += 1
@@ -590,9 +596,8 @@ class BpftraceProcess:
         if self.sigint_resent:
             result.extra["sigint_resent"] = self.sigint_resent
             result.warnings.append(
-                f"bpftrace had not begun to stop {RESEND_AFTER:g} s after SIGINT (0.17 misses "
-                f"one that lands outside its event wait); sent it again "
-                f"{self.sigint_resent} time(s)"
+                "bpftrace went on waiting for events after SIGINT (0.17 misses one that lands "
+                f"outside its event wait); sent it again {self.sigint_resent} time(s)"
             )
         if self.escalations:
             result.extra["escalations"] = list(self.escalations)
@@ -634,6 +639,29 @@ def _warm_parser() -> None:
 
     _WARMED.append(threading.Thread(target=load, name="warm-parser", daemon=True))
     _WARMED[0].start()
+
+
+def back_in_event_wait(pid: int) -> bool:
+    """Whether a process sleeps in epoll_wait with no SIGINT pending (/proc: its state, wchan
+    and pending signals); False when that cannot be read.
+
+    Right after a kill() the target is runnable until it has handled the signal, so a tracer
+    found asleep in its event wait afterwards has taken the signal and gone back to waiting."""
+    proc = Path("/proc", str(pid))
+    try:
+        wchan = (proc / "wchan").read_text()
+        status = (proc / "status").read_text()
+    except OSError:
+        return False
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    sigint = 1 << (signal.SIGINT - 1)
+    try:
+        pending = int(fields["SigPnd"], 16) | int(fields["ShdPnd"], 16)
+        sleeping = fields["State"].split()[0] == "S"
+    except (KeyError, ValueError, IndexError):
+        return False
+    in_epoll = "epoll" in wchan or "ep_poll" in wchan  # do_epoll_wait; ep_poll before 5.x
+    return sleeping and in_epoll and not pending & sigint
 
 
 def perf_event_fds(pid: int) -> int:
