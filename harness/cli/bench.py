@@ -50,7 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-report", action="store_true", help="skip the PNG/summary report")
     parser.add_argument("-q", "--quiet", action="store_true",
                         help="no progress display on the terminal")
-    parser.add_argument("--label", help="suffix for the output files: <NAME>-<LABEL>.csv/.md")
+    parser.add_argument("--label", help="suffix for the output files: <NAME>-<LABEL>.csv/.md "
+                        "(with --bpftrace, -bpftrace<VERSION> follows it)")
     parser.add_argument("--lane", default="host", help="host (default) or vm[:VERSION]")
     add_bpftrace_argument(parser)
     parser.add_argument(
@@ -81,11 +82,12 @@ def _run_in_vm(args: argparse.Namespace) -> int:
     status = run_in_vm(args.lane, "bench", argv, scratch)
     dest = args.out or results_root() / "bench"
     dest.mkdir(parents=True, exist_ok=True)
+    stem = f"{args.name}-{label}" + (f"-{_release(args)}" if args.bpftrace else "")
     for ext in (".csv", ".md", ".bt", ".bpf.c"):
-        made = scratch / f"{args.name}-{label}{ext}"
+        made = scratch / f"{stem}{ext}"
         if made.exists():
             print(shutil.copy(made, dest / made.name))
-    md = dest / f"{args.name}-{label}.md"
+    md = dest / f"{stem}.md"
     if md.exists() and (scratch / "vm.json").exists():
         vm = json.loads((scratch / "vm.json").read_text())
         md.write_text(
@@ -97,6 +99,13 @@ def _run_in_vm(args: argparse.Namespace) -> int:
         )
     _report(args, dest)
     return status
+
+
+def _release(args: argparse.Namespace) -> str:
+    """`bpftrace0.27.0` for --bpftrace 0.27: each release's files have names of their own."""
+    from harness.host.bpftrace_versions import resolve
+
+    return f"bpftrace{resolve(args.bpftrace).short_version}"
 
 
 def _report(args: argparse.Namespace, out_dir: Path) -> None:
@@ -137,7 +146,8 @@ def run(args: argparse.Namespace) -> int:
         from harness.host.bpftrace_versions import resolve
 
         env["bpftrace_version"] = resolve(args.bpftrace).version_text
-        args.label = args.label or f"bpftrace{resolve(args.bpftrace).short_version}"
+        release = _release(args)
+        args.label = f"{args.label}-{release}" if args.label else release
     print(
         f"bench {args.name}: {case.workload.description}, attach {case.attach}, "
         f"{args.rounds} rounds x {['untraced', *[t.mode for t in case.tracers]]}",

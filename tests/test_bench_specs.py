@@ -1,0 +1,40 @@
+"""scripts/bench_specs.py and scripts/bench_run.py per bpftrace release, run for real but tiny.
+
+No timing is asserted: every case must count exactly the workload's own number of events on
+both tracers, its files must carry the release in their names (so releases never overwrite each
+other), and the summary must have a row per case and release.
+"""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.kernel
+def test_spec_benches_per_release_in_one_invocation(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "bench_specs.py"), "--cases", "a,d",
+         "--bpftrace", "0.27", "--rounds", "1", "--warmup", "0", "--syscall-events", "500",
+         "--udp-events", "60", "--out", str(tmp_path)],
+        capture_output=True, text=True, check=False, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = list(csv.DictReader((tmp_path / "spec_summary.csv").open()))
+    assert [(r["case"], r["bpftrace"], r["attach"]) for r in summary] == [
+        ("a", "bpftrace v0.27.0", "tracepoint"), ("d", "bpftrace v0.27.0", "tracepoint"),
+    ]
+    for stem, events in (("spec-a-count-bpftrace0.27.0", "500"),
+                         ("ktrace-spec-d-bpftrace0.27.0", "60")):
+        rows = list(csv.DictReader((tmp_path / f"{stem}.csv").open()))
+        traced = {r["mode"]: r["events_counted"] for r in rows if r["mode"] != "untraced"}
+        assert traced == {"bpftrace": events, "libbpf": events}, stem
+        assert "SEC(" in (tmp_path / f"{stem}.bpf.c").read_text()
+        assert "count()" in (tmp_path / f"{stem}.bt").read_text()
+
