@@ -6,6 +6,10 @@ machine hits both sides alike):
   harness run 'PROGRAM' --duration D --out DIR      (all default artefacts written)
   bpftrace -e 'PROGRAM interval:ms:D { exit(); }'
 with PROGRAM = tracepoint:syscalls:sys_enter_getppid { @c = count(); } and D = 0.3 s and 5 s.
+`--bpftrace 0.27` measures another release (issue #15): the bare side runs that release's
+command (for 0.27 the cached Debian root's launcher: a private mount namespace and chroot, which
+users of a distribution package do not pay) and the harness side `harness run --bpftrace 0.27`;
+the CSV is then run_overhead-bpftrace<VERSION>.csv, beside the system release's.
 Then a few instrumented harness runs (this script as a driver around harness.cli.main, timing the
 runner's and report's functions) give the phase breakdown. Everything goes into one CSV,
 results/bench/run_overhead.csv (columns in results/README.md); ratios come from this one run.
@@ -24,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from importlib.machinery import ModuleSpec
@@ -63,18 +68,36 @@ def _timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, f
     return wall, cpu
 
 
+RELEASE: list[str] = []  # ["--bpftrace", VERSION] when one was asked for
+BPFTRACE = ["bpftrace"]  # the command that runs the release measured
+
+
 def bare(duration: float) -> tuple[float, float]:
     ms = round(duration * 1000)
-    return _timed(["bpftrace", "-e", f"{PROGRAM} interval:ms:{ms} {{ exit(); }}"])
+    return _timed([*BPFTRACE, "-e", f"{PROGRAM} interval:ms:{ms} {{ exit(); }}"])
 
 
 def harness(duration: float, out: Path) -> tuple[float, float]:
     shutil.rmtree(out, ignore_errors=True)
-    timing = _timed([harness_bin(), "run", PROGRAM, "--duration", str(duration), "--out", str(out)])
+    timing = _timed([harness_bin(), "run", PROGRAM, "--duration", str(duration), "--out", str(out),
+                     *RELEASE])
     missing = [n for n in ("c.csv", "run.json", "summary.md") if not (out / n).exists()]
     if missing:
         raise SystemExit(f"harness run left no {', '.join(missing)} in {out}")
     return timing
+
+
+class Ticker(threading.Thread):
+    """getppid() every 10 ms for the whole benchmark, so both sides always trace and print real
+    events (on a quiet machine nothing else may call getppid() in 0.3 s)."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(0.01):
+            os.getppid()
 
 
 def dir_size(path: Path) -> int:
@@ -87,7 +110,7 @@ def phases(duration: float, out: Path) -> dict[str, float]:
     shutil.rmtree(out, ignore_errors=True)
     env = {**os.environ, "BENCH_MARKS": str(marks_file), "BENCH_EXEC": repr(time.time())}
     argv = [sys.executable, __file__, "--driver", "run", PROGRAM, "--duration", str(duration),
-            "--out", str(out)]
+            "--out", str(out), *RELEASE]
     subprocess.run(argv, capture_output=True, check=True, env=env)
     marks = json.loads(marks_file.read_text())
     marks["exit"] = time.time()
@@ -178,17 +201,33 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=0.3, help="short run, seconds")
     ap.add_argument("--long", type=float, default=5.0, help="long run, seconds (0: skip)")
     ap.add_argument("--phase-runs", type=int, default=5, help="instrumented harness runs")
-    ap.add_argument("--csv", type=Path, default=REPO / "results/bench/run_overhead.csv")
+    ap.add_argument("--bpftrace", metavar="VERSION",
+                    help="the release to measure (0.27, latest; default: the system's)")
+    ap.add_argument("--csv", type=Path,
+                    help="output (default results/bench/run_overhead[-bpftrace<VERSION>].csv)")
     ap.add_argument("--driver", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.driver is not None:
         return driver(args.driver)
+    release = "system"
+    if args.bpftrace:
+        from harness.host.bpftrace_versions import resolve
+
+        found = resolve(args.bpftrace)  # builds the root on first use, before any timing
+        RELEASE[:] = ["--bpftrace", args.bpftrace]
+        BPFTRACE[:] = [found.command]
+        release = f"bpftrace{found.short_version}"
+    if args.csv is None:
+        suffix = f"-{release}" if args.bpftrace else ""
+        args.csv = REPO / "results" / "bench" / f"run_overhead{suffix}.csv"
     # An installed harness has its bytecode compiled (pip does it; setup.sh for the editable
     # install); without it, PYTHONDONTWRITEBYTECODE shells recompile every module every run.
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "harness")],
                    check=True, capture_output=True)
     rows: list[dict[str, Any]] = []
     cases = [(args.duration, args.pairs)] + ([(args.long, args.long_pairs)] if args.long else [])
+    ticker = Ticker()
+    ticker.start()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
         bare(args.duration), harness(args.duration, out)  # warm caches (BTF, capabilities)
@@ -218,8 +257,8 @@ def main() -> int:
             load = "/".join(f"{x:.1f}" for x in os.getloadavg())
             rows.append({"kind": "ratio", "case": case, "tool": "harness/bpftrace",
                          "ratio": med["harness"] / med["bpftrace"],
-                         "note": f"median wall harness / bare; load average {load} "
-                                 f"on {os.cpu_count()} CPUs"})
+                         "note": f"median wall harness / bare; {release}; load average "
+                                 f"{load} on {os.cpu_count()} CPUs"})
         runs = [phases(args.duration, Path(tmp) / f"phase{i}") for i in range(args.phase_runs)]
         for name in PHASES:
             values = [r[name] for r in runs if name in r]
@@ -227,6 +266,7 @@ def main() -> int:
                 rows.append({"kind": "phase", "case": f"{args.duration:g}s", "tool": "harness",
                              "phase": name, "seconds": statistics.median(values),
                              "note": f"median of {len(values)} instrumented runs"})
+    ticker.stopped.set()
     args.csv.parent.mkdir(parents=True, exist_ok=True)
     with args.csv.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")

@@ -38,3 +38,17 @@ def test_spec_benches_per_release_in_one_invocation(tmp_path: Path) -> None:
         assert "SEC(" in (tmp_path / f"{stem}.bpf.c").read_text()
         assert "count()" in (tmp_path / f"{stem}.bt").read_text()
 
+
+@pytest.mark.kernel
+def test_run_overhead_per_release_has_a_file_of_its_own(tmp_path: Path) -> None:
+    out = tmp_path / "run_overhead.csv"
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "bench_run.py"), "--bpftrace", "0.27",
+         "--pairs", "1", "--long", "0", "--phase-runs", "1", "--csv", str(out)],
+        capture_output=True, text=True, check=False, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = list(csv.DictReader(out.open()))
+    assert {r["tool"] for r in rows if r["kind"] == "run"} == {"bpftrace", "harness"}
+    (ratio,) = [r for r in rows if r["kind"] == "ratio"]
+    assert "bpftrace0.27.0" in ratio["note"] and float(ratio["ratio"]) > 0
