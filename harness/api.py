@@ -19,7 +19,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from harness.compare.crosscheck import CrosscheckResult
-    from harness.host.capabilities import Capabilities
+    from harness.host.bpftrace_versions import Bpftrace
     from harness.host.runner import RunResult
     from harness.lanes.base import Lane
     from harness.output.columns import Table
@@ -40,39 +40,55 @@ if TYPE_CHECKING:
 Out = Path | str | Literal[False] | None
 
 
+RUN_SCHEMA = 2  # run.json's `schema`: 2 is the structured form documented in results/README.md
+ENDED_BY = ("workload-exit", "duration", "program-exit", "ctrl-c", "signal", "error")
+
+
 @dataclass
 class RunMeta:
-    """What run.json holds for one `trace`: the inputs, the choices made, and how it went."""
+    """What run.json holds for one `trace`: the inputs, the choices made, and how it went.
+
+    Field by field in results/README.md. `spec` is the ProbeSpec that ran (None for a whole
+    program); run.json stores it as `spec.to_dict()`, which `ProbeSpec.from_dict` reads back.
+    Times: `started_at`/`ended_at` are ISO-8601 UTC wall-clock strings, `durations` are
+    monotonic seconds per phase, so a clock step during a run cannot make them lie.
+    """
 
     command: str
     target: str
-    spec: str | None
+    spec: ProbeSpec | None
     program: str | None
+    marker: str
     attach: str
     attach_reason: str
     capabilities: dict[str, Any]
     workload: list[str] | None
+    duration_s: float | None
+    timeout_s: float
     workload_status: int | None
     probes: int | None
-    time_to_attached_s: float | None
-    started: float
-    stopped: float
     exit_status: int | None
-    interrupted: bool
+    ended_by: str
     error: str | None
     printed_lines: list[str]
     diagnostics: str
+    started_at: str
+    ended_at: str
+    durations: dict[str, float | None]
     bpftrace: dict[str, Any] = field(default_factory=dict)  # which release ran, from where
-    # workload-exit, duration, program-exit, ctrl-c, signal or error
-    ended_by: str = "error"
     warnings: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     lane: dict[str, Any] = field(default_factory=lambda: {"name": "host"})
     # the spec's maps that got no entry: their CSV holds the header only
     no_events: list[str] = field(default_factory=list)
+    again_of: str | None = None  # the run directory `harness run --again` repeated
+    schema: int = RUN_SCHEMA
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """run.json's content: plain JSON data, the spec as its dict."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["spec"] = self.spec.to_dict() if self.spec is not None else None
+        return data
 
 
 @dataclass
@@ -260,9 +276,9 @@ def trace(
     spec_opts: for a probe target, the CLI's spec flags as keywords (`count_by="kstack"`,
         `arg="skb=struct sk_buff *"`, `hist="skb->len"`, `filter=...`, `workload_pid=True`).
     """
+    began = (time.time(), time.monotonic())
     # A whole program needs none of the spec machinery: it is imported where a spec is made.
     from harness.host.bpftrace_versions import resolve
-    from harness.lanes.base import get_lane
 
     tracer = resolve(bpftrace)
     if duration is not None and not (duration > 0 and math.isfinite(duration)):
@@ -316,6 +332,50 @@ def trace(
         raise UsageError(
             f"'{target}' has no {attach} form", f"choose one of: {', '.join(equivalents)}"
         )
+    return _run(
+        target,
+        equivalents,
+        attach=attach,
+        reason=None,
+        argv=argv,
+        duration=duration,
+        lane=lane,
+        tracer=tracer,
+        out=out,
+        force=force,
+        timeout=timeout,
+        report=report,
+        plots=plots,
+        check=check,
+        on_progress=on_progress,
+        began=began,
+    )
+
+
+def _run(
+    target: str,
+    equivalents: Mapping[str, ProbeSpec],
+    *,
+    attach: str | None,
+    reason: str | None,
+    argv: list[str] | None,
+    duration: float | None,
+    lane: str | Lane,
+    tracer: Bpftrace,
+    out: Out,
+    force: bool,
+    timeout: float,
+    report: bool,
+    plots: bool,
+    check: bool,
+    on_progress: Callable[[float], None] | None,
+    began: tuple[float, float],
+    again_of: str | None = None,
+) -> Trace:
+    """The machine side of `trace` and `again`: pick the attach type on the lane, generate the
+    program (a whole program when `equivalents` is empty: `target` is its text), run, write."""
+    from harness.lanes.base import get_lane
+
     machine = get_lane(lane)
     caps = machine.capabilities()
     marker = new_marker()
@@ -325,12 +385,12 @@ def trace(
     if not equivalents:
         from harness.spec.literal import with_ready_marker
 
-        attach_used, reason = "as written", "literal program"
+        attach_used, reason = "as written", reason or "literal program"
         make_program = with_ready_marker(target, marker)
         programs.append(make_program)
     else:
         if attach:
-            attach_used, reason = attach, "chosen with --attach"
+            attach_used, reason = attach, reason or "chosen with --attach"
         else:
             from harness.host.capabilities import choose_attach
 
@@ -350,7 +410,7 @@ def trace(
 
         make_program = program_for
     path = _claim(out, "run", target, force)
-    started = time.time()
+    spawn = time.monotonic()
     with _unclaimed_on_failure(path if out is None else None):
         result = machine.run_bpftrace(
             make_program,
@@ -361,9 +421,36 @@ def trace(
             on_progress=_warming_report(on_progress, report),
             bpftrace=tracer.command,
         )
-    meta = _run_meta(target, spec, attach_used, reason, caps, programs, argv, result, started)
-    meta.bpftrace = tracer.as_dict()
-    meta.lane = machine.describe()
+    from harness.report.rundir import utc_iso
+
+    meta = RunMeta(
+        command=" ".join(sys.argv),
+        target=target,
+        spec=spec,
+        program=programs[-1] if programs else None,
+        marker=marker,
+        attach=attach_used,
+        attach_reason=reason,
+        capabilities=caps.as_dict(),
+        workload=argv,
+        duration_s=duration,
+        timeout_s=timeout,
+        workload_status=result.workload_status,
+        probes=result.probes,
+        exit_status=result.exit_status,
+        ended_by=result.ended_by,
+        error=str(result.error) if result.error else None,
+        printed_lines=result.output.lines if result.output is not None else [],
+        diagnostics=result.diagnostics,
+        started_at=utc_iso(began[0]),
+        ended_at=utc_iso(time.time()),
+        durations=_durations(result, began[1], spawn),
+        bpftrace=tracer.as_dict(),
+        warnings=list(result.output.warnings if result.output is not None else result.warnings),
+        counts=result.output.counts() if result.output is not None else {},
+        lane=machine.describe(),
+        again_of=again_of,
+    )
     key_names = spec.key_names() if spec is not None else {}
     columns = spec.frame_columns() if spec is not None else {}
     from harness.host.runner import shielded
@@ -373,40 +460,19 @@ def trace(
     return done.check() if check else done
 
 
-def _run_meta(
-    target: str,
-    spec: ProbeSpec | None,
-    attach: str,
-    reason: str,
-    caps: Capabilities,
-    programs: list[str],
-    workload: list[str] | None,
-    result: RunResult,
-    started: float,
-) -> RunMeta:
-    return RunMeta(
-        command=" ".join(sys.argv),
-        target=target,
-        spec=repr(spec) if spec is not None else None,
-        program=programs[-1] if programs else None,
-        attach=attach,
-        attach_reason=reason,
-        capabilities=caps.as_dict(),
-        workload=workload,
-        workload_status=result.workload_status,
-        probes=result.probes,
-        time_to_attached_s=result.time_to_attached,
-        started=started,
-        stopped=time.time(),
-        exit_status=result.exit_status,
-        interrupted=result.interrupted,
-        error=str(result.error) if result.error else None,
-        printed_lines=result.output.lines if result.output is not None else [],
-        diagnostics=result.diagnostics,
-        ended_by=result.ended_by,
-        warnings=list(result.output.warnings if result.output is not None else result.warnings),
-        counts=result.output.counts() if result.output is not None else {},
-    )
+def _durations(result: RunResult, began: float, spawn: float) -> dict[str, float | None]:
+    """Monotonic seconds per phase of one run (see results/README.md). The runner's clock may be
+    a guest's: only differences of its own readings are used."""
+    traced = None if result.attached is None else result.stopped - result.attached
+    parse = result.extra.get("parse_s")
+    return {
+        "setup_s": round(spawn - began, 6),
+        "attach_s": result.time_to_attached,
+        "run_s": traced,
+        "stop_s": result.extra.get("stop_s"),
+        "parse_s": float(parse) if parse is not None else None,
+        "total_s": round(time.monotonic() - began, 6),
+    }
 
 
 def _claim(out: Out, kind: str, target: str, force: bool) -> Path | None:
@@ -504,6 +570,7 @@ class Crosscheck:
         """What verdict.json holds."""
         return {
             "passed": self.passed,
+            "spec": self.meta["spec"],  # ProbeSpec.to_dict(), as in run.json
             "kernel": self.meta["kernel"],
             "core_relocations": self.meta["core_relocations"],
             "attach": self.attach,

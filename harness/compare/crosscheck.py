@@ -195,6 +195,7 @@ def run_crosscheck(
     from harness.host.symbols import probe_symbol
     from harness.lanes.base import get_lane
     from harness.output.frames import to_frames
+    from harness.report.rundir import utc_iso
     from harness.spec import codegen
     from harness.twin.build import BuildOutputs
     from harness.twin.generic import counters, twin_frames
@@ -227,7 +228,7 @@ def run_crosscheck(
         )
         return programs[-1]
 
-    started = time.time()
+    started = time.time(), time.monotonic()
     progress("tracing with bpftrace and the twin")
     got = machine.gather(
         program_for,
@@ -254,7 +255,7 @@ def run_crosscheck(
     meta = {
         "command": " ".join(sys.argv),
         "catalog": cat,
-        "spec": dataclasses.asdict(spec),
+        "spec": spec.to_dict(),
         "attach": attach,
         "attach_reason": reason,
         "program": program,
@@ -271,11 +272,14 @@ def run_crosscheck(
         "libbpf_lost": dropped,
         "libbpf_insert_races": counters(dumps)[1],
         "core_relocations": core_relocations(log),
-        "bpftrace_time_to_attached_s": bt_result.time_to_attached,
-        "libbpf_time_to_attached_s": got.libbpf_attach_s,
         "lane": machine.describe(),
-        "started": started,
-        "stopped": time.time(),
+        "started_at": utc_iso(started[0]),
+        "ended_at": utc_iso(time.time()),
+        "durations": {
+            "bpftrace_attach_s": bt_result.time_to_attached,
+            "libbpf_attach_s": got.libbpf_attach_s,
+            "total_s": round(time.monotonic() - started[1], 6),
+        },
     }
     outputs = BuildOutputs(obj, loader, sha, define)
     return CrosscheckResult(

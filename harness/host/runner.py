@@ -613,10 +613,12 @@ class BpftraceProcess:
             "" if i == self._marker_index or ln.strip() == self.marker else ln
             for i, ln in enumerate(lines)
         ]
+        parse_began = time.monotonic()
         try:
             result.output = parse_text("\n".join(parsed) + "\n", line_times=result.line_times)
         except HarnessError as err:
             result.error = result.error or err
+        result.extra["parse_s"] = time.monotonic() - parse_began
         if result.output is not None:
             result.output.warnings.extend(result.warnings)
         return result

@@ -537,10 +537,12 @@ def _run_result(d: dict[str, Any], marker: str) -> RunResult:
     result.error = _typed_error(error) if error else None
     lines = ["" if ln.strip() == marker else ln for ln in result.stdout.splitlines()]
     times = getattr(result, "line_times", None)
+    parse_began = time.monotonic()
     try:
         result.output = parse_text(
             "\n".join(lines) + "\n", **({"line_times": times} if times else {})
         )
     except HarnessError as err:
         result.error = result.error or err
+    result.extra["parse_s"] = time.monotonic() - parse_began  # on the host, not the guest's
     return result

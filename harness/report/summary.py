@@ -33,12 +33,15 @@ _META_ORDER = (
     "attach_reason",
     "kernel",
     "bpftrace_version",
+    "started_at",
+    "ended_at",
+    "durations",
+    "ended_by",
+    "exit_status",
     "start",
     "stop",
     "started",
     "stopped",
-    "exit_status",
-    "interrupted",
 )
 
 # A probe header in a bpftrace program: `provider:target[:name]` before its predicate or block.

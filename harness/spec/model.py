@@ -9,7 +9,9 @@ names to each attach type's way of reaching the argument (`arg0`, `args->skb`, `
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from harness.errors import UsageError
 from harness.spec.expr import CType, bare_args, names, parse, string_value
@@ -240,3 +242,116 @@ class ProbeSpec:
             if agg.map == map_name:
                 return agg.value_kind()
         raise UsageError(f"no map {map_name} in this spec", f"maps: {list(self.key_names())}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON data (run.json's `spec`): every field, expressions as the text that
+        `from_dict` parses again, so `ProbeSpec.from_dict(s.to_dict()) == s`."""
+        return {
+            "probe": {"kind": self.probe.kind, "target": self.probe.target},
+            "aggs": [
+                {
+                    "map": a.map,
+                    "func": a.func,
+                    "value": a.value,
+                    "keys": list(a.keys),
+                    "key_names": list(a.key_names),
+                    "lhist": list(a.lhist) if a.lhist is not None else None,
+                }
+                for a in self.aggs
+            ],
+            "args": [{"name": a.name, "ctype": a.ctype, "source": a.source} for a in self.args],
+            "predicates": list(self.predicates),
+            "pid": self.pid,
+            "workload_pid": self.workload_pid,
+            "comm": self.comm,
+            "cgroup": self.cgroup,
+            "notes": list(self.notes),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ProbeSpec:
+        """The spec `to_dict` wrote (e.g. run.json's `spec`), validated as a new spec is: every
+        expression is parsed again. Malformed data is a one-line UsageError."""
+        try:
+            d = _fields_of(cls, data, "spec", required=("probe", "aggs"))
+            probe = _fields_of(Probe, d["probe"], "spec.probe", required=("kind", "target"))
+            aggs = []
+            for i, raw in enumerate(_list(d["aggs"], "spec.aggs")):
+                a = _fields_of(Agg, raw, f"spec.aggs[{i}]", required=("map", "func"))
+                lhist = a.get("lhist")
+                aggs.append(
+                    Agg(
+                        _text(a["map"]),
+                        _text(a["func"]),
+                        _opt_text(a.get("value")),
+                        tuple(_text(k) for k in _list(a.get("keys", []), "keys")),
+                        tuple(_text(k) for k in _list(a.get("key_names", []), "key_names")),
+                        None if lhist is None else _lhist(lhist),
+                    )
+                )
+            args = [
+                _fields_of(Arg, raw, f"spec.args[{i}]", required=("name", "source"))
+                for i, raw in enumerate(_list(d.get("args", []), "spec.args"))
+            ]
+            pid = d.get("pid")
+            if pid is not None and (not isinstance(pid, int) or isinstance(pid, bool)):
+                raise TypeError(f"pid {pid!r} is not an integer")
+            workload_pid = d.get("workload_pid", False)
+            if not isinstance(workload_pid, bool):
+                raise TypeError(f"workload_pid {workload_pid!r} is not true/false")
+            return cls(
+                Probe(_text(probe["kind"]), _text(probe["target"])),
+                tuple(aggs),
+                tuple(
+                    Arg(_text(a["name"]), _opt_text(a.get("ctype")), _text(a["source"]))
+                    for a in args
+                ),
+                tuple(_text(p) for p in _list(d.get("predicates", []), "spec.predicates")),
+                pid,
+                workload_pid,
+                _opt_text(d.get("comm")),
+                _opt_text(d.get("cgroup")),
+                tuple(_text(n) for n in _list(d.get("notes", []), "spec.notes")),
+            )
+        except TypeError as err:
+            raise UsageError(
+                f"not a probe spec: {err}", "pass the `spec` object of a harness run.json"
+            ) from None
+
+
+def _fields_of(
+    kind: type, data: Any, where: str, required: tuple[str, ...]
+) -> dict[str, Any]:
+    """`data` as a dict holding only `kind`'s field names, and at least `required`."""
+    if not isinstance(data, Mapping):
+        raise TypeError(f"{where} is {type(data).__name__}, not an object")
+    known = {f.name for f in fields(kind)}
+    unknown = sorted(set(data) - known)
+    missing = [k for k in required if k not in data]
+    if unknown or missing:
+        what = f"unknown field {unknown[0]!r}" if unknown else f"no field {missing[0]!r}"
+        raise TypeError(f"{where} has {what}")
+    return dict(data)
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if not isinstance(value, list | tuple):
+        raise TypeError(f"{where} is {type(value).__name__}, not a list")
+    return list(value)
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{value!r} is not a string")
+    return value
+
+
+def _opt_text(value: Any) -> str | None:
+    return None if value is None else _text(value)
+
+
+def _lhist(value: Any) -> tuple[int, int, int]:
+    parts = _list(value, "lhist")
+    if len(parts) != 3 or not all(isinstance(p, int) and not isinstance(p, bool) for p in parts):
+        raise TypeError(f"lhist {value!r} is not [MIN, MAX, STEP]")
+    return parts[0], parts[1], parts[2]
