@@ -4,6 +4,7 @@ The public API (loaded on first use, so `harness --help` stays quick):
 
 - `trace(target, *, workload, duration, lane, attach, out, **spec_options) -> Trace`: generate,
   run and parse one bpftrace program; `Trace.frames` holds a pandas DataFrame per map.
+- `again(run_dir) -> Trace`: run a recorded run again from its run.json (`harness run --again`).
 - `crosscheck(target, *, lane, **options) -> Crosscheck`: bpftrace and the libbpf CO-RE twin on
   the same events; `Crosscheck.passed`, `.maps` (per-map verdict and diff frame).
 - `parse_text(text)`, `parse_json(text)`: bpftrace output (text or `-f json`) -> `Output`.
@@ -22,6 +23,7 @@ __version__ = "0.1.0"
 # public name -> module that defines it (or, for `catalog`, the module itself)
 _EXPORTS = {
     "trace": "harness.api",
+    "again": "harness.api",
     "Trace": "harness.api",
     "RunMeta": "harness.api",
     "crosscheck": "harness.api",
@@ -75,6 +77,7 @@ __all__ = [
     "UsageError",
     "VMError",
     "WorkloadError",
+    "again",
     "catalog",
     "crosscheck",
     "parse_json",
@@ -85,7 +88,7 @@ __all__ = [
 assert set(__all__) == set(_EXPORTS)
 
 if TYPE_CHECKING:
-    from harness.api import Crosscheck, MapVerdict, RunMeta, Trace, crosscheck, trace
+    from harness.api import Crosscheck, MapVerdict, RunMeta, Trace, again, crosscheck, trace
     from harness.compare.crosscheck import CrosscheckError
     from harness.errors import HarnessError, UsageError
     from harness.host.capabilities import NoAttachPoint

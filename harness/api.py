@@ -460,6 +460,71 @@ def _run(
     return done.check() if check else done
 
 
+def again(
+    run: Path | str,
+    *,
+    out: Out = None,
+    timeout: float | None = None,
+    report: bool = True,
+    plots: bool = False,
+    check: bool = True,
+    on_progress: Callable[[float], None] | None = None,
+    force: bool = False,
+) -> Trace:
+    """Run a recorded run again from its run.json, into a new run directory.
+
+    run: a run directory written by `trace` / `harness run` (results/<run-id>).
+    The same spec (read back with `ProbeSpec.from_dict`) or whole program, workload, duration,
+    bpftrace release and lane are used, so the program text is the same except for the run's
+    own marker and, when the spec filters on the workload's pid, that pid.
+    out, report, plots, check, on_progress, force: as in `trace`; timeout: as in `trace`,
+        default the recorded one.
+    """
+    import json
+
+    from harness.host.bpftrace_versions import resolve
+    from harness.spec.model import ProbeSpec
+
+    began = (time.time(), time.monotonic())
+    run = Path(run)
+    fix = "pass a results/<run-id> directory written by `harness run`"
+    try:
+        meta = json.loads((run / "run.json").read_text())
+    except FileNotFoundError:
+        raise UsageError(f"{run} holds no run.json: it is not a harness run", fix) from None
+    except (OSError, ValueError) as err:
+        raise UsageError(f"cannot read {run / 'run.json'}: {err}", fix) from None
+    if not isinstance(meta, dict) or meta.get("schema") != RUN_SCHEMA or "target" not in meta:
+        raise UsageError(
+            f"{run / 'run.json'} is not a run.json of schema {RUN_SCHEMA} (written by "
+            "`harness run` since the structured run.json)",
+            "run the target again by hand, e.g. `harness run TARGET`",
+        )
+    spec = ProbeSpec.from_dict(meta["spec"]) if meta.get("spec") is not None else None
+    target = str(meta["target"])
+    if spec is None and "{" not in target:
+        raise UsageError(f"{run / 'run.json'} has neither a spec nor a whole program", fix)
+    return _run(
+        target,
+        {spec.attach_type: spec} if spec is not None else {},
+        attach=spec.attach_type if spec is not None else None,
+        reason=f"as recorded in {run / 'run.json'} ({meta.get('attach_reason')})",
+        argv=_workload_argv(meta.get("workload")),
+        duration=meta.get("duration_s"),
+        lane=str(meta.get("lane", {}).get("name", "host")),
+        tracer=resolve(meta.get("bpftrace", {}).get("name")),
+        out=out,
+        force=force,
+        timeout=float(meta.get("timeout_s", 60.0)) if timeout is None else timeout,
+        report=report,
+        plots=plots,
+        check=check,
+        on_progress=on_progress,
+        began=began,
+        again_of=str(run),
+    )
+
+
 def _durations(result: RunResult, began: float, spawn: float) -> dict[str, float | None]:
     """Monotonic seconds per phase of one run (see results/README.md). The runner's clock may be
     a guest's: only differences of its own readings are used."""

@@ -1,4 +1,5 @@
-"""run.json: the spec round-trips as a dict; a real run's file matches results/README.md's table."""
+"""run.json: the spec round-trips as a dict, the file matches results/README.md's schema table,
+and `harness run --again` repeats a recorded run with the same program text."""
 
 from __future__ import annotations
 
@@ -146,3 +147,54 @@ def test_a_real_run_json_matches_the_documented_schema(tmp_path: Path) -> None:
         assert isinstance(meta[key], kind), (key, meta[key])
     assert meta["duration_s"] is None and meta["lane"]["name"] == "host"
     assert meta["marker"] in meta["program"]
+
+
+@pytest.mark.kernel
+def test_again_reruns_a_recorded_run_with_the_same_program(tmp_path: Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    _run([*GETPPID, "--out", str(first)])
+    _run(["run", "--again", str(first), "--out", str(second)])
+    old = json.loads((first / "run.json").read_text())
+    new = json.loads((second / "run.json").read_text())
+    # Each run's BEGIN prints its own ready marker (a timestamp, so that a stale line from an
+    # earlier run cannot be taken for this one): both programs are compared with their own
+    # recorded marker replaced by one token, and every other character must match.
+    assert old["marker"] != new["marker"]
+    assert (old["program"].replace(old["marker"], "MARKER")
+            == new["program"].replace(new["marker"], "MARKER"))
+    assert old["marker"] in old["program"] and new["marker"] in new["program"]
+    assert new["again_of"] == str(first)
+    for key in ("target", "spec", "workload", "duration_s", "attach", "bpftrace"):
+        assert new[key] == old[key], key
+    assert new["lane"]["name"] == old["lane"]["name"]
+    assert new["workload_status"] == 0 and new["ended_by"] == "workload-exit"
+
+
+def test_again_on_a_directory_without_run_json_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", "--again", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "holds no run.json" in err and "\n" not in err
+
+
+def test_again_with_a_target_or_spec_options_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", "--again", str(tmp_path), "ktrace"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "takes no target" in err and "\n" not in err
+    assert main(["run", "--again", str(tmp_path), "--count-by", "comm", "-d", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--duration" in err and "--count-by" in err and "\n" not in err
+
+
+def test_again_refuses_an_old_run_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "run.json").write_text(json.dumps({"target": "ktrace", "spec": "ProbeSpec(...)"}))
+    assert main(["run", "--again", str(tmp_path)]) == 2
+    assert f"schema {RUN_SCHEMA}" in capsys.readouterr().err
+
+
+def test_run_without_target_or_again_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run"]) == 2
+    assert "no target" in capsys.readouterr().err

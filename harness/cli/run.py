@@ -18,15 +18,21 @@ EXAMPLES = """examples:
   harness run tracepoint:net:net_dev_queue --hist args.len --by comm --workload 'ping -c3 ::1'
   harness run 'kprobe:udp_send_skb { @[kstack] = count(); }' --lane vm --workload CMD
   harness run 'tracepoint:raw_syscalls:sys_enter { @c[comm] = count(); }' --duration 2s
+  harness run --again results/run-20261127T090622Z       # the same run once more
 """
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from harness.spec.cmdline import add_spec_arguments
 
     parser.add_argument(
-        "target",
+        "target", nargs="?",
         help="a catalog name (ktrace, syscalls), a probe such as kprobe:udp_send_skb, "
         "or a whole bpftrace program",
+    )
+    parser.add_argument(
+        "--again", type=Path, metavar="RUN_DIR",
+        help="run a recorded run again from its run.json (same spec or program, workload, "
+        "duration, bpftrace and lane) into a new run directory; give no target",
     )
     parser.add_argument("-c", "--cmd", "--workload", dest="workload", metavar="CMD",
                         help="command to trace, started once the probes are live "
@@ -35,8 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", default="1,100,1000", help="payload sizes for the UDP workload")
     parser.add_argument("-d", "--duration", type=duration, metavar="TIME",
                         help="stop after TIME (500ms, 5s, 2m; a bare number is seconds)")
-    parser.add_argument("--timeout", type=duration, default=60.0, metavar="TIME",
-                        help="how long to wait for bpftrace to attach")
+    parser.add_argument("--timeout", type=duration, metavar="TIME",
+                        help="how long to wait for bpftrace to attach (default: 60s; with "
+                        "--again, the recorded run's)")
     parser.add_argument("-q", "--quiet", action="store_true",
                         help="no progress display on the terminal")
     parser.add_argument(
@@ -98,16 +105,45 @@ def print_lane(lane: dict[str, Any]) -> None:
         )
 
 
+# What a recorded run fixes: `--again` refuses these (their defaults mean "not given").
+RECORDED = {"workload": None, "count": 100, "sizes": "1,100,1000", "duration": None,
+            "attach": None, "lane": "host", "bpftrace": None}
+
+
+def _again_conflicts(args: argparse.Namespace) -> list[str]:
+    """The options given with --again that a recorded run already fixes."""
+    given = [f"--{name}" for name, unset in RECORDED.items() if getattr(args, name) != unset]
+    given += [f"--{name.replace('_', '-')}" for name in given_spec_options(args)]
+    return (["target"] if args.target is not None else []) + given
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.again is not None and _again_conflicts(args):
+        raise UsageError(
+            f"--again re-runs {args.again} as recorded, so it takes no "
+            + " or ".join(_again_conflicts(args)),
+            "drop them, or run the target with your options instead",
+        )
+    if args.again is None and args.target is None:
+        raise UsageError("no target", "give a catalog name, a probe or a program, or --again DIR")
     prepare_bpftrace(args)
-    from harness.api import trace
+    from harness.api import again, trace
 
     if args.workload is not None and not args.workload.strip():
         raise UsageError("--workload is empty", "pass a command, e.g. --workload 'ping -c1 ::1'")
     from harness.cli.progress import terminal_progress
 
     with terminal_progress(args.quiet) as progress:
-        t = trace(
+        t = again(
+            args.again,
+            out=args.out,
+            timeout=args.timeout,
+            report=not os.environ.get("KTRACE_NO_REPORT"),
+            plots=args.plots,
+            check=False,
+            force=args.force,
+            on_progress=_while_tracing(progress, None),
+        ) if args.again is not None else trace(
             args.target,
             workload=args.workload,
             duration=args.duration,
@@ -115,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
             out=args.out,
             count=args.count,
             sizes=args.sizes,
-            timeout=args.timeout,
+            timeout=60.0 if args.timeout is None else args.timeout,
             lane=args.lane,
             report=not os.environ.get("KTRACE_NO_REPORT"),
             plots=args.plots,
