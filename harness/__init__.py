@@ -7,6 +7,8 @@ The public API (loaded on first use, so `harness --help` stays quick):
 - `again(run_dir) -> Trace`: run a recorded run again from its run.json (`harness run --again`).
 - `crosscheck(target, *, lane, **options) -> Crosscheck`: bpftrace and the libbpf CO-RE twin on
   the same events; `Crosscheck.passed`, `.maps` (per-map verdict and diff frame).
+- `matrix(target, *, kernels, bpftrace) -> Matrix`: one crosscheck per kernel (VM lane guests
+  and/or the host) and bpftrace release; `Matrix.rows`, `.passed`, `.objects()`.
 - `parse_text(text)`, `parse_json(text)`: bpftrace output (text or `-f json`) -> `Output`.
 - `to_frames(output, key_names)`: `Output` -> a tidy DataFrame per map.
 - `ProbeSpec`, `catalog`: what to trace, and the built-in entries (`catalog.get("ktrace")`).
@@ -29,6 +31,8 @@ _EXPORTS = {
     "crosscheck": "harness.api",
     "Crosscheck": "harness.api",
     "MapVerdict": "harness.api",
+    "matrix": "harness.api",
+    "Matrix": "harness.api",
     "parse_text": "harness.output.parse",
     "parse_json": "harness.output.parse",
     "to_frames": "harness.output.frames",
@@ -64,6 +68,7 @@ __all__ = [
     "KernelFetchError",
     "LoaderError",
     "MapVerdict",
+    "Matrix",
     "MissingKernelFeature",
     "NoAttachPoint",
     "NotRoot",
@@ -80,6 +85,7 @@ __all__ = [
     "again",
     "catalog",
     "crosscheck",
+    "matrix",
     "parse_json",
     "parse_text",
     "to_frames",
@@ -88,7 +94,17 @@ __all__ = [
 assert set(__all__) == set(_EXPORTS)
 
 if TYPE_CHECKING:
-    from harness.api import Crosscheck, MapVerdict, RunMeta, Trace, again, crosscheck, trace
+    from harness.api import (
+        Crosscheck,
+        MapVerdict,
+        Matrix,
+        RunMeta,
+        Trace,
+        again,
+        crosscheck,
+        matrix,
+        trace,
+    )
     from harness.compare.crosscheck import CrosscheckError
     from harness.errors import HarnessError, UsageError
     from harness.host.capabilities import NoAttachPoint

@@ -775,7 +775,14 @@ MATRIX_COLUMNS = (
 
 @dataclass
 class Matrix:
-    """One crosscheck per kernel: a row each (verdict, attach, CO-RE offsets), and where."""
+    """What `matrix` found: one row per (kernel, bpftrace release), as matrix.csv holds them.
+
+    rows: dicts keyed by MATRIX_COLUMNS (kernel_series, kernel, bpftrace, lane, accel, attach,
+        bpftrace_events, libbpf_events, verdict `pass`/`FAIL`/`error`, versions_agree,
+        core_relocations, bpf_obj_sha256, error); a kernel that failed keeps its row.
+    path: the matrix directory (matrix.csv, one crosscheck directory per kernel), or None.
+    notes: the releases' map-by-map comparison, as lines to print.
+    """
 
     rows: list[dict[str, Any]]
     path: Path | None

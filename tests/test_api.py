@@ -89,3 +89,12 @@ def test_crosscheck_mismatch_gives_diff_frames() -> None:
     stacks = x.maps["@stacks"].diff
     assert list(stacks.columns) == ["key", "bpftrace", "libbpf"]
     assert int(stacks["bpftrace"].sum()) == 10 and int(stacks["libbpf"].sum()) == 0
+
+
+def test_matrix_and_its_result_are_exported() -> None:
+    assert {"matrix", "Matrix", "again"} <= set(harness.__all__)
+    row = {"attach": "kprobe", "bpf_obj_sha256": "a", "verdict": "pass", "versions_agree": "-"}
+    one = harness.Matrix([row, {**row}], None)
+    assert one.passed and one.objects() == {"kprobe": {"a"}}
+    two = harness.Matrix([row, {**row, "bpf_obj_sha256": "b"}], None)
+    assert not two.passed  # two objects for one attach type break CO-RE's promise
