@@ -80,6 +80,9 @@ def test_seed_oneliner_counts_exact_sends_on_the_udp_sendmsg_stack(outdir: Path)
     meta = json.loads((outdir / "run.json").read_text())
     assert meta["lane"]["release"].startswith("6.1.") and meta["lane"]["accel"] in ("kvm", "tcg")
     assert meta["capabilities"]["kprobes"] is True
+    # The guest's clock gives attach and run times, the host's the parse time (it parses).
+    assert meta["ended_by"] == "workload-exit" and meta["schema"] == 2
+    assert all(isinstance(meta["durations"][k], float) for k in ("attach_s", "run_s", "parse_s"))
     stacks = pd.read_csv(outdir / "at.csv")
     on_sendmsg = stacks[stacks["key0"].str.contains("udp_sendmsg+", regex=False)]
     assert on_sendmsg["value"].sum() == n  # the workload sent exactly n datagrams
