@@ -257,7 +257,8 @@ def main() -> int:
             load = "/".join(f"{x:.1f}" for x in os.getloadavg())
             rows.append({"kind": "ratio", "case": case, "tool": "harness/bpftrace",
                          "ratio": med["harness"] / med["bpftrace"],
-                         "note": f"median wall harness / bare; {release}; load average "
+                         "note": f"median wall harness / bare (CPU {cpu_med['harness']:.2f} s / "
+                                 f"{cpu_med['bpftrace']:.2f} s); {release}; load average "
                                  f"{load} on {os.cpu_count()} CPUs"})
         runs = [phases(args.duration, Path(tmp) / f"phase{i}") for i in range(args.phase_runs)]
         for name in PHASES:
