@@ -8,9 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from harness.host.symbols import Kallsyms
 from harness.host.workload import GatedWorkload
+from harness.twin import example
 from harness.twin.build import BuildError, build, source_dir, target_arch
-from harness.twin.loader import Kallsyms, LoaderError, TwinProcess, slot_bounds
+from harness.twin.generic import slot_bounds
+from harness.twin.loader import LoaderError
 
 REPO = Path(__file__).resolve().parent.parent
 UDP_SEND = str(REPO / "harness" / "workloads" / "udp_send.py")
@@ -87,16 +90,17 @@ def test_tracepoint_twin_counts_exact_sends(twin: object) -> None:
             "3",
         ]
     )
-    proc = TwinProcess(twin.loader, "tracepoint", work.pid)  # type: ignore[attr-defined]
+    proc = example.start(twin.loader, "tracepoint", work.pid)  # type: ignore[attr-defined]
     proc.wait_attached(30)
     work.go()
     assert work.wait(30) == 0
-    rec = proc.stop()
-    assert rec.lost == 0
-    assert sorted(n for _, n in rec.events) == sorted([43] * 6 + [1042] * 6)
-    assert len({h for h, _ in rec.events}) == 3
-    assert rec.hist == {7: 6, 12: 6}  # [32, 64) and [1024, 2048)
-    ((stack, count),) = rec.stacks.items()
+    dumps, _ = proc.stop()
+    frames = example.frames(dumps)
+    # 1 and 1000 payload bytes are 43 and 1042 on the wire: [32, 64) and [1024, 2048)
+    hist = frames["@len"]
+    assert hist[["lo", "hi", "count"]].values.tolist() == [[32, 64, 6], [1024, 2048, 6]]
+    assert len(frames["@hash"]) == 3 and frames["@hash"]["value"].sum() == n  # 3 sockets
+    ((stack, count),) = frames["@stacks"][["kstack", "value"]].values.tolist()
     assert count == n and any(f.startswith("udp_send_skb+") for f in stack)
 
 
@@ -106,6 +110,6 @@ def test_kprobe_on_a_kernel_without_kprobes_is_one_line(twin: object) -> None:
 
     if capabilities().kprobes:
         pytest.skip("this kernel has kprobes")
-    proc = TwinProcess(twin.loader, "kprobe", None)  # type: ignore[attr-defined]
+    proc = example.start(twin.loader, "kprobe", None)  # type: ignore[attr-defined]
     with pytest.raises(LoaderError, match="kprobes are not built into this kernel"):
         proc.wait_attached(30)

@@ -134,8 +134,8 @@ def test_generated_ktrace_twin_equals_the_hand_written_one() -> None:
     """The hand-written ktrace.bpf.c stays as an example; both twins agree on the same sends."""
     from harness.host.workload import GatedWorkload
     from harness.paths import workload
+    from harness.twin import example
     from harness.twin.build import build
-    from harness.twin.loader import TwinProcess, twin_frames
 
     x = run_crosscheck("ktrace", attach="tracepoint", count=40)
     assert x.passed
@@ -145,14 +145,14 @@ def test_generated_ktrace_twin_equals_the_hand_written_one() -> None:
     work = GatedWorkload([sys.executable, str(workload("udp_send.py")), "--no-wait",
                           "--count", "40", "--sizes", "1,100,1000,1400", "--sockets", "3"])
     try:
-        proc = TwinProcess(build().loader, "tracepoint", work.pid)
+        proc = example.start(build().loader, "tracepoint", work.pid)
         proc.wait_attached()
         work.go()
         assert work.wait(60) == 0
-        rec = proc.stop()
+        dumps, _ = proc.stop()
     finally:
         work.close()
-    hand = twin_frames(rec, catalog.get("ktrace").equivalents["tracepoint"].key_names())
+    hand = example.frames(dumps)
     gen = x.libbpf_frames
     assert sorted(hand["@len"]["count"]) == sorted(gen["@len"]["count"])
     assert hand["@hash"]["value"].sum() == gen["@hash"]["value"].sum() == 40

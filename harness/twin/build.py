@@ -25,7 +25,8 @@ from harness.errors import HarnessError
 from harness.paths import cache_home
 
 BTF_PATH = Path("/sys/kernel/btf/vmlinux")
-SOURCES = ("ktrace.bpf.c", "ktrace.c", "ktrace.h")
+SOURCES = ("ktrace.bpf.c", "ktrace.c", "ktrace.h", "mapdump.h")
+DUMP_HEADER = "mapdump.h"  # the map dump every loader prints (twinload.c and ktrace.c)
 # uname -m -> the arch name bpf_tracing.h expects in __TARGET_ARCH_<arch>.
 TARGET_ARCH = {
     "x86_64": "x86",
@@ -276,7 +277,8 @@ def generic_loader() -> Path:
     """The one loader of every generated twin (twinload.c), built once per source and libbpf."""
     src = source_dir() / LOADER_SOURCE
     libbpf_flags = _run(["pkg-config", "--cflags", "--libs", "libbpf"], "pkg-config libbpf").split()
-    h = hashlib.sha256(src.read_bytes() + " ".join(libbpf_flags).encode())
+    h = hashlib.sha256(src.read_bytes() + (source_dir() / DUMP_HEADER).read_bytes())
+    h.update(" ".join(libbpf_flags).encode())
     h.update(_tool_version("cc").encode())
     out = cache_root() / f"twinload-{h.hexdigest()[:20]}"
     binary = out / "twinload"
@@ -284,8 +286,8 @@ def generic_loader() -> Path:
         return binary
     work = _work_dir(out)
     try:
-        _run(["cc", "-O2", "-g", "-Wall", str(src), "-o", str(work / "twinload"), *libbpf_flags],
-             "cc (twinload)")
+        _run(["cc", "-O2", "-g", "-Wall", f"-I{source_dir()}", str(src),
+              "-o", str(work / "twinload"), *libbpf_flags], "cc (twinload)")
         _publish(work, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)

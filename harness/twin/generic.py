@@ -1,11 +1,12 @@
-"""The generic loader (twinload.c) as a child process, and its map dump decoded into frames.
+"""A twin's loader as a child process, and its map dump decoded into frames: the one decoder.
 
-One loader serves every generated twin: it prints each map's raw keys and per-CPU values; the
-layout the C generator chose (harness.spec.codegen_c.TwinMap) turns them back into the same
-frames bpftrace's output becomes: the spec's key columns, `value`, `count/average/total` for
-stats, `lo/hi/count` for hist and lhist. Kernel stacks are symbolised like bpftrace's `kstack`
-(`name+offset`, leaf first); user stacks print as bpftrace prints them once the process is gone
-(`0x...`).
+One loader (twinload.c) serves every generated twin, and the hand-written example's loader
+(ktrace.c) prints the same dump (mapdump.h): each map's raw keys and per-CPU values. The layout
+the C generator chose (harness.spec.codegen_c.TwinMap; harness.twin.example for the hand-written
+maps) turns them back into the same frames bpftrace's output becomes: the spec's key columns,
+`value`, `count/average/total` for stats, `lo/hi/count` for hist and lhist. Kernel stacks are
+symbolised like bpftrace's `kstack` (`name+offset`, leaf first); user stacks print as bpftrace
+prints them once the process is gone (`0x...`).
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.host.symbols import Kallsyms
 from harness.spec.codegen_c import DROPS_MAP, STACKS_MAP, TwinMap, TwinProgram
 from harness.spec.model import Probe
-from harness.twin.loader import Kallsyms, LoaderError, explain_loader_failure, slot_bounds
+from harness.twin.loader import LoaderError, explain_loader_failure
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -65,33 +67,19 @@ def parse_dump(text: str) -> dict[str, MapDump]:
         elif kind == "done":
             done = True
         elif kind != "ready" and line.strip():
-            raise LoaderError(f"unexpected twinload output line: {line[:80]!r}", "rebuild it")
+            raise LoaderError(f"unexpected twin loader output line: {line[:80]!r}", "rebuild it")
     if not done:
-        raise LoaderError("twinload stopped before printing 'done'", "see its stderr")
+        raise LoaderError("the twin loader stopped before printing 'done'", "see its stderr")
     return maps
 
 
-class TwinLoader:
-    """twinload as a child: start, wait for `ready`, `stop` on the control pipe, decode.
+class LoaderProcess:
+    """A twin's loader as a child: start, wait for `ready`, `stop` on the control pipe, decode.
 
     Closing stdin ends the loader (and its BPF links) even when this process dies first.
     """
 
-    def __init__(
-        self,
-        loader: Path,
-        obj: Path,
-        settings: Mapping[str, int] | None = None,
-        func: str | None = None,
-        verbose: bool = False,
-    ) -> None:
-        argv = [str(loader), str(obj)]
-        for name, value in (settings or {}).items():
-            argv += ["--set", f"{name}={int(value)}"]
-        if func:
-            argv += ["--func", func]
-        if verbose:
-            argv.append("--verbose")
+    def __init__(self, argv: list[str]) -> None:
         self.started = time.monotonic()
         self.attached: float | None = None
         self.proc = subprocess.Popen(
@@ -116,7 +104,7 @@ class TwinLoader:
         self.stop_quietly()
         err = self.proc.stderr.read().decode() if self.proc.stderr else ""
         if not line and not err:
-            raise LoaderError(f"twinload not attached after {timeout:g}s", "raise --timeout")
+            raise LoaderError(f"twin loader not attached after {timeout:g}s", "raise --timeout")
         raise explain_loader_failure(err)
 
     def stop(self, timeout: float = 30.0) -> tuple[dict[str, MapDump], str]:
@@ -125,7 +113,7 @@ class TwinLoader:
             out, err = self.proc.communicate(b"stop\n", timeout=timeout)
         except subprocess.TimeoutExpired:
             self.stop_quietly()
-            raise LoaderError("twinload did not stop", "kill it and retry") from None
+            raise LoaderError("twin loader did not stop", "kill it and retry") from None
         if self.proc.returncode != 0:
             raise explain_loader_failure(err.decode())
         return parse_dump(out.decode()), err.decode()
@@ -140,6 +128,27 @@ class TwinLoader:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+
+
+class TwinLoader(LoaderProcess):
+    """twinload running one generated twin's object, its rodata `settings` filled in."""
+
+    def __init__(
+        self,
+        loader: Path,
+        obj: Path,
+        settings: Mapping[str, int] | None = None,
+        func: str | None = None,
+        verbose: bool = False,
+    ) -> None:
+        argv = [str(loader), str(obj)]
+        for name, value in (settings or {}).items():
+            argv += ["--set", f"{name}={int(value)}"]
+        if func:
+            argv += ["--func", func]
+        if verbose:
+            argv.append("--verbose")
+        super().__init__(argv)
 
 
 def read_tracepoint_format(probe: Probe) -> str:
@@ -168,6 +177,15 @@ def _s64(b: bytes) -> int:
     return int(struct.unpack("<q", b[:8])[0])
 
 
+def slot_bounds(slot: int) -> tuple[int | None, int | None]:
+    """bpftrace's log2 slot -> [lo, hi) as the text output prints it (open end = None)."""
+    if slot == 0:
+        return None, 0
+    if slot == 1:
+        return 0, 1
+    return 1 << (slot - 2), 1 << (slot - 1)
+
+
 def _trunc_div(total: int, count: int) -> int:
     """Integer average rounded toward zero (C division), not Python's floor."""
     q = abs(total) // count
@@ -188,7 +206,7 @@ class StackTable:
     def kernel(self, stack_id: int) -> tuple[str, ...]:
         syms = self.symbols
         if syms is None:
-            from harness.twin.loader import kallsyms
+            from harness.host.symbols import kallsyms
 
             syms = self.symbols = kallsyms()
         return tuple(syms.symbolize(ip) for ip in self.ips.get(stack_id, []))
@@ -310,15 +328,19 @@ def _column(values: list[Any]) -> Any:
 
 
 def twin_frames(
-    program: TwinProgram, dumps: Mapping[str, MapDump], symbols: Kallsyms | None = None
+    program: TwinProgram,
+    dumps: Mapping[str, MapDump],
+    symbols: Kallsyms | None = None,
+    stacks_map: str = STACKS_MAP,
 ) -> tuple[dict[str, pd.DataFrame], int]:
-    """Every spec map's frame from the loader's dump, and the events dropped (full maps)."""
-    stacks = StackTable(dumps.get(STACKS_MAP), symbols)
+    """Every spec map's frame from the loader's dump, and the events dropped (full maps).
+    `stacks_map` names the stack-trace map the kstack/ustack ids resolve in."""
+    stacks = StackTable(dumps.get(stacks_map), symbols)
     frames = {}
     for tmap in program.maps:
         dump = dumps.get(tmap.bpf_name)
         if dump is None:
-            raise LoaderError(f"twinload printed no map {tmap.bpf_name}", "rebuild the twin")
+            raise LoaderError(f"the twin loader printed no map {tmap.bpf_name}", "rebuild the twin")
         frames[tmap.spec_map] = map_frame(tmap, dump, stacks)
     return frames, counters(dumps)[0]
 

@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
-/* Loader of ktrace.bpf.c: attach one of its programs for one target pid, collect until SIGINT or
- * SIGTERM, then print the results in the line format documented in ktrace.h.
+/* Loader of ktrace.bpf.c, written by hand against its bpftool skeleton: attach one of its
+ * programs for one target pid, count until stopped, then print every map in the dump format of
+ * every twin loader (mapdump.h, documented in ktrace.h).
  *
- *   ktrace --attach kprobe|kfunc|tracepoint [--pid N] [--func NAME] [--verbose] [--control-stdin]
+ *   ktrace --attach kprobe|kfunc|tracepoint [--pid N] [--func NAME] [--verbose]
  *
- * With --control-stdin, stdin is the control pipe: when it closes (the harness exited, however it died) the loader stops
- * and exits, so its program and link never outlive the harness.
+ * stdin is the control pipe: a line "stop", or its end (the harness exited, however it died),
+ * ends the trace, so the program and link never outlive the harness; the loader also dies with
+ * its parent (PR_SET_PDEATHSIG). SIGINT/SIGTERM also stop it.
  *
  * --func names the kernel function when it is a compiler clone on this kernel
  * (udp_send_skb.isra.0): kprobes attach to it by name, fentry resolves it in BTF before load.
@@ -18,14 +20,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/prctl.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "ktrace.h"
 #include "ktrace.skel.h"
+#include "mapdump.h"
 
 static volatile sig_atomic_t stopping;
 static int verbose;
-static int control_stdin;
 
 static void on_signal(int sig)
 {
@@ -33,17 +36,19 @@ static void on_signal(int sig)
 	stopping = 1;
 }
 
-/* True once the control pipe (stdin) is closed or broken: the harness is gone. */
-static int control_closed(void)
+/* True once stdin says stop: a "stop" line, or the pipe closed or broken. */
+static int told_to_stop(void)
 {
 	struct pollfd pfd = { .fd = STDIN_FILENO, .events = POLLIN };
 	char buf[256];
+	ssize_t n;
 
-	if (!control_stdin || poll(&pfd, 1, 0) <= 0)
+	if (poll(&pfd, 1, 100) <= 0) /* also the wait between checks */
 		return 0;
-	if (pfd.revents & (POLLHUP | POLLERR | POLLNVAL))
-		return 1;
-	return read(STDIN_FILENO, buf, sizeof(buf)) == 0;
+	if (!(pfd.revents & POLLIN))
+		return 1; /* POLLHUP, POLLERR or POLLNVAL */
+	n = read(STDIN_FILENO, buf, sizeof(buf));
+	return n <= 0 || !strncmp(buf, "stop", 4);
 }
 
 static int print_libbpf(enum libbpf_print_level level, const char *fmt, va_list args)
@@ -53,63 +58,7 @@ static int print_libbpf(enum libbpf_print_level level, const char *fmt, va_list 
 	return vfprintf(stderr, fmt, args);
 }
 
-struct event_log {
-	struct ktrace_event *items;
-	size_t len, cap;
-};
-
-static int on_event(void *ctx, void *data, size_t size)
-{
-	struct event_log *log = ctx;
-
-	if (size < sizeof(struct ktrace_event))
-		return 0;
-	if (log->len == log->cap) {
-		size_t cap = log->cap ? log->cap * 2 : 1024;
-		void *grown = realloc(log->items, cap * sizeof(*log->items));
-
-		if (!grown)
-			return -ENOMEM;
-		log->items = grown;
-		log->cap = cap;
-	}
-	log->items[log->len++] = *(struct ktrace_event *)data;
-	return 0;
-}
-
-static void print_stacks(struct ktrace_bpf *skel)
-{
-	int counts_fd = bpf_map__fd(skel->maps.stack_counts);
-	int traces_fd = bpf_map__fd(skel->maps.stack_traces);
-	__u64 ips[KTRACE_MAX_STACK];
-	__u32 key, next, *prev = NULL;
-	__u64 count;
-
-	while (bpf_map_get_next_key(counts_fd, prev, &next) == 0) {
-		key = next;
-		prev = &key;
-		if (bpf_map_lookup_elem(counts_fd, &key, &count))
-			continue;
-		memset(ips, 0, sizeof(ips));
-		if (bpf_map_lookup_elem(traces_fd, &key, ips))
-			continue;
-		printf("stack %llu ", (unsigned long long)count);
-		for (int i = 0; i < KTRACE_MAX_STACK && ips[i]; i++)
-			printf("%s0x%llx", i ? "," : "", (unsigned long long)ips[i]);
-		printf("\n");
-	}
-}
-
-static void print_hist(struct ktrace_bpf *skel)
-{
-	int fd = bpf_map__fd(skel->maps.len_hist);
-	__u64 count;
-
-	for (__u32 slot = 0; slot < KTRACE_HIST_SLOTS; slot++)
-		if (bpf_map_lookup_elem(fd, &slot, &count) == 0 && count)
-			printf("hist %u %llu\n", slot, (unsigned long long)count);
-}
-
+/* Load only the program of the attach type asked for; the others stay unloaded. */
 static int choose(struct ktrace_bpf *skel, const char *attach)
 {
 	struct bpf_program *progs[] = { skel->progs.ktrace_kprobe, skel->progs.ktrace_kfunc,
@@ -131,12 +80,8 @@ int main(int argc, char **argv)
 {
 	const char *attach = "kprobe";
 	const char *func = NULL;
-	struct event_log log = { 0 };
-	struct ring_buffer *rb = NULL;
 	struct ktrace_bpf *skel;
 	long pid = 0;
-	__u32 zero = 0;
-	__u64 lost = 0;
 	int err;
 
 	for (int i = 1; i < argc; i++) {
@@ -148,14 +93,13 @@ int main(int argc, char **argv)
 			func = argv[++i];
 		else if (!strcmp(argv[i], "--verbose"))
 			verbose = 1;
-		else if (!strcmp(argv[i], "--control-stdin"))
-			control_stdin = 1;
 		else {
-			fprintf(stderr, "usage: %s --attach kprobe|kfunc|tracepoint [--pid N] [--func NAME] [--verbose] [--control-stdin]\n",
+			fprintf(stderr, "usage: %s --attach kprobe|kfunc|tracepoint [--pid N] [--func NAME] [--verbose]\n",
 				argv[0]);
 			return 2;
 		}
 	}
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	libbpf_set_print(print_libbpf);
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
@@ -191,35 +135,15 @@ int main(int argc, char **argv)
 		fprintf(stderr, "error: cannot attach %s: %s\n", attach, strerror(-err));
 		goto out;
 	}
-	rb = ring_buffer__new(bpf_map__fd(skel->maps.events), on_event, &log, NULL);
-	if (!rb) {
-		err = -errno;
-		fprintf(stderr, "error: cannot open ring buffer: %s\n", strerror(errno));
-		goto out;
-	}
 	printf("ready %s\n", attach);
 	fflush(stdout);
-	while (!stopping && !control_closed()) {
-		/* Events are submitted without wakeups: wait out the interval, then drain. */
-		err = ring_buffer__poll(rb, 100);
-		if (err >= 0 || err == -EINTR)
-			err = ring_buffer__consume(rb);
-		if (err < 0 && err != -EINTR) {
-			fprintf(stderr, "error: ring buffer poll: %s\n", strerror(-err));
-			goto out;
-		}
-	}
-	ring_buffer__consume(rb);
-	for (size_t i = 0; i < log.len; i++)
-		printf("event %u %u\n", log.items[i].hash, log.items[i].len);
-	print_stacks(skel);
-	print_hist(skel);
-	bpf_map_lookup_elem(bpf_map__fd(skel->maps.lost), &zero, &lost);
-	printf("lost %llu\ndone\n", (unsigned long long)lost);
-	err = 0;
+	while (!stopping && !told_to_stop())
+		;
+	ktrace_bpf__detach(skel); /* nothing updates the maps while they are read */
+	err = dump_maps(skel->obj);
+	printf("done\n");
+	fflush(stdout);
 out:
-	ring_buffer__free(rb);
 	ktrace_bpf__destroy(skel);
-	free(log.items);
 	return err ? 1 : 0;
 }

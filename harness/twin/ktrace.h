@@ -1,23 +1,20 @@
 /* Shared between ktrace.bpf.c and its loader ktrace.c.
  *
- * Loader output (stdout, one record per line, printed when stopped by SIGINT/SIGTERM):
- *   ready <attach>                      once every program is attached
- *   event <hash> <len>                  one per traced send (decimal), in arrival order
- *   stack <count> <ip>[,<ip>...]        kernel stack (hex addresses, leaf first) and its count
- *   hist <slot> <count>                 log2 histogram of skb->len, bpftrace's slots:
- *                                       slot 0 = (..., 0), 1 = [0], 2 = [1], k>=2 = [2^(k-2), 2^(k-1))
- *   lost <n>                            ring-buffer records dropped (must be 0 for a crosscheck)
+ * Loader output (stdout), the format of every twin loader (mapdump.h):
+ *   ready <attach>                      once the program is attached
+ *   map <name> <type> <key_size> <value_size> <ncpus>, then `e <key hex> <value hex>` per
+ *                                       element, for each map, once stopped
  *   done                                the last line
+ * The maps (every key 8 bytes, every value a __u64 count), as harness/twin/example.py decodes
+ * them into the frames of the `ktrace` catalog entry:
+ *   stack_counts  stack id -> count     @stacks[kstack] = count()   (ids resolved in stack_traces)
+ *   hash_counts   skb->hash -> count    @hash[skb->hash] = count()
+ *   len_hist      log2 slot -> count    @len = hist(skb->len), bpftrace's slots:
+ *                                       0 = (..., 0), 1 = [0], k>=2 = [2^(k-2), 2^(k-1))
  */
 #ifndef KTRACE_H
 #define KTRACE_H
 
-#define KTRACE_HIST_SLOTS 66
 #define KTRACE_MAX_STACK 127
-
-struct ktrace_event {
-	unsigned int hash;
-	unsigned int len;
-};
 
 #endif
