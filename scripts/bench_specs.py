@@ -15,7 +15,8 @@ Each case writes results/bench/<stem>.csv/.md with the measured .bt and generate
 (stems spec-a-count, spec-b-kstack, spec-c-hist, ktrace-spec-d; with --bpftrace a
 -bpftrace<VERSION> suffix each). Then results/bench/spec_summary.csv/.md: one row per case and
 release, medians of the per-event overheads, their ratio, and the time to attached, with the
-load average beside, so one table shows what the twin saves and what a bpftrace upgrade changes.
+load average beside, so one table shows what the twin saves and what a bpftrace upgrade changes;
+last, `harness report` over the directory (a PNG per CSV, summary.md).
 """
 
 from __future__ import annotations
@@ -131,6 +132,8 @@ def main() -> int:
     ap.add_argument("--udp-events", type=int, default=50_000,
                     help="UDP sends per run (cases c, d)")
     ap.add_argument("--out", type=Path, default=REPO / "results" / "bench")
+    ap.add_argument("--no-report", action="store_true",
+                    help="skip `harness report` over --out at the end (PNGs, summary.md)")
     args = ap.parse_args()
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     unknown = [c for c in cases if c not in CASES]
@@ -162,6 +165,11 @@ def main() -> int:
     write_summary(rows, args.out)
     print(args.out / "spec_summary.md")
     print((args.out / "spec_summary.md").read_text())
+    if not args.no_report:  # once for all cases: a PNG per CSV, results/bench/summary.md
+        from harness.report.summary import write_report
+
+        for path in write_report(args.out):
+            print(path)
     return 1 if failed else 0
 
 

@@ -37,6 +37,7 @@ def test_spec_benches_per_release_in_one_invocation(tmp_path: Path) -> None:
         assert traced == {"bpftrace": events, "libbpf": events}, stem
         assert "SEC(" in (tmp_path / f"{stem}.bpf.c").read_text()
         assert "count()" in (tmp_path / f"{stem}.bt").read_text()
+    assert "spec-a-count-bpftrace0.27.0" in (tmp_path / "summary.md").read_text()  # the report
 
 
 @pytest.mark.kernel
