@@ -9,6 +9,8 @@ The public API (loaded on first use, so `harness --help` stays quick):
   the same events; `Crosscheck.passed`, `.maps` (per-map verdict and diff frame).
 - `matrix(target, *, kernels, bpftrace) -> Matrix`: one crosscheck per kernel (VM lane guests
   and/or the host) and bpftrace release; `Matrix.rows`, `.passed`, `.objects()`.
+- `plan(target, ...)`, `plan_crosscheck(target, ...)` -> `Plan`: what trace or crosscheck would
+  run (attach choice and why, program text, the twin's C), without running it.
 - `parse_text(text)`, `parse_json(text)`: bpftrace output (text or `-f json`) -> `Output`.
 - `to_frames(output, key_names)`: `Output` -> a tidy DataFrame per map.
 - `ProbeSpec`, `catalog`: what to trace, and the built-in entries (`catalog.get("ktrace")`).
@@ -29,6 +31,9 @@ _EXPORTS = {
     "Trace": "harness.api",
     "RunMeta": "harness.api",
     "crosscheck": "harness.api",
+    "plan": "harness.api",
+    "plan_crosscheck": "harness.api",
+    "Plan": "harness.spec.plan",
     "Crosscheck": "harness.api",
     "MapVerdict": "harness.api",
     "matrix": "harness.api",
@@ -74,6 +79,7 @@ __all__ = [
     "NotRoot",
     "Output",
     "ParseError",
+    "Plan",
     "ProbeSpec",
     "RunMeta",
     "Trace",
@@ -88,6 +94,8 @@ __all__ = [
     "matrix",
     "parse_json",
     "parse_text",
+    "plan",
+    "plan_crosscheck",
     "to_frames",
     "trace",
 ]
@@ -103,6 +111,8 @@ if TYPE_CHECKING:
         again,
         crosscheck,
         matrix,
+        plan,
+        plan_crosscheck,
         trace,
     )
     from harness.compare.crosscheck import CrosscheckError
@@ -125,6 +135,7 @@ if TYPE_CHECKING:
     from harness.output.parse import ParseError, parse_json, parse_text
     from harness.spec import catalog
     from harness.spec.model import ProbeSpec
+    from harness.spec.plan import Plan
     from harness.twin.build import BuildError
     from harness.twin.loader import LoaderError
 

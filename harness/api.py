@@ -31,11 +31,13 @@ if TYPE_CHECKING:
 
     from harness.compare.crosscheck import CrosscheckResult
     from harness.host.bpftrace_versions import Bpftrace
+    from harness.host.capabilities import Capabilities
     from harness.host.runner import RunResult
     from harness.lanes.base import Lane
     from harness.output.columns import Table
     from harness.output.model import Output
     from harness.spec.model import ProbeSpec
+    from harness.spec.plan import Plan
 
 Out = Path | str | Literal[False] | None
 
@@ -247,6 +249,7 @@ def trace(
     on_progress: Callable[[float], None] | None = None,
     bpftrace: str | None = None,
     force: bool = False,
+    on_plan: Callable[[Plan], None] | None = None,
     **spec_opts: Any,
 ) -> Trace:
     """Generate, run and parse one bpftrace program around a workload.
@@ -273,6 +276,7 @@ def trace(
     bpftrace: the release to run: None or "system" (the installed one), its version ("0.17"),
         "0.27" or "latest" (a Debian root built on first use; `harness doctor` lists them).
         Codegen writes the program for that release.
+    on_plan: called with the Plan (attach choice, program text) before anything starts (`-v`).
     spec_opts: for a probe target, the CLI's spec flags as keywords (`count_by="kstack"`,
         `arg="skb=struct sk_buff *"`, `hist="skb->len"`, `filter=...`, `workload_pid=True`).
     """
@@ -281,6 +285,39 @@ def trace(
     from harness.host.bpftrace_versions import resolve
 
     tracer = resolve(bpftrace)
+    equivalents, argv = _request(target, workload, duration, attach, count, sizes, spec_opts)
+    return _run(
+        target,
+        equivalents,
+        attach=attach,
+        reason=None,
+        argv=argv,
+        duration=duration,
+        lane=lane,
+        tracer=tracer,
+        out=out,
+        force=force,
+        timeout=timeout,
+        report=report,
+        plots=plots,
+        check=check,
+        on_progress=on_progress,
+        began=began,
+        on_plan=on_plan,
+    )
+
+
+def _request(
+    target: str,
+    workload: str | Sequence[str] | None,
+    duration: float | None,
+    attach: str | None,
+    count: int,
+    sizes: str,
+    spec_opts: Mapping[str, Any],
+) -> tuple[dict[str, ProbeSpec], list[str] | None]:
+    """The checked inputs of a run: the target's specs by attach type (none for a whole
+    program) and the workload's argv. Nothing here touches the machine."""
     if duration is not None and not (duration > 0 and math.isfinite(duration)):
         raise UsageError(
             f"duration {duration!r} is not a positive number of seconds", "pass e.g. 5"
@@ -332,24 +369,7 @@ def trace(
         raise UsageError(
             f"'{target}' has no {attach} form", f"choose one of: {', '.join(equivalents)}"
         )
-    return _run(
-        target,
-        equivalents,
-        attach=attach,
-        reason=None,
-        argv=argv,
-        duration=duration,
-        lane=lane,
-        tracer=tracer,
-        out=out,
-        force=force,
-        timeout=timeout,
-        report=report,
-        plots=plots,
-        check=check,
-        on_progress=on_progress,
-        began=began,
-    )
+    return equivalents, argv
 
 
 def _run(
@@ -371,6 +391,7 @@ def _run(
     on_progress: Callable[[float], None] | None,
     began: tuple[float, float],
     again_of: str | None = None,
+    on_plan: Callable[[Plan], None] | None = None,
 ) -> Trace:
     """The machine side of `trace` and `again`: pick the attach type on the lane, generate the
     program (a whole program when `equivalents` is empty: `target` is its text), run, write."""
@@ -378,34 +399,19 @@ def _run(
 
     machine = get_lane(lane)
     caps = machine.capabilities()
-    marker = new_marker()
+    chosen = _plan(target, equivalents, argv, attach, reason, caps, machine, tracer)
+    if on_plan is not None:
+        on_plan(chosen)
+    spec, attach_used, reason, marker = chosen.spec, chosen.attach, chosen.reason, chosen.marker
     programs: list[str] = []
     make_program: str | Callable[[int | None], str]
-    spec: ProbeSpec | None = None
-    if not equivalents:
-        from harness.spec.literal import with_ready_marker
-
-        attach_used, reason = "as written", reason or "literal program"
-        make_program = with_ready_marker(target, marker)
+    if spec is None:
+        make_program = chosen.program()
         programs.append(make_program)
     else:
-        if attach:
-            attach_used, reason = attach, reason or "chosen with --attach"
-        else:
-            from harness.host.capabilities import choose_attach
-
-            attach_used, reason = choose_attach(equivalents, caps)
-        from harness.host.symbols import probe_symbol
-        from harness.spec import codegen
-
-        spec = chosen = equivalents[attach_used]
-        version = tracer.version
-        symbol = probe_symbol(spec, machine.kallsyms)
 
         def program_for(pid: int | None) -> str:
-            programs.append(
-                codegen.generate(chosen, attach_used, version, marker, pid=pid, symbol=symbol)
-            )
+            programs.append(chosen.program(pid))
             return programs[-1]
 
         make_program = program_for
@@ -460,6 +466,87 @@ def _run(
     return done.check() if check else done
 
 
+
+def _plan(
+    target: str,
+    equivalents: Mapping[str, ProbeSpec],
+    argv: Sequence[str] | None,
+    attach: str | None,
+    reason: str | None,
+    caps: Capabilities,
+    machine: Lane,
+    tracer: Bpftrace,
+) -> Plan:
+    """The attach choice and the program for this lane and release (harness.spec.plan). A
+    whole program needs none of the spec machinery, nor the kernel's symbols (read only for a
+    kernel function probe)."""
+    from harness.spec.plan import Plan
+
+    marker = new_marker()
+    release = f"{tracer.version_text} ({tracer.origin})"
+    workload = tuple(argv) if argv else None
+    if not equivalents:
+        return Plan(target, None, "as written", reason or "literal program", marker,
+                    tracer.version, release, literal=target, workload=workload)
+    if attach:
+        attach_used, reason = attach, reason or "chosen with --attach"
+    else:
+        from harness.host.capabilities import choose_attach
+
+        attach_used, reason = choose_attach(equivalents, caps)
+    from harness.host.symbols import probe_symbol
+
+    spec = equivalents[attach_used]
+    return Plan(target, spec, attach_used, reason, marker, tracer.version, release,
+                symbol=probe_symbol(spec, machine.kallsyms), workload=workload)
+
+
+def plan(
+    target: str,
+    *,
+    workload: str | Sequence[str] | None = None,
+    duration: float | None = None,
+    lane: str | Lane = "host",
+    attach: str | None = None,
+    count: int = 100,
+    sizes: str = "1,100,1000",
+    bpftrace: str | None = None,
+    twin: bool = True,
+    **spec_opts: Any,
+) -> Plan:
+    """What `trace` with the same arguments would run, without running it (`--dry-run`): the
+    attach type and why, and the program text as it runs (WORKLOAD_PID standing for a pid
+    known only once the workload starts). It reads the lane's capabilities and kernel symbols
+    and the bpftrace version, no more; a VM lane boots its guest for them. `twin` also
+    generates the libbpf C twin where the spec is in its subset (else `Plan.twin_note`)."""
+    from harness.host.bpftrace_versions import resolve
+    from harness.lanes.base import get_lane
+
+    tracer = resolve(bpftrace)
+    equivalents, argv = _request(target, workload, duration, attach, count, sizes, spec_opts)
+    machine = get_lane(lane)
+    chosen = _plan(
+        target, equivalents, argv, attach, None, machine.capabilities(), machine, tracer
+    )
+    return with_twin(chosen) if twin else chosen
+
+
+def with_twin(chosen: Plan) -> Plan:
+    """The plan with its generated libbpf C twin, or with the reason there is none."""
+    import dataclasses
+
+    if chosen.twin_c is not None or chosen.twin_note:
+        return chosen
+    if chosen.spec is None:
+        return dataclasses.replace(chosen, twin_note="a whole bpftrace program has no twin")
+    from harness.compare.crosscheck import twin_program
+
+    try:
+        return dataclasses.replace(chosen, twin_c=twin_program(chosen.spec).text)
+    except HarnessError as err:
+        return dataclasses.replace(chosen, twin_note=str(err))
+
+
 def again(
     run: Path | str,
     *,
@@ -470,6 +557,7 @@ def again(
     check: bool = True,
     on_progress: Callable[[float], None] | None = None,
     force: bool = False,
+    on_plan: Callable[[Plan], None] | None = None,
 ) -> Trace:
     """Run a recorded run again from its run.json, into a new run directory.
 
@@ -477,8 +565,8 @@ def again(
     The same spec (read back with `ProbeSpec.from_dict`) or whole program, workload, duration,
     bpftrace release and lane are used, so the program text is the same except for the run's
     own marker and, when the spec filters on the workload's pid, that pid.
-    out, report, plots, check, on_progress, force: as in `trace`; timeout: as in `trace`,
-        default the recorded one.
+    out, report, plots, check, on_progress, force, on_plan: as in `trace`; timeout: as in
+        `trace`, default the recorded one.
     """
     import json
 
@@ -522,6 +610,7 @@ def again(
         on_progress=on_progress,
         began=began,
         again_of=str(run),
+        on_plan=on_plan,
     )
 
 
@@ -671,6 +760,7 @@ def crosscheck(
     bpftrace: str | None = None,
     force: bool = False,
     progress: Progress | None = None,
+    on_plan: Callable[[Plan], None] | None = None,
     **spec_opts: Any,
 ) -> Crosscheck:
     """Run bpftrace and the libbpf CO-RE twin on the same gated workload and compare exactly.
@@ -690,18 +780,12 @@ def crosscheck(
         generated from the same spec (harness.spec.codegen_c).
     bpftrace: the release to run (None: the installed one; "0.27"/"latest": a cached root).
     progress: hears each long step's phase (harness.progress); None reports nowhere.
+    on_plan: called with the Plan (attach choice, bpftrace program, twin C) before the twin is
+        built or anything starts (`-v`).
     """
     from harness.compare.crosscheck import run_crosscheck
-    from harness.spec import catalog
 
-    if count < 1 and workload is None:
-        raise UsageError(
-            f"count {count} sends no datagram, so there is nothing to compare", "pass 1 or more"
-        )
-    spec = None if target in catalog.names() else spec_options(target, spec_opts)
-    if spec is None and spec_opts:
-        raise UsageError(f"spec options given for catalog entry {target!r}", "drop them")
-    workload_argv = _workload_argv(workload)
+    spec, workload_argv = _crosscheck_request(target, count, workload, spec_opts)
     path = _claim(out, "crosscheck", target, force)
     with _unclaimed_on_failure(path if out is None else None):
         result = run_crosscheck(
@@ -717,8 +801,51 @@ def crosscheck(
             bpftrace=bpftrace,
             lane=lane,
             progress=progress or silent,
+            on_plan=on_plan,
         )
     return _crosscheck_out(result, path)
+
+
+def _crosscheck_request(
+    target: str, count: int, workload: str | Sequence[str] | None, spec_opts: Mapping[str, Any]
+) -> tuple[ProbeSpec | None, list[str] | None]:
+    """A crosscheck's checked inputs: the probe line's spec (None for a catalog entry) and the
+    workload's argv."""
+    from harness.spec import catalog
+
+    if count < 1 and workload is None:
+        raise UsageError(
+            f"count {count} sends no datagram, so there is nothing to compare", "pass 1 or more"
+        )
+    spec = None if target in catalog.names() else spec_options(target, spec_opts)
+    if spec is None and spec_opts:
+        raise UsageError(f"spec options given for catalog entry {target!r}", "drop them")
+    return spec, _workload_argv(workload)
+
+
+def plan_crosscheck(
+    target: str = "ktrace",
+    *,
+    lane: str | Lane = "host",
+    attach: str | None = None,
+    count: int = 200,
+    sizes: str = "1,100,1000,1400",
+    workload: str | Sequence[str] | None = None,
+    bpftrace: str | None = None,
+    **spec_opts: Any,
+) -> Plan:
+    """What `crosscheck` with the same arguments would run, without building or running
+    anything (`--dry-run`): the attach choice and why, the bpftrace program (WORKLOAD_PID
+    standing for the gated workload's pid) and the twin's C (`Plan.twin_c`)."""
+    from harness.compare import crosscheck as xc
+    from harness.host.bpftrace_versions import resolve
+    from harness.lanes.base import get_lane
+
+    spec, workload_argv = _crosscheck_request(target, count, workload, spec_opts)
+    return xc.plan_crosscheck(
+        target, spec, attach, get_lane(lane), resolve(bpftrace), workload_argv=workload_argv,
+        count=count, sizes=sizes,
+    ).plan
 
 
 def _crosscheck_out(result: CrosscheckResult, path: Path | None) -> Crosscheck:

@@ -6,11 +6,13 @@ import argparse
 from pathlib import Path
 
 from harness.cli.options import add_bpftrace_argument, duration, prepare_bpftrace
+from harness.cli.run import add_plan_arguments
 
 EXAMPLES = """examples:
   harness crosscheck ktrace              # bpftrace and the libbpf CO-RE twin on the same sends
   harness crosscheck ktrace --lane vm    # the same with the real kprobe in a Debian 6.1 guest
   harness crosscheck tracepoint:syscalls:sys_enter_getppid --count-by comm --hist args.__syscall_nr
+  harness crosscheck ktrace --dry-run    # both programs, bpftrace's and the twin's C; nothing runs
 """
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how long to wait to attach and to finish (500ms, 5s, 2m)")
     parser.add_argument("-q", "--quiet", action="store_true",
                         help="no progress display on the terminal")
+    add_plan_arguments(parser)
     parser.add_argument("--out", type=Path, help="results directory (default results/<run-id>)")
     parser.add_argument(
         "--force", action="store_true",
@@ -56,9 +59,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     prepare_bpftrace(args)
-    from harness.api import crosscheck
+    from harness.api import crosscheck, plan_crosscheck
     from harness.cli.progress import terminal_progress
-    from harness.cli.run import given_spec_options, print_lane
+    from harness.cli.run import given_spec_options, print_lane, print_plan
+
+    if args.dry_run:
+        print_plan(plan_crosscheck(
+            args.name, attach=args.attach, count=args.count, sizes=args.sizes,
+            workload=args.workload, lane=args.lane, bpftrace=args.bpftrace,
+            **given_spec_options(args),
+        ))
+        return 0
 
     with terminal_progress(args.quiet) as progress:
         x = crosscheck(
@@ -76,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
             **given_spec_options(args),
             force=args.force,
             progress=progress,
+            on_plan=print_plan if args.print_program else None,
         )
     print_lane(x.meta.get("lane", {}))
     print(f"attach: {x.attach} ({x.reason}); .bpf.o sha256 {x.bpf_obj_sha256[:16]}")

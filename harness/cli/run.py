@@ -7,10 +7,13 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.cli.options import add_bpftrace_argument, duration, prepare_bpftrace
 from harness.errors import UsageError
+
+if TYPE_CHECKING:
+    from harness.spec.plan import Plan
 
 EXAMPLES = """examples:
   harness run ktrace                                   # the CO-RE example's probe around 100 sends
@@ -19,6 +22,7 @@ EXAMPLES = """examples:
   harness run 'kprobe:udp_send_skb { @[kstack] = count(); }' --lane vm --workload CMD
   harness run 'tracepoint:raw_syscalls:sys_enter { @c[comm] = count(); }' --duration 2s
   harness run --again results/run-20261127T090622Z       # the same run once more
+  harness run ktrace --dry-run                         # the program and its C twin, not run
 """
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "--again, the recorded run's)")
     parser.add_argument("-q", "--quiet", action="store_true",
                         help="no progress display on the terminal")
+    add_plan_arguments(parser)
     parser.add_argument(
         "--attach", choices=("kprobe", "kfunc", "tracepoint"), help="force the attach type"
     )
@@ -61,6 +66,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="replace the contents of a non-empty --out that is not a run of this target",
     )
     add_spec_arguments(parser)
+
+
+def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
+    """-v/--print-program and --dry-run (BCC's -v/--ebpf, bpftrace's --dry-run), for run and
+    crosscheck."""
+    parser.add_argument("-v", "--print-program", action="store_true",
+                        help="print the attach choice, the bpftrace program and the generated C "
+                        "twin (where one can be generated) before running")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print what -v prints and exit: no bpftrace, no workload, no "
+                        "results directory")
+
+
+def print_plan(chosen: Plan) -> None:
+    """The attach choice and why, the release, the workload, the program as it runs, and the
+    twin's C or why there is none."""
+    import shlex
+
+    from harness.spec.codegen import WORKLOAD_PID
+
+    print(f"attach: {chosen.attach} ({chosen.reason})")
+    print(f"bpftrace: {chosen.bpftrace}")
+    if chosen.workload:
+        print(f"workload: {shlex.join(chosen.workload)}")
+    if chosen.needs_pid:
+        print(f"note: {WORKLOAD_PID} stands for the workload's pid, known once it starts")
+    print("--- bpftrace program ---")
+    print(chosen.shown(), end="")
+    if chosen.twin_c is not None:
+        print("--- libbpf CO-RE twin (C) ---")
+        print(chosen.twin_c, end="" if chosen.twin_c.endswith("\n") else "\n")
+    elif chosen.twin_note:
+        print(f"--- no libbpf twin: {chosen.twin_note}")
+    print("---", flush=True)
 
 
 def given_spec_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -127,12 +166,24 @@ def run(args: argparse.Namespace) -> int:
     if args.again is None and args.target is None:
         raise UsageError("no target", "give a catalog name, a probe or a program, or --again DIR")
     prepare_bpftrace(args)
-    from harness.api import again, trace
+    from harness.api import again, plan, trace, with_twin
 
     if args.workload is not None and not args.workload.strip():
         raise UsageError("--workload is empty", "pass a command, e.g. --workload 'ping -c1 ::1'")
     from harness.cli.progress import terminal_progress
 
+    if args.dry_run and args.again is not None:
+        raise UsageError(
+            f"--dry-run plans a new run; the program --again would run is in {args.again}/run.json",
+            "read it there, or drop --dry-run",
+        )
+    if args.dry_run:
+        print_plan(plan(
+            args.target, workload=args.workload, duration=args.duration, attach=args.attach,
+            count=args.count, sizes=args.sizes, lane=args.lane, bpftrace=args.bpftrace,
+            **given_spec_options(args),
+        ))
+        return 0
     with terminal_progress(args.quiet) as progress:
         t = again(
             args.again,
@@ -143,6 +194,7 @@ def run(args: argparse.Namespace) -> int:
             check=False,
             force=args.force,
             on_progress=_while_tracing(progress, None),
+            on_plan=(lambda p: print_plan(with_twin(p))) if args.print_program else None,
         ) if args.again is not None else trace(
             args.target,
             workload=args.workload,
@@ -159,6 +211,7 @@ def run(args: argparse.Namespace) -> int:
             force=args.force,
             on_progress=_while_tracing(progress, args.duration),
             bpftrace=args.bpftrace,
+            on_plan=(lambda p: print_plan(with_twin(p))) if args.print_program else None,
             **given_spec_options(args),
         )
     from harness.cli.tables import counts_line, render, say_warnings

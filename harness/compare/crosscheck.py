@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,10 +26,12 @@ from harness.progress import Progress, silent
 if TYPE_CHECKING:
     import pandas as pd
 
+    from harness.host.bpftrace_versions import Bpftrace
     from harness.host.capabilities import Capabilities
     from harness.lanes.base import Lane
     from harness.spec.codegen_c import TwinProgram
     from harness.spec.model import ProbeSpec
+    from harness.spec.plan import Plan
     from harness.twin.build import BuildOutputs
 
 __all__ = ["Comparison", "CrosscheckError", "CrosscheckResult", "run_crosscheck"]
@@ -164,6 +167,54 @@ def _twin_build(c_text: str, prebuilt: Path | None) -> tuple[Path, Path, str, st
     return built.bpf_obj, generic_loader(), built.sha256, built.arch_define, built.warnings
 
 
+@dataclass
+class Planned:
+    """A crosscheck settled before it starts: the shared Plan (spec, attach, bpftrace program,
+    twin C), the generated twin, the catalog entry it came from, and the lane's capabilities."""
+
+    plan: Plan
+    twin: TwinProgram
+    catalog: str | None
+    caps: Capabilities
+
+
+def plan_crosscheck(
+    name: str,
+    spec: ProbeSpec | None,
+    attach: str | None,
+    machine: Lane,
+    tracer: Bpftrace,
+    *,
+    workload_argv: list[str] | None = None,
+    count: int = 200,
+    sizes: str = "1,100,1000,1400",
+    sockets: int = 3,
+) -> Planned:
+    """Spec, attach choice, both programs and the workload, from cheap reads of the lane (its
+    capabilities and symbols) and of the bpftrace release; nothing is built or started."""
+    from harness.host.symbols import probe_symbol
+    from harness.spec.plan import Plan
+
+    caps = machine.capabilities()
+    spec, attach, reason, cat = resolve_spec(name, spec, attach, caps)
+    symbol = probe_symbol(spec, machine.kallsyms)
+    twin = twin_program(spec)
+    if cat is not None:
+        from harness.spec import catalog
+
+        argv = catalog.get(cat).workload_argv(count, sizes) or []
+        if argv and argv[1].endswith("udp_send.py"):
+            argv += ["--sockets", str(sockets)]
+    else:
+        argv = workload_argv or default_workload(spec, count, sizes, sockets)
+    chosen = Plan(
+        name, spec, attach, reason, f"KTRACE_XCHECK_{int(time.time() * 1000)}", tracer.version,
+        f"{tracer.version_text} ({tracer.origin})", symbol=symbol, workload=tuple(argv),
+        twin_c=twin.text,
+    )
+    return Planned(chosen, twin, cat, caps)
+
+
 def run_crosscheck(
     name: str = "ktrace",
     *,
@@ -179,6 +230,7 @@ def run_crosscheck(
     bpftrace: str | None = None,
     lane: str | Lane = "host",
     progress: Progress = silent,
+    on_plan: Callable[[Plan], None] | None = None,
 ) -> CrosscheckResult:
     """Run both tracers around one workload and compare every map of the spec.
 
@@ -189,43 +241,37 @@ def run_crosscheck(
     deliberately points the twin at another pid: a test uses it to prove a mismatch is caught.
     `prebuilt` is a directory holding a twin built elsewhere (twin.bpf.c, twin.bpf.o).
     `bpftrace` names the release to run (harness.host.bpftrace_versions; None: the system's).
-    `progress` hears the phases (building the twin, tracing); it never prints.
+    `progress` hears the phases (building the twin, tracing); it never prints. `on_plan` is
+    called with the plan (harness.spec.plan) before anything is built or started.
     """
     from harness.host.bpftrace_versions import resolve
-    from harness.host.symbols import probe_symbol
     from harness.lanes.base import get_lane
     from harness.output.frames import to_frames
     from harness.report.rundir import utc_iso
-    from harness.spec import codegen
     from harness.twin.build import BuildOutputs
     from harness.twin.generic import counters, twin_frames
     from harness.twin.loader import core_relocations
 
     machine = get_lane(lane)
-    caps = machine.capabilities()
-    spec, attach, reason, cat = resolve_spec(name, spec, attach, caps)
-    symbol = probe_symbol(spec, machine.kallsyms)
     tracer = resolve(bpftrace)
-    version = tracer.version
-    twin = twin_program(spec)
+    planned = plan_crosscheck(
+        name, spec, attach, machine, tracer, workload_argv=workload_argv, count=count,
+        sizes=sizes, sockets=sockets,
+    )
+    if on_plan is not None:
+        on_plan(planned.plan)
+    chosen, twin, cat, caps = planned.plan, planned.twin, planned.catalog, planned.caps
+    assert chosen.spec is not None and chosen.workload is not None
+    spec, attach, reason, symbol = chosen.spec, chosen.attach, chosen.reason, chosen.symbol
+    argv = list(chosen.workload)
     progress("building the twin")
     obj, loader, sha, define, warnings = _twin_build(twin.text, prebuilt)
-    if cat is not None:
-        from harness.spec import catalog
-
-        argv = catalog.get(cat).workload_argv(count, sizes) or []
-        if argv and argv[1].endswith("udp_send.py"):
-            argv += ["--sockets", str(sockets)]
-    else:
-        argv = workload_argv or default_workload(spec, count, sizes, sockets)
     key_names = spec.key_names()
-    marker = f"KTRACE_XCHECK_{int(time.time() * 1000)}"
+    marker = chosen.marker
     programs: list[str] = []
 
     def program_for(pid: int) -> str:
-        programs.append(
-            codegen.generate(spec, attach, version, marker, pid=pid, symbol=symbol)
-        )
+        programs.append(chosen.program(pid))
         return programs[-1]
 
     started = time.time(), time.monotonic()

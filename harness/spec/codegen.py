@@ -16,6 +16,8 @@ from harness.spec import expr
 from harness.spec.model import Agg, Arg, ProbeSpec
 
 ARGS_DOT_SINCE = (0, 20, 0)
+# What a dry run prints where the workload's pid goes: it is known only once the workload starts.
+WORKLOAD_PID = "WORKLOAD_PID"
 
 
 def parse_version(text: str) -> tuple[int, int, int]:
@@ -67,8 +69,9 @@ def _statement(agg: Agg, args: tuple[Arg, ...], version: tuple[int, int, int]) -
     return f"  {agg.map}{index} = {call};"
 
 
-def predicate(spec: ProbeSpec, pid: int | None, version: tuple[int, int, int]) -> str:
-    """The `/.../` filter: pid (given, or the workload's), comm, cgroup, and free predicates."""
+def predicate(spec: ProbeSpec, pid: int | str | None, version: tuple[int, int, int]) -> str:
+    """The `/.../` filter: pid (given, or the workload's), comm, cgroup, and free predicates.
+    `pid` may be WORKLOAD_PID, the dry run's stand-in for a pid not known yet."""
     parts = []
     target_pid = spec.pid if spec.pid is not None else (pid if spec.workload_pid else None)
     if spec.workload_pid and target_pid is None:
@@ -76,7 +79,9 @@ def predicate(spec: ProbeSpec, pid: int | None, version: tuple[int, int, int]) -
             "this spec filters on the workload's pid but no workload was given",
             "pass --workload CMD (or drop the pid filter)",
         )
-    if target_pid is not None:
+    if target_pid == WORKLOAD_PID:
+        parts.append(f"pid == {WORKLOAD_PID}")
+    elif target_pid is not None:
         parts.append(f"pid == {int(target_pid)}")
     if spec.comm:
         parts.append(f"comm == {expr.quote(expr.string_value('--comm', spec.comm))}")
@@ -92,7 +97,7 @@ def generate(
     attach: str | None = None,
     bpftrace_version: tuple[int, int, int] = (0, 17, 0),
     marker: str = "KTRACE_READY",
-    pid: int | None = None,
+    pid: int | str | None = None,
     symbol: str | None = None,
 ) -> str:
     """The whole program. `symbol` overrides the kernel function (a resolved clone name)."""

@@ -1,0 +1,69 @@
+"""What a run will do, settled before anything starts: the spec, the attach type and why, and
+the program text for the bpftrace release that will run it.
+
+`harness.api.trace`, `harness.api.crosscheck` and their dry runs (`--dry-run`, `-v`) all go
+through one Plan, so the program a dry run prints is the program a run records. Pure: the
+choices that need the machine (capabilities, the kernel's symbol name, the bpftrace version)
+are made by the caller and handed in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from harness.spec.model import ProbeSpec
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One run's program: a spec (or a literal program), how it attaches, and its marker.
+
+    `twin_c` is the generated libbpf C (a crosscheck's, or a run's when asked and its spec is in
+    the twin's subset); `twin_note` says why there is none. `bpftrace` names the release.
+    """
+
+    target: str
+    spec: ProbeSpec | None
+    attach: str
+    reason: str
+    marker: str
+    version: tuple[int, int, int]
+    bpftrace: str = ""
+    symbol: str | None = None
+    literal: str | None = None
+    workload: tuple[str, ...] | None = None
+    twin_c: str | None = None
+    twin_note: str = ""
+
+    @property
+    def needs_pid(self) -> bool:
+        """The program filters on the workload's pid, known only once the workload starts."""
+        return self.spec is not None and self.spec.pid is None and self.spec.workload_pid
+
+    def program(self, pid: int | None = None) -> str:
+        """The program exactly as it runs, marker included (a workload-pid spec needs `pid`)."""
+        if self.spec is None:
+            from harness.spec.literal import with_ready_marker
+
+            assert self.literal is not None
+            return with_ready_marker(self.literal, self.marker)
+        from harness.spec import codegen  # not for a whole program: it needs no spec machinery
+
+        return codegen.generate(
+            self.spec, self.attach, self.version, self.marker, pid=pid, symbol=self.symbol
+        )
+
+    def shown(self) -> str:
+        """The program as a dry run prints it: as it runs, with WORKLOAD_PID standing for the
+        workload's pid when the spec filters on it."""
+        if not self.needs_pid:
+            return self.program()
+        assert self.spec is not None
+        from harness.spec import codegen
+
+        return codegen.generate(
+            self.spec, self.attach, self.version, self.marker, pid=codegen.WORKLOAD_PID,
+            symbol=self.symbol,
+        )
