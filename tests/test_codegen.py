@@ -71,8 +71,11 @@ def test_clone_symbols_are_resolved() -> None:
 
 
 def test_version_parsing() -> None:
-    assert codegen.parse_version("bpftrace v0.17.0") == (0, 17, 0)
-    assert codegen.parse_version("bpftrace v0.23.2-1") == (0, 23, 2)
+    from harness.host.bpftrace_versions import parse_version
+
+    assert parse_version("bpftrace v0.17.0") == (0, 17, 0)
+    assert parse_version("bpftrace v0.23.2-1") == (0, 23, 2)
+    assert parse_version("no version here") == (0, 0, 0)
 
 
 def test_specline_builds_maps_filters_and_args() -> None:

@@ -32,6 +32,16 @@ from harness.paths import cache_home
 SYSTEM = "system"
 
 
+def parse_version(text: str) -> tuple[int, int, int]:
+    """`bpftrace v0.23.2-1` -> (0, 23, 2); (0, 0, 0) when the text holds no version. Here, not
+    in codegen (which takes the tuple): every run needs it before bpftrace starts, codegen only
+    for a spec."""
+    m = re.search(r"v?(\d+)\.(\d+)(?:\.(\d+))?", text)
+    if not m:
+        return (0, 0, 0)
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3) or 0))
+
+
 class BpftraceVersionError(HarnessError):
     """A requested bpftrace version is unknown, or its root could not be built."""
 
@@ -84,8 +94,6 @@ class Bpftrace:
 
     @property
     def version(self) -> tuple[int, int, int]:
-        from harness.spec.codegen import parse_version
-
         return parse_version(self.version_text)
 
     @property

@@ -284,7 +284,7 @@ def bpftrace_version() -> tuple[int, int, int]:
 
     Read from the capability probe, which has already asked `bpftrace --version` once.
     """
-    from harness.spec.codegen import parse_version
+    from harness.host.bpftrace_versions import parse_version
 
     return parse_version(capabilities().bpftrace or "")
 

@@ -20,13 +20,6 @@ ARGS_DOT_SINCE = (0, 20, 0)
 WORKLOAD_PID = "WORKLOAD_PID"
 
 
-def parse_version(text: str) -> tuple[int, int, int]:
-    m = re.search(r"v?(\d+)\.(\d+)(?:\.(\d+))?", text)
-    if not m:
-        return (0, 0, 0)
-    return (int(m.group(1)), int(m.group(2)), int(m.group(3) or 0))
-
-
 def binding(arg: Arg) -> expr.Node:
     """The tree that reaches one spec argument: a register (`arg0`) or a field (`args.skb`),
     cast to the declared C type when there is one."""
