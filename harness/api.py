@@ -250,6 +250,7 @@ def trace(
     bpftrace: str | None = None,
     force: bool = False,
     on_plan: Callable[[Plan], None] | None = None,
+    progress: Progress | None = None,
     **spec_opts: Any,
 ) -> Trace:
     """Generate, run and parse one bpftrace program around a workload.
@@ -277,6 +278,8 @@ def trace(
         "0.27" or "latest" (a Debian root built on first use; `harness doctor` lists them).
         Codegen writes the program for that release.
     on_plan: called with the Plan (attach choice, program text) before anything starts (`-v`).
+    progress: hears the lane's long steps (a VM guest's kernel fetch and boot, the run in the
+        guest; harness.progress); None reports nowhere.
     spec_opts: for a probe target, the CLI's spec flags as keywords (`count_by="kstack"`,
         `arg="skb=struct sk_buff *"`, `hist="skb->len"`, `filter=...`, `workload_pid=True`).
     """
@@ -304,6 +307,7 @@ def trace(
         on_progress=on_progress,
         began=began,
         on_plan=on_plan,
+        progress=progress,
     )
 
 
@@ -392,12 +396,14 @@ def _run(
     began: tuple[float, float],
     again_of: str | None = None,
     on_plan: Callable[[Plan], None] | None = None,
+    progress: Progress | None = None,
 ) -> Trace:
     """The machine side of `trace` and `again`: pick the attach type on the lane, generate the
     program (a whole program when `equivalents` is empty: `target` is its text), run, write."""
     from harness.lanes.base import get_lane
 
     machine = get_lane(lane)
+    machine.progress = progress or silent
     caps = machine.capabilities()
     chosen = _plan(target, equivalents, argv, attach, reason, caps, machine, tracer)
     if on_plan is not None:
@@ -512,6 +518,7 @@ def plan(
     sizes: str = "1,100,1000",
     bpftrace: str | None = None,
     twin: bool = True,
+    progress: Progress | None = None,
     **spec_opts: Any,
 ) -> Plan:
     """What `trace` with the same arguments would run, without running it (`--dry-run`): the
@@ -525,6 +532,7 @@ def plan(
     tracer = resolve(bpftrace)
     equivalents, argv = _request(target, workload, duration, attach, count, sizes, spec_opts)
     machine = get_lane(lane)
+    machine.progress = progress or silent
     chosen = _plan(
         target, equivalents, argv, attach, None, machine.capabilities(), machine, tracer
     )
@@ -558,6 +566,7 @@ def again(
     on_progress: Callable[[float], None] | None = None,
     force: bool = False,
     on_plan: Callable[[Plan], None] | None = None,
+    progress: Progress | None = None,
 ) -> Trace:
     """Run a recorded run again from its run.json, into a new run directory.
 
@@ -565,7 +574,7 @@ def again(
     The same spec (read back with `ProbeSpec.from_dict`) or whole program, workload, duration,
     bpftrace release and lane are used, so the program text is the same except for the run's
     own marker and, when the spec filters on the workload's pid, that pid.
-    out, report, plots, check, on_progress, force, on_plan: as in `trace`; timeout: as in
+    out, report, plots, check, on_progress, force, on_plan, progress: as in `trace`; timeout: as in
         `trace`, default the recorded one.
     """
     import json
@@ -611,6 +620,7 @@ def again(
         began=began,
         again_of=str(run),
         on_plan=on_plan,
+        progress=progress,
     )
 
 
@@ -832,6 +842,7 @@ def plan_crosscheck(
     sizes: str = "1,100,1000,1400",
     workload: str | Sequence[str] | None = None,
     bpftrace: str | None = None,
+    progress: Progress | None = None,
     **spec_opts: Any,
 ) -> Plan:
     """What `crosscheck` with the same arguments would run, without building or running
@@ -842,8 +853,10 @@ def plan_crosscheck(
     from harness.lanes.base import get_lane
 
     spec, workload_argv = _crosscheck_request(target, count, workload, spec_opts)
+    machine = get_lane(lane)
+    machine.progress = progress or silent
     return xc.plan_crosscheck(
-        target, spec, attach, get_lane(lane), resolve(bpftrace), workload_argv=workload_argv,
+        target, spec, attach, machine, resolve(bpftrace), workload_argv=workload_argv,
         count=count, sizes=sizes,
     ).plan
 

@@ -18,6 +18,7 @@ from harness.cli import main
 from harness.lanes.base import get_lane
 from harness.lanes.debian import host_mirror
 from harness.lanes.vm import VMError, VMLane, _rw_parent, lane_series
+from harness.progress import Progress
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -121,3 +122,70 @@ def test_a_guest_that_does_not_boot_in_time_is_one_line(outdir: Path) -> None:
     msg = str(info.value)
     assert "did not start its agent after" in msg and "console:" in msg and "\n" not in msg
     assert lane.proc is None  # qemu is gone
+
+# --- boot progress: what the CLI draws (harness.cli.progress) while a guest boots ---
+
+
+def _recorder(events: list[tuple[str, float | None, str]]) -> Progress:
+    def record(phase: str, done: float | None = None, total: float | None = None,
+               unit: str = "") -> None:
+        events.append((phase, done, unit))
+
+    return record
+
+
+@pytest.mark.vm
+def test_a_boot_reports_its_phases_with_elapsed_time(outdir: Path) -> None:
+    """What the CLI draws during a boot: the kernel fetch, booting with its elapsed seconds,
+    then ready with the boot time run.json records."""
+    events: list[tuple[str, float | None, str]] = []
+    lane = VMLane("6.1")
+    lane.progress = _recorder(events)
+    try:
+        lane.start()
+    finally:
+        lane.close()
+    phases = [p for p, _, _ in events]
+    assert phases[0] == "fetching kernel 6.1"
+    booting = [(d, u) for p, d, u in events if p == f"booting {lane.release} ({lane.accel})"]
+    assert len(booting) >= 2 and all(u == "s" for _, u in booting)
+    seconds = [d for d, _ in booting]
+    assert seconds == sorted(seconds) and seconds[-1] is not None
+    assert events[-1] == (f"guest {lane.release} ready", lane.boot_s, "s")
+    assert lane.boot_s is not None and seconds[-1] <= lane.boot_s
+
+
+def test_waiting_for_the_agent_reports_booting_then_ready(tmp_path: Path) -> None:
+    """The boot wait's reports, without a guest: a process stands in for vng and writes
+    ready.json as the guest's agent does, once the wait has reported booting twice."""
+    import subprocess
+    import time
+
+    events: list[tuple[str, float | None, str]] = []
+    record = _recorder(events)
+
+    def progress(phase: str, done: float | None = None, total: float | None = None,
+                 unit: str = "") -> None:
+        record(phase, done, total, unit)
+        if sum(p.startswith("booting") for p, _, _ in events) == 2:
+            (tmp_path / "go").touch()
+
+    lane = VMLane("6.1", boot_timeout=120)
+    lane.progress = progress
+    lane.dir, lane.release, lane.accel = tmp_path, "6.1.0-test", "tcg"
+    agent = (f"cd {tmp_path} && while [ ! -e go ]; do sleep 0.05; done && "
+             "echo '{\"kernel\": \"6.1.0-test\"}' > ready.tmp && mv ready.tmp ready.json && "
+             "exec sleep 60")
+    proc = lane.proc = subprocess.Popen(["sh", "-c", agent])
+    try:
+        lane.wait_ready(time.monotonic())
+    finally:
+        proc.kill()
+        proc.wait()
+        lane.proc = None
+    booting, ready_phase = "booting 6.1.0-test (tcg)", "guest 6.1.0-test ready"
+    assert [p for p, _, _ in events] == [booting, booting, ready_phase]
+    (_, first, unit), (_, second, _), (_, ready, _) = events
+    assert unit == "s" and first is not None and second is not None
+    assert first < second <= ready == lane.boot_s
+    assert lane.facts == {"kernel": "6.1.0-test"}

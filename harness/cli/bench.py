@@ -79,7 +79,10 @@ def _run_in_vm(args: argparse.Namespace) -> int:
         from harness.compare.crosscheck import prebuild_twins
 
         argv += ["--prebuilt", str(prebuild_twins(list(args.argv[1:]), scratch / "prebuilt"))]
-    status = run_in_vm(args.lane, "bench", argv, scratch)
+    from harness.cli.progress import terminal_progress
+
+    with terminal_progress(args.quiet) as progress:  # the boot, then the bench in the guest
+        status = run_in_vm(args.lane, "bench", argv, scratch, progress)
     dest = args.out or results_root() / "bench"
     dest.mkdir(parents=True, exist_ok=True)
     stem = f"{args.name}-{label}" + (f"-{_release(args)}" if args.bpftrace else "")

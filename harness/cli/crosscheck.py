@@ -64,11 +64,13 @@ def run(args: argparse.Namespace) -> int:
     from harness.cli.run import given_spec_options, print_lane, print_plan
 
     if args.dry_run:
-        print_plan(plan_crosscheck(
-            args.name, attach=args.attach, count=args.count, sizes=args.sizes,
-            workload=args.workload, lane=args.lane, bpftrace=args.bpftrace,
-            **given_spec_options(args),
-        ))
+        with terminal_progress(args.quiet) as progress:
+            chosen = plan_crosscheck(
+                args.name, attach=args.attach, count=args.count, sizes=args.sizes,
+                workload=args.workload, lane=args.lane, bpftrace=args.bpftrace,
+                progress=progress, **given_spec_options(args),
+            )
+        print_plan(chosen)
         return 0
 
     with terminal_progress(args.quiet) as progress:

@@ -178,11 +178,13 @@ def run(args: argparse.Namespace) -> int:
             "read it there, or drop --dry-run",
         )
     if args.dry_run:
-        print_plan(plan(
-            args.target, workload=args.workload, duration=args.duration, attach=args.attach,
-            count=args.count, sizes=args.sizes, lane=args.lane, bpftrace=args.bpftrace,
-            **given_spec_options(args),
-        ))
+        with terminal_progress(args.quiet) as progress:
+            chosen = plan(
+                args.target, workload=args.workload, duration=args.duration, attach=args.attach,
+                count=args.count, sizes=args.sizes, lane=args.lane, bpftrace=args.bpftrace,
+                progress=progress, **given_spec_options(args),
+            )
+        print_plan(chosen)
         return 0
     with terminal_progress(args.quiet) as progress:
         t = again(
@@ -195,6 +197,7 @@ def run(args: argparse.Namespace) -> int:
             force=args.force,
             on_progress=_while_tracing(progress, None),
             on_plan=(lambda p: print_plan(with_twin(p))) if args.print_program else None,
+            progress=progress,
         ) if args.again is not None else trace(
             args.target,
             workload=args.workload,
@@ -212,6 +215,7 @@ def run(args: argparse.Namespace) -> int:
             on_progress=_while_tracing(progress, args.duration),
             bpftrace=args.bpftrace,
             on_plan=(lambda p: print_plan(with_twin(p))) if args.print_program else None,
+            progress=progress,
             **given_spec_options(args),
         )
     from harness.cli.tables import counts_line, render, say_warnings

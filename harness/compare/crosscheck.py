@@ -253,6 +253,7 @@ def run_crosscheck(
     from harness.twin.loader import core_relocations
 
     machine = get_lane(lane)
+    machine.progress = progress
     tracer = resolve(bpftrace)
     planned = plan_crosscheck(
         name, spec, attach, machine, tracer, workload_argv=workload_argv, count=count,

@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.progress import Progress, silent
+
 if TYPE_CHECKING:
     from harness.compare.gather import Gathered
     from harness.host.capabilities import Capabilities
@@ -27,9 +29,11 @@ ProgramSource = str | Callable[[int | None], str]
 
 
 class Lane:
-    """The interface every lane offers; see the module docstring."""
+    """The interface every lane offers; see the module docstring. `progress` hears the lane's
+    own long steps (a VM boot); trace and crosscheck set it for each call."""
 
     name = "lane"
+    progress: Progress = silent
 
     def capabilities(self) -> Capabilities:
         raise NotImplementedError

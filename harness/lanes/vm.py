@@ -29,6 +29,7 @@ from harness.host.lifetime import GroupGuard, die_with_parent
 from harness.lanes.base import Lane
 from harness.lanes.debian import KernelImage, fetch
 from harness.paths import CHECKOUT, cache_home
+from harness.progress import Progress, silent
 
 if TYPE_CHECKING:
     from harness.compare.gather import Gathered
@@ -86,9 +87,11 @@ def _env() -> dict[str, str]:
 
 
 def _boot(
-    kernel: KernelImage, script: str, rwdir: Path, accel: str, timeout: float
+    kernel: KernelImage, script: str, rwdir: Path, accel: str, timeout: float,
+    progress: Progress = silent,
 ) -> tuple[subprocess.CompletedProcess[str] | None, float | None, float]:
-    """Boot, run `script` (a shell script in rwdir), wait; returns (process, boot_s, total_s)."""
+    """Boot, run `script` (a shell script in rwdir), wait; returns (process, boot_s, total_s).
+    `progress` hears booting, ready and running, each with its elapsed seconds."""
     job = rwdir / "job.sh"
     job.write_text("#!/bin/sh\n: > " + shlex.quote(str(rwdir / "booted")) + "\n" + script)
     job.chmod(0o755)
@@ -123,9 +126,18 @@ def _boot(
         try:
             out_chunks: list[str] = []
             reader = _Reader(proc, out_chunks)
+            reported = -VMLane.REPORT_EVERY
             while proc.poll() is None:
+                now = time.monotonic() - t0
                 if boot_s is None and (rwdir / "booted").exists():
-                    boot_s = time.monotonic() - t0
+                    boot_s = now
+                    progress(f"guest {kernel.release} ready", boot_s, None, "s")
+                if now - reported >= VMLane.REPORT_EVERY:
+                    reported = now
+                    if boot_s is None:
+                        progress(f"booting {kernel.release} ({accel})", now, None, "s")
+                    else:
+                        progress("running in the guest", now - boot_s, None, "s")
                 if time.monotonic() - t0 > timeout:
                     os.killpg(proc.pid, 9)
                     proc.wait()
@@ -166,13 +178,14 @@ def cached_accel() -> str | None:
     return str(json.loads(cache.read_text())["accel"]) if cache.exists() else None
 
 
-def accel_choice(kernel: KernelImage) -> str:
+def accel_choice(kernel: KernelImage, progress: Progress = silent) -> str:
     """'kvm' when a guest boots and runs a command with KVM, else 'tcg' (cached per host)."""
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return "tcg"
     known = cached_accel()
     if known is not None:
         return known
+    progress("probing KVM (one short boot, cached for this host kernel)")
     cache = _accel_cache()
     with tempfile.TemporaryDirectory(prefix="ktrace-kvm-", dir=_rw_parent()) as tmp:
         rw = Path(tmp)
@@ -192,10 +205,13 @@ def _rw_parent() -> Path:
     return path
 
 
-def run_guest(series: str, harness_argv: list[str], rwdir: Path, timeout: float = 600) -> GuestRun:
-    """Boot `series`, run `harness ARGV` inside with rwdir writable, and collect the outcome."""
-    kernel = fetch(series)
-    accel = accel_choice(kernel)
+def run_guest(series: str, harness_argv: list[str], rwdir: Path, timeout: float = 600,
+              progress: Progress = silent) -> GuestRun:
+    """Boot `series`, run `harness ARGV` inside with rwdir writable, and collect the outcome;
+    `progress` hears each phase (fetching the kernel, booting, ready, running)."""
+    progress(f"fetching kernel {series}")
+    kernel = fetch(series, progress)
+    accel = accel_choice(kernel, progress)
     rwdir.mkdir(parents=True, exist_ok=True)
     q = shlex.quote
     harness = q(str(Path(sys.executable).parent / "harness"))
@@ -208,7 +224,7 @@ def run_guest(series: str, harness_argv: list[str], rwdir: Path, timeout: float 
         f"> {q(str(rwdir / 'guest.stdout'))} 2> {q(str(rwdir / 'guest.stderr'))}\n"
         f"echo $? > {q(str(rwdir / 'guest.rc'))}\n"
     )
-    done, boot_s, total = _boot(kernel, script, rwdir, accel, timeout)
+    done, boot_s, total = _boot(kernel, script, rwdir, accel, timeout, progress)
     console = (done.stdout if done else "").splitlines()
     rc_file = rwdir / "guest.rc"
     (rwdir / "console.log").write_text("\n".join(console) + "\n")
@@ -248,7 +264,8 @@ def strip_option(argv: list[str], name: str) -> list[str]:
     return out
 
 
-def run_in_vm(lane: str, command: str, argv: list[str], out: Path | None) -> int:
+def run_in_vm(lane: str, command: str, argv: list[str], out: Path | None,
+              progress: Progress = silent) -> int:
     """Re-run `harness COMMAND ARGV` in the lane's guest; results land in `out` on the host."""
     from harness.report.rundir import new_run_dir
 
@@ -260,7 +277,7 @@ def run_in_vm(lane: str, command: str, argv: list[str], out: Path | None) -> int
 
         root = prebuild_twins(argv, out / "prebuilt")
         inner = [*strip_option(inner, "--prebuilt"), "--prebuilt", str(root)]
-    guest = run_guest(series, inner, out)
+    guest = run_guest(series, inner, out, progress=progress)
     print(f"lane: vm {guest.release} ({guest.accel}, booted in {guest.boot_s or 0:.1f}s)")
     sys.stdout.write(guest.stdout)
     sys.stderr.write(guest.stderr)
@@ -290,7 +307,13 @@ class VMLane(Lane):
     The guest runs `python -m harness.lanes.guest DIR`; requests and answers are JSON files in
     DIR, the one directory the guest may write. Codegen, parsing, frames and reports stay on the
     host; the guest runs bpftrace, the twin loader and the workload only.
+
+    A boot takes 30-90 s under TCG, so `progress` (set by trace and crosscheck for each call)
+    hears each phase with its elapsed seconds: fetching the kernel, booting, guest ready,
+    running a request in the guest.
     """
+
+    REPORT_EVERY = 0.5  # seconds between two reports of one phase
 
     def __init__(self, series: str, boot_timeout: float = BOOT_TIMEOUT) -> None:
         self.series = series
@@ -306,15 +329,17 @@ class VMLane(Lane):
         self.boot_s: float | None = None
         self._n = 0
         self._kallsyms: Kallsyms | None = None
+        self.progress: Progress = silent
 
     # -- lifecycle --
     def start(self) -> None:
         """Boot the guest and wait for its agent's ready.json (once)."""
         if self.proc is not None:
             return
-        kernel = fetch(self.series)
+        self.progress(f"fetching kernel {self.series}")
+        kernel = fetch(self.series, self.progress)
         self.release = kernel.release
-        self.accel = accel_choice(kernel)
+        self.accel = accel_choice(kernel, self.progress)
         self.dir = Path(tempfile.mkdtemp(prefix=f"lane-{self.series}-", dir=_rw_parent()))
         (self.dir / "req").mkdir()
         (self.dir / "resp").mkdir()
@@ -341,19 +366,33 @@ class VMLane(Lane):
         # group if this process dies without close(), so no guest outlives the harness.
         self.guard = GroupGuard(self.proc.pid)
         _Reader(self.proc, self.console)
+        self.wait_ready(t0)
+
+    def wait_ready(self, t0: float) -> None:
+        """Wait for the agent's ready.json (the guest booted and its agent runs), reporting
+        the seconds since `t0`, when the guest was started; a guest that exits or outlasts
+        boot_timeout is closed and raised as one line."""
+        assert self.dir is not None and self.proc is not None
         ready = self.dir / "ready.json"
+        booting = f"booting {self.release} ({self.accel})"
+        reported = -self.REPORT_EVERY
         while not ready.exists():
-            if self.proc.poll() is not None or time.monotonic() - t0 > self.boot_timeout:
+            elapsed = time.monotonic() - t0
+            if self.proc.poll() is not None or elapsed > self.boot_timeout:
                 what = "exited" if self.proc.poll() is not None else "did not start its agent"
                 self.close()
                 raise VMError(
                     f"guest {self.release} ({self.accel}) {what} after "
-                    f"{time.monotonic() - t0:.0f}s; console: {self._tail()}",
+                    f"{elapsed:.0f}s; console: {self._tail()}",
                     "raise KTRACE_VM_BOOT_TIMEOUT under TCG, or see `harness doctor`",
                 )
+            if elapsed - reported >= self.REPORT_EVERY:
+                self.progress(booting, elapsed, None, "s")
+                reported = elapsed
             time.sleep(0.1)
         self.boot_s = time.monotonic() - t0
         self.facts = json.loads(ready.read_text())
+        self.progress(f"guest {self.release} ready", self.boot_s, None, "s")
 
     def _tail(self) -> str:
         lines = [ln.strip() for ln in "".join(self.console).splitlines() if ln.strip()]
@@ -397,7 +436,11 @@ class VMLane(Lane):
         assert self.dir is not None and self.proc is not None
         n = self._send(req)
         answer, pid_file = self.dir / "resp" / f"{n}.json", self.dir / "resp" / f"{n}.pid"
+        t0 = reported = time.monotonic()
         while not answer.exists():
+            if req["op"] in ("run", "gather") and time.monotonic() - reported >= self.REPORT_EVERY:
+                reported = time.monotonic()
+                self.progress(f"running in the guest ({req['op']})", reported - t0, None, "s")
             if pid_file.exists() and program_for is not None:
                 pid = json.loads(pid_file.read_text())["pid"]
                 pid_file.unlink()
