@@ -961,6 +961,7 @@ def matrix(
     out: Out = None,
     bpftrace: Sequence[str | None] = (None,),
     on_kernel: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
 ) -> Matrix:
     """`crosscheck` on each kernel, one booted guest per series; a failing kernel keeps its row.
 
@@ -972,6 +973,7 @@ def matrix(
         kernel's bpftrace frames are compared across them (harness.compare.versions) and a
         differing map is written as <kernel>/versions-A-vs-B/<map>.csv.
     on_kernel: called with each series before its crosscheck starts (progress).
+    progress: hears each guest's boot and each crosscheck's phases, as in `crosscheck`.
     """
     import csv
 
@@ -1012,6 +1014,7 @@ def matrix(
                     timeout=timeout,
                     out=False if sub is None else sub,
                     bpftrace=chosen[version],
+                    progress=progress,
                 )
                 rows.append(_matrix_row(series, x, ""))
             except HarnessError as err:

@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--count", type=int, default=60, help="datagrams per crosscheck")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per kernel")
     parser.add_argument("--out", type=Path, help="results directory (default results/<run-id>)")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress display on the terminal (guest boots, crosschecks)")
     parser.add_argument(
         "--bpftrace",
         metavar="VERSIONS",
@@ -41,17 +43,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from harness.api import matrix
+    from harness.cli.progress import terminal_progress
     from harness.host.bpftrace_versions import split_names
 
-    m = matrix(
-        args.name,
-        kernels=[s.strip() for s in args.kernels.split(",") if s.strip()],
-        count=args.count,
-        timeout=args.timeout,
-        out=args.out,
-        bpftrace=list(split_names(args.bpftrace)) if args.bpftrace else (None,),
-        on_kernel=lambda series: print(f"== {series}", flush=True),
-    )
+    with terminal_progress(args.quiet) as progress:  # each guest's boot, each crosscheck
+        m = matrix(
+            args.name,
+            kernels=[s.strip() for s in args.kernels.split(",") if s.strip()],
+            count=args.count,
+            timeout=args.timeout,
+            out=args.out,
+            bpftrace=list(split_names(args.bpftrace)) if args.bpftrace else (None,),
+            on_kernel=lambda series: print(f"== {series}", flush=True),
+            progress=progress,
+        )
     for line in m.notes:
         print(line)
     for row in m.rows:
