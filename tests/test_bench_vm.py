@@ -1,5 +1,6 @@
 """`harness bench ktrace --lane vm`: the same benchmark inside a Debian 6.1 guest, where the seed's
-kprobe:udp_send_skb exists, with the twin built on the host. Counts only; no timing asserted."""
+kprobe:udp_send_skb exists, through the Lane object: the guest runs the workload and the two
+tracers; programs, the twin and the counting stay on the host. Counts only; no timing asserted."""
 
 from __future__ import annotations
 
@@ -58,4 +59,9 @@ def test_bench_ktrace_in_the_vm_uses_the_kprobe(vm_outdir: Path) -> None:
         assert math.isfinite(float(r["overhead_ns_per_event"]))
     md = (vm_outdir / "bench" / "ktrace-vm6.1.md").read_text()
     assert "VM lane: guest kernel 6.1." in md
+    # The rounds ran in this process's VM lane (its guest agent), not a guest re-running the CLI.
+    from harness.lanes.base import get_lane
+
+    lane = get_lane("vm:6.1").describe()
+    assert f"{lane['release']} under {lane['accel']} (booted in {lane['boot_s']:.1f} s)" in md
     assert (vm_outdir / "bench" / "ktrace-vm6.1.bench.png").read_bytes()[:4] == b"\x89PNG"

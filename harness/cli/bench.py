@@ -8,12 +8,12 @@ attach type and git revision), results/bench/<NAME>.md (min/median/max and the g
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from harness.cli.options import add_bpftrace_argument, prepare_bpftrace
 
@@ -55,53 +55,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lane", default="host", help="host (default) or vm[:VERSION]")
     add_bpftrace_argument(parser)
     parser.add_argument(
-        "--prebuilt", type=Path, help="use this build directory of the libbpf twin (VM lane)"
+        "--prebuilt", type=Path, help="use this build directory of the libbpf twin (made elsewhere)"
     )
     add_spec_arguments(parser)
 
 
-def _run_in_vm(args: argparse.Namespace) -> int:
-    """Re-run this bench inside the lane's guest (its own kernel, e.g. with kprobes), with the
-    twin built here; then file its CSV/MD as results/bench/<NAME>-<LABEL>.* and report there."""
-    import shutil
-
-    from harness.compare.bench_cases import results_root
-    from harness.lanes.vm import lane_series, run_in_vm, strip_option
-
-    series = lane_series(args.lane)
-    label = args.label or f"vm{series}"
-    argv = strip_option(strip_option(list(args.argv[1:]), "--label"), "--prebuilt")
-    argv += ["--label", label]
-    from harness.report.rundir import new_run_dir
-
-    scratch = new_run_dir(f"bench-vm{series}")
-    if "libbpf" in args.modes:
-        from harness.compare.crosscheck import prebuild_twins
-
-        argv += ["--prebuilt", str(prebuild_twins(list(args.argv[1:]), scratch / "prebuilt"))]
-    from harness.cli.progress import terminal_progress
-
-    with terminal_progress(args.quiet) as progress:  # the boot, then the bench in the guest
-        status = run_in_vm(args.lane, "bench", argv, scratch, progress)
-    dest = args.out or results_root() / "bench"
-    dest.mkdir(parents=True, exist_ok=True)
-    stem = f"{args.name}-{label}" + (f"-{_release(args)}" if args.bpftrace else "")
-    for ext in (".csv", ".md", ".bt", ".bpf.c"):
-        made = scratch / f"{stem}{ext}"
-        if made.exists():
-            print(shutil.copy(made, dest / made.name))
-    md = dest / f"{stem}.md"
-    if md.exists() and (scratch / "vm.json").exists():
-        vm = json.loads((scratch / "vm.json").read_text())
-        md.write_text(
-            md.read_text().rstrip("\n")
-            + f"\n- VM lane: guest kernel {vm.get('release')} under {vm.get('accel')}"
-            f" (booted in {vm.get('boot_s') or 0:.1f} s; guest log in {scratch}). Under TCG"
-            " every instruction is emulated: absolute times are not the host's, only the"
-            " ratios within this table compare.\n"
-        )
-    _report(args, dest)
-    return status
+def _vm_note(lane: dict[str, Any]) -> str:
+    """The summary's line on where a VM lane's figures come from."""
+    return (
+        f"- VM lane: guest kernel {lane.get('release')} under {lane.get('accel')}"
+        f" (booted in {lane.get('boot_s') or 0:.1f} s). Under TCG every instruction is"
+        " emulated: absolute times are not the host's, only the ratios within this table"
+        " compare.\n"
+    )
 
 
 def _release(args: argparse.Namespace) -> str:
@@ -123,10 +89,16 @@ def _report(args: argparse.Namespace, out_dir: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     prepare_bpftrace(args)
-    if args.lane != "host":
-        return _run_in_vm(args)
     from harness.compare import bench, bench_cases
     from harness.errors import UsageError
+    from harness.lanes.base import get_lane
+
+    lane = get_lane(args.lane)
+    on_host = lane.name == "host"
+    if not on_host and not args.label:  # a guest's figures get files of their own
+        from harness.lanes.vm import lane_series
+
+        args.label = f"vm{lane_series(args.lane)}"
 
     if args.rounds < 1:
         raise UsageError(f"--rounds {args.rounds} is below 1", "pass --rounds 5 or more")
@@ -139,12 +111,25 @@ def run(args: argparse.Namespace) -> int:
         spec = spec_options(args.name, given_spec_options(args))
         args.name = args.label or re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.probe.text())
         args.label = None
+    from harness.cli.progress import terminal_progress
+    from harness.progress import silent
+
+    if not on_host:  # the boot's phases (fetch, KVM probe, boot) on the terminal
+        with terminal_progress(args.quiet) as booting:
+            lane.progress = booting
+            try:
+                lane.capabilities()
+            finally:
+                lane.progress = silent
     case = bench_cases.build(
-        args.name, args.events, modes, args.attach, args.prebuilt, args.bpftrace, spec
+        args.name, args.events, modes, args.attach, args.prebuilt, args.bpftrace, spec, lane
     )
     out_dir = args.out or bench_cases.results_root() / "bench"
+    out_dir.mkdir(parents=True, exist_ok=True)
     started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     env = bench.environment()
+    if not on_host:
+        env["kernel"] = lane.capabilities().kernel
     if args.bpftrace:  # the release that ran, and files of their own (<NAME>-bpftrace<V>.*)
         from harness.host.bpftrace_versions import resolve
 
@@ -156,8 +141,6 @@ def run(args: argparse.Namespace) -> int:
         f"{args.rounds} rounds x {['untraced', *[t.mode for t in case.tracers]]}",
         file=sys.stderr,
     )
-
-    from harness.cli.progress import terminal_progress
 
     per_round = 1 + len(case.tracers)
     total = args.rounds * per_round
@@ -181,14 +164,21 @@ def run(args: argparse.Namespace) -> int:
 
     with terminal_progress(args.quiet) as bar:
         bar(f"bench {args.name}: {args.warmup} warm-up round(s)")
-        samples = bench.run_rounds(
-            case.workload, case.tracers, args.rounds, args.warmup, args.timeout, progress
-        )
+        lane.progress = bar  # a guest reports the seconds its rounds have run
+        try:
+            samples = lane.bench(
+                case.workload, case.tracers, args.rounds, args.warmup, args.timeout, progress
+            )
+        finally:
+            lane.progress = silent
     result = bench.BenchResult(args.name, case.workload, case.attach, samples, env, started)
     stem = f"{args.name}-{args.label}" if args.label else args.name
     csv_path = bench.write_csv(result, out_dir / f"{stem}.csv")
     md_path = out_dir / f"{stem}.md"
-    md_path.write_text(bench.summary_markdown(result, bench_cases.notes(case, out_dir)))
+    summary = bench.summary_markdown(result, bench_cases.notes(case, out_dir))
+    if not on_host:
+        summary = summary.rstrip("\n") + "\n" + _vm_note(lane.describe())
+    md_path.write_text(summary)
     for suffix, text in case.sources.items():  # the measured programs, beside their figures
         (out_dir / f"{stem}{suffix}").write_text(text)
         print(out_dir / f"{stem}{suffix}")

@@ -82,6 +82,13 @@ class Tracer:
     is_ready: Callable[[str], bool]  # stdout line -> probes are live
     count_events: Callable[[str], int]  # full stdout after stop -> events seen
     cleanup: Callable[[], None] = lambda: None
+    # The same tracer as data, for a lane that runs it elsewhere (a VM guest): `template` is the
+    # argv with `{pid}` for the workload's pid and a `{program}` word for program(pid) (codegen
+    # stays with the caller); the ready line starts with `ready_prefix` or holds `ready_text`.
+    template: Sequence[str] = ()
+    program: Callable[[int], str] | None = None
+    ready_prefix: str | None = None
+    ready_text: str | None = None
 
 
 @dataclass

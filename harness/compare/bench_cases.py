@@ -21,6 +21,8 @@ from harness.errors import UsageError
 from harness.paths import workload
 
 if TYPE_CHECKING:
+    from harness.host.symbols import Kallsyms
+    from harness.lanes.base import Lane
     from harness.spec.model import ProbeSpec
 
 READY = "KTRACE_BENCH_READY"
@@ -103,15 +105,17 @@ def spec_bpftrace_tracer(
     bpftrace = resolved.command
     marker = f"{READY}_{os.getpid()}"
 
-    def argv(pid: int) -> list[str]:
-        program = codegen.generate(spec, None, version, marker, pid=pid, symbol=symbol)
-        return [bpftrace, "-e", program]
+    def program(pid: int) -> str:
+        return codegen.generate(spec, None, version, marker, pid=pid, symbol=symbol)
 
     tracer = Tracer(
         "bpftrace",
-        argv,
+        lambda pid: [bpftrace, "-e", program(pid)],
         lambda line: marker in line,
         lambda out: _count_map(out, count_map, frame_prefix),
+        template=(bpftrace, "-e", "{program}"),
+        program=program,
+        ready_text=marker,
     )
     return tracer, codegen.generate(spec, None, version, marker, pid=12345, symbol=symbol)
 
@@ -122,9 +126,11 @@ def spec_libbpf_tracer(
     frame_prefix: str | None,
     prebuilt: Path | None,
     symbol: str | None,
+    kallsyms: Callable[[], Kallsyms] | None = None,
 ) -> tuple[Tracer, str]:
     """The generic loader running the twin generated from `spec`; also the twin's C text.
-    Stopped by SIGINT like bpftrace (the bench driver gives tracers no control pipe)."""
+    Stopped by SIGINT like bpftrace (the bench driver gives tracers no control pipe).
+    `kallsyms` reads the symbol table of the kernel it runs on (a lane's), to name its stacks."""
     from harness.compare.crosscheck import _twin_build, twin_program
     from harness.twin.generic import parse_dump, twin_frames
 
@@ -133,17 +139,20 @@ def spec_libbpf_tracer(
     func = symbol if symbol and symbol != spec.probe.target else None
 
     def count(out: str) -> int:
-        frames, _ = twin_frames(twin, parse_dump(out))
+        frames, _ = twin_frames(twin, parse_dump(out), kallsyms() if kallsyms else None)
         return _events(frames.get(count_map), frame_prefix)
 
+    template = (
+        str(loader), str(obj), "--set", "target_pid={pid}", "--signals-only",
+        *(["--func", func] if func else []),
+    )
     tracer = Tracer(
         "libbpf",
-        lambda pid: [
-            str(loader), str(obj), "--set", f"target_pid={pid}", "--signals-only",
-            *(["--func", func] if func else []),
-        ],
+        lambda pid: [word.replace("{pid}", str(pid)) for word in template],
         lambda line: line.startswith("ready"),
         count,
+        template=template,
+        ready_prefix="ready",
     )
     return tracer, twin.text
 
@@ -190,17 +199,22 @@ def build(
     prebuilt: Path | None = None,
     bpftrace: str | None = None,
     spec: ProbeSpec | None = None,
+    lane: Lane | None = None,
 ) -> Case:
     """Workload and tracers for NAME (or for `spec`, a probe line's spec); attach type chosen
-    like `harness run` unless forced. Both tracers run programs generated from one spec."""
-    from harness.host.capabilities import capabilities, choose_attach, mount_tracefs
+    like `harness run` unless forced, from what `lane`'s kernel offers (default the host's).
+    Both tracers run programs generated from one spec, here, whichever kernel runs them."""
+    from harness.host.capabilities import choose_attach
+    from harness.lanes.base import get_lane
     from harness.spec import catalog
+
+    machine = lane if lane is not None else get_lane("host")
 
     unknown = set(modes) - {"bpftrace", "libbpf"}
     if unknown:
         raise UsageError(f"unknown mode {sorted(unknown)[0]!r}", "use --modes bpftrace,libbpf")
     if spec is not None:
-        return _spec_case(spec, events, modes, prebuilt, bpftrace)
+        return _spec_case(spec, events, modes, prebuilt, bpftrace, machine)
     bench = BENCHES.get(name)
     if bench is None:
         raise UsageError(
@@ -212,8 +226,7 @@ def build(
         raise UsageError(f"--events {events} is below 1", "pass a positive event count")
     entry = catalog.get(bench.catalog)
     if attach is None:
-        mount_tracefs()
-        attach, reason = choose_attach(entry.equivalents, capabilities())
+        attach, reason = choose_attach(entry.equivalents, machine.capabilities())
     elif attach not in entry.equivalents:
         raise UsageError(
             f"{name} has no {attach} equivalent", "use one of: " + ", ".join(entry.equivalents)
@@ -225,9 +238,10 @@ def build(
 
     # The traceable name (a clone such as udp_send_skb.isra.0), resolved once for both tracers.
     spec = replace(entry.equivalents[attach], workload_pid=True)
-    symbol = probe_symbol(spec)
+    symbol = probe_symbol(spec, machine.kallsyms)
     tracers, sources = _spec_tracers(
-        spec, bench.count_map, bench.frame_prefix, modes, prebuilt, symbol, bpftrace
+        spec, bench.count_map, bench.frame_prefix, modes, prebuilt, symbol, bpftrace,
+        machine.kallsyms,
     )
     return Case(bench.workload(events), tracers, attach, notes, sources)
 
@@ -239,7 +253,8 @@ def _spec_tracers(
     modes: Sequence[str],
     prebuilt: Path | None,
     symbol: str | None,
-    release: str | None = None,
+    release: str | None,
+    kallsyms: Callable[[], Kallsyms],
 ) -> tuple[list[Tracer], dict[str, str]]:
     tracers: list[Tracer] = []
     sources: dict[str, str] = {}
@@ -248,7 +263,9 @@ def _spec_tracers(
         tracers.append(tracer)
         sources[".bt"] = text
     if "libbpf" in modes:
-        tracer, text = spec_libbpf_tracer(spec, count_map, frame_prefix, prebuilt, symbol)
+        tracer, text = spec_libbpf_tracer(
+            spec, count_map, frame_prefix, prebuilt, symbol, kallsyms
+        )
         tracers.append(tracer)
         sources[".bpf.c"] = text
     return tracers, sources
@@ -262,14 +279,14 @@ def _spec_case(
     events: int | None,
     modes: Sequence[str],
     prebuilt: Path | None,
-    release: str | None = None,
+    release: str | None,
+    machine: Lane,
 ) -> Case:
     """A probe line as a benchmark: its first count-like map counts the events; the workload is
     the getppid() loop for syscall tracepoints and uprobes, UDP sends otherwise."""
-    from harness.host.capabilities import mount_tracefs
     from harness.host.symbols import probe_symbol
 
-    mount_tracefs()
+    machine.capabilities()  # the lane ready to trace (the host mounts tracefs if missing)
     counted = next((a for a in spec.aggs if a.func in COUNTABLE), None)
     if counted is None:
         raise UsageError(
@@ -282,8 +299,10 @@ def _spec_case(
     n = events if events is not None else (1_000_000 if syscalls else 50_000)
     if n < 1:
         raise UsageError(f"--events {n} is below 1", "pass a positive event count")
-    symbol = probe_symbol(spec)
-    tracers, sources = _spec_tracers(spec, counted.map, None, modes, prebuilt, symbol, release)
+    symbol = probe_symbol(spec, machine.kallsyms)
+    tracers, sources = _spec_tracers(
+        spec, counted.map, None, modes, prebuilt, symbol, release, machine.kallsyms
+    )
     notes = [f"- spec: {spec.probe.text()}; events counted in {counted.map} ({counted.func})."]
     return Case(make(n), tracers, spec.probe.kind, notes, sources)
 

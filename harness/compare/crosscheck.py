@@ -117,40 +117,6 @@ def prebuilt_key(c_text: str) -> str:
     return "twin-" + hashlib.sha256(c_text.encode()).hexdigest()[:20]
 
 
-def prebuild_twins(argv: list[str], root: Path) -> Path:
-    """Build on this host every twin a crosscheck command line may need (each equivalent of a
-    catalog entry), under `root`: the VM lane runs these very objects in its guests, so one
-    .bpf.o serves every kernel. A spec the guest generates differently is built there."""
-    import argparse
-    import shutil
-
-    from harness.spec import catalog
-    from harness.spec.cmdline import add_spec_arguments, spec_from_args
-    from harness.twin.build import build_twin, generic_loader
-
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("target")
-    add_spec_arguments(parser)
-    ns, _ = parser.parse_known_args(argv)
-    if ns.target in catalog.names():
-        specs = list(catalog.get(ns.target).equivalents.values())
-    else:
-        specs = [spec_from_args(ns.target, ns)]
-    for spec in specs:
-        spec, *_ = resolve_spec(ns.target, spec, spec.probe.kind)
-        try:
-            text = twin_program(spec).text
-        except HarnessError:
-            continue  # e.g. a tracepoint this host lacks: the guest builds its own
-        built = build_twin(text)
-        out = root / prebuilt_key(text)
-        out.mkdir(parents=True, exist_ok=True)
-        shutil.copy(built.bpf_obj, out / "twin.bpf.o")
-        (out / "twin.bpf.c").write_text(text)
-    shutil.copy(generic_loader(), root / "twinload")
-    return root
-
-
 def _twin_build(c_text: str, prebuilt: Path | None) -> tuple[Path, Path, str, str, str]:
     """(object, loader, sha256, arch define, clang warnings): from `prebuilt` when it holds
     this very C text (the VM lane reuses the host's objects), else built here (cached)."""

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from harness.progress import Progress, silent
 
 if TYPE_CHECKING:
+    from harness.compare.bench import Sample, Tracer, Workload
     from harness.compare.gather import Gathered
     from harness.host.capabilities import Capabilities
     from harness.host.runner import RunResult
@@ -69,6 +70,18 @@ class Lane:
         timeout: float = 60.0,
         bpftrace: str = "bpftrace",
     ) -> Gathered:
+        raise NotImplementedError
+
+    def bench(
+        self,
+        workload: Workload,
+        tracers: Sequence[Tracer],
+        rounds: int,
+        warmup: int,
+        timeout: float,
+        progress: Callable[[Sample], None] | None = None,
+    ) -> list[Sample]:
+        """compare.bench.run_rounds on this lane's kernel: untraced, then each tracer, in turn."""
         raise NotImplementedError
 
     def describe(self) -> dict[str, Any]:
@@ -122,6 +135,19 @@ class HostLane(Lane):
         from harness.compare.gather import gather
 
         return gather(program_for, marker, **kw)
+
+    def bench(
+        self,
+        workload: Workload,
+        tracers: Sequence[Tracer],
+        rounds: int,
+        warmup: int,
+        timeout: float,
+        progress: Callable[[Sample], None] | None = None,
+    ) -> list[Sample]:
+        from harness.compare.bench import run_rounds
+
+        return run_rounds(workload, tracers, rounds, warmup, timeout, progress)
 
 
 HOST = HostLane()

@@ -101,7 +101,9 @@ class Agent:
             answer = self.req / f"{n}.program"
             while not answer.exists():
                 time.sleep(POLL_S)
-            return answer.read_text()
+            text = answer.read_text()
+            answer.unlink()  # a bench asks again for each round's workload pid
+            return text
 
         return ask
 
@@ -153,7 +155,43 @@ class Agent:
                 "workload_pid": got.workload_pid,
                 "libbpf_attach_s": got.libbpf_attach_s,
             }
+        if op == "bench":
+            return self.bench(n, req)
         raise ValueError(f"unknown request op {op!r}")
+
+    def bench(self, n: str, req: dict[str, Any]) -> dict[str, Any]:
+        """compare.bench's rounds on this kernel. Tracers come as data (argv templates, the
+        ready line); the host generates each round's program and counts the events from each
+        tracer output returned: a sample's events_counted is its output's index until then."""
+        from harness.compare.bench import Tracer, Workload, run_rounds
+
+        outputs: list[str] = []
+        ask = self.program_for(n, None)
+
+        def keep(out: str) -> int:
+            outputs.append(out)
+            return len(outputs) - 1
+
+        def tracer(t: dict[str, Any]) -> Tracer:
+            words, prefix, text = t["template"], t["ready_prefix"], t["ready_text"]
+            return Tracer(
+                t["mode"],
+                lambda pid: [
+                    ask(pid) if w == "{program}" else w.replace("{pid}", str(pid)) for w in words
+                ],
+                lambda line: (prefix is not None and line.startswith(prefix))
+                or (text is not None and text in line),
+                keep,
+            )
+
+        samples = run_rounds(
+            Workload(**req["workload"]),
+            [tracer(t) for t in req["tracers"]],
+            req["rounds"],
+            req["warmup"],
+            req["timeout"],
+        )
+        return {"samples": [dataclasses.asdict(s) for s in samples], "outputs": outputs}
 
     def serve(self) -> None:
         while True:

@@ -20,7 +20,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +31,7 @@ from harness.paths import CHECKOUT, cache_home
 from harness.progress import Progress, silent
 
 if TYPE_CHECKING:
+    from harness.compare.bench import Sample, Tracer, Workload
     from harness.compare.gather import Gathered
     from harness.host.capabilities import Capabilities
     from harness.host.runner import RunResult
@@ -43,21 +43,6 @@ KVM_PROBE_TIMEOUT = 25.0
 
 class VMError(HarnessError):
     """The guest did not boot, or the command inside did not finish."""
-
-
-@dataclass
-class GuestRun:
-    """One guest session: which kernel, how it booted, and what the command inside returned."""
-
-    series: str
-    release: str
-    accel: str
-    boot_s: float | None
-    total_s: float
-    returncode: int | None
-    stdout: str
-    stderr: str
-    console_tail: list[str]
 
 
 def lane_series(lane: str) -> str:
@@ -203,96 +188,6 @@ def _rw_parent() -> Path:
     path = cache_home() / "vm-scratch"
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def run_guest(series: str, harness_argv: list[str], rwdir: Path, timeout: float = 600,
-              progress: Progress = silent) -> GuestRun:
-    """Boot `series`, run `harness ARGV` inside with rwdir writable, and collect the outcome;
-    `progress` hears each phase (fetching the kernel, booting, ready, running)."""
-    progress(f"fetching kernel {series}")
-    kernel = fetch(series, progress)
-    accel = accel_choice(kernel, progress)
-    rwdir.mkdir(parents=True, exist_ok=True)
-    q = shlex.quote
-    harness = q(str(Path(sys.executable).parent / "harness"))
-    script = (
-        "mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null\n"
-        "mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null\n"
-        f"export MPLCONFIGDIR={q(str(rwdir / '.mpl'))} KTRACE_NO_REPORT=1\n"
-        f"cd {q(str(CHECKOUT or Path.cwd()))}\n"
-        f"{harness} {' '.join(q(a) for a in harness_argv)} "
-        f"> {q(str(rwdir / 'guest.stdout'))} 2> {q(str(rwdir / 'guest.stderr'))}\n"
-        f"echo $? > {q(str(rwdir / 'guest.rc'))}\n"
-    )
-    done, boot_s, total = _boot(kernel, script, rwdir, accel, timeout, progress)
-    console = (done.stdout if done else "").splitlines()
-    rc_file = rwdir / "guest.rc"
-    (rwdir / "console.log").write_text("\n".join(console) + "\n")
-    if done is None or not rc_file.exists():
-        what = "did not finish" if done is None else "exited before the command finished"
-        tail = " | ".join(line.strip() for line in console[-3:]) or "no console output"
-        raise VMError(
-            f"guest {kernel.release} ({accel}) {what} after {total:.0f}s; console: {tail}",
-            "see the console in " + str(rwdir / "console.log") + "; raise --timeout under TCG",
-        )
-    result = GuestRun(
-        series,
-        kernel.release,
-        accel,
-        boot_s,
-        total,
-        int(rc_file.read_text().strip() or -1),
-        (rwdir / "guest.stdout").read_text(),
-        (rwdir / "guest.stderr").read_text(),
-        console[-20:],
-    )
-    (rwdir / "vm.json").write_text(json.dumps(asdict(result), indent=2) + "\n")
-    return result
-
-
-def strip_option(argv: list[str], name: str) -> list[str]:
-    """Drop `--name VALUE` / `--name=VALUE` from an argv."""
-    out: list[str] = []
-    skip = False
-    for word in argv:
-        if skip:
-            skip = False
-        elif word == name:
-            skip = True
-        elif not word.startswith(name + "="):
-            out.append(word)
-    return out
-
-
-def run_in_vm(lane: str, command: str, argv: list[str], out: Path | None,
-              progress: Progress = silent) -> int:
-    """Re-run `harness COMMAND ARGV` in the lane's guest; results land in `out` on the host."""
-    from harness.report.rundir import new_run_dir
-
-    series = lane_series(lane)
-    out = (out or new_run_dir(f"{command}-vm{series}")).resolve()
-    inner = [command, *strip_option(strip_option(argv, "--lane"), "--out"), "--out", str(out)]
-    if command == "crosscheck":
-        from harness.compare.crosscheck import prebuild_twins
-
-        root = prebuild_twins(argv, out / "prebuilt")
-        inner = [*strip_option(inner, "--prebuilt"), "--prebuilt", str(root)]
-    guest = run_guest(series, inner, out, progress=progress)
-    print(f"lane: vm {guest.release} ({guest.accel}, booted in {guest.boot_s or 0:.1f}s)")
-    sys.stdout.write(guest.stdout)
-    sys.stderr.write(guest.stderr)
-    if command == "run" and not os.environ.get("KTRACE_NO_REPORT"):
-        _report(out)
-    return guest.returncode or 0
-
-
-def _report(out: Path) -> None:
-    try:
-        from harness.report.summary import write_report
-
-        write_report(out)
-    except (ImportError, HarnessError) as err:
-        print(f"note: report not written: {err}", file=sys.stderr)
 
 
 # --- A booted guest serving one request per run (lanes/guest.py runs inside) -----------------
@@ -542,6 +437,66 @@ class VMLane(Lane):
             data["workload_pid"],
             data["libbpf_attach_s"],
         )
+
+    def bench(
+        self,
+        workload: Workload,
+        tracers: Sequence[Tracer],
+        rounds: int,
+        warmup: int,
+        timeout: float,
+        progress: Callable[[Sample], None] | None = None,
+    ) -> list[Sample]:
+        """The rounds run in the guest (its kernel, bpftrace and the host-built twin); each
+        round's program is generated here when the guest names the workload's pid, and each
+        tracer's output comes back to be counted here, by the tracer's own count_events."""
+        from harness.compare.bench import Sample
+
+        with_program = [t for t in tracers if t.program is not None]
+        if len(with_program) > 1 or any(not t.template for t in tracers):
+            raise VMError(
+                "a VM bench takes tracers described as data, at most one with a program",
+                "build the tracers with harness.compare.bench_cases",
+            )
+        req: dict[str, object] = {
+            "op": "bench",
+            "workload": {
+                "argv": list(workload.argv),
+                "events": workload.events,
+                "description": workload.description,
+                "gate": list(workload.gate),
+            },
+            "tracers": [
+                {
+                    "mode": t.mode,
+                    "template": list(t.template),
+                    "ready_prefix": t.ready_prefix,
+                    "ready_text": t.ready_text,
+                }
+                for t in tracers
+            ],
+            "rounds": rounds,
+            "warmup": warmup,
+            "timeout": max(timeout, VM_MIN_TIMEOUT),
+        }
+        program = with_program[0].program if with_program else None
+
+        def program_for(pid: int | None) -> str:
+            assert program is not None and pid is not None, "the guest asks with a pid"
+            return program(pid)
+
+        data = self._call(req, program_for if program is not None else None)
+        by_mode = {t.mode: t for t in tracers}
+        samples = []
+        for d in data["samples"]:
+            sample = Sample(**d)
+            if sample.events_counted is not None:  # the index of its output, counted here
+                output = data["outputs"][sample.events_counted]
+                sample.events_counted = by_mode[sample.mode].count_events(output)
+            samples.append(sample)
+            if progress is not None:
+                progress(sample)
+        return samples
 
     def describe(self) -> dict[str, Any]:
         return {
