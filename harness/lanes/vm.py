@@ -219,6 +219,7 @@ class VMLane(Lane):
         self.dir: Path | None = None
         self.facts: dict[str, object] = {}
         self.console: list[str] = []
+        self.reader: _Reader | None = None
         self.accel = ""
         self.release = ""
         self.boot_s: float | None = None
@@ -260,7 +261,7 @@ class VMLane(Lane):
         # vng's children (virtme-run, qemu) stay in its process group: the guard kills the
         # group if this process dies without close(), so no guest outlives the harness.
         self.guard = GroupGuard(self.proc.pid)
-        _Reader(self.proc, self.console)
+        self.reader = _Reader(self.proc, self.console)
         self.wait_ready(t0)
 
     def wait_ready(self, t0: float) -> None:
@@ -274,8 +275,13 @@ class VMLane(Lane):
         while not ready.exists():
             elapsed = time.monotonic() - t0
             if self.proc.poll() is not None or elapsed > self.boot_timeout:
-                what = "exited" if self.proc.poll() is not None else "did not start its agent"
+                status = self.proc.poll()
+                what = f"exited (status {status})" if status is not None else (
+                    "did not start its agent"
+                )
                 self.close()
+                if self.reader is not None:
+                    self.reader.join()  # the console's last lines say why it exited
                 raise VMError(
                     f"guest {self.release} ({self.accel}) {what} after "
                     f"{elapsed:.0f}s; console: {self._tail()}",
