@@ -189,3 +189,17 @@ def test_waiting_for_the_agent_reports_booting_then_ready(tmp_path: Path) -> Non
     assert unit == "s" and first is not None and second is not None
     assert first < second <= ready == lane.boot_s
     assert lane.facts == {"kernel": "6.1.0-test"}
+
+
+@pytest.mark.vm
+def test_a_closed_guest_boots_anew_and_stacks_use_the_new_kernels_symbols() -> None:
+    """matrix closes each guest when its series is done; a later run on the same lane boots a
+    new kernel whose addresses differ (KASLR): the twin's stacks must be symbolised with the new
+    guest's kallsyms, not the closed one's (CI saw `mpls_gso_exit+252698044` frames)."""
+    lane = get_lane("vm:6.1")
+    lane.kallsyms()  # the first boot's symbols, cached in the lane
+    lane.close()
+    x = harness.crosscheck("ktrace", lane=lane, count=10, out=False, timeout=300)
+    assert x.passed, {name: v.diff for name, v in x.maps.items()}
+    frames = {f for stack in x.libbpf["@stacks"]["kstack"] for f in stack}
+    assert any(f.startswith("udp_send_skb") for f in frames), sorted(frames)[:10]

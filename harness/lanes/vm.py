@@ -232,6 +232,7 @@ class VMLane(Lane):
         """Boot the guest and wait for its agent's ready.json (once)."""
         if self.proc is not None:
             return
+        self.console = []  # this boot's console only
         self.progress(f"fetching kernel {self.series}")
         kernel = fetch(self.series, self.progress)
         self.release = kernel.release
@@ -318,6 +319,9 @@ class VMLane(Lane):
             self.guard = None
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
+        # What belonged to that boot: a later call boots anew, and its kernel's addresses
+        # differ (KASLR), so the old guest's kallsyms would symbolise every stack wrongly.
+        self.dir, self._kallsyms, self._n = None, None, 0
 
     # -- requests --
     def _send(self, req: dict[str, object]) -> str:
