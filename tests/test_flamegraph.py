@@ -159,17 +159,19 @@ def test_diff_csv_lists_every_stack_of_both_runs(tmp_path: Path) -> None:
     names, n, v, base = data["names"], data["n"], data["v"], data["b"]
     by_name = {names[n[i]]: (v[i], base[i]) for i in range(len(n))}  # type: ignore[index,arg-type]
     assert by_name["v"] == (20, 5) and by_name["u"] == (4, 10) and by_name["new"] == (1, 0)
-    assert "gone" not in by_name  # no width in B; the subtitle points to the CSV
+    assert by_name["gone"] == (0, 4)  # no width in B, but its baseline is there for the page
+    assert "1 stacks only in A (4 samples)" in str(data["subtitle"])  # ... and the CSV lists it
     assert "1 stacks only in A (4 samples)" in str(data["subtitle"])
 
 
-def test_diff_keeps_offsets_when_asked_and_normalizes(tmp_path: Path) -> None:
+def test_diff_keeps_offsets_when_asked(tmp_path: Path) -> None:
     a = write_run(tmp_path / "a", {"s+1;t+2": 10})
     b = write_run(tmp_path / "b", {"s+1;t+2": 10, "s+1;t+3": 10})
-    diff = flamediff.write_diff(a, b, tmp_path / "o", keep_offsets=True, normalize=True)
+    diff = flamediff.write_diff(a, b, tmp_path / "o", keep_offsets=True)
     assert {";".join(r.stack): r.delta for r in diff.rows} == {"s+1;t+2": 0, "s+1;t+3": 10}
     data = page_data((tmp_path / "o" / "stacks.diff.html").read_text())
-    assert data["b"][0] == 20  # type: ignore[index]  # A scaled to B's total
+    assert data["b"][0] == 10 and data["v"][0] == 20  # type: ignore[index]  # raw: the page scales
+    assert data["merge"] is False  # the page opens with the offsets the diff was asked to keep
 
 
 def test_diff_needs_one_stack_map_or_map(tmp_path: Path) -> None:

@@ -23,8 +23,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="directory for the diff files (default results/diff-<time>)")
     parser.add_argument("--keep-offsets", action="store_true",
                         help="compare frames with their +offset (default: by function name)")
-    parser.add_argument("--normalize", action="store_true",
-                        help="scale A to B's total before colouring (runs of different length)")
     parser.add_argument("--top", type=int, default=10, help="changed stacks shown")
 
 
@@ -39,7 +37,6 @@ def run(args: argparse.Namespace) -> int:
         out,
         map_name=args.map_name,
         keep_offsets=args.keep_offsets,
-        normalize=args.normalize,
     )
     a, b = diff.a, diff.b
     print(f"A: {a.source} ({a.total} samples, {len(a.counts)} stacks)")

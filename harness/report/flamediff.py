@@ -200,12 +200,12 @@ def write_diff(
     *,
     map_name: str | None = None,
     keep_offsets: bool = False,
-    normalize: bool = False,
 ) -> Diff:
     """Compare one stack map of two runs; write `<map>.diff.html`, `.diff.csv`, `.diff.folded`.
 
-    `normalize` scales A's counts to B's total before colouring, for runs of different length;
-    the CSV always holds the raw counts (and each side's share).
+    The page colours each frame by its own relative change; when the totals differ it compares
+    shares (A scaled to B's total) and says so. The CSV always holds the raw counts (and each
+    side's share).
     """
     from harness.report.summary import probe_of
 
@@ -220,18 +220,13 @@ def write_diff(
         write_diff_csv(rows, a.total, b.total, out_dir / f"{stem}.diff.csv"),
         write_diff_folded(rows, out_dir / f"{stem}.diff.folded"),
     ]
-    scale = b.total / a.total if normalize and a.total else 1.0
-    baseline = {s: c * scale for s, c in a.counts.items()}
     probe = probe_of(b.meta) or probe_of(a.meta)
     title = " · ".join(
         [b.map_name, *([probe] if probe else []), f"{b.total} samples (A: {a.total})"]
     )
     gone = [r for r in rows if r.count_b == 0]
     subtitle = (
-        f"A = {_short(run_a)}, B = {_short(run_b)}. "
-        "Widths from B, colour from A->B: red grew, blue shrank"
-        + (f" (A scaled by {scale:.3g} to B's total)" if scale != 1.0 else "")
-        + "."
+        f"A = {_short(run_a)}, B = {_short(run_b)}. Widths from B, colour from A->B."
         + (
             f" {len(gone)} stacks only in A ({sum(r.count_a for r in gone)} samples) have no "
             f"width here; {stem}.diff.csv lists them."
@@ -241,7 +236,8 @@ def write_diff(
     )
     files.append(
         flamegraph.write_flame_html(
-            b.counts, out_dir / f"{stem}.diff.html", title, subtitle=subtitle, baseline=baseline
+            b.counts, out_dir / f"{stem}.diff.html", title, subtitle=subtitle,
+            baseline=a.counts, merge=not keep_offsets,
         )
     )
     return Diff(a, b, rows, files)

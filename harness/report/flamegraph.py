@@ -7,9 +7,14 @@ used before inlined 4.8 MB of plotly.js per map. The page here is HTML with the 
 tree goes in as compact JSON (names interned, parents as indices, about 12 bytes a frame) and
 flame.js lays it out and draws it, so a few hundred stacks stay far below 150 KB and frames too
 narrow to draw at one zoom level are still there at the next. It follows the published
-conventions: root at the bottom, children sorted by name, the warm palette, click to zoom,
-regex search reporting the matched share; for two runs, widths from the second and colour from
-the change (red grew, blue shrank), as difffolded does.
+conventions: root at the bottom, children sorted by name, the warm palette (kernel frames,
+marked `_[k]` as flamegraph.pl reads them, orange beside red user frames), click to zoom, regex
+search (case-insensitive on request) reporting the matched share; offsets merged into one frame
+per function as perf's folded stacks have them (a toggle shows them as printed); speedscope's
+sandwich (a function's callers above it, its callees below); the map's unit (samples, µs) and
+"N of M shown" against the total bpftrace printed. For two runs, widths from the second and
+colour from each frame's own relative change, red grew and blue shrank (difffolded's colours),
+comparing shares when the totals differ.
 
 A stack CSV (written by harness.report.rundir) holds one stack per row, frames joined with ';' root
 first, plus a count column. Extra key columns (comm, pid, ...) become the root-most frames so a
@@ -167,22 +172,22 @@ def _tree(
     """names, and per frame (preorder, root first): name index, parent index, count, base.
 
     A frame's count is inclusive (its stacks and every stack above it). With a baseline, base is
-    the baseline's inclusive count for the same path; paths that only the baseline has get no
-    frame (widths come from `counts`), so callers say how much of the baseline that leaves out.
+    the baseline's inclusive count for the same path, and paths only the baseline has are frames
+    of count 0: no width, but the page's merged and sandwich views still add them up exactly.
     """
     totals: dict[tuple[str, ...], float] = {(): 0.0}
     for stack, count in counts.items():
         if count <= 0:
             continue
-        totals[()] += count
-        for depth in range(1, len(stack) + 1):
+        for depth in range(len(stack) + 1):
             totals[stack[:depth]] = totals.get(stack[:depth], 0.0) + count
     base_totals: dict[tuple[str, ...], float] = {}
-    if baseline is not None:
-        for stack, count in baseline.items():
-            base_totals[()] = base_totals.get((), 0.0) + count
-            for depth in range(1, len(stack) + 1):
-                base_totals[stack[:depth]] = base_totals.get(stack[:depth], 0.0) + count
+    for stack, count in (baseline or {}).items():
+        if count <= 0:
+            continue
+        for depth in range(len(stack) + 1):
+            base_totals[stack[:depth]] = base_totals.get(stack[:depth], 0.0) + count
+            totals.setdefault(stack[:depth], 0.0)
     name_index: dict[str, int] = {}
     index_of: dict[tuple[str, ...], int] = {}
     names: list[str] = []
@@ -217,11 +222,16 @@ def flame_page(
     order: str = "alpha",
     icicle: bool = False,
     unit: str = "samples",
+    merge: bool = True,
+    printed_total: float | None = None,
 ) -> str:
     """The flame graph page as text: HTML with an inline SVG drawn by flame.js from JSON.
 
     `order` is 'alpha' (children by name, the flame graph convention) or 'heavy' (largest
-    first); `icicle` puts the root at the top. Both can be switched in the page too.
+    first); `icicle` puts the root at the top; `merge` starts with offsets merged (one frame per
+    function, as perf's folded stacks have them). All three can be switched in the page.
+    `unit` names what the counts are (samples, µs). `printed_total` is the total bpftrace
+    printed for this map: the page says "N of M shown", loudly when N differs.
     """
     if order not in ORDERS:
         raise ValueError(f"order must be one of {ORDERS}, not {order!r}")
@@ -232,6 +242,7 @@ def flame_page(
         "unit": unit,
         "order": order,
         "icicle": icicle,
+        "merge": merge,
         "names": names,
         "n": name_ids,
         "p": parents,
@@ -239,6 +250,8 @@ def flame_page(
     }
     if baseline is not None:
         data["b"] = [_number(b) for b in bases]
+    if printed_total is not None:
+        data["printed"] = _number(printed_total)
     # '<' escaped so no frame name can close the <script> element that holds the JSON.
     blob = json.dumps(data, separators=(",", ":"), ensure_ascii=False).replace("<", "\\u003c")
     return _PAGE.format(
@@ -279,16 +292,28 @@ _PAGE = """<!DOCTYPE html>
 <header>
 <h1 id="title">{title}</h1>
 <div id="subtitle">{subtitle}</div>
+<div id="shown"></div>
 <div id="controls">
 <label>Search <input id="search" type="search" placeholder="regex, e.g. ^tcp_|sendmsg"
  spellcheck="false" autocomplete="off"></label>
+<label title="match upper and lower case alike"><input id="nocase" type="checkbox">
+ ignore case</label>
 <span id="matched"></span>
 <button id="reset" type="button" disabled>Reset zoom</button>
+<button id="merge" type="button"></button>
 <button id="order" type="button"></button>
 <button id="flip" type="button"></button>
+<button id="sandwich" type="button" disabled>Sandwich</button>
 </div>
+<div id="legend"></div>
 </header>
 <svg id="flame" xmlns="http://www.w3.org/2000/svg" role="img" aria-labelledby="title"></svg>
+<section id="sandwich-view" hidden>
+<h2 id="callers-title"></h2>
+<svg id="callers" xmlns="http://www.w3.org/2000/svg" role="img"></svg>
+<h2 id="callees-title"></h2>
+<svg id="callees" xmlns="http://www.w3.org/2000/svg" role="img"></svg>
+</section>
 <div id="details">&nbsp;</div>
 <div id="tip" hidden></div>
 <noscript>This flame graph is drawn by JavaScript; the same stacks are in the .folded file

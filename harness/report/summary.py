@@ -126,11 +126,40 @@ def probe_of(meta: dict[str, Any]) -> str | None:
     return ", ".join(dict.fromkeys(probes)) or None
 
 
-def flame_title(stem: str, meta: dict[str, Any], total: int) -> str:
-    """`@stacks · tracepoint:net:net_dev_queue · 57 samples`: map, probe, total count."""
+def flame_title(stem: str, meta: dict[str, Any], total: float) -> str:
+    """`@stacks · tracepoint:net:net_dev_queue · 57 samples`: map, probe, total and its unit
+    (`@offcpu · ... · 5230 µs (sum of offcpu_us)` for a sum)."""
     label = "@" if stem == "at" else f"@{stem}"
     probe = probe_of(meta)
-    return " · ".join([label, *([probe] if probe else []), f"{total} samples"])
+    unit, what = map_unit(stem, meta)
+    number = str(int(total)) if float(total).is_integer() else f"{total:.1f}"
+    amount = f"{number} {unit}" + (f" ({what})" if what else "")
+    return " · ".join([label, *([probe] if probe else []), amount])
+
+
+_TIME_UNITS = {"ns": "ns", "us": "µs", "ms": "ms"}
+
+
+def map_unit(stem: str, meta: dict[str, Any]) -> tuple[str, str]:
+    """What a stack map's values count, as (unit, what): ("samples", "") for count(); for
+    sum(EXPR), EXPR's unit when its name ends in _ns/_us/_ms (offcpu's `offcpu_us` is µs) or
+    else EXPR itself, and "sum of EXPR". Read from the run's spec, else from its program."""
+    name = "@" if stem == "at" else f"@{stem}"
+    func, value = None, None
+    spec = meta.get("spec")
+    if isinstance(spec, dict) and isinstance(spec.get("aggs"), list):
+        for agg in spec["aggs"]:
+            if isinstance(agg, dict) and agg.get("map") == name:
+                func, value = agg.get("func"), agg.get("value")
+    elif isinstance(meta.get("program"), str):
+        assign = re.compile(re.escape(name) + r"(?:\[[^\n]*?\])?\s*=\s*(\w+)\s*\((.*?)\)\s*;")
+        found = {(m.group(1), m.group(2).strip()) for m in assign.finditer(meta["program"])}
+        if len(found) == 1:
+            (func, value), = found
+    if func != "sum" or not isinstance(value, str) or not value:
+        return "samples", ""
+    suffix = re.search(r"_(ns|us|ms)$", value)
+    return (_TIME_UNITS[suffix.group(1)] if suffix else value), f"sum of {value}"
 
 
 def read_table(path: Path) -> dict[str, list[Any]]:
@@ -215,6 +244,7 @@ def _report_kind(csv: Path, table: dict[str, list[Any]], meta: dict[str, Any],
             out / f"{stem}.flame.html",
             flame_title(stem, meta, report.total or 0),
             subtitle=_what_ran(meta) + (f" · printing {printing}, the last" if printing else ""),
+            unit=map_unit(stem, meta)[0],
         )
         report.files.append((html, "flame graph: search, click to zoom (a browser, offline)"))
         return report
