@@ -59,8 +59,9 @@ def bench_argv(case: str, release: str | None, args: argparse.Namespace) -> list
     label, target, _ = CASES[case]
     syscalls = target[0].startswith("tracepoint:syscalls:")
     events = args.syscall_events if syscalls else args.udp_events
+    most = args.max_rounds or 3 * args.rounds
     argv = [sys.executable, "-m", "harness.cli", "bench", *target, "--label", label,
-            "--rounds", str(args.rounds), "--warmup", str(args.warmup),
+            "--rounds", str(args.rounds), "--max-rounds", str(most), "--warmup", str(args.warmup),
             "--events", str(events), "--out", str(args.out), "--no-report", "--quiet"]
     return argv + (["--bpftrace", release] if release else [])
 
@@ -125,7 +126,10 @@ def main() -> int:
     ap.add_argument("--cases", default="a,b,c,d", help="which cases (default a,b,c,d)")
     ap.add_argument("--bpftrace", help="comma list of releases, e.g. 0.17,0.27 "
                     "(default: the system's, files without a release suffix)")
-    ap.add_argument("--rounds", type=int, default=5, help="measured rounds per case")
+    ap.add_argument("--rounds", type=int, default=5, help="measured rounds per case, at least")
+    ap.add_argument("--max-rounds", type=int,
+                    help="rounds at most per case (default 3x --rounds; `harness bench` adds "
+                    "rounds until its headline ratio is known to +-2%%)")
     ap.add_argument("--warmup", type=int, default=1, help="unrecorded rounds first")
     ap.add_argument("--syscall-events", type=int, default=1_000_000,
                     help="getppid() calls per run (cases a, b)")

@@ -61,7 +61,8 @@ def test_workload_protocol(flavour: list[str]) -> None:
 
 
 def test_rounds_csv_summary_and_report(needs_bpf: None, tmp_path: Path) -> None:
-    samples = bench.run_rounds(loop_workload(), [bpftrace_counter()], rounds=2, warmup=0)
+    plan = bench.Rounds(rounds=2, max_rounds=2, warmup=0)
+    samples = bench.run_rounds(loop_workload(), [bpftrace_counter()], plan)
     assert [(s.round, s.mode) for s in samples] == [
         (0, "untraced"),
         (0, "bpftrace"),
@@ -72,6 +73,9 @@ def test_rounds_csv_summary_and_report(needs_bpf: None, tmp_path: Path) -> None:
     assert all(s.events_counted == N for s in traced), [s.events_counted for s in traced]
     for s in traced:
         assert s.overhead_ns_per_event is not None and math.isfinite(s.overhead_ns_per_event)
+        # the kernel's clock: the one program ran at least once per getppid() of the workload
+        assert s.programs and len(s.programs) == 1 and s.programs[0].run_cnt >= N
+        assert s.kernel_ns is not None and s.kernel_ns > 0
         assert s.attach_ms is not None and s.attach_ms > 0
         assert s.peak_rss_kib is not None and s.peak_rss_kib > 1024  # bpftrace is MiBs, not KiBs
 
@@ -89,6 +93,7 @@ def test_rounds_csv_summary_and_report(needs_bpf: None, tmp_path: Path) -> None:
         assert tuple(reader.fieldnames or ()) == bench.ROW_FIELDS
         table = list(reader)
     assert len(table) == 4
+    assert [r["programs"] for r in table] == ["", "1", "", "1"]
     for row in table:
         assert row["kernel"] and row["cpu"] and row["git_rev"] and row["attach"] == "tracepoint"
         assert row["bpftrace_version"].startswith("bpftrace v")
@@ -108,12 +113,15 @@ def test_bad_workload_is_one_clear_error(tmp_path: Path) -> None:
 
 
 def test_ratio_needs_both_tracers() -> None:
+    from harness.compare import stats
+
     s = [
         bench.Sample(0, "bpftrace", 10, 10, 100, overhead_ns_per_event=30.0),
         bench.Sample(0, "libbpf", 10, 10, 100, overhead_ns_per_event=20.0),
         bench.Sample(1, "bpftrace", 10, 10, 100, overhead_ns_per_event=30.0),
     ]
-    assert bench.overhead_ratios(s) == [1.5]
+    assert stats.paired(s, "overhead_ns_per_event", "bpftrace", "libbpf") == [(30.0, 20.0)]
+    assert stats.compare(s, "kernel_ns_per_event") is None  # no round read the kernel's clock
 
 
 def test_cli_bench_writes_csv_md_and_png(needs_bpf: None, tmp_path: Path) -> None:
@@ -126,6 +134,8 @@ def test_cli_bench_writes_csv_md_and_png(needs_bpf: None, tmp_path: Path) -> Non
             "bench",
             "syscalls",
             "--rounds",
+            "1",
+            "--max-rounds",
             "1",
             "--warmup",
             "0",
@@ -142,14 +152,25 @@ def test_cli_bench_writes_csv_md_and_png(needs_bpf: None, tmp_path: Path) -> Non
     assert done.returncode == 0, done.stderr
     with (tmp_path / "syscalls.csv").open() as fh:
         table = list(csv.DictReader(fh))
-    # syscalls now has a twin too: generated from the same spec as the bpftrace program
-    assert [r["mode"] for r in table] == ["untraced", "bpftrace", "libbpf"]
-    assert table[1]["events_counted"] == table[2]["events_counted"] == str(n)
-    assert math.isfinite(float(table[1]["overhead_ns_per_event"]))
+    # syscalls has a twin: generated from the same spec as the bpftrace program; the floor is
+    # an empty program on the same tracepoint and counts nothing
+    assert [r["mode"] for r in table] == ["untraced", "floor", "bpftrace", "libbpf"]
+    assert table[2]["events_counted"] == table[3]["events_counted"] == str(n)
+    assert table[1]["events_counted"] == ""
+    for row in table[1:]:
+        assert math.isfinite(float(row["overhead_ns_per_event"]))
+        assert int(row["kernel_runs"]) >= n and float(row["kernel_ns_per_event"]) > 0
     assert "sys_enter_getppid" in (tmp_path / "syscalls.bt").read_text()
     assert 'SEC("tp/syscalls/sys_enter_getppid")' in (tmp_path / "syscalls.bpf.c").read_text()
+    assert "return 0;" in (tmp_path / "syscalls.floor.bpf.c").read_text()
+    with (tmp_path / "syscalls.programs.csv").open() as fh:
+        programs = list(csv.DictReader(fh))
+    assert {p["mode"] for p in programs} == {"floor", "bpftrace", "libbpf"}
+    assert {p["name"] for p in programs if p["mode"] == "floor"} == {"twin_floor"}
     md = (tmp_path / "syscalls.md").read_text()
     assert "| bpftrace |" in md and "Goals:" in md
+    # one round gives no interval: each verdict says so rather than quote a bare ratio
+    assert md.count("- inconclusive: noise unknown") == 2, md
     assert (tmp_path / "syscalls.bench.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "summary.md").exists()
 
@@ -173,5 +194,37 @@ def test_forced_attach_must_exist_in_catalog() -> None:
 
     with pytest.raises(UsageError, match="syscalls has no kprobe equivalent"):
         bench_cases.build("syscalls", 10, ["bpftrace"], attach="kprobe")
-    with pytest.raises(UsageError, match="unknown mode 'perf'"):
+    with pytest.raises(UsageError, match=r"unknown mode 'perf'.*floor,bpftrace,libbpf"):
         bench_cases.build("ktrace", 10, ["perf"])
+
+
+def test_rounds_rotate_and_are_added_until_narrow(
+    needs_bpf: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each round starts at the next mode; rounds past the minimum are added only while the
+    headline ratio's interval is wider than asked, up to the maximum."""
+    import dataclasses
+
+    order: list[tuple[int, str]] = []
+    real = bench.run_sample
+
+    def recorded(workload: bench.Workload, tracer: bench.Tracer | None, round_no: int,
+                 *args: object) -> bench.Sample:
+        order.append((round_no, tracer.mode if tracer else "untraced"))
+        return real(workload, tracer, round_no, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(bench, "run_sample", recorded)
+    tracers = [bpftrace_counter(), dataclasses.replace(bpftrace_counter(), mode="libbpf")]
+    loose = bench.Rounds(rounds=2, max_rounds=4, warmup=0, precision=0.99)
+    samples = bench.run_rounds(loop_workload(), tracers, loose)
+    assert order == [
+        (0, "untraced"), (0, "bpftrace"), (0, "libbpf"),
+        (1, "bpftrace"), (1, "libbpf"), (1, "untraced"),
+    ]
+    assert [s.mode for s in samples] == ["untraced", "bpftrace", "libbpf"] * 2  # mode order
+    order.clear()
+    strict = bench.Rounds(rounds=2, max_rounds=4, warmup=0, precision=1e-9)
+    samples = bench.run_rounds(loop_workload(), tracers, strict)
+    assert sorted({r for r, _ in order}) == [0, 1, 2, 3]
+    assert order[6:9] == [(2, "libbpf"), (2, "untraced"), (2, "bpftrace")]
+    assert len({s.round for s in samples}) == 4

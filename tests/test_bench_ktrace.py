@@ -13,7 +13,7 @@ def test_ktrace_bench_counts_every_send_on_both_tracers(needs_bpf: None) -> None
 
     n = 300
     case = bench_cases.build("ktrace", n, ["bpftrace", "libbpf"])
-    samples = bench.run_rounds(case.workload, case.tracers, rounds=1, warmup=0)
+    samples = bench.run_rounds(case.workload, case.tracers, bench.Rounds(1, 1, warmup=0))
     assert [s.mode for s in samples] == ["untraced", "bpftrace", "libbpf"]
     assert all(s.timed_by == "loop" for s in samples)  # udp_send.py times its own send loop
     for s in samples[1:]:

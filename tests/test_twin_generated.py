@@ -78,6 +78,25 @@ def test_hostile_strings_cannot_reach_the_c_text() -> None:
     assert body.count("/*") == body.count("*/")
 
 
+def test_the_floor_is_an_empty_program_on_the_same_attach_point() -> None:
+    from harness.spec.codegen_c import generate_floor_c
+
+    expected = {
+        "tracepoint": ('SEC("tp/net/net_dev_queue")', "int twin_floor(struct twin_floor_ctx *ctx)"),
+        "kprobe": ('SEC("kprobe/udp_send_skb.isra.0")', "int BPF_KPROBE(twin_floor)"),
+        "kfunc": ('SEC("fentry/udp_send_skb.isra.0")', "int BPF_PROG(twin_floor)"),
+    }
+    for attach, spec in catalog.get("ktrace").equivalents.items():
+        symbol = None if attach == "tracepoint" else "udp_send_skb.isra.0"
+        floor = generate_floor_c(spec, symbol=symbol)
+        section, signature = expected[attach]
+        assert section in floor.text and signature in floor.text, attach
+        body = floor.text[floor.text.index(signature):]
+        assert body.split("\n")[1:4] == ["{", "\treturn 0;", "}"]  # nothing but return
+        assert floor.maps == () and floor.settings == ()  # no map, no pid to fill in
+        assert "bpf_" not in body
+
+
 @pytest.mark.parametrize(
     ("probe", "argv", "message"),
     [
@@ -205,13 +224,14 @@ def test_bench_of_a_probe_line_measures_both_generated_programs(tmp_path: Path) 
 
     argv = [
         "bench", "tracepoint:syscalls:sys_enter_getppid", "--count-by", "kstack",
-        "--label", "getppid-kstack", "--rounds", "1", "--warmup", "0", "--events", "3000",
+        "--label", "getppid-kstack", "--rounds", "1", "--max-rounds", "1", "--warmup", "0",
+        "--events", "3000",
         "--out", str(tmp_path), "--no-report", "-q",
     ]
     assert main(argv) == 0
     with (tmp_path / "getppid-kstack.csv").open() as fh:
         table = list(csv.DictReader(fh))
-    assert [r["mode"] for r in table] == ["untraced", "bpftrace", "libbpf"]
-    assert table[1]["events_counted"] == table[2]["events_counted"] == "3000"
+    assert [r["mode"] for r in table] == ["untraced", "floor", "bpftrace", "libbpf"]
+    assert table[2]["events_counted"] == table[3]["events_counted"] == "3000"
     assert "@count[kstack] = count();" in (tmp_path / "getppid-kstack.bt").read_text()
     assert "bpf_get_stackid" in (tmp_path / "getppid-kstack.bpf.c").read_text()

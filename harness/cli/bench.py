@@ -30,8 +30,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "name", metavar="TARGET",
         help="benchmark: ktrace, syscalls, or a probe with spec options (as for run)",
     )
-    parser.add_argument("--rounds", type=int, default=5, help="measured rounds (default 5)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="measured rounds at least (default 5)")
+    parser.add_argument(
+        "--max-rounds", type=int, default=None,
+        help="rounds at most: past --rounds, rounds are added until the headline ratio's 95%% "
+        "interval is within --precision (default 3x --rounds)",
+    )
+    parser.add_argument(
+        "--precision", type=float, default=0.02,
+        help="stop adding rounds once the headline ratio is known to +-this fraction "
+        "(default 0.02)",
+    )
     parser.add_argument("--warmup", type=int, default=1, help="unrecorded rounds first (default 1)")
+    parser.add_argument(
+        "--no-kernel-stats", action="store_true",
+        help="do not read the kernel's per-program clock (bpf_stats): end-to-end figures only",
+    )
     parser.add_argument(
         "--events", type=int, help="events per workload run (default: ktrace 50000, syscalls 1e6)"
     )
@@ -40,8 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--modes",
-        default="bpftrace,libbpf",
-        help="tracers to compare against the untraced run (default bpftrace,libbpf)",
+        default="floor,bpftrace,libbpf",
+        help="tracers to run beside the untraced run (default floor,bpftrace,libbpf; the floor "
+        "is an empty program on the same attach point)",
     )
     parser.add_argument("--out", type=Path, help="output directory (default results/bench)")
     parser.add_argument(
@@ -102,6 +118,18 @@ def run(args: argparse.Namespace) -> int:
 
     if args.rounds < 1:
         raise UsageError(f"--rounds {args.rounds} is below 1", "pass --rounds 5 or more")
+    max_rounds = 3 * args.rounds if args.max_rounds is None else args.max_rounds
+    if max_rounds < args.rounds:
+        raise UsageError(
+            f"--max-rounds {max_rounds} is below --rounds {args.rounds}",
+            "pass a --max-rounds of at least --rounds",
+        )
+    if not 0 < args.precision < 1:
+        raise UsageError(f"--precision {args.precision} is not a fraction", "pass e.g. 0.02")
+    plan = bench.Rounds(
+        args.rounds, max_rounds, args.warmup, args.precision, not args.no_kernel_stats,
+        args.timeout,
+    )
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     spec = None
     if ":" in args.name:
@@ -138,18 +166,18 @@ def run(args: argparse.Namespace) -> int:
         args.label = f"{args.label}-{release}" if args.label else release
     print(
         f"bench {args.name}: {case.workload.description}, attach {case.attach}, "
-        f"{args.rounds} rounds x {['untraced', *[t.mode for t in case.tracers]]}",
+        f"{args.rounds} to {max_rounds} rounds x {['untraced', *[t.mode for t in case.tracers]]}",
         file=sys.stderr,
     )
 
     per_round = 1 + len(case.tracers)
-    total = args.rounds * per_round
+    total = max_rounds * per_round
     done = [0]
 
     def progress(s: bench.Sample) -> None:
         done[0] += 1
-        bar(f"bench {args.name}: round {s.round + 1} of {args.rounds}", done[0], total,
-            "runs")
+        bar(f"bench {args.name}: round {s.round + 1} ({args.rounds} to {max_rounds})", done[0],
+            total, "runs")
         extra = (
             ""
             if s.overhead_ns_per_event is None
@@ -158,6 +186,8 @@ def run(args: argparse.Namespace) -> int:
                 f" attached in {s.attach_ms:.0f} ms, counted {s.events_counted}"
             )
         )
+        kernel = s.kernel_ns_per_event
+        extra += "" if kernel is None else f", in the kernel {kernel:.1f} ns/event"
         print(
             f"  round {s.round} {s.mode:9s} {s.ns_per_event:9.1f} ns/event{extra}", file=sys.stderr
         )
@@ -166,14 +196,13 @@ def run(args: argparse.Namespace) -> int:
         bar(f"bench {args.name}: {args.warmup} warm-up round(s)")
         lane.progress = bar  # a guest reports the seconds its rounds have run
         try:
-            samples = lane.bench(
-                case.workload, case.tracers, args.rounds, args.warmup, args.timeout, progress
-            )
+            samples = lane.bench(case.workload, case.tracers, plan, progress)
         finally:
             lane.progress = silent
     result = bench.BenchResult(args.name, case.workload, case.attach, samples, env, started)
     stem = f"{args.name}-{args.label}" if args.label else args.name
     csv_path = bench.write_csv(result, out_dir / f"{stem}.csv")
+    programs_path = bench.write_programs_csv(result, out_dir / f"{stem}.programs.csv")
     md_path = out_dir / f"{stem}.md"
     summary = bench.summary_markdown(result, bench_cases.notes(case, out_dir))
     if not on_host:
@@ -183,6 +212,8 @@ def run(args: argparse.Namespace) -> int:
         (out_dir / f"{stem}{suffix}").write_text(text)
         print(out_dir / f"{stem}{suffix}")
     print(csv_path)
+    if programs_path is not None:
+        print(programs_path)
     print(md_path)
     print(md_path.read_text())
     _report(args, out_dir)

@@ -9,10 +9,17 @@ tracer attaches to the known pid before any event happens.
 
 Tracers are spawned directly (not through a pty) so the spawn timestamp, the ready line's arrival
 and the peak memory (VmHWM, sampled until the tracer exits) belong to that one process.
+
+Beside the workload's clock, the kernel's: with BPF run-time statistics on (host.bpfstats) every
+program the tracer holds is read just before 'go' and again after the workload's exit, so each
+sample carries the nanoseconds and runs its programs spent on exactly that workload. The modes
+run in a rotating order, one of each per round, so no tracer always follows the same one; rounds
+are added past the minimum until the headline ratio is known well enough (compare.stats).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import os
@@ -29,10 +36,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from harness.compare import stats
 from harness.errors import HarnessError
+from harness.host.bpfstats import ProgramRun
 from harness.paths import CHECKOUT
 
-MODES = ("untraced", "bpftrace", "libbpf")
+MODES = ("untraced", "floor", "bpftrace", "libbpf")
 ROW_FIELDS = (
     "bench",
     "workload",
@@ -45,6 +54,9 @@ ROW_FIELDS = (
     "timed_by",
     "ns_per_event",
     "overhead_ns_per_event",
+    "kernel_ns_per_event",
+    "kernel_runs",
+    "programs",
     "attach_ms",
     "peak_rss_kib",
     "kernel",
@@ -80,7 +92,8 @@ class Tracer:
     mode: str
     argv: Callable[[int], Sequence[str]]  # workload pid -> command line
     is_ready: Callable[[str], bool]  # stdout line -> probes are live
-    count_events: Callable[[str], int]  # full stdout after stop -> events seen
+    count_events: Callable[[str], int | None]  # full stdout after stop -> events seen (None:
+    # a tracer that counts nothing, the floor)
     cleanup: Callable[[], None] = lambda: None
     # The same tracer as data, for a lane that runs it elsewhere (a VM guest): `template` is the
     # argv with `{pid}` for the workload's pid and a `{program}` word for program(pid) (codegen
@@ -102,10 +115,47 @@ class Sample:
     peak_rss_kib: int | None = None
     overhead_ns_per_event: float | None = None
     timed_by: str = "loop"
+    programs: list[ProgramRun] | None = None  # the kernel's clock per program (None: not read)
 
     @property
     def ns_per_event(self) -> float:
         return self.elapsed_ns / self.events_expected
+
+    @property
+    def kernel_ns(self) -> int | None:
+        """Nanoseconds all the tracer's programs ran while the workload ran."""
+        return None if not self.programs else sum(p.run_time_ns for p in self.programs)
+
+    @property
+    def kernel_runs(self) -> int | None:
+        return None if not self.programs else sum(p.run_cnt for p in self.programs)
+
+    @property
+    def kernel_ns_per_event(self) -> float | None:
+        """The tracer's in-kernel cost per workload event, summed over its programs."""
+        ns = self.kernel_ns
+        return None if ns is None else ns / self.events_expected
+
+    @classmethod
+    def from_dict(cls, d: dict[str, object]) -> Sample:
+        """A sample sent as `dataclasses.asdict` (from a VM guest) back into one."""
+        progs = d.get("programs")
+        programs = None if progs is None else [ProgramRun(**p) for p in progs]  # type: ignore[attr-defined]
+        return cls(**{**d, "programs": programs})  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Rounds:
+    """How many rounds: at least `rounds`, then more (up to `max_rounds`) until the headline
+    ratio's interval is within +-`precision`; `warmup` unrecorded rounds first (page cache,
+    BTF, JIT). `kernel_stats` reads the kernel's clock per program."""
+
+    rounds: int = 5
+    max_rounds: int = 5
+    warmup: int = 1
+    precision: float = stats.PRECISION
+    kernel_stats: bool = True
+    timeout: float = 120.0
 
 
 @dataclass
@@ -240,23 +290,27 @@ def _stop_tracer(proc: subprocess.Popen[str], timeout: float) -> int | None:
 
 
 def run_sample(
-    workload: Workload, tracer: Tracer | None, round_no: int, timeout: float = 120.0
+    workload: Workload,
+    tracer: Tracer | None,
+    round_no: int,
+    timeout: float = 120.0,
+    kernel_stats: bool = False,
 ) -> Sample:
-    """One run of the workload, under `tracer` (or untraced when None)."""
+    """One run of the workload, under `tracer` (or untraced when None); with `kernel_stats`
+    (statistics already on) the tracer's programs are read around the workload."""
     proc, pid = _start_workload(workload)
     if tracer is None:
         elapsed, timed_by = _finish_workload(proc, workload, timeout)
         return Sample(round_no, "untraced", workload.events, None, elapsed, timed_by=timed_by)
     with tempfile.TemporaryFile(mode="w+") as errlog:
         try:
-            reader, attach_ms, (elapsed, timed_by), peak = _traced_run(
-                proc, pid, workload, tracer, errlog, timeout
-            )
+            traced = _traced_run(proc, pid, workload, tracer, errlog, timeout, kernel_stats)
         finally:
             if proc.returncode is None:
                 proc.kill()
                 proc.communicate()
             tracer.cleanup()
+    reader, attach_ms, (elapsed, timed_by), peak, programs = traced
     counted = tracer.count_events("".join(reader.lines))
     return Sample(
         round_no,
@@ -267,6 +321,7 @@ def run_sample(
         attach_ms,
         peak,
         timed_by=timed_by,
+        programs=programs,
     )
 
 
@@ -277,9 +332,13 @@ def _traced_run(
     tracer: Tracer,
     errlog: IO[str],
     timeout: float,
-) -> tuple[_LineReader, float, tuple[int, str], int | None]:
+    kernel_stats: bool,
+) -> tuple[_LineReader, float, tuple[int, str], int | None, list[ProgramRun] | None]:
     """Spawn the tracer on `pid`, wait until ready, let the workload run, stop the tracer:
-    (stdout reader, attach ms, (workload elapsed ns, timed by), tracer peak RSS KiB)."""
+    (stdout reader, attach ms, (workload elapsed ns, timed by), tracer peak RSS KiB, what each
+    of its programs did during the workload, or None unless `kernel_stats`)."""
+    from harness.host import bpfstats
+
     argv = list(tracer.argv(pid))
     spawned = time.monotonic_ns()
     try:
@@ -288,6 +347,7 @@ def _traced_run(
         raise BenchError(f"cannot start {argv[0]}: {exc.strerror}", "run scripts/setup.sh") from exc
     reader = _LineReader(tproc.stdout, tracer.is_ready)
     reader.start()
+    programs = None
     try:
         if not reader.ready.wait(timeout) or reader.ready_ns is None:
             errlog.seek(0)
@@ -297,40 +357,70 @@ def _traced_run(
                 "run the tracer by hand to see why",
             )
         attach_ms = (reader.ready_ns - spawned) / 1e6
+        before = bpfstats.read_programs(tproc.pid) if kernel_stats else {}
         elapsed = _finish_workload(proc, workload, timeout)
+        if kernel_stats:
+            after = bpfstats.read_programs(tproc.pid)
+            if not after:
+                raise BenchError(
+                    f"{tracer.mode} (pid {tproc.pid}) holds no BPF program fd to read its "
+                    "in-kernel cost from",
+                    "bench it with --no-kernel-stats, or keep its program fds open",
+                )
+            programs = bpfstats.runs_between(before, after, bpfstats.program_names(list(after)))
         peak = _stop_tracer(tproc, timeout)
         reader.join(timeout)
     finally:
         if tproc.returncode is None:
             tproc.kill()
             tproc.wait()
-    return reader, attach_ms, elapsed, peak
+    return reader, attach_ms, elapsed, peak, programs
 
 
 def run_rounds(
     workload: Workload,
     tracers: Sequence[Tracer],
-    rounds: int,
-    warmup: int = 1,
-    timeout: float = 120.0,
+    plan: Rounds,
     progress: Callable[[Sample], None] | None = None,
 ) -> list[Sample]:
-    """Alternate untraced, then each tracer, `rounds` times; overhead is per round against that
-    round's untraced run. `warmup` rounds run first and are dropped (page cache, JIT, BTF)."""
-    samples: list[Sample] = []
-    for round_no in range(-warmup, rounds):
-        base = run_sample(workload, None, round_no, timeout)
-        row = [base]
-        for tracer in tracers:
-            sample = run_sample(workload, tracer, round_no, timeout)
-            sample.overhead_ns_per_event = (sample.elapsed_ns - base.elapsed_ns) / workload.events
-            row.append(sample)
-        if round_no >= 0:
-            samples += row
-            for sample in row:
-                if progress:
-                    progress(sample)
+    """Untraced and each tracer once per round, in an order that rotates from round to round;
+    overhead is per round against that round's untraced run. After `plan.warmup` dropped
+    rounds and `plan.rounds` kept ones, rounds are added until the headline ratio is narrow
+    enough (compare.stats.narrow_enough) or `plan.max_rounds` is reached. BPF run-time
+    statistics are on for the whole of it with `plan.kernel_stats`."""
+    from harness.host.bpfstats import stats_enabled
+
+    with stats_enabled() if plan.kernel_stats else contextlib.nullcontext():
+        samples: list[Sample] = []
+        round_no = -plan.warmup
+        while round_no < max(plan.rounds, plan.max_rounds):
+            if round_no >= plan.rounds and stats.narrow_enough(samples, plan.precision):
+                break
+            row = _one_round(workload, tracers, round_no, plan)
+            if round_no >= 0:
+                samples += row
+                for sample in row:
+                    if progress:
+                        progress(sample)
+            round_no += 1
     return samples
+
+
+def _one_round(
+    workload: Workload, tracers: Sequence[Tracer], round_no: int, plan: Rounds
+) -> list[Sample]:
+    """Every mode once, starting at a different one each round; returned in mode order."""
+    modes: list[Tracer | None] = [None, *tracers]
+    shift = round_no % len(modes)
+    taken: dict[int, Sample] = {}
+    for i in [*range(shift, len(modes)), *range(shift)]:
+        taken[i] = run_sample(workload, modes[i], round_no, plan.timeout, plan.kernel_stats)
+    base = taken[0]
+    for i in range(1, len(modes)):
+        taken[i].overhead_ns_per_event = (
+            taken[i].elapsed_ns - base.elapsed_ns
+        ) / workload.events
+    return [taken[i] for i in range(len(modes))]
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -391,6 +481,9 @@ def rows(result: BenchResult) -> list[dict[str, object]]:
                 "timed_by": s.timed_by,
                 "ns_per_event": f"{s.ns_per_event:.3f}",
                 "overhead_ns_per_event": _fmt(s.overhead_ns_per_event),
+                "kernel_ns_per_event": _fmt(s.kernel_ns_per_event),
+                "kernel_runs": "" if s.kernel_runs is None else s.kernel_runs,
+                "programs": "" if s.programs is None else len(s.programs),
                 "attach_ms": _fmt(s.attach_ms),
                 "peak_rss_kib": "" if s.peak_rss_kib is None else s.peak_rss_kib,
                 **result.env,
@@ -398,6 +491,33 @@ def rows(result: BenchResult) -> list[dict[str, object]]:
             }
         )
     return out
+
+
+PROGRAM_FIELDS = (
+    "bench", "round", "mode", "prog_id", "name", "type", "tag", "run_time_ns", "run_cnt",
+    "ns_per_run", "events_expected",
+)
+
+
+def program_rows(result: BenchResult) -> list[dict[str, object]]:
+    """One row per (round, mode, BPF program): the kernel's clock for each program."""
+    return [
+        {
+            "bench": result.name,
+            "round": s.round,
+            "mode": s.mode,
+            "prog_id": p.prog_id,
+            "name": p.name,
+            "type": p.prog_type,
+            "tag": p.tag,
+            "run_time_ns": p.run_time_ns,
+            "run_cnt": p.run_cnt,
+            "ns_per_run": _fmt(p.ns_per_run),
+            "events_expected": s.events_expected,
+        }
+        for s in result.samples
+        for p in s.programs or ()
+    ]
 
 
 def _fmt(value: float | None) -> str:
@@ -413,86 +533,185 @@ def write_csv(result: BenchResult, path: Path) -> Path:
     return path
 
 
-def _stats(values: Sequence[float | None]) -> tuple[float, float, float] | None:
-    finite = [v for v in values if v is not None and math.isfinite(v)]
-    if not finite:
+def write_programs_csv(result: BenchResult, path: Path) -> Path | None:
+    """`<stem>.programs.csv` beside the bench CSV: per-program rows (None when the kernel's
+    clock was not read)."""
+    table = program_rows(result)
+    if not table:
         return None
-    return min(finite), statistics.median(finite), max(finite)
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=PROGRAM_FIELDS)
+        writer.writeheader()
+        writer.writerows(table)
+    return path
 
 
-def _cell(stat: tuple[float, float, float] | None, digits: int = 1) -> str:
-    if stat is None:
-        return "-"
-    lo, med, hi = stat
-    return f"{med:.{digits}f} ({lo:.{digits}f} .. {hi:.{digits}f})"
+def _finite(values: Sequence[float | None]) -> list[float]:
+    return [v for v in values if v is not None and math.isfinite(v)]
 
 
-def overhead_ratios(samples: Sequence[Sample]) -> list[float]:
-    """bpftrace/libbpf per-event overhead, round by round (rounds where both are positive)."""
-    by_round: dict[int, dict[str, float]] = {}
+def _median_cell(values: Sequence[float | None], digits: int = 1) -> str:
+    """`95.2 (91.0-99.1)`: the median and its 95% bootstrap interval; `-` without values."""
+    finite = _finite(values)
+    return stats.median_ci(finite).text(digits=digits) if finite else "-"
+
+
+def comparisons(samples: Sequence[Sample]) -> list[stats.Comparison]:
+    """bpftrace against the twin, in the kernel and end to end (those that can be made)."""
+    found = [stats.compare(samples, metric) for metric in stats.METRICS]
+    return [c for c in found if c is not None]
+
+
+def _floor_lines(samples: Sequence[Sample]) -> list[str]:
+    """Each tracer's in-kernel median as the floor's plus its program's own share."""
+    def med(mode: str, metric: str) -> float | None:
+        values = _finite([getattr(s, metric) for s in samples if s.mode == mode])
+        return statistics.median(values) if values else None
+
+    floor_k, floor_o = med("floor", "kernel_ns_per_event"), med("floor", "overhead_ns_per_event")
+    lines = []
+    for mode in ("bpftrace", "libbpf"):
+        kernel, overhead = med(mode, "kernel_ns_per_event"), med(mode, "overhead_ns_per_event")
+        parts = []
+        if kernel is not None and floor_k is not None:
+            parts.append(
+                f"in the kernel {kernel:.1f} = floor {floor_k:.1f} + program "
+                f"{kernel - floor_k:.1f} ns/event"
+            )
+        if overhead is not None and floor_o is not None:
+            parts.append(
+                f"end to end {overhead:.1f} = floor {floor_o:.1f} + program "
+                f"{overhead - floor_o:.1f} ns/event"
+            )
+        if parts:
+            lines.append(f"- {mode}: " + "; ".join(parts) + ".")
+    return lines
+
+
+def _program_table(samples: Sequence[Sample]) -> list[str]:
+    """Per mode and program (by name): median ns per run with its interval, runs per event."""
+    groups: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
     for s in samples:
-        if s.overhead_ns_per_event is not None:
-            by_round.setdefault(s.round, {})[s.mode] = s.overhead_ns_per_event
-    return [
-        r["bpftrace"] / r["libbpf"]
-        for r in by_round.values()
-        if r.get("libbpf", 0) > 0 and "bpftrace" in r
+        for p in s.programs or ():
+            if p.ns_per_run is not None:
+                key = (s.mode, p.name or f"id {p.prog_id}", p.prog_type)
+                groups.setdefault(key, []).append((p.ns_per_run, p.run_cnt / s.events_expected))
+    if not groups:
+        return []
+    lines = [
+        "",
+        "In-kernel cost per program (`run_time_ns / run_cnt` while the workload ran), median "
+        "(95% CI) over rounds:",
+        "",
+        "| mode | program | type | ns per run | runs per event |",
+        "|---|---|---|---|---|",
     ]
+    for (mode, name, kind), values in groups.items():
+        lines.append(
+            f"| {mode} | {name} | {kind} | {_median_cell([v for v, _ in values])} "
+            f"| {statistics.median(r for _, r in values):.3f} |"
+        )
+    return lines
+
+
+def _stray_lines(samples: Sequence[Sample]) -> list[str]:
+    """Rounds where a tracer's programs ran more than once per workload event: other processes
+    hit the attach point (the programs run, and pay, before their pid test turns them away)."""
+    lines = []
+    for mode in MODES:
+        extra = [
+            s.kernel_runs / s.events_expected
+            for s in samples
+            if s.mode == mode and s.kernel_runs is not None
+            and s.kernel_runs > s.events_expected * 1.01
+        ]
+        if extra:
+            lines.append(
+                f"- {mode}: in {len(extra)} round(s) its programs ran up to {max(extra):.2f} "
+                "times per workload event: other processes hit the attach point meanwhile (a "
+                "tracer's program runs for them until its pid test turns them away), and those "
+                "runs' cost is in those rounds' in-kernel figures (the medians over rounds keep "
+                "a few such rounds out)."
+            )
+    return lines
+
+
+def _goal(comparison: stats.Comparison | None, goal: float) -> str:
+    """Whether the interval of a ratio lies under `goal`: met, NOT met, or undecided."""
+    if comparison is None:
+        return "not measured (needs both tracers)"
+    r = comparison.ratio
+    if not math.isfinite(r.lo):
+        return f"{r.value:.2f}x, no interval (goal <= {goal}x: undecided)"
+    state = "met" if r.hi <= goal else "NOT met" if r.lo > goal else "undecided (CI spans it)"
+    return f"{r.value:.2f}x ({r.lo:.2f}x-{r.hi:.2f}x) (goal <= {goal}x: {state})"
 
 
 def summary_markdown(result: BenchResult, extra: Sequence[str] = ()) -> str:
-    """Min/median/max per mode, the bpftrace/libbpf ratio and the goals, as markdown."""
-    modes = [m for m in MODES if any(s.mode == m for s in result.samples)]
-    rounds = len({s.round for s in result.samples})
+    """Verdicts, medians with 95% intervals per mode, floor + program, per-program costs and the
+    goals, as markdown."""
+    samples = result.samples
+    modes = [m for m in MODES if any(s.mode == m for s in samples)]
+    rounds = len({s.round for s in samples})
+    found = comparisons(samples)
     lines = [
         f"# Benchmark `{result.name}`",
         "",
         f"Workload: {result.workload.description} ({result.workload.events} events per run); "
-        f"attach: {result.attach}; {rounds} rounds, modes alternating {' -> '.join(modes)}; "
-        f"started {result.started_utc}.",
+        f"attach: {result.attach}; {rounds} rounds, every mode once per round in a rotating "
+        f"order ({', '.join(modes)}); started {result.started_utc}.",
         "",
         "| field | value |",
         "|---|---|",
         *[f"| {k} | {v} |" for k, v in result.env.items()],
         "",
-        "Median (min .. max) over rounds:",
+        "Verdicts (ratio of medians, 95% bootstrap CI over rounds resampled whole):",
         "",
-        "| mode | ns/event | overhead ns/event | attach ms | peak RSS MiB | events counted |",
-        "|---|---|---|---|---|---|",
+        *[f"- {c.verdict}." for c in found],
+        *([] if found else ["- none: a verdict needs bpftrace and libbpf both measured."]),
+        "",
+        "Median (95% CI) over rounds; in-kernel = the tracer's programs' `run_time_ns` per "
+        "workload event; overhead = traced - untraced workload time per event:",
+        "",
+        "| mode | in-kernel ns/event | overhead ns/event | ns/event | attach ms | peak RSS MiB "
+        "| events counted |",
+        "|---|---|---|---|---|---|---|",
     ]
     for mode in modes:
-        ss = [s for s in result.samples if s.mode == mode]
+        ss = [s for s in samples if s.mode == mode]
         counted = sorted({s.events_counted for s in ss if s.events_counted is not None})
         lines.append(
-            f"| {mode} | {_cell(_stats([s.ns_per_event for s in ss]))} "
-            f"| {_cell(_stats([s.overhead_ns_per_event for s in ss]))} "
-            f"| {_cell(_stats([s.attach_ms for s in ss]))} "
-            f"| {_cell(_stats([s.peak_rss_kib / 1024 for s in ss if s.peak_rss_kib is not None]))} "
+            f"| {mode} | {_median_cell([s.kernel_ns_per_event for s in ss])} "
+            f"| {_median_cell([s.overhead_ns_per_event for s in ss])} "
+            f"| {_median_cell([s.ns_per_event for s in ss])} "
+            f"| {_median_cell([s.attach_ms for s in ss])} "
+            f"| {_median_cell([s.peak_rss_kib / 1024 for s in ss if s.peak_rss_kib])} "
             f"| {', '.join(map(str, counted)) or '-'} |"
         )
-    ratio = _stats(overhead_ratios(result.samples))
-    medians = {
-        m: _stats([s.overhead_ns_per_event for s in result.samples if s.mode == m])
-        for m in ("bpftrace", "libbpf")
-    }
-    libbpf_attach = _stats(
-        [s.attach_ms for s in result.samples if s.mode == "libbpf" and s.attach_ms is not None]
-    )
-    lines += ["", "Goals:", ""]
-    b, lb = medians["bpftrace"], medians["libbpf"]
-    if b and lb and lb[1] > 0:
-        of_medians = b[1] / lb[1]
-        verdict = "met" if of_medians <= 1.25 else "NOT met"
-        lines.append(
-            f"- bpftrace/libbpf per-event overhead: {of_medians:.2f}x (ratio of medians; "
-            f"round by round {_cell(ratio, 2)}) (goal <= 1.25x: {verdict})"
-        )
-    else:
-        lines.append("- bpftrace/libbpf per-event overhead: not measured (needs both tracers)")
+    floor = _floor_lines(samples)
+    if floor:
+        lines += ["", "Floor + program (the floor: an empty program on the same attach point):",
+                  "", *floor]
+    lines += _program_table(samples)
+    stray = _stray_lines(samples)
+    if stray:
+        lines += ["", "Runs beside the workload's:", "", *stray]
+    by_metric = {c.metric: c for c in found}
+    libbpf_attach = _finite([s.attach_ms for s in samples if s.mode == "libbpf"])
+    lines += [
+        "",
+        "Goals:",
+        "",
+        "- bpftrace/libbpf in-kernel cost per event: "
+        + _goal(by_metric.get("kernel_ns_per_event"), 1.25),
+        "- bpftrace/libbpf per-event overhead end to end: "
+        + _goal(by_metric.get("overhead_ns_per_event"), 1.25),
+    ]
     if libbpf_attach:
-        verdict = "met" if libbpf_attach[1] < 50 else "NOT met"
+        attach = stats.median_ci(libbpf_attach)
+        state = "met" if attach.value < 50 else "NOT met"
         lines.append(
-            f"- libbpf twin time to attached: {_cell(libbpf_attach)} ms (goal < 50 ms: {verdict})"
+            f"- libbpf twin time to attached: {attach.text(' ms')} (goal < 50 ms: {state})"
         )
     lines += [*extra, ""]
     return "\n".join(lines)

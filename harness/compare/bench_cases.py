@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from harness.spec.model import ProbeSpec
 
 READY = "KTRACE_BENCH_READY"
+TRACED_MODES = ("floor", "bpftrace", "libbpf")  # beside the untraced run, in this order
 
 
 @dataclass
@@ -157,6 +158,29 @@ def spec_libbpf_tracer(
     return tracer, twin.text
 
 
+def spec_floor_tracer(
+    spec: ProbeSpec, prebuilt: Path | None, symbol: str | None
+) -> tuple[Tracer, str]:
+    """The floor: an empty program generated for `spec`'s attach point, run by the generic
+    loader like the twin; it counts nothing. Also its C text."""
+    from harness.compare.crosscheck import _twin_build
+    from harness.spec.codegen_c import generate_floor_c
+
+    floor = generate_floor_c(spec, symbol=symbol)
+    obj, loader, *_ = _twin_build(floor.text, prebuilt)
+    func = symbol if symbol and symbol != spec.probe.target else None
+    template = (str(loader), str(obj), "--signals-only", *(["--func", func] if func else []))
+    tracer = Tracer(
+        "floor",
+        lambda pid: list(template),
+        lambda line: line.startswith("ready"),
+        lambda out: None,
+        template=template,
+        ready_prefix="ready",
+    )
+    return tracer, floor.text
+
+
 def udp_workload(events: int) -> Workload:
     """harness/workloads/udp_send.py: waits for 'go' by default and times its own send loop."""
     argv = [sys.executable, str(workload("udp_send.py")), "--count", str(events)]
@@ -210,9 +234,11 @@ def build(
 
     machine = lane if lane is not None else get_lane("host")
 
-    unknown = set(modes) - {"bpftrace", "libbpf"}
+    unknown = set(modes) - set(TRACED_MODES)
     if unknown:
-        raise UsageError(f"unknown mode {sorted(unknown)[0]!r}", "use --modes bpftrace,libbpf")
+        raise UsageError(
+            f"unknown mode {sorted(unknown)[0]!r}", f"use --modes {','.join(TRACED_MODES)}"
+        )
     if spec is not None:
         return _spec_case(spec, events, modes, prebuilt, bpftrace, machine)
     bench = BENCHES.get(name)
@@ -258,6 +284,10 @@ def _spec_tracers(
 ) -> tuple[list[Tracer], dict[str, str]]:
     tracers: list[Tracer] = []
     sources: dict[str, str] = {}
+    if "floor" in modes:
+        tracer, text = spec_floor_tracer(spec, prebuilt, symbol)
+        tracers.append(tracer)
+        sources[".floor.bpf.c"] = text
     if "bpftrace" in modes:
         tracer, text = spec_bpftrace_tracer(spec, count_map, frame_prefix, symbol, release)
         tracers.append(tracer)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from harness.progress import Progress, silent
 
 if TYPE_CHECKING:
-    from harness.compare.bench import Sample, Tracer, Workload
+    from harness.compare.bench import Rounds, Sample, Tracer, Workload
     from harness.compare.gather import Gathered
     from harness.host.capabilities import Capabilities
     from harness.host.runner import RunResult
@@ -76,12 +76,10 @@ class Lane:
         self,
         workload: Workload,
         tracers: Sequence[Tracer],
-        rounds: int,
-        warmup: int,
-        timeout: float,
+        plan: Rounds,
         progress: Callable[[Sample], None] | None = None,
     ) -> list[Sample]:
-        """compare.bench.run_rounds on this lane's kernel: untraced, then each tracer, in turn."""
+        """compare.bench.run_rounds on this lane's kernel: untraced and each tracer per round."""
         raise NotImplementedError
 
     def describe(self) -> dict[str, Any]:
@@ -140,14 +138,12 @@ class HostLane(Lane):
         self,
         workload: Workload,
         tracers: Sequence[Tracer],
-        rounds: int,
-        warmup: int,
-        timeout: float,
+        plan: Rounds,
         progress: Callable[[Sample], None] | None = None,
     ) -> list[Sample]:
         from harness.compare.bench import run_rounds
 
-        return run_rounds(workload, tracers, rounds, warmup, timeout, progress)
+        return run_rounds(workload, tracers, plan, progress)
 
 
 HOST = HostLane()

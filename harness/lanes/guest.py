@@ -163,7 +163,7 @@ class Agent:
         """compare.bench's rounds on this kernel. Tracers come as data (argv templates, the
         ready line); the host generates each round's program and counts the events from each
         tracer output returned: a sample's events_counted is its output's index until then."""
-        from harness.compare.bench import Tracer, Workload, run_rounds
+        from harness.compare.bench import Rounds, Tracer, Workload, run_rounds
 
         outputs: list[str] = []
         ask = self.program_for(n, None)
@@ -187,9 +187,7 @@ class Agent:
         samples = run_rounds(
             Workload(**req["workload"]),
             [tracer(t) for t in req["tracers"]],
-            req["rounds"],
-            req["warmup"],
-            req["timeout"],
+            Rounds(**req["plan"]),
         )
         return {"samples": [dataclasses.asdict(s) for s in samples], "outputs": outputs}
 

@@ -31,7 +31,7 @@ from harness.paths import CHECKOUT, cache_home
 from harness.progress import Progress, silent
 
 if TYPE_CHECKING:
-    from harness.compare.bench import Sample, Tracer, Workload
+    from harness.compare.bench import Rounds, Sample, Tracer, Workload
     from harness.compare.gather import Gathered
     from harness.host.capabilities import Capabilities
     from harness.host.runner import RunResult
@@ -452,9 +452,7 @@ class VMLane(Lane):
         self,
         workload: Workload,
         tracers: Sequence[Tracer],
-        rounds: int,
-        warmup: int,
-        timeout: float,
+        plan: Rounds,
         progress: Callable[[Sample], None] | None = None,
     ) -> list[Sample]:
         """The rounds run in the guest (its kernel, bpftrace and the host-built twin); each
@@ -485,9 +483,9 @@ class VMLane(Lane):
                 }
                 for t in tracers
             ],
-            "rounds": rounds,
-            "warmup": warmup,
-            "timeout": max(timeout, VM_MIN_TIMEOUT),
+            "plan": {
+                **dataclasses.asdict(plan), "timeout": max(plan.timeout, VM_MIN_TIMEOUT)
+            },
         }
         program = with_program[0].program if with_program else None
 
@@ -499,7 +497,7 @@ class VMLane(Lane):
         by_mode = {t.mode: t for t in tracers}
         samples = []
         for d in data["samples"]:
-            sample = Sample(**d)
+            sample = Sample.from_dict(d)
             if sample.events_counted is not None:  # the index of its output, counted here
                 output = data["outputs"][sample.events_counted]
                 sample.events_counted = by_mode[sample.mode].count_events(output)
