@@ -41,6 +41,8 @@ def test_bench_ktrace_in_the_vm_uses_the_kprobe(vm_outdir: Path) -> None:
         "vm",
         "--rounds",
         "1",
+        "--max-rounds",
+        "1",
         "--warmup",
         "0",
         "--events",
@@ -51,12 +53,20 @@ def test_bench_ktrace_in_the_vm_uses_the_kprobe(vm_outdir: Path) -> None:
     assert main(argv) == 0
     with (vm_outdir / "bench" / "ktrace-vm6.1.csv").open() as fh:
         rows = list(csv.DictReader(fh))
-    assert [r["mode"] for r in rows] == ["untraced", "bpftrace", "libbpf"]
+    assert [r["mode"] for r in rows] == ["untraced", "floor", "bpftrace", "libbpf"]
     assert {r["attach"] for r in rows} == {"kprobe"}
     assert all(r["kernel"].startswith("6.1.") for r in rows)
-    for r in rows[1:]:
+    for r in rows[2:]:
         assert r["events_counted"] == str(n), r
+    for r in rows[1:]:
         assert math.isfinite(float(r["overhead_ns_per_event"]))
+        # the guest kernel's own clock, read in the guest: every send ran each kprobe program
+        assert int(r["kernel_runs"]) >= n and float(r["kernel_ns_per_event"]) > 0, r
+    with (vm_outdir / "bench" / "ktrace-vm6.1.programs.csv").open() as fh:
+        programs = list(csv.DictReader(fh))
+    assert {(p["mode"], p["type"]) for p in programs if int(p["run_cnt"])} == {
+        ("floor", "kprobe"), ("bpftrace", "kprobe"), ("libbpf", "kprobe"),
+    }
     md = (vm_outdir / "bench" / "ktrace-vm6.1.md").read_text()
     assert "VM lane: guest kernel 6.1." in md
     # The rounds ran in this process's VM lane (its guest agent), not a guest re-running the CLI.
