@@ -251,6 +251,7 @@ def trace(
     force: bool = False,
     on_plan: Callable[[Plan], None] | None = None,
     progress: Progress | None = None,
+    frequency: int | None = None,
     **spec_opts: Any,
 ) -> Trace:
     """Generate, run and parse one bpftrace program around a workload.
@@ -280,15 +281,20 @@ def trace(
     on_plan: called with the Plan (attach choice, program text) before anything starts (`-v`).
     progress: hears the lane's long steps (a VM guest's kernel fetch and boot, the run in the
         guest; harness.progress); None reports nowhere.
+    frequency: the `profile` entry's sampling rate in Hz (default 99).
     spec_opts: for a probe target, the CLI's spec flags as keywords (`count_by="kstack"`,
-        `arg="skb=struct sk_buff *"`, `hist="skb->len"`, `filter=...`, `workload_pid=True`).
+        `arg="skb=struct sk_buff *"`, `hist="skb->len"`, `filter=...`, `workload_pid=True`);
+        for a catalog entry, the filters `pid`, `comm` and `cgroup` (`profile` and `offcpu`
+        watch the workload's process, else `pid`'s, else every CPU).
     """
     began = (time.time(), time.monotonic())
     # A whole program needs none of the spec machinery: it is imported where a spec is made.
     from harness.host.bpftrace_versions import resolve
 
     tracer = resolve(bpftrace)
-    equivalents, argv = _request(target, workload, duration, attach, count, sizes, spec_opts)
+    equivalents, argv = _request(
+        target, workload, duration, attach, count, sizes, spec_opts, frequency
+    )
     return _run(
         target,
         equivalents,
@@ -319,9 +325,15 @@ def _request(
     count: int,
     sizes: str,
     spec_opts: Mapping[str, Any],
+    frequency: int | None = None,
 ) -> tuple[dict[str, ProbeSpec], list[str] | None]:
     """The checked inputs of a run: the target's specs by attach type (none for a whole
     program) and the workload's argv. Nothing here touches the machine."""
+    if frequency is not None and ("{" in target or ":" in target):
+        raise UsageError(
+            "-F/--frequency sets the `profile` entry's rate",
+            "write the rate into the probe instead, e.g. profile:hz:99",
+        )
     if duration is not None and not (duration > 0 and math.isfinite(duration)):
         raise UsageError(
             f"duration {duration!r} is not a positive number of seconds", "pass e.g. 5"
@@ -342,17 +354,22 @@ def _request(
         equivalents = {line_spec.attach_type: line_spec}
         bounded = False
     else:
-        if spec_opts:
+        shaping = sorted(set(spec_opts) - set(CATALOG_FILTERS))
+        if shaping:
             raise UsageError(
-                f"spec options ({', '.join(sorted(spec_opts))}) do not apply to "
+                f"spec options ({', '.join(shaping)}) do not apply to "
                 f"catalog entry {target!r}",
-                "give a probe such as kprobe:udp_send_skb to shape your own spec",
+                "give a probe such as kprobe:udp_send_skb to shape your own spec (a catalog "
+                f"entry takes only the filters {', '.join(CATALOG_FILTERS)})",
             )
         from harness.spec import catalog
 
-        entry = catalog.get(target)
-        equivalents = dict(entry.equivalents)
+        entry = catalog.get(target, hz=frequency)
         argv = argv or entry.workload_argv(count, sizes)
+        equivalents = {
+            attach: _filtered(spec, spec_opts, watch_workload=argv is not None)
+            for attach, spec in entry.equivalents.items()
+        }
         bounded = False
     if argv is None and duration is None and not bounded:
         raise UsageError(
@@ -374,6 +391,22 @@ def _request(
             f"'{target}' has no {attach} form", f"choose one of: {', '.join(equivalents)}"
         )
     return equivalents, argv
+
+
+# The spec options a catalog entry takes: filters, not a new shape.
+CATALOG_FILTERS = ("pid", "comm", "cgroup")
+
+
+def _filtered(spec: ProbeSpec, filters: Mapping[str, Any], watch_workload: bool) -> ProbeSpec:
+    """A catalog spec with the user's filters; one that filters on the workload's pid keeps
+    that filter only when a workload runs and no --pid replaces it (profile and offcpu then
+    watch every CPU)."""
+    import dataclasses
+
+    if not filters and (watch_workload or not spec.workload_pid):
+        return spec
+    workload_pid = spec.workload_pid and watch_workload and filters.get("pid") is None
+    return dataclasses.replace(spec, workload_pid=workload_pid, **filters)
 
 
 def _run(
@@ -519,6 +552,7 @@ def plan(
     bpftrace: str | None = None,
     twin: bool = True,
     progress: Progress | None = None,
+    frequency: int | None = None,
     **spec_opts: Any,
 ) -> Plan:
     """What `trace` with the same arguments would run, without running it (`--dry-run`): the
@@ -530,7 +564,9 @@ def plan(
     from harness.lanes.base import get_lane
 
     tracer = resolve(bpftrace)
-    equivalents, argv = _request(target, workload, duration, attach, count, sizes, spec_opts)
+    equivalents, argv = _request(
+        target, workload, duration, attach, count, sizes, spec_opts, frequency
+    )
     machine = get_lane(lane)
     machine.progress = progress or silent
     chosen = _plan(

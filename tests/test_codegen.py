@@ -119,7 +119,7 @@ def test_specline_errors_are_one_line() -> None:
 
 
 def test_unknown_catalog_name_lists_known_ones() -> None:
-    with pytest.raises(UsageError, match="known: ktrace, syscalls"):
+    with pytest.raises(UsageError, match="known: ktrace, offcpu, profile, syscalls"):
         catalog.get("nope")
     assert Probe.parse("fentry:vfs_read") == Probe("kfunc", "vfs_read")
 

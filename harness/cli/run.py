@@ -23,6 +23,9 @@ EXAMPLES = """examples:
   harness run 'tracepoint:raw_syscalls:sys_enter { @c[comm] = count(); }' --duration 2s
   harness run --again results/run-20261127T090622Z       # the same run once more
   harness run ktrace --dry-run                         # the program and its C twin, not run
+  harness run profile -F 199 -c 'dd if=/dev/zero of=/dev/null count=1M'   # CPU flame graph
+  harness run profile -d 5s                            # every CPU (-p PID: one process)
+  harness run offcpu -c 'python3 -m harness.workloads.sleeper'   # off-CPU flame graph (us)
 """
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,8 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument(
         "target", nargs="?",
-        help="a catalog name (ktrace, syscalls), a probe such as kprobe:udp_send_skb, "
-        "or a whole bpftrace program",
+        help="a catalog name (ktrace, syscalls, profile, offcpu), a probe such as "
+        "kprobe:udp_send_skb, or a whole bpftrace program",
     )
     parser.add_argument(
         "--again", type=Path, metavar="RUN_DIR",
@@ -41,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-c", "--cmd", "--workload", dest="workload", metavar="CMD",
                         help="command to trace, started once the probes are live "
                         "(default: the catalog's workload)")
+    parser.add_argument("-F", "--frequency", type=int, metavar="HZ",
+                        help="profile's sampling rate (default 99 Hz), as perf's and BCC's -F")
     parser.add_argument("--count", type=int, default=100, help="datagrams for the UDP workload")
     parser.add_argument("--sizes", default="1,100,1000", help="payload sizes for the UDP workload")
     parser.add_argument("-d", "--duration", type=duration, metavar="TIME",
@@ -146,7 +151,7 @@ def print_lane(lane: dict[str, Any]) -> None:
 
 # What a recorded run fixes: `--again` refuses these (their defaults mean "not given").
 RECORDED = {"workload": None, "count": 100, "sizes": "1,100,1000", "duration": None,
-            "attach": None, "lane": "host", "bpftrace": None}
+            "attach": None, "lane": "host", "bpftrace": None, "frequency": None}
 
 
 def _again_conflicts(args: argparse.Namespace) -> list[str]:
@@ -182,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
             chosen = plan(
                 args.target, workload=args.workload, duration=args.duration, attach=args.attach,
                 count=args.count, sizes=args.sizes, lane=args.lane, bpftrace=args.bpftrace,
-                progress=progress, **given_spec_options(args),
+                progress=progress, frequency=args.frequency, **given_spec_options(args),
             )
         print_plan(chosen)
         return 0
@@ -216,6 +221,7 @@ def run(args: argparse.Namespace) -> int:
             bpftrace=args.bpftrace,
             on_plan=(lambda p: print_plan(with_twin(p))) if args.print_program else None,
             progress=progress,
+            frequency=args.frequency,
             **given_spec_options(args),
         )
     from harness.cli.tables import counts_line, render, say_warnings

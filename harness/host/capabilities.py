@@ -22,7 +22,7 @@ from harness.errors import HarnessError
 TRACEFS = Path("/sys/kernel/tracing")
 DEBUGFS = Path("/sys/kernel/debug")
 BTF = Path("/sys/kernel/btf/vmlinux")
-ATTACH_ORDER = ("kprobe", "kfunc", "tracepoint")
+ATTACH_ORDER = ("kprobe", "kfunc", "tracepoint", "profile")
 
 
 class NoAttachPoint(HarnessError):
@@ -181,7 +181,10 @@ class Capabilities:
     kvm: bool
 
     def supports(self, attach: str) -> bool:
-        """Whether an attach type can work here (tracepoints only need tracefs and root)."""
+        """Whether an attach type can work here (tracepoints only need tracefs and root; a
+        profile probe a perf event, which bpftrace reports itself where there is none)."""
+        if attach == "profile":
+            return True
         if attach == "kprobe":
             return self.kprobes
         if attach == "kfunc":

@@ -215,6 +215,8 @@
       }
       svg.replaceChildren(frag);
       g.narrow = narrow;
+      // A page taller than the window gains a scroll bar, narrower: draw again at that width.
+      if (Math.max(300, document.documentElement.clientWidth - 20) !== W) g.render();
     };
     return g;
   }
@@ -431,4 +433,6 @@
   render();
   showTotals();
   idle();
+  // Deep stacks make a tall page: start where the root is (the bottom, unless an icicle).
+  if (!state.icicle) window.scrollTo(0, document.documentElement.scrollHeight);
 })();

@@ -4,6 +4,10 @@
 kernel allows: kprobe:udp_send_skb where kprobes exist, kfunc:udp_send_skb where fentry works, and
 the net:net_dev_queue tracepoint (which sees the same loopback sends, udp_send_skb in its stack)
 where neither does.
+
+`profile` and `offcpu` are the two flame graphs of perf and BCC (profile, offcputime): on-CPU
+samples and off-CPU time by thread name, user stack and kernel stack. They have no workload of
+their own: with one (-c CMD) they watch its process, with -p PID that one, else every CPU.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from dataclasses import dataclass
 
 from harness.errors import UsageError
 from harness.paths import WORKLOADS
-from harness.spec.model import Agg, Arg, Probe, ProbeSpec
+from harness.spec.model import OFFCPU_PROBE, OFFCPU_US, Agg, Arg, Probe, ProbeSpec
 
 SKB = "struct sk_buff *"
 
@@ -90,18 +94,61 @@ def _syscalls() -> Entry:
     )
 
 
-ENTRIES: dict[str, Callable[[], Entry]] = {"ktrace": _ktrace, "syscalls": _syscalls}
+# The keys of both profiles: the thread's name, then its stacks, user first (folded root first).
+PROFILE_KEYS = ("comm", "ustack", "kstack")
+DEFAULT_HZ = 99  # off the 100 Hz of timers, so samples do not march in step with them
+
+
+def _profile(hz: int = DEFAULT_HZ) -> Entry:
+    spec = ProbeSpec(
+        Probe("profile", f"hz:{hz}"),
+        (Agg("@profile", "count", keys=PROFILE_KEYS),),
+        workload_pid=True,
+    )
+    return Entry(
+        "profile",
+        f"on-CPU samples at {hz} Hz by thread name, user and kernel stack (a CPU flame graph)",
+        {"profile": spec},
+        None,
+    )
+
+
+def _offcpu() -> Entry:
+    spec = ProbeSpec(
+        Probe(*OFFCPU_PROBE),
+        (Agg("@offcpu", "sum", value=OFFCPU_US, keys=PROFILE_KEYS),),
+        workload_pid=True,
+        offcpu=True,
+    )
+    return Entry(
+        "offcpu",
+        "off-CPU time (us) by thread name and the user and kernel stack it blocked in",
+        {"tracepoint": spec},
+        None,
+    )
+
+
+ENTRIES: dict[str, Callable[[], Entry]] = {
+    "ktrace": _ktrace, "syscalls": _syscalls, "profile": _profile, "offcpu": _offcpu,
+}
 
 
 def names() -> list[str]:
     return sorted(ENTRIES)
 
 
-def get(name: str) -> Entry:
-    try:
-        return ENTRIES[name]()
-    except KeyError:
+def get(name: str, *, hz: int | None = None) -> Entry:
+    """The entry called `name`; `hz` is profile's sampling rate (-F)."""
+    if name not in ENTRIES:
         raise UsageError(
             f"no catalog entry named {name!r}",
             f"known: {', '.join(names())}; or give a probe such as kprobe:udp_send_skb",
-        ) from None
+        )
+    if hz is None:
+        return ENTRIES[name]()
+    if name != "profile":
+        raise UsageError(f"-F/--frequency samples with `profile`, not {name}",
+                         f"drop -F, or run `harness run profile -F {hz}`")
+    if not 0 < hz <= 10_000:
+        raise UsageError(f"bad -F {hz}", "sample at 1 to 10000 Hz (perf and BCC use 49-999)")
+    return _profile(hz)

@@ -16,6 +16,8 @@ from harness.spec import expr
 from harness.spec.model import Agg, Arg, ProbeSpec
 
 ARGS_DOT_SINCE = (0, 20, 0)
+# delete() returns whether it deleted, and warns when that is dropped, since bpftrace 0.24.
+DELETE_RETURNS_SINCE = (0, 24, 0)
 # What a dry run prints where the workload's pid goes: it is known only once the workload starts.
 WORKLOAD_PID = "WORKLOAD_PID"
 
@@ -44,9 +46,18 @@ def expression(
     return expr.to_bpftrace(expr.parse(text, what), bindings, version >= ARGS_DOT_SINCE)
 
 
-def _statement(agg: Agg, args: tuple[Arg, ...], version: tuple[int, int, int]) -> str:
-    keys = [expression(k, args, version, agg.key_option()) for k in agg.keys]
-    value = expression(agg.value, args, version, f"--{agg.func}") if agg.value else ""
+def _statement(
+    agg: Agg,
+    args: tuple[Arg, ...],
+    version: tuple[int, int, int],
+    keys: list[str] | None = None,
+    value: str | None = None,
+) -> str:
+    """`@map[keys] = func(value);` with keys and value from the spec (or given, as emitted)."""
+    if keys is None:
+        keys = [expression(k, args, version, agg.key_option()) for k in agg.keys]
+    if value is None:
+        value = expression(agg.value, args, version, f"--{agg.func}") if agg.value else ""
     if agg.func == "collect":
         keys.append(value)
         call = "count()"
@@ -65,6 +76,12 @@ def _statement(agg: Agg, args: tuple[Arg, ...], version: tuple[int, int, int]) -
 def predicate(spec: ProbeSpec, pid: int | str | None, version: tuple[int, int, int]) -> str:
     """The `/.../` filter: pid (given, or the workload's), comm, cgroup, and free predicates.
     `pid` may be WORKLOAD_PID, the dry run's stand-in for a pid not known yet."""
+    parts = conditions(spec, pid, version)
+    return f" /{' && '.join(parts)}/" if parts else ""
+
+
+def conditions(spec: ProbeSpec, pid: int | str | None, version: tuple[int, int, int]) -> list[str]:
+    """The filter's conditions, each as bpftrace text, to be joined with &&."""
     parts = []
     target_pid = spec.pid if spec.pid is not None else (pid if spec.workload_pid else None)
     if spec.workload_pid and target_pid is None:
@@ -82,7 +99,7 @@ def predicate(spec: ProbeSpec, pid: int | str | None, version: tuple[int, int, i
         path = expr.quote(expr.string_value("--cgroup", spec.cgroup))
         parts.append(f"cgroup == cgroupid({path})")
     parts += [f"({expression(p, spec.args, version, '--filter')})" for p in spec.predicates]
-    return f" /{' && '.join(parts)}/" if parts else ""
+    return parts
 
 
 def generate(
@@ -101,9 +118,62 @@ def generate(
         )
     if not re.fullmatch(r"[A-Za-z0-9_]+", marker):
         raise UsageError(f"bad marker {marker!r}", "use letters, digits and _ only")
+    if spec.offcpu:
+        return _offcpu(spec, bpftrace_version, marker, pid)
     body = "\n".join(_statement(a, spec.args, bpftrace_version) for a in spec.aggs)
     return (
         f'BEGIN {{ printf("{marker}\\n"); }}\n'
         f"{spec.probe.text(symbol)}{predicate(spec, pid, bpftrace_version)}\n"
         f"{{\n{body}\n}}\n"
+    )
+
+
+OFFCPU_STATE = "@_offcpu_"  # the off-CPU program's own maps: start times and keys per thread
+
+
+def _offcpu(
+    spec: ProbeSpec, version: tuple[int, int, int], marker: str, pid: int | str | None
+) -> str:
+    """An off-CPU spec's program, two sched_switch probes (BCC's offcputime from a tracepoint).
+
+    The event runs in the thread leaving the CPU (`prev`): where the spec's filter holds, it
+    keeps the time and the map keys (its stacks show where it blocked), per thread id. When that
+    thread is switched back in (`next_pid` of a later event, in whichever thread leaves then),
+    the maps are filled with `offcpu_us`, the microseconds in between (whole ones, like BCC's),
+    and its entry is dropped. The swapper (tid 0) is never counted. The leaving probe comes
+    first: bpftrace 0.17 types a map where it is first assigned. END empties the program's own
+    maps so the exit dump prints only the spec's."""
+    from harness.spec.model import OFFCPU_US
+
+    args_dot = version >= ARGS_DOT_SINCE
+    nxt = expr.to_bpftrace(expr.Field(expr.Name("args"), "next_pid", arrow=False), {}, args_dot)
+    start = f"{OFFCPU_STATE}start"
+    key_texts: list[str] = []  # distinct key expressions as bpftrace text, each kept per thread
+    for agg in spec.aggs:
+        for k in agg.keys:
+            text = expression(k, spec.args, version, agg.key_option())
+            if text not in key_texts:
+                key_texts.append(text)
+    kept = {text: f"{OFFCPU_STATE}key{i}" for i, text in enumerate(key_texts)}
+    leaving = [f"  {start}[tid] = nsecs;"] + [f"  {m}[tid] = {t};" for t, m in kept.items()]
+    value = f"${OFFCPU_US}"
+    bound: dict[str, expr.Node] = {OFFCPU_US: expr.Name(value)}
+    # Signed operands, cast explicitly: newer releases warn about each implicit cast.
+    back = [f"  {value} = (uint64)((int64)nsecs - (int64){start}[{nxt}]) / 1000;"]
+    for agg in spec.aggs:
+        keys = [
+            f"{kept[expression(k, spec.args, version, agg.key_option())]}[{nxt}]" for k in agg.keys
+        ]
+        val = expr.to_bpftrace(expr.parse(agg.value, f"--{agg.func}"), bound, args_dot) \
+            if agg.value else ""
+        back.append(_statement(agg, spec.args, version, keys, val))
+    own = [start, *kept.values()]
+    drop = "  if (delete({})) {{}}" if version >= DELETE_RETURNS_SINCE else "  delete({});"
+    back += [drop.format(f"{m}[{nxt}]") for m in own]
+    where = " && ".join([*conditions(spec, pid, version), "tid != 0"])
+    return (
+        f'BEGIN {{ printf("{marker}\\n"); }}\n'
+        f"{spec.probe.text()} /{where}/\n{{\n" + "\n".join(leaving) + "\n}\n"
+        f"{spec.probe.text()} /{start}[{nxt}]/\n{{\n" + "\n".join(back) + "\n}\n"
+        "END {\n" + "\n".join(f"  clear({m});" for m in own) + "\n}\n"
     )

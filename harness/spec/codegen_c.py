@@ -566,6 +566,8 @@ def generate_c(
     """The twin of `spec` as C source plus what its reader needs. `tracepoint_format` is the
     probe's format file (read by the caller); `symbol` the kernel's name for the function."""
     kind = spec.probe.kind
+    if spec.offcpu:
+        raise no_twin("an off-CPU spec (time from a thread's switch-out to its switch-in)")
     if kind not in TWIN_KINDS:
         raise no_twin(f"the probe type {kind}")
     if "*" in spec.probe.target:

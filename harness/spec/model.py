@@ -25,6 +25,7 @@ ATTACH_TYPES = (
     "tracepoint",
     "uprobe",
     "uretprobe",
+    "profile",
 )
 ALIASES = {"fentry": "kfunc", "fexit": "kretfunc", "t": "tracepoint", "k": "kprobe"}
 FUNCS = ("count", "sum", "avg", "min", "max", "stats", "hist", "lhist", "collect")
@@ -37,7 +38,12 @@ TARGETS = {
     "kernel": re.compile(r"[A-Za-z0-9_.*]+"),
     "tracepoint": re.compile(r"[A-Za-z0-9_*]+:[A-Za-z0-9_*]+"),
     "uprobe": re.compile(r"/?[A-Za-z0-9_.+/-]+:[A-Za-z0-9_.*]+"),
+    "profile": re.compile(r"(?:hz|s|ms|us):[1-9][0-9]*"),
 }
+# An off-CPU spec's probe, and the name its values read: the microseconds the thread spent off
+# the CPU, known when it comes back (see ProbeSpec.offcpu).
+OFFCPU_PROBE = ("tracepoint", "sched:sched_switch")
+OFFCPU_US = "offcpu_us"
 
 
 @dataclass(frozen=True)
@@ -66,7 +72,7 @@ class Probe:
         return cls(kind, target)
 
     def __post_init__(self) -> None:
-        family = self.kind if self.kind in ("tracepoint", "uprobe") else "kernel"
+        family = self.kind if self.kind in ("tracepoint", "uprobe", "profile") else "kernel"
         family = "uprobe" if self.kind == "uretprobe" else family
         if self.kind in ATTACH_TYPES and not TARGETS[family].fullmatch(self.target):
             bad = next(
@@ -76,7 +82,8 @@ class Probe:
             where = f" ({self.target[bad]!r} at column {bad + 1})" if bad is not None else ""
             raise UsageError(
                 f"bad {self.kind} target {self.target[:60]!r}{where}",
-                "name a function (udp_send_skb), CATEGORY:NAME, or /path/to/binary:function",
+                "name a function (udp_send_skb), CATEGORY:NAME, /path/to/binary:function, "
+                "or a rate for profile (hz:99, ms:10)",
             )
 
     def text(self, target: str | None = None) -> str:
@@ -183,7 +190,13 @@ def column_name(expr: str) -> str:
 
 @dataclass(frozen=True)
 class ProbeSpec:
-    """Everything codegen needs for one probe, and everything frames need to name columns."""
+    """Everything codegen needs for one probe, and everything frames need to name columns.
+
+    `offcpu` makes it an off-CPU spec (BCC's offcputime): the probe is sched:sched_switch, the
+    filters and map keys are read for the thread leaving the CPU (its stacks are where it
+    blocked), and the map values may read `offcpu_us`, the microseconds until it is switched back
+    in; a period that begins or ends outside the run is not counted.
+    """
 
     probe: Probe
     aggs: tuple[Agg, ...]
@@ -194,6 +207,7 @@ class ProbeSpec:
     comm: str | None = None
     cgroup: str | None = None
     notes: tuple[str, ...] = field(default=(), compare=False)
+    offcpu: bool = False
 
     def __post_init__(self) -> None:
         if not self.aggs:
@@ -207,10 +221,17 @@ class ProbeSpec:
             if value is not None:
                 string_value(what, value)
         allowed = {a.name for a in self.args} | set(BUILTIN_KEYS) | {"args"}
+        if self.offcpu:
+            self._check_offcpu()
         for what, text in self.expressions():
             tree = parse(text, what)
             used = names(tree)
-            unknown = sorted(n for n in used if n not in allowed and not REGISTER.fullmatch(n))
+            in_value = self.offcpu and what.startswith("--") and what[2:] in FUNCS
+            unknown = sorted(
+                n for n in used
+                if n not in allowed and not REGISTER.fullmatch(n)
+                and not (in_value and n == OFFCPU_US)
+            )
             if unknown:
                 raise UsageError(
                     f"{what} {text[:60]!r}: unknown name {unknown[0]!r}",
@@ -219,6 +240,23 @@ class ProbeSpec:
                 )
             if bare_args(tree):
                 raise UsageError(f"{what} {text[:60]!r}: 'args' alone", "write args.FIELD")
+
+    def _check_offcpu(self) -> None:
+        """An off-CPU spec traces sched_switch, and its values read only `offcpu_us` (they are
+        computed for the thread coming back, when nothing else of the thread leaving is at hand)."""
+        if (self.probe.kind, self.probe.target) != OFFCPU_PROBE:
+            raise UsageError(
+                f"an off-CPU spec traces {':'.join(OFFCPU_PROBE)}, not {self.probe.text()}",
+                "use the catalog entry: harness run offcpu",
+            )
+        for agg in self.aggs:
+            used = names(parse(agg.value, f"--{agg.func}")) if agg.value else set()
+            if used - {OFFCPU_US}:
+                raise UsageError(
+                    f"{agg.map}: an off-CPU value may read only {OFFCPU_US}, not "
+                    f"{', '.join(sorted(used - {OFFCPU_US}))}",
+                    "key the map by what the leaving thread has (comm, kstack, ustack, ...)",
+                )
 
     def expressions(self) -> list[tuple[str, str]]:
         """(option, text) of every expression in the spec: map keys, values, predicates."""
@@ -266,6 +304,7 @@ class ProbeSpec:
             "comm": self.comm,
             "cgroup": self.cgroup,
             "notes": list(self.notes),
+            "offcpu": self.offcpu,
         }
 
     @classmethod
@@ -297,8 +336,10 @@ class ProbeSpec:
             if pid is not None and (not isinstance(pid, int) or isinstance(pid, bool)):
                 raise TypeError(f"pid {pid!r} is not an integer")
             workload_pid = d.get("workload_pid", False)
-            if not isinstance(workload_pid, bool):
-                raise TypeError(f"workload_pid {workload_pid!r} is not true/false")
+            offcpu = d.get("offcpu", False)
+            for flag, value in (("workload_pid", workload_pid), ("offcpu", offcpu)):
+                if not isinstance(value, bool):
+                    raise TypeError(f"{flag} {value!r} is not true/false")
             return cls(
                 Probe(_text(probe["kind"]), _text(probe["target"])),
                 tuple(aggs),
@@ -312,6 +353,7 @@ class ProbeSpec:
                 _opt_text(d.get("comm")),
                 _opt_text(d.get("cgroup")),
                 tuple(_text(n) for n in _list(d.get("notes", []), "spec.notes")),
+                offcpu,
             )
         except TypeError as err:
             raise UsageError(
