@@ -438,6 +438,7 @@ def _run(
     machine = get_lane(lane)
     machine.progress = progress or silent
     caps = machine.capabilities()
+    tracer = machine.bpftrace(tracer)
     chosen = _plan(target, equivalents, argv, attach, reason, caps, machine, tracer)
     if on_plan is not None:
         on_plan(chosen)
@@ -569,9 +570,8 @@ def plan(
     )
     machine = get_lane(lane)
     machine.progress = progress or silent
-    chosen = _plan(
-        target, equivalents, argv, attach, None, machine.capabilities(), machine, tracer
-    )
+    caps = machine.capabilities()
+    chosen = _plan(target, equivalents, argv, attach, None, caps, machine, machine.bpftrace(tracer))
     return with_twin(chosen) if twin else chosen
 
 
@@ -892,7 +892,8 @@ def plan_crosscheck(
     machine = get_lane(lane)
     machine.progress = progress or silent
     return xc.plan_crosscheck(
-        target, spec, attach, machine, resolve(bpftrace), workload_argv=workload_argv,
+        target, spec, attach, machine, machine.bpftrace(resolve(bpftrace)),
+        workload_argv=workload_argv,
         count=count, sizes=sizes,
     ).plan
 

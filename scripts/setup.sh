@@ -6,15 +6,17 @@ cd "$(dirname "$0")/.."
 
 need_apt=0
 for tool in bpftrace clang llc bpftool qemu-system-x86_64 pkg-config depmod busybox setpriv \
-    chromium mmdebstrap unshare chroot; do
+    chromium mmdebstrap unshare chroot ssh; do
     command -v "$tool" >/dev/null 2>&1 || need_apt=1
 done
 [ -f /usr/include/bpf/libbpf.h ] || need_apt=1
+[ -x /usr/sbin/sshd ] || need_apt=1
 if [ "$need_apt" = 1 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
         bpftrace clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config make gcc \
-        qemu-system-x86 busybox-static kmod util-linux chromium mmdebstrap >/dev/null
+        qemu-system-x86 busybox-static kmod util-linux chromium mmdebstrap openssh-client \
+        openssh-server >/dev/null
 fi
 
 # bpftrace and tracepoints need tracefs; mount it where the kernel expects it.
@@ -31,6 +33,8 @@ python3 -m venv .venv
 # An editable install leaves the sources uncompiled; with PYTHONDONTWRITEBYTECODE set (as in
 # some shells and CI) every harness command would compile them again (~0.3 s of each start).
 .venv/bin/python -m compileall -q harness grammar >/dev/null
+# The SSH lane's test host: this machine's sshd on localhost, keyed and named ktrace-localhost.
+bash scripts/setup_ssh.sh
 # The newest bpftrace (--bpftrace 0.27): a Debian forky root built once into the cache
 # (~390 MB, about a minute), then found there; the version tests run on it.
 .venv/bin/python -m harness.host.bpftrace_versions 0.27

@@ -142,7 +142,10 @@ def _while_tracing(
 
 def print_lane(lane: dict[str, Any]) -> None:
     """One line on where a run happened, for runs off the host."""
-    if lane.get("name", "host") != "host":
+    if lane.get("transport") == "ssh" and not lane.get("accel"):
+        print(f"lane: {lane['name']} {lane.get('release')} ({lane.get('hostname')}, "
+              f"connected in {lane.get('connect_s') or 0:.1f}s)")
+    elif lane.get("name", "host") != "host":
         print(
             f"lane: {lane['name']} {lane.get('release')} ({lane.get('accel')}, "
             f"booted in {lane.get('boot_s') or 0:.1f}s)"

@@ -220,7 +220,7 @@ def run_crosscheck(
 
     machine = get_lane(lane)
     machine.progress = progress
-    tracer = resolve(bpftrace)
+    tracer = machine.bpftrace(resolve(bpftrace))
     planned = plan_crosscheck(
         name, spec, attach, machine, tracer, workload_argv=workload_argv, count=count,
         sizes=sizes, sockets=sockets,

@@ -8,6 +8,7 @@ so the host lane and a VM lane return the same dataclasses.
     get_lane("host")      the running kernel
     get_lane("vm")        a Debian 6.1 guest (virtme-ng), booted once and reused
     get_lane("vm:6.12")   a Debian 6.12 guest
+    get_lane("ssh:HOST")  a remote machine over SSH ([user@]host[:port]; harness.lanes.remote)
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from harness.progress import Progress, silent
 if TYPE_CHECKING:
     from harness.compare.bench import Rounds, Sample, Tracer, Workload
     from harness.compare.gather import Gathered
+    from harness.host.bpftrace_versions import Bpftrace
     from harness.host.capabilities import Capabilities
     from harness.host.runner import RunResult
     from harness.host.symbols import Kallsyms
@@ -41,6 +43,11 @@ class Lane:
 
     def kallsyms(self) -> Kallsyms:
         raise NotImplementedError
+
+    def bpftrace(self, tracer: Bpftrace) -> Bpftrace:
+        """The release that runs on this lane for the one resolved here (`--bpftrace`): a remote
+        machine runs its own bpftrace for the system's, and codegen writes for its version."""
+        return tracer
 
     def run_bpftrace(
         self,
@@ -148,14 +155,22 @@ class HostLane(Lane):
 
 HOST = HostLane()
 _VMS: dict[str, Lane] = {}
+_REMOTES: dict[str, Lane] = {}
 
 
 def get_lane(lane: str | Lane) -> Lane:
-    """`host`, `vm`, `vm:SERIES` or a Lane -> a Lane; one booted guest per series per process."""
+    """`host`, `vm`, `vm:SERIES`, `ssh:[user@]host[:port]` or a Lane -> a Lane; one booted
+    guest per series and one connection per remote, per process."""
     if isinstance(lane, Lane):
         return lane
     if lane == "host":
         return HOST
+    if lane.startswith("ssh:"):
+        from harness.lanes.remote import SSHLane
+
+        if lane not in _REMOTES:
+            _REMOTES[lane] = SSHLane(lane.removeprefix("ssh:"))
+        return _REMOTES[lane]
     from harness.lanes.vm import VMLane, lane_series
 
     series = lane_series(lane)
@@ -166,7 +181,8 @@ def get_lane(lane: str | Lane) -> Lane:
 
 @atexit.register
 def close_all() -> None:
-    """Shut down every guest this process booted."""
-    for vm in list(_VMS.values()):
-        vm.close()
+    """Close every remote connection and shut down every guest this process booted."""
+    for each in [*_REMOTES.values(), *_VMS.values()]:
+        each.close()
+    _REMOTES.clear()
     _VMS.clear()

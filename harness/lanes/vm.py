@@ -49,7 +49,9 @@ def lane_series(lane: str) -> str:
     """'vm' -> the default series, 'vm:6.12' -> '6.12'; anything else is a usage error."""
     kind, _, series = lane.partition(":")
     if kind != "vm":
-        raise VMError(f"unknown lane {lane!r}", "use --lane host, --lane vm or --lane vm:6.12")
+        raise VMError(
+            f"unknown lane {lane!r}", "use --lane host, vm, vm:6.12 or ssh:[user@]host[:port]"
+        )
     return series or DEFAULT_SERIES
 
 

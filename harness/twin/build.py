@@ -274,9 +274,12 @@ def _work_dir(out: Path) -> Path:
 
 
 def generic_loader() -> Path:
-    """The one loader of every generated twin (twinload.c), built once per source and libbpf."""
+    """The one loader of every generated twin (twinload.c), built once per source and libbpf.
+    Linked statically (libbpf, libelf, zlib), as libbpf-bootstrap's tools are: the same binary
+    runs here, in a VM guest and on a remote host of the SSH lane, whatever libbpf it has."""
     src = source_dir() / LOADER_SOURCE
-    libbpf_flags = _run(["pkg-config", "--cflags", "--libs", "libbpf"], "pkg-config libbpf").split()
+    libbpf_flags = _run(["pkg-config", "--static", "--cflags", "--libs", "libbpf"],
+                        "pkg-config libbpf").split()
     h = hashlib.sha256(src.read_bytes() + (source_dir() / DUMP_HEADER).read_bytes())
     h.update(" ".join(libbpf_flags).encode())
     h.update(_tool_version("cc").encode())
@@ -286,7 +289,7 @@ def generic_loader() -> Path:
         return binary
     work = _work_dir(out)
     try:
-        _run(["cc", "-O2", "-g", "-Wall", f"-I{source_dir()}", str(src),
+        _run(["cc", "-O2", "-Wall", "-static", "-s", f"-I{source_dir()}", str(src),
               "-o", str(work / "twinload"), *libbpf_flags], "cc (twinload)")
         _publish(work, out)
     finally:

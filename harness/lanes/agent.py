@@ -1,0 +1,359 @@
+"""The machine side of every remote lane: runs bpftrace, the twin loader and the workload on the
+kernel under test and hands their raw capture back; nothing else happens there.
+
+An SSH host and a VM guest (reached over SSH too) run the same agent. harness.lanes.remote
+starts it over the connection (`python3 -I -S -c BOOTSTRAP`, the code copied once into the
+remote's cache) and talks to it on stdin/stdout, one JSON object per line through
+harness.lanes.wire:
+
+    agent -> harness   {"op": "hello", ...kernel facts}        once, at start
+    harness -> agent   {"op": "run"|"gather"|"bench"|..., "id": N, ...}
+    agent -> harness   {"op": "ask", "id": N, "pid": P}        the program, once its pid is known
+    harness -> agent   {"op": "program", "id": N, "text": T}
+    agent -> harness   {"op": "done", "id": N, "ok": true, ...} or "ok": false with the error
+    harness -> agent   {"op": "beat"} every few seconds, {"op": "stop"} on Ctrl-C/SIGTERM
+
+Codegen, parsing, frames and reports stay with the harness: the agent imports no parser (the
+runner's parse step is replaced by a stub) and needs only the standard library and pexpect,
+which travel with its code.
+
+The watchdog: whatever ends the harness (Ctrl-C, SIGTERM, SIGKILL, a crash) or its connection
+(a dropped link: no heartbeat for `beat_timeout` seconds; a closed one: end of stdin), the agent
+exits at once, and everything it started goes with it: bpftrace and the loader by PDEATHSIG,
+the workload's process group by its guard (harness.host.lifetime). A `stop` is the gentle path:
+the running request stops as a Ctrl-C stops a local run, and its partial capture comes back.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import dataclasses
+import os
+import platform
+import queue
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+import types
+from pathlib import Path
+from typing import IO, Any
+
+from harness.lanes import wire
+
+BEAT_TIMEOUT = 30.0  # seconds without a heartbeat after which the harness counts as gone
+PYTHON = "@PYTHON@"  # in argv words from the harness: this machine's python
+PACKAGE = "@HARNESS@"  # ... and the harness package copied here
+
+
+def _without_parser() -> None:
+    """The runner parses what bpftrace printed; here that work belongs to the harness, so the
+    parser module is replaced by one that returns nothing (no lark import, no grammar)."""
+    stub = types.ModuleType("harness.output.parse")
+    stub.parse_text = lambda text, **_: None  # type: ignore[attr-defined]
+    sys.modules["harness.output.parse"] = stub
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _tool(name: str) -> dict[str, Any] | None:
+    """Where a tool is and its file identity (a cheap stand-in for its version, which the
+    harness caches: `bpftrace --version` loads LLVM, seconds under TCG)."""
+    path = shutil.which(name)
+    if path is None:
+        return None
+    st = os.stat(path)
+    return {"path": path, "size": st.st_size, "mtime": int(st.st_mtime)}
+
+
+def kernel_facts() -> dict[str, Any]:
+    """What the harness needs to know of this machine before it writes a program."""
+    from harness.host.capabilities import (
+        BTF,
+        kprobes_built_in,
+        lockdown_mode,
+        missing_bpf_privileges,
+        mount_tracefs,
+        tracefs_root,
+    )
+
+    mounted = mount_tracefs() if os.geteuid() == 0 else []
+    uname = os.uname()
+    return {
+        "op": "hello",
+        "kernel": uname.release,
+        "kernel_version": uname.version,
+        "arch": platform.machine(),
+        "hostname": uname.nodename,
+        "boot_id": _boot_id(),
+        "root": os.geteuid() == 0,
+        "bpf_privileges": missing_bpf_privileges(),
+        "btf": BTF.exists(),
+        "tracefs": tracefs_root(),
+        "kprobes": kprobes_built_in(),
+        "lockdown": lockdown_mode(),
+        "mounted": mounted,
+        "bpftrace": _tool("bpftrace"),
+        "aotrt": _tool("bpftrace-aotrt"),
+        "python": sys.version.split()[0],
+        "pid": os.getpid(),
+        "uptime_s": float(Path("/proc/uptime").read_text().split()[0]),
+    }
+
+
+class Agent:
+    """One session with the harness: a reader thread takes every message as it comes (so a
+    heartbeat or a stop is seen while a run goes on), the main thread serves requests."""
+
+    def __init__(self, inp: IO[bytes], out: IO[bytes], beat_timeout: float = BEAT_TIMEOUT) -> None:
+        self.inp, self.out = inp, out
+        self.beat_timeout = beat_timeout
+        self.write_lock = threading.Lock()
+        self.requests: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.programs: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.last_beat = time.monotonic()
+        self.busy = False
+        self.stop_signum = int(signal.SIGINT)
+        self.workdir = Path(tempfile.mkdtemp(prefix="ktrace-agent-"))
+        self.package = Path(__file__).resolve().parent.parent
+
+    # -- the connection --
+    def send(self, message: dict[str, Any]) -> None:
+        with self.write_lock:
+            try:
+                wire.write_message(self.out, message)
+            except (BrokenPipeError, ValueError, OSError):
+                self.abandon("the harness's connection closed")
+
+    def listen(self) -> None:
+        """Reader thread: route every message; the end of stdin means the harness is gone."""
+        while True:
+            try:
+                msg = wire.read_message(self.inp)
+            except (OSError, ValueError):
+                msg = None
+            if msg is None:
+                self.abandon("the harness's connection closed")
+                return
+            op = msg.get("op")
+            self.last_beat = time.monotonic()
+            if op == "beat":
+                continue
+            if op == "program":
+                self.programs.put(msg)
+            elif op == "stop":
+                self.stop_signum = int(msg.get("signum") or signal.SIGINT)
+                if self.busy:
+                    os.kill(os.getpid(), signal.SIGINT)  # the run stops as on a local Ctrl-C
+            else:
+                self.requests.put(msg)
+
+    def watch(self) -> None:
+        """Watchdog thread: a harness that stopped beating is gone (a dropped link, a stopped
+        or killed harness behind a connection that was not closed)."""
+        while True:
+            time.sleep(1.0)
+            silent = time.monotonic() - self.last_beat
+            if silent > self.beat_timeout:
+                self.abandon(f"no heartbeat from the harness for {silent:.0f}s")
+
+    def abandon(self, why: str) -> None:
+        """Leave now: everything this agent started dies with it (PDEATHSIG, group guards)."""
+        with contextlib.suppress(OSError, ValueError):
+            print(f"ktrace agent: {why}; stopping everything it started", file=sys.stderr,
+                  flush=True)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        os._exit(3)
+
+    def _interrupt(self, signum: int, frame: object) -> None:
+        stop = KeyboardInterrupt()
+        stop.signum = self.stop_signum  # type: ignore[attr-defined]
+        raise stop
+
+    # -- requests --
+    def serve(self) -> None:
+        signal.signal(signal.SIGINT, self._interrupt)
+        threading.Thread(target=self.listen, name="agent-listen", daemon=True).start()
+        threading.Thread(target=self.watch, name="agent-watchdog", daemon=True).start()
+        self.send(kernel_facts())
+        while True:
+            try:
+                req = self.requests.get()
+                if req.get("op") == "bye":
+                    break
+                self.busy = True
+                try:
+                    answer = {"ok": True, **self.handle(req)}
+                except BaseException as err:  # every failure goes back to the harness
+                    answer = {"ok": False, "error": wire.error_dict(err)}
+                finally:
+                    self.busy = False
+                self.send({"op": "done", "id": req.get("id"), **answer})
+            except KeyboardInterrupt:  # a stop that came as the request ended
+                self.busy = False
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def ask(self, n: int, pid: int | None) -> str:
+        """The program text for this pid, from the harness (codegen stays there)."""
+        self.send({"op": "ask", "id": n, "pid": pid})
+        while True:
+            msg = self.programs.get()
+            if msg.get("id") == n:
+                return str(msg["text"])
+
+    def local(self, word: str) -> str:
+        """An argv word from the harness with its placeholders made local."""
+        if word == PYTHON:
+            return sys.executable
+        return word.replace(PACKAGE, str(self.package))
+
+    def argv(self, words: list[str] | None) -> list[str] | None:
+        return None if words is None else [self.local(w) for w in words]
+
+    def handle(self, req: dict[str, Any]) -> dict[str, Any]:
+        op, n = req["op"], int(req.get("id") or 0)
+        if op == "version":
+            return {"text": _version_line(req["tool"])}
+        if op == "kallsyms":
+            return {"text": Path("/proc/kallsyms").read_text()}
+        if op == "read":
+            try:
+                return {"text": Path(req["path"]).read_text()}
+            except OSError:
+                return {"text": None}
+        if op == "btf":
+            from harness.host.capabilities import BTF
+
+            return {"data": base64.b64encode(BTF.read_bytes()).decode()}
+        if op == "put":
+            path = self.workdir / req["name"]
+            path.write_bytes(base64.b64decode(req["data"]))
+            path.chmod(0o755 if req.get("executable") else 0o644)
+            return {"path": str(path)}
+        if op == "run":
+            return self.run(n, req)
+        if op == "gather":
+            return self.gather(n, req)
+        if op == "bench":
+            return self.bench(n, req)
+        raise ValueError(f"unknown request op {op!r}")
+
+    def run(self, n: int, req: dict[str, Any]) -> dict[str, Any]:
+        from harness.host.runner import run_bpftrace
+
+        given = req.get("program")
+        result = run_bpftrace(
+            given if given is not None else (lambda pid: self.ask(n, pid)),
+            req["marker"],
+            workload=self.argv(req.get("workload")),
+            duration=req.get("duration"),
+            timeout=req["timeout"],
+            bpftrace=req.get("bpftrace", "bpftrace"),
+        )
+        return {"result": _capture(result)}
+
+    def gather(self, n: int, req: dict[str, Any]) -> dict[str, Any]:
+        from harness.compare.gather import gather
+
+        got = gather(
+            lambda pid: self.ask(n, pid),
+            req["marker"],
+            workload=self.argv(req["workload"]) or [],
+            loader=Path(req["loader"]),
+            obj=Path(req["obj"]),
+            setting_names=req["setting_names"],
+            func=req.get("func"),
+            pid_offset=req.get("pid_offset", 0),
+            cgroup=req.get("cgroup"),
+            timeout=req["timeout"],
+            bpftrace=req.get("bpftrace", "bpftrace"),
+        )
+        got.bpftrace = _capture(got.bpftrace)  # type: ignore[assignment]
+        return {"gathered": got}
+
+    def bench(self, n: int, req: dict[str, Any]) -> dict[str, Any]:
+        """compare.bench's rounds on this kernel. Tracers come as data (argv templates, the
+        ready line); the harness generates each round's program and counts the events from
+        each tracer output returned: a sample's events_counted is its output's index here."""
+        from harness.compare.bench import Tracer, Workload, run_rounds
+
+        outputs: list[str] = []
+
+        def keep(out: str) -> int:
+            outputs.append(out)
+            return len(outputs) - 1
+
+        def tracer(t: dict[str, Any]) -> Tracer:
+            words = [self.local(w) for w in t["template"]]
+            prefix, text = t["ready_prefix"], t["ready_text"]
+            return Tracer(
+                t["mode"],
+                lambda pid: [
+                    self.ask(n, pid) if w == "{program}" else w.replace("{pid}", str(pid))
+                    for w in words
+                ],
+                lambda line: (prefix is not None and line.startswith(prefix))
+                or (text is not None and text in line),
+                keep,
+            )
+
+        workload = dict(req["workload"])
+        workload["argv"] = self.argv(workload["argv"])
+        samples = run_rounds(
+            Workload(**workload),
+            [tracer(t) for t in req["tracers"]],
+            req["rounds"],
+            req["warmup"],
+            req["timeout"],
+        )
+        return {"samples": samples, "outputs": outputs}
+
+
+def _version_line(tool: str) -> str | None:
+    import subprocess
+
+    path = shutil.which(tool)
+    if path is None:
+        return None
+    done = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=600,
+                          check=False)
+    lines = (done.stdout or done.stderr).strip().splitlines()
+    return lines[0].strip() if lines else None
+
+
+def _capture(result: Any) -> Any:
+    """A runner RunResult as it leaves this machine: the raw capture, nothing parsed."""
+    return dataclasses.replace(result, output=None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve one session on stdin/stdout. Protocol messages get a private copy of stdout;
+    fd 1 becomes stderr, so nothing else printed here can corrupt the stream."""
+    args = sys.argv[1:] if argv is None else argv
+    beat_timeout = float(args[0]) if args else BEAT_TIMEOUT
+    if len(args) > 1:  # everything started here carries the session's name
+        os.environ["KTRACE_LANE_SESSION"] = args[1]
+    _without_parser()
+    # Workloads may name the shipped ones by module (`python3 -m harness.workloads.udp_send`).
+    code = str(Path(__file__).resolve().parent.parent.parent)
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (code, os.environ.get("PYTHONPATH", "")) if p
+    )
+    out = os.fdopen(os.dup(1), "wb", buffering=0)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    inp = sys.stdin.buffer
+    Agent(inp, out, beat_timeout).serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,767 @@
+"""Remote lanes: a kernel on another machine, reached over SSH, where only the agent runs.
+
+    get_lane("ssh:lab-box")          the user's own ssh config decides how (keys, ProxyJump...)
+    get_lane("ssh:root@10.0.0.7:2222")
+
+One code path serves every remote: an SSH host, and a VM guest kept up with sshd
+(harness.lanes.vm). The harness starts harness.lanes.agent over the connection, ships the
+agent's code once (a tarball of the harness package and pexpect, cached on the remote by its
+hash), and then sends one request per run; codegen, the twin's build, parsing, frames and
+reports stay here. What comes back is the raw capture (harness.lanes.wire).
+
+Nothing is left behind remotely: the agent stops everything it started when the connection
+closes or its heartbeat stops (see harness.lanes.agent); here, the ssh client dies with the
+harness (PDEATHSIG and a group guard), which closes the connection. Ctrl-C and SIGTERM take
+the gentle path: `stop` goes to the agent and the partial capture comes back.
+
+ssh runs with BatchMode (no password prompt: keys and agents only; no password is stored) and
+the user's host key checking; its failures become one line naming the cause and the fix.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import io
+import os
+import queue
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.errors import HarnessError
+from harness.host.lifetime import GroupGuard, die_with_parent
+from harness.lanes import wire
+from harness.lanes.agent import PACKAGE, PYTHON
+from harness.lanes.base import Lane, ProgramSource
+from harness.paths import PACKAGE as PACKAGE_DIR
+from harness.paths import cache_home
+
+if TYPE_CHECKING:
+    from harness.compare.bench import Sample, Tracer, Workload
+    from harness.compare.gather import Gathered
+    from harness.host.bpftrace_versions import Bpftrace
+    from harness.host.capabilities import Capabilities
+    from harness.host.runner import RunResult
+    from harness.host.symbols import Kallsyms
+
+BEAT_S = 2.0  # heartbeat period; the agent gives up after KTRACE_LANE_BEAT_TIMEOUT without one
+REMOTE_MIN_TIMEOUT = 300.0  # a TCG guest's bpftrace spends tens of seconds before it attaches
+STOP_WAIT = 120.0  # after a stop, how long the agent may take to send the partial capture
+
+
+class RemoteError(HarnessError):
+    """A remote lane could not be reached, logged into, or used."""
+
+
+# --- the agent's code, as it travels ------------------------------------------------------------
+
+
+def _payload_files() -> list[tuple[str, Path]]:
+    """(archive name, file) for the agent's code: the harness package (Python and the
+    workloads' C sources) and pexpect with ptyprocess, its one dependency."""
+    import pexpect
+    import ptyprocess
+
+    files: list[tuple[str, Path]] = []
+    for root in (PACKAGE_DIR, Path(pexpect.__file__).parent, Path(ptyprocess.__file__).parent):
+        for path in sorted(root.rglob("*")):
+            rel = path.relative_to(root.parent)
+            if "__pycache__" in rel.parts or not path.is_file():
+                continue
+            if path.suffix == ".py" or (path.suffix == ".c" and path.parent.name == "workloads"):
+                files.append((str(rel), path))
+    return files
+
+
+class Payload:
+    """The agent's code as a deterministic tarball and its hash (the remote cache's key)."""
+
+    def __init__(self) -> None:
+        files = _payload_files()
+        digest = hashlib.sha256()
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=6) as tar:
+            for name, path in files:
+                data = path.read_bytes()
+                digest.update(name.encode() + b"\0" + data + b"\0")
+                info = tarfile.TarInfo(name)
+                info.size, info.mode = len(data), 0o644
+                tar.addfile(info, io.BytesIO(data))
+        self.sha = digest.hexdigest()[:16]
+        self.data = buf.getvalue()
+
+
+_PAYLOAD: list[Payload] = []
+
+
+def payload() -> Payload:
+    if not _PAYLOAD:
+        _PAYLOAD.append(Payload())
+    return _PAYLOAD[0]
+
+
+# Runs on the remote under `python3 -I -S`: find the agent's code in the cache (or receive and
+# unpack it), then serve. Old pythons get one clear line instead of a syntax error.
+BOOTSTRAP = r"""
+import os, sys
+sha, size, beat, session = %(sha)r, %(size)d, %(beat)r, %(session)r
+def fatal(cause, fix):
+    import json
+    sys.stdout.write(json.dumps({"op": "fatal", "cause": cause, "fix": fix}) + "\n")
+    sys.exit(0)
+if sys.version_info < (3, 10):
+    fatal("python %%s on this host is too old for the ktrace agent" %% sys.version.split()[0],
+          "install python3 3.10 or newer there")
+homes = [os.path.join(os.path.expanduser("~"), ".cache", "ktrace-harness", "agent"),
+         "/tmp/ktrace-harness-agent-%%d" %% os.getuid()]
+found = [os.path.join(b, sha) for b in homes if os.path.isfile(os.path.join(b, sha, "ok"))]
+if found:
+    code = found[0]
+else:
+    sys.stdout.write('{"op": "send"}\n')
+    sys.stdout.flush()
+    data = sys.stdin.buffer.read(size)
+    import io, shutil, tarfile, tempfile
+    code = None
+    for base in homes:
+        try:
+            os.makedirs(base, mode=0o700, exist_ok=True)
+            if os.stat(base).st_uid != os.getuid():
+                continue
+            tmp = tempfile.mkdtemp(dir=base)
+            with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+                if hasattr(tarfile, "data_filter"):
+                    tar.extractall(tmp, filter="data")
+                else:
+                    tar.extractall(tmp)
+            open(os.path.join(tmp, "ok"), "w").close()
+            try:
+                os.rename(tmp, os.path.join(base, sha))
+            except OSError:
+                shutil.rmtree(tmp, ignore_errors=True)
+            code = os.path.join(base, sha)
+            break
+        except OSError:
+            continue
+    if code is None:
+        fatal("cannot store the ktrace agent's code on this host", "make ~/.cache or /tmp writable")
+sys.path.insert(0, code)
+from harness.lanes.agent import main
+sys.exit(main([beat, session]))
+"""
+
+
+def session_tag() -> str:
+    """A name for one agent session, exported to everything it starts (KTRACE_LANE_SESSION):
+    this machine, this process, and a nonce, so the remote's processes can be told apart."""
+    import socket
+    import uuid
+
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def remote_command(session: str, beat_timeout: float | None = None) -> str:
+    """The shell command that starts the agent on the remote (ssh hands it to the login shell)."""
+    beat = beat_timeout or float(os.environ.get("KTRACE_LANE_BEAT_TIMEOUT", "30"))
+    code = BOOTSTRAP % {"sha": payload().sha, "size": len(payload().data), "beat": str(beat),
+                        "session": session}
+    return f"exec python3 -I -S -c {shlex.quote(code)}"
+
+
+# --- one session with an agent -------------------------------------------------------------------
+
+
+class Connection:
+    """One agent session over a command's stdin/stdout (`ssh HOST -- CMD`): the agent's messages
+    are read in a thread, its stderr is kept for the error messages, a heartbeat thread proves
+    the harness alive. Requests go one at a time."""
+
+    def __init__(self, argv: Sequence[str], host: str) -> None:
+        self.argv = list(argv)
+        self.host = host
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.guard: GroupGuard | None = None
+        self.incoming: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self.stderr = bytearray()
+        self.write_lock = threading.Lock()
+        self.hello: dict[str, Any] = {}
+        self.closed = threading.Event()
+        self._n = 0
+
+    def open(self) -> dict[str, Any]:
+        """Start the command, ship the agent's code if the remote asks, return its hello."""
+        self.proc = subprocess.Popen(
+            self.argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            # Its own session: a Ctrl-C at the terminal reaches the harness, which stops the
+            # remote run gently, not ssh, which would cut the connection first.
+            start_new_session=True,
+            preexec_fn=die_with_parent(),
+        )
+        self.guard = GroupGuard(self.proc.pid)  # a ProxyCommand child goes with ssh
+        threading.Thread(target=self._read, name=f"lane-{self.host}", daemon=True).start()
+        threading.Thread(target=self._read_stderr, name=f"lane-{self.host}-err",
+                         daemon=True).start()
+        msg = self._next(None)
+        if msg is not None and msg.get("op") == "send":
+            assert self.proc.stdin is not None
+            try:
+                self.proc.stdin.write(payload().data)
+                self.proc.stdin.flush()
+            except OSError:
+                pass
+            msg = self._next(None)
+        if msg is None or msg.get("op") != "hello":
+            self.close()
+            raise self._failure(msg)
+        self.hello = msg
+        threading.Thread(target=self._beat, name=f"lane-{self.host}-beat", daemon=True).start()
+        return msg
+
+    def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        stream = self.proc.stdout
+        while True:
+            try:
+                msg = wire.read_message(stream)
+            except (OSError, ValueError):
+                msg = None
+            self.incoming.put(msg)
+            if msg is None:
+                self.closed.set()
+                return
+
+    def _read_stderr(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        stream = self.proc.stderr
+        for chunk in iter(lambda: stream.read1(65536), b""):  # type: ignore[attr-defined]
+            self.stderr += chunk
+            del self.stderr[: max(0, len(self.stderr) - 65536)]
+
+    def _beat(self) -> None:
+        while not self.closed.wait(BEAT_S):
+            with contextlib.suppress(OSError, ValueError):
+                self.send({"op": "beat"})
+
+    def send(self, message: dict[str, Any]) -> None:
+        assert self.proc is not None and self.proc.stdin is not None
+        with self.write_lock:
+            wire.write_message(self.proc.stdin, message)
+
+    def _next(self, timeout: float | None) -> dict[str, Any] | None:
+        """The next message; None when the connection ended. queue.Empty at the timeout."""
+        return self.incoming.get(timeout=timeout)
+
+    def stderr_lines(self) -> list[str]:
+        text = self.stderr.decode("utf-8", "replace")
+        return [ln.strip() for ln in text.splitlines() if ln.strip()]
+
+    def _failure(self, msg: dict[str, Any] | None) -> RemoteError:
+        """Why the session never started, as one line: what ssh or the remote shell said."""
+        if msg is not None and msg.get("op") == "fatal":
+            return RemoteError(f"{self.host}: {msg['cause']}", msg.get("fix", ""))
+        status = self.proc.wait(10) if self.proc is not None else None
+        time.sleep(0.05)  # the stderr thread's last read
+        return classify_ssh_failure(self.host, status, self.stderr_lines())
+
+    def call(
+        self,
+        req: dict[str, Any],
+        program_for: Callable[[int | None], Any] | None = None,
+        on_wait: Callable[[float], None] | None = None,
+    ) -> dict[str, Any]:
+        """Send one request and wait for its answer, answering the agent's program questions.
+        A Ctrl-C (or SIGTERM turned into one) while waiting becomes a `stop` to the agent, whose
+        answer (the partial capture) is still awaited; a second one is only acknowledged."""
+        self._n += 1
+        n = req["id"] = self._n
+        self.send(req)
+        t0 = time.monotonic()
+        stopped_at: float | None = None
+        while True:
+            try:
+                try:
+                    msg = self._next(0.5)
+                except queue.Empty:
+                    if stopped_at is not None and time.monotonic() - stopped_at > STOP_WAIT:
+                        self.close()
+                        raise RemoteError(
+                            f"{self.host}: the agent did not stop within {STOP_WAIT:.0f}s",
+                            "the connection was closed, which stops it",
+                        ) from None
+                    if on_wait is not None:
+                        on_wait(time.monotonic() - t0)
+                    continue
+            except KeyboardInterrupt as stop:
+                if stopped_at is None:
+                    stopped_at = time.monotonic()
+                    signum = getattr(stop, "signum", int(signal.SIGINT))
+                    with contextlib.suppress(OSError, ValueError):
+                        self.send({"op": "stop", "signum": signum})
+                continue
+            if msg is None:
+                raise self._lost()
+            op = msg.get("op")
+            if op == "ask" and msg.get("id") == n and program_for is not None:
+                answer = program_for(msg.get("pid"))
+                payload_ = answer if isinstance(answer, dict) else {"text": answer}
+                self.send({"op": "program", "id": n, **payload_})
+            elif op == "done" and msg.get("id") == n:
+                if msg.get("ok"):
+                    return msg
+                error = msg["error"]
+                if error.get("type") == "KeyboardInterrupt":
+                    interrupt = KeyboardInterrupt()
+                    interrupt.signum = (error.get("attrs") or {}).get(  # type: ignore[attr-defined]
+                        "signum", int(signal.SIGINT)
+                    )
+                    raise interrupt
+                raise wire.typed_error(error)
+
+    def _lost(self) -> RemoteError:
+        tail = " | ".join(self.stderr_lines()[-2:]) or "no message"
+        return RemoteError(
+            f"lost the connection to {self.host} during a request ({tail})",
+            "the remote agent stopped what it ran; check the link and run again",
+        )
+
+    def close(self) -> None:
+        """Say bye, then make sure the command is gone (the agent stops everything with it)."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.poll() is None and not self.closed.is_set():
+            with contextlib.suppress(OSError, ValueError), self.write_lock:
+                assert proc.stdin is not None
+                wire.write_message(proc.stdin, {"op": "bye"})
+                proc.stdin.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(10)
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        self.closed.set()
+        if self.guard is not None:
+            self.guard.release()
+            self.guard = None
+
+
+def classify_ssh_failure(host: str, status: int | None, stderr: list[str]) -> RemoteError:
+    """ssh's exit and last words -> one line with the cause and the fix."""
+    text = "\n".join(stderr)
+    last = stderr[-1] if stderr else f"exit status {status}"
+    if re.search(r"Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|"
+                 r"No \S+ host key is known", text):
+        return RemoteError(
+            f"{host}: its host key is unknown or changed ({last})",
+            f"check the key and record it (connect once with `ssh {host}`); the harness never "
+            "accepts an unknown key",
+        )
+    if re.search(r"Permission denied|Too many authentication failures", text):
+        return RemoteError(
+            f"{host} refused the login ({last})",
+            "the harness logs in with keys and ssh-agent only, never a password: add your key "
+            f"there (ssh-copy-id {host}) or load it into ssh-agent",
+        )
+    if re.search(r"Could not resolve hostname|Connection refused|Connection timed out|"
+                 r"No route to host|Network is unreachable|Connection closed by|"
+                 r"Connection reset|kex_exchange_identification", text):
+        return RemoteError(
+            f"cannot reach {host} ({last})",
+            f"check that it is up and that `ssh {host} true` works",
+        )
+    if status == 127 or re.search(r"python3: (?:command )?not found|No such file", text):
+        return RemoteError(
+            f"{host} has no python3 ({last})",
+            "install python3 there: the ssh lane runs a small agent (standard library only)",
+        )
+    return RemoteError(
+        f"ssh to {host} failed (exit {status}: {last})",
+        f"see what `ssh {host} true` says",
+    )
+
+
+# --- the lane -------------------------------------------------------------------------------------
+
+
+def _bpftrace_versions_cache() -> Path:
+    return cache_home() / "lanes" / "tool-versions.json"
+
+
+class RemoteLane(Lane):
+    """The Lane interface over one agent session (opened on first use, kept for the process).
+
+    Subclasses say how to reach the agent (`command`); the session, the requests, the file
+    transfers and the decoding of what comes back are the same for every remote."""
+
+    def __init__(self, name: str, host: str) -> None:
+        self.name = name
+        self.host = host
+        self.conn: Connection | None = None
+        self.facts: dict[str, Any] = {}
+        self._kallsyms: Kallsyms | None = None
+        self._puts: dict[str, str] = {}
+        self.connect_s: float | None = None
+        self.session = ""
+
+    def command(self, session: str) -> list[str]:
+        """The argv that runs the agent's bootstrap (remote_command(session)) on the remote."""
+        raise NotImplementedError
+
+    # -- the session --
+    def start(self) -> None:
+        if self.conn is not None and not self.conn.closed.is_set():
+            return
+        self.progress(f"connecting to {self.host}")
+        t0 = time.monotonic()
+        self.session = session_tag()
+        self.conn = Connection(self.command(self.session), self.host)
+        self.facts = self.conn.open()
+        self.connect_s = time.monotonic() - t0
+        self._puts = {}
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def call(
+        self, req: dict[str, Any], program_for: Callable[[int | None], Any] | None = None
+    ) -> dict[str, Any]:
+        self.start()
+        assert self.conn is not None
+        what = req["op"]
+
+        def waiting(elapsed: float) -> None:
+            if what in ("run", "gather", "bench"):
+                self.progress(f"running on {self.host} ({what})", elapsed, None, "s")
+
+        try:
+            return self.conn.call(req, program_for, waiting)
+        except RemoteError:
+            self.close()  # the next call connects anew
+            raise
+
+    def put(self, path: Path, executable: bool = False) -> str:
+        """A local file on the remote (in the agent's session directory); sent once per
+        session and content."""
+        data = path.read_bytes()
+        key = hashlib.sha256(data).hexdigest()[:16]
+        if key not in self._puts:
+            answer = self.call({"op": "put", "name": f"{key}-{path.name}", "executable": executable,
+                                "data": base64.b64encode(data).decode()})
+            self._puts[key] = str(answer["path"])
+        return self._puts[key]
+
+    def remote_word(self, word: str) -> str:
+        """A local argv word as the remote must see it: this python and this package become
+        the remote's own; a file the harness built (under its cache) is sent over."""
+        if word == sys.executable:
+            return PYTHON
+        if word.startswith(str(PACKAGE_DIR) + os.sep) or word == str(PACKAGE_DIR):
+            return PACKAGE + word[len(str(PACKAGE_DIR)):]
+        path = Path(word)
+        if path.is_absolute() and path.is_file() and cache_home() in path.parents:
+            return self.put(path, executable=os.access(path, os.X_OK))
+        return word
+
+    # -- what the remote kernel is --
+    def capabilities(self) -> Capabilities:
+        from harness.host.capabilities import Capabilities, capabilities
+
+        self.start()
+        facts = self.facts
+        if facts.get("bpftrace") is None:
+            raise RemoteError(
+                f"{self.host} has no bpftrace on PATH",
+                "install it there (Debian/Ubuntu: apt-get install bpftrace), or trace another host",
+            )
+        tools = capabilities()  # codegen and the twin's build happen here, with these
+        return Capabilities(
+            kernel=str(facts["kernel"]),
+            arch=str(facts["arch"]),
+            root=bool(facts["root"]),
+            btf=bool(facts["btf"]),
+            tracefs=str(facts["tracefs"]),
+            kprobes=bool(facts["kprobes"]),
+            kfunc=False,  # not probed remotely (bpftrace --info loads LLVM: a minute under TCG)
+            lockdown=str(facts["lockdown"]),
+            bpftrace=self.tool_version("bpftrace"),
+            clang=tools.clang,
+            bpftool=tools.bpftool,
+            libbpf=tools.libbpf,
+            qemu=tools.qemu,
+            kvm=False,
+        )
+
+    def tool_version(self, tool: str) -> str | None:
+        """A remote tool's version line, cached here by the binary's path, size and mtime (the
+        same binary answers the same anywhere: a VM guest's bpftrace is the host's file)."""
+        import json
+
+        ident = self.facts.get(tool)
+        if ident is None:
+            return None
+        key = f"{ident['path']}:{ident['size']}:{ident['mtime']}"
+        cache = _bpftrace_versions_cache()
+        known: dict[str, str] = {}
+        with contextlib.suppress(OSError, ValueError):
+            known = json.loads(cache.read_text())
+        if key not in known:
+            local = _local_version(tool, ident)
+            text = local or self.call({"op": "version", "tool": tool})["text"]
+            if not text:
+                return None
+            known[key] = text
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(known, indent=1))
+            tmp.replace(cache)
+        return known[key]
+
+    def bpftrace(self, tracer: Bpftrace) -> Bpftrace:
+        """The release that runs here: the remote's own bpftrace for the system choice (codegen
+        writes for its version); another release only where its root is visible (a guest)."""
+        from harness.host.bpftrace_versions import SYSTEM, Bpftrace
+
+        if tracer.name != SYSTEM:
+            return tracer
+        self.start()
+        ident = self.facts.get("bpftrace") or {}
+        text = self.capabilities().bpftrace or ""
+        return Bpftrace(SYSTEM, "bpftrace", text, f"{self.host}:{ident.get('path')}")
+
+    def kallsyms(self) -> Kallsyms:
+        """The remote kernel's symbols, cached here by its boot id (a reboot moves them)."""
+        from harness.host.symbols import Kallsyms
+
+        if self._kallsyms is None:
+            self.start()
+            boot = str(self.facts.get("boot_id") or "")
+            cache = cache_home() / "lanes" / f"kallsyms-{boot}.txt" if boot else None
+            if cache is not None and cache.is_file():
+                text = cache.read_text()
+            else:
+                text = str(self.call({"op": "kallsyms"})["text"])
+                if cache is not None:
+                    cache.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+                    tmp.write_text(text)
+                    tmp.replace(cache)
+            self._kallsyms = Kallsyms(text)
+        return self._kallsyms
+
+    # -- the machine side of a run --
+    def run_bpftrace(
+        self,
+        program: ProgramSource,
+        marker: str,
+        *,
+        workload: Sequence[str] | None = None,
+        duration: float | None = None,
+        timeout: float = 60.0,
+        on_progress: Callable[[float], None] | None = None,
+        bpftrace: str = "bpftrace",
+    ) -> RunResult:
+        req: dict[str, Any] = {
+            "op": "run",
+            "bpftrace": bpftrace,
+            "marker": marker,
+            "workload": [self.remote_word(w) for w in workload] if workload else None,
+            "duration": duration,
+            "timeout": max(timeout, self.min_timeout),
+            "program": program if isinstance(program, str) else None,
+        }
+        data = self.call(req, None if isinstance(program, str) else program)
+        return parsed_capture(data["result"], marker)
+
+    min_timeout = 0.0  # a floor for the attach timeout (a TCG guest needs minutes)
+
+    def gather(self, program_for: Callable[[int], str], marker: str, **kw: Any) -> Gathered:
+        from harness.compare.gather import Gathered
+        from harness.host.runner import RunResult
+        from harness.twin.generic import MapDump
+
+        req: dict[str, Any] = {"op": "gather", "marker": marker, **kw}
+        req["loader"] = self.put(Path(kw["loader"]), executable=True)
+        req["obj"] = self.put(Path(kw["obj"]))
+        req["workload"] = [self.remote_word(w) for w in kw["workload"]]
+        req["timeout"] = max(float(kw.get("timeout", 60.0)), self.min_timeout)
+        data = self.call(req, lambda pid: program_for(int(pid or 0)))
+        got: Gathered = wire.decode(
+            Gathered, data["gathered"], {"RunResult": RunResult, "MapDump": MapDump}
+        )
+        got.bpftrace = parsed_capture(data["gathered"]["bpftrace"], marker)
+        return got
+
+    def bench(
+        self,
+        workload: Workload,
+        tracers: Sequence[Tracer],
+        rounds: int,
+        warmup: int,
+        timeout: float,
+        progress: Callable[[Sample], None] | None = None,
+    ) -> list[Sample]:
+        """The rounds run remotely (its kernel, its bpftrace, the twin built here); each round's
+        program is generated here when the agent names the workload's pid, and each tracer's
+        output comes back to be counted here, by the tracer's own count_events."""
+        from harness.compare.bench import Sample
+
+        with_program = [t for t in tracers if t.program is not None]
+        if len(with_program) > 1 or any(not t.template for t in tracers):
+            raise RemoteError(
+                "a remote bench takes tracers described as data, at most one with a program",
+                "build the tracers with harness.compare.bench_cases",
+            )
+        req: dict[str, Any] = {
+            "op": "bench",
+            "workload": {
+                "argv": [self.remote_word(w) for w in workload.argv],
+                "events": workload.events,
+                "description": workload.description,
+                "gate": list(workload.gate),
+            },
+            "tracers": [
+                {
+                    "mode": t.mode,
+                    "template": [self.remote_word(w) for w in t.template],
+                    "ready_prefix": t.ready_prefix,
+                    "ready_text": t.ready_text,
+                }
+                for t in tracers
+            ],
+            "rounds": rounds,
+            "warmup": warmup,
+            "timeout": max(timeout, self.min_timeout),
+        }
+        program = with_program[0].program if with_program else None
+
+        def program_for(pid: int | None) -> str:
+            assert program is not None and pid is not None, "the agent asks with a pid"
+            return program(pid)
+
+        data = self.call(req, program_for if program is not None else None)
+        by_mode = {t.mode: t for t in tracers}
+        samples = []
+        for d in data["samples"]:
+            sample = wire.decode(Sample, d)
+            if sample.events_counted is not None:  # the index of its output, counted here
+                output = data["outputs"][sample.events_counted]
+                sample.events_counted = by_mode[sample.mode].count_events(output)
+            samples.append(sample)
+            if progress is not None:
+                progress(sample)
+        return samples
+
+    def describe(self) -> dict[str, Any]:
+        facts = self.facts
+        return {
+            "name": self.name,
+            "host": self.host,
+            "transport": "ssh",
+            "release": facts.get("kernel"),
+            "hostname": facts.get("hostname"),
+            "boot_id": facts.get("boot_id"),
+            "session": self.session,
+            "python": facts.get("python"),
+            "connect_s": self.connect_s,
+        }
+
+
+def _local_version(tool: str, ident: dict[str, Any]) -> str | None:
+    """The version line of the very same binary here (same path, size and mtime), if any."""
+    import shutil
+
+    path = shutil.which(tool)
+    if path is None or path != ident.get("path"):
+        return None
+    st = os.stat(path)
+    if (st.st_size, int(st.st_mtime)) != (ident.get("size"), ident.get("mtime")):
+        return None
+    if tool == "bpftrace":
+        from harness.host.capabilities import capabilities
+
+        return capabilities().bpftrace
+    return None
+
+
+def parsed_capture(data: dict[str, Any], marker: str) -> RunResult:
+    """The remote's raw capture, parsed here: the marker line blanked so line numbers match
+    stdout.txt, the parse timed on this side."""
+    from harness.host.runner import RunResult
+    from harness.output.parse import parse_text
+
+    result: RunResult = wire.decode(RunResult, data)
+    result.output = None
+    lines = ["" if ln.strip() == marker else ln for ln in result.stdout.splitlines()]
+    parse_began = time.monotonic()
+    try:
+        result.output = parse_text(
+            "\n".join(lines) + "\n", **({"line_times": result.line_times}
+                                        if result.line_times else {})
+        )
+    except HarnessError as err:
+        result.error = result.error or err
+    result.extra["parse_s"] = time.monotonic() - parse_began
+    if result.output is not None:
+        result.output.warnings.extend(w for w in result.warnings
+                                      if w not in result.output.warnings)
+    return result
+
+
+# --- SSH -----------------------------------------------------------------------------------------
+
+SSH_OPTIONS = (
+    "-T",  # no pty: the agent's stdin/stdout are the protocol
+    "-o", "BatchMode=yes",  # never prompt: keys and agents only
+    "-o", "ServerAliveInterval=5",  # notice a dead link within ~15 s here too
+    "-o", "ServerAliveCountMax=3",
+)
+
+
+def parse_destination(text: str) -> tuple[str | None, str, int | None]:
+    """`[user@]host[:port]` (an IPv6 address in brackets) -> (user, host, port)."""
+    m = re.fullmatch(r"(?:([^@\s]+)@)?(\[[0-9A-Fa-f:.]+\]|[^:@\s\[\]]+)(?::(\d+))?", text)
+    if not m:
+        raise RemoteError(
+            f"cannot read the ssh destination {text!r}",
+            "write ssh:[user@]host[:port], e.g. ssh:lab-box or ssh:root@10.0.0.7:2222",
+        )
+    user, host, port = m.group(1), m.group(2).strip("[]"), m.group(3)
+    return user, host, int(port) if port else None
+
+
+class SSHLane(RemoteLane):
+    """`ssh:[user@]host[:port]`: the user's ssh, with the user's config as it is."""
+
+    def __init__(self, destination: str, config: Path | None = None) -> None:
+        self.user, host, self.port = parse_destination(destination)
+        super().__init__(f"ssh:{destination}", host)
+        self.config = config
+
+    def ssh_argv(self) -> list[str]:
+        argv = ["ssh", *SSH_OPTIONS]
+        if self.config is not None:
+            argv += ["-F", str(self.config)]
+        if self.port is not None:
+            argv += ["-p", str(self.port)]
+        if self.user is not None:
+            argv += ["-l", self.user]
+        return [*argv, self.host]
+
+    def command(self, session: str) -> list[str]:
+        return [*self.ssh_argv(), "--", remote_command(session)]
