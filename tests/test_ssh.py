@@ -275,3 +275,18 @@ def test_nothing_is_left_on_the_remote(local_ssh: None, tmp_path: Path, how: str
     else:
         assert proc.returncode == 2
         assert b"lost the connection to ktrace-localhost" in err, err
+
+
+def test_a_bench_runs_its_rounds_on_the_remote(local_ssh: None, tmp_path: Path) -> None:
+    """The rounds run remotely (workload, bpftrace, the static twin loader sent over); each
+    tracer's output comes back and is counted here: both see every one of the loop's calls."""
+    import csv
+
+    done = _cli("bench", "syscalls", "--rounds", "1", "--max-rounds", "1", "--warmup", "0",
+                "--events", "5000", "--lane", LOCAL, "--out", str(tmp_path), "--no-report", "-q")
+    assert done.returncode == 0, done.stderr
+    with (tmp_path / "syscalls-sshktrace-localhost.csv").open() as f:
+        rows = {r["mode"]: r for r in csv.DictReader(f)}
+    assert rows["bpftrace"]["events_counted"] == rows["libbpf"]["events_counted"] == "5000"
+    summary = (tmp_path / "syscalls-sshktrace-localhost.md").read_text()
+    assert f"on {socket.gethostname()} ({LOCAL})" in summary

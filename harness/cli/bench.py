@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness.cli.options import add_bpftrace_argument, prepare_bpftrace
+from harness.cli.options import add_bpftrace_argument, add_lane_argument, prepare_bpftrace
 
 EXAMPLES = """examples:
   harness bench syscalls                 # getppid() loop: untraced vs bpftrace vs libbpf
@@ -68,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="no progress display on the terminal")
     parser.add_argument("--label", help="suffix for the output files: <NAME>-<LABEL>.csv/.md "
                         "(with --bpftrace, -bpftrace<VERSION> follows it)")
-    parser.add_argument("--lane", default="host", help="host (default) or vm[:VERSION]")
+    add_lane_argument(parser)
     add_bpftrace_argument(parser)
     parser.add_argument(
         "--prebuilt", type=Path, help="use this build directory of the libbpf twin (made elsewhere)"
@@ -77,7 +77,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _vm_note(lane: dict[str, Any]) -> str:
-    """The summary's line on where a VM lane's figures come from."""
+    """The summary's line on where a VM lane's (or a remote host's) figures come from."""
+    if not lane.get("accel"):
+        return (f"- Remote lane: kernel {lane.get('release')} on {lane.get('hostname')}"
+                f" ({lane.get('name')}); the rounds ran there, the figures were read here.\n")
     return (
         f"- VM lane: guest kernel {lane.get('release')} under {lane.get('accel')}"
         f" (booted in {lane.get('boot_s') or 0:.1f} s). Under TCG every instruction is"
@@ -111,10 +114,8 @@ def run(args: argparse.Namespace) -> int:
 
     lane = get_lane(args.lane)
     on_host = lane.name == "host"
-    if not on_host and not args.label:  # a guest's figures get files of their own
-        from harness.lanes.vm import lane_series
-
-        args.label = f"vm{lane_series(args.lane)}"
+    if not on_host and not args.label:  # a guest's or a remote's figures get files of their own
+        args.label = re.sub(r"[^A-Za-z0-9_.-]+", "", lane.name)  # vm6.1, sshlab-box
 
     if args.rounds < 1:
         raise UsageError(f"--rounds {args.rounds} is below 1", "pass --rounds 5 or more")

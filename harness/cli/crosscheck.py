@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.cli.options import add_bpftrace_argument, duration, prepare_bpftrace
+from harness.cli.options import add_bpftrace_argument, add_lane_argument, duration, prepare_bpftrace
 from harness.cli.run import add_plan_arguments
 
 EXAMPLES = """examples:
@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--prebuilt", type=Path, help="use this build directory of the twin (VM lane)"
     )
-    parser.add_argument("--lane", default="host", help="host (default) or vm[:VERSION]")
+    add_lane_argument(parser)
     add_spec_arguments(parser)
     add_bpftrace_argument(parser)
     parser.add_argument(

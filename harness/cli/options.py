@@ -22,6 +22,14 @@ def duration(text: str) -> float:
     return seconds
 
 
+def add_lane_argument(parser: argparse.ArgumentParser) -> None:
+    """`--lane` for run, crosscheck and bench: where the kernel under test is."""
+    parser.add_argument(
+        "--lane", default="host",
+        help="host (default), vm[:VERSION] (a Debian guest) or ssh:[USER@]HOST[:PORT]",
+    )
+
+
 def add_bpftrace_argument(parser: argparse.ArgumentParser) -> None:
     """`--bpftrace VERSION` for run, crosscheck and bench."""
     parser.add_argument(

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.cli.options import add_bpftrace_argument, duration, prepare_bpftrace
+from harness.cli.options import add_bpftrace_argument, add_lane_argument, duration, prepare_bpftrace
 from harness.errors import UsageError
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--attach", choices=("kprobe", "kfunc", "tracepoint"), help="force the attach type"
     )
-    parser.add_argument("--lane", default="host", help="host (default) or vm[:VERSION]")
+    add_lane_argument(parser)
     add_bpftrace_argument(parser)
     parser.add_argument("--top", type=int, default=10,
                         help="rows shown per map (the table says how many it leaves out)")

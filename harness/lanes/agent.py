@@ -283,7 +283,7 @@ class Agent:
         """compare.bench's rounds on this kernel. Tracers come as data (argv templates, the
         ready line); the harness generates each round's program and counts the events from
         each tracer output returned: a sample's events_counted is its output's index here."""
-        from harness.compare.bench import Tracer, Workload, run_rounds
+        from harness.compare.bench import Rounds, Tracer, Workload, run_rounds
 
         outputs: list[str] = []
 
@@ -310,9 +310,7 @@ class Agent:
         samples = run_rounds(
             Workload(**workload),
             [tracer(t) for t in req["tracers"]],
-            req["rounds"],
-            req["warmup"],
-            req["timeout"],
+            wire.decode(Rounds, req["plan"]),
         )
         return {"samples": samples, "outputs": outputs}
 

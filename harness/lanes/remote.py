@@ -47,7 +47,7 @@ from harness.paths import PACKAGE as PACKAGE_DIR
 from harness.paths import cache_home
 
 if TYPE_CHECKING:
-    from harness.compare.bench import Sample, Tracer, Workload
+    from harness.compare.bench import Rounds, Sample, Tracer, Workload
     from harness.compare.gather import Gathered
     from harness.host.bpftrace_versions import Bpftrace
     from harness.host.capabilities import Capabilities
@@ -611,9 +611,7 @@ class RemoteLane(Lane):
         self,
         workload: Workload,
         tracers: Sequence[Tracer],
-        rounds: int,
-        warmup: int,
-        timeout: float,
+        plan: Rounds,
         progress: Callable[[Sample], None] | None = None,
     ) -> list[Sample]:
         """The rounds run remotely (its kernel, its bpftrace, the twin built here); each round's
@@ -644,9 +642,7 @@ class RemoteLane(Lane):
                 }
                 for t in tracers
             ],
-            "rounds": rounds,
-            "warmup": warmup,
-            "timeout": max(timeout, self.min_timeout),
+            "plan": {**wire.encode(plan), "timeout": max(plan.timeout, self.min_timeout)},
         }
         program = with_program[0].program if with_program else None
 
