@@ -499,7 +499,7 @@ def _run(
     )
     key_names = spec.key_names() if spec is not None else {}
     columns = spec.frame_columns() if spec is not None else {}
-    from harness.host.runner import shielded
+    from harness.host.lifetime import shielded
 
     with shielded(deliver=True):  # a Ctrl-C now waits until what was gathered is written
         done = _finish(result, key_names, meta, path, report, plots, columns)

@@ -155,8 +155,24 @@ def _command(kind: str, moment: str, out: Path) -> list[str]:
         work = "sh -c 'sleep 0.3; true'" if moment == "shutdown" else "sh -c 'sleep 60; true'"
         return [*harness, "run", "tracepoint:syscalls:sys_enter_getppid", "--count-by", "comm",
                 "--workload", work, "--out", str(out)]
+    if kind == "bench":
+        # One round: the untraced run first, then the same 2e6 getppid() calls under bpftrace.
+        return [*harness, "bench", "syscalls", "--events", "2000000", "--rounds", "1",
+                "--warmup", "0", "--modes", "bpftrace", "--no-report", "-q", "--out", str(out)]
     count = "200" if moment == "shutdown" else "5000000"
     return [*harness, "crosscheck", "ktrace", "--count", count, "--out", str(out)]
+
+
+def _cpu_ticks(pid: int) -> int:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])
+
+
+def _syscall_loop(argv: list[bytes]) -> bool:
+    return bool(argv) and Path(argv[0].decode(errors="replace")).name.startswith("syscall_loop-")
 
 
 def _reach(kind: str, moment: str, watch: Watch, proc: subprocess.Popen[bytes]) -> None:
@@ -172,6 +188,14 @@ def _reach(kind: str, moment: str, watch: Watch, proc: subprocess.Popen[bytes]) 
                            lambda ps: not any(_is(a, "sleep") or _is(a, "sh") for a in ps.values()),
                            proc)
         return
+    if kind == "bench":
+        # The traced run's workload, released: it has begun its loop of getppid() calls.
+        watch.wait_for("the traced getppid() loop", lambda ps: any(
+            _syscall_loop(a) and _cpu_ticks(p) >= 3 for p, a in ps.items()), proc)
+        if moment == "shutdown":
+            watch.wait_for("the loop's end",
+                           lambda ps: not any(_syscall_loop(a) for a in ps.values()), proc)
+        return
     if moment == "workload":
         watch.wait_for("the released udp_send.py",
                        lambda ps: any(_workload_running(a, "udp_send.py") for a in ps.values()),
@@ -184,7 +208,7 @@ def _reach(kind: str, moment: str, watch: Watch, proc: subprocess.Popen[bytes]) 
 
 @pytest.mark.parametrize("moment", MOMENTS)
 @pytest.mark.parametrize("sig", SIGNALS, ids=lambda s: s.name)
-@pytest.mark.parametrize("kind", ["run", "crosscheck"])
+@pytest.mark.parametrize("kind", ["run", "crosscheck", "bench"])
 def test_killed_harness_leaves_nothing_behind(
     kind: str, sig: signal.Signals, moment: str, tmp_path: Path
 ) -> None:

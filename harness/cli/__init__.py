@@ -137,10 +137,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say(f"harness {args.command}: interrupted by "
              f"{'Ctrl-C' if signum == signal.SIGINT else signal.Signals(signum).name}")
         status = 128 + signum
+    finally:
+        _close_lanes()
     if stopper.signum is not None and status < 128:
         # The run ended on a signal but finished its stop normally: the shell still hears it.
         status = 128 + stopper.signum
     return status
+
+
+def _close_lanes() -> None:
+    """Shut down the guests this command booted, here: `entry` leaves through os._exit, which
+    skips the atexit hook that would (the watchdog would only kill them, and remove their
+    scratch directories)."""
+    lanes = sys.modules.get("harness.lanes.base")
+    if lanes is not None:
+        from harness.host.lifetime import shielded
+
+        with shielded(deliver=True):
+            lanes.close_all()
 
 
 def _say(line: str) -> None:

@@ -8,7 +8,8 @@ start-up costs stay out of the per-event figure; otherwise it is timed from 'go'
 tracer attaches to the known pid before any event happens.
 
 Tracers are spawned directly (not through a pty) so the spawn timestamp, the ready line's arrival
-and the peak memory (VmHWM, sampled until the tracer exits) belong to that one process.
+and the peak memory (VmHWM, sampled until the tracer exits) belong to that one process. Every
+child goes through harness.host.lifetime.spawn: none outlives the harness, however it ends.
 
 Beside the workload's clock, the kernel's: with BPF run-time statistics on (host.bpfstats) every
 program the tracer holds is read just before 'go' and again after the workload's exit, so each
@@ -39,6 +40,7 @@ from typing import IO
 from harness.compare import stats
 from harness.errors import HarnessError
 from harness.host.bpfstats import ProgramRun
+from harness.host.lifetime import reap, spawn
 from harness.paths import CHECKOUT
 
 MODES = ("untraced", "floor", "bpftrace", "libbpf")
@@ -200,7 +202,7 @@ def _peak_rss_kib(pid: int) -> int | None:
 
 
 def _start_workload(workload: Workload) -> tuple[subprocess.Popen[str], int]:
-    proc = subprocess.Popen(
+    proc = spawn(
         [*workload.argv, *workload.gate],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -213,6 +215,7 @@ def _start_workload(workload: Workload) -> tuple[subprocess.Popen[str], int]:
     if not match:
         proc.kill()
         _, err = proc.communicate()
+        reap(proc)
         raise BenchError(
             f"workload {workload.argv[0]} did not print 'pid N' first (got {first.strip()!r}; "
             f"stderr {err.strip()[:200]!r})",
@@ -232,9 +235,11 @@ def _finish_workload(
     go = time.monotonic_ns()
     try:
         out, err = proc.communicate("go\n", timeout=timeout)
+        reap(proc)
     except subprocess.TimeoutExpired as exc:
         proc.kill()
         proc.communicate()
+        reap(proc)
         raise BenchError(
             f"workload {workload.description} did not finish within {timeout:.0f} s",
             "lower --events or raise --timeout",
@@ -273,6 +278,7 @@ def _stop_tracer(proc: subprocess.Popen[str], timeout: float) -> int | None:
     while time.monotonic() < deadline:
         peak = _peak_rss_kib(proc.pid) or peak
         if proc.poll() is not None:
+            reap(proc)
             return peak
         if time.monotonic() >= resend:
             # bpftrace 0.17 misses a SIGINT outside its epoll_wait: while it still holds every
@@ -281,8 +287,7 @@ def _stop_tracer(proc: subprocess.Popen[str], timeout: float) -> int | None:
             if probes and perf_event_fds(proc.pid) == probes:
                 proc.send_signal(signal.SIGINT)
         time.sleep(0.005)
-    proc.kill()
-    proc.wait()
+    reap(proc)
     raise BenchError(
         f"tracer pid {proc.pid} did not exit within {timeout:.0f} s of SIGINT",
         "check that it stops on Ctrl-C",
@@ -309,6 +314,7 @@ def run_sample(
             if proc.returncode is None:
                 proc.kill()
                 proc.communicate()
+            reap(proc)
             tracer.cleanup()
     reader, attach_ms, (elapsed, timed_by), peak, programs = traced
     counted = tracer.count_events("".join(reader.lines))
@@ -342,7 +348,7 @@ def _traced_run(
     argv = list(tracer.argv(pid))
     spawned = time.monotonic_ns()
     try:
-        tproc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errlog, text=True)
+        tproc = spawn(argv, stdout=subprocess.PIPE, stderr=errlog, text=True)
     except OSError as exc:
         raise BenchError(f"cannot start {argv[0]}: {exc.strerror}", "run scripts/setup.sh") from exc
     reader = _LineReader(tproc.stdout, tracer.is_ready)
@@ -371,9 +377,7 @@ def _traced_run(
         peak = _stop_tracer(tproc, timeout)
         reader.join(timeout)
     finally:
-        if tproc.returncode is None:
-            tproc.kill()
-            tproc.wait()
+        reap(tproc)
     return reader, attach_ms, elapsed, peak, programs
 
 

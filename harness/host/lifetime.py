@@ -1,13 +1,30 @@
-"""Children that die with the harness, whatever ends it (Ctrl-C, SIGTERM, SIGKILL, a crash).
+"""Nothing the harness starts outlives it, whatever ends it (Ctrl-C, SIGTERM, SIGKILL, a crash).
 
 A tracer left running keeps its BPF program and perf link attached; a workload left running keeps
-generating load. Two mechanisms cover every child:
+generating load; a guest's scratch directory left behind fills the disk. Every command that
+spawns (run, crosscheck, bench, matrix, the VM lane) goes through this module:
 
-- `PR_SET_PDEATHSIG`: the kernel sends SIGKILL to a child when the harness thread that spawned it
-  exits. Children are spawned from the main thread only, so "thread" means "the harness".
-- A guard for a process GROUP: a workload may fork (`sh -c '...; ...'`), and PDEATHSIG reaches
-  only the direct child. The guard is a tiny shell that reads one line from a pipe the harness
-  holds; when the harness dies the pipe closes, the read fails, and the guard kills the group.
+- `spawn()`: the child runs in a session (and process group) of its own, with
+  `PR_SET_PDEATHSIG`, so the kernel sends it SIGKILL when the harness goes, even by SIGKILL.
+  Children are spawned from the main thread only, so "thread" means "the harness".
+- The watchdog: one tiny shell per harness process, started on first use, reading lines from a
+  pipe that only the harness holds. The harness registers each child's process group (a
+  workload may fork, and PDEATHSIG reaches only the direct child) and each temporary path it
+  makes; when the harness dies the pipe closes, and the watchdog kills every group still
+  registered and removes every path still registered. A child reaped, a path removed, is
+  unregistered by the harness itself.
+
+The watchdog's protocol is plain text lines on its stdin, so the same shell can watch another
+machine through any channel that closes when the harness dies (`ssh HOST sh -c SCRIPT`):
+
+    +g PGID    kill process group PGID (SIGKILL) when the harness is gone
+    -g PGID    forget it (the harness reaped it)
+    +p PATH    remove PATH (rm -rf) when the harness is gone
+    -p PATH    forget it (the harness removed it, or keeps it)
+    done       exit now, killing and removing nothing
+
+On EOF without `done` it kills every registered group, waits (at most 2 s) until they are gone,
+then removes every registered path.
 """
 
 from __future__ import annotations
@@ -17,7 +34,10 @@ import ctypes
 import os
 import signal
 import subprocess
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
 PR_SET_PDEATHSIG = 1
 
@@ -44,34 +64,209 @@ def die_with_parent() -> Callable[[], None]:
     return preexec
 
 
-# Exit without killing after "done"; kill the group on EOF (the harness is gone).
-_GUARD = 'IFS= read -r line; [ "$line" = done ] || kill -s KILL -- "-$1" 2>/dev/null; exit 0'
+# POSIX sh (dash): the registered groups are words of $groups, the paths lines of $paths.
+WATCHDOG_SH = r"""
+trap '' INT HUP
+set -f
+nl='
+'
+groups='' paths=''
+while IFS= read -r line; do
+  arg=${line#?? }
+  case $line in
+    '+g '*) groups="$groups $arg" ;;
+    '-g '*) kept=''; for g in $groups; do [ "$g" = "$arg" ] || kept="$kept $g"; done
+            groups=$kept ;;
+    '+p '*) paths="$paths$arg$nl" ;;
+    '-p '*) kept='' IFS=$nl
+            for p in $paths; do [ "$p" = "$arg" ] || kept="$kept$p$nl"; done
+            paths=$kept; unset IFS ;;
+    done) exit 0 ;;
+  esac
+done
+for g in $groups; do kill -s KILL -- "-$g" 2>/dev/null; done
+n=0
+for g in $groups; do
+  while kill -s 0 -- "-$g" 2>/dev/null && [ $n -lt 40 ]; do sleep 0.05; n=$((n + 1)); done
+done
+IFS=$nl
+for p in $paths; do rm -rf -- "$p"; done
+"""
 
 
-class GroupGuard:
-    """Kill process group `pgid` if the harness dies before calling `release()`."""
+class Watchdog:
+    """The harness's end of one watchdog process: register what must not outlive the harness.
 
-    def __init__(self, pgid: int) -> None:
-        self.pgid = pgid
-        self.proc: subprocess.Popen[bytes] | None = subprocess.Popen(
-            ["sh", "-c", _GUARD, "ktrace-guard", str(pgid)],
+    `argv` starts the watchdog; the default runs WATCHDOG_SH here. Another machine's watchdog is
+    the same script behind a channel that closes with the harness (e.g. `["ssh", HOST, "sh -c "
+    + shlex.quote(WATCHDOG_SH)]`). What is registered is also kept here, so a watchdog that
+    died (someone killed it) is started again with the same registrations.
+    """
+
+    def __init__(self, argv: Sequence[str] | None = None) -> None:
+        self.argv = list(argv) if argv is not None else ["sh", "-c", WATCHDOG_SH, "ktrace-watchdog"]
+        self.groups: set[int] = set()
+        self.paths: set[str] = set()
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            self.argv,
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            start_new_session=True,  # a Ctrl-C to the terminal must not end the guard first
+            start_new_session=True,  # a Ctrl-C to the terminal must not end the watchdog first
         )
 
-    def release(self) -> None:
-        """The harness has reaped the group itself: tell the guard to exit quietly."""
-        proc, self.proc = self.proc, None
+    def _send(self, line: str) -> None:
+        """Send one registration line; a watchdog not (or no longer) running is started and
+        sent the whole registered state instead, `line`'s change included."""
+        with self._lock:
+            for _ in range(2):
+                if self._proc is not None and self._proc.poll() is None:
+                    lines = [line]
+                else:
+                    if self._proc is not None:
+                        self._proc.wait()
+                    self._proc = self._start()
+                    lines = [f"+g {g}" for g in sorted(self.groups)]
+                    lines += [f"+p {p}" for p in sorted(self.paths)]
+                assert self._proc.stdin is not None
+                try:
+                    self._proc.stdin.write("".join(f"{ln}\n" for ln in lines).encode())
+                    self._proc.stdin.flush()
+                    return
+                except OSError:  # it died under us: start another with everything again
+                    self._proc.kill()
+                    self._proc.wait()
+
+    def guard_group(self, pgid: int) -> None:
+        """Kill process group `pgid` if the harness dies before `release_group(pgid)`."""
+        self.groups.add(pgid)
+        self._send(f"+g {pgid}")
+
+    def release_group(self, pgid: int) -> None:
+        if pgid in self.groups:
+            self.groups.discard(pgid)
+            self._send(f"-g {pgid}")
+
+    def guard_path(self, path: Path | str) -> None:
+        """Remove `path` (a file or a directory tree) if the harness dies before
+        `release_path(path)`."""
+        text = str(Path(path).absolute())
+        if "\n" in text:
+            raise ValueError(f"a watched path cannot hold a newline: {text!r}")
+        self.paths.add(text)
+        self._send(f"+p {text}")
+
+    def release_path(self, path: Path | str) -> None:
+        text = str(Path(path).absolute())
+        if text in self.paths:
+            self.paths.discard(text)
+            self._send(f"-p {text}")
+
+    def close(self) -> None:
+        """Stop the watchdog without killing or removing anything."""
+        with self._lock:
+            proc, self._proc = self._proc, None
         if proc is None:
             return
         assert proc.stdin is not None
         with contextlib.suppress(OSError):
             proc.stdin.write(b"done\n")
             proc.stdin.close()
-        with contextlib.suppress(subprocess.TimeoutExpired):
+        try:
             proc.wait(5)
-        if proc.poll() is None:
+        except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+_LOCAL: dict[int, Watchdog] = {}
+_LOCAL_LOCK = threading.Lock()
+
+
+def watchdog() -> Watchdog:
+    """This process's watchdog (a forked child gets its own: the pipe is its parent's)."""
+    pid = os.getpid()
+    with _LOCAL_LOCK:
+        if pid not in _LOCAL:
+            _LOCAL.clear()
+            _LOCAL[pid] = Watchdog()
+        return _LOCAL[pid]
+
+
+def spawn(argv: Sequence[str], **popen: Any) -> subprocess.Popen[Any]:
+    """subprocess.Popen(argv, **popen) in a session of its own, dying with the harness, its
+    whole process group killed by the watchdog if the harness dies first; `reap()` it.
+
+    A `preexec_fn` given runs after the parent-death setting."""
+    pdeath = die_with_parent()
+    extra = popen.pop("preexec_fn", None)
+
+    def preexec() -> None:
+        pdeath()
+        if extra is not None:
+            extra()
+
+    proc: subprocess.Popen[Any] = subprocess.Popen(
+        list(argv), start_new_session=True, preexec_fn=preexec, **popen
+    )
+    watchdog().guard_group(proc.pid)
+    return proc
+
+
+def reap(proc: subprocess.Popen[Any]) -> int:
+    """Kill what is left of a spawned child's process group, wait for the child, unregister
+    it; returns its exit status.
+
+    A child already waited for is not signalled: its pid (the group's id) may be another
+    process's by now. Until it is waited for, even as a zombie, the id is still its own."""
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    status = proc.wait()
+    watchdog().release_group(proc.pid)
+    return status
+
+
+@contextlib.contextmanager
+def temporary_path(path: Path) -> Iterator[Path]:
+    """`path` (made by the caller) is removed if the harness dies inside the block; on leaving
+    the block it is only unregistered: removing or keeping it is the caller's business."""
+    dog = watchdog()
+    dog.guard_path(path)
+    try:
+        yield path
+    finally:
+        dog.release_path(path)
+
+
+SHIELDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def shielded(deliver: bool = False) -> Iterator[None]:
+    """Work that a Ctrl-C (or SIGTERM/SIGHUP) must not cut short (stopping bpftrace, saving
+    what was gathered): such a signal is held until the work is done. With `deliver` it is
+    then handed, once, to the handler that was there before (the CLI's stop: exit 128+N once
+    the results are saved); without, the run is already stopping and it is dropped."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    old = {sig: signal.signal(sig, lambda signum, frame: held.append(signum))
+           for sig in SHIELDED_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        handler = old[signal.Signals(held[0])] if held and deliver else None
+        if callable(handler):
+            handler(held[0], None)

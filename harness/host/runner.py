@@ -16,7 +16,7 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pexpect
 
 from harness.errors import HarnessError
-from harness.host.lifetime import die_with_parent
+from harness.host.lifetime import die_with_parent, shielded, watchdog
 from harness.host.workload import GatedWorkload
 
 if TYPE_CHECKING:
@@ -366,6 +366,8 @@ class BpftraceProcess:
         # stderr goes to a FIFO: pty spawning closes every inherited descriptor before the
         # preexec hook runs, so the hook opens the write side by name.
         fifo_dir = tempfile.mkdtemp(prefix="ktrace-bt-")
+        dog = watchdog()
+        dog.guard_path(fifo_dir)
         fifo = os.path.join(fifo_dir, "stderr")
         os.mkfifo(fifo, 0o600)
         err_fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
@@ -397,6 +399,10 @@ class BpftraceProcess:
             with contextlib.suppress(OSError):
                 os.unlink(fifo)
                 os.rmdir(fifo_dir)
+            dog.release_path(fifo_dir)
+        # Its own session and process group (the pty's); the watchdog kills that group if the
+        # harness dies (PDEATHSIG reaches only bpftrace itself, not a wrapper's children).
+        dog.guard_group(self.child.pid)
         # close() sleeps this long "to let the kernel update the process status"; stop() has
         # already read to EOF and reaped bpftrace, so the default 0.1 s is pure wait per run.
         # pexpect hands close() to ptyprocess, which sleeps its own copy of the delay.
@@ -479,6 +485,7 @@ class BpftraceProcess:
             with contextlib.suppress(OSError):
                 os.close(reader.err_fd)
             child.close(force=True)
+        watchdog().release_group(child.pid)
         status = (
             child.exitstatus
             if child.exitstatus is not None
@@ -756,31 +763,6 @@ def run_bpftrace(
         result.extra["workload_exit"] = status
         result.extra["workload_stopped_by_harness"] = work.stopped_by_harness
     return result
-
-
-SHIELDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-@contextlib.contextmanager
-def shielded(deliver: bool = False) -> Iterator[None]:
-    """Work that a Ctrl-C (or SIGTERM/SIGHUP) must not cut short (stopping bpftrace, saving
-    what was gathered): such a signal is held until the work is done. With `deliver` it is
-    then handed, once, to the handler that was there before (the CLI's stop: exit 128+N once
-    the results are saved); without, the run is already stopping and it is dropped."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    held: list[int] = []
-    old = {sig: signal.signal(sig, lambda signum, frame: held.append(signum))
-           for sig in SHIELDED_SIGNALS}
-    try:
-        yield
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
-        handler = old[signal.Signals(held[0])] if held and deliver else None
-        if callable(handler):
-            handler(held[0], None)
 
 
 def _ended_by(

@@ -7,15 +7,12 @@ exec()s the real command: exec keeps the pid, so any command works, unchanged.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import subprocess
 import sys
 from collections.abc import Sequence
 
 from harness.errors import HarnessError
-from harness.host.lifetime import GroupGuard, die_with_parent
+from harness.host.lifetime import reap, spawn
 
 _SHIM = (
     "import os, sys\n"
@@ -36,7 +33,7 @@ class WorkloadError(HarnessError):
 class GatedWorkload:
     """Start `argv` behind the gate; `go()` releases it; `wait()` collects its exit and output.
 
-    The shim dies with the harness (PDEATHSIG survives its exec), and a guard kills the
+    The shim dies with the harness (PDEATHSIG survives its exec), and the watchdog kills the
     workload's whole process group if the harness dies, so forked helpers go too.
     """
 
@@ -44,15 +41,12 @@ class GatedWorkload:
         if not argv:
             raise WorkloadError("empty workload command", "pass a command with --workload")
         self.argv = list(argv)
-        self.proc = subprocess.Popen(
+        self.proc = spawn(
             [sys.executable, "-c", _SHIM, *self.argv],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
-            start_new_session=True,
-            preexec_fn=die_with_parent(),
         )
-        self.guard = GroupGuard(self.proc.pid)
         self.stopped_by_harness = False
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().strip()
@@ -89,8 +83,4 @@ class GatedWorkload:
         """Kill the workload's whole process group (helpers it forked included), then reap it."""
         if self.proc.poll() is None:
             self.stopped_by_harness = True
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        if self.proc.poll() is None:
-            self.proc.wait()
-        self.guard.release()
+        reap(self.proc)

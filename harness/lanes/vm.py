@@ -14,7 +14,6 @@ import json
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
-from harness.host.lifetime import GroupGuard, die_with_parent
+from harness.host.lifetime import reap, spawn, temporary_path, watchdog
 from harness.lanes.base import Lane
 from harness.lanes.debian import KernelImage, fetch
 from harness.paths import CHECKOUT, cache_home
@@ -66,10 +65,13 @@ def _vng() -> str:
     return found
 
 
-def _env() -> dict[str, str]:
-    """vng runs virtme-run from the venv's bin; make sure it is on PATH."""
+def _env(tmp: Path) -> dict[str, str]:
+    """vng runs virtme-run from the venv's bin; make sure it is on PATH. virtme-run makes a
+    temporary file per boot (`virtme_ret*`) and removes it only when it exits normally: TMPDIR
+    puts it in `tmp`, a directory the lane removes (and the watchdog, if the harness dies)."""
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    env["TMPDIR"] = str(tmp)
     return env
 
 
@@ -99,17 +101,17 @@ def _boot(
     ]
     t0 = time.monotonic()
     boot_s = None
-    with subprocess.Popen(
+    tmp = rwdir / "host-tmp"
+    tmp.mkdir(exist_ok=True)
+    # vng's children (virtme-run, qemu) stay in its process group: no guest outlives the harness.
+    with spawn(
         argv,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env=_env(),
+        env=_env(tmp),
         stdin=subprocess.DEVNULL,
-        start_new_session=True,
-        preexec_fn=die_with_parent(),
     ) as proc:
-        guard = GroupGuard(proc.pid)  # no guest outlives the harness (see VMLane.boot)
         try:
             out_chunks: list[str] = []
             reader = _Reader(proc, out_chunks)
@@ -126,8 +128,7 @@ def _boot(
                     else:
                         progress("running in the guest", now - boot_s, None, "s")
                 if time.monotonic() - t0 > timeout:
-                    os.killpg(proc.pid, 9)
-                    proc.wait()
+                    reap(proc)
                     reader.join()
                     return None, boot_s, time.monotonic() - t0
                 time.sleep(0.1)
@@ -135,7 +136,7 @@ def _boot(
             if boot_s is None and (rwdir / "booted").exists():
                 boot_s = time.monotonic() - t0
         finally:
-            guard.release()
+            reap(proc)
         done = subprocess.CompletedProcess(argv, proc.returncode, "".join(out_chunks), "")
     return done, boot_s, time.monotonic() - t0
 
@@ -174,12 +175,15 @@ def accel_choice(kernel: KernelImage, progress: Progress = silent) -> str:
         return known
     progress("probing KVM (one short boot, cached for this host kernel)")
     cache = _accel_cache()
-    with tempfile.TemporaryDirectory(prefix="ktrace-kvm-", dir=_rw_parent()) as tmp:
-        rw = Path(tmp)
-        done, _, _ = _boot(
-            kernel, f": > {shlex.quote(str(rw / 'ran'))}\n", rw, "kvm", KVM_PROBE_TIMEOUT
-        )
-        accel = "kvm" if done is not None and (rw / "ran").exists() else "tcg"
+    rw = Path(tempfile.mkdtemp(prefix="ktrace-kvm-", dir=_rw_parent()))
+    try:
+        with temporary_path(rw):
+            done, _, _ = _boot(
+                kernel, f": > {shlex.quote(str(rw / 'ran'))}\n", rw, "kvm", KVM_PROBE_TIMEOUT
+            )
+            accel = "kvm" if done is not None and (rw / "ran").exists() else "tcg"
+    finally:
+        shutil.rmtree(rw, ignore_errors=True)
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps({"accel": accel, "probed": time.time()}))
     return accel
@@ -217,7 +221,6 @@ class VMLane(Lane):
         self.boot_timeout = boot_timeout
         self.name = f"vm:{series}"
         self.proc: subprocess.Popen[str] | None = None
-        self.guard: GroupGuard | None = None
         self.dir: Path | None = None
         self.facts: dict[str, object] = {}
         self.console: list[str] = []
@@ -239,9 +242,12 @@ class VMLane(Lane):
         kernel = fetch(self.series, self.progress)
         self.release = kernel.release
         self.accel = accel_choice(kernel, self.progress)
-        self.dir = Path(tempfile.mkdtemp(prefix=f"lane-{self.series}-", dir=_rw_parent()))
-        (self.dir / "req").mkdir()
-        (self.dir / "resp").mkdir()
+        # The harness's pid in the name: whose it is, for a look at vm-scratch (and for a test).
+        self.dir = Path(tempfile.mkdtemp(prefix=f"lane-{self.series}-{os.getpid()}-",
+                                         dir=_rw_parent()))
+        watchdog().guard_path(self.dir)  # removed by close(), or by the watchdog
+        for sub in ("req", "resp", "host-tmp"):
+            (self.dir / sub).mkdir()
         agent = f"{shlex.quote(sys.executable)} -m harness.lanes.guest {shlex.quote(str(self.dir))}"
         argv = [
             _vng(), "--run", str(kernel.vmlinuz), "--rwdir", str(self.dir),
@@ -250,20 +256,17 @@ class VMLane(Lane):
             "--exec", agent,
         ]  # fmt: skip
         t0 = time.monotonic()
-        self.proc = subprocess.Popen(
+        # vng's children (virtme-run, qemu) stay in its process group: the watchdog kills the
+        # group if this process dies without close(), so no guest outlives the harness.
+        self.proc = spawn(
             argv,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             text=True,
-            env=_env(),
+            env=_env(self.dir / "host-tmp"),
             cwd=str(CHECKOUT or self.dir),
-            start_new_session=True,
-            preexec_fn=die_with_parent(),
         )
-        # vng's children (virtme-run, qemu) stay in its process group: the guard kills the
-        # group if this process dies without close(), so no guest outlives the harness.
-        self.guard = GroupGuard(self.proc.pid)
         self.reader = _Reader(self.proc, self.console)
         self.wait_ready(t0)
 
@@ -312,15 +315,10 @@ class VMLane(Lane):
                 self._send({"op": "shutdown"})
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(20)
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        if self.guard is not None:
-            self.guard.release()
-            self.guard = None
+        reap(proc)
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
+            watchdog().release_path(self.dir)
         # What belonged to that boot: a later call boots anew, and its kernel's addresses
         # differ (KASLR), so the old guest's kallsyms would symbolise every stack wrongly.
         self.dir, self._kallsyms, self._n = None, None, 0

@@ -12,9 +12,7 @@ prints them once the process is gone (`0x...`).
 from __future__ import annotations
 
 import contextlib
-import os
 import select
-import signal
 import struct
 import subprocess
 import time
@@ -24,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.host.lifetime import reap, spawn
 from harness.host.symbols import Kallsyms
 from harness.spec.codegen_c import DROPS_MAP, STACKS_MAP, TwinMap, TwinProgram
 from harness.spec.model import Probe
@@ -76,18 +75,15 @@ def parse_dump(text: str) -> dict[str, MapDump]:
 class LoaderProcess:
     """A twin's loader as a child: start, wait for `ready`, `stop` on the control pipe, decode.
 
-    Closing stdin ends the loader (and its BPF links) even when this process dies first.
+    Closing stdin ends the loader (and its BPF links) even when this process dies first; a
+    loader that hangs dies with the harness all the same (harness.host.lifetime.spawn).
     """
 
     def __init__(self, argv: list[str]) -> None:
         self.started = time.monotonic()
         self.attached: float | None = None
-        self.proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
+        self.proc = spawn(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
 
     @property
@@ -114,6 +110,7 @@ class LoaderProcess:
         except subprocess.TimeoutExpired:
             self.stop_quietly()
             raise LoaderError("twin loader did not stop", "kill it and retry") from None
+        reap(self.proc)
         if self.proc.returncode != 0:
             raise explain_loader_failure(err.decode())
         return parse_dump(out.decode()), err.decode()
@@ -123,11 +120,9 @@ class LoaderProcess:
         if self.proc.stdin is not None and not self.proc.stdin.closed:
             with contextlib.suppress(OSError):
                 self.proc.stdin.close()
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        reap(self.proc)
 
 
 class TwinLoader(LoaderProcess):
