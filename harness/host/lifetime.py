@@ -23,8 +23,9 @@ machine through any channel that closes when the harness dies (`ssh HOST sh -c S
     -p PATH    forget it (the harness removed it, or keeps it)
     done       exit now, killing and removing nothing
 
-On EOF without `done` it kills every registered group, waits (at most 2 s) until they are gone,
-then removes every registered path.
+On EOF without `done` it kills every registered group and removes every registered path (again,
+up to 1 s, while a process being killed still writes there). It does not wait for the groups to
+be gone: an orphan's zombie waits for init, which may reap once a second.
 """
 
 from __future__ import annotations
@@ -85,12 +86,14 @@ while IFS= read -r line; do
   esac
 done
 for g in $groups; do kill -s KILL -- "-$g" 2>/dev/null; done
-n=0
-for g in $groups; do
-  while kill -s 0 -- "-$g" 2>/dev/null && [ $n -lt 40 ]; do sleep 0.05; n=$((n + 1)); done
-done
 IFS=$nl
-for p in $paths; do rm -rf -- "$p"; done
+for n in 1 2 3 4 5; do
+  left=''
+  for p in $paths; do rm -rf -- "$p" 2>/dev/null; [ -e "$p" ] && left="$left$p$nl"; done
+  paths=$left
+  [ -z "$paths" ] && break
+  sleep 0.2
+done
 """
 
 
