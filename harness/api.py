@@ -84,6 +84,8 @@ class RunMeta:
     # the spec's maps that got no entry: their CSV holds the header only
     no_events: list[str] = field(default_factory=list)
     again_of: str | None = None  # the run directory `harness run --again` repeated
+    # bytes the workload wrote to stdout/stderr and how many were cut (workload.*.txt)
+    workload_output: dict[str, Any] = field(default_factory=dict)
     schema: int = RUN_SCHEMA
 
     def as_dict(self) -> dict[str, Any]:
@@ -109,6 +111,7 @@ class Trace:
     error: HarnessError | None = None
     notes: list[str] = field(default_factory=list)
     key_names: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    workload_stderr: str = ""  # the last of it names a failing workload's cause
     columns: Mapping[str, Sequence[str]] = field(default_factory=dict)
     _frames: dict[str, pd.DataFrame] | None = field(default=None, repr=False)
     _tables: dict[str, Table] | None = field(default=None, repr=False)
@@ -150,8 +153,11 @@ class Trace:
         status = self.meta.workload_status
         if status not in (0, None):
             where = f"partial results are in {self.path}" if self.path else "see trace.frames"
+            said = self.workload_stderr.strip().splitlines()[-1:]
             raise HarnessError(
-                f"the workload exited with status {status}", f"run it by hand; {where}"
+                f"the workload exited with status {status}"
+                + (f" ({said[0].strip()[:200]})" if said else ""),
+                f"run it by hand; {where}",
             )
         return self
 
@@ -496,6 +502,7 @@ def _run(
         counts=result.output.counts() if result.output is not None else {},
         lane=machine.describe(),
         again_of=again_of,
+        workload_output=result.extra.get("workload_output", {}),
     )
     key_names = spec.key_names() if spec is not None else {}
     columns = spec.frame_columns() if spec is not None else {}
@@ -710,20 +717,20 @@ def _finish(
 
     If the directory cannot be written after all, the run is kept in a temporary directory and
     the error naming it becomes the Trace's error (after the run's own, if any)."""
-    from harness.report.rundir import write_tables, written_or_kept
+    from harness.report.rundir import write_tables, write_workload_output, written_or_kept
 
     done = Trace(result.output, meta, None, result.error, key_names=key_names,
-                 columns=columns or {})
+                 columns=columns or {}, workload_stderr=result.extra.get("workload_stderr", ""))
     if result.output is not None:
         meta.no_events = [n for n, t in done.tables.items() if n in done.columns and not len(t)]
     if path is None:
         return done
-    done.path, write_error = written_or_kept(
-        lambda where: write_tables(
-            where, done.tables, meta.as_dict(), stdout=result.stdout, stderr=result.stderr
-        ),
-        path,
-    )
+    def write(where: Path) -> Path:
+        write_tables(where, done.tables, meta.as_dict(), stdout=result.stdout,
+                     stderr=result.stderr)
+        return write_workload_output(where, result.extra)
+
+    done.path, write_error = written_or_kept(write, path)
     if write_error is not None:
         if done.error is None:
             done.error = write_error

@@ -25,7 +25,7 @@ import pexpect
 
 from harness.errors import HarnessError
 from harness.host.lifetime import die_with_parent, shielded, watchdog
-from harness.host.workload import GatedWorkload
+from harness.host.workload import CAPTURE_KEEP, GatedWorkload
 
 if TYPE_CHECKING:
     from harness.output.model import Output
@@ -756,13 +756,39 @@ def run_bpftrace(
                 work.close()
     result.ended_by = ended_by
     if work is not None:
-        status = work.wait(5)
-        # A workload the harness stopped at --duration (or on Ctrl-C) did not fail.
-        result.workload_status = None if work.stopped_by_harness else status
-        result.extra["workload_stdout"] = work.stdout
-        result.extra["workload_exit"] = status
-        result.extra["workload_stopped_by_harness"] = work.stopped_by_harness
+        keep_workload(result, work)
     return result
+
+
+def keep_workload(result: RunResult, work: GatedWorkload) -> None:
+    """The workload's end (it must be closed) into the result: its status (none when the
+    harness stopped it, at --duration or on Ctrl-C: it did not fail), its output (bounded),
+    and a warning for each thing the user should know: bytes of output cut, processes it left
+    running that ended with it."""
+    status = work.wait()
+    result.workload_status = None if work.stopped_by_harness else status
+    result.extra.update(
+        workload_stdout=work.stdout,
+        workload_stderr=work.stderr,
+        workload_output=work.output_counts(),
+        workload_exit=status,
+        workload_stopped_by_harness=work.stopped_by_harness,
+        workload_isolation=work.isolation,
+    )
+    notes = [
+        f"the workload wrote {c['bytes']} bytes to {stream}: {c['cut_bytes']} bytes in the "
+        f"middle were cut (workload.{stream}.txt keeps the first and last "
+        f"{CAPTURE_KEEP // 2} bytes)"
+        for stream, c in work.output_counts().items() if c["cut_bytes"]
+    ]
+    if work.left:
+        notes.append(
+            f"the workload left {len(work.left)} process(es) running when it ended "
+            f"({', '.join(work.left)}); they were ended with it"
+        )
+    result.warnings += notes
+    if result.output is not None:
+        result.output.warnings += notes
 
 
 def _ended_by(

@@ -1,86 +1,287 @@
 """A workload held at the gate: started, its pid known, waiting for "go" before it does anything.
 
 Tracers filter on the workload's pid, so the pid must exist before they attach, and the workload
-must not act before they are live. A tiny shim prints its pid, waits for a line on stdin, then
-exec()s the real command: exec keeps the pid, so any command works, unchanged.
+must not act before they are live. A small shim forks the command's process, which reports its
+pid and waits for a line on stdin, then exec()s the real command: exec keeps the pid, so any
+command works, unchanged.
+
+The shim is the init of a pid namespace of its own (`unshare --pid --fork --kill-child`): when
+the command exits, or the harness dies however it dies, the kernel ends every process the
+command left behind, daemons (`setsid -f`) included. Pids stay the host's for everything
+outside (tracers filter on the host pid; the shim reports it). Where pid namespaces cannot be
+made (no util-linux, no CAP_SYS_ADMIN), the shim is a child subreaper instead: orphans come back
+to it and it kills them when the command exits (the watchdog covers the command's process group
+if the harness dies). Either way the processes found left behind are named in `left`.
+
+The command's stdout and stderr are read all run (a workload blocks on a full pipe) and kept
+bounded: the first and last CAPTURE_KEEP // 2 bytes of each, with a count of what was cut.
 """
 
 from __future__ import annotations
 
+import functools
+import os
+import select
+import shutil
 import subprocess
 import sys
+import threading
+from collections import deque
 from collections.abc import Sequence
 
 from harness.errors import HarnessError
 from harness.host.lifetime import reap, spawn
 
-_SHIM = (
-    "import os, sys\n"
-    "print(os.getpid(), flush=True)\n"
-    "sys.stdin.readline()\n"
-    "try:\n"
-    "    os.execvp(sys.argv[1], sys.argv[1:])\n"
-    "except OSError as err:\n"
-    "    print(f'workload: cannot run {sys.argv[1]!r}: {err.strerror}', file=sys.stderr)\n"
-    "    sys.exit(127)\n"
-)
+# The shim: argv is CONTROL_FD MODE CMD...; it reports on CONTROL_FD `pid N` (the command's
+# pid as the host sees it), then `exit S` (the command's status, -N for signal N) and
+# `left N COMM,...` (the processes the command left behind, ended with it).
+_SHIM = r"""
+import os, sys
+ctl = os.fdopen(int(sys.argv[1]), "w", buffering=1)
+init, argv = sys.argv[2] == "init", sys.argv[3:]
+if not init:
+    import ctypes
+    ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: orphans come back here
+child = os.fork()
+if child == 0:
+    ctl.write(f"pid {os.readlink('/proc/self')}\n")  # /proc is the host's: the host's pid
+    ctl.close()
+    sys.stdin.readline()
+    try:
+        os.execvp(argv[0], argv)
+    except OSError as err:
+        print(f"workload: cannot run {argv[0]!r}: {err.strerror}", file=sys.stderr)
+        os._exit(127)
+os.close(0)
+me = os.readlink("/proc/self")
+
+def orphans():
+    found = []
+    for tid in os.listdir(f"/proc/{me}/task"):
+        with open(f"/proc/{me}/task/{tid}/children") as f:
+            found += f.read().split()
+    return found
+
+def comm(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return "?"
+
+while True:
+    pid, status = os.wait()
+    if pid == child:
+        break
+ctl.write(f"exit {os.waitstatus_to_exitcode(status)}\n")
+left = orphans()
+ctl.write(f"left {len(left)} {','.join(comm(p) for p in left)}\n")
+ctl.close()
+while not init and left:  # init's exit ends the whole namespace; a subreaper kills them itself
+    for pid in left:
+        try:
+            os.kill(int(pid), 9)
+        except OSError:
+            pass
+    try:
+        while os.waitpid(-1, 0):
+            pass
+    except ChildProcessError:
+        pass
+    left = orphans()
+"""
+
+CAPTURE_KEEP = 1 << 20  # bytes of each stream kept: the first and the last half of it
 
 
 class WorkloadError(HarnessError):
     """The workload could not start or did not finish."""
 
 
+@functools.cache
+def pid_namespaces() -> bool:
+    """Whether a workload can get a pid namespace of its own here (once per process)."""
+    if shutil.which("unshare") is None:
+        return False
+    done = subprocess.run(
+        ["unshare", "--pid", "--fork", "--kill-child", "true"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        check=False,
+    )
+    return done.returncode == 0
+
+
+class Capture:
+    """One stream's bytes, bounded: the first `keep // 2` and the last `keep // 2`, the rest
+    counted in `cut`."""
+
+    def __init__(self, keep: int = CAPTURE_KEEP) -> None:
+        self.half = keep // 2
+        self.head = bytearray()
+        self.tail: deque[bytes] = deque()
+        self.tail_bytes = 0
+        self.total = 0
+        self.cut = 0
+
+    def add(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        room = self.half - len(self.head)
+        if room > 0:
+            self.head += chunk[:room]
+            chunk = chunk[room:]
+        if not chunk:
+            return
+        self.tail.append(chunk)
+        self.tail_bytes += len(chunk)
+        while self.tail_bytes > self.half:
+            extra = self.tail_bytes - self.half
+            first = self.tail[0]
+            if len(first) <= extra:
+                self.tail.popleft()
+                self.tail_bytes -= len(first)
+                self.cut += len(first)
+            else:
+                self.tail[0] = first[extra:]
+                self.tail_bytes -= extra
+                self.cut += extra
+
+    def text(self) -> str:
+        """What was kept; where bytes were cut, a line saying how many."""
+        tail = b"".join(self.tail)
+        if self.cut:
+            note = f"\n[harness: {self.cut} bytes of the workload's output cut here]\n"
+            return (
+                self.head.decode("utf-8", "replace") + note + tail.decode("utf-8", "replace")
+            )
+        return (bytes(self.head) + tail).decode("utf-8", "replace")
+
+    def counts(self) -> dict[str, int]:
+        return {"bytes": self.total, "cut_bytes": self.cut}
+
+
+class _Drain(threading.Thread):
+    """Reads the workload's stdout and stderr to EOF, all run, into two Captures."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        super().__init__(name="workload-drain", daemon=True)
+        assert proc.stdout is not None and proc.stderr is not None
+        self.fds = {proc.stdout.fileno(): Capture(), proc.stderr.fileno(): Capture()}
+        self.stdout, self.stderr = self.fds.values()
+        self.stop = False
+
+    def run(self) -> None:
+        fds = list(self.fds)
+        while fds and not self.stop:
+            ready, _, _ = select.select(fds, [], [], 0.2)
+            for fd in ready:
+                chunk = os.read(fd, 65536)
+                if chunk:
+                    self.fds[fd].add(chunk)
+                else:
+                    fds.remove(fd)
+
+
 class GatedWorkload:
     """Start `argv` behind the gate; `go()` releases it; `wait()` collects its exit and output.
 
-    The shim dies with the harness (PDEATHSIG survives its exec), and the watchdog kills the
-    workload's whole process group if the harness dies, so forked helpers go too.
+    The shim dies with the harness (harness.host.lifetime.spawn), and with it everything the
+    command started (its pid namespace, or the watchdog's kill of its process group).
     """
 
     def __init__(self, argv: Sequence[str]) -> None:
         if not argv:
             raise WorkloadError("empty workload command", "pass a command with --workload")
         self.argv = list(argv)
-        self.proc = spawn(
-            [sys.executable, "-c", _SHIM, *self.argv],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
         self.stopped_by_harness = False
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().strip()
-        if not line.isdigit():
+        self.status: int | None = None
+        self.left: list[str] = []
+        self.isolation = "pid-namespace" if pid_namespaces() else "subreaper"
+        launcher = ["unshare", "--pid", "--fork", "--kill-child"] if pid_namespaces() else []
+        mode = "init" if pid_namespaces() else "reaper"
+        read_end, write_end = os.pipe()
+        try:
+            self.proc: subprocess.Popen[bytes] = spawn(
+                [*launcher, sys.executable, "-c", _SHIM, str(write_end), mode, *self.argv],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                pass_fds=(write_end,),
+            )
+        finally:
+            os.close(write_end)
+        self.control = os.fdopen(read_end, "r")
+        self.drain = _Drain(self.proc)
+        self.drain.start()
+        line = self.control.readline()
+        if not line.startswith("pid ") or not line[4:].strip().isdigit():
             self.close()
-            raise WorkloadError(f"workload shim did not report its pid (got {line!r})", "")
-        self.pid = int(line)
-        self.stdout = ""
+            why = self.stderr.strip().splitlines()[-1:] or [f"it said {line.strip()!r}"]
+            raise WorkloadError(f"the workload could not be started: {why[0]}", "")
+        self.pid = int(line[4:])
+
+    @property
+    def stdout(self) -> str:
+        return self.drain.stdout.text()
+
+    @property
+    def stderr(self) -> str:
+        return self.drain.stderr.text()
+
+    def output_counts(self) -> dict[str, dict[str, int]]:
+        """Bytes the workload wrote to each stream, and how many of them were cut."""
+        return {"stdout": self.drain.stdout.counts(), "stderr": self.drain.stderr.counts()}
 
     def go(self) -> None:
         """Let the workload run."""
         assert self.proc.stdin is not None
-        self.proc.stdin.write("go\n")
+        self.proc.stdin.write(b"go\n")
         self.proc.stdin.close()
-        self.proc.stdin = None  # communicate() must not flush a closed pipe
 
     def poll(self) -> int | None:
         return self.proc.poll()
 
     def wait(self, timeout: float | None = None) -> int:
-        """Wait for the exit; the workload's stdout is kept in `self.stdout`."""
+        """Wait for the exit (the command's status, -N for a signal); its output is in
+        `stdout`/`stderr`, what it left behind in `left`. After `close()`, the status then."""
+        if self.status is not None:
+            return self.status
         try:
-            out, _ = self.proc.communicate(timeout=timeout)
+            self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.close()
             raise WorkloadError(
                 f"workload {self.argv[0]!r} did not finish within {timeout:g}s",
                 "shorten the workload or raise --timeout",
             ) from None
-        self.stdout = out or ""
-        return self.proc.returncode
+        self._collect()
+        assert self.status is not None
+        return self.status
+
+    def _collect(self) -> None:
+        """The shim's report and the rest of the output, once the shim is gone."""
+        reap(self.proc)
+        # What it left behind ended with the shim, so the pipes close; a process that escaped
+        # (one the subreaper could not reach) may hold them: read for a second more at most.
+        self.drain.join(1.0)
+        self.drain.stop = True
+        self.drain.join(0.5)
+        if not self.drain.is_alive():
+            for stream in (self.proc.stdout, self.proc.stderr):
+                if stream is not None:
+                    stream.close()
+        for line in self.control.read().splitlines():
+            kind, _, rest = line.partition(" ")
+            if kind == "exit":
+                self.status = int(rest)
+            elif kind == "left" and rest.split(" ", 1)[0] != "0":
+                self.left = rest.split(" ", 1)[1].split(",")
+        self.control.close()
+        if self.status is None:  # the shim itself was killed
+            self.status = self.proc.returncode
 
     def close(self) -> None:
-        """Kill the workload's whole process group (helpers it forked included), then reap it."""
+        """Kill the workload and everything it started, then reap it."""
         if self.proc.poll() is None:
             self.stopped_by_harness = True
-        reap(self.proc)
+        if not self.control.closed:
+            self._collect()

@@ -550,5 +550,7 @@ def _run_result(d: dict[str, Any], marker: str) -> RunResult:
         )
     except HarnessError as err:
         result.error = result.error or err
+    if result.output is not None:  # the guest's own warnings (escalations, the workload's)
+        result.output.warnings.extend(result.warnings)
     result.extra["parse_s"] = time.monotonic() - parse_began  # on the host, not the guest's
     return result

@@ -169,6 +169,16 @@ def write_raw(run_dir: Path, stdout: str | None, stderr: str | None) -> None:
         (run_dir / "stderr.txt").write_text(stderr)
 
 
+def write_workload_output(run_dir: Path, extra: Mapping[str, Any]) -> Path:
+    """The workload's own stdout and stderr as the runner kept them (bounded, a line where
+    bytes were cut): `workload.stdout.txt`, `workload.stderr.txt`. Nothing without a workload."""
+    for stream in ("stdout", "stderr"):
+        text = extra.get(f"workload_{stream}")
+        if text is not None:
+            (run_dir / f"workload.{stream}.txt").write_text(text)
+    return run_dir
+
+
 def write_run_dir(run_dir: Path, frames: Mapping[str, pd.DataFrame],
                   meta: Mapping[str, Any], *, stdout: str | None = None,
                   stderr: str | None = None) -> Path:
