@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
-from harness.host.lifetime import GroupGuard, die_with_parent
+from harness.host.lifetime import reap, spawn
 from harness.lanes import wire
 from harness.lanes.agent import PACKAGE, PYTHON
 from harness.lanes.base import Lane, ProgramSource
@@ -190,7 +190,6 @@ class Connection:
         self.argv = list(argv)
         self.host = host
         self.proc: subprocess.Popen[bytes] | None = None
-        self.guard: GroupGuard | None = None
         self.incoming: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.stderr = bytearray()
         self.write_lock = threading.Lock()
@@ -200,17 +199,12 @@ class Connection:
 
     def open(self) -> dict[str, Any]:
         """Start the command, ship the agent's code if the remote asks, return its hello."""
-        self.proc = subprocess.Popen(
-            self.argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            # Its own session: a Ctrl-C at the terminal reaches the harness, which stops the
-            # remote run gently, not ssh, which would cut the connection first.
-            start_new_session=True,
-            preexec_fn=die_with_parent(),
+        # Its own session: a Ctrl-C at the terminal reaches the harness, which stops the remote
+        # run gently, not ssh, which would cut the connection first. The watchdog kills its
+        # group if the harness dies: a ProxyCommand child goes with ssh.
+        self.proc = spawn(
+            self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
-        self.guard = GroupGuard(self.proc.pid)  # a ProxyCommand child goes with ssh
         threading.Thread(target=self._read, name=f"lane-{self.host}", daemon=True).start()
         threading.Thread(target=self._read_stderr, name=f"lane-{self.host}-err",
                          daemon=True).start()
@@ -349,14 +343,8 @@ class Connection:
                 proc.stdin.close()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(10)
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        reap(proc)
         self.closed.set()
-        if self.guard is not None:
-            self.guard.release()
-            self.guard = None
 
 
 def classify_ssh_failure(host: str, status: int | None, stderr: list[str]) -> RemoteError:
