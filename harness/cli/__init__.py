@@ -74,6 +74,8 @@ class _VersionAction(argparse.Action):
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# What main() says of an exception no code path expected; tests treat this line as a failure.
+INTERNAL = "internal error"
 
 
 class _StopOnSignal:
@@ -132,6 +134,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say(f"harness {args.command}: error: permission denied: {err.filename or err}; "
              "run the harness as root (sudo), or fix that path's permissions")
         status = 2
+    except BrokenPipeError:  # the reader went away: entry() stops quietly
+        raise
+    except OSError as err:  # the system refused something (disk full, a path too long, ...)
+        where = f": {err.filename}" if err.filename else ""
+        _say(f"harness {args.command}: error: {err.strerror or err}{where}; "
+             "check that path, its file system and free space")
+        status = 2
+    except Exception as err:  # a bug: one line (and a non-zero exit), not a traceback
+        if os.environ.get("KTRACE_TRACEBACK"):
+            raise
+        said = " ".join(str(err).split())[:200]
+        _say(f"harness {args.command}: {INTERNAL}: {err.__class__.__name__}: {said}; "
+             "this is a harness bug: run again with KTRACE_TRACEBACK=1 and report the traceback")
+        status = 1
     except KeyboardInterrupt as stop:
         signum = getattr(stop, "signum", signal.SIGINT)
         _say(f"harness {args.command}: interrupted by "
