@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
+import os
 import shlex
 import sys
 import time
@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from harness import arguments
 from harness.errors import HarnessError, UsageError
 from harness.progress import Progress, silent
 
@@ -166,14 +167,26 @@ def _workload_argv(workload: str | Sequence[str] | None) -> list[str] | None:
     """A shell-quoted string or an argv list -> argv; '' is a usage error, None means none."""
     if workload is None:
         return None
-    try:
-        argv = shlex.split(workload) if isinstance(workload, str) else [str(w) for w in workload]
-    except ValueError as err:
+    if isinstance(workload, str):
+        try:
+            argv = shlex.split(workload)
+        except ValueError as err:
+            raise UsageError(
+                f"cannot split the workload command: {err}", "balance its quotes"
+            ) from None
+    elif isinstance(workload, Sequence) and all(
+        isinstance(w, str | os.PathLike) for w in workload
+    ):
+        argv = [os.fspath(w) for w in workload]  # type: ignore[misc]
+    else:
         raise UsageError(
-            f"cannot split the workload command: {err}", "balance its quotes"
-        ) from None
+            f"workload={workload!r:.60} is neither a command string nor a list of strings",
+            "pass e.g. workload='ping -c1 ::1' or workload=['ping', '-c1', '::1']",
+        )
     if not argv:
         raise UsageError("the workload is empty", "pass a command, e.g. workload='ping -c1 ::1'")
+    for i, word in enumerate(argv):
+        arguments.no_nul(f"workload word {i}", word)
     return argv
 
 
@@ -196,11 +209,30 @@ def spec_options(probe: str, options: Mapping[str, Any]) -> ProbeSpec:
             f"unknown spec option(s): {', '.join(unknown)}",
             f"use any of: {', '.join(sorted(known))}",
         )
+    types = {action.dest: action.type for action in parser._actions}
     for name, value in options.items():
-        if isinstance(known[name], list) and not isinstance(value, list | tuple):
-            value = [value]
-        setattr(ns, name, list(value) if isinstance(value, list | tuple) else value)
+        setattr(ns, name, _spec_option(name, value, known[name], types.get(name)))
     return spec_from_args(probe, ns)
+
+
+def _spec_option(name: str, value: Any, default: Any, kind: Any) -> Any:
+    """One spec keyword, typed as its CLI flag: a repeatable flag takes a string or a list of
+    strings, a switch True/False, `pid` an integer, the others a string; None means unset."""
+    if isinstance(default, list):
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            raise UsageError(
+                f"{name}={value!r:.60} is neither a string nor a list of strings",
+                f"pass e.g. {name}='comm' or {name}=['comm', 'kstack']",
+            )
+        return [arguments.string(f"{name}[{i}]", item, "'comm'") for i, item in enumerate(items)]
+    if isinstance(default, bool):
+        return arguments.flag(name, value)
+    if value is None:
+        return None
+    if kind is int:
+        return arguments.integer(name, value, 1, "1234")
+    return arguments.string(name, value, "'bash'")
 
 
 def new_marker(prefix: str = "KTRACE_READY") -> str:
@@ -294,6 +326,9 @@ def trace(
         watch the workload's process, else `pid`'s, else every CPU).
     """
     began = (time.time(), time.monotonic())
+    arguments.seconds("timeout", timeout, "60")
+    _run_options(lane=lane, out=out, bpftrace=bpftrace, progress=progress, on_plan=on_plan,
+                 on_progress=on_progress, report=report, plots=plots, check=check, force=force)
     # A whole program needs none of the spec machinery: it is imported where a spec is made.
     from harness.host.bpftrace_versions import resolve
 
@@ -323,6 +358,40 @@ def trace(
     )
 
 
+ATTACH_CHOICES = ("kprobe", "kfunc", "tracepoint")
+
+
+def _udp_workload(count: Any, sizes: Any) -> None:
+    """`count` and `sizes` of the catalog's UDP workload, checked before it is started."""
+    from harness.workloads.udp_send import parse_sizes
+
+    arguments.integer("count", count, 0, "100")
+    arguments.text("sizes", sizes, "'1,100,1000'")
+    try:
+        parse_sizes(sizes)
+    except SystemExit as err:
+        raise UsageError(
+            f"sizes={sizes!r:.60} is not a list of payload sizes "
+            f"({str(err).removeprefix('udp_send: ')})",
+            "pass byte counts from 0 to 65507, e.g. sizes='1,100,1000'",
+        ) from None
+
+
+def _run_options(
+    *, lane: Any, out: Any, bpftrace: Any, progress: Any = None, on_plan: Any = None,
+    on_progress: Any = None, **flags: Any,
+) -> None:
+    """The checks every run shares: where, which release, callbacks and flags."""
+    arguments.lane(lane)
+    arguments.out(out)
+    arguments.release(bpftrace)
+    for name, value in (("progress", progress), ("on_plan", on_plan),
+                        ("on_progress", on_progress)):
+        arguments.callback(name, value)
+    for name, value in flags.items():
+        arguments.flag(name, value)
+
+
 def _request(
     target: str,
     workload: str | Sequence[str] | None,
@@ -335,15 +404,17 @@ def _request(
 ) -> tuple[dict[str, ProbeSpec], list[str] | None]:
     """The checked inputs of a run: the target's specs by attach type (none for a whole
     program) and the workload's argv. Nothing here touches the machine."""
+    arguments.text("target", target, "'ktrace' or 'tracepoint:syscalls:sys_enter_getppid'")
     if frequency is not None and ("{" in target or ":" in target):
         raise UsageError(
             "-F/--frequency sets the `profile` entry's rate",
             "write the rate into the probe instead, e.g. profile:hz:99",
         )
-    if duration is not None and not (duration > 0 and math.isfinite(duration)):
-        raise UsageError(
-            f"duration {duration!r} is not a positive number of seconds", "pass e.g. 5"
-        )
+    if frequency is not None:
+        arguments.integer("frequency", frequency, 1, "99")
+    arguments.optional_seconds("duration", duration)
+    arguments.choice("attach", attach, ATTACH_CHOICES)
+    _udp_workload(count, sizes)
     argv = _workload_argv(workload)
     equivalents: dict[str, ProbeSpec] = {}
     if "{" in target:
@@ -473,6 +544,8 @@ def _run(
             on_progress=_warming_report(on_progress, report),
             bpftrace=tracer.command,
         )
+    if spec is not None and result.error is None:
+        result.error = _nothing_attached(spec, result.probes)
     from harness.report.rundir import utc_iso
 
     meta = RunMeta(
@@ -512,6 +585,22 @@ def _run(
         done = _finish(result, key_names, meta, path, report, plots, columns)
     return done.check() if check else done
 
+
+
+def _nothing_attached(spec: ProbeSpec, probes: int | None) -> HarnessError | None:
+    """A spec's program is BEGIN and one probe, so "Attaching 1 probe" means the probe matched
+    nothing: bpftrace 0.17 goes on with BEGIN alone (a uprobe on a function the binary does
+    not have), where later releases refuse. The run's output is kept; it is not a result."""
+    if probes is None or probes >= 2:
+        return None
+    from harness.host.runner import UnknownProbe
+
+    listing = spec.probe.text().rsplit(":", 1)[0] + ":*"
+    return UnknownProbe(
+        f"{spec.probe.text()} matched nothing: bpftrace attached {probes} probe (BEGIN alone), "
+        "so no event could be counted",
+        f"check the name; `bpftrace -l '{listing}'` lists what exists",
+    )
 
 
 def _plan(
@@ -571,6 +660,7 @@ def plan(
     from harness.host.bpftrace_versions import resolve
     from harness.lanes.base import get_lane
 
+    _run_options(lane=lane, out=False, bpftrace=bpftrace, progress=progress, twin=twin)
     tracer = resolve(bpftrace)
     equivalents, argv = _request(
         target, workload, duration, attach, count, sizes, spec_opts, frequency
@@ -620,42 +710,26 @@ def again(
     out, report, plots, check, on_progress, force, on_plan, progress: as in `trace`; timeout: as in
         `trace`, default the recorded one.
     """
-    import json
-
     from harness.host.bpftrace_versions import resolve
-    from harness.spec.model import ProbeSpec
 
     began = (time.time(), time.monotonic())
-    run = Path(run)
-    fix = "pass a results/<run-id> directory written by `harness run`"
-    try:
-        meta = json.loads((run / "run.json").read_text())
-    except FileNotFoundError:
-        raise UsageError(f"{run} holds no run.json: it is not a harness run", fix) from None
-    except (OSError, ValueError) as err:
-        raise UsageError(f"cannot read {run / 'run.json'}: {err}", fix) from None
-    if not isinstance(meta, dict) or meta.get("schema") != RUN_SCHEMA or "target" not in meta:
-        raise UsageError(
-            f"{run / 'run.json'} is not a run.json of schema {RUN_SCHEMA} (written by "
-            "`harness run` since the structured run.json)",
-            "run the target again by hand, e.g. `harness run TARGET`",
-        )
-    spec = ProbeSpec.from_dict(meta["spec"]) if meta.get("spec") is not None else None
-    target = str(meta["target"])
-    if spec is None and "{" not in target:
-        raise UsageError(f"{run / 'run.json'} has neither a spec nor a whole program", fix)
+    run = arguments.path("run", run, "'results/run-20261127T090622Z'")
+    arguments.optional_seconds("timeout", timeout, "60")
+    _run_options(lane="host", out=out, bpftrace=None, progress=progress, on_plan=on_plan,
+                 on_progress=on_progress, report=report, plots=plots, check=check, force=force)
+    rec = _recorded(run)
     return _run(
-        target,
-        {spec.attach_type: spec} if spec is not None else {},
-        attach=spec.attach_type if spec is not None else None,
-        reason=f"as recorded in {run / 'run.json'} ({meta.get('attach_reason')})",
-        argv=_workload_argv(meta.get("workload")),
-        duration=meta.get("duration_s"),
-        lane=str(meta.get("lane", {}).get("name", "host")),
-        tracer=resolve(meta.get("bpftrace", {}).get("name")),
+        rec.target,
+        {rec.spec.attach_type: rec.spec} if rec.spec is not None else {},
+        attach=rec.spec.attach_type if rec.spec is not None else None,
+        reason=f"as recorded in {run / 'run.json'} ({rec.reason})",
+        argv=rec.argv,
+        duration=rec.duration,
+        lane=rec.lane,
+        tracer=resolve(rec.release),
         out=out,
         force=force,
-        timeout=float(meta.get("timeout_s", 60.0)) if timeout is None else timeout,
+        timeout=rec.timeout if timeout is None else timeout,
         report=report,
         plots=plots,
         check=check,
@@ -665,6 +739,78 @@ def again(
         on_plan=on_plan,
         progress=progress,
     )
+
+
+@dataclass
+class _Recorded:
+    """What `again` takes from a run.json, each field checked as `trace` checks its argument."""
+
+    target: str
+    spec: ProbeSpec | None
+    argv: list[str] | None
+    duration: float | None
+    timeout: float
+    lane: str
+    release: str | None
+    reason: str
+
+
+def _recorded(run: Path) -> _Recorded:
+    """Read and check run.json: a hand-edited or damaged field is a one-line error naming it,
+    and a run that nothing would bound (no workload, no duration, no exit()) is refused, as the
+    CLI refuses it."""
+    import json
+
+    from harness.spec.model import ProbeSpec
+
+    where = run / "run.json"
+    fix = "pass a results/<run-id> directory written by `harness run`"
+    try:
+        meta = json.loads(where.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"{run} holds no run.json: it is not a harness run", fix) from None
+    except (OSError, ValueError) as err:
+        raise UsageError(f"cannot read {where}: {err}", fix) from None
+    if not isinstance(meta, dict) or meta.get("schema") != RUN_SCHEMA or "target" not in meta:
+        raise UsageError(
+            f"{where} is not a run.json of schema {RUN_SCHEMA} (written by "
+            "`harness run` since the structured run.json)",
+            "run the target again by hand, e.g. `harness run TARGET`",
+        )
+
+    def part(name: str, default: Any) -> dict[str, Any]:
+        value = meta.get(name, default)
+        if not isinstance(value, dict):
+            raise UsageError(f"{name}={value!r:.60} is not an object", "")
+        return value
+
+    try:
+        target = arguments.text("target", meta["target"], "'ktrace'")
+        spec = ProbeSpec.from_dict(meta["spec"]) if meta.get("spec") is not None else None
+        if spec is None and "{" not in target:
+            raise UsageError("it has neither a spec nor a whole program", "")
+        argv = _workload_argv(meta.get("workload"))
+        duration = arguments.optional_seconds("duration_s", meta.get("duration_s"))
+        timeout = arguments.seconds("timeout_s", meta.get("timeout_s", 60.0), "60")
+        lane = arguments.lane(part("lane", {}).get("name", "host"))
+        release = arguments.release(part("bpftrace", {}).get("name"))
+    except UsageError as err:
+        raise UsageError(
+            f"{where}: {err.cause}", "repair that field, or run the target again by hand"
+        ) from None
+    if argv is None and duration is None and spec is None:
+        from harness.spec.literal import calls_exit
+
+        bounded = calls_exit(target)
+    else:
+        bounded = argv is not None or duration is not None
+    if not bounded:
+        raise UsageError(
+            f"{where} records no workload, no duration_s and no exit(): nothing bounds the run",
+            "run the target again by hand with --workload CMD or --duration S",
+        )
+    return _Recorded(target, spec, argv, duration, timeout, lane, release,
+                     str(meta.get("attach_reason")))
 
 
 def _durations(result: RunResult, began: float, spawn: float) -> dict[str, float | None]:
@@ -838,7 +984,13 @@ def crosscheck(
     """
     from harness.compare.crosscheck import run_crosscheck
 
-    spec, workload_argv = _crosscheck_request(target, count, workload, spec_opts)
+    arguments.seconds("timeout", timeout, "60")
+    _run_options(lane=lane, out=out, bpftrace=bpftrace, progress=progress, on_plan=on_plan,
+                 force=force)
+    if prebuilt is not None:
+        prebuilt = arguments.path("prebuilt", prebuilt, "Path('build/twin')")
+    arguments.integer("libbpf_pid_offset", libbpf_pid_offset, -(1 << 31), "0")
+    spec, workload_argv = _crosscheck_request(target, attach, count, sizes, workload, spec_opts)
     path = _claim(out, "crosscheck", target, force)
     with _unclaimed_on_failure(path if out is None else None):
         result = run_crosscheck(
@@ -860,12 +1012,16 @@ def crosscheck(
 
 
 def _crosscheck_request(
-    target: str, count: int, workload: str | Sequence[str] | None, spec_opts: Mapping[str, Any]
+    target: str, attach: str | None, count: int, sizes: str,
+    workload: str | Sequence[str] | None, spec_opts: Mapping[str, Any],
 ) -> tuple[ProbeSpec | None, list[str] | None]:
     """A crosscheck's checked inputs: the probe line's spec (None for a catalog entry) and the
     workload's argv."""
     from harness.spec import catalog
 
+    arguments.text("target", target, "'ktrace'")
+    arguments.choice("attach", attach, ATTACH_CHOICES)
+    _udp_workload(count, sizes)
     if count < 1 and workload is None:
         raise UsageError(
             f"count {count} sends no datagram, so there is nothing to compare", "pass 1 or more"
@@ -895,7 +1051,8 @@ def plan_crosscheck(
     from harness.host.bpftrace_versions import resolve
     from harness.lanes.base import get_lane
 
-    spec, workload_argv = _crosscheck_request(target, count, workload, spec_opts)
+    _run_options(lane=lane, out=False, bpftrace=bpftrace, progress=progress)
+    spec, workload_argv = _crosscheck_request(target, attach, count, sizes, workload, spec_opts)
     machine = get_lane(lane)
     machine.progress = progress or silent
     return xc.plan_crosscheck(
@@ -1025,6 +1182,14 @@ def matrix(
     from harness.lanes.debian import SUITES
     from harness.report.rundir import new_run_dir
 
+    arguments.text("target", target, "'ktrace'")
+    kernels = arguments.names("kernels", kernels, "['6.1', 'host']")
+    bpftrace = arguments.names("bpftrace", bpftrace, "['0.17', '0.27']", none_ok=True)
+    arguments.integer("count", count, 1, "60")
+    arguments.seconds("timeout", timeout, "600")
+    arguments.out(out)
+    arguments.callback("on_kernel", on_kernel)
+    arguments.callback("progress", progress)
     unknown = [k for k in kernels if k != "host" and k not in SUITES]
     if unknown or not kernels:
         raise UsageError(
