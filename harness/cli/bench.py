@@ -15,7 +15,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness.cli.options import add_bpftrace_argument, add_lane_argument, prepare_bpftrace
+from harness.cli.options import (
+    add_bpftrace_argument,
+    add_lane_argument,
+    at_least,
+    duration,
+    prepare_bpftrace,
+)
 
 EXAMPLES = """examples:
   harness bench syscalls                 # getppid() loop: untraced vs bpftrace vs libbpf
@@ -30,10 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "name", metavar="TARGET",
         help="benchmark: ktrace, syscalls, or a probe with spec options (as for run)",
     )
-    parser.add_argument("--rounds", type=int, default=5,
+    parser.add_argument("--rounds", type=at_least(1), default=5,
                         help="measured rounds at least (default 5)")
     parser.add_argument(
-        "--max-rounds", type=int, default=None,
+        "--max-rounds", type=at_least(1), default=None,
         help="rounds at most: past --rounds, rounds are added until the headline ratio's 95%% "
         "interval is within --precision (default 3x --rounds)",
     )
@@ -42,14 +48,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="stop adding rounds once the headline ratio is known to +-this fraction "
         "(default 0.02)",
     )
-    parser.add_argument("--warmup", type=int, default=1, help="unrecorded rounds first (default 1)")
+    parser.add_argument("--warmup", type=at_least(0), default=1,
+                        help="unrecorded rounds first (default 1)")
     parser.add_argument(
         "--no-kernel-stats", action="store_true",
         help="do not read the kernel's per-program clock (bpf_stats): end-to-end figures only",
     )
-    parser.add_argument(
-        "--events", type=int, help="events per workload run (default: ktrace 50000, syscalls 1e6)"
-    )
+    parser.add_argument("--events", type=at_least(1),
+                        help="events per workload run (default: ktrace 50000, syscalls 1e6)")
     parser.add_argument(
         "--attach", choices=("kprobe", "kfunc", "tracepoint"), help="force the attach type"
     )
@@ -61,7 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", type=Path, help="output directory (default results/bench)")
     parser.add_argument(
-        "--timeout", type=float, default=300.0, help="seconds per step (default 300)"
+        "--timeout", type=duration, default=300.0, metavar="TIME",
+        help="how long each step may take (500ms, 5s, 2m; default 300 s)"
     )
     parser.add_argument("--no-report", action="store_true", help="skip the PNG/summary report")
     parser.add_argument("-q", "--quiet", action="store_true",
@@ -107,9 +114,19 @@ def _report(args: argparse.Namespace, out_dir: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    prepare_bpftrace(args)
     from harness.compare import bench, bench_cases
     from harness.errors import UsageError
+    from harness.report.rundir import check_writable
+
+    if args.label is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", args.label):
+        raise UsageError(
+            f"--label {args.label!r} is not a plain file-name suffix (it names "
+            "<TARGET>-<LABEL>.csv inside --out)",
+            "use letters, digits, '_', '.' and '-' only, e.g. --label getppid-kstack",
+        )
+    out_dir = args.out or bench_cases.results_root() / "bench"
+    check_writable(out_dir, "pass a writable --out DIR")  # before minutes of rounds
+    prepare_bpftrace(args)
     from harness.lanes.base import get_lane
 
     lane = get_lane(args.lane)
@@ -117,8 +134,6 @@ def run(args: argparse.Namespace) -> int:
     if not on_host and not args.label:  # a guest's or a remote's figures get files of their own
         args.label = re.sub(r"[^A-Za-z0-9_.-]+", "", lane.name)  # vm6.1, sshlab-box
 
-    if args.rounds < 1:
-        raise UsageError(f"--rounds {args.rounds} is below 1", "pass --rounds 5 or more")
     max_rounds = 3 * args.rounds if args.max_rounds is None else args.max_rounds
     if max_rounds < args.rounds:
         raise UsageError(
@@ -153,8 +168,6 @@ def run(args: argparse.Namespace) -> int:
     case = bench_cases.build(
         args.name, args.events, modes, args.attach, args.prebuilt, args.bpftrace, spec, lane
     )
-    out_dir = args.out or bench_cases.results_root() / "bench"
-    out_dir.mkdir(parents=True, exist_ok=True)
     started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     env = bench.environment()
     if not on_host:

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.cli.options import add_bpftrace_argument, add_lane_argument, duration, prepare_bpftrace
+from harness.cli.options import (
+    add_bpftrace_argument,
+    add_lane_argument,
+    at_least,
+    duration,
+    prepare_bpftrace,
+)
 from harness.cli.run import add_plan_arguments
 
 EXAMPLES = """examples:
@@ -31,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--attach", choices=("kprobe", "kfunc", "tracepoint"), help="force the attach type"
     )
-    parser.add_argument("--count", type=int, default=200, help="datagrams the workload sends")
+    parser.add_argument("--count", type=at_least(0), default=200,
+                        help="datagrams the workload sends")
     parser.add_argument("--sizes", default="1,100,1000,1400", help="payload sizes, cycled")
     parser.add_argument("--timeout", type=duration, default=60.0, metavar="TIME",
                         help="how long to wait to attach and to finish (500ms, 5s, 2m)")

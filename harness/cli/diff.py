@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from harness.cli.options import at_least
+
 EXAMPLES = """examples:
   harness diff results/run-A results/run-B                  # the runs' only stack map
   harness diff results/matrix-ktrace-X/6.1 results/matrix-ktrace-X/6.12 --map @stacks
@@ -23,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="directory for the diff files (default results/diff-<time>)")
     parser.add_argument("--keep-offsets", action="store_true",
                         help="compare frames with their +offset (default: by function name)")
-    parser.add_argument("--top", type=int, default=10, help="changed stacks shown")
+    parser.add_argument("--top", type=at_least(0), default=10, help="changed stacks shown")
 
 
 def run(args: argparse.Namespace) -> int:

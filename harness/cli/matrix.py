@@ -17,6 +17,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from harness.cli.options import at_least, duration
+
 EXAMPLES = """examples:
   harness matrix ktrace --kernels 6.1,6.12,host   # one .bpf.o per attach type
   harness matrix ktrace --bpftrace 0.17,0.27 --kernels 6.1,host   # and per bpftrace release
@@ -28,8 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--kernels", default="6.1,6.12,host", help="comma list of 6.1, 6.12 and host"
     )
-    parser.add_argument("--count", type=int, default=60, help="datagrams per crosscheck")
-    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per kernel")
+    parser.add_argument("--count", type=at_least(1), default=60, help="datagrams per crosscheck")
+    parser.add_argument("--timeout", type=duration, default=600.0, metavar="TIME",
+                        help="how long each kernel may take (5s, 2m; default 600 s)")
     parser.add_argument("--out", type=Path, help="results directory (default results/<run-id>)")
     parser.add_argument("-q", "--quiet", action="store_true",
                         help="no progress display on the terminal (guest boots, crosschecks)")

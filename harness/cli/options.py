@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
+from collections.abc import Callable
 
 _DURATION = re.compile(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?\d+)?)\s*(us|ms|s|m|h)?\s*\Z")
 _UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -17,7 +18,7 @@ def duration(text: str) -> float:
     seconds = float(m.group(1)) * _UNIT_SECONDS[m.group(2)] if m else math.nan
     if not m or not math.isfinite(seconds) or seconds <= 0:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a duration: write a positive number with an optional unit "
+            f"{_shown(text)} is not a duration: write a positive number with an optional unit "
             "(us, ms, s, m, h), e.g. 500ms, 5s, 2m")
     return seconds
 
@@ -28,6 +29,28 @@ def add_lane_argument(parser: argparse.ArgumentParser) -> None:
         "--lane", default="host",
         help="host (default), vm[:VERSION] (a Debian guest) or ssh:[USER@]HOST[:PORT]",
     )
+
+
+def _shown(text: str) -> str:
+    """A value as an error line quotes it: cut short, so a pasted megabyte stays one line."""
+    return repr(text if len(text) <= 40 else text[:37] + "...")
+
+
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type for a whole number of at least `minimum` (`--top -1` is refused, not
+    read as "all but the last")."""
+
+    def whole(text: str) -> int:
+        try:
+            number = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{_shown(text)} is not a whole number: write e.g. {max(minimum, 10)}") from None
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f"{number} is below {minimum}: pass {minimum} or more")
+        return number
+
+    return whole
 
 
 def add_bpftrace_argument(parser: argparse.ArgumentParser) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from harness.cli.options import at_least
 from harness.errors import UsageError
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="text (default) or json (`bpftrace -f json`); guessed when omitted")
     parser.add_argument("--csv", type=Path, metavar="DIR",
                         help="write one CSV per map plus run.json into DIR")
-    parser.add_argument("--rows", "--top", type=int, default=10, dest="rows",
+    parser.add_argument("--rows", "--top", type=at_least(0), default=10, dest="rows",
                         help="rows shown per map, largest values first (default 10); "
                         "the table says how many it leaves out")
 

@@ -9,7 +9,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.cli.options import add_bpftrace_argument, add_lane_argument, duration, prepare_bpftrace
+from harness.cli.options import (
+    add_bpftrace_argument,
+    add_lane_argument,
+    at_least,
+    duration,
+    prepare_bpftrace,
+)
 from harness.errors import UsageError
 
 if TYPE_CHECKING:
@@ -44,9 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-c", "--cmd", "--workload", dest="workload", metavar="CMD",
                         help="command to trace, started once the probes are live "
                         "(default: the catalog's workload)")
-    parser.add_argument("-F", "--frequency", type=int, metavar="HZ",
+    parser.add_argument("-F", "--frequency", type=at_least(1), metavar="HZ",
                         help="profile's sampling rate (default 99 Hz), as perf's and BCC's -F")
-    parser.add_argument("--count", type=int, default=100, help="datagrams for the UDP workload")
+    parser.add_argument("--count", type=at_least(0), default=100,
+                        help="datagrams for the UDP workload")
     parser.add_argument("--sizes", default="1,100,1000", help="payload sizes for the UDP workload")
     parser.add_argument("-d", "--duration", type=duration, metavar="TIME",
                         help="stop after TIME (500ms, 5s, 2m; a bare number is seconds)")
@@ -61,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_lane_argument(parser)
     add_bpftrace_argument(parser)
-    parser.add_argument("--top", type=int, default=10,
+    parser.add_argument("--top", type=at_least(0), default=10,
                         help="rows shown per map (the table says how many it leaves out)")
     parser.add_argument("--out", type=Path, help="results directory (default results/<run-id>)")
     parser.add_argument("--plots", action="store_true",

@@ -22,7 +22,7 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.report import flamegraph
-from harness.report.rundir import csv_name
+from harness.report.rundir import check_writable, csv_name
 
 _OFFSET = re.compile(r"\+(?:0x[0-9a-fA-F]+|\d+)(?= \(|$)")
 CSV_COLUMNS = ("stack", "count_a", "count_b", "delta", "ratio", "share_a_pct", "share_b_pct")
@@ -214,7 +214,7 @@ def write_diff(
     if not keep_offsets:
         a.counts, b.counts = strip_offsets(a.counts), strip_offsets(b.counts)
     rows = diff_rows(a.counts, b.counts)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_writable(out_dir, "pass --out DIR, a directory you can write")
     stem = csv_name(b.map_name)[: -len(".csv")]
     files = [
         write_diff_csv(rows, a.total, b.total, out_dir / f"{stem}.diff.csv"),

@@ -8,6 +8,7 @@ fails afterwards, the run goes to a temporary directory that the error names.
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 import tempfile
@@ -44,14 +45,14 @@ def new_run_dir(kind: str) -> Path:
     root = results_root()
     path = root / f"{kind}-{stamp}"
     n = 1
-    while path.exists():
-        n += 1
-        path = root / f"{kind}-{stamp}-{n}"
     try:
+        while path.exists():
+            n += 1
+            path = root / f"{kind}-{stamp}-{n}"
         path.mkdir(parents=True)
     except OSError as err:
-        raise ResultsNotWritable(
-            f"cannot create a run directory under {root}: {err.strerror or err}",
+        raise _unusable(
+            f"cannot create a run directory under {root}", err,
             "set KTRACE_RESULTS to a writable directory, or pass --out DIR",
         ) from None
     return path
@@ -81,11 +82,16 @@ def claim_run_dir(out: Path | None, kind: str, target: str, *, force: bool = Fal
     if out is None:
         return new_run_dir(kind)
     out = Path(out)
-    if out.exists() and not out.is_dir():
+    try:
+        is_file = out.exists() and not out.is_dir()
+        holds = out.is_dir() and any(out.iterdir())
+    except OSError as err:
+        raise _unusable(f"--out {out}", err, "pass a directory path you can write") from None
+    if is_file:
         raise ResultsNotWritable(
             f"--out {out} is a file, not a directory", "pass a directory path (new or empty)"
         )
-    if out.is_dir() and any(out.iterdir()):
+    if holds:
         earlier = run_target(out)
         if earlier != target and not force:
             what = f"a harness run of '{earlier}'" if earlier else "files of no harness run"
@@ -100,14 +106,22 @@ def claim_run_dir(out: Path | None, kind: str, target: str, *, force: bool = Fal
 
 def check_writable(path: Path, fix: str) -> None:
     """Create `path` (a directory) if needed and prove a file can be written in it."""
-    if path.exists() and not path.is_dir():
-        raise ResultsNotWritable(f"{path} is a file, not a directory", fix)
     try:
+        if path.exists() and not path.is_dir():
+            raise ResultsNotWritable(f"{path} is a file, not a directory", fix)
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".ktrace-write-test"):
             pass
     except OSError as err:
-        raise ResultsNotWritable(f"cannot write to {path}: {err.strerror or err}", fix) from None
+        raise _unusable(f"cannot write to {path}", err, fix) from None
+
+
+def _unusable(what: str, err: OSError, fix: str) -> ResultsNotWritable:
+    """The one-line error for a results path the system refuses; a name too long for the file
+    system gets its own fix (a path is checked name by name against NAME_MAX)."""
+    if err.errno == errno.ENAMETOOLONG:
+        fix = "shorten it: each name in a path must fit in 255 bytes"
+    return ResultsNotWritable(f"{what}: {err.strerror or err}", fix)
 
 
 def _empty(path: Path) -> None:

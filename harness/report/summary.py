@@ -389,7 +389,9 @@ def write_report(run_dir: Path, *, plots: bool = True, out: Path | None = None) 
             "pass a directory made by `harness run`, `crosscheck` or `bench`",
         )
     dest = run_dir if out is None else Path(out)
-    dest.mkdir(parents=True, exist_ok=True)
+    from harness.report.rundir import check_writable
+
+    check_writable(dest, "pass --out DIR, a directory you can write")
     written = [
         p for part in parts
         for p in write_report(part, plots=plots, out=None if out is None else dest / part.name)
