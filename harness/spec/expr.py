@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 GRAMMAR_FILE = "spec_expr.lark"
 MAX_TEXT = 1000  # longer spec text is refused before parsing (it is never a real probe spec)
+MAX_DEPTH = 100  # parse-tree levels; deeper is refused before anything recurses through it
 
 # Integer C types an --arg may name: words (sorted) -> (size in bytes, signed).
 INT_TYPES: dict[tuple[str, ...], tuple[int, bool]] = {}
@@ -250,9 +251,32 @@ def parse(text: str, what: str = "expression") -> Node:
 
     _check_text(what, text)
     try:
-        return _node(_parser().parse(text, start="expr"))
+        tree = _parser().parse(text, start="expr")
     except (LarkError, ValueError) as err:
         raise _error(what, text, err) from None
+    depth = _depth(tree)
+    if depth > MAX_DEPTH:
+        raise UsageError(
+            f"{what} {text[:40]!r}...: operators nested {depth} deep",
+            f"keep the nesting under {MAX_DEPTH} (no real filter or key needs more)",
+        )
+    try:
+        return _node(tree)
+    except (LarkError, ValueError) as err:
+        raise _error(what, text, err) from None
+
+
+def _depth(tree: Any) -> int:
+    """How deep a parse tree nests, counted without recursion (the tree builders and emitters
+    recurse once per level, so a level count is checked before they run)."""
+    from lark import Tree
+
+    deepest, todo = 0, [(tree, 1)]
+    while todo:
+        node, level = todo.pop()
+        deepest = max(deepest, level)
+        todo += [(child, level + 1) for child in node.children if isinstance(child, Tree)]
+    return deepest
 
 
 @functools.lru_cache(maxsize=256)
@@ -315,7 +339,10 @@ def quote(value: str) -> str:
 
 
 def string_value(what: str, value: str) -> str:
-    """Validate a string option (--comm, --cgroup): a NUL would end it early in both tracers."""
+    """Validate a string option (--comm, --cgroup): a NUL would end it early in both tracers,
+    and an empty one would filter nothing while looking like a filter."""
+    if not value:
+        raise UsageError(f"{what} is empty", f"give it a value, or drop {what}")
     if "\0" in value:
         raise UsageError(
             f"{what} {value[:40]!r}: NUL at column {value.index(chr(0)) + 1}", "drop the NUL"

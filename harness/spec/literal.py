@@ -15,11 +15,18 @@ _BEGIN = re.compile(r"(?<![\w:])BEGIN\s*\{")
 
 
 def with_ready_marker(program: str, marker: str) -> str:
-    """`program` with a `printf("<marker>\\n")` that runs once every probe is attached."""
+    """`program` with a `printf("<marker>\\n")` that runs once every probe is attached.
+
+    A program that does not end in a block's `}` is left as written: it cannot be valid (every
+    probe needs a block), and a BEGIN appended after a probe that has none would become that
+    probe's block, turning bpftrace's syntax error into a wrong attach point."""
     printf = f'printf("{marker}\\n"); '
-    m = _BEGIN.search(_blank_strings_and_comments(program))
+    blanked = _blank_strings_and_comments(program)
+    m = _BEGIN.search(blanked)
     if m is not None:
         return program[: m.end()] + " " + printf + program[m.end():]
+    if not blanked.rstrip().endswith("}"):
+        return program
     return program.rstrip("\n") + f"\nBEGIN {{ {printf}}}\n"
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from harness.errors import UsageError
 from harness.spec.expr import CType, bare_args, names, parse, string_value
-from harness.spec.keys import BUILTIN_KEYS
+from harness.spec.keys import BUILTIN_KEYS, COMM_BYTES
 
 ATTACH_TYPES = (
     "kprobe",
@@ -220,6 +220,13 @@ class ProbeSpec:
         for what, value in (("--comm", self.comm), ("--cgroup", self.cgroup)):
             if value is not None:
                 string_value(what, value)
+        if self.comm is not None and len(self.comm.encode()) > COMM_BYTES:
+            kept = self.comm.encode()[:COMM_BYTES].decode(errors="ignore")
+            raise UsageError(
+                f"--comm {self.comm!r} is {len(self.comm.encode())} bytes, but the kernel keeps "
+                f"only the first {COMM_BYTES} of a command name, so it would match nothing",
+                f"pass --comm {kept!r}",
+            )
         allowed = {a.name for a in self.args} | set(BUILTIN_KEYS) | {"args"}
         if self.offcpu:
             self._check_offcpu()
