@@ -23,6 +23,9 @@ TRACEFS = Path("/sys/kernel/tracing")
 DEBUGFS = Path("/sys/kernel/debug")
 BTF = Path("/sys/kernel/btf/vmlinux")
 ATTACH_ORDER = ("kprobe", "kfunc", "tracepoint", "profile")
+# The kernel feature a probe kind rests on, where it is not the kind itself; kinds outside
+# ATTACH_ORDER and this table (uprobe, uretprobe) need nothing the capability probe checks.
+NEEDS = {"kretprobe": "kprobe", "kretfunc": "kfunc"}
 
 
 class NoAttachPoint(HarnessError):
@@ -300,15 +303,15 @@ def choose_attach(available: Mapping[str, object], caps: Capabilities) -> tuple[
     if not caps.root:  # tracefs is unreadable then, which would read as "not mounted"
         raise NoAttachPoint("cannot trace: not root", "run the harness as root (sudo)")
     skipped: list[str] = []
-    for attach in ATTACH_ORDER:
-        if attach not in available:
-            continue
-        if caps.supports(attach):
+    ordered = [a for a in ATTACH_ORDER if a in available]
+    for attach in ordered + [a for a in available if a not in ATTACH_ORDER]:
+        needs = NEEDS.get(attach, attach)
+        if needs not in ATTACH_ORDER or caps.supports(needs):
             why = f"{attach} works on this kernel"
             if skipped:
                 why += f" ({'; '.join(skipped)})"
             return attach, why
-        skipped.append(_why_not(attach, caps))
+        skipped.append(_why_not(needs, caps))
     raise NoAttachPoint(
         f"no attach point of this probe works on kernel {caps.kernel}: " + "; ".join(skipped),
         "run it in a kernel that has them with --lane vm",

@@ -155,7 +155,10 @@ def classify(text: str, program: str = "") -> BpftraceError | None:
         if m:
             return make(m)
     if re.search(r"^(?:\S+: )?ERROR:", text, re.M):
-        return BpftraceError(f"bpftrace failed: {_error_line(text)}", "see the diagnostics above")
+        return BpftraceError(
+            f"bpftrace failed: {_error_line(text)}",
+            "fix what bpftrace names (--dry-run prints the program as it would run)",
+        )
     return None
 
 

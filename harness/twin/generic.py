@@ -97,10 +97,14 @@ class LoaderProcess:
         if line.startswith("ready"):
             self.attached = time.monotonic()
             return
+        still_loading = not ready and self.proc.poll() is None
         self.stop_quietly()
         err = self.proc.stderr.read().decode() if self.proc.stderr else ""
-        if not line and not err:
-            raise LoaderError(f"twin loader not attached after {timeout:g}s", "raise --timeout")
+        if still_loading or not (line or err):
+            # libbpf's log then ends wherever loading had got to ("map ... created
+            # successfully"): that is no failure to report.
+            raise LoaderError(f"twin loader not attached after {timeout:g}s",
+                              "raise --timeout (loading and attaching take about a second)")
         raise explain_loader_failure(err)
 
     def stop(self, timeout: float = 30.0) -> tuple[dict[str, MapDump], str]:

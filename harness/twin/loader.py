@@ -16,6 +16,9 @@ class LoaderError(HarnessError):
     """The libbpf loader failed to load, attach or report."""
 
 
+_FAILING = re.compile(r"fail|error|invalid|denied|cannot|can't|unable", re.I)
+
+
 def explain_loader_failure(stderr: str) -> HarnessError:
     """One line for a loader failure: arch gotcha, missing kprobes, EPERM, or the error line."""
     if ARCH_GOTCHA.search(stderr):
@@ -30,10 +33,13 @@ def explain_loader_failure(stderr: str) -> HarnessError:
             "the kernel refused the BPF program (EPERM: not root, lockdown, or no fentry)",
             "run as root, or choose another attach type",
         )
-    lines = [ln for ln in stderr.splitlines() if ln.startswith("error:")] or stderr.splitlines()
-    return LoaderError(
-        f"libbpf loader failed: {lines[-1] if lines else 'no output'}", "see its stderr"
-    )
+    lines = stderr.splitlines()
+    own = [ln for ln in lines if ln.startswith("error:")]
+    # libbpf's verbose log ends wherever loading got to, and its first failing line names
+    # the cause ("failed to load object" follows it)
+    failing = [ln for ln in lines if _FAILING.search(ln)]
+    said = own[-1] if own else failing[0] if failing else lines[-1] if lines else "no output"
+    return LoaderError(f"libbpf loader failed: {said}", "see its stderr")
 
 
 _RELO = re.compile(
