@@ -21,7 +21,10 @@ from harness.errors import UsageError
 
 def _shown(value: Any) -> str:
     """The value as the message shows it: short, with its type when that is the point."""
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an int past Python's 4300-digit conversion limit
+        return f"<an integer of {value.bit_length()} bits>"
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -62,10 +65,13 @@ def seconds(name: str, value: Any, example: str = "5") -> float:
             f"{name}={_shown(value)} is not a number of seconds{hint}",
             f"pass a positive number, e.g. {name}={example}",
         )
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int too large for a float: no finite number of seconds
+        number = math.inf
     if not (math.isfinite(number) and number > 0):
         raise UsageError(
-            f"{name}={_shown(value)} is not a positive number of seconds",
+            f"{name}={_shown(value)} is not a positive, finite number of seconds",
             f"pass e.g. {name}={example}",
         )
     return number
@@ -76,7 +82,8 @@ def integer(name: str, value: Any, minimum: int, example: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise _refuse(name, value, "an integer", example)
     if value < minimum:
-        raise UsageError(f"{name}={value} is below {minimum}", f"pass e.g. {name}={example}")
+        raise UsageError(f"{name}={_shown(value)} is below {minimum}",
+                         f"pass e.g. {name}={example}")
     return int(value)
 
 
