@@ -215,8 +215,6 @@
       }
       svg.replaceChildren(frag);
       g.narrow = narrow;
-      // A page taller than the window gains a scroll bar, narrower: draw again at that width.
-      if (Math.max(300, document.documentElement.clientWidth - 20) !== W) g.render();
     };
     return g;
   }
