@@ -988,7 +988,7 @@ def crosscheck(
     _run_options(lane=lane, out=out, bpftrace=bpftrace, progress=progress, on_plan=on_plan,
                  force=force)
     if prebuilt is not None:
-        prebuilt = arguments.path("prebuilt", prebuilt, "Path('build/twin')")
+        prebuilt = arguments.directory("prebuilt", prebuilt, "Path('build/twin')")
     arguments.integer("libbpf_pid_offset", libbpf_pid_offset, -(1 << 31), "0")
     spec, workload_argv = _crosscheck_request(target, attach, count, sizes, workload, spec_opts)
     path = _claim(out, "crosscheck", target, force)
@@ -1029,6 +1029,11 @@ def _crosscheck_request(
     spec = None if target in catalog.names() else spec_options(target, spec_opts)
     if spec is None and spec_opts:
         raise UsageError(f"spec options given for catalog entry {target!r}", "drop them")
+    if spec is None and workload is not None:
+        raise UsageError(
+            f"catalog entry {target!r} brings its own workload, so --workload would be ignored",
+            "shape it with --count/--sizes, or give a probe line to watch your own command",
+        )
     return spec, _workload_argv(workload)
 
 
@@ -1183,6 +1188,9 @@ def matrix(
     from harness.report.rundir import new_run_dir
 
     arguments.text("target", target, "'ktrace'")
+    from harness.spec import catalog
+
+    catalog.get(target)  # an unknown entry fails once, not once per kernel
     kernels = arguments.names("kernels", kernels, "['6.1', 'host']")
     bpftrace = arguments.names("bpftrace", bpftrace, "['0.17', '0.27']", none_ok=True)
     arguments.integer("count", count, 1, "60")

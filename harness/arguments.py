@@ -120,6 +120,15 @@ def path(name: str, value: Any, example: str) -> Path:
     return Path(no_nul(name, value))
 
 
+def directory(name: str, value: Any, example: str) -> Path:
+    """An existing directory (something to read from, such as a build made elsewhere)."""
+    found = path(name, value, example)
+    if not found.is_dir():
+        raise UsageError(f"{name}={_shown(value)} is not a directory",
+                         f"pass an existing directory, e.g. {name}={example}")
+    return found
+
+
 def out(value: Any) -> Path | bool | None:
     """`out=`: a directory path, None (a new results/ directory) or False (write nothing)."""
     if value is None or value is False:
@@ -137,6 +146,9 @@ def release(value: Any) -> str | None:
             f"bpftrace={_shown(value)} is not a release name",
             "pass it as a string: bpftrace='0.27', 'system' or 'latest'",
         )
+    if value is not None and not value.strip():
+        raise UsageError("bpftrace='' names no release",
+                         "pass None for the system's, or a name such as '0.27'")
     return None if value is None else no_nul("bpftrace", value)
 
 
@@ -151,7 +163,11 @@ def lane(value: Any) -> Any:
 
     if isinstance(value, Lane):
         return value
-    return text("lane", value, "'host' or 'vm:6.1'")
+    name = text("lane", value, "'host' or 'vm:6.1'")
+    if name.split(":", 1)[0] not in ("host", "vm", "ssh"):
+        raise UsageError(f"lane={_shown(value)} is not a lane",
+                         "pass 'host', 'vm', 'vm:6.12', 'ssh:[user@]host[:port]' or a Lane")
+    return name
 
 
 def names(name: str, value: Any, example: str, *, none_ok: bool = False) -> list[Any]:

@@ -22,6 +22,7 @@ from harness.cli.options import (
     duration,
     prepare_bpftrace,
 )
+from harness.errors import UsageError
 
 EXAMPLES = """examples:
   harness bench syscalls                 # getppid() loop: untraced vs bpftrace vs libbpf
@@ -113,10 +114,9 @@ def _report(args: argparse.Namespace, out_dir: Path) -> None:
         print(path)
 
 
-def run(args: argparse.Namespace) -> int:
-    from harness.compare import bench, bench_cases
-    from harness.errors import UsageError
-    from harness.report.rundir import check_writable
+def _check(args: argparse.Namespace) -> None:
+    """The options' own checks, before anything is created or started."""
+    from harness.cli.run import given_spec_options
 
     if args.label is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", args.label):
         raise UsageError(
@@ -124,6 +124,32 @@ def run(args: argparse.Namespace) -> int:
             "<TARGET>-<LABEL>.csv inside --out)",
             "use letters, digits, '_', '.' and '-' only, e.g. --label getppid-kstack",
         )
+    if args.max_rounds is not None and args.max_rounds < args.rounds:
+        raise UsageError(
+            f"--max-rounds {args.max_rounds} is below --rounds {args.rounds}",
+            "pass a --max-rounds of at least --rounds",
+        )
+    if not 0 < args.precision < 1:
+        raise UsageError(f"--precision {args.precision} is not a fraction", "pass e.g. 0.02")
+    from harness.compare.bench_cases import check_modes
+
+    check_modes([m.strip() for m in args.modes.split(",") if m.strip()])
+    if ":" not in args.name and given_spec_options(args):
+        raise UsageError(
+            f"spec options ({', '.join(sorted(given_spec_options(args)))}) do not apply to "
+            f"catalog entry {args.name!r}",
+            "give a probe such as tracepoint:syscalls:sys_enter_getppid to shape your own spec",
+        )
+    if args.prebuilt is not None and not args.prebuilt.is_dir():
+        raise UsageError(f"--prebuilt {args.prebuilt} is not a directory",
+                         "pass the build directory of a twin made elsewhere, or drop --prebuilt")
+
+
+def run(args: argparse.Namespace) -> int:
+    from harness.compare import bench, bench_cases
+    from harness.report.rundir import check_writable
+
+    _check(args)
     out_dir = args.out or bench_cases.results_root() / "bench"
     check_writable(out_dir, "pass a writable --out DIR")  # before minutes of rounds
     prepare_bpftrace(args)
@@ -135,13 +161,6 @@ def run(args: argparse.Namespace) -> int:
         args.label = re.sub(r"[^A-Za-z0-9_.-]+", "", lane.name)  # vm6.1, sshlab-box
 
     max_rounds = 3 * args.rounds if args.max_rounds is None else args.max_rounds
-    if max_rounds < args.rounds:
-        raise UsageError(
-            f"--max-rounds {max_rounds} is below --rounds {args.rounds}",
-            "pass a --max-rounds of at least --rounds",
-        )
-    if not 0 < args.precision < 1:
-        raise UsageError(f"--precision {args.precision} is not a fraction", "pass e.g. 0.02")
     plan = bench.Rounds(
         args.rounds, max_rounds, args.warmup, args.precision, not args.no_kernel_stats,
         args.timeout,

@@ -8,6 +8,8 @@ import math
 import re
 from collections.abc import Callable
 
+from harness.errors import UsageError
+
 _DURATION = re.compile(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?\d+)?)\s*(us|ms|s|m|h)?\s*\Z")
 _UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
@@ -66,6 +68,9 @@ def add_bpftrace_argument(parser: argparse.ArgumentParser) -> None:
 def prepare_bpftrace(args: argparse.Namespace) -> None:
     """Resolve --bpftrace before any lane runs: a root is built here, on the host, so a VM
     guest (which sees the host's files read-only) finds it; an unknown name fails early."""
+    if getattr(args, "bpftrace", None) is not None and not args.bpftrace.strip():
+        raise UsageError("--bpftrace is empty",
+                         "name a release (system, 0.17, 0.27, latest), or drop --bpftrace")
     if getattr(args, "bpftrace", None):
         from harness.host.bpftrace_versions import resolve
 

@@ -215,6 +215,18 @@ BENCHES = {
 }
 
 
+def check_modes(modes: Sequence[str]) -> None:
+    """The tracers --modes names: at least one, each known."""
+    unknown = set(modes) - set(TRACED_MODES)
+    if not modes:
+        raise UsageError("--modes names no tracer to compare with the untraced run",
+                         f"use e.g. --modes {','.join(TRACED_MODES)}")
+    if unknown:
+        raise UsageError(
+            f"unknown mode {sorted(unknown)[0]!r}", f"use --modes {','.join(TRACED_MODES)}"
+        )
+
+
 def build(
     name: str,
     events: int | None,
@@ -234,11 +246,7 @@ def build(
 
     machine = lane if lane is not None else get_lane("host")
 
-    unknown = set(modes) - set(TRACED_MODES)
-    if unknown:
-        raise UsageError(
-            f"unknown mode {sorted(unknown)[0]!r}", f"use --modes {','.join(TRACED_MODES)}"
-        )
+    check_modes(modes)
     if spec is not None:
         return _spec_case(spec, events, modes, prebuilt, bpftrace, machine)
     bench = BENCHES.get(name)

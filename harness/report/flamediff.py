@@ -22,7 +22,7 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.report import flamegraph
-from harness.report.rundir import check_writable, csv_name
+from harness.report.rundir import check_writable, csv_name, new_run_dir
 
 _OFFSET = re.compile(r"\+(?:0x[0-9a-fA-F]+|\d+)(?= \(|$)")
 CSV_COLUMNS = ("stack", "count_a", "count_b", "delta", "ratio", "share_a_pct", "share_b_pct")
@@ -196,13 +196,14 @@ def _short(path: Path) -> str:
 def write_diff(
     run_a: Path,
     run_b: Path,
-    out_dir: Path,
+    out_dir: Path | None = None,
     *,
     map_name: str | None = None,
     keep_offsets: bool = False,
 ) -> Diff:
     """Compare one stack map of two runs; write `<map>.diff.html`, `.diff.csv`, `.diff.folded`.
 
+    `out_dir` None makes results/diff-<time>/, once both inputs have been read.
     The page colours each frame by its own relative change; when the totals differ it compares
     shares (A scaled to B's total) and says so. The CSV always holds the raw counts (and each
     side's share).
@@ -214,6 +215,8 @@ def write_diff(
     if not keep_offsets:
         a.counts, b.counts = strip_offsets(a.counts), strip_offsets(b.counts)
     rows = diff_rows(a.counts, b.counts)
+    if out_dir is None:
+        out_dir = new_run_dir("diff")
     check_writable(out_dir, "pass --out DIR, a directory you can write")
     stem = csv_name(b.map_name)[: -len(".csv")]
     files = [
