@@ -1,18 +1,17 @@
 """Running the `harness` command in-process and reading its one error line (shared by the
 bad-input tests): `main(argv)` is the console script without a new interpreter, so hundreds of
-bad inputs take seconds, not minutes."""
+bad inputs take seconds, not minutes. conftest.py makes its fixtures every test's."""
 
 from __future__ import annotations
 
 import signal
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
-from harness.cli import main
-
-INTERNAL = "internal error"  # what main() says of an exception nothing expected
+from harness.cli import INTERNAL, main
 
 
 @dataclass
@@ -35,12 +34,19 @@ class Said:
 
 
 @pytest.fixture
-def run_cli(capsys: pytest.CaptureFixture[str], tmp_path_factory: pytest.TempPathFactory,
-            monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+def results_in_tmp(tmp_path_factory: pytest.TempPathFactory,
+                   monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A temporary KTRACE_RESULTS: an input wrongly accepted writes nothing into the
+    checkout's results/."""
+    where = tmp_path_factory.mktemp("results")
+    monkeypatch.setenv("KTRACE_RESULTS", str(where))
+    return where
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str], results_in_tmp: Path) -> Iterator[object]:
     """`run_cli(*argv) -> Said`; the stop-signal handlers main() installs are put back, and
-    results go to a temporary KTRACE_RESULTS (an input wrongly accepted writes nothing into
-    the checkout's results/)."""
-    monkeypatch.setenv("KTRACE_RESULTS", str(tmp_path_factory.mktemp("results")))
+    results go to a temporary KTRACE_RESULTS."""
     saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
 
     def call(*argv: str) -> Said:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from cli_errors import results_in_tmp, run_cli  # noqa: F401  (fixtures for every test)
 
 if TYPE_CHECKING:
     from harness import Crosscheck

@@ -10,6 +10,8 @@ import pytest
 
 import harness
 
+pytestmark = pytest.mark.usefixtures("results_in_tmp")
+
 PROBE = "tracepoint:syscalls:sys_enter_getppid"
 
 
@@ -50,6 +52,10 @@ CASES: list[tuple[str, dict[str, Any], str, Any, list[str]]] = [
     ("crosscheck", {}, "timeout", 0, ["timeout=0", "positive"]),
     ("crosscheck", {}, "count", 1.5, ["count=1.5", "integer"]),
     ("crosscheck", {}, "prebuilt", 3, ["prebuilt=3", "path"]),
+    ("crosscheck", {}, "prebuilt", "/nonexistent", ["prebuilt='/nonexistent'", "directory"]),
+    ("crosscheck", {}, "workload", "true", ["brings its own workload", "--count"]),
+    ("trace", {}, "bpftrace", "", ["bpftrace=''", "names no release"]),
+    ("matrix", {}, "target", "nosuch", ["no catalog entry named 'nosuch'"]),
     ("crosscheck", {}, "libbpf_pid_offset", "1", ["libbpf_pid_offset='1'", "integer"]),
     ("crosscheck", {}, "force", 1, ["force=1", "True or False"]),
     ("plan_crosscheck", {}, "attach", 1, ["attach=1"]),

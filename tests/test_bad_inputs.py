@@ -10,12 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_errors import Said, run_cli, words
+from cli_errors import Said, words
 
 import harness
 from harness.api import spec_options
-
-__all__ = ["run_cli"]  # the fixture, used by name
 
 PROBE = "tracepoint:syscalls:sys_enter_getppid"
 UNWRITABLE = "/proc/ktrace-results"  # nothing can be created under /proc, even by root
@@ -61,6 +59,18 @@ NAMED: list[tuple[list[str], list[str]]] = [
     (["bench", "syscalls", "--label", "q/../../../x"], ["--label", "letters, digits"]),
     (["bench", "syscalls", "--rounds", "0"], ["--rounds", "below 1"]),
     (["matrix", "ktrace", "--timeout", "abc"], ["--timeout", "not a duration"]),
+    # options that were taken and then ignored
+    (["bench", "syscalls", "--count-by", "comm", "--out", "{tmp}/b"],
+     ["count_by", "do not apply to catalog entry"]),
+    (["bench", "syscalls", "--modes", ",", "--out", "{tmp}/b"], ["--modes names no tracer"]),
+    (["bench", "syscalls", "--prebuilt", "{file}", "--out", "{tmp}/b"],
+     ["--prebuilt", "not a directory"]),
+    (["crosscheck", "ktrace", "-c", "true", "--out", "{tmp}/x"], ["brings its own workload"]),
+    (["crosscheck", "ktrace", "--prebuilt", "{tmp}/nothing", "--out", "{tmp}/x"],
+     ["prebuilt", "not a directory"]),
+    (["run", PROBE, "-d", "200ms", "--bpftrace", ""], ["bpftrace", "empty"]),
+    (["matrix", "nosuch", "--kernels", "host"], ["no catalog entry named 'nosuch'"]),
+    (["diff", "{folded}", "{folded}", "--map", "@stacks"], ["--map @stacks", "both inputs are"]),
 ]
 
 
@@ -96,6 +106,14 @@ def test_named_bad_input(run_cli: Any, tmp_path: Path, argv: list[str], said: li
     for word in said:
         assert word in line, line
     assert sorted(tmp_path.rglob("*")) == before  # refused before anything was written
+
+
+def test_a_diff_that_fails_makes_no_results_dir(run_cli: Any, results_in_tmp: Path,
+                                                tmp_path: Path) -> None:
+    folded = tmp_path / "s.folded"
+    folded.write_text("main;f 3\n")
+    run_cli("diff", str(tmp_path / "missing"), str(folded)).error_line("diff")
+    assert not list(results_in_tmp.iterdir())
 
 
 def test_a_bench_label_cannot_leave_out(run_cli: Any, tmp_path: Path) -> None:

@@ -1,0 +1,179 @@
+"""Hypothesis over the command-line options and the API keywords: whatever the value, a command
+exits 0 or says one error line (never a traceback, never "internal error"), and the API returns
+or raises a HarnessError (a wrong type: a UsageError naming the keyword), never a TypeError or
+AttributeError from deep inside.
+
+Commands run with --dry-run (or `parse`, which only reads), so nothing is traced: the fuzz
+reaches every check before the spawn. tests/test_input_sweep.py runs the real thing on a fixed
+list of bad values.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cli_errors import Said
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+import harness
+from harness.cli import INTERNAL
+
+pytestmark = pytest.mark.usefixtures("results_in_tmp")
+
+PROBE = "tracepoint:syscalls:sys_enter_getppid"
+FUZZ = settings(max_examples=150, deadline=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+FRAGMENTS = ['"', "\\", "{", "}", ";", "(", ")", "@x", "BEGIN", "kprobe:f", "*", "->", ".", "==",
+             "&&", "!", "//", "/*", "\t", "'", "arg0", "args.len", "comm", "kstack", "1", "0x10",
+             " ", ",", ":", "-1", "9" * 30, "\0", "é", "nan", "5s", "vm"]
+text = st.lists(st.one_of(st.sampled_from(FRAGMENTS), st.text(max_size=4)), max_size=8).map(
+    "".join)
+
+
+def one_line_or_success(done: Said, command: str) -> None:
+    assert "Traceback" not in done.err and INTERNAL not in done.err, done.err
+    if done.status != 0:
+        done.error_line(command)
+
+
+STRING_OPTIONS = ["--arg", "--count-by", "--sum", "--avg", "--min", "--max", "--stats", "--hist",
+                  "--collect", "--lhist", "--by", "--filter", "--comm", "--cgroup", "-p",
+                  "--sizes", "--count", "-d", "--timeout", "--bpftrace", "--lane", "-c",
+                  "--attach", "--top"]
+
+
+@pytest.mark.kernel
+@pytest.mark.usefixtures("needs_bpf")
+@FUZZ
+@given(option=st.sampled_from(STRING_OPTIONS), value=text, target=st.sampled_from(
+    [PROBE, "ktrace", "syscalls", "kprobe:udp_send_skb"]))
+def test_run_dry_run_options(run_cli: Any, option: str, value: str, target: str) -> None:
+    assume("\0" not in value)  # a command line cannot hold a NUL (execve cuts it there)
+    if option == "--lane":
+        assume("vm" not in value)  # a real guest would boot
+    done = run_cli("run", target, "-d", "1s", "--dry-run", "-q", f"{option}={value}")
+    one_line_or_success(done, "run")
+
+
+@pytest.mark.kernel
+@pytest.mark.usefixtures("needs_bpf")
+@FUZZ
+@given(target=text)
+def test_run_dry_run_targets(run_cli: Any, target: str) -> None:
+    assume("\0" not in target)
+    one_line_or_success(run_cli("run", "-d", "1s", "--dry-run", "-q", "--", target), "run")
+
+
+@pytest.mark.xfail(reason="parser part of issue 19 pending (lands on issue 18's parser)")
+@FUZZ
+@given(body=st.lists(st.one_of(
+    st.sampled_from(["@x: 1", "@x[1]: 2", "@x[a, b]: 3", "@h:", "[1, 2) 3 |@@|", "[4, 8)",
+                     "@s: count 2, average 3, total 6", "Attaching 2 probes...", "@x[",
+                     "    f+1", "]: 5", "@y: 12345678901234567890123456789", "{", "\x00", ""]),
+    text), max_size=12).map("\n".join), fmt=st.sampled_from(["text", "json"]))
+def test_parse_any_text(run_cli: Any, tmp_path: Path, body: str, fmt: str) -> None:
+    path = tmp_path / "out.txt"
+    path.write_text(body)
+    one_line_or_success(run_cli("parse", str(path), "--format", fmt), "parse")
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner,
+                                                                max_size=3),
+    max_leaves=8,
+)
+
+
+@pytest.mark.xfail(reason="parser part of issue 19 pending (lands on issue 18's parser)")
+@FUZZ
+@given(kind=st.sampled_from(["map", "hist", "stats", "lhist", "attached_probes", "printf",
+                             "time", "lost_events", "x"]),
+       data=json_values)
+def test_parse_any_json_record(run_cli: Any, tmp_path: Path, kind: str, data: Any) -> None:
+    import json
+
+    path = tmp_path / "out.json"
+    path.write_text(json.dumps({"type": kind, "data": data}) + "\n")
+    one_line_or_success(run_cli("parse", str(path), "--format", "json"), "parse")
+
+
+# --- the API -------------------------------------------------------------------------------
+
+anything = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=8),
+    st.binary(max_size=4), st.lists(st.one_of(st.integers(), st.text(max_size=4)), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2), st.just(Path("x")),
+)
+
+
+def _seconds(v: Any) -> bool:
+    return type(v) in (int, float) and math.isfinite(v) and v > 0
+
+
+def _text(v: Any) -> bool:
+    return isinstance(v, str | Path) and bool(str(v).strip()) and "\0" not in str(v)
+
+
+def _sizes(v: Any) -> bool:
+    from harness.workloads.udp_send import parse_sizes
+
+    try:
+        return isinstance(v, str) and bool(parse_sizes(v))
+    except SystemExit:
+        return False
+
+
+# keyword -> whether a value may be a good one (then it is not thrown: it would run); every
+# other value must be a UsageError naming the keyword
+MAYBE_GOOD: dict[str, Any] = {
+    "duration": lambda v: v is None or _seconds(v),
+    "timeout": _seconds,
+    "count": lambda v: type(v) is int and v >= 0,
+    "attach": lambda v: v is None or v in ("kprobe", "kfunc", "tracepoint"),
+    "lane": lambda v: _text(v) and str(v).strip().startswith(("host", "vm", "ssh")),
+    "bpftrace": lambda v: v is None or _text(v),
+    "out": lambda v: v is None or v is False or _text(v),
+    "report": lambda v: type(v) is bool,
+    "plots": lambda v: type(v) is bool,
+    "check": lambda v: type(v) is bool,
+    "force": lambda v: type(v) is bool,
+    "on_progress": lambda v: v is None or callable(v),
+    "on_plan": lambda v: v is None or callable(v),
+    "progress": lambda v: v is None or callable(v),
+    "workload": lambda v: v is None or _text(v) or (
+        isinstance(v, list) and bool(v) and all(_text(w) for w in v)),
+    "sizes": _sizes,
+}
+
+
+@pytest.mark.kernel
+@pytest.mark.usefixtures("needs_bpf")
+@FUZZ
+@given(keyword=st.sampled_from(sorted(MAYBE_GOOD)), value=anything)
+def test_trace_keywords(keyword: str, value: Any) -> None:
+    assume(not MAYBE_GOOD[keyword](value))
+    args: dict[str, Any] = {"duration": 0.2, "out": False, "report": False, keyword: value}
+    with pytest.raises(harness.UsageError) as refused:
+        harness.trace(PROBE, **args)
+    assert keyword in str(refused.value) or "workload" in str(refused.value)
+
+
+@pytest.mark.kernel
+@pytest.mark.usefixtures("needs_bpf")
+@FUZZ
+@given(target=anything, options=st.dictionaries(
+    st.sampled_from(["count_by", "hist", "filter", "pid", "comm", "cgroup", "by", "arg",
+                     "workload_pid", "lhist", "duration", "workload", "count", "sizes",
+                     "attach", "bpftrace", "twin", "nosuch"]), anything, max_size=3))
+def test_plan_takes_anything(target: Any, options: dict[str, Any]) -> None:
+    """Whatever it is given, plan() returns a Plan or raises a HarnessError."""
+    try:
+        assert isinstance(harness.plan(target, **options), harness.Plan)
+    except harness.HarnessError as err:
+        assert "\n" not in str(err)
