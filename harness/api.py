@@ -532,6 +532,15 @@ def _run(
             return programs[-1]
 
         make_program = program_for
+    ticking = _warming_report(on_progress, report)
+    # bpftrace names user frames when it prints, after a workload has exited: on the host the
+    # workload's map is read while it runs, to name them (when every user stack is its own).
+    user_frames = None
+    if chosen.needs_pid and machine.name == "host":
+        from harness.host.usyms import WorkloadFrames
+
+        user_frames = WorkloadFrames()
+        make_program, ticking = user_frames.program(make_program), user_frames.ticking(ticking)
     path = _claim(out, "run", target, force)
     spawn = time.monotonic()
     with _unclaimed_on_failure(path if out is None else None):
@@ -541,9 +550,11 @@ def _run(
             workload=argv,
             duration=duration,
             timeout=timeout,
-            on_progress=_warming_report(on_progress, report),
+            on_progress=ticking,
             bpftrace=tracer.command,
         )
+    if user_frames is not None:
+        user_frames.apply(result.output)
     if spec is not None and result.error is None:
         result.error = _nothing_attached(spec, result.probes)
     from harness.report.rundir import utc_iso

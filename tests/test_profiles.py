@@ -140,3 +140,4 @@ def test_bpftrace_compiles_both_programs_without_a_warning(
     warnings = [ln for ln in done.stderr.splitlines() if "WARNING" in ln
                 and not re.search("RLIMIT_MEMLOCK|available_filter_functions", ln)]
     assert warnings == [], done.stderr
+
