@@ -201,3 +201,23 @@ def test_an_unexpected_exception_is_one_line(run_cli: Any, tmp_path: Path,
     monkeypatch.setenv("KTRACE_TRACEBACK", "1")
     with pytest.raises(ZeroDivisionError):
         run_cli("parse", str(path))
+
+
+@pytest.mark.kernel
+@pytest.mark.usefixtures("needs_bpf")
+def test_an_unusable_cache_is_named_as_the_cache(tmp_path: Path) -> None:
+    """A fresh process (the build cache is read once per process) with KTRACE_CACHE where
+    nothing can be created: the line names the cache and KTRACE_CACHE, not a bare path."""
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "crosscheck", "ktrace", "--count", "5", "-q",
+         "--out", str(tmp_path / "x")],
+        capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, "KTRACE_CACHE": UNWRITABLE, "KTRACE_RESULTS": str(tmp_path)},
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    (line,) = [ln for ln in done.stderr.splitlines() if ln.startswith("harness crosscheck:")]
+    assert f"the cache {UNWRITABLE} cannot be used" in line and "KTRACE_CACHE" in line

@@ -137,9 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away: entry() stops quietly
         raise
     except OSError as err:  # the system refused something (disk full, a path too long, ...)
-        where = f": {err.filename}" if err.filename else ""
-        _say(f"harness {args.command}: error: {err.strerror or err}{where}; "
-             "check that path, its file system and free space")
+        _say(f"harness {args.command}: error: {_os_error(err)}")
         status = 2
     except Exception as err:  # a bug: one line (and a non-zero exit), not a traceback
         if os.environ.get("KTRACE_TRACEBACK"):
@@ -171,6 +169,19 @@ def _close_lanes() -> None:
 
         with shielded(deliver=True):
             lanes.close_all()
+
+
+def _os_error(err: OSError) -> str:
+    """An OSError as cause; fix. A path in the cache is named as the cache (KTRACE_CACHE),
+    which is what the user can change."""
+    from harness.paths import cache_home
+
+    where = f": {err.filename}" if err.filename else ""
+    cache = str(cache_home())
+    if err.filename and str(err.filename).startswith(cache):
+        return (f"the cache {cache} cannot be used ({err.strerror or err}{where}); "
+                "set KTRACE_CACHE to a writable directory")
+    return f"{err.strerror or err}{where}; check that path, its file system and free space"
 
 
 def _say(line: str) -> None:
