@@ -98,10 +98,11 @@ BAD: dict[str, dict[str, list[str]]] = {
         "--lane": ["", "bogus", "vm:9.99", "ssh:"], "--bpftrace": ["", "9.99"],
         "--prebuilt": ["{tmp}/missing", "{file}"], **SPEC,
     },
-    "report": {"run_dir": ["{tmp}/missing", "{file}", "{tmp}/empty"], "--out": OUT},
+    "report": {"run_dir": ["{tmp}/missing", "{file}", "{tmp}/empty", "{bad_stacks}",
+                           "{bad_hist}", "{binary_meta}"], "--out": OUT},
     "diff": {
-        "run_a": ["{tmp}/missing", "{tmp}/empty", "{binary}"],
-        "run_b": ["{tmp}/missing", "{tmp}/empty", "{binary}"],
+        "run_a": ["{tmp}/missing", "{tmp}/empty", "{binary}", "{bad_folded}", "{bad_stacks}"],
+        "run_b": ["{tmp}/missing", "{tmp}/empty", "{binary}", "{bad_folded}", "{bad_stacks}"],
         "--map": ["@nosuch", ""], "--out": OUT, "--top": WHOLE,
     },
     "doctor": {},
@@ -169,6 +170,15 @@ def _files(tmp: Path) -> dict[str, str]:
     (run / "x.csv").write_text("value\n1\n")
     made = {"tmp": tmp, "text": text, "file": file, "binary": binary, "folded": folded,
             "run": run}
+    for name, csv, body in [("bad_stacks", "stacks.csv", 'kstack,value\n"f+1;g+2",zz\n'),
+                            ("bad_hist", "h.csv", "lo,hi,count\n1,2,x\n"),
+                            ("binary_meta", "x.csv", "value\n1\n")]:
+        made[name] = tmp / name
+        made[name].mkdir()
+        (made[name] / csv).write_text(body)
+        (made[name] / "run.json").write_bytes(b"\xff{" if name == "binary_meta" else b"{}")
+    made["bad_folded"] = tmp / "bad.folded"
+    made["bad_folded"].write_text("main;f 3\nmain;g x\n")
     for name, body in {
         "huge": "@x: " + "9" * 10_000_000 + "\n",
         "digits38": "@x[1]: 12345678901234567890123456789012345678\n",

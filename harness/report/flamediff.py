@@ -95,13 +95,16 @@ def _stack_maps(run_dir: Path) -> dict[str, Path]:
 
 
 def _from_csv(path: Path) -> Counter[tuple[str, ...]]:
-    from harness.report.summary import read_csv
+    from harness.report.summary import DAMAGED_CSV, read_csv
 
     frame = read_csv(path)
     cols = flamegraph.stack_columns(frame)
     if not cols:
         raise DiffError(f"{path} holds no stacks", "pass a stack map with --map (e.g. @stacks)")
-    return flamegraph.folded_counts(frame, cols)
+    try:
+        return flamegraph.folded_counts(frame, cols)
+    except ValueError as err:
+        raise DiffError(f"{path}: {err}", DAMAGED_CSV) from None
 
 
 def load_stacks(source: Path, map_name: str | None = None) -> Stacks:
@@ -114,8 +117,12 @@ def load_stacks(source: Path, map_name: str | None = None) -> Stacks:
     source = Path(source)
     if source.is_file():
         if source.suffix == ".folded":
-            with source.open() as f:
-                counts = flamegraph.parse_folded(f)
+            try:
+                with source.open() as f:
+                    counts = flamegraph.parse_folded(f)
+            except (ValueError, UnicodeDecodeError) as err:  # UnicodeDecodeError is one
+                raise DiffError(f"{source} is not a folded-stacks file ({err})",
+                                "pass a .folded written by harness or stackcollapse") from None
         else:
             counts = _from_csv(source)
         return Stacks(counts, source, _map_label(source.name.split(".")[0]))

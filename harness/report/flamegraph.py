@@ -50,6 +50,8 @@ COUNT_COLUMNS = ("value", "count")
 _NOT_KEYS = ("average", "total", "lo", "hi", "printing", "t_s")
 EMPTY_STACK = "[empty stack]"
 
+_INT = re.compile(r"-?\d+")  # a count as folded files and CSVs write it
+
 
 def _numeric(values: list[Any]) -> bool:
     present = [v for v in values if v is not None]
@@ -134,6 +136,8 @@ def folded_counts(
             raw = cols[col][i]
             stack = raw if isinstance(raw, str) and raw else EMPTY_STACK
             frames += [_clean(f) for f in stack.split(";") if f]
+        if not isinstance(count, int) and not _INT.fullmatch(str(count)):
+            raise ValueError(f"row {i + 1}: {count_col} {str(count)[:40]!r} is not a whole number")
         totals[tuple(frames)] += int(count)
     return totals
 
@@ -157,11 +161,13 @@ def write_folded(counts: Counter[tuple[str, ...]], path: Path) -> Path:
 def parse_folded(lines: Iterable[str]) -> Counter[tuple[str, ...]]:
     """Read folded lines back (used to check round trips and to load external .folded files)."""
     counts: Counter[tuple[str, ...]] = Counter()
-    for line in lines:
+    for n, line in enumerate(lines, 1):
         line = line.rstrip("\n")
         if not line.strip():
             continue
         stack, _, count = line.rpartition(" ")
+        if not stack or not _INT.fullmatch(count):
+            raise ValueError(f"line {n}: {line[:60]!r} is not 'frame;frame;... COUNT'")
         counts[tuple(stack.split(";"))] += int(count)
     return counts
 

@@ -87,6 +87,9 @@ def read_meta(run_dir: Path) -> dict[str, Any]:
         return {}
     try:
         meta = json.loads(path.read_text())
+    except (UnicodeDecodeError, IsADirectoryError) as err:
+        raise ReportError(f"{path} is not a run.json ({err})",
+                          "fix or delete run.json; the CSVs are reported without it") from None
     except json.JSONDecodeError as err:
         raise ReportError(
             f"{path} is not valid JSON (line {err.lineno}, column {err.colno})",
@@ -162,6 +165,11 @@ def map_unit(stem: str, meta: dict[str, Any]) -> tuple[str, str]:
     return (_TIME_UNITS[suffix.group(1)] if suffix else value), f"sum of {value}"
 
 
+# The fix for a CSV the harness did not write as it is (edited, cut, or another tool's).
+DAMAGED_CSV = ("remove it, or write it again from the run's raw output: "
+               "`harness parse RUN/stdout.txt --csv RUN`")
+
+
 def read_table(path: Path) -> dict[str, list[Any]]:
     """A run CSV as {column: cells} without pandas: a column whose cells all read as integers
     holds ints, any other holds text; empty cells are None (as read_csv's missing values)."""
@@ -196,7 +204,15 @@ def _report_map(csv: Path, meta: dict[str, Any], plots: bool, dest: Path) -> Map
     and pandas cost a second or more of start-up, so `harness run` leaves them to `harness
     report` unless --plots). A map printed several times also gets a line plot over time."""
     table = read_table(csv)
-    report = _report_kind(csv, table, meta, plots, dest)
+    for col in ("lo", "hi", "count"):  # what a histogram's report adds up
+        bad = next((c for c in table.get(col, ()) if isinstance(c, str)), None)
+        if bad is not None and {"lo", "hi", "count"} <= set(table):
+            raise ReportError(f"{csv}: column {col} holds {bad[:40]!r}, not a whole number",
+                              DAMAGED_CSV)
+    try:
+        report = _report_kind(csv, table, meta, plots, dest)
+    except ValueError as err:  # a count that is no number (flamegraph.folded_counts)
+        raise ReportError(f"{csv}: {err}", DAMAGED_CSV) from None
     if len(set(table.get("printing") or ())) > 1 and report.kind != "bench":
         if plots:
             from harness.report import plots as plotting
