@@ -9,7 +9,7 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.output.frames import all_printings, to_frames
-from harness.output.model import Bucket, Stats
+from harness.output.model import Bucket, Stack, Stats
 from harness.output.parse import ParseError, parse_json, parse_text
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -68,19 +68,23 @@ def test_lhist_negative_and_open_ends() -> None:
 
 
 def test_stats_and_repeated_printings_and_printf() -> None:
-    out = parse_text(
-        "Attaching 1 probe...\nhello: @x[1]: 3\n@b[1]: 1\n@b[2]: 2\n@b[1]: 1\n@b[2]: 5\n"
-        "tick\n@b[1]: 9\n@g: count 2, average 6, total 12\n"
-    )
+    text = ("Attaching 1 probe...\nhello: @x[1]: 3\n@b[1]: 1\n@b[2]: 2\n@b[1]: 1\n@b[2]: 5\n"
+            "tick\n@b[1]: 9\n@g: count 2, average 6, total 12\n")
+    out = parse_text(text)
     assert out.lines == ["hello: @x[1]: 3", "tick"]
+    # print(@b); print(@b): bpftrace writes nothing between them, so the text alone reads one
+    # printing holding key 1 twice (a repeated key is no boundary); the printf line is one
     prints = all_printings(out, "@b")
-    assert [p.printing for p in prints] == [1, 2, 3]
-    assert prints[1].values == [1, 5]
+    assert [(p.printing, p.values) for p in prints] == [(1, [1, 2, 1, 5]), (2, [9])]
     b = to_frames(out)["@b"]
     assert b.columns.tolist() == ["printing", "t_s", "key0", "value"]
-    assert b[["printing", "key0", "value"]].values.tolist() == [[1, 1, 1], [1, 2, 2], [2, 1, 1],
-                                                                [2, 2, 5], [3, 1, 9]]
+    assert b[["printing", "key0", "value"]].values.tolist() == [[1, 1, 1], [1, 2, 2], [1, 1, 1],
+                                                                [1, 2, 5], [2, 1, 9]]
     assert b["t_s"].isna().all()  # no clock: neither line times nor time() lines
+    # the runner's arrival times cut them: the second print() came a second later
+    timed = parse_text(text, line_times=[0, 0, 0, 0, 1, 1, 1, 2, 2])
+    assert [(p.printing, p.values, p.t_s) for p in all_printings(timed, "@b")] == [
+        (1, [1, 2], 0.0), (2, [1, 5], 1.0), (3, [9], 2.0)]
     g = next(m for m in out.maps if m.name == "@g")
     assert g.kind == "stats" and g.values == [Stats(2, 6, 12)]
 
@@ -89,8 +93,14 @@ def test_saved_sample_text_equals_json_except_bpf_prog_frames() -> None:
     text = to_frames(parse_text((SAMPLES / "mixed_0.17.txt").read_text()))
     js = to_frames(parse_json((SAMPLES / "mixed_0.17.json").read_text()))
     assert set(text) == set(js)
-    for name in ("@b", "@h", "@mm", "@mx", "@n", "@z"):
+    for name in ("@h", "@mm", "@mx", "@n", "@z"):
         pd.testing.assert_frame_equal(text[name], js[name])
+    # print(@b); print(@b) in one probe: json writes one record each, the text nothing between
+    # them (one printing of 4 rows; no arrival times in a file); the rows are the same
+    assert js["@b"]["printing"].tolist() == [1, 1, 2, 2, 3, 3]
+    assert text["@b"]["printing"].tolist() == [1, 1, 1, 1, 2, 2]
+    pd.testing.assert_frame_equal(text["@b"].drop(columns="printing"),
+                                  js["@b"].drop(columns="printing"))
     # @j/@k keys hold a kstack of the BPF program itself, whose offset differs per run
     assert text["@k"]["key1"].tolist() == [5]
     assert text["@k"]["key0"].iloc[0][1:] == js["@k"]["key0"].iloc[0][1:]
@@ -206,44 +216,94 @@ def test_time_lines_stamp_printings_without_line_times() -> None:
         '{"type": "time", "data": "10:00:05\\n"}', '{"type": "map", "data": {"@n": 2}}']))
     assert [m.t_s for m in js.maps] == [0.0, 5.0]
     assert to_frames(js)["@n"]["t_s"].tolist() == [0.0, 5.0]
-    assert [m.t_s for m in parse_text("@n: 1\n@n: 2\n").maps] == [None, None]
+    assert [m.t_s for m in parse_text("@n: 1\n@n: 2\n").maps] == [None]  # one printing
 
 
 def test_entry_runs_read_in_chunks_equal_line_by_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The column-wise reading of entry runs (chunks, repeated keys starting printings) gives
-    the same printings as reading line by line, wherever a chunk happens to end."""
+    """The column-wise reading of entry runs (chunks, arrival-time breaks starting printings)
+    gives the same printings as reading line by line, wherever a chunk happens to end."""
     from harness.output import parse
 
     text = ("Attaching 1 probe...\n"
             + "".join(f"@c[{k}]: {p * k}\n" for p in range(6) for k in range(7))  # 6 printings
-            + "@c[9]: 1\n@c[0]: 2\n@c[10]: 3\n"   # a new key, then a repeat
+            + "@c[9]: 1\n@c[0]: 2\n@c[10]: 3\n"   # a new key, then a repeat: no boundary
             + "@s[a]: x\n@s[b]: y\n@s[a]: z\n"     # string values
             + "@n: 5\n@n: 6\n@m[1]: 1\n@m[x]: 2\n"  # scalar printed twice; int and str keys
             + "@i[1]: 7\n@i[2]: v\n@i[007]: 3\n")   # int and str values; a leading zero
-    want = parse_text(text)
+    # the six print(@c)s arrive a second apart; @n's second print() half a second later
+    times = [0.0] + [float(p) for p in range(6) for _ in range(7)] + [5.0] * 6 + [5.5, 6.0] + [
+        6.0] * 5
+    assert len(times) == text.count("\n")
+    want = parse_text(text, line_times=times)
     for chunk in (1, 8, 20, 64, 200):
         monkeypatch.setattr(parse, "_RUN_CHUNK", chunk)
         monkeypatch.setattr(parse._Builder, "_add_segment_fast", lambda *a: False)
-        slow = parse_text(text)
+        slow = parse_text(text, line_times=times)
         monkeypatch.undo()
         monkeypatch.setattr(parse, "_RUN_CHUNK", chunk)
-        fast = parse_text(text)
+        fast = parse_text(text, line_times=times)
         monkeypatch.undo()
         for got in (slow, fast):
             assert [(m.name, m.printing, m.kind, m.packed_keys, m.values, m.line)
                     for m in got.maps] == [(m.name, m.printing, m.kind, m.packed_keys, m.values,
                                             m.line) for m in want.maps], chunk
-    # @c[9] is new to the 6th printing (no repeat: it goes on); @c[0] repeats
-    assert [len(m) for m in want.maps if m.name == "@c"] == [7] * 5 + [8, 2]
+    # @c[9], @c[0], @c[10] arrive with the 6th printing: one printing, @c[0] twice
+    assert [len(m) for m in want.maps if m.name == "@c"] == [7] * 5 + [10]
+    assert [m.values for m in want.maps if m.name == "@n"] == [[5], [6]]
+    assert [len(m) for m in want.maps if m.name == "@s"] == [3]
 
 
-def test_a_repeat_of_only_empty_stack_keys_is_flagged() -> None:
+def test_repeated_keys_are_rows_of_one_printing() -> None:
     # bpftrace 0.17, profile with @[kstack, comm]: an empty kernel stack and one it failed to
     # look up both print as nothing, so `@[, tar]` can appear twice in one printing.
     text = ("@[\n    do_syscall_64+113\n    entry_SYSCALL_64_after_hwframe+118\n, tar]: 1\n"
             "@[, tar]: 1\n@[, sed]: 2\n@[, tar]: 11\n")
     out = parse_text(text)
-    assert sum(len(m) for m in out.maps) == 4  # every entry kept
-    assert len(out.warnings) == 1 and out.warnings[0].startswith("line 7: @ starts printing 2")
-    reprint = parse_text("@[, tar]: 1\n@[, sed]: 2\n@[, tar]: 1\n@[, sed]: 2\n")
-    assert [len(m) for m in reprint.maps] == [2, 2] and reprint.warnings == []
+    assert [len(m) for m in out.maps] == [4] and out.warnings == []
+    assert to_frames(out)["@"]["value"].sum() == 15  # rows kept, nothing merged
+    # the issue's own shape: `@[]` twice among stacks, after the exit dump's blank lines
+    rep = parse_text("Attaching 1 probe...\n\n\n@[\n    read_zero+38\n    vfs_read+150\n]: 5\n"
+                     "@[]: 3\n@[\n    write+1\n]: 2\n@[]: 7\n\n")
+    assert [(m.printing, m.values) for m in rep.maps] == [(1, [5, 3, 2, 7])]
+    assert rep.warnings == []
+
+
+def test_boundaries_bpftrace_writes() -> None:
+    # 0.17: a stats map ends in a blank line, an empty print() is a blank line, hist and
+    # stack-value entries end in one each, the exit dump starts with two
+    bucket = "[4, 8)                 1 |" + "@" * 52 + "|\n\n"
+    text = ("Attaching 1 probe...\n@st[1]: count 1, average 4, total 4\n\n"
+            "@st[1]: count 2, average 4, total 8\n\n"
+            f"@h[1]: \n{bucket}@h[2]: \n{bucket}\n@h[1]: \n{bucket}"
+            "@v[1]: \n        f+1\n\n@v[2]: \n        g+2\n\n\n\n@v[1]: \n        f+1\n\n")
+    out = parse_text(text)
+    assert [(m.name, m.printing, len(m)) for m in out.maps] == [
+        ("@st", 1, 1), ("@st", 2, 1), ("@h", 1, 2), ("@h", 2, 1), ("@v", 1, 2), ("@v", 2, 1)]
+
+
+def test_a_map_printed_mid_line_is_a_printing() -> None:
+    # pidpersec.bt: time("%H:%M:%S "); print(@); clear(@);  (0.17 prints an empty map as the
+    # stamp alone; 0.27 prints nothing)
+    text = ("Attaching 2 probes...\n10:00:01 @[1]: 5\n@[2]: 3\n10:00:02 @[3]: 4\n10:00:03 \n"
+            "10:00:04 @k[\n    f+1\n]: 2\nhello: @x[1]: 3 (printf)\n\n\n@[1]: 2\n")
+    out = parse_text(text)
+    assert [(m.name, m.printing, m.packed_keys, m.values, m.t_s) for m in out.maps] == [
+        ("@", 1, [1, 2], [5, 3], 0.0), ("@", 2, [3], [4], 1.0),
+        ("@k", 1, [Stack(["f+1"])], [2], 3.0), ("@", 3, [1], [2], 3.0)]
+    assert out.lines == ["10:00:01 ", "10:00:02 ", "10:00:03 ", "10:00:04 ",
+                         "hello: @x[1]: 3 (printf)"]
+    assert out.warnings == [] and out.unparsed == []
+
+
+def test_json_object_with_a_repeated_key_keeps_every_pair() -> None:
+    # bpftrace writes one pair per entry: `@[]` twice (an empty and a failed kernel stack);
+    # json.loads alone keeps the last pair only
+    text = ('{"type": "attached_probes", "data": {"probes": 1}}\n'
+            '{"type": "map", "data": {"@": {"": 3, "\\nread_zero+38\\n": 5, "": 7}}}\n'
+            '{"type": "map", "data": {"@c": {"a,": 1, "a,": 2}}}\n'
+            '{"type": "stats", "data": {"@s": {"1": {"count": 2, "average": 3, "total": 6},'
+            ' "1": {"count": 1, "average": 1, "total": 1}}}}\n')
+    out = parse_json(text)
+    assert [(m.name, m.printing, m.values) for m in out.maps] == [
+        ("@", 1, [3, 5, 7]), ("@c", 1, [1, 2]), ("@s", 1, [Stats(2, 3, 6), Stats(1, 1, 1)])]
+    assert to_frames(out)["@"]["value"].sum() == 15

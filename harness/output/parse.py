@@ -5,6 +5,11 @@ transformer applied while parsing, so no parse tree is built. Both formats feed 
 same `_Builder`, which cuts map printings and types keys, so text and json of one
 run give the same model wherever json carries the information.
 
+A printing is what bpftrace printed at once, cut only where the output or the run says so
+(see `_Builder`); a repeated key is a row, never a boundary, and rows with equal keys are kept
+as rows (not summed), so every total is what bpftrace printed. In `-f json` a repeated key keeps
+every pair (object_pairs_hook). results/README.md "Printings" lists the boundaries.
+
 Limits of the text format (not of the parser): a printf line that is exactly a map line
 (`@x[1]: 3`) reads as a map entry; a string key holding ", " splits into extra parts, which
 `to_frames(..., key_names=...)` joins back once it knows the key's arity; upstream main's
@@ -15,7 +20,6 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-import itertools
 import json
 import re
 import threading
@@ -35,7 +39,6 @@ from harness.output.model import (
     Stack,
     Stats,
     pack_key,
-    unpack_key,
 )
 
 GRAMMAR_FILE = "bpftrace_output.lark"
@@ -131,8 +134,14 @@ def hist_kind(buckets: Iterable[Bucket]) -> str:
 class _Builder:
     """Collects entries in print order and cuts them into MapPrints.
 
-    A printing ends when another map or a non-map line comes, or when a key repeats
-    (bpftrace prints each key once per printing, so a repeat is the next print()).
+    A printing is what bpftrace printed at once. It ends where bpftrace's output says so:
+    another map's line, a printed (non-map) line, a blank line that no hist or stack value
+    owns (0.17 ends a stats map and an empty print() with one; both versions start the exit
+    dump with two), a map line that starts mid-line after printf/time() text. A repeated
+    key is never a boundary: one printing may hold equal keys (an empty and a failed stack
+    both print as `@[]`, usym/ksym of different addresses, two processes of one binary),
+    and they stay rows. Back-to-back print()s of one map with nothing between them look
+    like one printing in the text; `breaks` (line numbers, from arrival times) cut them.
     Text lines right after a string value are held back: when the same printing goes on
     with a new key they were the rest of that value (bpftrace prints strings raw, so a
     value holding a newline spans lines), otherwise they are printed lines.
@@ -150,6 +159,9 @@ class _Builder:
         self.work = 0  # bytes the text lexer's regexes were given (see _LineLexer)
         self.blank_after: set[int] = set()  # header lines followed by a blank line
         self.text = ""  # the text being lexed (entry runs are read from it in place)
+        self.owns_blank = False  # the last entry (a hist or stack value) ends in a blank line
+        self.breaks: list[int] = []  # sorted lines that start a new printing (arrival gaps)
+        self._names: set[str] | None = None  # see line_start_names
 
     def warn(self, line: int, what: str) -> None:
         self.out.warnings.append(f"line {line}: {what}" if line else what)
@@ -221,7 +233,8 @@ class _Builder:
         if self.held and not self._continues(name, packed):
             self.close()
         cur = self.current
-        if cur is None or cur.name != name or packed in self.seen:
+        self.owns_blank = False
+        if cur is None or cur.name != name or self._break_in(line, line + 1):
             cur = self.start(name, line)
         self.seen.add(packed)
         self.kinds.add(kind)
@@ -281,9 +294,12 @@ class _Builder:
         if typed is None:
             return False
         vals, kind = typed
-        for start, end in _printings(keys, self.seen if self.current is not None
-                                     and self.current.name == name else set()):
-            self._extend(name, keys[start:end], vals[start:end], kind, line + start)
+        start = 0
+        for at in self._breaks_in(line + 1, line + lines):
+            self._extend(name, keys[start:at - line], vals[start:at - line], kind, line + start)
+            self.close()
+            start = at - line
+        self._extend(name, keys[start:], vals[start:], kind, line + start)
         return True
 
     def _add_lines(self, run: str, line: int) -> None:
@@ -304,7 +320,8 @@ class _Builder:
             if self.held and not self._continues(name, key):
                 self.close()
             cur = self.current
-            if cur is None or cur.name != name or key in self.seen:
+            self.owns_blank = False
+            if cur is None or cur.name != name or self._break_in(line + i, line + i + 1):
                 cur = self.start(name, line + i)
             self.seen.add(key)
             if _INT.match(value):
@@ -317,12 +334,12 @@ class _Builder:
 
     def _extend(self, name: str, keys: list[Any], vals: list[Any], kind: str, line: int
                 ) -> None:
-        """Append entries whose keys are new to the current printing of `name` (else to a
-        new printing)."""
+        """Append entries to the current printing of `name` (else to a new printing)."""
         if not keys:
             return
         cur = self.current
-        if cur is None or cur.name != name or keys[0] in self.seen:
+        self.owns_blank = False
+        if cur is None or cur.name != name or self._break_in(line, line + 1):
             cur = self.start(name, line)
         cur.packed_keys.extend(keys)
         cur.values.extend(vals)
@@ -345,14 +362,43 @@ class _Builder:
             self.add(name, split_key(body, self.sep), int(value) if _INT.match(value)
                      else value, "int" if _INT.match(value) else "str", line)
 
-    def line(self, text: str, line: int = 0) -> None:
-        """A text line: maybe the rest of a string value, else a printed line."""
+    def line(self, text: str, line: int = 0, *, may_continue: bool = True) -> None:
+        """A text line: maybe the rest of a string value, else a printed line (which ends
+        the printing before it). `may_continue` is False for text that a map line follows
+        on the same output line (`time("%H:%M:%S "); print(@)`)."""
         cur = self.current
-        if cur is not None and cur.values and isinstance(cur.values[-1], str) and text.strip():
+        if (may_continue and cur is not None and cur.values and isinstance(cur.values[-1], str)
+                and text.strip()):
             self.held.append((line, text))
             return
         self.close()
         self._printed(text, line)
+
+    def blank(self) -> None:
+        """A blank line ends the printing unless it is the one that ends a hist or stack
+        value entry (bpftrace prints one after each)."""
+        if self.owns_blank:
+            self.owns_blank = False
+            return
+        self.close()
+
+    def line_start_names(self) -> set[str]:
+        """Names of the maps printed at a line start anywhere in the text (found once)."""
+        if self._names is None:
+            self.work += len(self.text)
+            self._names = set(_LINE_START_NAME.findall(self.text))
+        return self._names
+
+    def _breaks_in(self, first: int, stop: int) -> list[int]:
+        """The break lines in [first, stop)."""
+        if not self.breaks:
+            return []
+        lo = bisect.bisect_left(self.breaks, first)
+        hi = bisect.bisect_left(self.breaks, stop, lo)
+        return self.breaks[lo:hi]
+
+    def _break_in(self, first: int, stop: int) -> bool:
+        return bool(self.breaks) and bool(self._breaks_in(first, stop))
 
     def _printed(self, text: str, line: int) -> None:
         if self.sep == ", " and _LOOKS_LIKE_MAP.match(text):  # text format only
@@ -370,7 +416,6 @@ class _Builder:
         """Close the last printing and stamp every printing with its t_s."""
         self.close()
         maps = self.out.maps
-        self._warn_alike_keys(maps)
         if line_times is not None:
             n = len(line_times)
             for mp in maps:
@@ -379,33 +424,16 @@ class _Builder:
             lines = [ln for ln, _ in self.clock]
             first = self.clock[0][1]
             for mp in maps:
-                at = bisect.bisect_left(lines, mp.line) - 1
+                at = bisect.bisect_right(lines, mp.line) - 1  # same line: time(); print(@)
                 if at >= 0:  # seconds since the first time() line; wraps at midnight
                     mp.t_s = (self.clock[at][1] - first) % 86400.0
         return self.out
 
 
-    def _warn_alike_keys(self, maps: list[MapPrint]) -> None:
-        """A printing that follows another of its map at once and repeats only keys with
-        an empty part may be the same printing: bpftrace 0.17 prints an empty kernel stack
-        and one it failed to look up (negative stack id) alike, as nothing. Say so."""
-        for a, b in itertools.pairwise(maps):
-            if a.name != b.name or not len(a) or not len(b):
-                continue
-            repeated = set(a.packed_keys).intersection(b.packed_keys)
-            if repeated and len(repeated) < len(a) and all(
-                    "" in unpack_key(k) for k in repeated):
-                self.warn(b.line, f"{b.name} starts printing {b.printing} here because "
-                          f"{len(repeated)} key(s) with an empty part repeat (e.g. "
-                          f"{sorted(map(str, repeated))[0]}); bpftrace prints empty and "
-                          "unresolved stacks alike, so printings "
-                          f"{a.printing} and {b.printing} may be one")
-
-
 # A text line that starts like a map entry but is none (cut off, or an unknown layout).
 _LOOKS_LIKE_MAP = re.compile(r"@\w*(?:\[|: ?$)")
 # A line printed by bpftrace's time() with its default format ("%H:%M:%S").
-_CLOCK = re.compile(r"(\d{2}):(\d{2}):(\d{2}(?:\.\d+)?)\Z")
+_CLOCK = re.compile(r"(\d{2}):(\d{2}):(\d{2}(?:\.\d+)?)[ \t]*\Z")
 
 # ---------------------------------------------------------------- text
 
@@ -423,48 +451,6 @@ _RUN_HEAD = re.compile(r"(@\w*)(?:\[|: )")
 def _segment_end(prefix: str) -> re.Pattern[str]:
     """Where the first line that does not start with `prefix` begins (at its `\n`)."""
     return re.compile("\n(?!" + re.escape(prefix) + "|\\Z)")
-
-
-def _printings(keys: list[Any], seen: set[Any]) -> Iterator[tuple[int, int]]:
-    """Split a map's entries where a key repeats (bpftrace prints each key once per
-    printing). `seen` holds the keys the current printing already has (not copied: it
-    may be as large as the map). The common shapes are checked with C-level set/index
-    calls: keys that continue the printing, one printing of unique keys, or printings of
-    the same length in turn (an interval print); anything else goes key by key."""
-    n = len(keys)
-    start = 0
-    while start < n:
-        if seen:  # the first printing here continues one begun before these keys
-            try:
-                stop = keys.index(keys[0], 1)  # where the next printing likely starts
-            except ValueError:
-                stop = n
-            head = keys[:stop]
-            if seen.isdisjoint(head) and len(set(head)) == stop:
-                yield 0, stop
-                start = stop
-                seen = set()
-                continue
-        else:
-            try:  # the next printing probably starts where this one's first key recurs
-                guess = keys.index(keys[start], start + 1)
-            except ValueError:
-                guess = n
-            if len(set(keys[start:guess])) == guess - start:
-                yield start, guess
-                start = guess
-                continue
-        local: set[Any] = set()
-        for i in range(start, n):
-            k = keys[i]
-            if k in local or k in seen:
-                break
-            local.add(k)
-        else:
-            i = n
-        yield start, i
-        start = i
-        seen = set()
 
 
 def _all_ints(joined: str) -> bool:
@@ -578,6 +564,12 @@ def _lex_lines(text: str, accepts: Any, builder: _Builder) -> Iterator[Any]:
             pos = end
             yield tok
             continue
+        if kind == "TEXT" and "TEXT" in acc:
+            at = _mid_line_map(text, pos, eol, nxt, acc, builder, width)
+            if at > pos:  # `time("%H:%M:%S "); print(@)`: the text, then the map line
+                yield _token(kind, text[pos:at], pos, line)
+                pos = at
+                continue
         if kind in ("HEAD", "CLOSE_HEAD") and text.startswith("\n", nxt):
             builder.blank_after.add(line)
         yield _token(kind, text[pos:nxt], pos, line)
@@ -625,6 +617,47 @@ def _classify(text: str, pos: int, eol: int, nxt: int, c: str, acc: Any, builder
         if _L_ATTACHED.match(text, pos, eol):
             return "ATTACHED"
     return "TEXT"
+
+
+# A time() stamp ending the text before a mid-line map: the default "%H:%M:%S" and its kin.
+_TIME_PREFIX = re.compile(r"\d{2}:\d{2}:\d{2}(?:\.\d+)?[ \t]*\Z")
+_MAP_NAME = re.compile(r"@\w*")
+_LINE_START_NAME = re.compile(r"^(@\w*)(?:\[|: ?$)", re.M)
+_MID_LINE_TRIES = 4  # '@'s of one text line looked at as a possible map line start
+
+
+def _mid_line_map(text: str, pos: int, eol: int, nxt: int, acc: Any, builder: _Builder,
+                  width: int) -> int:
+    """Where a map line starts inside the text line text[pos:eol] (bpftrace prints a map
+    right after printf/time() text with no newline between), else `pos`.
+
+    A start is an `@` after a space or tab (and some text) whose rest of the line reads as a
+    map line (an entry, stats, a hist/stack header, or a stack key's first line) and is more
+    than printf text shaped like one: the text before it is a time() stamp, or the next
+    line is a line of the same map, or the output prints that map at a line start too
+    (the exit dump). At most `_MID_LINE_TRIES` `@`s are tried per line, and the names
+    printed at line starts are found once per output: the work stays linear.
+    """
+    at = pos
+    for _ in range(_MID_LINE_TRIES):
+        at = text.find("@", at + 1, eol)
+        if at < 0:
+            return pos
+        if text[at - 1] not in " \t" or not text[pos:at].strip():
+            continue
+        kind = _classify(text, at, eol, nxt, "@", acc, builder, eol - at + 1)
+        if kind not in ("ENTRY_RUN", "STATS_LINE", "HEAD", "KEY_OPEN"):
+            continue
+        if kind == "KEY_OPEN" and not text.endswith(("[", ", "), at, eol):
+            continue  # a stack key's first line is `@m[` or `@m[part, `
+        name = _MAP_NAME.match(text, at, eol)
+        assert name is not None
+        builder.work += at - pos
+        if (_TIME_PREFIX.search(text, pos, at)
+                or text.startswith((name.group(0) + "[", name.group(0) + ":"), nxt)
+                or name.group(0) in builder.line_start_names()):
+            return at
+    return pos
 
 
 def _join_end(text: str, start: int, builder: _Builder) -> tuple[int, int]:
@@ -704,10 +737,12 @@ def _make_transformer(builder_ref: list[_Builder]) -> Any:
             if not tail:
                 if children[head_at].line in b.blank_after:
                     b.add(name, key, [], "maybe_hist", line)
+                    b.owns_blank = True
                 else:
                     b.add(name, key, "", "str", line)
             elif tail[0].type == "FRAME":
                 b.add(name, key, Stack(str(t).strip() for t in tail), "stack", line)
+                b.owns_blank = True
             else:
                 for tok in tail:
                     if tok.type == "BAD_BUCKET":
@@ -715,6 +750,7 @@ def _make_transformer(builder_ref: list[_Builder]) -> Any:
                                            "the output is damaged or from an unknown bpftrace "
                                            "version; compare with `bpftrace -f json`")
                 b.add(name, key, [parse_bucket(t) for t in tail], "bucket", line)
+                b.owns_blank = True
 
         def stats(self, children: list[Any]) -> None:
             b = builder_ref[0]
@@ -756,10 +792,12 @@ def _make_transformer(builder_ref: list[_Builder]) -> Any:
 
         def text(self, children: list[Any]) -> None:
             tok = children[0]
-            builder_ref[0].line(str(tok).rstrip("\n"), tok.line)
+            text = str(tok)
+            # no line end: the text before a map line on the same output line
+            builder_ref[0].line(text.rstrip("\n"), tok.line, may_continue=text.endswith("\n"))
 
         def blank(self, children: list[Any]) -> None:
-            return None  # hists print one after each key: it ends no printing
+            builder_ref[0].blank()
 
     return ToBuilder()
 
@@ -839,6 +877,10 @@ def parse_text(text: str, *, line_times: Sequence[float] | None = None) -> Outpu
     `line_times[i]` is when line i+1 of `text` arrived, in seconds since the probes
     attached (the runner records them); a printing's t_s is the time of its first line.
     Without them, t_s comes from `time()` lines printed between printings, else is None.
+    They also cut back-to-back print()s of one map, which the text does not separate: an
+    entry line that arrived `PRINT_GAP_S` or more after the line before it starts a new
+    printing, before the exit dump (which prints each map once, and may pause while it
+    resolves symbols).
     """
     text = _normalized(text)
     if _JSON_RECORD.match(text[:200].lstrip()):  # only the start is looked at
@@ -846,8 +888,23 @@ def parse_text(text: str, *, line_times: Sequence[float] | None = None) -> Outpu
                          "parse it with --format json (harness.output.parse.parse_json)",
                          line=1, column=1, text=text[:200].lstrip().split("\n", 1)[0])
     builder = _Builder(", ")
+    if line_times is not None:
+        builder.breaks = _arrival_breaks(text, line_times)
     _parse_into(builder, text)
     return builder.finish(line_times)
+
+
+PRINT_GAP_S = 0.25  # a pause in the output this long between two entry lines: a new print()
+
+
+def _arrival_breaks(text: str, line_times: Sequence[float]) -> list[int]:
+    """Lines (1-based) that arrived PRINT_GAP_S or more after the line before them, up to
+    the exit dump (both 0.17 and 0.27 start it with two blank lines: its last occurrence)."""
+    exit_at = text.rfind("\n\n\n")
+    last = len(line_times) if exit_at < 0 else min(len(line_times),
+                                                     text.count("\n", 0, exit_at) + 1)
+    return [i + 1 for i in range(1, last)
+            if line_times[i] - line_times[i - 1] >= PRINT_GAP_S]
 
 
 def lexer_work(text: str) -> int:
@@ -959,7 +1016,23 @@ def _json_value(kind: str, value: Any, repairs: list[str]) -> tuple[Any, str]:
     return value if isinstance(value, str) else json.dumps(value), "str"
 
 
+class _Pairs(list[tuple[str, Any]]):
+    """A json object whose keys repeat, every pair in order (a dict keeps only the last):
+    bpftrace writes one pair per entry, and entries of one printing may print equal keys."""
+
+    def items(self) -> _Pairs:
+        return self
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any] | _Pairs:
+    """json's object_pairs_hook: a dict, or _Pairs when a key repeats."""
+    obj = dict(pairs)
+    return obj if len(obj) == len(pairs) else _Pairs(pairs)
+
+
 def _is_keyed(kind: str, value: Any) -> bool:
+    if isinstance(value, _Pairs):
+        return True
     if kind == "hist":
         return isinstance(value, dict)
     if kind == "stats":
@@ -1015,12 +1088,12 @@ def parse_json(text: str, *, line_times: Sequence[float] | None = None) -> Outpu
                            "decoded as UTF-8")
         try:
             try:
-                obj = json.loads(raw)
+                obj = json.loads(raw, object_pairs_hook=_pairs)
             except ValueError:
                 fixed, quoted = _bare_values_quoted(raw)
                 if not quoted:
                     raise
-                obj = json.loads(fixed)
+                obj = json.loads(fixed, object_pairs_hook=_pairs)
                 b.warn(lineno, f"{quoted} value(s) written without quotes (bpftrace 0.17's "
                                "strftime/strerror/macaddr/cgroup_path); quoted")
             kind = obj["type"]
