@@ -40,5 +40,6 @@ def test_a_failed_build_leaves_no_work_directory(tmp_path: Path,
     if not Path("/sys/kernel/btf/vmlinux").exists():
         pytest.skip("no kernel BTF to build against")
     with pytest.raises(BuildError):
-        build(extra_cflags=("-include", str(tmp_path / "missing.h")))
+        build(REPO / "tests" / "twin_example",
+              extra_cflags=("-include", str(tmp_path / "missing.h")))
     assert not list(cache_root().rglob("*.tmp"))

@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from twin_example import EXAMPLE, example  # the hand-written twin, a fixture
 
 from harness.host.symbols import Kallsyms
 from harness.host.workload import GatedWorkload
-from harness.twin import example
-from harness.twin.build import BuildError, build, source_dir, target_arch
+from harness.twin.build import BuildError, build, target_arch
 from harness.twin.generic import slot_bounds
 from harness.twin.loader import LoaderError
 
@@ -24,16 +24,16 @@ def twin() -> object:
     for tool in ("clang", "bpftool", "cc", "pkg-config"):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is not installed (run scripts/setup.sh)")
-    return build()
+    return build(EXAMPLE)
 
 
 def test_build_is_cached_by_inputs(twin: object, tmp_path: Path) -> None:
-    again = build()
+    again = build(EXAMPLE)
     assert again == twin
     assert again.arch_define == f"-D__TARGET_ARCH_{target_arch()}"
     # A changed source is a different build.
     src = tmp_path / "src"
-    shutil.copytree(source_dir(), src, ignore=shutil.ignore_patterns("__*"))
+    shutil.copytree(EXAMPLE, src, ignore=shutil.ignore_patterns("__*"))
     (src / "ktrace.h").write_text((src / "ktrace.h").read_text() + "\n/* changed */\n")
     changed = build(src)
     assert changed.loader != again.loader and changed.loader.exists()
@@ -41,14 +41,14 @@ def test_build_is_cached_by_inputs(twin: object, tmp_path: Path) -> None:
 
 def test_missing_arch_define_is_the_seed_gotcha(twin: object) -> None:
     with pytest.raises(BuildError) as info:
-        build(arch=None)
+        build(EXAMPLE, arch=None)
     msg = str(info.value)
     assert f"-D__TARGET_ARCH_{target_arch()}" in msg and "\n" not in msg
 
 
 def test_missing_header_is_one_line(twin: object, tmp_path: Path) -> None:
     src = tmp_path / "src"
-    shutil.copytree(source_dir(), src, ignore=shutil.ignore_patterns("__*"))
+    shutil.copytree(EXAMPLE, src, ignore=shutil.ignore_patterns("__*"))
     bpf_c = src / "ktrace.bpf.c"
     bpf_c.write_text(bpf_c.read_text().replace('"ktrace.h"', '"no_such_header.h"'))
     expected = r"header 'no_such_header\.h' not found; install libbpf-dev"

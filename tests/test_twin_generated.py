@@ -151,9 +151,10 @@ def test_done_criterion_crosscheck_passes_through_the_cli(
 @pytest.mark.usefixtures("needs_bpf")
 def test_generated_ktrace_twin_equals_the_hand_written_one() -> None:
     """The hand-written ktrace.bpf.c stays as an example; both twins agree on the same sends."""
+    from twin_example import EXAMPLE, example
+
     from harness.host.workload import GatedWorkload
     from harness.paths import workload
-    from harness.twin import example
     from harness.twin.build import build
 
     x = run_crosscheck("ktrace", attach="tracepoint", count=40)
@@ -164,7 +165,7 @@ def test_generated_ktrace_twin_equals_the_hand_written_one() -> None:
     work = GatedWorkload([sys.executable, str(workload("udp_send.py")), "--no-wait",
                           "--count", "40", "--sizes", "1,100,1000,1400", "--sockets", "3"])
     try:
-        proc = example.start(build().loader, "tracepoint", work.pid)
+        proc = example.start(build(EXAMPLE).loader, "tracepoint", work.pid)
         proc.wait_attached()
         work.go()
         assert work.wait(60) == 0

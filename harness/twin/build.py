@@ -25,7 +25,9 @@ from harness.errors import HarnessError
 from harness.paths import cache_home
 
 BTF_PATH = Path("/sys/kernel/btf/vmlinux")
-SOURCES = ("ktrace.bpf.c", "ktrace.c", "ktrace.h", "mapdump.h")
+# The hand-written twin's sources (tests/twin_example: the seed's example, kept as a test
+# fixture), built by build(src); mapdump.h is the package's, shared with every loader.
+SOURCES = ("ktrace.bpf.c", "ktrace.c", "ktrace.h")
 DUMP_HEADER = "mapdump.h"  # the map dump every loader prints (twinload.c and ktrace.c)
 # uname -m -> the arch name bpf_tracing.h expects in __TARGET_ARCH_<arch>.
 TARGET_ARCH = {
@@ -130,34 +132,25 @@ def _build_lock(key: str) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def prebuilt_outputs(directory: Path) -> BuildOutputs:
-    """A build made earlier (e.g. on the host for the VM lane), used as it is."""
-    bpf_obj, loader = directory / "ktrace.bpf.o", directory / "ktrace"
-    if not (bpf_obj.exists() and loader.exists()):
-        raise BuildError(f"no ktrace build in {directory}", "build it on the host first")
-    return BuildOutputs(bpf_obj, loader, sha256_file(bpf_obj), "(prebuilt)")
-
-
 def build(
-    src: Path | None = None,
+    src: Path,
     *,
     arch: str | None = "auto",
     btf: Path = BTF_PATH,
     extra_cflags: tuple[str, ...] = (),
 ) -> BuildOutputs:
-    """Build (or fetch from cache) ktrace.bpf.o and its loader.
+    """Build (or fetch from cache) the hand-written twin in `src` (ktrace.bpf.c, its loader
+    ktrace.c, ktrace.h), with the package's mapdump.h.
 
     `arch=None` builds without the arch define, which is how the seed's gotcha is reproduced.
     """
-    src = src or source_dir()
     define = f"-D__TARGET_ARCH_{target_arch() if arch == 'auto' else arch}" if arch else ""
     header = vmlinux_header(btf)
     h = hashlib.sha256()
-    for name in SOURCES:
-        path = src / name
+    for path in [*(src / name for name in SOURCES), source_dir() / DUMP_HEADER]:
         if not path.exists():
-            raise BuildError(f"source file missing: {path}", "reinstall ktrace-harness")
-        h.update(name.encode() + b"\0" + path.read_bytes())
+            raise BuildError(f"source file missing: {path}", "pass the directory that holds it")
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
     h.update(header.name.encode() + define.encode() + " ".join(extra_cflags).encode())
     h.update(_tool_version("clang").encode() + _tool_version("cc").encode())
     key = h.hexdigest()[:20]
@@ -195,7 +188,8 @@ def _compile(
     (work / "ktrace.skel.h").write_text(skel)
     libbpf_flags = _run(["pkg-config", "--cflags", "--libs", "libbpf"], "pkg-config libbpf").split()
     _run(
-        ["cc", "-O2", "-g", "-Wall", f"-I{work}", f"-I{src}", str(src / "ktrace.c"),
+        ["cc", "-O2", "-g", "-Wall", f"-I{work}", f"-I{src}", f"-I{source_dir()}",
+         str(src / "ktrace.c"),
          "-o", str(work / "ktrace"), *libbpf_flags],
         "cc (loader)",
     )

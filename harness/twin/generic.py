@@ -1,12 +1,12 @@
 """A twin's loader as a child process, and its map dump decoded into frames: the one decoder.
 
 One loader (twinload.c) serves every generated twin, and the hand-written example's loader
-(ktrace.c) prints the same dump (mapdump.h): each map's raw keys and per-CPU values. The layout
-the C generator chose (harness.spec.codegen_c.TwinMap; harness.twin.example for the hand-written
-maps) turns them back into the same frames bpftrace's output becomes: the spec's key columns,
-`value`, `count/average/total` for stats, `lo/hi/count` for hist and lhist. Kernel stacks are
-symbolised like bpftrace's `kstack` (`name+offset`, leaf first); user stacks print as bpftrace
-prints them once the process is gone (`0x...`).
+(tests/twin_example/ktrace.c) prints the same dump (mapdump.h): each map's raw keys and per-CPU
+values. The layout the C generator chose (harness.spec.codegen_c.TwinMap; the example's own
+layout for its maps) turns them back into the same frames bpftrace's output becomes: the spec's
+key columns, `value`, `count/average/total` for stats, `lo/hi/count` for hist and lhist. Kernel
+stacks are symbolised like bpftrace's `kstack` (`name+offset`, leaf first); user stacks print as
+bpftrace prints them once the process is gone (`0x...`).
 """
 
 from __future__ import annotations

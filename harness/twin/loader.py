@@ -1,7 +1,8 @@
 """What a twin's loader says when it fails, and what libbpf's log says it did (CO-RE offsets).
 
 The loader process itself and the decoding of its map dump live in harness.twin.generic; the
-line format is mapdump.h's, printed by every loader (twinload.c and the hand-written ktrace.c).
+line format is mapdump.h's, printed by every loader (twinload.c, and the hand-written ktrace.c
+in tests/twin_example).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
  *   map <name> <type> <key_size> <value_size> <ncpus>, then `e <key hex> <value hex>` per
  *                                       element, for each map, once stopped
  *   done                                the last line
- * The maps (every key 8 bytes, every value a __u64 count), as harness/twin/example.py decodes
+ * The maps (every key 8 bytes, every value a __u64 count), as tests/twin_example/example.py decodes
  * them into the frames of the `ktrace` catalog entry:
  *   stack_counts  stack id -> count     @stacks[kstack] = count()   (ids resolved in stack_traces)
  *   hash_counts   skb->hash -> count    @hash[skb->hash] = count()
