@@ -55,8 +55,9 @@ _EXPORTS = {
     "UnknownField": "harness.host.runner",
     "NotRoot": "harness.host.runner",
     "MissingKernelFeature": "harness.host.runner",
+    "MissingDependency": "harness.errors",
     "WorkloadError": "harness.host.workload",
-    "CrosscheckError": "harness.compare.crosscheck",
+    "CrosscheckError": "harness.errors",
     "BuildError": "harness.twin.build",
     "LoaderError": "harness.twin.loader",
     "VMError": "harness.lanes.vm",
@@ -74,6 +75,7 @@ __all__ = [
     "LoaderError",
     "MapVerdict",
     "Matrix",
+    "MissingDependency",
     "MissingKernelFeature",
     "NoAttachPoint",
     "NotRoot",
@@ -115,8 +117,7 @@ if TYPE_CHECKING:
         plan_crosscheck,
         trace,
     )
-    from harness.compare.crosscheck import CrosscheckError
-    from harness.errors import HarnessError, UsageError
+    from harness.errors import CrosscheckError, HarnessError, MissingDependency, UsageError
     from harness.host.capabilities import NoAttachPoint
     from harness.host.runner import (
         BpftraceError,

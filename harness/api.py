@@ -510,7 +510,7 @@ def _run(
 ) -> Trace:
     """The machine side of `trace` and `again`: pick the attach type on the lane, generate the
     program (a whole program when `equivalents` is empty: `target` is its text), run, write."""
-    from harness.lanes.base import get_lane
+    from harness.lanes.registry import get_lane
 
     machine = get_lane(lane)
     machine.progress = progress or silent
@@ -669,7 +669,7 @@ def plan(
     and the bpftrace version, no more; a VM lane boots its guest for them. `twin` also
     generates the libbpf C twin where the spec is in its subset (else `Plan.twin_note`)."""
     from harness.host.bpftrace_versions import resolve
-    from harness.lanes.base import get_lane
+    from harness.lanes.registry import get_lane
 
     _run_options(lane=lane, out=False, bpftrace=bpftrace, progress=progress, twin=twin)
     tracer = resolve(bpftrace)
@@ -1065,7 +1065,7 @@ def plan_crosscheck(
     standing for the gated workload's pid) and the twin's C (`Plan.twin_c`)."""
     from harness.compare import crosscheck as xc
     from harness.host.bpftrace_versions import resolve
-    from harness.lanes.base import get_lane
+    from harness.lanes.registry import get_lane
 
     _run_options(lane=lane, out=False, bpftrace=bpftrace, progress=progress)
     spec, workload_argv = _crosscheck_request(target, attach, count, sizes, workload, spec_opts)
@@ -1194,8 +1194,8 @@ def matrix(
     """
     import csv
 
-    from harness.lanes.base import get_lane
     from harness.lanes.debian import SUITES
+    from harness.lanes.registry import get_lane
     from harness.report.rundir import new_run_dir
 
     arguments.text("target", target, "'ktrace'")

@@ -16,3 +16,11 @@ class HarnessError(Exception):
 
 class UsageError(HarnessError):
     """Bad command-line input (unknown catalog name, malformed spec line, missing file)."""
+
+
+class MissingDependency(HarnessError):
+    """An optional library a command needs is not installed (an extra of the package)."""
+
+
+class CrosscheckError(HarnessError):
+    """The crosscheck could not run (as opposed to running and finding a mismatch)."""

@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import harness  # noqa: E402
-from harness.lanes.base import get_lane  # noqa: E402
+from harness.lanes.registry import get_lane  # noqa: E402
 
 COUNT = 50
 

@@ -47,3 +47,109 @@ def test_from_harness_import_an_edge_is_seen(tmp_path: Path) -> None:
     sample = tmp_path / "m.py"
     sample.write_text("from harness import host\n")
     assert any(m.startswith(EDGES) for _, m in imported_modules(sample))
+
+
+def module_graph(package: Path, name: str = "harness") -> dict[str, set[str]]:
+    """Module -> the package's modules it imports, wherever the import sits (functions and
+    TYPE_CHECKING blocks included: a cycle hidden in a function is still a cycle)."""
+    modules = {}
+    for path in package.rglob("*.py"):
+        parts = (name, *path.relative_to(package).with_suffix("").parts)
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph: dict[str, set[str]] = {}
+    for module, path in modules.items():
+        targets = set()
+        for _, imported in imported_modules(path):
+            while imported and imported not in modules:  # `from pkg.mod import name`
+                imported = imported.rpartition(".")[0]
+            if imported and imported != module and imported != name:
+                targets.add(imported)
+        graph[module] = targets
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    work.append((child, iter(sorted(graph.get(child, ())))))
+                elif child in stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_no_module_imports_itself_back_through_others() -> None:
+    graph = module_graph(PACKAGE)
+    assert len(graph) >= 60 and "harness.lanes.registry" in graph["harness.api"]
+    assert cycles(graph) == []
+
+
+def test_the_cycle_finder_sees_a_cycle_hidden_in_a_function(tmp_path: Path) -> None:
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from pkg.sub.b import f\n")
+    (pkg / "sub" / "b.py").write_text("def f():\n    from pkg.c import g\n")
+    (pkg / "c.py").write_text("import pkg.a\n")
+    (pkg / "d.py").write_text("from pkg import a\n")
+    assert cycles(module_graph(pkg, "pkg")) == [["pkg.a", "pkg.c", "pkg.sub.b"]]
+
+
+def test_the_host_layer_imports_nothing_above_it() -> None:
+    above = ("harness.lanes", "harness.compare", "harness.report", "harness.cli", "harness.api")
+    graph = module_graph(PACKAGE)
+    bad = {m: sorted(t for t in targets if t.startswith(above))
+           for m, targets in graph.items() if m.startswith(("harness.host", "harness.twin"))}
+    assert {m: t for m, t in bad.items() if t} == {}
+
+
+def test_the_checkout_holds_no_stray_or_ignored_file() -> None:
+    """The top level is the design card's; nothing git ignores is committed; the hand-written
+    twin is a test fixture, not package data."""
+    import shutil
+    import subprocess
+
+    repo = PACKAGE.parent
+    if shutil.which("git") is None or not (repo / ".git").exists():
+        import pytest
+
+        pytest.skip("not a git checkout: nothing to compare with .gitignore")
+    tracked = subprocess.run(["git", "ls-files"], cwd=repo, capture_output=True, text=True,
+                             check=True).stdout.splitlines()
+    top = {path.split("/")[0] for path in tracked}
+    assert top == {".ci", ".gitignore", "README.md", "grammar", "harness", "pyproject.toml",
+                   "results", "scripts", "tests"}
+    ignored = subprocess.run(["git", "ls-files", "-ci", "--exclude-standard"], cwd=repo,
+                             capture_output=True, text=True, check=True).stdout.split()
+    assert ignored == []
+    shipped = {p.name for p in (PACKAGE / "twin").iterdir()}
+    assert "twinload.c" in shipped and not shipped & {"ktrace.bpf.c", "ktrace.c", "example.py"}

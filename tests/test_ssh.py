@@ -26,7 +26,7 @@ import pytest
 from conftest import assert_reparses_to
 
 import harness
-from harness.lanes.base import get_lane
+from harness.lanes.registry import get_lane
 from harness.lanes.remote import RemoteError, SSHLane, parse_destination
 
 REPO = Path(__file__).resolve().parent.parent

@@ -15,8 +15,8 @@ from conftest import assert_reparses_to
 
 import harness
 from harness.cli import main
-from harness.lanes.base import get_lane
 from harness.lanes.debian import host_mirror
+from harness.lanes.registry import get_lane
 from harness.lanes.vm import VMError, VMLane, _rw_parent, lane_series
 from harness.progress import Progress
 

@@ -163,7 +163,7 @@ def _close_lanes() -> None:
     """Shut down the guests this command booted, here: `entry` leaves through os._exit, which
     skips the atexit hook that would (the watchdog would only kill them, and remove their
     scratch directories)."""
-    lanes = sys.modules.get("harness.lanes.base")
+    lanes = sys.modules.get("harness.lanes.registry")
     if lanes is not None:
         from harness.host.lifetime import shielded
 

@@ -153,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     out_dir = args.out or bench_cases.results_root() / "bench"
     check_writable(out_dir, "pass a writable --out DIR")  # before minutes of rounds
     prepare_bpftrace(args)
-    from harness.lanes.base import get_lane
+    from harness.lanes.registry import get_lane
 
     lane = get_lane(args.lane)
     on_host = lane.name == "host"

@@ -241,7 +241,7 @@ def build(
     like `harness run` unless forced, from what `lane`'s kernel offers (default the host's).
     Both tracers run programs generated from one spec, here, whichever kernel runs them."""
     from harness.host.capabilities import choose_attach
-    from harness.lanes.base import get_lane
+    from harness.lanes.registry import get_lane
     from harness.spec import catalog
 
     machine = lane if lane is not None else get_lane("host")

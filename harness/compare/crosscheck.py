@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.compare.maps import MapComparison as Comparison
 from harness.compare.maps import compare_spec_maps
-from harness.errors import HarnessError
+from harness.errors import CrosscheckError
 from harness.paths import workload
 from harness.progress import Progress, silent
 
@@ -35,10 +35,6 @@ if TYPE_CHECKING:
     from harness.twin.build import BuildOutputs
 
 __all__ = ["Comparison", "CrosscheckError", "CrosscheckResult", "run_crosscheck"]
-
-
-class CrosscheckError(HarnessError):
-    """The crosscheck could not run (as opposed to running and finding a mismatch)."""
 
 
 @dataclass
@@ -211,7 +207,7 @@ def run_crosscheck(
     called with the plan (harness.spec.plan) before anything is built or started.
     """
     from harness.host.bpftrace_versions import resolve
-    from harness.lanes.base import get_lane
+    from harness.lanes.registry import get_lane
     from harness.output.frames import to_frames
     from harness.report.rundir import utc_iso
     from harness.twin.build import BuildOutputs

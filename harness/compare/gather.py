@@ -46,7 +46,7 @@ def gather(
 ) -> Gathered:
     """Run both tracers around one gated workload; the program text comes from `program_for`
     (the workload's pid filters both); `bpftrace` is the command that starts it."""
-    from harness.compare.crosscheck import CrosscheckError
+    from harness.errors import CrosscheckError
     from harness.host.runner import BpftraceProcess
     from harness.host.workload import GatedWorkload
     from harness.twin.generic import TwinLoader

@@ -27,19 +27,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.host.apt import host_mirror
+from harness.host.capabilities import capabilities, parse_version
 from harness.paths import cache_home
 
 SYSTEM = "system"
-
-
-def parse_version(text: str) -> tuple[int, int, int]:
-    """`bpftrace v0.23.2-1` -> (0, 23, 2); (0, 0, 0) when the text holds no version. Here, not
-    in codegen (which takes the tuple): every run needs it before bpftrace starts, codegen only
-    for a spec."""
-    m = re.search(r"v?(\d+)\.(\d+)(?:\.(\d+))?", text)
-    if not m:
-        return (0, 0, 0)
-    return (int(m.group(1)), int(m.group(2)), int(m.group(3) or 0))
 
 
 class BpftraceVersionError(HarnessError):
@@ -119,8 +111,6 @@ def canonical(name: str | None) -> str:
 
 def system() -> Bpftrace:
     """The bpftrace on PATH (Debian 12: 0.17)."""
-    from harness.host.capabilities import capabilities
-
     path = shutil.which("bpftrace")
     text = capabilities().bpftrace or ""
     if path is not None and not text:  # the capability probe's 20 s ran out (a TCG guest)
@@ -239,8 +229,6 @@ def _locked(path: Path) -> Iterator[None]:
 
 def _build(recipe: Recipe, tmp: Path) -> None:
     """mmdebstrap the suite with the package into tmp/root, add the wrapper and a manifest."""
-    from harness.lanes.debian import host_mirror
-
     for tool in ("mmdebstrap", "unshare", "chroot"):
         if shutil.which(tool) is None:
             raise BpftraceVersionError(

@@ -285,13 +285,21 @@ def capabilities(*, fresh: bool = False) -> Capabilities:
     )
 
 
+def parse_version(text: str) -> tuple[int, int, int]:
+    """`bpftrace v0.23.2-1` -> (0, 23, 2); (0, 0, 0) when the text holds no version. Here, not
+    in codegen (which takes the tuple): every run needs it before bpftrace starts, codegen only
+    for a spec; harness.host.bpftrace_versions reads release versions with it too."""
+    m = re.search(r"v?(\d+)\.(\d+)(?:\.(\d+))?", text)
+    if not m:
+        return (0, 0, 0)
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3) or 0))
+
+
 def bpftrace_version() -> tuple[int, int, int]:
     """The installed bpftrace's version, e.g. (0, 17, 0); (0, 0, 0) when it is missing.
 
     Read from the capability probe, which has already asked `bpftrace --version` once.
     """
-    from harness.host.bpftrace_versions import parse_version
-
     return parse_version(capabilities().bpftrace or "")
 
 

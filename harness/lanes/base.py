@@ -5,6 +5,9 @@ table (`kallsyms`), and it runs the machine side of a trace (`run_bpftrace`) or 
 (`gather`). Everything else (codegen, parsing, frames, reports) happens in the caller's process,
 so the host lane and a VM lane return the same dataclasses.
 
+The lanes by name (`get_lane`, one guest per series, one connection per remote) are in
+harness.lanes.registry, which imports the concrete lanes; they import this module.
+
     get_lane("host")      the running kernel
     get_lane("vm")        a Debian 6.1 guest (virtme-ng), booted once and reused
     get_lane("vm:6.12")   a Debian 6.12 guest
@@ -13,7 +16,6 @@ so the host lane and a VM lane return the same dataclasses.
 
 from __future__ import annotations
 
-import atexit
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -154,35 +156,3 @@ class HostLane(Lane):
 
 
 HOST = HostLane()
-_VMS: dict[str, Lane] = {}
-_REMOTES: dict[str, Lane] = {}
-
-
-def get_lane(lane: str | Lane) -> Lane:
-    """`host`, `vm`, `vm:SERIES`, `ssh:[user@]host[:port]` or a Lane -> a Lane; one booted
-    guest per series and one connection per remote, per process."""
-    if isinstance(lane, Lane):
-        return lane
-    if lane == "host":
-        return HOST
-    if lane.startswith("ssh:"):
-        from harness.lanes.remote import SSHLane
-
-        if lane not in _REMOTES:
-            _REMOTES[lane] = SSHLane(lane.removeprefix("ssh:"))
-        return _REMOTES[lane]
-    from harness.lanes.vm import VMLane, lane_series
-
-    series = lane_series(lane)
-    if series not in _VMS:
-        _VMS[series] = VMLane(series)
-    return _VMS[series]
-
-
-@atexit.register
-def close_all() -> None:
-    """Close every remote connection and shut down every guest this process booted."""
-    for each in [*_REMOTES.values(), *_VMS.values()]:
-        each.close()
-    _REMOTES.clear()
-    _VMS.clear()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.host.apt import host_mirror
 from harness.paths import cache_home
 from harness.progress import Progress, silent
 
@@ -38,24 +39,6 @@ class KernelImage:
 
 def cache_dir() -> Path:
     return cache_home() / "kernels"
-
-
-def host_mirror(text: str | None = None) -> str:
-    """The Debian mirror the host's apt uses (deb822 `URIs:` or one-line `deb URL`)."""
-    if text is None:
-        parts = []
-        for path in [Path("/etc/apt/sources.list"), *Path("/etc/apt/sources.list.d").glob("*")]:
-            if path.is_file() and path.suffix in (".list", ".sources", ""):
-                parts.append(path.read_text(errors="replace"))
-        text = "\n".join(parts)
-    for m in re.finditer(r"^(?:URIs:\s*|deb\s+(?:\[[^]]*\]\s+)?)(\S+)", text, re.M):
-        url = m.group(1).rstrip("/")
-        if url.endswith("/debian"):
-            return url
-    raise KernelFetchError(
-        "no Debian mirror found in /etc/apt/sources.list*",
-        "add a Debian 'deb' source for the host, then retry",
-    )
 
 
 def _apt_options(base: Path) -> list[str]:

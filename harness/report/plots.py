@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.errors import MissingDependency
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -63,8 +65,14 @@ def bucket_label(lo: Any, hi: Any) -> str:
 
 
 def _new_figure(width: float, height: float) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise MissingDependency(
+            "matplotlib is not installed, and the PNG plots need it",
+            "pip install 'ktrace-harness[report]' (scripts/setup.sh does), or leave out --plots",
+        ) from None
 
     fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
