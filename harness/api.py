@@ -185,6 +185,9 @@ def _workload_argv(workload: str | Sequence[str] | None) -> list[str] | None:
         )
     if not argv:
         raise UsageError("the workload is empty", "pass a command, e.g. workload='ping -c1 ::1'")
+    if not argv[0].strip():
+        raise UsageError("the workload's program (its first word) is empty",
+                         "pass a command, e.g. workload=['ping', '-c1', '::1']")
     for i, word in enumerate(argv):
         arguments.no_nul(f"workload word {i}", word)
     return argv

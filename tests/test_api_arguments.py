@@ -22,6 +22,8 @@ CASES: list[tuple[str, dict[str, Any], str, Any, list[str]]] = [
     ("trace", {}, "bpftrace", 0.27, ["bpftrace=0.27", "bpftrace='0.27'"]),
     ("trace", {}, "workload", ["echo", "a\0b"], ["workload word 1", "NUL"]),
     ("trace", {}, "workload", 5, ["workload=5", "list of strings"]),
+    ("trace", {}, "workload", [""], ["workload's program", "empty"]),  # found by the fuzz
+    ("trace", {}, "workload", [" ", "-c1"], ["workload's program", "empty"]),
     ("trace", {}, "duration", float("nan"), ["duration=nan", "positive"]),
     ("trace", {}, "duration", True, ["duration=True", "number of seconds"]),
     ("trace", {}, "timeout", None, ["timeout=None", "number of seconds"]),

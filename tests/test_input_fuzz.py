@@ -146,8 +146,9 @@ MAYBE_GOOD: dict[str, Any] = {
     "on_progress": lambda v: v is None or callable(v),
     "on_plan": lambda v: v is None or callable(v),
     "progress": lambda v: v is None or callable(v),
-    "workload": lambda v: v is None or _text(v) or (
-        isinstance(v, list) and bool(v) and all(_text(w) for w in v)),
+    "workload": lambda v: v is None or _text(v) or (  # an argument may be '' (printf '')
+        isinstance(v, list) and bool(v) and _text(v[0])
+        and all(isinstance(w, str | Path) and "\0" not in str(w) for w in v)),
     "sizes": _sizes,
 }
 
