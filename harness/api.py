@@ -591,7 +591,12 @@ def _run(
         again_of=again_of,
         workload_output=result.extra.get("workload_output", {}),
     )
-    key_names = spec.key_names() if spec is not None else {}
+    if spec is not None:
+        key_names = spec.key_names()
+    else:  # a whole program: its text says which key parts are user and kernel stacks
+        from harness.output.stacks import program_key_names
+
+        key_names = program_key_names(meta.program, result.output)
     columns = spec.frame_columns() if spec is not None else {}
     from harness.host.lifetime import shielded
 

@@ -118,12 +118,13 @@ def test_strip_offsets_merges_what_only_offsets_split() -> None:
 
 
 def write_run(path: Path, stacks: dict[str, int], extra: dict[str, int] | None = None) -> Path:
+    """A run with a stack map of no known kind (`stack`: no `_[k]` marks in its folded lines)."""
     path.mkdir(parents=True)
-    pd.DataFrame({"kstack": list(stacks), "value": list(stacks.values())}).to_csv(
+    pd.DataFrame({"stack": list(stacks), "value": list(stacks.values())}).to_csv(
         path / "stacks.csv", index=False
     )
     if extra is not None:
-        pd.DataFrame({"kstack": list(extra), "value": list(extra.values())}).to_csv(
+        pd.DataFrame({"stack": list(extra), "value": list(extra.values())}).to_csv(
             path / "other.csv", index=False
         )
     (path / "run.json").write_text(json.dumps({"program": "kprobe:udp_send_skb { }"}))

@@ -102,8 +102,10 @@ def test_saved_sample_text_equals_json_except_bpf_prog_frames() -> None:
     pd.testing.assert_frame_equal(text["@b"].drop(columns="printing"),
                                   js["@b"].drop(columns="printing"))
     # @j/@k keys hold a kstack of the BPF program itself, whose offset differs per run
+    # the stacks' columns are named by their frames: a syscall's root, a user address
+    assert list(text["@k"].columns) == ["kstack", "key1", "ustack", "value"]
     assert text["@k"]["key1"].tolist() == [5]
-    assert text["@k"]["key0"].iloc[0][1:] == js["@k"]["key0"].iloc[0][1:]
+    assert text["@k"]["kstack"].iloc[0][1:] == js["@k"]["kstack"].iloc[0][1:]
 
 
 def test_unparseable_text_raises_one_line_parse_error() -> None:
@@ -169,10 +171,11 @@ def test_perf_mode_kstack_and_ustack_beside_a_string_in_one_tuple() -> None:
     assert out.probes == 2 and out.lines == ["hello", "bye"]
     frames = to_frames(out)
     row = frames["@u"].iloc[0]
-    assert row["key0"] == ("ffffffff81a1b2c3 udp_send_skb+1 ([kernel.kallsyms])",
-                           "ffffffff81a1b2c4 udp_sendmsg+2407 ([kernel.kallsyms])")
+    # named by their addresses: at or above 0xffff800000000000 kernel, below it user
+    assert row["kstack"] == ("ffffffff81a1b2c3 udp_send_skb+1 ([kernel.kallsyms])",
+                             "ffffffff81a1b2c4 udp_sendmsg+2407 ([kernel.kallsyms])")
     assert row["key1"] == "python3"
-    assert row["key2"] == ("__libc_sendto+26 (/usr/lib/x86_64-linux-gnu/libc.so.6)", "0x7f00")
+    assert row["ustack"] == ("__libc_sendto+26 (/usr/lib/x86_64-linux-gnu/libc.so.6)", "0x7f00")
     assert int(row["value"]) == 4
     assert frames["@s"].to_dict("records") == [{"key0": "a]: b", "key1": 2, "value": 5}]
 

@@ -23,7 +23,7 @@ def test_cli_summary_and_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     shown = capsys.readouterr().out
     assert "format text, probes 2" in shown and "@stacks  (1 rows)" in shown
     stacks = pd.read_csv(tmp_path / "run" / "stacks.csv")
-    folded = stacks["key0"].iloc[0].split(";")
+    folded = stacks["kstack"].iloc[0].split(";")  # named by its frames
     assert folded[0] == "entry_SYSCALL_64_after_hwframe+118"  # root first
     assert folded[-1].startswith("__dev_queue_xmit+")
     assert stacks["value"].iloc[0] == 12

@@ -44,6 +44,11 @@ def root_first(stack: list[str]) -> str:
     return ";".join(reversed(stack))
 
 
+def kernel_root_first(stack: list[str]) -> str:
+    """A kernel stack as its .folded line has it: root first, frames marked `_[k]`."""
+    return ";".join(f + "_[k]" for f in reversed(stack))
+
+
 def make_run_dir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     pd.DataFrame({"kstack": [root_first(STACK_A), root_first(STACK_B)], "value": [50, 7]}).to_csv(
@@ -80,7 +85,7 @@ def test_report_writes_folded_flame_hist_and_summary(tmp_path: Path) -> None:
     assert all(p.exists() for p in written)
 
     folded = (run_dir / "stacks.folded").read_text().splitlines()
-    assert folded == [f"{root_first(STACK_A)} 50", f"{root_first(STACK_B)} 7"]
+    assert folded == [f"{kernel_root_first(STACK_A)} 50", f"{kernel_root_first(STACK_B)} 7"]
 
     html = (run_dir / "stacks.flame.html").read_text()
     for frame in (
@@ -112,9 +117,9 @@ def test_folded_round_trip_and_prefix_keys() -> None:
     col = flamegraph.stack_column(frame)
     assert col == "kstack"
     counts = flamegraph.folded_counts(frame, col)
-    # duplicate stacks add up; extra keys become the root-most frame
-    assert counts[("python3", *reversed(STACK_A))] == 7
-    assert counts[("ping", *reversed(STACK_B))] == 5
+    # duplicate stacks add up; extra keys become the root-most frame; kernel frames `_[k]`
+    assert counts[("python3", *kernel_root_first(STACK_A).split(";"))] == 7
+    assert counts[("ping", *kernel_root_first(STACK_B).split(";"))] == 5
     assert flamegraph.parse_folded(flamegraph.folded_lines(counts)) == counts
 
 

@@ -101,8 +101,9 @@ def test_udp_kstack_counts_every_datagram() -> None:
     f = to_frames(text)
     stacks = f["@stacks"]
     assert stacks["value"].sum() == 12
-    assert all(any(fr.startswith("udp_send_skb") for fr in st) for st in stacks["key0"])
-    assert stacks["key0"].iloc[0][0].startswith("__dev_queue_xmit")  # leaf first
+    # a kernel stack (rooted in a system call's entry), so its column is named kstack
+    assert all(any(fr.startswith("udp_send_skb") for fr in st) for st in stacks["kstack"])
+    assert stacks["kstack"].iloc[0][0].startswith("__dev_queue_xmit")  # leaf first
     assert f["@len"]["count"].sum() == 12
     assert f["@len_stats"][["count", "total"]].values.tolist() == [[12, f["@bytes"]["value"][0]]]
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from harness.output.model import Key, KeyPart, MapPrint, Output
+from harness.output.model import Key, KeyPart, MapPrint, Output, Stack
+from harness.output.stacks import stack_kind, stack_names
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -33,13 +34,31 @@ def _key_columns(mp: MapPrint, names: Sequence[str] | None
     packed = mp.packed_keys
     if packed and (names is None or len(names) == 1) and tuple not in set(
             map(type, packed)):  # one part per key: no tuples to build
-        return (list(names) if names else ["key0"]), [packed]  # type: ignore[list-item]
+        column = _stacks_kept(packed)  # type: ignore[arg-type]
+        if names:
+            return list(names), [column]
+        kind = stack_kind(column) if Stack in set(map(type, packed)) else None
+        return stack_names([kind]), [column]
     keys = mp.keys
     arity = len(names) if names is not None else min((len(k) for k in keys), default=0)
     if any(len(k) != arity for k in keys):
         keys = [_fit_arity(k, arity, mp.key_sep) for k in keys]
-    cols = list(names) if names is not None else [f"key{i}" for i in range(arity)]
-    return cols, [[k[i] for k in keys] for i in range(arity)]
+    columns = [_stacks_kept([k[i] for k in keys]) for i in range(arity)]
+    if names is not None:
+        return list(names), columns
+    return stack_names([stack_kind(c) if _has_stack(c) else None for c in columns]), columns
+
+
+def _has_stack(column: list[KeyPart]) -> bool:
+    return Stack in set(map(type, column))  # one C-level pass (parts are ints, strs, Stacks)
+
+
+def _stacks_kept(column: list[KeyPart]) -> list[KeyPart]:
+    """A column holding stacks: its empty parts ("", how bpftrace prints an empty or failed
+    stack) become empty stacks."""
+    if "" in column and _has_stack(column):
+        return [Stack() if p == "" else p for p in column]
+    return column
 
 
 def _ints(values: list[Any]) -> Any:

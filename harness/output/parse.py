@@ -68,27 +68,47 @@ def _scalar(part: str) -> KeyPart:
 
 
 def split_key(body: str, sep: str) -> Key:
-    """A printed key body (between `[` and `]`) -> typed parts; stacks become Stacks."""
+    """A printed key body (between `[` and `]`) -> typed parts; stacks become Stacks.
+
+    Parts are joined by `sep`; a stack part is its indented frame lines, each ending in a
+    newline, so an empty stack is an empty part: `@[ustack, kstack]` with no kernel stack is
+    `[<frames>\n, ]`, with no user stack `[, \n<frames>\n]`. Every part is kept, empty ones as
+    "" (frames turn "" into an empty stack in a column of stacks), so the arity holds.
+    """
     if "\n" not in body:
         if sep not in body:
             return (int(body) if _INT.match(body) else body,)
         return tuple(_scalar(p) for p in body.split(sep))
+    pieces = _STACK.split(body)  # text, stack, text, ..., stack, text
+    last = len(pieces) - 1
     parts: list[KeyPart] = []
-    for i, seg in enumerate(_STACK.split(body)):
+    for i, seg in enumerate(pieces):
         if i % 2:  # a stack: indented frame lines, leaf first
             parts.append(Stack(line.strip() for line in seg.strip("\n").split("\n")))
             continue
-        if i > 0 and seg.startswith(sep):
-            seg = seg[len(sep):]
-        elif i > 0 and seg.startswith(sep.rstrip()):
-            seg = seg[len(sep.rstrip()):]
-        if seg.endswith(sep):
-            seg = seg[: -len(sep)]
-        elif seg.endswith(sep.rstrip()):
-            seg = seg[: -len(sep.rstrip())]
-        if seg:
-            parts.extend(_scalar(p) for p in seg.split(sep))
+        if i > 0:  # after a stack: the separator that ends it
+            if not seg:
+                continue
+            seg = _without(seg, sep, lead=True)
+            if not seg and i < last:  # stack, sep, stack: no part between
+                continue
+        elif not seg:  # the key starts with a stack
+            continue
+        if i < last:  # before a stack: the separator that starts it
+            seg = _without(seg, sep, lead=False)
+        parts.extend(_scalar(p) for p in seg.split(sep))
     return tuple(parts)
+
+
+def _without(seg: str, sep: str, *, lead: bool) -> str:
+    """`seg` without the separator at its start (lead) or end; a separator whose trailing
+    space was stripped (`,` for `, `) is taken too."""
+    for s in (sep, sep.rstrip()):
+        if lead and seg.startswith(s):
+            return seg[len(s):]
+        if not lead and seg.endswith(s):
+            return seg[: -len(s)]
+    return seg
 
 
 _BUCKET = re.compile(
@@ -172,6 +192,10 @@ class _Builder:
         if cur is None:
             return
         kinds = self.kinds
+        if "stack" in kinds and kinds <= {"stack", "maybe_hist", "str"} and all(
+                isinstance(v, Stack) or v in ("", []) for v in cur.values):
+            cur.values = [v if isinstance(v, Stack) else Stack() for v in cur.values]
+            kinds = {"stack"}  # a stack value printed empty (no frames) beside others
         if "maybe_hist" in kinds:  # header + blank line: a zeroed hist, or an empty string
             if kinds <= {"maybe_hist", "bucket"}:
                 kinds = {"bucket"}
@@ -703,6 +727,17 @@ def _stack_key(tokens: list[Any], sep: str) -> tuple[str, Key, str]:
     return name, split_key(body, sep), m.group(3)
 
 
+def _glued_empty_stacks(line: str, name: str) -> list[str]:
+    """`@s[1]: @s[2]: @s[3]: ` (empty stack values run together, the last entry's frames on
+    the lines below): the heads before the last, each as its own `@s[k]:` line."""
+    glue = f": {name}["
+    if glue not in line or not line.startswith(f"{name}["):
+        return []
+    pieces = line.rstrip("\n").split(glue)
+    heads = [pieces[0] + ":"] + [f"{name}[{p}:" for p in pieces[1:-1]]
+    return heads if all(h.endswith("]:") for h in heads) else []
+
+
 def _scalar_value(value: str) -> tuple[Any, str]:
     stats = _STATS_VALUE.match(value)
     if stats:
@@ -729,6 +764,15 @@ def _make_transformer(builder_ref: list[_Builder]) -> Any:
             if first.type == "HEAD":
                 name, key = _key_of(first, b.sep)
                 head_at = 0
+                glued = _glued_empty_stacks(str(first), name)
+                if glued:
+                    b.warn(first.line, f"{len(glued) + 1} entries of {name} printed on one "
+                           "line (bpftrace prints an empty stack value as nothing, without a "
+                           "newline); split, all but the last with an empty stack")
+                    for head in glued:
+                        b.add(name, _key_of(head, b.sep)[1], Stack(), "stack", first.line)
+                    name, key = _key_of(str(first).rsplit(f": {name}[", 1)[-1].join(
+                        (f"{name}[", "")), b.sep)
             else:
                 head_at = next(i for i, t in enumerate(children) if t.type == "CLOSE_HEAD")
                 name, key, _ = _stack_key(children[:head_at + 1], b.sep)

@@ -24,7 +24,7 @@ from harness.errors import HarnessError
 from harness.report import flamegraph
 from harness.report.rundir import check_writable, csv_name, new_run_dir
 
-_OFFSET = re.compile(r"\+(?:0x[0-9a-fA-F]+|\d+)(?= \(|$)")
+_OFFSET = re.compile(r"\+(?:0x[0-9a-fA-F]+|\d+)(?= \(|_\[k\]$|$)")
 CSV_COLUMNS = ("stack", "count_a", "count_b", "delta", "ratio", "share_a_pct", "share_b_pct")
 
 

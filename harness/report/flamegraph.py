@@ -32,19 +32,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.output.columns import as_columns
+from harness.output.stacks import KSTACK, USTACK, stack_kind
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from harness.output.columns import Table
 
-# One printed stack frame: `sym+off` (optionally ` (module)`), a raw address, or the placeholder
-# bpftrace prints for frames it cannot symbolize.
-_FRAME_STRICT = re.compile(r"^(?:[\w.$@]+\+\d+|0x[0-9a-fA-F]+|\[unknown\])(?: \(.*\))?$")
-# Frames only a kernel stack has: syscall entry, kernel-half addresses.
-_KERNEL_FRAME = re.compile(
-    r"^(?:entry_SYSCALL|do_syscall_64|ret_from_fork|asm_\w+|0xffff[89a-f][0-9a-f]{11})"
-)
+# One printed stack frame: `sym+off` whatever the symbol (C++ `demo::run_for(double)+124`,
+# templates and lambdas, Rust `<T as Trait>::f+8`, Go `main.(*T).f+30`), a raw address, or the
+# placeholder bpftrace prints for frames it cannot symbolize; `kstack(perf)`/`ustack(perf)` put
+# the address first and may add ` (module)`; a folded file marks kernel frames `_[k]`.
+_FRAME = re.compile(r"^(?:[0-9a-f]{6,16} )?(?:[^;\n]*\S\+\d+|0x[0-9a-fA-F]+|\[unknown\])"
+                    r"(?: \([^;\n]*\))?(?:_\[k\])?$")
+KERNEL_MARK = "_[k]"  # flamegraph.pl's suffix for kernel frames (the page colours them orange)
 COUNT_COLUMNS = ("value", "count")
 # Columns that are neither keys nor counts: stats maps' average/total, hist buckets, printings.
 _NOT_KEYS = ("average", "total", "lo", "hi", "printing", "t_s")
@@ -60,12 +61,18 @@ def _numeric(values: list[Any]) -> bool:
     )
 
 
+def _looks_like_stacks(values: list[str]) -> bool:
+    """Every value splits on ';' into frames and at least one has two frames."""
+    return (bool(values) and any(";" in v for v in values)
+            and all(_FRAME.match(part) for v in values for part in v.split(";")))
+
+
 def stack_columns(table: Table | pd.DataFrame | Mapping[str, Sequence[Any]]) -> list[str]:
-    """The columns holding ';'-joined stacks (user stacks first), [] when the map has none.
+    """The key columns holding ';'-joined stacks (user stacks first), [] when the map has none.
 
     A column qualifies by name (`kstack`, `ustack`, `*stack*`) or by content: every value splits
-    on ';' into frames that look like `symbol+offset`/addresses and at least one has two frames.
-    User stacks go first because a user stack's leaf is where the kernel stack's root begins.
+    on ';' into frames (see _FRAME) and at least one has two frames. User stacks go first
+    because a user stack's leaf is where the kernel stack's root begins.
     """
     cols = as_columns(table)
     if not any(c in cols for c in COUNT_COLUMNS):
@@ -75,26 +82,36 @@ def stack_columns(table: Table | pd.DataFrame | Mapping[str, Sequence[Any]]) -> 
         if col in COUNT_COLUMNS or col in _NOT_KEYS or _numeric(cells):
             continue
         values = [v for v in cells if isinstance(v, str) and v]
-        by_name = "stack" in col.lower()
-        by_content = (
-            bool(values)
-            and any(";" in v for v in values)
-            and all(_FRAME_STRICT.match(part) for v in values for part in v.split(";"))
-        )
-        if by_name or by_content:
+        if "stack" in col.lower() or _looks_like_stacks(values):
             found.append(col)
-    return sorted(found, key=lambda c: _stack_order(c, cols[c]))
+    return sorted(found, key=lambda c: 2 if column_kind(c, cols[c]) == KSTACK else 0)
 
 
-def _stack_order(col: str, values: list[object]) -> int:
-    """0 for user stacks, 2 for kernel stacks (by name, else by kernel frames), 1 unknown."""
+def stack_values(table: Table | pd.DataFrame | Mapping[str, Sequence[Any]],
+                 value_kind: str | None = None) -> bool:
+    """Whether the map's `value` column holds stacks (`@s[tid] = kstack`): the program says so
+    (`value_kind`, see harness.output.stacks), else every value is ';'-joined frames."""
+    cols = as_columns(table)
+    if "value" not in cols or _numeric(cols["value"]):
+        return False
+    if value_kind in (USTACK, KSTACK):
+        return True
+    return _looks_like_stacks([v for v in cols["value"] if isinstance(v, str) and v])
+
+
+def column_kind(col: str, values: Sequence[object], hint: str | None = None) -> str | None:
+    """'ustack' or 'kstack' for a column of ';'-joined stacks (root first): by name, else
+    `hint` (the program's word for it), else by its frames (harness.output.stacks.stack_kind:
+    kernel addresses, where the stacks are rooted); None when nothing tells."""
     name = col.lower()
     if "ustack" in name:
-        return 0
+        return USTACK
     if "kstack" in name:
-        return 2
-    frames = [f for v in values if isinstance(v, str) for f in v.split(";")]
-    return 2 if any(_KERNEL_FRAME.match(f) for f in frames) else 0
+        return KSTACK
+    if hint in (USTACK, KSTACK):
+        return hint
+    stacks = [tuple(reversed(v.split(";"))) for v in values if isinstance(v, str) and v]
+    return stack_kind(stacks)
 
 
 def stack_column(table: Table | pd.DataFrame | Mapping[str, Sequence[Any]]) -> str | None:
@@ -115,31 +132,52 @@ def last_printing(cols: dict[str, list[Any]]) -> tuple[dict[str, list[Any]], int
 
 
 def folded_counts(
-    table: Table | pd.DataFrame | Mapping[str, Sequence[Any]], stack_cols: str | Sequence[str]
+    table: Table | pd.DataFrame | Mapping[str, Sequence[Any]], stack_cols: str | Sequence[str],
+    *, kernel: Sequence[str] | None = None,
 ) -> Counter[tuple[str, ...]]:
-    """Stack (root first; other keys prepended, several stack columns concatenated) -> count.
+    """Stack (root first) -> count: the other key parts (comm, pid, ...) as the root frames, then
+    the stack columns in the order given (user stacks first), kernel ones' frames marked `_[k]`.
 
-    A map printed several times contributes its last printing (the CSV keeps every one).
+    `kernel` names the kernel stack columns (default: column_kind says so). An empty stack adds
+    no frame when another stack of the row has some (a sample in user mode has no kernel
+    stack); a row whose stacks are all empty ends in `[empty stack]`. With `value` among the
+    stack columns (stacks as values), every entry counts 1. A map printed several times
+    contributes its last printing (the CSV keeps every one).
     """
     stack_cols = [stack_cols] if isinstance(stack_cols, str) else list(stack_cols)
     cols, _ = last_printing(as_columns(table))
-    count_col = next((c for c in COUNT_COLUMNS if c in cols), None)
-    if count_col is None:
+    if kernel is None:
+        kernel = [c for c in stack_cols if column_kind(c, cols[c]) == KSTACK]
+    count_col = None if "value" in stack_cols else next(
+        (c for c in COUNT_COLUMNS if c in cols), None)
+    if count_col is None and "value" not in stack_cols:
         raise KeyError("no value/count column")
     prefix_cols = [c for c in cols if c not in {*stack_cols, *COUNT_COLUMNS, *_NOT_KEYS}]
+    rows = len(cols[stack_cols[0]]) if stack_cols else 0
     totals: Counter[tuple[str, ...]] = Counter()
-    for i, count in enumerate(cols[count_col]):
+    for i in range(rows):
+        count = 1 if count_col is None else cols[count_col][i]
         if count is None:
             continue
-        frames = [_clean(str(cols[c][i])) for c in prefix_cols]
+        frames = [_clean("" if cols[c][i] is None else str(cols[c][i])) for c in prefix_cols]
+        stacked = False
         for col in stack_cols:
             raw = cols[col][i]
-            stack = raw if isinstance(raw, str) and raw else EMPTY_STACK
-            frames += [_clean(f) for f in stack.split(";") if f]
+            if not isinstance(raw, str) or not raw:
+                continue
+            mark = KERNEL_MARK if col in kernel else ""
+            frames += [_marked(_clean(f), mark) for f in raw.split(";") if f]
+            stacked = True
+        if not stacked:
+            frames.append(EMPTY_STACK)
         if not isinstance(count, int) and not _INT.fullmatch(str(count)):
             raise ValueError(f"row {i + 1}: {count_col} {str(count)[:40]!r} is not a whole number")
         totals[tuple(frames)] += int(count)
     return totals
+
+
+def _marked(frame: str, mark: str) -> str:
+    return frame + mark if mark and not frame.endswith(mark) else frame
 
 
 def _clean(frame: str) -> str:

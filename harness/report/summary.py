@@ -129,12 +129,12 @@ def probe_of(meta: dict[str, Any]) -> str | None:
     return ", ".join(dict.fromkeys(probes)) or None
 
 
-def flame_title(stem: str, meta: dict[str, Any], total: float) -> str:
+def flame_title(stem: str, meta: dict[str, Any], total: float, unit: str | None = None) -> str:
     """`@stacks · tracepoint:net:net_dev_queue · 57 samples`: map, probe, total and its unit
     (`@offcpu · ... · 5230 µs (sum of offcpu_us)` for a sum)."""
     label = "@" if stem == "at" else f"@{stem}"
     probe = probe_of(meta)
-    unit, what = map_unit(stem, meta)
+    unit, what = (unit, "") if unit else map_unit(stem, meta)
     number = str(int(total)) if float(total).is_integer() else f"{total:.1f}"
     amount = f"{number} {unit}" + (f" ({what})" if what else "")
     return " · ".join([label, *([probe] if probe else []), amount])
@@ -248,9 +248,17 @@ def _report_kind(csv: Path, table: dict[str, list[Any]], meta: dict[str, Any],
         else:
             report.note = "bar chart: `harness report` draws it"
         return report
+    key_hints, value_hint = program_stacks(stem, meta)
     stack_cols = flamegraph.stack_columns(table)
-    if stack_cols:
-        counts = flamegraph.folded_counts(table, stack_cols)
+    as_values = not stack_cols and flamegraph.stack_values(table, value_hint)
+    if stack_cols or as_values:
+        hints = dict(zip([c for c in table if c not in _NOT_KEY_COLUMNS], key_hints,
+                         strict=False))
+        hints["value"] = value_hint
+        stack_cols = stack_cols or ["value"]
+        kernel = [c for c in stack_cols
+                  if flamegraph.column_kind(c, table[c], hints.get(c)) == "kstack"]
+        counts = flamegraph.folded_counts(table, stack_cols, kernel=kernel)
         report = MapReport(csv, "stacks", rows, sum(counts.values()))
         folded = flamegraph.write_folded(counts, out / f"{stem}.folded")
         report.files.append((folded, "folded stacks (flamegraph.pl / speedscope input)"))
@@ -258,9 +266,9 @@ def _report_kind(csv: Path, table: dict[str, list[Any]], meta: dict[str, Any],
         html = flamegraph.write_flame_html(
             counts,
             out / f"{stem}.flame.html",
-            flame_title(stem, meta, report.total or 0),
+            flame_title(stem, meta, report.total or 0, "entries" if as_values else None),
             subtitle=_what_ran(meta) + (f" · printing {printing}, the last" if printing else ""),
-            unit=map_unit(stem, meta)[0],
+            unit="entries" if as_values else map_unit(stem, meta)[0],
         )
         report.files.append((html, "flame graph: search, click to zoom (a browser, offline)"))
         return report
@@ -282,6 +290,20 @@ def _report_bench(csv: Path, plots: bool, out: Path) -> MapReport:
         report.files.append((png, "benchmark comparison: per-event cost, overhead, attach, memory"))
     report.note = _bench_note(frame)
     return report
+
+
+_NOT_KEY_COLUMNS = ("printing", "t_s", "value", "count", "average", "total", "lo", "hi")
+
+
+def program_stacks(stem: str, meta: dict[str, Any]) -> tuple[list[str | None], str | None]:
+    """What the run's program says of a map's stacks: per key part 'ustack', 'kstack' or None,
+    and the value's kind (harness.output.stacks.stack_kinds_in_program); nothing without one."""
+    from harness.output.stacks import stack_kinds_in_program
+
+    program = meta.get("program")
+    if not isinstance(program, str):
+        return [], None
+    return stack_kinds_in_program(program).get("@" if stem == "at" else f"@{stem}", ([], None))
 
 
 def summable(stem: str, meta: dict[str, Any]) -> bool:
