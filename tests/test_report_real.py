@@ -45,6 +45,8 @@ ROOT_FIRST = (
     "udp_sendmsg+2534;udp_send_skb+423;ip_send_skb+145;ip_output+95;ip_finish_output2+705;"
     "__dev_queue_xmit+1158"
 )
+# The folded line: the same frames, each marked `_[k]` as a kernel frame (flamegraph.pl's suffix).
+ROOT_FIRST = ";".join(f + "_[k]" for f in ROOT_FIRST.split(";"))
 
 
 def test_captured_run_reports_folded_and_hist(tmp_path: Path) -> None:
@@ -69,8 +71,9 @@ def test_kernel_and_user_stacks_in_one_key_fold_user_first(tmp_path: Path) -> No
     parts = frames.split(";")
     assert count == "1"
     assert parts[0] == "5"  # the non-stack key is the root-most frame
-    assert parts.index("syscall+25") < parts.index("entry_SYSCALL_64_after_hwframe+118")
-    assert parts[-1].startswith("bpf_prog_")  # kernel leaf last
+    assert parts.index("syscall+25") < parts.index("entry_SYSCALL_64_after_hwframe+118_[k]")
+    assert parts[-1].startswith("bpf_prog_") and parts[-1].endswith("_[k]")  # kernel leaf last
+    assert not any(p.endswith("_[k]") for p in parts[:parts.index("syscall+25") + 1])
 
 
 def test_live_bpftrace_run_reports(needs_bpf: None, tmp_path: Path) -> None:

@@ -62,7 +62,7 @@ def test_exact_datagram_count_on_udp_send_skb_stack() -> None:
 
     frames = to_frames(result.output)
     stacks = frames["@stacks"]
-    on_udp = stacks[stacks["key0"].map(lambda s: any(f.startswith("udp_send_skb") for f in s))]
+    on_udp = stacks[stacks["kstack"].map(lambda s: any(f.startswith("udp_send_skb") for f in s))]
     assert on_udp["value"].sum() == n
     assert "@len" in maps
     # 100-byte payload + UDP 8 + IP 20 + Ethernet 14 = 142 bytes: every send in [128, 256).

@@ -85,7 +85,7 @@ def test_seed_oneliner_counts_exact_sends_on_the_udp_sendmsg_stack(outdir: Path)
     assert meta["ended_by"] == "workload-exit" and meta["schema"] == 2
     assert all(isinstance(meta["durations"][k], float) for k in ("attach_s", "run_s", "parse_s"))
     stacks = pd.read_csv(outdir / "at.csv")
-    on_sendmsg = stacks[stacks["key0"].str.contains("udp_sendmsg+", regex=False)]
+    on_sendmsg = stacks[stacks["kstack"].str.contains("udp_sendmsg+", regex=False)]
     assert on_sendmsg["value"].sum() == n  # the workload sent exactly n datagrams
 
 
