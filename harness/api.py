@@ -12,7 +12,6 @@ where the run directory goes) is decided here, so the CLI only parses arguments 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import shlex
@@ -198,44 +197,11 @@ def spec_options(probe: str, options: Mapping[str, Any]) -> ProbeSpec:
 
     Keywords are the CLI flags with `_` for `-` (`count_by="kstack"`, `arg="skb=struct sk_buff *"`,
     `filter=...`, `hist=...`, `by=...`, `pid=`, `comm=`, `cgroup=`, `workload_pid=True`); options
-    that repeat on the command line take a string or a list of strings.
+    that repeat on the command line take a string or a list of strings (harness.spec.options).
     """
-    from harness.spec.cmdline import add_spec_arguments, spec_from_args
+    from harness.spec.options import SpecOptions
 
-    parser = argparse.ArgumentParser(add_help=False)
-    add_spec_arguments(parser)
-    ns = parser.parse_args([])
-    known = vars(ns)
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        raise UsageError(
-            f"unknown spec option(s): {', '.join(unknown)}",
-            f"use any of: {', '.join(sorted(known))}",
-        )
-    types = {action.dest: action.type for action in parser._actions}
-    for name, value in options.items():
-        setattr(ns, name, _spec_option(name, value, known[name], types.get(name)))
-    return spec_from_args(probe, ns)
-
-
-def _spec_option(name: str, value: Any, default: Any, kind: Any) -> Any:
-    """One spec keyword, typed as its CLI flag: a repeatable flag takes a string or a list of
-    strings, a switch True/False, `pid` an integer, the others a string; None means unset."""
-    if isinstance(default, list):
-        items = [value] if isinstance(value, str) else value
-        if not isinstance(items, list | tuple):
-            raise UsageError(
-                f"{name}={value!r:.60} is neither a string nor a list of strings",
-                f"pass e.g. {name}='comm' or {name}=['comm', 'kstack']",
-            )
-        return [arguments.string(f"{name}[{i}]", item, "'comm'") for i, item in enumerate(items)]
-    if isinstance(default, bool):
-        return arguments.flag(name, value)
-    if value is None:
-        return None
-    if kind is int:
-        return arguments.integer(name, value, 1, "1234")
-    return arguments.string(name, value, "'bash'")
+    return SpecOptions.from_keywords(options).to_spec(probe)
 
 
 def new_marker(prefix: str = "KTRACE_READY") -> str:

@@ -68,7 +68,7 @@ def test_bad_durations_are_refused_with_the_fix(text: str) -> None:
 
 
 def test_multi_key_count_by_gives_one_column_per_key() -> None:
-    from harness.spec.cmdline import split_keys
+    from harness.spec.options import split_keys
 
     assert split_keys(["ustack,kstack"]) == ("ustack", "kstack")
     assert split_keys(["comm", "pid, cpu"]) == ("comm", "pid", "cpu")

@@ -14,16 +14,16 @@ from harness.host.capabilities import bpftrace_version
 from harness.host.runner import classify, run_bpftrace
 from harness.host.symbols import Kallsyms, probe_symbol
 from harness.spec import catalog, codegen
-from harness.spec.cmdline import add_spec_arguments, spec_from_args
 from harness.spec.model import Agg, Probe
+from harness.spec.options import SpecOptions, add_flags
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def line(probe: str, *argv: str):  # type: ignore[no-untyped-def]
     parser = argparse.ArgumentParser()
-    add_spec_arguments(parser)
-    return spec_from_args(probe, parser.parse_args(list(argv)))
+    add_flags(parser)
+    return SpecOptions.from_namespace(parser.parse_args(list(argv))).to_spec(probe)
 
 
 KTRACE_KPROBE = """BEGIN { printf("MK\\n"); }

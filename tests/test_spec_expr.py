@@ -18,16 +18,16 @@ from hypothesis import strategies as st
 
 from harness.errors import UsageError
 from harness.spec import codegen, expr
-from harness.spec.cmdline import add_spec_arguments, spec_from_args
 from harness.spec.model import ProbeSpec
+from harness.spec.options import SpecOptions, add_flags
 
 PROBE = "tracepoint:net:net_dev_queue"
 
 
 def line(probe: str, *argv: str) -> ProbeSpec:
     parser = argparse.ArgumentParser()
-    add_spec_arguments(parser)
-    return spec_from_args(probe, parser.parse_args(list(argv)))
+    add_flags(parser)
+    return SpecOptions.from_namespace(parser.parse_args(list(argv))).to_spec(probe)
 
 
 def program(spec: ProbeSpec, version: tuple[int, int, int] = (0, 17, 0)) -> str:

@@ -14,9 +14,9 @@ from harness.cli import main
 from harness.compare.crosscheck import resolve_spec, run_crosscheck, twin_program
 from harness.errors import UsageError
 from harness.spec import catalog
-from harness.spec.cmdline import add_spec_arguments, spec_from_args
 from harness.spec.codegen_c import NoTwin, generate_c, parse_tracepoint_format
 from harness.spec.model import ProbeSpec
+from harness.spec.options import SpecOptions, add_flags
 
 NET_DEV_QUEUE = """name: net_dev_queue
 format:
@@ -31,8 +31,8 @@ format:
 
 def line(probe: str, *argv: str) -> ProbeSpec:
     parser = argparse.ArgumentParser()
-    add_spec_arguments(parser)
-    return spec_from_args(probe, parser.parse_args(list(argv)))
+    add_flags(parser)
+    return SpecOptions.from_namespace(parser.parse_args(list(argv))).to_spec(probe)
 
 
 def test_tracepoint_format_gives_the_record_layout() -> None:

@@ -22,8 +22,8 @@ from harness.cli import main
 from harness.compare.crosscheck import run_crosscheck
 from harness.compare.maps import compare_map
 from harness.paths import workload
-from harness.spec.cmdline import add_spec_arguments, spec_from_args
 from harness.spec.model import Agg, ProbeSpec
+from harness.spec.options import SpecOptions, add_flags
 from harness.workloads.syscall_loop import build
 
 LIBC = "/lib/x86_64-linux-gnu/libc.so.6"
@@ -33,8 +33,8 @@ GETPPID = "tracepoint:syscalls:sys_enter_getppid"
 
 def line(probe: str, *argv: str) -> ProbeSpec:
     parser = argparse.ArgumentParser()
-    add_spec_arguments(parser)
-    return spec_from_args(probe, parser.parse_args(list(argv)))
+    add_flags(parser)
+    return SpecOptions.from_namespace(parser.parse_args(list(argv))).to_spec(probe)
 
 
 def loop_comm() -> str:

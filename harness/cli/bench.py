@@ -31,7 +31,7 @@ EXAMPLES = """examples:
 """
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from harness.spec.cmdline import add_spec_arguments
+    from harness.spec.options import add_flags
 
     parser.add_argument(
         "name", metavar="TARGET",
@@ -81,7 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--prebuilt", type=Path, help="use this build directory of the libbpf twin (made elsewhere)"
     )
-    add_spec_arguments(parser)
+    add_flags(parser)
 
 
 def _vm_note(lane: dict[str, Any]) -> str:

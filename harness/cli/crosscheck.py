@@ -22,7 +22,7 @@ EXAMPLES = """examples:
 """
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from harness.spec.cmdline import add_spec_arguments
+    from harness.spec.options import add_flags
 
     parser.add_argument(
         "name",
@@ -54,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--prebuilt", type=Path, help="use this build directory of the twin (VM lane)"
     )
     add_lane_argument(parser)
-    add_spec_arguments(parser)
+    add_flags(parser)
     add_bpftrace_argument(parser)
     parser.add_argument(
         "--libbpf-pid-offset",

@@ -35,7 +35,7 @@ EXAMPLES = """examples:
 """
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from harness.spec.cmdline import add_spec_arguments
+    from harness.spec.options import add_flags
 
     parser.add_argument(
         "target", nargs="?",
@@ -77,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--force", action="store_true",
         help="replace the contents of a non-empty --out that is not a run of this target",
     )
-    add_spec_arguments(parser)
+    add_flags(parser)
 
 
 def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
@@ -116,15 +116,9 @@ def print_plan(chosen: Plan) -> None:
 
 def given_spec_options(args: argparse.Namespace) -> dict[str, Any]:
     """The spec flags the user actually gave, as keywords for `harness.trace`."""
-    from harness.spec.cmdline import add_spec_arguments
+    from harness.spec.options import SpecOptions
 
-    defaults = argparse.ArgumentParser(add_help=False)
-    add_spec_arguments(defaults)
-    return {
-        name: getattr(args, name)
-        for name, default in vars(defaults.parse_args([])).items()
-        if getattr(args, name, default) != default
-    }
+    return SpecOptions.from_namespace(args).given()
 
 
 def _while_tracing(
