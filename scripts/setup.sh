@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 need_apt=0
 for tool in bpftrace clang llc bpftool qemu-system-x86_64 pkg-config depmod busybox setpriv \
-    chromium mmdebstrap unshare chroot ssh; do
+    chromium mmdebstrap unshare chroot ssh g++; do
     command -v "$tool" >/dev/null 2>&1 || need_apt=1
 done
 [ -f /usr/include/bpf/libbpf.h ] || need_apt=1
@@ -14,7 +14,7 @@ done
 if [ "$need_apt" = 1 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-        bpftrace clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config make gcc \
+        bpftrace clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config make gcc g++ \
         qemu-system-x86 busybox-static kmod util-linux chromium mmdebstrap openssh-client \
         openssh-server >/dev/null
 fi

@@ -206,3 +206,19 @@ def test_json_tuple_stack_keys_match_text() -> None:
     js = to_frames(parse_json("\n".join(json.dumps(r) for r in records) + "\n"))
     text = to_frames(parse_text(TUPLE_TEXT))
     assert js["@"].to_dict("records") == text["@"].to_dict("records")
+
+
+def test_newer_releases_print_an_empty_part_between_lone_joints() -> None:
+    """bpftrace 0.24+ (0.27 here) puts the joint of `@[ustack, kstack]` on a line of its own,
+    also when a part is empty: `@[`, `, `, frames, `]: 5` and frames, `, `, `]: 40`."""
+    text = ("Attaching 1 probe...\n\n\n"
+            f"@[\n{frames(USER, '        ')}, \n{frames(KERNEL, '        ')}]: 3\n"
+            f"@[\n{frames(USER, '        ')}, \n]: 40\n"
+            f"@[\n, \n{frames(KERNEL, '        ')}]: 5\n"
+            "@[\n, \n]: 2\n"
+            "@n: 50\n"
+            "@x[1]: 5\n, \n")  # an entry, then printf text that is a lone joint: no stack
+    out = parse_text(text)
+    assert to_frames(out)["@"].to_dict("records") == to_frames(parse_text(TUPLE_TEXT))[
+        "@"].to_dict("records")
+    assert out.lines == [", "] and [m.name for m in out.maps] == ["@", "@n", "@x"]

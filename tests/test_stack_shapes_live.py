@@ -238,3 +238,46 @@ def test_perf_mode_ustack_n_raw_frames_and_stack_values(cxx_spin: Path, tmp_path
         assert one == 1 and stack[0] == str(frame["key0"][0])
         assert all(f.endswith("_[k]") == kernel for f in stack[1:])
         assert "1 entries" in (t.path / f"{name[1:]}.flame.html").read_text()
+
+
+PROFILE = """profile:hz:199 /comm == "cxx_spin"/
+{
+  @[ustack, kstack] = count(); @n = count();
+  @kp[kstack(perf)] = count(); @up[ustack(perf)] = count(); @u3[ustack(3)] = count();
+}
+interval:s:3 { exit(); }
+"""
+
+
+@pytest.mark.usefixtures("needs_bpf")
+@pytest.mark.parametrize("release", ["system", "0.27"])
+def test_profile_samples_in_every_stack_shape(release: str, cxx_spin: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """CPU samples of the workload: in user mode the kernel part is empty (0.17 prints a failed
+    stack lookup alike, so equal keys may repeat within the printing); every map's rows, folded
+    stacks and page add up to the samples `@n` counted."""
+    monkeypatch.setenv("BPFTRACE_CACHE_USER_SYMBOLS", "1")
+    t = harness.trace(PROFILE, workload=[str(cxx_spin), "60"], out=tmp_path / "run",
+                      bpftrace=None if release == "system" else release)
+    assert t.meta.ended_by == "program-exit" and t.path is not None
+    assert t.output is not None and not t.output.unparsed
+    n = int(t.frames["@n"]["value"][0])
+    assert n > 20  # 199 Hz for 3 s of a workload sharing 2 CPUs with the load of the machine
+    at = t.frames["@"]
+    assert list(at.columns) == ["ustack", "kstack", "value"]
+    user_mode = at[at["kstack"].map(len) == 0]
+    assert len(user_mode) and len(user_mode) < len(at)  # read(2) and getppid(2) are sampled
+    frames = {f for u in at["ustack"] for f in u}
+    assert any(f.startswith("demo::Acc<double>::operator()(double)+") for f in frames)
+    counts = check_totals(t, "@", "at", n)
+    assert all(user_frames_first(s) for s in counts)
+    assert sum(c for s, c in counts.items() if not s[-1].endswith("_[k]")) == int(
+        user_mode["value"].sum())
+    for name, column in (("@kp", "kstack"), ("@up", "ustack"), ("@u3", "ustack")):
+        assert list(t.frames[name].columns) == [column, "value"], name
+        folded_counts = check_totals(t, name, name[1:], n)
+        marked = [f.endswith("_[k]") for s in folded_counts for f in s if f != "[empty stack]"]
+        assert all(marked) if column == "kstack" else not any(marked), name
+    assert all(len(s) <= 3 for s in t.frames["@u3"]["ustack"])
+    assert any(f.endswith("(" + str(cxx_spin) + ")") for s in t.frames["@up"]["ustack"]
+               for f in s)  # perf mode names the file of each user frame

@@ -79,7 +79,8 @@ def split_key(body: str, sep: str) -> Key:
         if sep not in body:
             return (int(body) if _INT.match(body) else body,)
         return tuple(_scalar(p) for p in body.split(sep))
-    pieces = _STACK.split(body)  # text, stack, text, ..., stack, text
+    # text, stack, text, ..., stack, text; a text's edge newlines are 0.24+'s own-line joints
+    pieces = [p if i % 2 else p.strip("\n") for i, p in enumerate(_STACK.split(body))]
     last = len(pieces) - 1
     parts: list[KeyPart] = []
     for i, seg in enumerate(pieces):
@@ -97,7 +98,7 @@ def split_key(body: str, sep: str) -> Key:
         if i < last:  # before a stack: the separator that starts it
             seg = _without(seg, sep, lead=False)
         parts.extend(_scalar(p) for p in seg.split(sep))
-    return tuple(parts)
+    return tuple(parts) or ("",)  # `@m[` then `]: 5`: 0.24+'s empty stack alone
 
 
 def _without(seg: str, sep: str, *, lead: bool) -> str:
@@ -612,9 +613,10 @@ def _classify(text: str, pos: int, eol: int, nxt: int, c: str, acc: Any, builder
     if c in "[(" and "BUCKET" in acc:
         builder.work += width
         return "BUCKET" if _L_BUCKET.match(text, pos, eol) else "BAD_BUCKET"
+    if c == "," and "JOINT" in acc and (text.startswith((" ", "\t"), nxt)
+                                        or _lone_comma(text, pos, eol)):
+        return "JOINT"  # newer releases print an empty stack part as a `, ` line alone
     if c in ",]" and "CLOSE_VALUE" in acc:
-        if c == "," and text.startswith((" ", "\t"), nxt):
-            return "JOINT"
         builder.work += width
         m = (_L_CLOSE_FIRST if c == "]" else _L_CLOSE).match(text, pos, eol)
         if m:
@@ -627,7 +629,8 @@ def _classify(text: str, pos: int, eol: int, nxt: int, c: str, acc: Any, builder
         indented_next = text.startswith((" ", "\t"), nxt)
         if _L_HEAD.match(text, pos, eol):
             return "HEAD"
-        if indented_next:
+        if indented_next or (text.endswith(("[", ", "), pos, eol) and (
+                text.startswith("]:", nxt) or _lone_comma(text, nxt, text.find("\n", nxt)))):
             return "KEY_OPEN" if _L_KEY_OPEN.match(text, pos, eol) else "TEXT"
         if _L_STATS.match(text, pos, eol):
             return "STATS_LINE"
@@ -682,6 +685,13 @@ def _mid_line_map(text: str, pos: int, eol: int, nxt: int, acc: Any, builder: _B
                 or name.group(0) in builder.line_start_names()):
             return at
     return pos
+
+
+def _lone_comma(text: str, pos: int, eol: int) -> bool:
+    """The line text[pos:eol] is `,` or `, ` alone: the joint before an empty stack part, as
+    bpftrace 0.24+ prints `@[ustack, kstack]` (`@[`, frames, `, `, `]: 1`; `@[`, `, `, frames);
+    an empty stack alone is `@m[` then `]: 1`."""
+    return eol > pos and text[pos] == "," and eol - pos <= 2 and text[pos:eol].rstrip() == ","
 
 
 def _join_end(text: str, start: int, builder: _Builder) -> tuple[int, int]:

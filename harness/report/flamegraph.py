@@ -18,7 +18,9 @@ comparing shares when the totals differ.
 
 A stack CSV (written by harness.report.rundir) holds one stack per row, frames joined with ';' root
 first, plus a count column. Extra key columns (comm, pid, ...) become the root-most frames so a
-flame graph splits by them first, as `stackcollapse` tools do.
+flame graph splits by them first, as `stackcollapse` tools do; then the user stack, then the
+kernel stack, its frames suffixed `_[k]` (which column is which: by name, the program's text, or
+the frames, see harness.output.stacks).
 """
 
 from __future__ import annotations
