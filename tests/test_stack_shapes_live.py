@@ -281,3 +281,34 @@ def test_profile_samples_in_every_stack_shape(release: str, cxx_spin: Path, tmp_
     assert all(len(s) <= 3 for s in t.frames["@u3"]["ustack"])
     assert any(f.endswith("(" + str(cxx_spin) + ")") for s in t.frames["@up"]["ustack"]
                for f in s)  # perf mode names the file of each user frame
+
+
+@pytest.mark.usefixtures("needs_bpf")
+def test_exited_workloads_cxx_frames_named_as_bpftrace_names_them(
+        cxx_spin: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The harness names an exited workload's user frames (harness.host.usyms) as bpftrace names
+    a live one's: `ustack(perf)` prints each frame's address beside bpftrace's own name, and the
+    harness's name for that address, from the process's map, is the same (C++ demangled)."""
+    from harness.host import usyms
+
+    monkeypatch.setenv("BPFTRACE_CACHE_USER_SYMBOLS", "1")
+    work = subprocess.Popen([str(cxx_spin), "60"], stdout=subprocess.DEVNULL)
+    try:
+        program = (f"uprobe:{cxx_spin}:{SYSCALLS} /pid == {work.pid}/ "
+                   "{ @[ustack(perf)] = count(); }\ninterval:s:1 { exit(); }\n")
+        t = harness.trace(program, duration=30, out=False)
+        maps = usyms.parse_maps(Path(f"/proc/{work.pid}/maps").read_text())  # all loaded now
+    finally:
+        work.kill()
+        work.wait()
+    frames = {f for s in t.frames["@"]["ustack"] for f in s}
+    compared = 0
+    for frame in frames:
+        address, _, rest = frame.partition(" ")
+        printed = rest.rsplit(" (", 1)[0]
+        if printed.startswith("0x"):  # bpftrace could not name it either
+            continue
+        assert usyms.name(int(address, 16), maps) == printed, frame
+        compared += 1
+    assert compared >= 8 and any(f.startswith("demo::") for f in
+                                 (x.partition(" ")[2] for x in frames))

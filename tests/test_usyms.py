@@ -68,3 +68,34 @@ def test_the_watch_keeps_the_map_of_the_command_not_the_gates() -> None:
         assert any(Path(m.path).name == "sleep" for m in watch.maps)
     finally:
         work.close()
+
+
+def test_cxx_names_demangled_as_cxxfilt_does() -> None:
+    """Names of an exited workload's C++ frames read as bpftrace prints them (demangled): each
+    of libstdc++'s own mangled function names equals binutils' c++filt's reading."""
+    import ctypes.util
+    import shutil
+    import subprocess
+
+    from elftools.elf.elffile import ELFFile
+
+    assert shutil.which("c++filt"), "c++filt (binutils) is needed for the independent reading"
+    lib = ctypes.util.find_library("stdc++")
+    assert lib is not None
+    path = next(p for p in ("/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu", "/usr/lib64")
+                if (Path(p) / lib).exists())
+    with open(Path(path) / lib, "rb") as f:
+        dynsym = ELFFile(f).get_section_by_name(".dynsym")
+        mangled = sorted({s.name for s in dynsym.iter_symbols()
+                          if s.name.startswith("_Z") and s["st_info"]["type"] == "STT_FUNC"})
+    assert len(mangled) > 1000
+    sample = mangled[:: len(mangled) // 500]
+    expected = subprocess.run(["c++filt"], input="\n".join(sample), capture_output=True,
+                              text=True, check=True).stdout.splitlines()
+    # libstdc++ writes the standard abbreviations (std::string, std::istream) that c++filt
+    # spells out (std::basic_string<char, ...>): those are compared by their other names
+    pairs = [(m, e) for m, e in zip(sample, expected, strict=True) if "std::basic_" not in e]
+    assert len(pairs) > 300
+    assert [usyms.demangle(m) for m, _ in pairs] == [e for _, e in pairs]
+    assert usyms.demangle("_ZNKSi6gcountEv") == "std::istream::gcount() const"
+    assert usyms.demangle("main") == "main" and usyms.demangle("_Znot_mangled") == "_Znot_mangled"

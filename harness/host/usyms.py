@@ -97,14 +97,11 @@ def _symbols(path: str) -> _Symbols | None:
             loads = [(s["p_offset"], s["p_filesz"], s["p_vaddr"])
                      for s in elf.iter_segments() if s["p_type"] == "PT_LOAD"]
             funcs: dict[int, tuple[int, str]] = {}
-            for table in (".dynsym", ".symtab"):  # .symtab's (local) names win
-                section = elf.get_section_by_name(table)
-                if section is None or not hasattr(section, "iter_symbols"):
-                    continue
-                for sym in section.iter_symbols():
-                    kind = sym["st_info"]["type"]
-                    if kind in ("STT_FUNC", "STT_GNU_IFUNC") and sym["st_value"] and sym.name:
-                        funcs[sym["st_value"]] = (max(sym["st_size"], 1), sym.name)
+            _add_functions(elf, funcs)
+            debug = _debug_file(elf)
+        if debug is not None:  # a stripped library's local names (libc6-dbg), as bcc reads them
+            with open(debug, "rb") as f:
+                _add_functions(ELFFile(f), funcs)
     except (OSError, ELFError, ValueError):
         return None
     ordered = sorted(funcs.items())
@@ -112,6 +109,36 @@ def _symbols(path: str) -> _Symbols | None:
         [a for a, _ in ordered], [a + size for a, (size, _) in ordered],
         [name for _, (_, name) in ordered], loads,
     )
+
+
+def _add_functions(elf: Any, funcs: dict[int, tuple[int, str]]) -> None:
+    """The function symbols of .dynsym, then .symtab (its local names win), by address, without
+    their symbol versions."""
+    for table in (".dynsym", ".symtab"):
+        section = elf.get_section_by_name(table)
+        if section is None or not hasattr(section, "iter_symbols"):
+            continue
+        for sym in section.iter_symbols():
+            kind = sym["st_info"]["type"]
+            if kind in ("STT_FUNC", "STT_GNU_IFUNC") and sym["st_value"] and sym.name:
+                # a debug file's .symtab keeps symbol versions (`clock_nanosleep@@GLIBC_2.17`)
+                funcs[sym["st_value"]] = (max(sym["st_size"], 1), sym.name.partition("@")[0])
+
+
+DEBUG_ROOT = Path("/usr/lib/debug/.build-id")
+
+
+def _debug_file(elf: Any) -> Path | None:
+    """The separate debug file of an ELF file by its build id (Debian's -dbg packages), if any."""
+    section = elf.get_section_by_name(".note.gnu.build-id")
+    if section is None or not hasattr(section, "iter_notes"):
+        return None
+    for note in section.iter_notes():
+        if note["n_type"] == "NT_GNU_BUILD_ID" and isinstance(note["n_desc"], str):
+            build_id = note["n_desc"]
+            path = DEBUG_ROOT / build_id[:2] / f"{build_id[2:]}.debug"
+            return path if path.is_file() else None
+    return None
 
 
 def name(address: int, maps: list[Mapping]) -> str | None:
@@ -131,7 +158,48 @@ def name(address: int, maps: list[Mapping]) -> str | None:
     i = bisect.bisect_right(symbols.starts, vaddr) - 1
     if i < 0 or vaddr >= symbols.ends[i]:
         return None
-    return f"{symbols.names[i]}+{vaddr - symbols.starts[i]}"
+    return f"{demangle(symbols.names[i])}+{vaddr - symbols.starts[i]}"
+
+
+@functools.lru_cache(maxsize=1)
+def _cxa_demangle() -> Any:
+    """libstdc++'s demangler and libc's free, as bpftrace names C++ (and legacy Rust) frames;
+    None where libstdc++ cannot be loaded."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        cxx = ctypes.CDLL(ctypes.util.find_library("stdc++") or "libstdc++.so.6")
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+    demangler = cxx.__cxa_demangle
+    demangler.restype = ctypes.c_void_p
+    demangler.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p,
+                          ctypes.POINTER(ctypes.c_int)]
+    libc.free.argtypes = [ctypes.c_void_p]
+    return demangler, libc.free
+
+
+@functools.lru_cache(maxsize=65536)
+def demangle(symbol: str) -> str:
+    """`_ZN4demo7run_forEd` -> `demo::run_for(double)`, as bpftrace prints a named frame; a
+    symbol that is not a mangled C++ name (or cannot be demangled) is returned as it is."""
+    tools = _cxa_demangle() if symbol.startswith("_Z") else None
+    if tools is None:
+        return symbol
+    import ctypes
+
+    demangler, free = tools
+    status = ctypes.c_int(1)
+    out = demangler(symbol.encode(), None, None, ctypes.byref(status))
+    if not out:
+        return symbol
+    try:
+        text = ctypes.string_at(out).decode("utf-8", "replace")
+    finally:
+        free(out)
+    return text if status.value == 0 else symbol
 
 
 def names(frames: Iterable[str], maps: list[Mapping]) -> dict[str, str]:
