@@ -56,8 +56,9 @@ def test_workload_protocol(flavour: list[str]) -> None:
     )
     first, last = proc.stdout.splitlines()[0], proc.stdout.splitlines()[-1]
     assert re.fullmatch(r"pid \d+", first)
-    match = re.fullmatch(r"events 1000 elapsed_ns (\d+)", last)
-    assert match and int(match.group(1)) > 0
+    match = re.fullmatch(r"events 1000 elapsed_ns (\d+) cpu_ns (\d+)", last)
+    # the loop's CPU time is its own: never more than the wall time around it (+1 ms of clocks)
+    assert match and 0 < int(match.group(2)) <= int(match.group(1)) + 1_000_000
 
 
 def test_rounds_csv_summary_and_report(needs_bpf: None, tmp_path: Path) -> None:
@@ -154,23 +155,39 @@ def test_cli_bench_writes_csv_md_and_png(needs_bpf: None, tmp_path: Path) -> Non
         table = list(csv.DictReader(fh))
     # syscalls has a twin: generated from the same spec as the bpftrace program; the floor is
     # an empty program on the same tracepoint and counts nothing
-    assert [r["mode"] for r in table] == ["untraced", "floor", "bpftrace", "libbpf"]
-    assert table[2]["events_counted"] == table[3]["events_counted"] == str(n)
-    assert table[1]["events_counted"] == ""
-    for row in table[1:]:
+    # ... and both:* is the run with bpftrace and the twin attached at once: each of the two
+    # saw every one of the workload's own events, and each one's programs ran on each
+    # (with the floor beside them, whose in-kernel cost on those events each pays too)
+    assert [r["mode"] for r in table] == [
+        "untraced", "floor", "bpftrace", "libbpf", "both:floor", "both:bpftrace", "both:libbpf",
+    ]
+    counted = [r["events_counted"] for r in table]
+    assert counted[2:4] == counted[5:] == [str(n)] * 2 and counted[1] == counted[4] == ""
+    assert len({r["elapsed_ns"] for r in table[4:]}) == 1  # one run of the workload
+    assert {r["overhead_ns_per_event"] for r in table[4:]} == {""}
+    floor_ns = float(table[4]["kernel_ns_per_event"])
+    for row in table[5:]:
+        above = float(row["kernel_ns_per_event"]) - floor_ns
+        assert math.isclose(float(row["program_ns_per_event"]), above, abs_tol=0.002)
+    for row in table[1:4]:
         assert math.isfinite(float(row["overhead_ns_per_event"]))
+    for row in table[1:]:
         assert int(row["kernel_runs"]) >= n and float(row["kernel_ns_per_event"]) > 0
     assert "sys_enter_getppid" in (tmp_path / "syscalls.bt").read_text()
     assert 'SEC("tp/syscalls/sys_enter_getppid")' in (tmp_path / "syscalls.bpf.c").read_text()
     assert "return 0;" in (tmp_path / "syscalls.floor.bpf.c").read_text()
     with (tmp_path / "syscalls.programs.csv").open() as fh:
         programs = list(csv.DictReader(fh))
-    assert {p["mode"] for p in programs} == {"floor", "bpftrace", "libbpf"}
+    assert {p["mode"] for p in programs} == {
+        "floor", "bpftrace", "libbpf", "both:floor", "both:bpftrace", "both:libbpf",
+    }
     assert {p["name"] for p in programs if p["mode"] == "floor"} == {"twin_floor"}
     md = (tmp_path / "syscalls.md").read_text()
     assert "| bpftrace |" in md and "Goals:" in md
     # one round gives no interval: each verdict says so rather than quote a bare ratio
-    assert md.count("- inconclusive: noise unknown") == 2, md
+    verdicts = [line for line in md.splitlines() if line.startswith(("- inconclusive", "- bpf"))]
+    assert len(verdicts) >= 3 and all("noise unknown" in v for v in verdicts), md
+    assert "on the same events (both attached in one run)" in md
     assert (tmp_path / "syscalls.bench.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "summary.md").exists()
 
@@ -201,30 +218,46 @@ def test_forced_attach_must_exist_in_catalog() -> None:
 def test_rounds_rotate_and_are_added_until_narrow(
     needs_bpf: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Each round starts at the next mode; rounds past the minimum are added only while the
+    """Each round starts at the next run; the run with both tracers attached at once attaches
+    them in an order alternating by round; rounds past the minimum are added only while the
     headline ratio's interval is wider than asked, up to the maximum."""
     import dataclasses
 
     order: list[tuple[int, str]] = []
-    real = bench.run_sample
+    real, real_together = bench.run_sample, bench.run_together
 
     def recorded(workload: bench.Workload, tracer: bench.Tracer | None, round_no: int,
                  *args: object) -> bench.Sample:
         order.append((round_no, tracer.mode if tracer else "untraced"))
         return real(workload, tracer, round_no, *args)  # type: ignore[arg-type]
 
+    def together(workload: bench.Workload, tracers: list[bench.Tracer], round_no: int,
+                 *args: object) -> list[bench.Sample]:
+        order.append((round_no, "both, first " + tracers[0].mode))
+        return real_together(workload, tracers, round_no, *args)  # type: ignore[arg-type]
+
     monkeypatch.setattr(bench, "run_sample", recorded)
+    monkeypatch.setattr(bench, "run_together", together)
     tracers = [bpftrace_counter(), dataclasses.replace(bpftrace_counter(), mode="libbpf")]
     loose = bench.Rounds(rounds=2, max_rounds=4, warmup=0, precision=0.99)
     samples = bench.run_rounds(loop_workload(), tracers, loose)
     assert order == [
-        (0, "untraced"), (0, "bpftrace"), (0, "libbpf"),
-        (1, "bpftrace"), (1, "libbpf"), (1, "untraced"),
+        (0, "untraced"), (0, "bpftrace"), (0, "libbpf"), (0, "both, first bpftrace"),
+        (1, "bpftrace"), (1, "libbpf"), (1, "both, first libbpf"), (1, "untraced"),
     ]
-    assert [s.mode for s in samples] == ["untraced", "bpftrace", "libbpf"] * 2  # mode order
+    modes = ["untraced", "bpftrace", "libbpf", "both:bpftrace", "both:libbpf"]
+    assert [s.mode for s in samples] == modes * 2  # mode order
+    both = [s for s in samples if s.mode.startswith("both:")]
+    assert all(s.events_counted == N and s.kernel_runs and s.kernel_runs >= N for s in both)
     order.clear()
     strict = bench.Rounds(rounds=2, max_rounds=4, warmup=0, precision=1e-9)
     samples = bench.run_rounds(loop_workload(), tracers, strict)
     assert sorted({r for r, _ in order}) == [0, 1, 2, 3]
-    assert order[6:9] == [(2, "libbpf"), (2, "untraced"), (2, "bpftrace")]
+    assert order[8:12] == [
+        (2, "libbpf"), (2, "both, first bpftrace"), (2, "untraced"), (2, "bpftrace"),
+    ]
     assert len({s.round for s in samples}) == 4
+    order.clear()
+    apart = bench.Rounds(rounds=1, max_rounds=1, warmup=0, together=False)
+    bench.run_rounds(loop_workload(), tracers, apart)
+    assert order == [(0, "untraced"), (0, "bpftrace"), (0, "libbpf")]

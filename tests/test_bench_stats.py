@@ -39,7 +39,27 @@ def test_a_clear_ratio_gets_a_verdict_with_its_interval() -> None:
     r = found.ratio
     assert r.lo <= 1.5 <= r.hi and r.hi - r.lo < 0.1 and r.n == 12
     assert found.verdict.startswith(f"bpftrace costs {r.value:.2f}x ({r.lo:.2f}x-{r.hi:.2f}x")
-    assert "of the twin in the kernel, per event" in found.verdict
+    assert "of the twin in the kernel, each in runs of its own, per event" in found.verdict
+
+
+def test_the_headline_is_both_tracers_on_the_same_events() -> None:
+    """With a run where both tracers were attached at once, the in-kernel headline (and the
+    stopping rule) reads it; its verdict names the tracers, not the modes."""
+    apart = rounds(1.5, 0.3, 8)  # separate runs: noisy
+    together = [dataclasses.replace(s, mode="both:" + s.mode) for s in rounds(2.0, 0.01, 8, 2)]
+    found = stats.comparisons(apart + together)
+    assert [(c.a, c.metric) for c in found] == [
+        ("both:bpftrace", "kernel_ns_per_event"), ("bpftrace", "kernel_ns_per_event"),
+        ("bpftrace", "overhead_ns_per_event"),
+    ]
+    headline = stats.headline(apart + together)
+    assert headline is found[0] or headline == found[0]
+    assert headline is not None and headline.ratio.lo <= 2.0 <= headline.ratio.hi
+    assert headline.verdict.startswith(f"bpftrace costs {headline.ratio.value:.2f}x (")
+    assert "of the twin in the kernel, on the same events (both attached in one run)" in (
+        headline.verdict)
+    assert stats.narrow_enough(apart + together, precision=0.02)
+    assert not stats.narrow_enough(apart, precision=0.02)
 
 
 def test_noise_makes_it_inconclusive_and_says_how_much() -> None:

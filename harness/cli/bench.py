@@ -52,6 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=at_least(0), default=1,
                         help="unrecorded rounds first (default 1)")
     parser.add_argument(
+        "--no-together", action="store_true",
+        help="no run with bpftrace and the twin attached at once (the in-kernel ratio then "
+        "comes from their separate runs, which repeat less on a busy machine)",
+    )
+    parser.add_argument(
         "--no-kernel-stats", action="store_true",
         help="do not read the kernel's per-program clock (bpf_stats): end-to-end figures only",
     )
@@ -163,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
     max_rounds = 3 * args.rounds if args.max_rounds is None else args.max_rounds
     plan = bench.Rounds(
         args.rounds, max_rounds, args.warmup, args.precision, not args.no_kernel_stats,
-        args.timeout,
+        args.timeout, not args.no_together,
     )
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     spec = None
@@ -197,13 +202,15 @@ def run(args: argparse.Namespace) -> int:
         env["bpftrace_version"] = resolve(args.bpftrace).version_text
         release = _release(args)
         args.label = f"{args.label}-{release}" if args.label else release
+    together = bench.together_pair(case.tracers) if plan.together and plan.kernel_stats else []
     print(
         f"bench {args.name}: {case.workload.description}, attach {case.attach}, "
-        f"{args.rounds} to {max_rounds} rounds x {['untraced', *[t.mode for t in case.tracers]]}",
+        f"{args.rounds} to {max_rounds} rounds x {['untraced', *[t.mode for t in case.tracers]]}"
+        + (" + both attached together" if together else ""),
         file=sys.stderr,
     )
 
-    per_round = 1 + len(case.tracers)
+    per_round = 1 + len(case.tracers) + len(together)
     total = max_rounds * per_round
     done = [0]
 

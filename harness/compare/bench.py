@@ -3,9 +3,15 @@ alternating A B C A B C ... in one process so ratios hold on a noisy machine.
 
 Workload protocol (workloads/syscall_loop.py, workloads/udp_send.py): the workload prints its pid
 (`pid <pid>` or the bare number) first, waits for a line on stdin (syscall_loop with `--wait-go`),
-runs exactly N events and, ideally, prints `events <N> elapsed_ns <ns>` timed around its loop, so
-start-up costs stay out of the per-event figure; otherwise it is timed from 'go' to its exit. The
-tracer attaches to the known pid before any event happens.
+runs exactly N events and, ideally, prints `events <N> elapsed_ns <ns> cpu_ns <ns>` timed around
+its loop, so start-up costs stay out of the per-event figure; otherwise it is timed from 'go' to
+its exit. The tracer attaches to the known pid before any event happens.
+
+End to end, a tracer's overhead is the workload's CPU time per event over the same round's
+untraced run when the workload reports its CPU time (`cpu_ns`: its thread's own time, the
+probes its events ran included), else its wall time. On a machine shared with other work the
+wall clock also counts the time other processes held the CPU: measured here under a load of 5 on
+2 cores, 200000 getppid() took 1030-2330 ns each by the wall clock and 497-570 ns of CPU.
 
 Tracers are spawned directly (not through a pty) so the spawn timestamp, the ready line's arrival
 and the peak memory (VmHWM, sampled until the tracer exits) belong to that one process. Every
@@ -39,11 +45,13 @@ from typing import IO
 
 from harness.compare import stats
 from harness.errors import HarnessError
-from harness.host.bpfstats import ProgramRun
+from harness.host.bpfstats import ProgramCounters, ProgramRun
 from harness.host.lifetime import reap, spawn
 from harness.paths import CHECKOUT
 
-MODES = ("untraced", "floor", "bpftrace", "libbpf")
+MODES = (
+    "untraced", "floor", "bpftrace", "libbpf", "both:floor", "both:bpftrace", "both:libbpf",
+)
 ROW_FIELDS = (
     "bench",
     "workload",
@@ -53,10 +61,12 @@ ROW_FIELDS = (
     "events_expected",
     "events_counted",
     "elapsed_ns",
+    "cpu_ns",
     "timed_by",
     "ns_per_event",
     "overhead_ns_per_event",
     "kernel_ns_per_event",
+    "program_ns_per_event",
     "kernel_runs",
     "programs",
     "attach_ms",
@@ -69,7 +79,7 @@ ROW_FIELDS = (
     "git_rev",
     "started_utc",
 )
-_DONE = re.compile(r"^events (\d+) elapsed_ns (\d+)\s*$")
+_DONE = re.compile(r"^events (\d+) elapsed_ns (\d+)(?: cpu_ns (\d+))?\s*$")
 _PID = re.compile(r"^(?:pid )?(\d+)\s*$")
 
 
@@ -116,12 +126,19 @@ class Sample:
     attach_ms: float | None = None
     peak_rss_kib: int | None = None
     overhead_ns_per_event: float | None = None
+    # in-kernel ns per event above the floor's, in the run where the floor ran beside it
+    program_ns_per_event: float | None = None
     timed_by: str = "loop"
     programs: list[ProgramRun] | None = None  # the kernel's clock per program (None: not read)
+    cpu_ns: int | None = None  # the workload's CPU time around its loop (None: not reported)
 
     @property
     def ns_per_event(self) -> float:
         return self.elapsed_ns / self.events_expected
+
+    def cost_ns(self) -> int:
+        """What end-to-end overhead compares: CPU time when the workload reported it."""
+        return self.elapsed_ns if self.cpu_ns is None else self.cpu_ns
 
     @property
     def kernel_ns(self) -> int | None:
@@ -158,6 +175,8 @@ class Rounds:
     precision: float = stats.PRECISION
     kernel_stats: bool = True
     timeout: float = 120.0
+    together: bool = True  # also a run with bpftrace and the twin attached at once (its kernel
+    # clock gives the headline in-kernel ratio; needs kernel_stats)
 
 
 @dataclass
@@ -226,11 +245,11 @@ def _start_workload(workload: Workload) -> tuple[subprocess.Popen[str], int]:
 
 def _finish_workload(
     proc: subprocess.Popen[str], workload: Workload, timeout: float
-) -> tuple[int, str]:
-    """Send 'go', wait for the exit: (elapsed ns, how it was timed).
+) -> tuple[int, str, int | None]:
+    """Send 'go', wait for the exit: (elapsed ns, how it was timed, CPU ns or None).
 
-    The workload's own `events N elapsed_ns T` line is preferred (its loop alone); a workload
-    without one is timed from 'go' to its exit, which also counts its teardown.
+    The workload's own `events N elapsed_ns T [cpu_ns C]` line is preferred (its loop alone); a
+    workload without one is timed from 'go' to its exit, which also counts its teardown.
     """
     go = time.monotonic_ns()
     try:
@@ -252,13 +271,14 @@ def _finish_workload(
                     f"workload ran {match.group(1)} events, expected {workload.events}",
                     "check the workload's --count handling",
                 )
-            return int(match.group(2)), "loop"
+            cpu = match.group(3)
+            return int(match.group(2)), "loop", None if cpu is None else int(cpu)
     if proc.returncode != 0:
         raise BenchError(
             f"workload exited {proc.returncode} (stderr {err.strip()[:200]!r})",
             "run the workload by hand to see why",
         )
-    return time.monotonic_ns() - go, "go->exit"
+    return time.monotonic_ns() - go, "go->exit", None
 
 
 def _stop_tracer(proc: subprocess.Popen[str], timeout: float) -> int | None:
@@ -303,48 +323,46 @@ def run_sample(
 ) -> Sample:
     """One run of the workload, under `tracer` (or untraced when None); with `kernel_stats`
     (statistics already on) the tracer's programs are read around the workload."""
-    proc, pid = _start_workload(workload)
     if tracer is None:
-        elapsed, timed_by = _finish_workload(proc, workload, timeout)
-        return Sample(round_no, "untraced", workload.events, None, elapsed, timed_by=timed_by)
-    with tempfile.TemporaryFile(mode="w+") as errlog:
-        try:
-            traced = _traced_run(proc, pid, workload, tracer, errlog, timeout, kernel_stats)
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                proc.communicate()
-            reap(proc)
-            tracer.cleanup()
-    reader, attach_ms, (elapsed, timed_by), peak, programs = traced
-    counted = tracer.count_events("".join(reader.lines))
-    return Sample(
-        round_no,
-        tracer.mode,
-        workload.events,
-        counted,
-        elapsed,
-        attach_ms,
-        peak,
-        timed_by=timed_by,
-        programs=programs,
-    )
+        proc, _ = _start_workload(workload)
+        elapsed, timed_by, cpu = _finish_workload(proc, workload, timeout)
+        return Sample(
+            round_no, "untraced", workload.events, None, elapsed, timed_by=timed_by, cpu_ns=cpu
+        )
+    return _traced_run(workload, [tracer], round_no, timeout, kernel_stats)[0]
 
 
-def _traced_run(
-    proc: subprocess.Popen[str],
-    pid: int,
-    workload: Workload,
-    tracer: Tracer,
-    errlog: IO[str],
-    timeout: float,
-    kernel_stats: bool,
-) -> tuple[_LineReader, float, tuple[int, str], int | None, list[ProgramRun] | None]:
-    """Spawn the tracer on `pid`, wait until ready, let the workload run, stop the tracer:
-    (stdout reader, attach ms, (workload elapsed ns, timed by), tracer peak RSS KiB, what each
-    of its programs did during the workload, or None unless `kernel_stats`)."""
-    from harness.host import bpfstats
+def run_together(
+    workload: Workload, tracers: Sequence[Tracer], round_no: int, timeout: float = 120.0
+) -> list[Sample]:
+    """One run of the workload with every tracer attached at once, attached in the given order
+    (each attach point runs its programs in attach order); statistics already on. A sample per
+    tracer, its mode prefixed `both:`: each program's `run_time_ns` over the very same events
+    in the very same machine state, so their ratio keeps none of the run-to-run noise of a
+    shared machine, and the floor's (when it is one of them) is what each of the others paid
+    for the attach point and the kernel's clock on those events. The workload's time is the
+    sum of all and is nobody's overhead."""
+    return _traced_run(workload, tracers, round_no, timeout, True, TOGETHER)
 
+
+TOGETHER = stats.TOGETHER  # mode prefix of the samples of run_together
+
+
+@dataclass
+class _Attached:
+    """One tracer of a traced run: its process, its output, what its programs did."""
+
+    tracer: Tracer
+    proc: subprocess.Popen[str]
+    reader: _LineReader
+    attach_ms: float
+    before: dict[int, ProgramCounters] = field(default_factory=dict)
+    programs: list[ProgramRun] | None = None
+    peak: int | None = None
+
+
+def _attach(tracer: Tracer, pid: int, errlog: IO[str], timeout: float) -> _Attached:
+    """Spawn the tracer on `pid` and wait for its ready line (its probes are live then)."""
     argv = list(tracer.argv(pid))
     spawned = time.monotonic_ns()
     try:
@@ -353,32 +371,79 @@ def _traced_run(
         raise BenchError(f"cannot start {argv[0]}: {exc.strerror}", "run scripts/setup.sh") from exc
     reader = _LineReader(tproc.stdout, tracer.is_ready)
     reader.start()
-    programs = None
-    try:
-        if not reader.ready.wait(timeout) or reader.ready_ns is None:
-            errlog.seek(0)
-            tail = errlog.read().strip().splitlines()[-1:] or ["(no stderr)"]
-            raise BenchError(
-                f"{tracer.mode} never printed its ready line (exit {tproc.poll()}): {tail[0]}",
-                "run the tracer by hand to see why",
-            )
-        attach_ms = (reader.ready_ns - spawned) / 1e6
-        before = bpfstats.read_programs(tproc.pid) if kernel_stats else {}
-        elapsed = _finish_workload(proc, workload, timeout)
-        if kernel_stats:
-            after = bpfstats.read_programs(tproc.pid)
+    if not reader.ready.wait(timeout) or reader.ready_ns is None:
+        reap(tproc)
+        errlog.seek(0)
+        tail = errlog.read().strip().splitlines()[-1:] or ["(no stderr)"]
+        raise BenchError(
+            f"{tracer.mode} never printed its ready line (exit {tproc.poll()}): {tail[0]}",
+            "run the tracer by hand to see why",
+        )
+    return _Attached(tracer, tproc, reader, (reader.ready_ns - spawned) / 1e6)
+
+
+def _traced_run(
+    workload: Workload,
+    tracers: Sequence[Tracer],
+    round_no: int,
+    timeout: float,
+    kernel_stats: bool,
+    prefix: str = "",
+) -> list[Sample]:
+    """Start the workload, attach each tracer to its pid, let the workload run, stop the
+    tracers: a sample per tracer (its mode with `prefix`), each with its attach time, peak RSS
+    and, with `kernel_stats`, what each of its programs did during the workload."""
+    from harness.host import bpfstats
+
+    proc, pid = _start_workload(workload)
+    with contextlib.ExitStack() as stack:
+        stack.callback(_end_workload, proc)
+        attached: list[_Attached] = []
+        for tracer in tracers:
+            stack.callback(tracer.cleanup)
+            errlog = stack.enter_context(tempfile.TemporaryFile(mode="w+"))
+            attached.append(_attach(tracer, pid, errlog, timeout))
+            stack.callback(reap, attached[-1].proc)
+        for a in attached if kernel_stats else ():
+            a.before = bpfstats.read_programs(a.proc.pid)
+        elapsed, timed_by, cpu = _finish_workload(proc, workload, timeout)
+        for a in attached if kernel_stats else ():
+            after = bpfstats.read_programs(a.proc.pid)
             if not after:
                 raise BenchError(
-                    f"{tracer.mode} (pid {tproc.pid}) holds no BPF program fd to read its "
+                    f"{a.tracer.mode} (pid {a.proc.pid}) holds no BPF program fd to read its "
                     "in-kernel cost from",
                     "bench it with --no-kernel-stats, or keep its program fds open",
                 )
-            programs = bpfstats.runs_between(before, after, bpfstats.program_names(list(after)))
-        peak = _stop_tracer(tproc, timeout)
-        reader.join(timeout)
-    finally:
-        reap(tproc)
-    return reader, attach_ms, elapsed, peak, programs
+            a.programs = bpfstats.runs_between(
+                a.before, after, bpfstats.program_names(list(after))
+            )
+        for a in attached:
+            a.peak = _stop_tracer(a.proc, timeout)
+            a.reader.join(timeout)
+    return [
+        Sample(
+            round_no,
+            prefix + a.tracer.mode,
+            workload.events,
+            a.tracer.count_events("".join(a.reader.lines)),
+            elapsed,
+            a.attach_ms,
+            a.peak,
+            timed_by=timed_by,
+            programs=a.programs,
+            cpu_ns=cpu,
+        )
+        for a in attached
+    ]
+
+
+def _end_workload(proc: subprocess.Popen[str]) -> None:
+    """A workload still running when its run failed is killed; each is waited for."""
+    if proc.returncode is None:
+        proc.kill()
+        proc.communicate()
+    reap(proc)
 
 
 def run_rounds(
@@ -410,21 +475,57 @@ def run_rounds(
     return samples
 
 
+def together_pair(tracers: Sequence[Tracer]) -> list[Tracer]:
+    """The tracers of the run where all attach at once: bpftrace and the twin when both are
+    benched, with the floor when it is (its cost on the same events is what both pay for the
+    attach point and the clock; the rest is their program's)."""
+    pair = [t for t in tracers if t.mode in ("bpftrace", "libbpf")]
+    floor = [t for t in tracers if t.mode == "floor"]
+    return floor + pair if len(pair) == 2 else []
+
+
+def _above_floor(together: list[Sample]) -> list[Sample]:
+    """Each tracer's in-kernel cost above the floor's on the same events (with a floor)."""
+    floor = next((s for s in together if s.mode == TOGETHER + "floor"), None)
+    base = None if floor is None else floor.kernel_ns_per_event
+    for s in together:
+        if base is not None and s is not floor and s.kernel_ns_per_event is not None:
+            s.program_ns_per_event = s.kernel_ns_per_event - base
+    return together
+
+
 def _one_round(
     workload: Workload, tracers: Sequence[Tracer], round_no: int, plan: Rounds
 ) -> list[Sample]:
-    """Every mode once, starting at a different one each round; returned in mode order."""
+    """Every run once (untraced, each tracer, and with `plan.together` bpftrace and the twin
+    attached at once, which attaches first alternating by round), starting at a different run
+    each round; returned in mode order."""
     modes: list[Tracer | None] = [None, *tracers]
-    shift = round_no % len(modes)
-    taken: dict[int, Sample] = {}
-    for i in [*range(shift, len(modes)), *range(shift)]:
-        taken[i] = run_sample(workload, modes[i], round_no, plan.timeout, plan.kernel_stats)
+    runs: list[Callable[[], list[Sample]]] = [
+        lambda t=t: [run_sample(workload, t, round_no, plan.timeout, plan.kernel_stats)]  # type: ignore[misc]
+        for t in modes
+    ]
+    group = together_pair(tracers) if plan.together and plan.kernel_stats else []
+    if group:
+        turn = round_no % len(group)
+        first = group[turn:] + group[:turn]  # who attaches first (runs first) rotates
+        runs.append(lambda: _above_floor(sorted(
+            run_together(workload, first, round_no, plan.timeout),
+            key=lambda s: MODES.index(s.mode),
+        )))
+    shift = round_no % len(runs)
+    done: dict[int, list[Sample]] = {}
+    for i in [*range(shift, len(runs)), *range(shift)]:
+        done[i] = runs[i]()
+    taken = {i: done[i][0] for i in range(len(modes))}
     base = taken[0]
     for i in range(1, len(modes)):
-        taken[i].overhead_ns_per_event = (
-            taken[i].elapsed_ns - base.elapsed_ns
-        ) / workload.events
-    return [taken[i] for i in range(len(modes))]
+        cpu = taken[i].cpu_ns is not None and base.cpu_ns is not None
+        traced, untraced = (
+            (taken[i].cost_ns(), base.cost_ns()) if cpu else (taken[i].elapsed_ns, base.elapsed_ns)
+        )
+        taken[i].overhead_ns_per_event = (traced - untraced) / workload.events
+    return [s for i in range(len(runs)) for s in done[i]]
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -482,10 +583,12 @@ def rows(result: BenchResult) -> list[dict[str, object]]:
                 "events_expected": s.events_expected,
                 "events_counted": "" if s.events_counted is None else s.events_counted,
                 "elapsed_ns": s.elapsed_ns,
+                "cpu_ns": "" if s.cpu_ns is None else s.cpu_ns,
                 "timed_by": s.timed_by,
                 "ns_per_event": f"{s.ns_per_event:.3f}",
                 "overhead_ns_per_event": _fmt(s.overhead_ns_per_event),
                 "kernel_ns_per_event": _fmt(s.kernel_ns_per_event),
+                "program_ns_per_event": _fmt(s.program_ns_per_event),
                 "kernel_runs": "" if s.kernel_runs is None else s.kernel_runs,
                 "programs": "" if s.programs is None else len(s.programs),
                 "attach_ms": _fmt(s.attach_ms),
@@ -550,6 +653,31 @@ def write_programs_csv(result: BenchResult, path: Path) -> Path | None:
     return path
 
 
+@dataclass(frozen=True)
+class Row:
+    """A bench CSV row as the statistics read it back (compare.stats.paired's fields)."""
+
+    round: int
+    mode: str
+    kernel_ns_per_event: float | None
+    overhead_ns_per_event: float | None
+    program_ns_per_event: float | None = None
+
+
+def read_rows(path: Path) -> list[Row]:
+    """A bench CSV's rounds, so its verdicts can be made again from the file alone."""
+
+    def number(text: str | None) -> float | None:
+        return float(text) if text else None
+
+    with path.open(newline="") as fh:
+        return [
+            Row(int(r["round"]), r["mode"], number(r.get("kernel_ns_per_event")),
+                number(r.get("overhead_ns_per_event")), number(r.get("program_ns_per_event")))
+            for r in csv.DictReader(fh)
+        ]
+
+
 def _finite(values: Sequence[float | None]) -> list[float]:
     return [v for v in values if v is not None and math.isfinite(v)]
 
@@ -560,10 +688,10 @@ def _median_cell(values: Sequence[float | None], digits: int = 1) -> str:
     return stats.median_ci(finite).text(digits=digits) if finite else "-"
 
 
-def comparisons(samples: Sequence[Sample]) -> list[stats.Comparison]:
-    """bpftrace against the twin, in the kernel and end to end (those that can be made)."""
-    found = [stats.compare(samples, metric) for metric in stats.METRICS]
-    return [c for c in found if c is not None]
+def comparisons(samples: Sequence[Sample] | Sequence[Row]) -> list[stats.Comparison]:
+    """bpftrace against the twin, in the kernel (on the same events, and in runs of their own)
+    and end to end: those that can be made, the headline first."""
+    return stats.comparisons(samples)
 
 
 def _floor_lines(samples: Sequence[Sample]) -> list[str]:
@@ -640,6 +768,20 @@ def _stray_lines(samples: Sequence[Sample]) -> list[str]:
     return lines
 
 
+def _runs(modes: Sequence[str]) -> str:
+    """The runs of a round as the summary names them."""
+    alone = [m for m in modes if not m.startswith(TOGETHER)]
+    both = [m.removeprefix(TOGETHER) for m in modes if m.startswith(TOGETHER)]
+    return ", ".join(alone + ([f"{' and '.join(both)} attached together ({TOGETHER}*)"]
+                              if both else []))
+
+
+def _timed(samples: Sequence[Sample]) -> str:
+    """Which clock the overheads of these samples read."""
+    cpu = all(s.cpu_ns is not None for s in samples)
+    return "here: CPU time" if cpu else "here: wall time, at least in part"
+
+
 def _goal(comparison: stats.Comparison | None, goal: float) -> str:
     """Whether the interval of a ratio lies under `goal`: met, NOT met, or undecided."""
     if comparison is None:
@@ -662,8 +804,8 @@ def summary_markdown(result: BenchResult, extra: Sequence[str] = ()) -> str:
         f"# Benchmark `{result.name}`",
         "",
         f"Workload: {result.workload.description} ({result.workload.events} events per run); "
-        f"attach: {result.attach}; {rounds} rounds, every mode once per round in a rotating "
-        f"order ({', '.join(modes)}); started {result.started_utc}.",
+        f"attach: {result.attach}; {rounds} rounds, every run once per round in a rotating "
+        f"order ({_runs(modes)}); started {result.started_utc}.",
         "",
         "| field | value |",
         "|---|---|",
@@ -675,17 +817,19 @@ def summary_markdown(result: BenchResult, extra: Sequence[str] = ()) -> str:
         *([] if found else ["- none: a verdict needs bpftrace and libbpf both measured."]),
         "",
         "Median (95% CI) over rounds; in-kernel = the tracer's programs' `run_time_ns` per "
-        "workload event; overhead = traced - untraced workload time per event:",
+        "workload event; overhead = traced - untraced workload time per event, CPU time where "
+        f"the workload reports it ({_timed(samples)}); ns/event = the workload's wall time:",
         "",
-        "| mode | in-kernel ns/event | overhead ns/event | ns/event | attach ms | peak RSS MiB "
-        "| events counted |",
-        "|---|---|---|---|---|---|---|",
+        "| mode | in-kernel ns/event | above the floor, same run | overhead ns/event | ns/event "
+        "| attach ms | peak RSS MiB | events counted |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for mode in modes:
         ss = [s for s in samples if s.mode == mode]
         counted = sorted({s.events_counted for s in ss if s.events_counted is not None})
         lines.append(
             f"| {mode} | {_median_cell([s.kernel_ns_per_event for s in ss])} "
+            f"| {_median_cell([s.program_ns_per_event for s in ss])} "
             f"| {_median_cell([s.overhead_ns_per_event for s in ss])} "
             f"| {_median_cell([s.ns_per_event for s in ss])} "
             f"| {_median_cell([s.attach_ms for s in ss])} "
@@ -700,7 +844,9 @@ def summary_markdown(result: BenchResult, extra: Sequence[str] = ()) -> str:
     stray = _stray_lines(samples)
     if stray:
         lines += ["", "Runs beside the workload's:", "", *stray]
-    by_metric = {c.metric: c for c in found}
+    by_metric: dict[str, stats.Comparison] = {}
+    for c in found:  # the headline of each metric: on the same events where both ran at once
+        by_metric.setdefault(c.metric, c)
     libbpf_attach = _finite([s.attach_ms for s in samples if s.mode == "libbpf"])
     lines += [
         "",

@@ -45,11 +45,12 @@ def python_loop(count: int, wait_go: bool) -> int:
     if wait_go and not sys.stdin.readline():
         return 3
     getppid = os.getppid
-    start = time.monotonic_ns()
+    start, cpu_start = time.monotonic_ns(), time.thread_time_ns()
     for _ in range(count):
         getppid()
+    cpu = time.thread_time_ns() - cpu_start
     elapsed = time.monotonic_ns() - start
-    print(f"events {count} elapsed_ns {elapsed}", flush=True)
+    print(f"events {count} elapsed_ns {elapsed} cpu_ns {cpu}", flush=True)
     return 0
 
 
