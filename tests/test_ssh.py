@@ -288,5 +288,8 @@ def test_a_bench_runs_its_rounds_on_the_remote(local_ssh: None, tmp_path: Path) 
     with (tmp_path / "syscalls-sshktrace-localhost.csv").open() as f:
         rows = {r["mode"]: r for r in csv.DictReader(f)}
     assert rows["bpftrace"]["events_counted"] == rows["libbpf"]["events_counted"] == "5000"
+    # the run with both attached: each output comes back and is counted by its own tracer
+    assert rows["both:bpftrace"]["events_counted"] == rows["both:libbpf"]["events_counted"] == (
+        "5000")
     summary = (tmp_path / "syscalls-sshktrace-localhost.md").read_text()
     assert f"on {socket.gethostname()} ({LOCAL})" in summary

@@ -232,7 +232,10 @@ def test_bench_of_a_probe_line_measures_both_generated_programs(tmp_path: Path) 
     assert main(argv) == 0
     with (tmp_path / "getppid-kstack.csv").open() as fh:
         table = list(csv.DictReader(fh))
-    assert [r["mode"] for r in table] == ["untraced", "floor", "bpftrace", "libbpf"]
+    assert [r["mode"] for r in table] == [
+        "untraced", "floor", "bpftrace", "libbpf", "both:floor", "both:bpftrace", "both:libbpf",
+    ]
     assert table[2]["events_counted"] == table[3]["events_counted"] == "3000"
+    assert table[5]["events_counted"] == table[6]["events_counted"] == "3000"
     assert "@count[kstack] = count();" in (tmp_path / "getppid-kstack.bt").read_text()
     assert "bpf_get_stackid" in (tmp_path / "getppid-kstack.bpf.c").read_text()

@@ -13,16 +13,18 @@ import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.cli.options import (
-    add_bpftrace_argument,
     add_lane_argument,
     at_least,
     duration,
     prepare_bpftrace,
 )
 from harness.errors import UsageError
+
+if TYPE_CHECKING:
+    from harness.lanes.base import Lane
 
 EXAMPLES = """examples:
   harness bench syscalls                 # getppid() loop: untraced vs bpftrace vs libbpf
@@ -82,7 +84,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label", help="suffix for the output files: <NAME>-<LABEL>.csv/.md "
                         "(with --bpftrace, -bpftrace<VERSION> follows it)")
     add_lane_argument(parser)
-    add_bpftrace_argument(parser)
+    parser.add_argument(
+        "--kernels", metavar="LIST",
+        help="one table across kernels: a comma list of 6.1, 6.12 (VM lane) and host; with a "
+        "comma list of --bpftrace releases, a bench per kernel x release, then "
+        "<TARGET>-table.csv/.md/.png of in-kernel ns/event per kernel x release x tracer",
+    )
+    parser.add_argument(
+        "--bpftrace", metavar="VERSION",
+        help="the bpftrace release to run: system (default), its version (0.17), 0.27 or "
+        "latest (a Debian root built on first use; `harness doctor` lists them); a comma list "
+        "(0.17,0.27) benches each and writes the table as --kernels does",
+    )
     parser.add_argument(
         "--prebuilt", type=Path, help="use this build directory of the libbpf twin (made elsewhere)"
     )
@@ -100,6 +113,16 @@ def _vm_note(lane: dict[str, Any]) -> str:
         " emulated: absolute times are not the host's, only the ratios within this table"
         " compare.\n"
     )
+
+
+def _pmu(lane: Lane) -> str:
+    """Whether `bpftool prog profile` could count cycles and instructions where the rounds ran."""
+    from harness.host import pmu
+
+    if lane.name == "host":
+        return pmu.state()
+    accel = lane.describe().get("accel")
+    return pmu.guest_state(str(accel)) if accel else "not probed on a remote host"
 
 
 def _release(args: argparse.Namespace) -> str:
@@ -139,6 +162,9 @@ def _check(args: argparse.Namespace) -> None:
     from harness.compare.bench_cases import check_modes
 
     check_modes([m.strip() for m in args.modes.split(",") if m.strip()])
+    from harness.cli.bench_table import check
+
+    check(args)
     if ":" not in args.name and given_spec_options(args):
         raise UsageError(
             f"spec options ({', '.join(sorted(given_spec_options(args)))}) do not apply to "
@@ -151,16 +177,29 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.compare import bench, bench_cases
+    from harness.compare import bench_cases
     from harness.report.rundir import check_writable
 
     _check(args)
     out_dir = args.out or bench_cases.results_root() / "bench"
     check_writable(out_dir, "pass a writable --out DIR")  # before minutes of rounds
+    if args.kernels is not None or (args.bpftrace and "," in args.bpftrace):
+        from harness.cli.bench_table import run_table
+
+        return run_table(args, out_dir, _one, _report)
     prepare_bpftrace(args)
     from harness.lanes.registry import get_lane
 
-    lane = get_lane(args.lane)
+    _one(args, get_lane(args.lane), out_dir)
+    _report(args, out_dir)
+    return 0
+
+
+def _one(args: argparse.Namespace, lane: Lane, out_dir: Path) -> Path:
+    """One bench on one lane with one bpftrace release: its CSV, .md and programs written into
+    `out_dir`; returns the CSV's path."""
+    from harness.compare import bench, bench_cases
+
     on_host = lane.name == "host"
     if not on_host and not args.label:  # a guest's or a remote's figures get files of their own
         args.label = re.sub(r"[^A-Za-z0-9_.-]+", "", lane.name)  # vm6.1, sshlab-box
@@ -244,7 +283,10 @@ def run(args: argparse.Namespace) -> int:
     csv_path = bench.write_csv(result, out_dir / f"{stem}.csv")
     programs_path = bench.write_programs_csv(result, out_dir / f"{stem}.programs.csv")
     md_path = out_dir / f"{stem}.md"
-    summary = bench.summary_markdown(result, bench_cases.notes(case, out_dir))
+    summary = bench.summary_markdown(
+        result, [*bench_cases.notes(case, out_dir), f"- cycles and instructions per run: "
+                 f"{_pmu(lane)}."]
+    )
     if not on_host:
         summary = summary.rstrip("\n") + "\n" + _vm_note(lane.describe())
     md_path.write_text(summary)
@@ -256,5 +298,4 @@ def run(args: argparse.Namespace) -> int:
         print(programs_path)
     print(md_path)
     print(md_path.read_text())
-    _report(args, out_dir)
-    return 0
+    return csv_path

@@ -605,7 +605,7 @@ class RemoteLane(Lane):
         """The rounds run remotely (its kernel, its bpftrace, the twin built here); each round's
         program is generated here when the agent names the workload's pid, and each tracer's
         output comes back to be counted here, by the tracer's own count_events."""
-        from harness.compare.bench import Sample
+        from harness.compare.bench import TOGETHER, Sample
 
         with_program = [t for t in tracers if t.program is not None]
         if len(with_program) > 1 or any(not t.template for t in tracers):
@@ -645,7 +645,8 @@ class RemoteLane(Lane):
             sample = wire.decode(Sample, d)
             if sample.events_counted is not None:  # the index of its output, counted here
                 output = data["outputs"][sample.events_counted]
-                sample.events_counted = by_mode[sample.mode].count_events(output)
+                tracer = by_mode[sample.mode.removeprefix(TOGETHER)]  # both:bpftrace, too
+                sample.events_counted = tracer.count_events(output)
             samples.append(sample)
             if progress is not None:
                 progress(sample)

@@ -190,6 +190,57 @@ def plot_bench(frame: pd.DataFrame, title: str, path: Path) -> Path:
     return path
 
 
+def plot_bench_table(csv_path: Path, title: str, path: Path) -> Path:
+    """In-kernel ns per event per kernel x bpftrace release (a group each), a bar per tracer
+    (its median in runs of its own, the 95% interval as the error bar), on a log scale: a TCG
+    guest's figures are tens of times the host's, and each group's ratios still read."""
+    import pandas as pd
+
+    frame = pd.read_csv(csv_path, dtype=str).fillna("")
+    frame = frame[frame["error"] == ""]
+    groups = list(dict.fromkeys(zip(frame["kernel_series"], frame["bpftrace"], strict=True)))
+    tracers = [t for t in ("floor", "bpftrace", "libbpf") if t in set(frame["tracer"])]
+    fig = _new_figure(max(6.0, 1.6 * len(groups) + 2), 5)
+    ax = fig.subplots()
+    width = 0.8 / max(1, len(tracers))
+    for i, tracer in enumerate(tracers):
+        xs, ys, lows, highs = [], [], [], []
+        for g, (series, release) in enumerate(groups):
+            rows = frame[(frame["kernel_series"] == series) & (frame["bpftrace"] == release)
+                         & (frame["tracer"] == tracer)]
+            if rows.empty or not rows["kernel_ns_per_event"].iloc[0]:
+                continue
+            row = rows.iloc[0]
+            value = float(row["kernel_ns_per_event"])
+            xs.append(g + (i - (len(tracers) - 1) / 2) * width)
+            ys.append(value)
+            lo = float(row["kernel_lo"]) if row["kernel_lo"] else value
+            hi = float(row["kernel_hi"]) if row["kernel_hi"] else value
+            lows.append(value - lo)
+            highs.append(hi - value)
+        ax.bar(xs, ys, width, yerr=[lows, highs], capsize=3, label=tracer,
+               color=MODE_COLORS.get(tracer, "#2ca02c"))
+        for x, y in zip(xs, ys, strict=True):
+            ax.annotate(f"{y:.0f}", (x, y), ha="center", va="bottom", fontsize=7)
+    ratios = {
+        (r["kernel_series"], r["bpftrace"]): r["ratio_to_twin"]
+        for _, r in frame.iterrows() if r["tracer"] == "bpftrace" and r["ratio_to_twin"]
+    }
+    labels = [
+        f"{series}\nbpftrace {release}"
+        + (f"\n{float(ratios[(series, release)]):.2f}x the twin" if (series, release) in ratios
+           else "")
+        for series, release in groups
+    ]
+    ax.set_xticks(range(len(groups)), labels, fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("in-kernel ns per event (log scale)")
+    ax.legend(fontsize=8)
+    fig.suptitle(title + "\nmedian over rounds, 95% CI; ratio: the headline, on the same events")
+    fig.savefig(path)
+    return path
+
+
 def is_series(frame: pd.DataFrame) -> bool:
     """A map printed more than once (interval `print(); clear();`): a time series."""
     return "printing" in frame.columns and frame["printing"].nunique() > 1
