@@ -180,7 +180,8 @@ def test_bench_csv_gets_comparison_png(tmp_path: Path) -> None:
     assert run_dir / "demo.bench.png" in written
     assert_png(run_dir / "demo.bench.png")
     summary = (run_dir / "summary.md").read_text()
-    assert "ratio bpftrace/libbpf 2.00x" in summary
+    # the headline verdict with its interval (identical rounds: a point interval), not a bare ratio
+    assert "bpftrace costs 2.00x (2.00x-2.00x, 95% CI, 3 rounds) of the twin end to end" in summary
 
 
 def test_errors_are_one_line(tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import statistics
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -288,7 +287,7 @@ def _report_bench(csv: Path, plots: bool, out: Path) -> MapReport:
         png = out / f"{csv.stem}.bench.png"
         plotting.plot_bench(frame, f"benchmark {csv.stem}", png)
         report.files.append((png, "benchmark comparison: per-event cost, overhead, attach, memory"))
-    report.note = _bench_note(frame)
+    report.note = _bench_note(csv)
     return report
 
 
@@ -318,19 +317,16 @@ def summable(stem: str, meta: dict[str, Any]) -> bool:
     return bool(funcs) and funcs <= {"count", "sum"}
 
 
-def _bench_note(frame: pd.DataFrame) -> str:
-    """Median per-event overhead per tracer and their ratio, as one line."""
-    meds: dict[str, float] = {}
-    for mode in ("bpftrace", "libbpf"):
-        if "overhead_ns_per_event" not in frame.columns:
-            break
-        values = frame.loc[frame["mode"] == mode, "overhead_ns_per_event"].dropna().astype(float)
-        if len(values):
-            meds[mode] = statistics.median(values.tolist())
-    parts = [f"{m} median overhead {v:.1f} ns/event" for m, v in meds.items()]
-    if meds.get("libbpf", 0) > 0 and "bpftrace" in meds:
-        parts.append(f"ratio bpftrace/libbpf {meds['bpftrace'] / meds['libbpf']:.2f}x")
-    return "; ".join(parts)
+def _bench_note(csv: Path) -> str:
+    """The bench's headline verdict, made again from its CSV: a ratio with its interval, or
+    "inconclusive" with the noise, never a bare ratio."""
+    from harness.compare import bench, stats
+
+    try:
+        found = stats.headline(bench.read_rows(csv))
+    except (KeyError, ValueError):
+        return "no verdict: the CSV lacks a bench's round/mode columns"
+    return found.verdict if found is not None else "no verdict: needs bpftrace and libbpf"
 
 
 def _meta_lines(meta: dict[str, Any]) -> list[str]:
