@@ -43,8 +43,9 @@ CASES: dict[str, tuple[str, list[str], str]] = {
 }
 SUMMARY_COLUMNS = (
     "case", "what", "bench", "bpftrace", "attach", "rounds", "events",
-    "bpftrace_overhead_ns", "libbpf_overhead_ns", "ratio", "bpftrace_attach_ms",
-    "libbpf_attach_ms", "load_before", "load_after", "csv",
+    "bpftrace_overhead_ns", "libbpf_overhead_ns", "ratio", "kernel_ratio", "kernel_lo",
+    "kernel_hi", "verdict", "bpftrace_attach_ms", "libbpf_attach_ms", "load_before",
+    "load_after", "csv",
 )
 
 
@@ -77,6 +78,10 @@ def medians(path: Path) -> dict[str, object]:
 
     b, lb = med("bpftrace", "overhead_ns_per_event"), med("libbpf", "overhead_ns_per_event")
     first = rows[0] if rows else {}
+    sys.path.insert(0, str(REPO))
+    from harness.compare import bench, stats
+
+    head = stats.headline(bench.read_rows(path))  # in the kernel above the floor, same events
     return {
         "bench": first.get("bench", ""),
         "bpftrace": first.get("bpftrace_version", ""),
@@ -86,6 +91,10 @@ def medians(path: Path) -> dict[str, object]:
         "bpftrace_overhead_ns": b,
         "libbpf_overhead_ns": lb,
         "ratio": b / lb if b is not None and lb else None,
+        "kernel_ratio": head.ratio.value if head else None,
+        "kernel_lo": head.ratio.lo if head else None,
+        "kernel_hi": head.ratio.hi if head else None,
+        "verdict": head.verdict if head else "",
         "bpftrace_attach_ms": med("bpftrace", "attach_ms"),
         "libbpf_attach_ms": med("libbpf", "attach_ms"),
     }
@@ -104,14 +113,16 @@ def write_summary(rows: list[dict[str, object]], out: Path) -> None:
         writer.writeheader()
         writer.writerows({k: fmt(r.get(k)) for k in SUMMARY_COLUMNS} for r in rows)
     shown = ("case", "what", "bpftrace", "attach", "bpftrace_overhead_ns", "libbpf_overhead_ns",
-             "ratio", "bpftrace_attach_ms", "libbpf_attach_ms", "load_before", "csv")
+             "ratio", "verdict", "bpftrace_attach_ms", "libbpf_attach_ms", "load_before", "csv")
     lines = [
         "# Per-spec benchmarks: bpftrace vs its generated libbpf twin",
         "",
         f"`scripts/bench_specs.py`, {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}, "
         f"{os.cpu_count()} CPUs. Overheads are medians over rounds of (traced - untraced) "
-        "ns per event; ratio = bpftrace / twin. Case d runs its tracepoint equivalent on a "
-        "kernel without kprobes (attach column).",
+        "ns per event (the workload's CPU time); ratio = bpftrace / twin of those medians; "
+        "verdict = the bench's headline, in the kernel above the floor on the same events, with "
+        "its 95% CI. Case d runs its tracepoint equivalent on a kernel without kprobes (attach "
+        "column).",
         "",
         "| " + " | ".join(shown) + " |",
         "|" + "---|" * len(shown),

@@ -70,7 +70,7 @@ def run_table(
 ) -> int:
     from harness.compare.bench_table import Cell, write
     from harness.host import pmu
-    from harness.lanes.base import get_lane
+    from harness.lanes.registry import get_lane
 
     series_list, versions = kernels(args.kernels), releases(args.bpftrace)
     cells: list[Cell] = []
