@@ -185,7 +185,8 @@ def test_cli_bench_writes_csv_md_and_png(needs_bpf: None, tmp_path: Path) -> Non
     md = (tmp_path / "syscalls.md").read_text()
     assert "| bpftrace |" in md and "Goals:" in md
     # one round gives no interval: each verdict says so rather than quote a bare ratio
-    verdicts = [line for line in md.splitlines() if line.startswith(("- inconclusive", "- bpf"))]
+    verdicts = [line for line in md.splitlines()
+                if line.startswith(("- inconclusive", "- bpftrace costs"))]
     assert len(verdicts) >= 3 and all("noise unknown" in v for v in verdicts), md
     assert "on the same events (both attached in one run)" in md
     assert (tmp_path / "syscalls.bench.png").read_bytes()[:4] == b"\x89PNG"

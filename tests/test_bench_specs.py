@@ -34,7 +34,8 @@ def test_spec_benches_per_release_in_one_invocation(tmp_path: Path) -> None:
                          ("ktrace-spec-d-bpftrace0.27.0", "60")):
         rows = list(csv.DictReader((tmp_path / f"{stem}.csv").open()))
         traced = {r["mode"]: r["events_counted"] for r in rows if r["mode"] != "untraced"}
-        assert traced == {"floor": "", "bpftrace": events, "libbpf": events}, stem
+        assert traced == {"floor": "", "bpftrace": events, "libbpf": events, "both:floor": "",
+                          "both:bpftrace": events, "both:libbpf": events}, stem
         assert "SEC(" in (tmp_path / f"{stem}.bpf.c").read_text()
         assert "count()" in (tmp_path / f"{stem}.bt").read_text()
     assert "spec-a-count-bpftrace0.27.0" in (tmp_path / "summary.md").read_text()  # the report
