@@ -69,7 +69,6 @@ def test_run_dry_run_targets(run_cli: Any, target: str) -> None:
     one_line_or_success(run_cli("run", "-d", "1s", "--dry-run", "-q", "--", target), "run")
 
 
-@pytest.mark.xfail(reason="parser part of issue 19 pending (lands on issue 18's parser)")
 @FUZZ
 @given(body=st.lists(st.one_of(
     st.sampled_from(["@x: 1", "@x[1]: 2", "@x[a, b]: 3", "@h:", "[1, 2) 3 |@@|", "[4, 8)",
@@ -90,7 +89,6 @@ json_values = st.recursive(
 )
 
 
-@pytest.mark.xfail(reason="parser part of issue 19 pending (lands on issue 18's parser)")
 @FUZZ
 @given(kind=st.sampled_from(["map", "hist", "stats", "lhist", "attached_probes", "printf",
                              "time", "lost_events", "x"]),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Mapping
@@ -21,6 +22,8 @@ EXAMPLES = """examples:
   harness parse out.json --format json       # bpftrace -f json output
   harness parse out.txt --csv /tmp/maps      # one CSV per map plus run.json
   harness parse out.txt --top 50             # more rows per map
+  harness parse out.txt --program prog.bt    # printf lines shaped like map lines stay text
+  harness parse results/RUN/stdout.txt       # a run's output, read with the program in run.json
 """
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,6 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="text (default) or json (`bpftrace -f json`); guessed when omitted")
     parser.add_argument("--csv", type=Path, metavar="DIR",
                         help="write one CSV per map plus run.json into DIR")
+    parser.add_argument("--program", type=Path, metavar="FILE",
+                        help="the bpftrace program that printed FILE (default: the program in "
+                        "run.json beside FILE, if any): a printf line shaped like an entry of a "
+                        "map the program does not have then stays a printed line")
     parser.add_argument("--rows", "--top", type=at_least(0), default=10, dest="rows",
                         help="rows shown per map, largest values first (default 10); "
                         "the table says how many it leaves out")
@@ -39,6 +46,27 @@ def _guess_format(text: str) -> str:
     return "json" if first.lstrip().startswith("{") else "text"
 
 
+def _read(path: Path, fix: str) -> str:
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise UsageError(f"cannot read {path}: {err.__class__.__name__}: {err}", fix) from None
+
+
+def _program(path: Path, given: Path | None) -> tuple[str | None, str]:
+    """The program that printed `path`, and where it came from ('' when none is known): the
+    one given, else a run directory's run.json (`program`), else none (any `@name` line
+    shaped like an entry is then read as one)."""
+    if given is not None:
+        return _read(given, "give --program a readable bpftrace program file"), str(given)
+    meta = path.parent / "run.json"
+    try:
+        program = json.loads(meta.read_text()).get("program")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return None, ""  # no run directory (or not one we wrote): no program known
+    return (program, str(meta)) if isinstance(program, str) else (None, "")
+
+
 def run(args: argparse.Namespace) -> int:
     from harness.output.frames import to_frames
     from harness.output.parse import parse_json, parse_text
@@ -47,13 +75,10 @@ def run(args: argparse.Namespace) -> int:
     path: Path = args.file
     if args.csv:  # before parsing: a big file is not parsed only to be refused
         check_writable(args.csv, "pass a writable --csv DIR")
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as err:
-        raise UsageError(f"cannot read {path}: {err.__class__.__name__}: {err}",
-                         "give a readable bpftrace output file") from None
+    text = _read(path, "give a readable bpftrace output file")
     fmt = args.format or _guess_format(text)
-    output = parse_json(text) if fmt == "json" else parse_text(text)
+    program, program_from = _program(path, args.program)
+    output = parse_json(text) if fmt == "json" else parse_text(text, program=program)
     frames = to_frames(output)
     if args.csv:  # written before the summary, so a closed pipe (`| head`) loses nothing
         meta = {"command": "harness parse", "source": str(path.resolve()), "format": fmt,
@@ -65,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
 
     say_warnings("parse", output.warnings, len(output.unparsed))
     try:
-        _print_summary(path, fmt, output.probes, len(output.lines), frames, args.rows)
+        _print_summary(path, fmt, output.probes, len(output.lines), frames, args.rows,
+                       program_from if fmt == "text" else "")
         print(f"yield: {counts_line(output.counts())}")
         if args.csv:
             print(f"\nwrote {len(frames)} CSV files and run.json to {written}")
@@ -77,11 +103,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_summary(path: Path, fmt: str, probes: int | None, n_lines: int,
-                   frames: Mapping[str, pd.DataFrame], rows: int) -> None:
+                   frames: Mapping[str, pd.DataFrame], rows: int, program_from: str) -> None:
     from harness.cli.tables import render
 
     print(f"{path}: format {fmt}, probes {probes}, {n_lines} printed lines, "
-          f"{len(frames)} maps")
+          f"{len(frames)} maps" + (f", program from {program_from}" if program_from else ""))
     for name, frame in frames.items():
         print(f"\n{name}  ({len(frame)} rows)")
         print(render(frame, rows))

@@ -80,13 +80,24 @@ def render(
     if total == 0:
         return "(no entries)" + "".join(f"\n{n}" for n in notes)
     cells = [
-        [_stack_cell(v, stack_depth) if _is_stack(v) else v for v in (shown[c][i] for c in shown)]
+        [_stack_cell(v, stack_depth) if _is_stack(v) else _short(v)
+         for v in (shown[c][i] for c in shown)]
         for i in order
     ]
     from tabulate import tabulate
 
     table = tabulate(cells, headers=list(shown), tablefmt="simple", disable_numparse=True)
     return table + "".join(f"\n{n}" for n in notes)
+
+
+CELL_MOST = 200  # characters of one value shown in a table cell; the CSV holds it whole
+
+
+def _short(value: object) -> object:
+    """A string too long for a terminal (a 10 MB value) cut, saying how long it is."""
+    if isinstance(value, str) and len(value) > CELL_MOST:
+        return f"{value[:CELL_MOST // 2]}… ({len(value)} characters; whole in the CSV)"
+    return value
 
 
 def counts_line(counts: dict[str, int]) -> str:

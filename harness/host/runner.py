@@ -262,6 +262,8 @@ class _StreamReader(threading.Thread):
         self.out_eof = False
         self.err_eof = False
         self._partial = b""
+        # stdout ended inside a line (no newline after its last bytes): that line was cut off
+        self.cut = False
 
     def run(self) -> None:
         fds = {self.pty_fd: "out", self.err_fd: "err"}
@@ -297,6 +299,7 @@ class _StreamReader(threading.Thread):
             if self._partial:
                 self.lines.append(_decode(self._partial))
                 self.times.append(now)
+                self.cut = not self._partial.endswith(b"\r")  # a pty's CR of CRLF: whole
                 self._partial = b""
             return
         data = self._partial + chunk
@@ -304,6 +307,11 @@ class _StreamReader(threading.Thread):
         for raw in complete:
             self.lines.append(_decode(raw))
             self.times.append(now)
+
+    def stdout(self) -> str:
+        """The stdout read so far as one text (call under the lock): ending as the stream
+        did, without a newline when it stopped inside its last line (cut off)."""
+        return "\n".join(self.lines) + ("\n" if self.lines and not self.cut else "")
 
     def wait_for(self, predicate: Callable[[], bool], deadline: float) -> bool:
         """Wait until predicate() (called under the lock) holds; False at the deadline."""
@@ -580,8 +588,8 @@ class BpftraceProcess:
         with self.reader.cond:
             lines = list(self.reader.lines)
             times = list(self.reader.times)
+            stdout = self.reader.stdout()
             stderr = self.reader.stderr.decode("utf-8", "replace").replace("\r\n", "\n")
-        stdout = "\n".join(lines) + ("\n" if lines else "")
         base = self.attached if self.attached is not None else self.started
         # Diagnostics still found on stdout (a wrapper such as setpriv may write there too).
         _, stray = split_diagnostics(stdout)
@@ -618,20 +626,26 @@ class BpftraceProcess:
             result.error = classify(diagnostics or stdout, self.program)
         from harness.output.parse import parse_text
 
-        # The marker becomes an empty line, so line numbers still match stdout.txt.
-        parsed = [
-            "" if i == self._marker_index or ln.strip() == self.marker else ln
-            for i, ln in enumerate(lines)
-        ]
         parse_began = time.monotonic()
         try:
-            result.output = parse_text("\n".join(parsed) + "\n", line_times=result.line_times)
+            result.output = parse_text(
+                stdout_to_parse(stdout, self.marker, self._marker_index),
+                line_times=result.line_times, program=self.program)
         except HarnessError as err:
             result.error = result.error or err
         result.extra["parse_s"] = time.monotonic() - parse_began
         if result.output is not None:
             result.output.warnings.extend(result.warnings)
         return result
+
+
+def stdout_to_parse(stdout: str, marker: str, marker_index: int | None = None) -> str:
+    """bpftrace's stdout as the parser reads it: the ready marker's line emptied, so line
+    numbers still match stdout.txt, and its end kept as it was: a stream that stopped inside
+    its last line (no newline) tells the parser that line was cut off (a value there may be
+    cut mid-number). Every place that parses a run's stdout goes through here."""
+    return "\n".join("" if i == marker_index or ln.strip() == marker else ln
+                     for i, ln in enumerate(stdout.split("\n")))
 
 
 _WARMED: list[threading.Thread] = []

@@ -687,18 +687,15 @@ def _local_version(tool: str, ident: dict[str, Any]) -> str | None:
 def parsed_capture(data: dict[str, Any], marker: str) -> RunResult:
     """The remote's raw capture, parsed here: the marker line blanked so line numbers match
     stdout.txt, the parse timed on this side."""
-    from harness.host.runner import RunResult
+    from harness.host.runner import RunResult, stdout_to_parse
     from harness.output.parse import parse_text
 
     result: RunResult = wire.decode(RunResult, data)
     result.output = None
-    lines = ["" if ln.strip() == marker else ln for ln in result.stdout.splitlines()]
     parse_began = time.monotonic()
     try:
-        result.output = parse_text(
-            "\n".join(lines) + "\n", **({"line_times": result.line_times}
-                                        if result.line_times else {})
-        )
+        result.output = parse_text(stdout_to_parse(result.stdout, marker),
+                                   line_times=result.line_times or None, program=result.program)
     except HarnessError as err:
         result.error = result.error or err
     result.extra["parse_s"] = time.monotonic() - parse_began

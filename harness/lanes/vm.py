@@ -535,20 +535,18 @@ def _typed_error(d: dict[str, Any]) -> HarnessError:
 
 def _run_result(d: dict[str, Any], marker: str) -> RunResult:
     """A guest's RunResult, parsed here: the marker line blanked so line numbers still match."""
-    from harness.host.runner import RunResult
+    from harness.host.runner import RunResult, stdout_to_parse
     from harness.output.parse import parse_text
 
     known = {f.name for f in dataclasses.fields(RunResult)}
     error = d.pop("error", None)
     result = RunResult(**{k: v for k, v in d.items() if k in known and k != "output"})
     result.error = _typed_error(error) if error else None
-    lines = ["" if ln.strip() == marker else ln for ln in result.stdout.splitlines()]
     times = getattr(result, "line_times", None)
     parse_began = time.monotonic()
     try:
-        result.output = parse_text(
-            "\n".join(lines) + "\n", **({"line_times": times} if times else {})
-        )
+        result.output = parse_text(stdout_to_parse(result.stdout, marker),
+                                   line_times=times or None, program=result.program)
     except HarnessError as err:
         result.error = result.error or err
     if result.output is not None:  # the guest's own warnings (escalations, the workload's)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -62,15 +63,28 @@ def _stacks_kept(column: list[KeyPart]) -> list[KeyPart]:
 
 
 def _ints(values: list[Any]) -> Any:
-    """int64, as the frames promise; u64 counters past 2**63 (only) fall back to uint64."""
+    """int64, as the frames promise; u64 counters past 2**63 (only) fall back to uint64, and
+    numbers no 64 bits hold (not bpftrace's: a damaged file) to exact Python ints."""
     import numpy as np
 
     try:
         return np.asarray(values, dtype="int64")
     except OverflowError:
-        if all(v >= 0 for v in values):
-            return np.asarray(values, dtype="uint64")
+        with contextlib.suppress(OverflowError):
+            if all(v >= 0 for v in values):
+                return np.asarray(values, dtype="uint64")
         return np.asarray(values, dtype=object)
+
+
+def _bounds(values: list[int | None]) -> Any:
+    """A hist's lo or hi column: Int64 (open ends missing), exact ints when 64 bits do not
+    hold them."""
+    import pandas as pd
+
+    try:
+        return pd.array(values, dtype="Int64")
+    except (OverflowError, TypeError, ValueError):
+        return pd.array(values, dtype=object)
 
 
 def _column(values: list[KeyPart]) -> Any:
@@ -91,7 +105,6 @@ def _column(values: list[KeyPart]) -> Any:
 
 def map_frame(mp: MapPrint, key_names: Sequence[str] | None = None) -> pd.DataFrame:
     """One printing -> frame: key columns then value / count,average,total / lo,hi,count."""
-    import numpy as np
     import pandas as pd
 
     cols, columns = _key_columns(mp, key_names)
@@ -101,16 +114,16 @@ def map_frame(mp: MapPrint, key_names: Sequence[str] | None = None) -> pd.DataFr
         buckets = [b for bs in mp.values for b in bs]
         for c, parts in zip(cols, columns, strict=True):
             data[c] = _column([p for p, n in zip(parts, repeat, strict=True) for _ in range(n)])
-        data["lo"] = pd.array([b.lo for b in buckets], dtype="Int64")
-        data["hi"] = pd.array([b.hi for b in buckets], dtype="Int64")
-        data["count"] = np.asarray([b.count for b in buckets], dtype="int64")
+        data["lo"] = _bounds([b.lo for b in buckets])
+        data["hi"] = _bounds([b.hi for b in buckets])
+        data["count"] = _ints([b.count for b in buckets])
         return pd.DataFrame(data, columns=[*cols, "lo", "hi", "count"])
     for c, parts in zip(cols, columns, strict=True):
         data[c] = _column(parts)
     if mp.kind == "stats":
-        data["count"] = np.asarray([s.count for s in mp.values], dtype="int64")
-        data["average"] = np.asarray([s.average for s in mp.values], dtype="int64")
-        data["total"] = np.asarray([s.total for s in mp.values], dtype="int64")
+        data["count"] = _ints([s.count for s in mp.values])
+        data["average"] = _ints([s.average for s in mp.values])
+        data["total"] = _ints([s.total for s in mp.values])
         return pd.DataFrame(data, columns=[*cols, "count", "average", "total"])
     if mp.kind == "int":
         data["value"] = _ints(mp.values)

@@ -57,7 +57,11 @@ class ParseError(HarnessError):
 
 # ---------------------------------------------------------------- key and value typing
 
-_INT = re.compile(r"-?\d+\Z")
+# A decimal int bpftrace can print (64 bits: at most 20 digits, 19 after a minus). A longer
+# run of digits is no integer of bpftrace's: a string value (they print raw), read as text.
+_INT = re.compile(r"(?:\d{1,20}|-\d{1,19})\Z")
+_INT_DIGITS = re.compile(r"-?\d+")
+_D = r"-?\d{1,20}"  # a number inside a stats or bucket line (bounded: never a 10 MB int())
 _STACK = re.compile(r"(\n(?:[ \t]+[^\n]*\n)+)")
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50,
           "E": 1 << 60}
@@ -113,9 +117,9 @@ def _without(seg: str, sep: str, *, lead: bool) -> str:
 
 
 _BUCKET = re.compile(
-    r"(?:\[(-?\d+)([KMGTPE]?)\]"
-    r"|\[(-?\d+)([KMGTPE]?), (?:(-?\d+)([KMGTPE]?)|\.\.\.)\)"
-    r"|\(\.\.\., (-?\d+)([KMGTPE]?)\)) *(\d+) "
+    rf"(?:\[({_D})([KMGTPE]?)\]"
+    rf"|\[({_D})([KMGTPE]?), (?:({_D})([KMGTPE]?)|\.\.\.)\)"
+    rf"|\(\.\.\., ({_D})([KMGTPE]?)\)) *(\d{{1,20}}) "
 )
 
 
@@ -183,6 +187,11 @@ class _Builder:
         self.owns_blank = False  # the last entry (a hist or stack value) ends in a blank line
         self.breaks: list[int] = []  # sorted lines that start a new printing (arrival gaps)
         self._names: set[str] | None = None  # see line_start_names
+        # The map names the program can print (None: not known, any `@name` line is a map).
+        self.known: frozenset[str] | None = None
+        # The last line when the output did not end in a newline: cut off mid-line (0: none).
+        self.cut_line = 0
+        self.cut_said = False
 
     def warn(self, line: int, what: str) -> None:
         self.out.warnings.append(f"line {line}: {what}" if line else what)
@@ -203,11 +212,15 @@ class _Builder:
             else:
                 cur.values = ["" if k == [] else k for k in cur.values]
                 kinds = (kinds - {"maybe_hist"}) | {"str"}
+        if kinds == {"int"} and cur.values and not (
+                min(cur.values) >= -(1 << 63) and max(cur.values) < 1 << 64):
+            kinds = {"str"}  # a number no 64-bit int holds: strings bpftrace printed
         if kinds == {"int"}:
             cur.kind = "int"
         elif kinds <= {"int", "str"}:
             cur.kind = "str"
             cur.values = [str(v) for v in cur.values]
+            self._warn_long_digits(cur)
         elif kinds == {"bucket"}:
             cur.kind = hist_kind(b for bs in cur.values for b in bs)
         elif kinds == {"stats"}:
@@ -222,6 +235,18 @@ class _Builder:
                              "print maps of one kind per name", line=cur.line)
         self.out.maps.append(cur)
         self.current = None
+
+    def _warn_long_digits(self, cur: MapPrint) -> None:
+        """A number no 64-bit int holds is a string bpftrace printed (it prints strings
+        raw), so the printing is a string map; say so, as it looks like a number."""
+        if max(map(len, cur.values), default=0) < 20:
+            return
+        long = next((v for v in cur.values if len(v) >= 20 and _INT_DIGITS.fullmatch(v)
+                     and not -(1 << 63) <= int(v[:22]) < 1 << 64), None)
+        if long is not None:
+            self.warn(cur.line, f"{cur.name} holds a value of {len(long.lstrip('-'))} digits, "
+                                "beyond bpftrace's 64-bit integers: its values are read as "
+                                "strings")
 
     def start(self, name: str, line: int = 0) -> MapPrint:
         self.close()
@@ -424,12 +449,67 @@ class _Builder:
 
     def _break_in(self, first: int, stop: int) -> bool:
         return bool(self.breaks) and bool(self._breaks_in(first, stop))
+    def is_map(self, name: str) -> bool:
+        """Whether `@name` lines may be the map's: any name when the program is not known."""
+        return self.known is None or name in self.known
+
+    def cut_entry(self, line: int, text: str, start: int = 0, head: str = "") -> bool:
+        """Whether the entry ending on `line` runs into the cut-off last line; if so it is
+        not read (its value may be cut mid-number) and a warning names the line. `start`
+        and `head`: where an entry of several lines began, and its first line."""
+        if line != self.cut_line or not line:
+            return False
+        self.cut_said = True
+        self.out.unparsed.append(line)
+        last = text.split("\n", 1)[0]
+        if self.held:  # text lines before it continue a string value if it goes on its map
+            first = (head or text).split("\n", 1)[0]
+            m = _L_HEAD.match(first) or _RUN_LINE.match(first)
+            if m:
+                body = m.group(2) if m.re is _L_HEAD else m.group(3)
+                key = () if body is None else split_key(body, self.sep)
+                self._continues(m.group(1), pack_key(key))
+        if start and start != line:
+            what = (f"cut off at {last[-40:]!r}): the entry from line {start} "
+                    f"({head.split(chr(10), 1)[0][:80]!r})")
+        else:
+            what = f"cut off): {last[:80]!r}"
+        self.warn(line, "incomplete: the output ends inside this line, without a newline "
+                        f"({what} is not read as a value")
+        return True
+
+    def _cut_string(self) -> None:
+        """Text lines held after a string value, the last of them cut off: they may be the
+        rest of that value (bpftrace prints a blank line after a map, not text), so the value
+        is not read as complete."""
+        cur = self.current
+        if not (self.cut_line and self.held and self.held[-1][0] == self.cut_line
+                and cur is not None and cur.values and isinstance(cur.values[-1], str)):
+            return
+        key = cur.packed_keys.pop()
+        cur.values.pop()
+        self.seen.discard(key)
+        lines = [ln for ln, _ in self.held]
+        self.held = []
+        self.out.unparsed.extend(lines)
+        self.cut_said = True
+        self.warn(self.cut_line, "incomplete: the output ends inside this line, without a "
+                                 f"newline (cut off), and lines {lines[0]}-{lines[-1]} may "
+                                 f"continue the string value of {cur.name} key {key!r} "
+                                 "above: that value is not read")
 
     def _printed(self, text: str, line: int) -> None:
-        if self.sep == ", " and _LOOKS_LIKE_MAP.match(text):  # text format only
+        if self.sep == ", " and _LOOKS_LIKE_MAP.match(text) and self.is_map(
+                text[:_MAP_NAME.match(text).end()]):  # type: ignore[union-attr]  # text only
+            if self.cut_entry(line, text):
+                return
             self.out.unparsed.append(line)
             self.warn(line, f"not understood, though it starts like a map line: {text[:80]!r}")
             return
+        if line and line == self.cut_line and text.strip():
+            self.cut_said = True
+            self.warn(line, "the output ends inside this printed line, without a newline "
+                            f"(cut off?): {text[:80]!r}")
         if text.strip():
             self.out.lines.append(text)
             clock = _CLOCK.match(text)
@@ -439,7 +519,11 @@ class _Builder:
 
     def finish(self, line_times: Sequence[float] | None = None) -> Output:
         """Close the last printing and stamp every printing with its t_s."""
+        self._cut_string()
         self.close()
+        if self.cut_line and not self.cut_said:
+            self.warn(self.cut_line, "the output ends inside this line, without a newline "
+                                     "(cut off?)")
         maps = self.out.maps
         if line_times is not None:
             n = len(line_times)
@@ -493,16 +577,17 @@ def _typed_column(parts: Sequence[str], sep: str | None) -> tuple[list[Any], str
     (list, 'int' | 'str'), or None when they need the line-by-line path (tuple keys, glued
     entries, ints and strings mixed)."""
     commas = ",".join(parts)
-    if _INT_CHARS.fullmatch(commas):  # json reads decimal ints in C, faster than int()
-        try:
+    joined = "\0".join(parts)
+    # digits past 20 are no bpftrace int (see _INT): those parts go line by line
+    if _INT_CHARS.fullmatch(commas) and max(map(len, parts), default=0) <= 20:
+        try:  # json reads decimal ints in C, faster than int()
             ints = json.loads("[" + commas + "]")
             if len(ints) == len(parts):
                 return ints, "int"
         except ValueError:  # "007", "-", "" or "1-2": not json; checked part by part
             pass
-    joined = "\0".join(parts)
-    if _all_ints(joined):
-        return list(map(int, parts)), "int"
+        if _all_ints(joined):
+            return list(map(int, parts)), "int"
     if "@" in joined or (sep is not None and sep in joined):
         return None
     if _ANY_INT_PART.search("\0" + joined + "\0"):
@@ -511,11 +596,11 @@ def _typed_column(parts: Sequence[str], sep: str | None) -> tuple[list[Any], str
 
 
 # stats(): `count 2, average 6, total 12`; from 0.24 on `{ .count = 2, .average = 6, .total = 12 }`.
-_STATS = (r"(?:count -?\d+, average -?\d+, total -?\d+"
-          r"|\{ \.count = -?\d+, \.average = -?\d+, \.total = -?\d+ \})")
-_STATS_VALUE = re.compile(r"(?:count (-?\d+), average (-?\d+), total (-?\d+)"
-                          r"|\{ \.count = (-?\d+), \.average = (-?\d+), \.total = (-?\d+) \})\Z")
-_ATTACHED = re.compile(r"Attach(?:ing|ed) (\d+) probe")
+_STATS = (rf"(?:count {_D}, average {_D}, total {_D}"
+          rf"|\{{ \.count = {_D}, \.average = {_D}, \.total = {_D} \}})")
+_STATS_VALUE = re.compile(rf"(?:count ({_D}), average ({_D}), total ({_D})"
+                          rf"|\{{ \.count = ({_D}), \.average = ({_D}), \.total = ({_D}) \}})\Z")
+_ATTACHED = re.compile(r"Attach(?:ing|ed) (\d{1,9}) probe")
 _JSON_RECORD = re.compile(r'\{"type": ?"')
 _JSON_DIAG_HEAD = re.compile(r"^\S+:\d+(?:-\d+)?(?::\d+(?:-\d+)?)?: (?:WARNING|ERROR): ")
 _UNDERLINE = re.compile(r"^[\s~^]+$")
@@ -524,12 +609,12 @@ _FLAT_FRAME = re.compile(r"\S+\+\d+\S*|0x[0-9a-fA-F]+\S*|\[unknown\]")
 
 # Line shapes. Each is matched against ONE line (pattern.match(text, start, end_of_line)),
 # none has nested quantifiers: the work per line is bounded by the line's length.
-_L_ATTACHED = re.compile(r"Attach(?:ing|ed) \d+ probes?(?:\.\.\.)?[ \t]*$")
+_L_ATTACHED = re.compile(r"Attach(?:ing|ed) \d{1,9} probes?(?:\.\.\.)?[ \t]*$")
 _L_STATS = re.compile(r"(@\w*)(?:\[(.*)\])?: (" + _STATS + r")$")
 _L_HEAD = re.compile(r"(@\w*)(?:\[(.*)\])?: ?$")
 _L_KEY_OPEN = re.compile(r"@\w*\[")
-_L_BUCKET = re.compile(r"(?:\[-?\d+[KMGTPE]?\]|\[-?\d+[KMGTPE]?, (?:-?\d+[KMGTPE]?|\.\.\.)\)"
-                       r"|\(\.\.\., -?\d+[KMGTPE]?\)) *\d+ \|@*[ ]*\|$")
+_L_BUCKET = re.compile(rf"(?:\[{_D}[KMGTPE]?\]|\[{_D}[KMGTPE]?, (?:{_D}[KMGTPE]?|\.\.\.)\)"
+                       rf"|\(\.\.\., {_D}[KMGTPE]?\)) *\d{{1,20}} \|@*[ ]*\|$")
 # `]: value` closes at its first `]:` (the value may hold one); `, part]: value` at its last
 # (the string part may hold one; bpftrace's own reading is ambiguous there too).
 _L_CLOSE = re.compile(r"(\]|,.*\]):( ?)(.*)$")
@@ -560,6 +645,8 @@ def _lex_lines(text: str, accepts: Any, builder: _Builder) -> Iterator[Any]:
     pos = 0
     line = 1
     builder.text = text
+    # an entry run stops before a cut-off last line, so that line is an entry of its own
+    cut_at = text.rfind("\n", 0, n - 1) + 1 if builder.cut_line else n
     while pos < n:
         eol = text.find("\n", pos)
         if eol < 0:
@@ -570,9 +657,11 @@ def _lex_lines(text: str, accepts: Any, builder: _Builder) -> Iterator[Any]:
         c = text[pos]
         kind = _classify(text, pos, eol, nxt, c, acc, builder, width)
         if kind == "ENTRY_RUN":
-            m = _L_RUN.match(text, pos)
+            m = _L_RUN.match(text, pos, cut_at if pos < cut_at else n)
             assert m is not None
             end = m.end()
+            if builder.known is not None:
+                end = _known_run_end(text, pos, end, builder.known)
             stop = text.find("\n", end)
             builder.work += (end - pos) + ((stop if stop >= 0 else n) - end)
             # the token holds the first line; the run is read from `text` in place (a copy
@@ -626,6 +715,9 @@ def _classify(text: str, pos: int, eol: int, nxt: int, c: str, acc: Any, builder
         return "TEXT"
     if c == "@":
         builder.work += 3 * width
+        if builder.known is not None and not builder.is_map(
+                text[pos:_MAP_NAME.match(text, pos, eol).end()]):  # type: ignore[union-attr]
+            return "TEXT"  # printf text shaped like a map line: the program has no such map
         indented_next = text.startswith((" ", "\t"), nxt)
         if _L_HEAD.match(text, pos, eol):
             return "HEAD"
@@ -692,6 +784,18 @@ def _lone_comma(text: str, pos: int, eol: int) -> bool:
     bpftrace 0.24+ prints `@[ustack, kstack]` (`@[`, frames, `, `, `]: 1`; `@[`, `, `, frames);
     an empty stack alone is `@m[` then `]: 1`."""
     return eol > pos and text[pos] == "," and eol - pos <= 2 and text[pos:eol].rstrip() == ","
+
+
+def _known_run_end(text: str, pos: int, end: int, known: frozenset[str]) -> int:
+    """Where an entry run stops at the first line of a name the program has no map of (a
+    printf line shaped like an entry). Read a map's segment at a time, not line by line."""
+    while pos < end:
+        m = _RUN_HEAD.match(text, pos, end)
+        if m is None or m.group(1) not in known:
+            return pos
+        cut = _segment_end(m.group(0)).search(text, pos, end)
+        pos = cut.start() + 1 if cut else end
+    return end
 
 
 def _join_end(text: str, start: int, builder: _Builder) -> tuple[int, int]:
@@ -788,6 +892,8 @@ def _make_transformer(builder_ref: list[_Builder]) -> Any:
                 name, key, _ = _stack_key(children[:head_at + 1], b.sep)
             tail = children[head_at + 1:]
             line = first.line
+            if b.cut_entry(children[-1].line, str(children[-1]), line, str(first)):
+                return
             if not tail:
                 if children[head_at].line in b.blank_after:
                     b.add(name, key, [], "maybe_hist", line)
@@ -809,6 +915,8 @@ def _make_transformer(builder_ref: list[_Builder]) -> Any:
         def stats(self, children: list[Any]) -> None:
             b = builder_ref[0]
             tok = children[0]
+            if b.cut_entry(tok.line, str(tok)):
+                return
             m = _L_STATS.match(tok.rstrip("\n"))
             assert m is not None
             name, body, value = m.groups()
@@ -817,6 +925,9 @@ def _make_transformer(builder_ref: list[_Builder]) -> Any:
 
         def keyed_stack(self, children: list[Any]) -> None:
             b = builder_ref[0]
+            if b.cut_entry(children[-1].line, str(children[-1]), children[0].line,
+                           str(children[0])):
+                return
             name, key, value = _stack_key(children, b.sep)
             val, kind = _scalar_value(value)
             b.add(name, key, val, kind, children[0].line)
@@ -825,6 +936,8 @@ def _make_transformer(builder_ref: list[_Builder]) -> Any:
             b = builder_ref[0]
             tok = children[0]
             lines = str(tok).rstrip("\n").split("\n")
+            if b.cut_entry(tok.line + len(lines) - 1, lines[-1], tok.line, lines[0]):
+                return
             m = _L_JOIN_END.match(lines[-1])
             assert m is not None
             name, _, first = lines[0].partition("[")
@@ -837,6 +950,8 @@ def _make_transformer(builder_ref: list[_Builder]) -> Any:
         def entry_run(self, children: list[Any]) -> None:
             tok = children[0]
             b = builder_ref[0]
+            if b.cut_entry(tok.line, str(tok)):  # a run ends before the cut line: alone
+                return
             b.add_run(b.text, tok.line, tok.start_pos, tok.end_pos)
 
         def open_stack(self, children: list[Any]) -> None:
@@ -917,15 +1032,18 @@ def _parse_into(builder: _Builder, text: str) -> None:
             line=line, column=1, text=bad) from None
 
 
-def _normalized(text: str) -> str:
+def _normalized(text: str) -> tuple[str, int]:
+    """LF line ends, a newline at the end; and the number of the last line when the text did
+    not end in one (0 otherwise): bpftrace ends every line, so that line was cut off."""
     if "\r" in text:  # read through a pty (pexpect): CRLF line ends
         text = text.replace("\r\n", "\n")
     if text and not text.endswith("\n"):
-        text += "\n"
-    return text
+        return text + "\n", text.count("\n") + 1
+    return text, 0
 
 
-def parse_text(text: str, *, line_times: Sequence[float] | None = None) -> Output:
+def parse_text(text: str, *, line_times: Sequence[float] | None = None,
+               program: str | None = None) -> Output:
     """bpftrace's default text output -> Output. Raises ParseError on unreadable input.
 
     `line_times[i]` is when line i+1 of `text` arrived, in seconds since the probes
@@ -935,8 +1053,13 @@ def parse_text(text: str, *, line_times: Sequence[float] | None = None) -> Outpu
     entry line that arrived `PRINT_GAP_S` or more after the line before it starts a new
     printing, before the exit dump (which prints each map once, and may pause while it
     resolves symbols).
+
+    `program` is the bpftrace program that printed `text`, when known: a line shaped like
+    an entry of a map the program has none of (`@x: 5` from a printf) is then a printed
+    line. Text that does not end in a newline was cut off inside its last line: an entry
+    there is not read (its value may be cut mid-number); a warning names the line.
     """
-    text = _normalized(text)
+    text, cut_line = _normalized(text)
     if _JSON_RECORD.match(text[:200].lstrip()):  # only the start is looked at
         raise ParseError("this is bpftrace -f json output, not text (line 1 is a json record)",
                          "parse it with --format json (harness.output.parse.parse_json)",
@@ -944,6 +1067,11 @@ def parse_text(text: str, *, line_times: Sequence[float] | None = None) -> Outpu
     builder = _Builder(", ")
     if line_times is not None:
         builder.breaks = _arrival_breaks(text, line_times)
+    builder.cut_line = cut_line
+    if program is not None:
+        from harness.spec.literal import map_names
+
+        builder.known = map_names(program)
     _parse_into(builder, text)
     return builder.finish(line_times)
 
@@ -966,7 +1094,7 @@ def lexer_work(text: str) -> int:
     deterministic measure of parse work, for the linearity property test."""
     builder = _Builder(", ")
     with contextlib.suppress(ParseError):
-        _parse_into(builder, _normalized(text))
+        _parse_into(builder, _normalized(text)[0])
     return builder.work
 
 
@@ -1110,6 +1238,52 @@ def _reindent_frames(body: str) -> str:
     return "\n".join([segments[0], *inner, segments[-1]])
 
 
+def _int64(v: Any) -> bool:
+    """An integer bpftrace can write: 64 bits, signed or not (json's true/false are none)."""
+    return type(v) is int and -(1 << 63) <= v < 1 << 64
+
+
+def _json_value_error(kind: str, v: Any) -> str | None:
+    """What in one map value is not of the shape bpftrace writes for its record kind."""
+    if kind in ("hist", "lhist"):
+        if not isinstance(v, list) or not all(isinstance(b, dict) for b in v):
+            return "a hist value is a list of buckets"
+        for b in v:
+            if not _int64(b.get("count")) or not all(
+                    b.get(end) is None or _int64(b[end]) for end in ("min", "max")):
+                return "a hist bucket has an int count and int min/max"
+        return None
+    if isinstance(v, dict) and "count" in v and "average" in v:
+        if not all(_int64(v.get(f)) for f in ("count", "average", "total")):
+            return "a stats value has int count, average and total"
+        return None
+    if type(v) is int and not _int64(v):
+        return f"an int of {len(str(abs(v)))} digits, beyond bpftrace's 64 bits"
+    return None
+
+
+def _json_shape_error(obj: dict[str, Any]) -> str | None:
+    """What in one json record is not of the shape bpftrace writes, or None: the readers
+    below index into it as bpftrace writes it."""
+    kind = obj["type"]
+    data = obj.get("data")
+    if not isinstance(kind, str):
+        return '"type" is not a string'
+    if kind == "attached_probes":
+        probes = data.get("probes") if isinstance(data, dict) else obj.get("count")
+        return None if _int64(probes) else "no int probe count"
+    if kind not in ("map", "hist", "stats", "lhist"):
+        return None
+    if not isinstance(data, dict):
+        return f'the "data" of a {kind} record is not an object of maps'
+    for name, value in data.items():
+        for v in value.values() if _is_keyed(kind, value) else (value,):
+            problem = _json_value_error(kind, v)
+            if problem:
+                return f"{name}: {problem}"
+    return None
+
+
 def parse_json(text: str, *, line_times: Sequence[float] | None = None) -> Output:
     """bpftrace `-f json` output (one object per line) -> Output.
 
@@ -1157,6 +1331,12 @@ def parse_json(text: str, *, line_times: Sequence[float] | None = None) -> Outpu
                 f"not bpftrace json at line {lineno}: {raw[:80]!r} ({err.__class__.__name__})",
                 "check that the file is `bpftrace -f json` output (use --format text otherwise)",
                 line=lineno, column=1, text=raw) from None
+        shape = _json_shape_error(obj)
+        if shape:
+            raise ParseError(
+                f"not bpftrace json at line {lineno}: {raw[:80]!r} ({shape})",
+                "check that the file is `bpftrace -f json` output (use --format text otherwise)",
+                line=lineno, column=1, text=raw)
         if kind == "attached_probes":  # 0.17/0.23: data.probes; newer: count
             b.out.probes = int(data["probes"] if isinstance(data, dict) else obj["count"])
         elif kind in ("map", "hist", "stats", "lhist"):

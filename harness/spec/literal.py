@@ -35,6 +35,15 @@ def calls_exit(program: str) -> bool:
     return re.search(r"(?<![\w.])exit\s*\(", _blank_strings_and_comments(program)) is not None
 
 
+_MAP_NAME = re.compile(r"@\w*")
+
+
+def map_names(program: str) -> frozenset[str]:
+    """The maps a program can print (`@`, `@name`): every map name outside its string
+    literals and comments, so a `printf("@x: %d")` names none."""
+    return frozenset(_MAP_NAME.findall(_blank_strings_and_comments(program)))
+
+
 def _blank_strings_and_comments(text: str) -> str:
     """The same text with string literals and comments blanked (same length), so a `BEGIN`
     inside `printf("BEGIN {")` or `// BEGIN {` is not taken for the probe."""
