@@ -171,9 +171,10 @@ def lane(value: Any) -> Any:
 
 
 def names(name: str, value: Any, example: str, *, none_ok: bool = False) -> list[Any]:
-    """A list or tuple of names (a bare string would be read one character at a time)."""
-    if isinstance(value, str) or not isinstance(value, Sequence):
-        raise _refuse(name, value, "a list of names", example)
+    """A non-empty list or tuple of names (a bare string would be read one character at a
+    time, and an empty list would run nothing, silently)."""
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence) or not value:
+        raise _refuse(name, value, "a non-empty list of names", example)
     for i, item in enumerate(value):
         if item is None and none_ok:
             continue

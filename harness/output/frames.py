@@ -42,6 +42,13 @@ def _key_columns(mp: MapPrint, names: Sequence[str] | None
         return stack_names([kind]), [column]
     keys = mp.keys
     arity = len(names) if names is not None else min((len(k) for k in keys), default=0)
+    if names is not None and keys and (min(map(len, keys)) < arity
+                                       or (arity == 0 and max(map(len, keys)) > 0)):
+        from harness.errors import UsageError
+
+        raise UsageError(f"key_names gives {mp.name} {arity} column name(s) {list(names)}, "
+                         f"but its keys have {min(map(len, keys))} part(s)",
+                         f"give {mp.name} one name per part of its key")
     if any(len(k) != arity for k in keys):
         keys = [_fit_arity(k, arity, mp.key_sep) for k in keys]
     columns = [_stacks_kept([k[i] for k in keys]) for i in range(arity)]
@@ -174,6 +181,21 @@ def printings_frame(printings: list[MapPrint], key_names: Sequence[str] | None =
     return frame
 
 
+def _check_arguments(output: Any, key_names: Any) -> None:
+    """A UsageError naming the parameter (as the rest of the API), not an AttributeError."""
+    from harness.errors import UsageError
+
+    if not isinstance(output, Output):
+        raise UsageError(f"output={repr(output)[:60]} is not an Output",
+                         "pass what parse_text or parse_json returned")
+    if key_names is not None and not (
+            isinstance(key_names, Mapping) and all(
+                isinstance(names, Sequence) and not isinstance(names, str)
+                and all(isinstance(n, str) for n in names) for names in key_names.values())):
+        raise UsageError(f"key_names={repr(key_names)[:60]} is not a mapping of map names to "
+                         "column names", "pass e.g. key_names={'@stacks': ['kstack']}")
+
+
 def to_frames(output: Output, key_names: Mapping[str, Sequence[str]] | None = None
               ) -> dict[str, pd.DataFrame]:
     """One frame per map name; key columns named per `key_names`.
@@ -181,6 +203,7 @@ def to_frames(output: Output, key_names: Mapping[str, Sequence[str]] | None = No
     A map printed once gives map_frame's columns; a map printed more than once gives one
     long frame over every printing, led by `printing` (1, 2, ... in print order) and `t_s`.
     """
+    _check_arguments(output, key_names)
     by_name: dict[str, list[MapPrint]] = {}
     for mp in output.maps:
         by_name.setdefault(mp.name, []).append(mp)

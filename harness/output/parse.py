@@ -1042,6 +1042,24 @@ def _normalized(text: str) -> tuple[str, int]:
     return text, 0
 
 
+def _check_arguments(text: Any, line_times: Any, program: Any = None) -> None:
+    """parse_text's and parse_json's arguments, checked as the rest of the API checks its
+    own (harness.arguments): a UsageError naming the parameter, not a TypeError inside."""
+    import numbers
+
+    from harness.arguments import string
+    from harness.errors import UsageError
+
+    string("text", text, "open('stdout.txt').read()")
+    if program is not None:
+        string("program", program, "open('program.bt').read()")
+    if line_times is not None and (
+            not isinstance(line_times, Sequence) or isinstance(line_times, str)
+            or not all(isinstance(t, numbers.Real) for t in line_times)):
+        raise UsageError(f"line_times={repr(line_times)[:60]} is not a sequence of seconds",
+                         "pass e.g. line_times=[0.0, 0.5] (one per line), or None")
+
+
 def parse_text(text: str, *, line_times: Sequence[float] | None = None,
                program: str | None = None) -> Output:
     """bpftrace's default text output -> Output. Raises ParseError on unreadable input.
@@ -1059,6 +1077,7 @@ def parse_text(text: str, *, line_times: Sequence[float] | None = None,
     line. Text that does not end in a newline was cut off inside its last line: an entry
     there is not read (its value may be cut mid-number); a warning names the line.
     """
+    _check_arguments(text, line_times, program)
     text, cut_line = _normalized(text)
     if _JSON_RECORD.match(text[:200].lstrip()):  # only the start is looked at
         raise ParseError("this is bpftrace -f json output, not text (line 1 is a json record)",
@@ -1291,6 +1310,7 @@ def parse_json(text: str, *, line_times: Sequence[float] | None = None) -> Outpu
     in `lines`, as the text format keeps them; input with no json record at all is an
     error (text given to the json reader would otherwise read as zero maps).
     """
+    _check_arguments(text, line_times)
     b = _Builder(",")
     records = 0
     in_diagnostic = False
