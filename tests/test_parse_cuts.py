@@ -185,6 +185,8 @@ def test_a_cut_inside_a_line_reads_no_wrong_value(path: Path) -> None:
     ("@h[1]:\n[4, 8)   3 |@@@@ |\n[8, 16)   12 |@@   |", -8, "a hist bucket cut in its count"),
     ("@b[x]:\n    f+1\n    g+12", -1, "a stack value cut in a frame"),
     ("@t[x]: first\nsecond", -2, "a string value cut on its second line"),
+    ("@k[\n    f+1\n    g+12\n]: 5", -6, "a stack key cut in a frame"),
+    ("@k[\n    f+1\n    g+12\n, 140]: 5", -5, "a tuple's stack key cut on its closing line"),
 ])
 def test_the_cut_entry_is_named_and_the_rest_kept(whole: str, cut: int, shape: str) -> None:
     head = "Attaching 1 probe...\n@c[udp]: 12\n@c[icmp]: 3\n\n"

@@ -10,10 +10,13 @@ A printing is what bpftrace printed at once, cut only where the output or the ru
 as rows (not summed), so every total is what bpftrace printed. In `-f json` a repeated key keeps
 every pair (object_pairs_hook). results/README.md "Printings" lists the boundaries.
 
-Limits of the text format (not of the parser): a printf line that is exactly a map line
-(`@x[1]: 3`) reads as a map entry; a string key holding ", " splits into extra parts, which
-`to_frames(..., key_names=...)` joins back once it knows the key's arity; upstream main's
-nested tuples (`(1, 2)` inside a key) stay split at their commas.
+Limits of the text format (not of the parser): a printf line that is exactly a line of a map
+the program has (`@x[1]: 3` beside a map @x), or any such line when the program is not given
+(`parse_text(text, program=...)`), reads as a map entry; a string key holding ", " splits into
+extra parts, which `to_frames(..., key_names=...)` joins back once it knows the key's arity;
+upstream main's nested tuples (`(1, 2)` inside a key) stay split at their commas. Text that
+stops inside its last line was cut off there: an entry that line ends is not read (a warning
+names it), whatever it looks like.
 """
 
 from __future__ import annotations
@@ -506,6 +509,8 @@ class _Builder:
             self.out.unparsed.append(line)
             self.warn(line, f"not understood, though it starts like a map line: {text[:80]!r}")
             return
+        if line and line == self.cut_line and self.cut_said:
+            return  # the cut line closed an entry already named incomplete
         if line and line == self.cut_line and text.strip():
             self.cut_said = True
             self.warn(line, "the output ends inside this printed line, without a newline "
@@ -955,6 +960,12 @@ def _make_transformer(builder_ref: list[_Builder]) -> Any:
             b.add_run(b.text, tok.line, tok.start_pos, tok.end_pos)
 
         def open_stack(self, children: list[Any]) -> None:
+            b = builder_ref[0]
+            last = children[-1].line
+            if b.cut_line in (last, last + 1) and b.cut_entry(
+                    b.cut_line, b.text[b.text.rfind("\n", 0, len(b.text) - 1) + 1:],
+                    children[0].line, str(children[0])):
+                return  # cut off inside the key or its closing line: incomplete, rest kept
             raise _token_error(children[0], "stack key not closed by ']:'",
                                "the output was cut off; keep bpftrace running until it "
                                "prints its maps")
