@@ -1066,7 +1066,8 @@ def _check_arguments(text: Any, line_times: Any, program: Any = None) -> None:
         string("program", program, "open('program.bt').read()")
     if line_times is not None and (
             not isinstance(line_times, Sequence) or isinstance(line_times, str)
-            or not all(isinstance(t, numbers.Real) for t in line_times)):
+            or not (set(map(type, line_times)) <= {float, int}  # the runner's: C-level
+                    or all(isinstance(t, numbers.Real) for t in line_times))):
         raise UsageError(f"line_times={repr(line_times)[:60]} is not a sequence of seconds",
                          "pass e.g. line_times=[0.0, 0.5] (one per line), or None")
 
