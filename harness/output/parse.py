@@ -1305,13 +1305,13 @@ def _json_shape_error(obj: dict[str, Any]) -> str | None:
         return None if _int64(probes) else "no int probe count"
     if kind not in ("map", "hist", "stats", "lhist"):
         return None
-    if not isinstance(data, dict):
+    if not isinstance(data, dict | _Pairs):
         return f'the "data" of a {kind} record is not an object of maps'
     for name, value in data.items():
-        for v in value.values() if _is_keyed(kind, value) else (value,):
+        for v in ([v for _, v in value.items()] if _is_keyed(kind, value) else (value,)):
             problem = _json_value_error(kind, v)
             if problem:
-                return f"{name}: {problem}"
+                return f"{name if name.isprintable() else repr(name)}: {problem}"
     return None
 
 
