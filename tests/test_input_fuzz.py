@@ -207,15 +207,16 @@ OPTION = st.sampled_from(sorted(c for c in OPTIONS if OPTIONS[c])).flatmap(
     lambda c: st.tuples(st.just(c), st.sampled_from(OPTIONS[c])))
 
 
-def _fuzz_argv(command: str, option: str, value: str) -> list[str]:
-    base = list(FUZZ_BASE[command])
+def _fuzz_argv(command: str, option: str, value: str, fill: Any) -> list[str]:
+    """The argv, placeholders filled (`fill`) before an option and its value are joined."""
+    base = [fill(w) for w in FUZZ_BASE[command]]
     if command == "bench" and option in SPEC:  # spec options shape a probe's bench only
         base[0] = PROBE
     at = POSITIONAL_AT.get(command, {}).get(option)
     if at is not None:
-        base[at] = value
+        base[at] = fill(value)
         return [command, *base]
-    return [command, *base, f"{option}={value}"]  # `=`: a value may begin with '-'
+    return [command, *base, f"{option}={fill(value)}"]  # `=`: a value may begin with '-'
 
 
 @pytest.mark.kernel
@@ -240,9 +241,10 @@ def test_every_option_of_every_command(run_cli: Any, tmp_path: Path,
         assume(not re.search(r"vm|ssh|\d", value))  # a real guest would boot, a host be dialled
     tmp = Path(tempfile.mkdtemp(dir=tmp_path))
     files = _files(tmp)
+    monkeypatch.chdir(tmp)  # a relative path a command takes lands here, not in the checkout
     if option in PATHS:
         value = prepared if use_prepared else str(tmp / value.replace("/", "_"))
-    argv = [_fill(w, tmp, files) for w in _fuzz_argv(command, option, value)]
+    argv = _fuzz_argv(command, option, value, lambda w: _fill(w, tmp, files))
 
     def would_run(*_: Any, **__: Any) -> None:
         raise _WouldRun

@@ -1055,15 +1055,17 @@ def _normalized(text: str) -> tuple[str, int]:
 
 def _check_arguments(text: Any, line_times: Any, program: Any = None) -> None:
     """parse_text's and parse_json's arguments, checked as the rest of the API checks its
-    own (harness.arguments): a UsageError naming the parameter, not a TypeError inside."""
+    own (harness.arguments, which this pure module does not import: it reaches the lanes): a
+    UsageError naming the parameter, not a TypeError inside."""
     import numbers
 
-    from harness.arguments import string
     from harness.errors import UsageError
 
-    string("text", text, "open('stdout.txt').read()")
-    if program is not None:
-        string("program", program, "open('program.bt').read()")
+    for name, value, example in (("text", text, "open('stdout.txt').read()"),
+                                 ("program", program, "open('program.bt').read()")):
+        if not isinstance(value, str) and not (name == "program" and value is None):
+            raise UsageError(f"{name}={repr(value)[:60]} is not a string",
+                             f"pass e.g. {name}={example}")
     if line_times is not None and (
             not isinstance(line_times, Sequence) or isinstance(line_times, str)
             or not (set(map(type, line_times)) <= {float, int}  # the runner's: C-level
