@@ -9,6 +9,9 @@ The public API (loaded on first use, so `harness --help` stays quick):
   the same events; `Crosscheck.passed`, `.maps` (per-map verdict and diff frame).
 - `matrix(target, *, kernels, bpftrace) -> Matrix`: one crosscheck per kernel (VM lane guests
   and/or the host) and bpftrace release; `Matrix.rows`, `.passed`, `.objects()`.
+- `fleet(target, *, hosts | inventory, jobs) -> Fleet`: `trace` on every host of a fleet at
+  once; `Fleet.frames` has a leading `host` column, `.runs` each host's Trace or error.
+  `fleet_crosscheck(...) -> FleetCrosscheck`: `crosscheck` on every host, one .bpf.o per attach.
 - `plan(target, ...)`, `plan_crosscheck(target, ...)` -> `Plan`: what trace or crosscheck would
   run (attach choice and why, program text, the twin's C), without running it.
 - `parse_text(text)`, `parse_json(text)`: bpftrace output (text or `-f json`) -> `Output`.
@@ -37,6 +40,13 @@ _EXPORTS = {
     "Crosscheck": "harness.api",
     "MapVerdict": "harness.api",
     "matrix": "harness.api",
+    "fleet": "harness.fleets",
+    "fleet_crosscheck": "harness.fleets",
+    "Fleet": "harness.fleets",
+    "FleetCrosscheck": "harness.fleets",
+    "FleetError": "harness.fleets",
+    "HostRun": "harness.fleets",
+    "RemoteError": "harness.lanes.remote",
     "Matrix": "harness.api",
     "parse_text": "harness.output.parse",
     "parse_json": "harness.output.parse",
@@ -70,7 +80,11 @@ __all__ = [
     "BuildError",
     "Crosscheck",
     "CrosscheckError",
+    "Fleet",
+    "FleetCrosscheck",
+    "FleetError",
     "HarnessError",
+    "HostRun",
     "KernelFetchError",
     "LoaderError",
     "MapVerdict",
@@ -83,6 +97,7 @@ __all__ = [
     "ParseError",
     "Plan",
     "ProbeSpec",
+    "RemoteError",
     "RunMeta",
     "Trace",
     "UnknownField",
@@ -93,6 +108,8 @@ __all__ = [
     "again",
     "catalog",
     "crosscheck",
+    "fleet",
+    "fleet_crosscheck",
     "matrix",
     "parse_json",
     "parse_text",
@@ -118,6 +135,14 @@ if TYPE_CHECKING:
         trace,
     )
     from harness.errors import CrosscheckError, HarnessError, MissingDependency, UsageError
+    from harness.fleets import (
+        Fleet,
+        FleetCrosscheck,
+        FleetError,
+        HostRun,
+        fleet,
+        fleet_crosscheck,
+    )
     from harness.host.capabilities import NoAttachPoint
     from harness.host.runner import (
         BpftraceError,
@@ -130,6 +155,7 @@ if TYPE_CHECKING:
     )
     from harness.host.workload import WorkloadError
     from harness.lanes.debian import KernelFetchError
+    from harness.lanes.remote import RemoteError
     from harness.lanes.vm import VMError
     from harness.output.frames import to_frames
     from harness.output.model import Output

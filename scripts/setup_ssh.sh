@@ -6,7 +6,8 @@
 #   ~/.ssh/ktrace-harness.conf         Host blocks for the tests, included from ~/.ssh/config;
 #   ~/.ssh/ktrace-harness_known_hosts  this sshd's host key, read from /etc/ssh (so host keys
 #                                      are checked: nothing is trusted on first use).
-# Host aliases: ktrace-localhost (port 22), ktrace-nobpftrace (port 2222, an sshd the tests
+# Host aliases: ktrace-localhost and ktrace-localhost-b (port 22; two names for one machine make
+# a two-host fleet), ktrace-nobpftrace (port 2222, an sshd the tests
 # start in a mount namespace where bpftrace is hidden), ktrace-down (port 9: nothing listens).
 set -euo pipefail
 
@@ -42,7 +43,7 @@ Host ktrace-nobpftrace
 Host ktrace-down
     Port 9
     ConnectTimeout 5
-Host ktrace-localhost ktrace-nobpftrace ktrace-down
+Host ktrace-localhost ktrace-localhost-b ktrace-nobpftrace ktrace-down
     HostName 127.0.0.1
     User root
     IdentityFile $key

@@ -55,6 +55,12 @@ SPEC: dict[str, list[str]] = {
     "--comm": ["", "a-name-of-twenty-b"],
     "--cgroup": [""],
 }
+FLEET: dict[str, list[str]] = {
+    "--hosts": ["", ",", "a b", "h,h", "ssh:", "ktrace-localhost,ssh:ktrace-localhost"],
+    "--inventory": ["{tmp}/missing", "{tmp}/empty", "{binary}", "{no_hosts}", "{bad_yaml}",
+                    "{bad_ini}", "{bad_range}"],
+    "--jobs": [*WHOLE_1, "3"],
+}
 # option (or positional dest) -> bad values; per command where the commands differ.
 BAD: dict[str, dict[str, list[str]]] = {
     "parse": {
@@ -78,7 +84,7 @@ BAD: dict[str, dict[str, list[str]]] = {
         "-d": DURATION, "--timeout": DURATION,
         "--attach": ["bogus", "", "kprobe"],
         "--lane": ["", "bogus", "vm:9.99", "ssh:"], "--bpftrace": ["", "9.99", "bogus"],
-        "--top": WHOLE, "--out": OUT, "-F": [*WHOLE_1, "99"], **SPEC,
+        "--top": WHOLE, "--out": OUT, "-F": [*WHOLE_1, "99"], **SPEC, **FLEET,
     },
     "crosscheck": {
         "name": ["", "nosuch", "kprobe:", "tracepoint:no:such", "{ }"],
@@ -86,7 +92,7 @@ BAD: dict[str, dict[str, list[str]]] = {
         "--attach": ["bogus", ""], "--count": WHOLE, "--sizes": ["abc", "70000", ""],
         "--timeout": DURATION, "--out": OUT, "--prebuilt": ["{tmp}/missing", "{file}"],
         "--lane": ["", "bogus", "vm:9.99", "ssh:"], "--bpftrace": ["", "9.99"],
-        "--libbpf-pid-offset": ["abc", "1.5", ""], **SPEC,
+        "--libbpf-pid-offset": ["abc", "1.5", ""], **SPEC, **FLEET,
     },
     "matrix": {
         "name": ["", "nosuch"], "--kernels": ["bogus", "", ",", "6.1,bogus"],
@@ -188,6 +194,10 @@ def _files(tmp: Path) -> dict[str, str]:
         "json_list": '{"type": "map", "data": [1, 2, 3]}\n',
         "json_shapes": '{"type": "map", "data": {"@x": {"1": [2]}}}\n{"type": 5}\n',
         "json_empty": '{"type": "hist", "data": {"@h": [{"min": "a"}]}}\n',
+        "no_hosts": "# a fleet of none\n[web]\n[web:vars]\nntp=1\n",
+        "bad_yaml": "all:\n  hosts: [a, b\n",
+        "bad_ini": "[web\nh1\n",
+        "bad_range": "web[9:1]\n",
     }.items():
         made[name] = tmp / name
         made[name].write_text(body)

@@ -62,10 +62,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="point the twin at another pid (proves a mismatch is caught)",
     )
+    from harness.cli.hosts import add_fleet_arguments
+
+    add_fleet_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    from harness.cli import hosts
+
+    on_fleet = hosts.wanted(args)
     prepare_bpftrace(args)
+    if on_fleet:
+        return _crosscheck_fleet(args)
     from harness.api import crosscheck, plan_crosscheck
     from harness.cli.progress import terminal_progress
     from harness.cli.run import given_spec_options, print_lane, print_plan
@@ -122,3 +130,43 @@ def _total(frame: object) -> int:
     assert isinstance(frame, pd.DataFrame)
     col = "value" if "value" in frame.columns else "count"
     return int(frame[col].sum())
+
+
+def _crosscheck_fleet(args: argparse.Namespace) -> int:
+    """`harness crosscheck TARGET --hosts ...`: a row per host, like `matrix` for kernels, and
+    whether every host of one attach type ran the very same .bpf.o."""
+    if args.libbpf_pid_offset:
+        from harness.errors import UsageError
+
+        raise UsageError("--libbpf-pid-offset proves a mismatch on one lane, not on a fleet",
+                         "use it with --lane ssh:HOST")
+    from harness.cli import hosts
+    from harness.cli.progress import terminal_progress
+    from harness.cli.run import given_spec_options
+    from harness.fleets import FLEET_CROSSCHECK_COLUMNS, fleet_crosscheck
+
+    with terminal_progress(args.quiet) as progress:
+        f = fleet_crosscheck(
+            args.name, hosts=hosts.hosts_list(args), inventory=args.inventory,
+            jobs=hosts.jobs(args),
+            attach=args.attach, count=args.count, sizes=args.sizes, timeout=args.timeout,
+            out=args.out, prebuilt=args.prebuilt, workload=args.workload,
+            bpftrace=args.bpftrace, force=args.force, progress=progress,
+            on_host=hosts.finished("crosscheck"), **given_spec_options(args),
+        )
+    shown = [c for c in FLEET_CROSSCHECK_COLUMNS if c not in ("lane", "bpf_obj_sha256", "error")]
+    rows = [{**r, "core_relocations": r["core_relocations"] or "-"} for r in f.rows]
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in shown}
+    print()
+    print("  ".join(c.ljust(widths[c]) for c in shown))
+    for r in rows:
+        print("  ".join(str(r[c]).ljust(widths[c]) for c in shown))
+    objects = ", ".join(
+        f"{attach} {' '.join(sorted(s[:12] for s in shas))} "
+        f"({', '.join(str(r['host']) for r in f.rows if r['attach'] == attach)})"
+        for attach, shas in sorted(f.objects().items())
+    )
+    print(f"one .bpf.o per attach type: {'yes' if f.one_object_per_attach else 'NO'}"
+          f"{': ' + objects if objects else ''}")
+    print(f"{'PASS' if f.passed else 'FAIL'}: {hosts.summary(f.runs, f.path)}")
+    return 0 if f.passed else 1

@@ -78,6 +78,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="replace the contents of a non-empty --out that is not a run of this target",
     )
     add_flags(parser)
+    from harness.cli.hosts import add_fleet_arguments
+
+    add_fleet_arguments(parser)
 
 
 def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
@@ -174,6 +177,9 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.again is None and args.target is None:
         raise UsageError("no target", "give a catalog name, a probe or a program, or --again DIR")
+    from harness.cli import hosts
+
+    on_fleet = hosts.wanted(args)
     prepare_bpftrace(args)
     from harness.api import again, plan, trace, with_twin
 
@@ -186,6 +192,8 @@ def run(args: argparse.Namespace) -> int:
             f"--dry-run plans a new run; the program --again would run is in {args.again}/run.json",
             "read it there, or drop --dry-run",
         )
+    if on_fleet:
+        return _run_fleet(args)
     if args.dry_run:
         with terminal_progress(args.quiet) as progress:
             chosen = plan(
@@ -251,3 +259,42 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nresults: {t.path}")
     t.check()
     return 0
+
+
+def _run_fleet(args: argparse.Namespace) -> int:
+    """`harness run TARGET --hosts ...`: a line per host as it ends, then per host what ran,
+    then each map over the fleet (a `host` column first); exit 0 only when every host ran."""
+    from harness.cli import hosts
+    from harness.cli.progress import terminal_progress
+    from harness.cli.tables import counts_line, render, say_warnings
+    from harness.fleets import fleet
+
+    with terminal_progress(args.quiet) as progress:
+        f = fleet(
+            args.target, hosts=hosts.hosts_list(args), inventory=args.inventory,
+            jobs=hosts.jobs(args),
+            workload=args.workload, duration=args.duration, attach=args.attach, out=args.out,
+            count=args.count, sizes=args.sizes,
+            timeout=60.0 if args.timeout is None else args.timeout,
+            report=not os.environ.get("KTRACE_NO_REPORT"), plots=args.plots,
+            bpftrace=args.bpftrace, force=args.force, progress=progress,
+            on_host=hosts.finished("run"), frequency=args.frequency,
+            **given_spec_options(args),
+        )
+    print()
+    for r in f.runs:
+        t = r.result
+        if t is None:
+            print(f"{r.label}: failed before tracing")
+            continue
+        if t.output is not None:
+            say_warnings(f"run: {r.label}", t.output.warnings, len(t.output.unparsed))
+        meta = t.meta
+        print(f"{r.label}: {meta.capabilities.get('kernel')}, attach {meta.attach}, "
+              f"{meta.bpftrace['version_text']}, ended by {meta.ended_by}"
+              + (f"; yield: {counts_line(t.output.counts())}" if t.output is not None else ""))
+    for name, table in f.tables.items():
+        print(f"\n{name}  ({len(table)} rows over {len(f.traces)} hosts)")
+        print(render(table, args.top))
+    print(f"\n{hosts.summary(f.runs, f.path)}")
+    return 0 if f.passed else 2

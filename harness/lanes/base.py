@@ -98,6 +98,12 @@ class Lane:
     def close(self) -> None:
         """Release what the lane holds (a booted guest); the host lane holds nothing."""
 
+    def interrupt(self, signum: int | None) -> None:
+        """A stop signal (Ctrl-C, SIGTERM) that reached another thread than the one running on
+        this lane (a fleet's): stop the run as that signal would, keep its partial capture, and
+        start no other (None: clear it). Lanes whose runs are stopped only in their own thread
+        (the host's, a booted guest's) let the run reach its bound."""
+
 
 class HostLane(Lane):
     """The running kernel. Its one preparation is mounting tracefs where it is missing."""

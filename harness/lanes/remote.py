@@ -196,6 +196,8 @@ class Connection:
         self.hello: dict[str, Any] = {}
         self.closed = threading.Event()
         self._n = 0
+        self.in_flight = False  # a request is waiting for its answer
+        self.interrupted: int | None = None  # interrupt(): a signal from another thread
 
     def open(self) -> dict[str, Any]:
         """Start the command, ship the agent's code if the remote asks, return its hello."""
@@ -281,10 +283,37 @@ class Connection:
         answer (the partial capture) is still awaited; a second one is only acknowledged."""
         self._n += 1
         n = req["id"] = self._n
-        self.send(req)
+        if self.interrupted is not None and req["op"] in ("run", "gather", "bench"):
+            from harness.host.runner import Interrupted
+
+            raise Interrupted(self.interrupted)  # stopped before it started: nothing to keep
+        self.in_flight = True
+        try:
+            self.send(req)
+            return self._answer(n, program_for, on_wait)
+        finally:
+            self.in_flight = False
+
+    def interrupt(self, signum: int | None) -> None:
+        """Stop the request in flight as a Ctrl-C in its own thread would (the partial capture
+        still comes back to that thread), and refuse to start another run: for a caller whose
+        Ctrl-C lands in another thread, such as a fleet's main thread. None clears it."""
+        self.interrupted = signum
+        if signum is not None and self.in_flight and self.proc is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self.send({"op": "stop", "signum": signum})
+
+    def _answer(
+        self,
+        n: int,
+        program_for: Callable[[int | None], Any] | None,
+        on_wait: Callable[[float], None] | None,
+    ) -> dict[str, Any]:
         t0 = time.monotonic()
         stopped_at: float | None = None
         while True:
+            if stopped_at is None and self.interrupted is not None:
+                stopped_at = time.monotonic()  # interrupt() sent the stop: wait as for one
             try:
                 try:
                     msg = self._next(0.5)
@@ -404,6 +433,7 @@ class RemoteLane(Lane):
         self._puts: dict[str, str] = {}
         self.connect_s: float | None = None
         self.session = ""
+        self.interrupted: int | None = None
 
     def command(self, session: str) -> list[str]:
         """The argv that runs the agent's bootstrap (remote_command(session)) on the remote."""
@@ -417,6 +447,7 @@ class RemoteLane(Lane):
         t0 = time.monotonic()
         self.session = session_tag()
         self.conn = Connection(self.command(self.session), self.host)
+        self.conn.interrupted = self.interrupted
         self.facts = self.conn.open()
         self.connect_s = time.monotonic() - t0
         self._puts = {}
@@ -425,6 +456,12 @@ class RemoteLane(Lane):
         if self.conn is not None:
             self.conn.close()
             self.conn = None
+
+    def interrupt(self, signum: int | None) -> None:
+        """A stop signal that reached another thread: see Connection.interrupt."""
+        self.interrupted = signum
+        if self.conn is not None:
+            self.conn.interrupt(signum)
 
     def call(
         self, req: dict[str, Any], program_for: Callable[[int | None], Any] | None = None
@@ -515,7 +552,7 @@ class RemoteLane(Lane):
                 return None
             known[key] = text
             cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+            tmp = cache.with_suffix(f".{os.getpid()}-{threading.get_ident()}.tmp")
             tmp.write_text(json.dumps(known, indent=1))
             tmp.replace(cache)
         return known[key]
@@ -546,7 +583,7 @@ class RemoteLane(Lane):
                 text = str(self.call({"op": "kallsyms"})["text"])
                 if cache is not None:
                     cache.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+                    tmp = cache.with_suffix(f".{os.getpid()}-{threading.get_ident()}.tmp")
                     tmp.write_text(text)
                     tmp.replace(cache)
             self._kallsyms = Kallsyms(text)

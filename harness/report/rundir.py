@@ -61,7 +61,7 @@ def new_run_dir(kind: str) -> Path:
 def run_target(path: Path) -> str | None:
     """The target a harness run directory was made for (run.json's target, or a crosscheck's
     catalog entry), or None when `path` is not a harness run."""
-    for meta in (path / "run.json", path / "bpftrace" / "run.json"):
+    for meta in (path / "run.json", path / "bpftrace" / "run.json", path / "fleet.json"):
         try:
             data = json.loads(meta.read_text())
         except (OSError, ValueError):
@@ -215,11 +215,19 @@ def _write_meta(run_dir: Path, meta: Mapping[str, Any]) -> None:
 def write_tables(run_dir: Path, tables: Mapping[str, Table], meta: Mapping[str, Any], *,
                  stdout: str | None = None, stderr: str | None = None) -> Path:
     """write_run_dir for plain tables (harness.output.columns): the same CSV bytes, no pandas."""
-    import csv
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_raw(run_dir, stdout, stderr)
+    write_csvs(run_dir, tables)
+    _write_meta(run_dir, meta)
+    return run_dir
+
+
+def write_csvs(run_dir: Path, tables: Mapping[str, Table]) -> None:
+    """`<map>.csv` per table (stacks folded root first), as every run directory holds them."""
+    import csv
+
     for name, table in tables.items():
         with (run_dir / csv_name(name)).open("w", newline="") as f:
             writer = csv.writer(f, lineterminator="\n")
@@ -227,8 +235,6 @@ def write_tables(run_dir: Path, tables: Mapping[str, Table], meta: Mapping[str, 
             writer.writerows(
                 [fold_stack(c) if isinstance(c, tuple) else c for c in row] for row in table.rows()
             )
-    _write_meta(run_dir, meta)
-    return run_dir
 
 
 def written_or_kept(write: Callable[[Path], Path], run_dir: Path
