@@ -1,0 +1,304 @@
+"""A fleet over SSH, live: this machine's sshd under two names (ktrace-localhost and
+ktrace-localhost-b, scripts/setup_ssh.sh) is a two-host fleet whose sessions are separate agents,
+as on two machines; with a guest kept up (`harness lane up vm:6.1`), the guest is the second
+host (the `vm` tests).
+
+Counts are checked against the workload's own (N calls, N sends), each host's and the merged
+CSV read back with the csv module; "nothing left behind" is checked on the remote after each way
+a fleet can end: the session's processes (their environment names it), `ps` for the workload,
+and `bpftool` for the BPF programs they held."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_ssh import local_ssh, nobpftrace_host, remote_scan  # noqa: F401  (fixtures)
+
+import harness
+
+REPO = Path(__file__).resolve().parent.parent
+HOSTS = ["ktrace-localhost", "ktrace-localhost-b"]
+PROBE = "tracepoint:syscalls:sys_enter_getppid"
+
+
+def _loop(n: int) -> list[str]:
+    return ["python3", "-m", "harness.workloads.syscall_loop", "--count", str(n)]
+
+
+def _cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=REPO, check=False)
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def second_alias(local_ssh: None) -> str:  # noqa: F811
+    done = subprocess.run(["ssh", "-o", "BatchMode=yes", HOSTS[1], "true"], capture_output=True,
+                          text=True, timeout=60, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"`ssh {HOSTS[1]} true` fails ({done.stderr.strip()[-200:]}): "
+                    "scripts/setup_ssh.sh names this machine's sshd so")
+    return HOSTS[1]
+
+
+def test_a_two_host_fleet_counts_exactly_per_host_and_merges(second_alias: str,
+                                                             tmp_path: Path) -> None:
+    n = 3000
+    f = harness.fleet(PROBE, hosts=HOSTS, count_by="comm", workload_pid=True, workload=_loop(n),
+                      out=tmp_path / "fleet")
+    assert f.passed, f.errors
+    assert [r.label for r in f.runs] == HOSTS
+    frame = f.frames["@count"]
+    assert frame.columns[0] == "host"
+    assert frame.groupby("host")["value"].sum().to_dict() == {h: n for h in HOSTS}
+    # two separate agent sessions, one per host, as on two machines
+    sessions = {t.meta.lane["session"] for t in f.traces.values()}
+    assert len(sessions) == 2
+    # the merged CSV and each host's own run directory, read back independently
+    merged = _csv(tmp_path / "fleet" / "count.csv")
+    assert [r["host"] for r in merged] == HOSTS
+    for host in HOSTS:
+        own = _csv(tmp_path / "fleet" / host / "count.csv")
+        assert sum(int(r["value"]) for r in own) == n
+        assert [{k: v for k, v in r.items() if k != "host"} for r in merged
+                if r["host"] == host] == own
+        meta = json.loads((tmp_path / "fleet" / host / "run.json").read_text())
+        assert meta["lane"]["host"] == host and meta["ended_by"] == "workload-exit"
+    summary = json.loads((tmp_path / "fleet" / "fleet.json").read_text())
+    assert [h["host"] for h in summary["hosts"]] == HOSTS
+    assert all(h["ok"] and h["dir"] == h["host"] for h in summary["hosts"])
+    assert summary["maps"]["@count"] == {"csv": "count.csv", "rows": 2}
+
+
+def test_a_host_that_is_down_is_one_line_and_the_others_complete(local_ssh: None,  # noqa: F811
+                                                                  tmp_path: Path) -> None:
+    n = 500
+    done = _cli("run", PROBE, "--count-by", "comm", "--workload-pid", "-c",
+                " ".join(_loop(n)), "--hosts", "ktrace-localhost,ktrace-down",
+                "--out", str(tmp_path / "f"), "-q")
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    errors = [ln for ln in done.stderr.splitlines() if ln.startswith("harness run: error:")]
+    assert len(errors) == 1 and done.stderr.strip() == errors[0]
+    assert errors[0].startswith("harness run: error: ktrace-down: cannot reach ktrace-down (")
+    assert "hosts: 1 of 2 ok (failed: ktrace-down)" in done.stdout
+    rows = _csv(tmp_path / "f" / "count.csv")
+    assert {r["host"] for r in rows} == {"ktrace-localhost"}
+    assert sum(int(r["value"]) for r in rows) == n
+    summary = json.loads((tmp_path / "f" / "fleet.json").read_text())
+    down = summary["hosts"][1]
+    assert down["host"] == "ktrace-down" and not down["ok"] and down["dir"] is None
+    assert "Connection refused" in down["error"]
+
+
+def test_a_host_without_bpftrace_is_one_line_in_a_fleet(nobpftrace_host: str,  # noqa: F811
+                                                        tmp_path: Path) -> None:
+    done = _cli("run", PROBE, "-d", "1", "--hosts", f"ktrace-localhost,{nobpftrace_host}",
+                "--out", str(tmp_path / "f"), "-q")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"harness run: error: {nobpftrace_host} has no bpftrace on PATH; install it there "
+        "(Debian/Ubuntu: apt-get install bpftrace), or trace another host"]
+    assert (tmp_path / "f" / "ktrace-localhost" / "run.json").is_file()
+
+
+def test_an_inventory_names_the_fleet(second_alias: str, tmp_path: Path) -> None:
+    """An Ansible INI inventory: the labels are the inventory's names, each reached through its
+    ansible_host (here the ssh config's aliases)."""
+    inv = tmp_path / "hosts.ini"
+    inv.write_text("[lab]\nbox-a ansible_host=ktrace-localhost\n"
+                   "box-b ansible_host=ktrace-localhost-b\n")
+    f = harness.fleet("ktrace", inventory=inv, count=25, sizes="100", out=False)
+    assert f.passed, f.errors
+    sums = f.frames["@stacks"].groupby("host")["value"].sum().to_dict()
+    assert sums == {"box-a": 25, "box-b": 25}
+    assert [t.meta.lane["host"] for t in f.traces.values()] == HOSTS
+
+
+def test_crosscheck_over_a_fleet_is_one_object_exact_everywhere(second_alias: str,
+                                                                tmp_path: Path) -> None:
+    done = _cli("crosscheck", "ktrace", "--count", "40", "--hosts", ",".join(HOSTS),
+                "--out", str(tmp_path / "x"), "-q")
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = _csv(tmp_path / "x" / "crosscheck.csv")
+    assert [r["host"] for r in rows] == HOSTS
+    assert all(r["verdict"] == "pass" for r in rows)
+    assert all(r["bpftrace_events"] == r["libbpf_events"] == "40" for r in rows)
+    assert len({r["bpf_obj_sha256"] for r in rows}) == 1
+    for host in HOSTS:  # each host's own verdict, and the object it ran
+        verdict = json.loads((tmp_path / "x" / host / "verdict.json").read_text())
+        assert verdict["passed"] and verdict["bpf_obj_sha256"] == rows[0]["bpf_obj_sha256"]
+    assert f"one .bpf.o per attach type: yes: tracepoint {rows[0]['bpf_obj_sha256'][:12]}" \
+        in done.stdout
+
+
+def test_diff_works_across_hosts(second_alias: str, tmp_path: Path) -> None:
+    f = harness.fleet("ktrace", hosts=HOSTS, count=30, sizes="100", out=tmp_path / "f")
+    assert f.passed, f.errors
+    done = _cli("diff", str(tmp_path / "f" / HOSTS[0]), str(tmp_path / "f" / HOSTS[1]),
+                "--map", "@stacks", "--out", str(tmp_path / "d"))
+    assert done.returncode == 0, done.stderr
+    assert "(30 samples" in done.stdout.splitlines()[0]
+    assert "(30 samples" in done.stdout.splitlines()[1]
+
+
+# --- nothing left behind on any host ------------------------------------------------------------
+
+FLEET_KILLS = ("SIGINT", "SIGTERM", "SIGKILL", "one-link-dropped")
+
+
+def _ps_and_bpftool(host: str, token: str, progs: set[int]) -> tuple[list[str], set[int]]:
+    """On `host`: `ps` lines running the token's workload, and which of `progs` bpftool lists."""
+    done = subprocess.run(
+        ["ssh", "-o", "BatchMode=yes", host, "ps -eo pid=,args=; echo ==; bpftool prog show -j"],
+        capture_output=True, text=True, timeout=60, check=True)
+    ps, _, tool = done.stdout.partition("==\n")
+    lines = [ln for ln in ps.splitlines() if f"sleep {token}" in ln]
+    return lines, progs & {p["id"] for p in json.loads(tool or "[]")}
+
+
+def _wait_running(proc: subprocess.Popen[bytes], prefix: str, token: str,
+                  hosts: int) -> tuple[dict[str, Any], set[int]]:
+    """Until every host's workload runs and bpftrace holds programs: the sessions and programs."""
+    seen: dict[str, Any] = {}
+    progs: set[int] = set()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        seen = remote_scan("ktrace-localhost", prefix)
+        progs |= {p for info in seen["procs"].values() for p in info["progs"]}
+        procs = seen["procs"].values()
+        sleeping = [i for i in procs if i["argv"][:2] == ["sleep", token]]
+        tracing = [i for i in procs if i["argv"][0].endswith("bpftrace") and i["progs"]]
+        if len(sleeping) == hosts and len(tracing) == hosts:
+            return seen, progs
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.2)
+    pytest.fail(f"the fleet's remote runs never started: {seen}")
+
+
+@pytest.mark.parametrize("how", FLEET_KILLS)
+def test_nothing_is_left_on_any_host(second_alias: str, tmp_path: Path, how: str) -> None:
+    """A two-host fleet is stopped while both workloads run: by a signal to the harness, or one
+    host's ssh client dying (its link drops) and then a Ctrl-C for the other. Afterwards neither
+    host has a process of the fleet's sessions (their environment), `ps` shows no workload and
+    `bpftool` none of the programs bpftrace held; Ctrl-C and SIGTERM keep every host's partial
+    results, and a dropped host is reported while the other's are kept."""
+    token = f"{uuid.uuid4().int % 1000}.{uuid.uuid4().int % 10**6:06d}"
+    out = tmp_path / "fleet"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", "run", f"{PROBE} {{ @[comm] = count(); }}",
+         "--workload", f"sleep {token}", "--hosts", ",".join(HOSTS), "--out", str(out), "-q"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    prefix = f"{socket.gethostname()}-{proc.pid}-"
+    seen, progs = _wait_running(proc, prefix, token, len(HOSTS))
+    sessions = {next(e for e in open_environ(pid) if e.startswith("KTRACE_LANE_SESSION="))
+                for pid in seen["procs"]}
+    assert len(sessions) == 2  # one agent session per host
+    if how == "one-link-dropped":
+        ssh = [int(p) for p in subprocess.run(["pgrep", "-P", str(proc.pid), "-x", "ssh"],
+                                              capture_output=True, text=True).stdout.split()]
+        assert len(ssh) == 2
+        os.kill(ssh[0], signal.SIGKILL)
+        time.sleep(3)  # the dropped host's session ends; the other goes on
+        left = remote_scan("ktrace-localhost", prefix)
+        assert len({e for pid in left["procs"] for e in open_environ(pid)
+                    if e.startswith("KTRACE_LANE_SESSION=")}) == 1, left
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGINT)
+    else:
+        proc.send_signal(getattr(signal, how))
+    deadline = time.monotonic() + 30
+    left: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        left = remote_scan("ktrace-localhost", prefix)
+        if not left["procs"] and not progs & set(left["progs"]):
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail(f"left on the hosts after {how}: {left['procs']}, programs "
+                    f"{progs & set(left['progs'])}")
+    for host in HOSTS:  # as the user would check: ps and bpftool on each host
+        workloads, programs = _ps_and_bpftool(host, token, progs)
+        assert workloads == [] and programs == set(), (host, workloads, programs)
+    _, err = proc.communicate(timeout=60)
+    if how == "SIGKILL":
+        assert proc.returncode == -signal.SIGKILL
+        return
+    signum = signal.SIGTERM if how == "SIGTERM" else signal.SIGINT
+    assert proc.returncode == 128 + signum, err
+    summary = json.loads((out / "fleet.json").read_text())
+    assert summary["interrupted"] == signal.Signals(signum).name
+    ended = {h["host"]: h for h in summary["hosts"]}
+    dropped = [h for h, e in ended.items() if "lost the connection" in (e["error"] or "")]
+    assert len(dropped) == (1 if how == "one-link-dropped" else 0), ended
+    for host in set(HOSTS) - set(dropped):  # stopped, with what it gathered kept
+        meta = json.loads((out / host / "run.json").read_text())
+        assert meta["ended_by"] == ("ctrl-c" if signum == signal.SIGINT else "signal"), host
+        assert ended[host]["error"].startswith("interrupted by"), ended[host]
+    if dropped:
+        assert f"harness run: error: {dropped[0]}: lost the connection to".encode() in err
+
+
+def open_environ(pid: str) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+# --- a guest kept up is a host like any other ---------------------------------------------------
+
+
+def _guest_up_reason() -> str | None:
+    from harness.cli import COMMANDS
+
+    if "lane" not in COMMANDS:
+        return "`harness lane up` has not landed (issue 21 item 5): no guest stays up to join"
+    if shutil.which("ssh") is None:
+        return "no ssh client"
+    return None
+
+
+@pytest.mark.vm
+def test_a_guest_kept_up_and_localhost_are_a_fleet(local_ssh: None,  # noqa: F811
+                                                   tmp_path: Path) -> None:
+    """`harness lane up vm:6.1`, then localhost's sshd and the guest as one fleet: the same spec,
+    exact counts per host, one merged frame; the guest's kernel is 6.1's."""
+    reason = _guest_up_reason()
+    if reason:
+        pytest.skip(reason)
+    up = _cli("lane", "up", "vm:6.1", timeout=900)
+    assert up.returncode == 0, up.stderr
+    try:
+        n = 40
+        f = harness.fleet("ktrace", hosts=["ktrace-localhost", "vm:6.1"], count=n, sizes="100",
+                          out=tmp_path / "f", timeout=600)
+        assert f.passed, f.errors
+        sums = f.frames["@stacks"].groupby("host")["value"].sum().to_dict()
+        assert sums == {"ktrace-localhost": n, "vm:6.1": n}
+        kernels = {r.label: r.result.meta.capabilities["kernel"] for r in f.runs}
+        assert kernels["vm:6.1"].startswith("6.1.") and kernels["ktrace-localhost"] == \
+            os.uname().release
+        x = harness.fleet_crosscheck("ktrace", hosts=["ktrace-localhost", "vm:6.1"], count=n,
+                                     out=False, timeout=600)
+        assert x.passed, x.rows
+        assert {r["attach"] for r in x.rows} == {"tracepoint", "kprobe"}
+    finally:
+        _cli("lane", "down", "vm:6.1", timeout=300)
