@@ -297,7 +297,7 @@ def fleet(
         t = api.trace(
             target, workload=workload, duration=duration, lane=lane, attach=attach,
             out=False if path is None else path / dirs[m.label], count=count, sizes=sizes,
-            timeout=timeout, report=report, plots=plots, check=False, bpftrace=bpftrace,
+            timeout=timeout, report=report, plots=False, check=False, bpftrace=bpftrace,
             force=force, progress=say(m.label), frequency=frequency, **spec_opts,
         )
         error = None
@@ -314,7 +314,23 @@ def fleet(
 
         with shielded(deliver=True):
             _write_fleet(done, began, jobs, "run")
+            if report and plots:
+                _plots(done)
     return done
+
+
+def _plots(done: Fleet) -> None:
+    """Each host's histogram PNGs, drawn here one host at a time: matplotlib's pyplot is not
+    thread-safe, so the hosts' threads wrote their reports without them."""
+    from harness.report.summary import write_report
+
+    for r in done.runs:
+        if r.path is None:
+            continue
+        try:
+            write_report(r.path, plots=True)
+        except (ImportError, HarnessError) as err:
+            r.result.notes.append(f"plots not drawn: {err}")
 
 
 def _directories(chosen: Sequence[Member]) -> dict[str, str]:

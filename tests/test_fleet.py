@@ -86,6 +86,17 @@ def test_a_two_host_fleet_counts_exactly_per_host_and_merges(second_alias: str,
     assert summary["maps"]["@count"] == {"csv": "count.csv", "rows": 2}
 
 
+def test_each_host_gets_its_plots(second_alias: str, tmp_path: Path) -> None:
+    """plots=True: every host's histogram PNG, drawn after the hosts' threads (pyplot is not
+    thread-safe); the histogram counts each host's own calls."""
+    f = harness.fleet(PROBE, hosts=HOSTS, hist="args.__syscall_nr", workload_pid=True,
+                      workload=_loop(200), plots=True, out=tmp_path / "f")
+    assert f.passed, f.errors
+    assert f.frames["@hist"].groupby("host")["count"].sum().to_dict() == {h: 200 for h in HOSTS}
+    for host in HOSTS:
+        assert list((tmp_path / "f" / host).glob("*.png")), host
+
+
 def test_a_host_that_is_down_is_one_line_and_the_others_complete(local_ssh: None,  # noqa: F811
                                                                   tmp_path: Path) -> None:
     n = 500

@@ -252,9 +252,11 @@ class Connection:
                 self.send({"op": "beat"})
 
     def send(self, message: dict[str, Any]) -> None:
-        assert self.proc is not None and self.proc.stdin is not None
+        proc = self.proc  # close() may clear it meanwhile (the heartbeat thread sends too)
+        if proc is None or proc.stdin is None:
+            raise OSError(f"the connection to {self.host} is closed")
         with self.write_lock:
-            wire.write_message(self.proc.stdin, message)
+            wire.write_message(proc.stdin, message)
 
     def _next(self, timeout: float | None) -> dict[str, Any] | None:
         """The next message; None when the connection ended. queue.Empty at the timeout."""
