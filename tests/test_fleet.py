@@ -144,7 +144,8 @@ def test_an_inventory_names_the_fleet(second_alias: str, tmp_path: Path) -> None
 
 def test_crosscheck_over_a_fleet_is_one_object_exact_everywhere(second_alias: str,
                                                                 tmp_path: Path) -> None:
-    done = _cli("crosscheck", "ktrace", "--count", "40", "--hosts", ",".join(HOSTS),
+    done = _cli("crosscheck", "ktrace", "--count", "40", "--timeout", "5m", "--hosts",
+                ",".join(HOSTS),
                 "--out", str(tmp_path / "x"), "-q")
     assert done.returncode == 0, done.stdout + done.stderr
     rows = _csv(tmp_path / "x" / "crosscheck.csv")
