@@ -159,7 +159,7 @@ def test_merged_tables_lead_with_the_host_and_keep_every_row() -> None:
 @pytest.mark.parametrize(("kwargs", "said"), [
     ({}, "takes hosts=\\[...\\] or inventory=FILE"),
     ({"hosts": ["a"], "inventory": "x"}, "takes hosts=\\[...\\] or inventory=FILE"),
-    ({"hosts": "a,b"}, "hosts='a,b' is not a list of names"),
+    ({"hosts": "a,b"}, "hosts='a,b' is not a non-empty list of names"),
     ({"hosts": ["a", 5]}, "hosts\\[1\\]=5 is not a non-empty string"),
     ({"hosts": ["a"], "jobs": 0}, "jobs=0 is below 1"),
     ({"hosts": ["a"], "jobs": "2"}, "jobs='2' is not an integer"),
