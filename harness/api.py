@@ -86,6 +86,10 @@ class RunMeta:
     again_of: str | None = None  # the run directory `harness run --again` repeated
     # bytes the workload wrote to stdout/stderr and how many were cut (workload.*.txt)
     workload_output: dict[str, Any] = field(default_factory=dict)
+    # per map, per printing: the entries and value total bpftrace printed (harness.output.printed)
+    printed: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # where a CSV, .folded file or flame page disagrees with `printed` (one line each)
+    printed_differences: list[str] = field(default_factory=list)
     schema: int = RUN_SCHEMA
 
     def as_dict(self) -> dict[str, Any]:
@@ -526,6 +530,7 @@ def _run(
         user_frames.apply(result.output)
     if spec is not None and result.error is None:
         result.error = _nothing_attached(spec, result.probes)
+    from harness.output.printed import printed
     from harness.report.rundir import utc_iso
 
     meta = RunMeta(
@@ -553,6 +558,7 @@ def _run(
         bpftrace=tracer.as_dict(),
         warnings=list(result.output.warnings if result.output is not None else result.warnings),
         counts=result.output.counts() if result.output is not None else {},
+        printed=printed(result.output) if result.output is not None else {},
         lane=machine.describe(),
         again_of=again_of,
         workload_output=result.extra.get("workload_output", {}),
@@ -874,7 +880,29 @@ def _finish(
             write_report(done.path, plots=plots)
         except (ImportError, HarnessError) as err:
             done.notes.append(f"report not written: {err}")
+    _check_printed(done, meta)
     return done
+
+
+def _check_printed(done: Trace, meta: RunMeta) -> None:
+    """The invariant of issue 18 on this run: every map's table, CSV, .folded file and flame
+    page hold the entries and totals bpftrace printed. Differences go to run.json
+    (`printed_differences`) and to the notes the CLI prints on stderr."""
+    if done.path is None or not meta.printed:
+        return
+    from harness.report.rundir import rewrite_meta
+    from harness.report.totals import check_run_dir
+
+    try:
+        meta.printed_differences = check_run_dir(done.path, meta.printed, done.tables)
+    except (OSError, ValueError, HarnessError) as err:
+        meta.printed_differences = [f"the printed totals could not be checked: {err}"]
+    if meta.printed_differences:
+        done.notes += [f"not as printed: {line}" for line in meta.printed_differences]
+        try:
+            rewrite_meta(done.path, meta.as_dict())
+        except OSError as err:
+            done.notes.append(f"run.json not updated with the differences: {err}")
 
 
 @dataclass

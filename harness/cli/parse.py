@@ -70,7 +70,9 @@ def _program(path: Path, given: Path | None) -> tuple[str | None, str]:
 def run(args: argparse.Namespace) -> int:
     from harness.output.frames import to_frames
     from harness.output.parse import parse_json, parse_text
-    from harness.report.rundir import check_writable, write_run_dir, written_or_kept
+    from harness.output.printed import check_frames, printed
+    from harness.report.rundir import check_writable, rewrite_meta, write_run_dir, written_or_kept
+    from harness.report.totals import check_run_dir
 
     path: Path = args.file
     if args.csv:  # before parsing: a big file is not parsed only to be refused
@@ -80,15 +82,25 @@ def run(args: argparse.Namespace) -> int:
     program, program_from = _program(path, args.program)
     output = parse_json(text) if fmt == "json" else parse_text(text, program=program)
     frames = to_frames(output)
+    counts = printed(output)
     if args.csv:  # written before the summary, so a closed pipe (`| head`) loses nothing
         meta = {"command": "harness parse", "source": str(path.resolve()), "format": fmt,
-                "probes": output.probes, "lines": output.lines}
+                "probes": output.probes, "lines": output.lines, "printed": counts,
+                "printed_differences": []}
         written, write_error = written_or_kept(
             lambda where: write_run_dir(where, frames, meta), args.csv
         )
+        differences = check_run_dir(written, counts, frames)
+        if differences:
+            meta["printed_differences"] = differences
+            rewrite_meta(written, meta)
+    else:
+        differences = check_frames(counts, frames)
     from harness.cli.tables import counts_line, say_warnings
 
     say_warnings("parse", output.warnings, len(output.unparsed))
+    for line in differences:
+        print(f"parse: not as printed: {line}", file=sys.stderr)
     try:
         _print_summary(path, fmt, output.probes, len(output.lines), frames, args.rows,
                        program_from if fmt == "text" else "")

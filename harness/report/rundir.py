@@ -207,6 +207,11 @@ def write_run_dir(run_dir: Path, frames: Mapping[str, pd.DataFrame],
     return run_dir
 
 
+def rewrite_meta(run_dir: Path, meta: Mapping[str, Any]) -> None:
+    """Write run.json again (a check made after the files were written adds its findings)."""
+    _write_meta(run_dir, meta)
+
+
 def _write_meta(run_dir: Path, meta: Mapping[str, Any]) -> None:
     (run_dir / "run.json").write_text(
         json.dumps(dict(meta), indent=2, default=_jsonable, sort_keys=True) + "\n")

@@ -251,6 +251,8 @@ def _report_kind(csv: Path, table: dict[str, list[Any]], meta: dict[str, Any],
     stack_cols = flamegraph.stack_columns(table)
     as_values = not stack_cols and flamegraph.stack_values(table, value_hint)
     if stack_cols or as_values:
+        from harness.output.printed import printed_total, shown_printing
+
         hints = dict(zip([c for c in table if c not in _NOT_KEY_COLUMNS], key_hints,
                          strict=False))
         hints["value"] = value_hint
@@ -262,14 +264,26 @@ def _report_kind(csv: Path, table: dict[str, list[Any]], meta: dict[str, Any],
         folded = flamegraph.write_folded(counts, out / f"{stem}.folded")
         report.files.append((folded, "folded stacks (flamegraph.pl / speedscope input)"))
         _, printing = flamegraph.last_printing(table)
+        shown = shown_printing(table)
+        printed = meta.get("printed")
+        expected = (printed_total(printed, "@" if stem == "at" else f"@{stem}", shown)
+                    if isinstance(printed, dict) else None)
         html = flamegraph.write_flame_html(
             counts,
             out / f"{stem}.flame.html",
             flame_title(stem, meta, report.total or 0, "entries" if as_values else None),
-            subtitle=_what_ran(meta) + (f" · printing {printing}, the last" if printing else ""),
+            subtitle=_what_ran(meta) + (f" · printing {printing}, the last (the CSV has "
+                                        "every printing)" if printing else ""),
             unit="entries" if as_values else map_unit(stem, meta)[0],
+            printed_total=expected,
         )
         report.files.append((html, "flame graph: search, click to zoom (a browser, offline)"))
+        if printing:
+            report.note = (f".folded and flame page show printing {printing}, the last; "
+                           "the CSV has every printing")
+        if expected is not None and expected != report.total:
+            gap = f"{report.total} of {expected} printed shown"
+            report.note = f"{report.note}; {gap}" if report.note else gap
         return report
     total = None
     values = table.get("value")
