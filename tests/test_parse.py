@@ -262,6 +262,25 @@ def test_entry_runs_read_in_chunks_equal_line_by_line(monkeypatch: pytest.Monkey
     assert [len(m) for m in want.maps if m.name == "@s"] == [3]
 
 
+def test_a_pause_inside_one_printing_is_no_boundary() -> None:
+    """bpftrace pauses inside a printing (resolving symbols, descheduled): a gap in arrival
+    cuts only where the line after it repeats a key, in a map the program print()s."""
+    text = ("Attaching 2 probes...\n@[\n    f+1\n]: 5\n@[]: 3\n@[\n    g+2\n]: 2\n@[]: 7\n"
+            "@n: 4\n@n: 5\n")
+    times = [0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 2.0, 2.0, 3.0]
+    assert len(times) == text.count("\n")
+    # `@[]` again after a 1 s pause while `g+2` was read: @ is never print()ed, one printing
+    prog = "profile:hz:99 { @[kstack] = count(); @n = count(); } interval:s:1 { print(@n); }"
+    out = parse_text(text, line_times=times, program=prog)
+    assert [(m.name, len(m)) for m in out.maps] == [("@", 4), ("@n", 1), ("@n", 1)]
+    # a new key after the pause (`g+2`): no boundary, even without the program
+    new_key = parse_text(text, line_times=[0.0] * 5 + [1.0] * 6)
+    assert [(m.name, len(m)) for m in new_key.maps] == [("@", 4), ("@n", 2)]
+    # without the program, a repeated key after the pause is taken for a second print()
+    blind = parse_text(text, line_times=[0.0] * 8 + [1.0, 1.0, 3.0])
+    assert [(m.name, len(m)) for m in blind.maps] == [("@", 3), ("@", 1), ("@n", 1), ("@n", 1)]
+
+
 def test_repeated_keys_are_rows_of_one_printing() -> None:
     # bpftrace 0.17, profile with @[kstack, comm]: an empty kernel stack and one it failed to
     # look up both print as nothing, so `@[, tar]` can appear twice in one printing.

@@ -123,11 +123,17 @@ def runs(draw: st.DrawFn) -> tuple[str, list[float], list[Gen], str]:
     now = 0.0
     # the interval part: print()s of the maps in some order, each after a separator
     order = draw(st.lists(st.sampled_from(range(len(gens))), max_size=6))
+    last: tuple[int, Printing] | None = None  # the last printing with entries, and its map
     for i in order:
         g = gens[i]
         p = draw(printing(g.kind, g.shape))
         g.printings.append(p)
         sep = draw(st.sampled_from(["printf", "time", "gap"]))
+        if sep == "gap" and last is not None and last[0] == i and p.entries:
+            # a pause is a boundary where the next print() repeats a key (print(@) again)
+            p.entries[0] = (last[1].entries[0][0], p.entries[0][1])
+        if p.entries:
+            last = (i, p)
         now += 1.0
         body = render(g, p, version)
         if sep == "printf":

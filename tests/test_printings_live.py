@@ -43,11 +43,8 @@ def test_kstack_profile_total_equals_a_count_in_the_same_run(tmp_path: Path, rel
     (stacks,), (n,) = _totals(meta, "@"), _totals(meta, "@n")
     assert n > 50 and stacks == n  # every sample: empty and failed stacks included
     folded = tmp_path / "at.folded"
-    # 0.27 prints an empty kernel stack as `@[\n]:`, read as a string key that is no stack
-    # until the stack-shapes change lands: its map may have no .folded yet
-    if release == "0.17" or folded.exists():
-        assert sum(parse_folded(folded.read_text().splitlines()).values()) == n
-        assert f'"printed":{n}' in (tmp_path / "at.flame.html").read_text()
+    assert sum(parse_folded(folded.read_text().splitlines()).values()) == n
+    assert f'"printed":{n}' in (tmp_path / "at.flame.html").read_text()
 
 
 @pytest.mark.usefixtures("needs_bpf")

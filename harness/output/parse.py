@@ -169,7 +169,8 @@ class _Builder:
     key is never a boundary: one printing may hold equal keys (an empty and a failed stack
     both print as `@[]`, usym/ksym of different addresses, two processes of one binary),
     and they stay rows. Back-to-back print()s of one map with nothing between them look
-    like one printing in the text; `breaks` (line numbers, from arrival times) cut them.
+    like one printing in the text; an arrival gap cuts them where the line after the gap
+    repeats a key of the printing, for a map the program print()s (`_cut`).
     Text lines right after a string value are held back: when the same printing goes on
     with a new key they were the rest of that value (bpftrace prints strings raw, so a
     value holding a newline spans lines), otherwise they are printed lines.
@@ -188,7 +189,8 @@ class _Builder:
         self.blank_after: set[int] = set()  # header lines followed by a blank line
         self.text = ""  # the text being lexed (entry runs are read from it in place)
         self.owns_blank = False  # the last entry (a hist or stack value) ends in a blank line
-        self.breaks: list[int] = []  # sorted lines that start a new printing (arrival gaps)
+        self.breaks: list[int] = []  # sorted lines after an arrival gap (see _cut)
+        self.gap_maps: frozenset[str] | None = None  # maps the program print()s (None: any)
         self._names: set[str] | None = None  # see line_start_names
         # The map names the program can print (None: not known, any `@name` line is a map).
         self.known: frozenset[str] | None = None
@@ -287,7 +289,7 @@ class _Builder:
             self.close()
         cur = self.current
         self.owns_blank = False
-        if cur is None or cur.name != name or self._break_in(line, line + 1):
+        if cur is None or cur.name != name or self._cut(name, packed, line):
             cur = self.start(name, line)
         self.seen.add(packed)
         self.kinds.add(kind)
@@ -348,9 +350,8 @@ class _Builder:
             return False
         vals, kind = typed
         start = 0
-        for at in self._breaks_in(line + 1, line + lines):
+        for at in self._breaks_in(line + 1, line + lines):  # _extend decides on each
             self._extend(name, keys[start:at - line], vals[start:at - line], kind, line + start)
-            self.close()
             start = at - line
         self._extend(name, keys[start:], vals[start:], kind, line + start)
         return True
@@ -374,7 +375,7 @@ class _Builder:
                 self.close()
             cur = self.current
             self.owns_blank = False
-            if cur is None or cur.name != name or self._break_in(line + i, line + i + 1):
+            if cur is None or cur.name != name or self._cut(name, key, line + i):
                 cur = self.start(name, line + i)
             self.seen.add(key)
             if _INT.match(value):
@@ -392,7 +393,7 @@ class _Builder:
             return
         cur = self.current
         self.owns_blank = False
-        if cur is None or cur.name != name or self._break_in(line, line + 1):
+        if cur is None or cur.name != name or self._cut(name, keys[0], line):
             cur = self.start(name, line)
         cur.packed_keys.extend(keys)
         cur.values.extend(vals)
@@ -450,8 +451,15 @@ class _Builder:
         hi = bisect.bisect_left(self.breaks, stop, lo)
         return self.breaks[lo:hi]
 
-    def _break_in(self, first: int, stop: int) -> bool:
-        return bool(self.breaks) and bool(self._breaks_in(first, stop))
+    def _cut(self, name: str, packed: PackedKey, line: int) -> bool:
+        """The entry on `line` starts another print() of the current printing's map: it came
+        after an arrival gap (`breaks`), repeats a key the printing already has, and the map
+        is one the program print()s (`gap_maps`). A gap alone is no boundary: bpftrace pauses
+        inside one printing too (resolving symbols, descheduled under load)."""
+        return (bool(self.breaks) and packed in self.seen
+                and (self.gap_maps is None or name in self.gap_maps)
+                and bool(self._breaks_in(line, line + 1)))
+
     def is_map(self, name: str) -> bool:
         """Whether `@name` lines may be the map's: any name when the program is not known."""
         return self.known is None or name in self.known
@@ -1082,9 +1090,10 @@ def parse_text(text: str, *, line_times: Sequence[float] | None = None,
     attached (the runner records them); a printing's t_s is the time of its first line.
     Without them, t_s comes from `time()` lines printed between printings, else is None.
     They also cut back-to-back print()s of one map, which the text does not separate: an
-    entry line that arrived `PRINT_GAP_S` or more after the line before it starts a new
-    printing, before the exit dump (which prints each map once, and may pause while it
-    resolves symbols).
+    entry line that arrived `PRINT_GAP_S` or more after the line before it, before the exit
+    dump (which prints each map once, and may pause while it resolves symbols), starts a new
+    printing when its key is one the printing already has and `program` passes that map to
+    print().
 
     `program` is the bpftrace program that printed `text`, when known: a line shaped like
     an entry of a map the program has none of (`@x: 5` from a printf) is then a printed
@@ -1100,6 +1109,8 @@ def parse_text(text: str, *, line_times: Sequence[float] | None = None,
     builder = _Builder(", ")
     if line_times is not None:
         builder.breaks = _arrival_breaks(text, line_times)
+        if program is not None:
+            builder.gap_maps = print_targets(program)
     builder.cut_line = cut_line
     if program is not None:
         from harness.spec.literal import map_names
@@ -1110,6 +1121,14 @@ def parse_text(text: str, *, line_times: Sequence[float] | None = None,
 
 
 PRINT_GAP_S = 0.25  # a pause in the output this long between two entry lines: a new print()
+
+
+_PRINT_CALL = re.compile(r"\bprint\(\s*(@\w*)")
+
+
+def print_targets(program: str) -> frozenset[str]:
+    """The maps a bpftrace program passes to print() (the others print once, at exit)."""
+    return frozenset(_PRINT_CALL.findall(program))
 
 
 def _arrival_breaks(text: str, line_times: Sequence[float]) -> list[int]:
