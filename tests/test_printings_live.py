@@ -59,7 +59,7 @@ def test_kstack_profile_json_keeps_repeated_keys() -> None:
     out = parse_json(proc.stdout)
     counts = printed(out)
     (n,) = [p["total"] for p in counts["@n"]]
-    assert n > 50 and [p["total"] for p in counts["@"]] == [n]
+    assert n > 10 and [p["total"] for p in counts["@"]] == [n]
 
 
 @pytest.mark.usefixtures("needs_bpf")
