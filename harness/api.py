@@ -526,53 +526,54 @@ def _run(
             on_progress=ticking,
             bpftrace=tracer.command,
         )
-    if user_frames is not None:
-        user_frames.apply(result.output)
-    if spec is not None and result.error is None:
-        result.error = _nothing_attached(spec, result.probes)
-    from harness.output.printed import printed
-    from harness.report.rundir import utc_iso
-
-    meta = RunMeta(
-        command=" ".join(sys.argv),
-        target=target,
-        spec=spec,
-        program=programs[-1] if programs else None,
-        marker=marker,
-        attach=attach_used,
-        attach_reason=reason,
-        capabilities=caps.as_dict(),
-        workload=argv,
-        duration_s=duration,
-        timeout_s=timeout,
-        workload_status=result.workload_status,
-        probes=result.probes,
-        exit_status=result.exit_status,
-        ended_by=result.ended_by,
-        error=str(result.error) if result.error else None,
-        printed_lines=result.output.lines if result.output is not None else [],
-        diagnostics=result.diagnostics,
-        started_at=utc_iso(began[0]),
-        ended_at=utc_iso(time.time()),
-        durations=_durations(result, began[1], spawn),
-        bpftrace=tracer.as_dict(),
-        warnings=list(result.output.warnings if result.output is not None else result.warnings),
-        counts=result.output.counts() if result.output is not None else {},
-        printed=printed(result.output) if result.output is not None else {},
-        lane=machine.describe(),
-        again_of=again_of,
-        workload_output=result.extra.get("workload_output", {}),
-    )
-    if spec is not None:
-        key_names = spec.key_names()
-    else:  # a whole program: its text says which key parts are user and kernel stacks
-        from harness.output.stacks import program_key_names
-
-        key_names = program_key_names(meta.program, result.output)
-    columns = spec.frame_columns() if spec is not None else {}
     from harness.host.lifetime import shielded
 
-    with shielded(deliver=True):  # a Ctrl-C now waits until what was gathered is written
+    # From here a Ctrl-C waits until what was gathered is written (then exits 128+N).
+    with shielded(deliver=True):
+        if user_frames is not None:
+            user_frames.apply(result.output)
+        if spec is not None and result.error is None:
+            result.error = _nothing_attached(spec, result.probes)
+        from harness.output.printed import printed
+        from harness.report.rundir import utc_iso
+
+        meta = RunMeta(
+            command=" ".join(sys.argv),
+            target=target,
+            spec=spec,
+            program=programs[-1] if programs else None,
+            marker=marker,
+            attach=attach_used,
+            attach_reason=reason,
+            capabilities=caps.as_dict(),
+            workload=argv,
+            duration_s=duration,
+            timeout_s=timeout,
+            workload_status=result.workload_status,
+            probes=result.probes,
+            exit_status=result.exit_status,
+            ended_by=result.ended_by,
+            error=str(result.error) if result.error else None,
+            printed_lines=result.output.lines if result.output is not None else [],
+            diagnostics=result.diagnostics,
+            started_at=utc_iso(began[0]),
+            ended_at=utc_iso(time.time()),
+            durations=_durations(result, began[1], spawn),
+            bpftrace=tracer.as_dict(),
+            warnings=list(result.output.warnings if result.output is not None else result.warnings),
+            counts=result.output.counts() if result.output is not None else {},
+            printed=printed(result.output) if result.output is not None else {},
+            lane=machine.describe(),
+            again_of=again_of,
+            workload_output=result.extra.get("workload_output", {}),
+        )
+        if spec is not None:
+            key_names = spec.key_names()
+        else:  # a whole program: its text says which key parts are user and kernel stacks
+            from harness.output.stacks import program_key_names
+
+            key_names = program_key_names(meta.program, result.output)
+        columns = spec.frame_columns() if spec is not None else {}
         done = _finish(result, key_names, meta, path, report, plots, columns)
     return done.check() if check else done
 

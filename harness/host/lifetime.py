@@ -254,19 +254,20 @@ SHIELDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @contextlib.contextmanager
-def shielded(deliver: bool = False) -> Iterator[None]:
+def shielded(deliver: bool = False) -> Iterator[list[int]]:
     """Work that a Ctrl-C (or SIGTERM/SIGHUP) must not cut short (stopping bpftrace, saving
     what was gathered): such a signal is held until the work is done. With `deliver` it is
     then handed, once, to the handler that was there before (the CLI's stop: exit 128+N once
-    the results are saved); without, the run is already stopping and it is dropped."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+    the results are saved); without, it is dropped, and the caller may read the signals held
+    (the list yielded) to say the run was interrupted."""
     held: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield held
+        return
     old = {sig: signal.signal(sig, lambda signum, frame: held.append(signum))
            for sig in SHIELDED_SIGNALS}
     try:
-        yield
+        yield held
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)

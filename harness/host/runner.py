@@ -46,6 +46,7 @@ STOP_CAP = 300.0  # ... and at most this long while it keeps working (printing b
 # with every probe still open missed it, and gets it again; where the wait cannot be seen
 # (no /proc wchan), one that has not begun to stop this long after SIGINT (see _wait_exit).
 RESEND_AFTER = 0.25
+ESCALATION_WAIT = 3.0  # seconds after each of SIGTERM and SIGKILL, when SIGINT did not stop it
 POLL = 0.05  # how often the stop wait looks at the process when its output has not ended
 
 
@@ -356,6 +357,7 @@ class BpftraceProcess:
         self.escalations: list[str] = []
         self.sigint_resent = 0
         self._marker_index: int | None = None
+        self._probe_fds = 0  # perf events it held when the stop began (see _wait_exit)
 
     @property
     def pid(self) -> int | None:
@@ -472,23 +474,30 @@ class BpftraceProcess:
     def is_running(self) -> bool:
         return self.child is not None and self.child.isalive()
 
-    def stop(self, grace: float = STOP_GRACE) -> RunResult:
+    def stop(self, grace: float | None = None) -> RunResult:
         """SIGINT (bpftrace prints its maps), wait for its exit and the end of its output,
-        escalate to TERM/KILL only if it lingers without working."""
+        escalate to TERM/KILL only if it lingers without working.
+
+        Called again while a stop is under way (a Ctrl-C cut the first call short), it sends
+        no second SIGINT: bpftrace 0.17 restores SIGINT's default, fatal action once its probes
+        are detached, so one landing while it prints its maps kills it mid-print. It only
+        waits on. Once stopped, the same result is returned."""
         assert self.child is not None and self.reader is not None, "start() first"
+        if self.result is not None:
+            return self.result
         child, reader = self.child, self.reader
-        interrupted = False
-        if child.isalive():
-            interrupted = True
+        grace = STOP_GRACE if grace is None else grace
+        if child.isalive() and self.stop_requested is None:
             self.stop_requested = time.monotonic()
-            probe_fds = self._perf_event_fds()
+            self._probe_fds = self._perf_event_fds()
             self._signal(signal.SIGINT)
-            self._wait_exit(grace, STOP_CAP, probe_fds)
+        if child.isalive() and not self.escalations:
+            self._wait_exit(grace, STOP_CAP, self._probe_fds)
         for sig in (signal.SIGTERM, signal.SIGKILL):
             if child.isalive():
                 self.escalations.append(sig.name)
                 self._signal_group(sig)
-                self._wait_exit(3, 3)
+                self._wait_exit(ESCALATION_WAIT, ESCALATION_WAIT)
         with contextlib.suppress(pexpect.ExceptionPexpect, OSError):
             child.wait()
         reader.join(5)
@@ -502,15 +511,19 @@ class BpftraceProcess:
             if child.exitstatus is not None
             else (-child.signalstatus if child.signalstatus else None)
         )
-        self.result = self._result(status, interrupted)
+        self.result = self._result(status, self.stop_requested is not None)
         return self.result
 
     def _wait_exit(self, idle: float, cap: float, probe_fds: int = 0) -> None:
         """Wait for bpftrace to exit and its stdout to close (all output read).
 
-        Printing a large map (symbolizing thousands of stacks) can take long on a loaded
-        machine, so the wait ends after `idle` seconds WITHOUT progress (CPU time used, output),
-        or at `cap` seconds in all.
+        Stopping can take long, and what bpftrace prints at the end is the result: it detaches
+        every probe first (0.17: tens of milliseconds each, waiting in the kernel rather than
+        using CPU: `sys_enter_*`'s 361 take ~27 s), then prints its maps (symbolizing thousands
+        of stacks is slow on a loaded machine). So the wait ends only after `idle` seconds
+        WITHOUT progress: CPU time used, output, or descriptors closed (each detached probe
+        closes its perf event). `cap` bounds the time without a descriptor closing (output
+        and CPU could go on for ever; the descriptors cannot).
 
         bpftrace 0.17 misses a SIGINT that lands while it is outside its epoll_wait: the exit
         flag is set but only a failed epoll_wait or a new event checks it, so an idle run
@@ -526,7 +539,8 @@ class BpftraceProcess:
         """
         assert self.reader is not None and self.child is not None
         reader, child = self.reader, self.child
-        start = last_progress = last_look = last_signal = time.monotonic()
+        last_progress = last_look = last_signal = last_closed = time.monotonic()
+        look_every = min(1.0, idle / 4)
         last_mark = self._progress_mark()
         lines_at_start = len(reader.lines)
         while True:
@@ -535,19 +549,21 @@ class BpftraceProcess:
                 # Exited: read what is left (a grandchild may hold the pty open: bounded).
                 reader.wait_for(lambda: reader.out_eof, now + 1.0)
                 return
-            if now - last_progress >= idle or now - start >= cap:
+            if now - last_progress >= idle or now - last_closed >= cap:
                 return
             if reader.out_eof:  # its output has ended: it is exiting, to be reaped shortly
                 time.sleep(0.005)
             else:  # its stdout ends as it exits: wake at once then, not at the next poll
-                reader.wait_for(lambda: reader.out_eof, now + POLL)
+                reader.wait_for(lambda: reader.out_eof, now + min(POLL, look_every))
             now = time.monotonic()
-            if now - last_look >= 1.0:
-                last_look = now
+            if now - last_look >= look_every:
                 mark = self._progress_mark()
-                if mark[1] != last_mark[1] or mark[0] - last_mark[0] > 5:  # lines, >5% CPU
+                cpu = (mark[0] - last_mark[0]) / max(now - last_look, 1e-3)
+                if mark[1:] != last_mark[1:] or cpu > 5:  # lines, descriptors, >5% CPU
                     last_progress = now
-                last_mark = mark
+                if mark[2] < last_mark[2]:
+                    last_closed = now
+                last_look, last_mark = now, mark
             if (
                 probe_fds
                 and len(reader.lines) == lines_at_start
@@ -559,15 +575,20 @@ class BpftraceProcess:
                 self.sigint_resent += 1
                 self._signal(signal.SIGINT)
 
-    def _progress_mark(self) -> tuple[int, int]:
-        """(CPU ticks bpftrace has used, stdout lines read): they grow while it works."""
+    def _progress_mark(self) -> tuple[int, int, int]:
+        """(CPU ticks bpftrace has used, stdout lines read, descriptors it holds open): they
+        change while it works."""
         assert self.reader is not None and self.child is not None
         try:
             fields = Path(f"/proc/{self.child.pid}/stat").read_text().rsplit(")", 1)[1].split()
             ticks = int(fields[11]) + int(fields[12])  # utime + stime
         except (OSError, IndexError, ValueError):
             ticks = -1
-        return ticks, len(self.reader.lines)
+        try:
+            fds = len(os.listdir(f"/proc/{self.child.pid}/fd"))
+        except OSError:
+            fds = -1
+        return ticks, len(self.reader.lines), fds
 
     def _perf_event_fds(self) -> int:
         assert self.child is not None
@@ -624,6 +645,16 @@ class BpftraceProcess:
             )
         if status not in (0, None) or self.attached is None:
             result.error = classify(diagnostics or stdout, self.program)
+        if self.escalations and status != 0 and result.error is None:
+            # Killed while stopping: the maps it prints last are missing or cut, so what was
+            # printed is kept (stdout.txt) but is no result ("no events" would be a lie).
+            waited = time.monotonic() - (self.stop_requested or self.started)
+            result.error = BpftraceTimeout(
+                f"bpftrace was still stopping {waited:.0f}s after SIGINT without progress and "
+                f"was killed ({', '.join(self.escalations)}) before it printed all its maps",
+                "what it printed is kept in stdout.txt; on a loaded machine run again, or "
+                "trace fewer probes (each detaches on its own at the end)",
+            )
         from harness.output.parse import parse_text
 
         parse_began = time.monotonic()
@@ -766,14 +797,20 @@ def run_bpftrace(
         result.error = Interrupted(signum)
         ended_by = "ctrl-c" if signum == signal.SIGINT else "signal"
     finally:
-        with shielded():
+        with shielded() as held:
             if proc is not None and proc.child is not None and proc.is_running():
                 proc.stop()
             if work is not None:
                 work.close()
-    result.ended_by = ended_by
-    if work is not None:
-        keep_workload(result, work)
+            if result is not None:
+                result.ended_by = ended_by
+                if work is not None:
+                    keep_workload(result, work)
+    assert result is not None
+    if held and not isinstance(result.error, Interrupted):
+        # A stop signal while the run was being stopped and collected: it ended normally and
+        # everything is kept, but the user asked to stop, so the run says so (exit 128+N).
+        result.error = result.error or Interrupted(held[0])
     return result
 
 
