@@ -1022,7 +1022,15 @@ def crosscheck(
             progress=progress or silent,
             on_plan=on_plan,
         )
-    return _crosscheck_out(result, path)
+    from harness.host.lifetime import shielded
+    from harness.host.runner import Interrupted
+
+    with shielded(deliver=True):  # a Ctrl-C now waits until what was gathered is written
+        done = _crosscheck_out(result, path)
+    if result.interrupted is not None:
+        # Stopped by Ctrl-C/SIGTERM: both tracers' partial frames are written; no verdict.
+        raise Interrupted(result.interrupted)
+    return done
 
 
 def _crosscheck_request(
@@ -1195,8 +1203,7 @@ def matrix(
     on_kernel: called with each series before its crosscheck starts (progress).
     progress: hears each guest's boot and each crosscheck's phases, as in `crosscheck`.
     """
-    import csv
-
+    from harness.host.runner import Interrupted
     from harness.lanes.debian import SUITES
     from harness.lanes.registry import get_lane
     from harness.report.rundir import new_run_dir
@@ -1248,6 +1255,12 @@ def matrix(
                     progress=progress,
                 )
                 rows.append(_matrix_row(series, x, ""))
+            except Interrupted as err:
+                # Ctrl-C/SIGTERM: the interrupted crosscheck wrote what it gathered; the
+                # rows so far are written too, and nothing more runs.
+                rows.append(_matrix_row(series, None, str(err), lane.describe()))
+                _matrix_csv(path, rows)
+                raise
             except HarnessError as err:
                 x = None
                 rows.append(_matrix_row(series, None, str(err), lane.describe()))
@@ -1257,13 +1270,21 @@ def matrix(
             # left running beside the next one's boot has been seen to make that boot fail.
             lane.close()
         notes += _compare_versions(runs, None if path is None else path / series)
-    if path is not None:
-        path.mkdir(parents=True, exist_ok=True)
-        with (path / "matrix.csv").open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=MATRIX_COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
+    _matrix_csv(path, rows)
     return Matrix(rows, path, notes)
+
+
+def _matrix_csv(path: Path | None, rows: list[dict[str, Any]]) -> None:
+    """matrix.csv: one row per kernel and release run (nothing when `path` is None)."""
+    import csv
+
+    if path is None:
+        return
+    path.mkdir(parents=True, exist_ok=True)
+    with (path / "matrix.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=MATRIX_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def _compare_versions(

@@ -1,12 +1,16 @@
 """Whatever ends the harness, nothing it started outlives it: no child process, no BPF program,
-no BPF link. `harness run` and `harness crosscheck` are killed with SIGINT, SIGTERM and SIGKILL
-at three moments found by watching the real processes (bpftrace has just appeared: before
-attach; the workload is running; the workload is gone: shutdown).
+no BPF link, no mount, no temporary file. Every command that spawns (`harness run`,
+`crosscheck`, `bench`, `matrix --kernels host`) is killed with SIGINT, SIGTERM and SIGKILL at
+three moments found by watching the real processes (bpftrace has just appeared: before attach;
+the workload is running; the workload is gone: shutdown).
 
 After each kill, within 2 s: none of the harness's processes is left, none of the programs or
 links they were seen holding exists, and the machine has no program or link without an owner
 that it did not have before (compared as sets, not counts: other engineers load and unload BPF
-on this machine all the while, each holding what it loaded)."""
+on this machine all the while, each holding what it loaded); its TMPDIR is empty and no mount
+of its own is left. After SIGINT/SIGTERM the run directory keeps bpftrace's stdout.txt and a
+CSV of every map in it, with as many rows as stdout.txt has entries (run, crosscheck, matrix;
+bench keeps no raw output)."""
 
 from __future__ import annotations
 
@@ -160,6 +164,9 @@ def _command(kind: str, moment: str, out: Path) -> list[str]:
         return [*harness, "bench", "syscalls", "--events", "2000000", "--rounds", "1",
                 "--warmup", "0", "--modes", "bpftrace", "--no-report", "-q", "--out", str(out)]
     count = "200" if moment == "shutdown" else "5000000"
+    if kind == "matrix":  # the host row alone: a crosscheck per kernel, no guest to boot
+        return [*harness, "matrix", "ktrace", "--kernels", "host", "--count", count, "-q",
+                "--out", str(out)]
     return [*harness, "crosscheck", "ktrace", "--count", count, "--out", str(out)]
 
 
@@ -208,17 +215,21 @@ def _reach(kind: str, moment: str, watch: Watch, proc: subprocess.Popen[bytes]) 
 
 @pytest.mark.parametrize("moment", MOMENTS)
 @pytest.mark.parametrize("sig", SIGNALS, ids=lambda s: s.name)
-@pytest.mark.parametrize("kind", ["run", "crosscheck", "bench"])
+@pytest.mark.parametrize("kind", ["run", "crosscheck", "bench", "matrix"])
 def test_killed_harness_leaves_nothing_behind(
     kind: str, sig: signal.Signals, moment: str, tmp_path: Path
 ) -> None:
     unowned_before = _unowned()
+    mounts_before = _mounts()
     token = uuid.uuid4().hex
     out = tmp_path / "out"
+    tmp = tmp_path / "tmp"  # the harness's TMPDIR: every temporary file it makes is in here
+    tmp.mkdir()
     with (tmp_path / "stdout").open("wb") as so, (tmp_path / "stderr").open("wb") as se:
         proc = subprocess.Popen(
             _command(kind, moment, out), cwd=REPO, stdout=so, stderr=se,
-            env={**os.environ, "KTRACE_KILL_TEST": token, "KTRACE_NO_REPORT": "1"},
+            env={**os.environ, "KTRACE_KILL_TEST": token, "KTRACE_NO_REPORT": "1",
+                 "TMPDIR": str(tmp)},
         )
     watch = Watch(proc.pid, token)
     try:
@@ -245,9 +256,10 @@ def test_killed_harness_leaves_nothing_behind(
         links_left = watch.links & _bpf_ids("link")
         stray = {(k, i) for k, i in _unowned() - unowned_before if i <= newest[k]}
         elapsed = time.monotonic() - start
+        temps = sorted(p.name for p in tmp.iterdir())
         if elapsed >= 1.5:
             recent.append(stray)
-        if not (left or progs_left or links_left or stray) or elapsed > 2:
+        if not (left or progs_left or links_left or stray or temps) or elapsed > 2:
             break
         time.sleep(0.05)
     leaked = set.intersection(*recent) if recent else set()
@@ -255,6 +267,8 @@ def test_killed_harness_leaves_nothing_behind(
     assert not left, f"left running: {left} (seen before the {sig.name}: {seen})"
     assert not progs_left and not links_left, (progs_left, links_left)
     assert not leaked, f"BPF objects left without an owner: {sorted(leaked)}"
+    assert not temps, f"temporary files left in TMPDIR: {temps}"
+    assert not _mounts() - mounts_before, _mounts() - mounts_before
     assert "Traceback" not in stderr, stderr
     if moment == "shutdown" and rc == 0:
         return  # the run had finished (its exit under way) before the signal could land
@@ -268,4 +282,36 @@ def test_killed_harness_leaves_nothing_behind(
         ended = {"workload": "ctrl-c" if sig == signal.SIGINT else "signal"}
         if moment in ended:
             assert meta["ended_by"] == ended[moment]
-        assert (out / "stdout.txt").exists()
+    if kind != "bench":
+        _kept_every_map({"run": out, "crosscheck": out / "bpftrace",
+                         "matrix": out / "host" / "bpftrace"}[kind])
+
+
+def _mounts() -> set[str]:
+    """Mount points of this mount namespace that are the harness's (its cache, its temp)."""
+    points = {line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()}
+    return {p for p in points if "ktrace" in p or "pytest-of" in p}
+
+
+def _kept_every_map(run: Path) -> None:
+    """bpftrace's stdout.txt is there, and each map it printed has its CSV with one row per
+    entry printed (read from the raw text: lines that begin `@name[` or `@name:`; a
+    histogram's rows are its buckets, so only its CSV's presence is checked)."""
+    stdout = (run / "stdout.txt").read_text()
+    entries: dict[str, int] = {}
+    hists: set[str] = set()
+    for line in stdout.splitlines():
+        m = re.match(r"^(@\w*)[\[:]", line)  # an entry; a stack's key goes on below
+        if m:
+            entries[m.group(1)] = entries.get(m.group(1), 0) + 1
+            if line.rstrip().endswith(":"):  # a histogram's header: its buckets follow
+                hists.add(m.group(1))
+    from harness.report.rundir import csv_name
+
+    for name, n in entries.items():
+        csv = run / csv_name(name)
+        assert csv.is_file(), f"{name} printed in {run}/stdout.txt has no CSV"
+        if name not in hists:
+            with csv.open() as f:
+                rows = sum(1 for _ in f) - 1
+            assert rows == n, (name, rows, n)

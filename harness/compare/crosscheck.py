@@ -10,6 +10,7 @@ maps): equal keys and values, stacks frame by frame after symbolisation.
 from __future__ import annotations
 
 import dataclasses
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from harness.progress import Progress, silent
 if TYPE_CHECKING:
     import pandas as pd
 
+    from harness.compare.gather import Gathered
     from harness.host.bpftrace_versions import Bpftrace
     from harness.host.capabilities import Capabilities
     from harness.lanes.base import Lane
@@ -50,6 +52,8 @@ class CrosscheckResult:
     # `harness parse bpftrace/stdout.txt` re-reads exactly what was compared.
     bpftrace_stdout: str = ""
     bpftrace_stderr: str = ""
+    # The stop signal that cut the tracing short: the frames hold what was gathered until then.
+    interrupted: int | None = None
 
     @property
     def passed(self) -> bool:
@@ -208,11 +212,6 @@ def run_crosscheck(
     """
     from harness.host.bpftrace_versions import resolve
     from harness.lanes.registry import get_lane
-    from harness.output.frames import to_frames
-    from harness.report.rundir import utc_iso
-    from harness.twin.build import BuildOutputs
-    from harness.twin.generic import counters, twin_frames
-    from harness.twin.loader import core_relocations
 
     machine = get_lane(lane)
     machine.progress = progress
@@ -225,11 +224,10 @@ def run_crosscheck(
         on_plan(planned.plan)
     chosen, twin, cat, caps = planned.plan, planned.twin, planned.catalog, planned.caps
     assert chosen.spec is not None and chosen.workload is not None
-    spec, attach, reason, symbol = chosen.spec, chosen.attach, chosen.reason, chosen.symbol
+    spec, attach, symbol = chosen.spec, chosen.attach, chosen.symbol
     argv = list(chosen.workload)
     progress("building the twin")
     obj, loader, sha, define, warnings = _twin_build(twin.text, prebuilt)
-    key_names = spec.key_names()
     marker = chosen.marker
     programs: list[str] = []
 
@@ -252,15 +250,43 @@ def run_crosscheck(
         timeout=timeout,
         bpftrace=tracer.command,
     )
-    bt_result, dumps, log = got.bpftrace, got.dumps, got.log
+    bt_result = got.bpftrace
     program = programs[-1]
-    if bt_result.error is not None:
+    if bt_result.error is not None and got.interrupted is None:
         raise bt_result.error
-    assert bt_result.output is not None
-    bt_frames = to_frames(bt_result.output, key_names)
+    from harness.host.lifetime import shielded
+
+    # What was gathered is compared and handed back whole: a stop signal now is held, and
+    # the result says it was interrupted (the caller writes it, then stops).
+    with shielded() as held:
+        return _compared(
+            got, spec, twin, machine, tracer, caps, chosen, program, argv, started,
+            (obj, loader, sha, define, warnings), cat, held,
+        )
+
+
+def _compared(
+    got: Gathered, spec: ProbeSpec, twin: TwinProgram, machine: Lane, tracer: Bpftrace,
+    caps: Capabilities, chosen: Plan, program: str, argv: list[str],
+    started: tuple[float, float], built: tuple[Path, Path, str, str, str], cat: str | None,
+    held: list[int],
+) -> CrosscheckResult:
+    """Frames of both tracers, the comparison of every map, and the run's meta."""
+    from harness.output.frames import to_frames
+    from harness.report.rundir import utc_iso
+    from harness.twin.build import BuildOutputs
+    from harness.twin.generic import counters, twin_frames
+    from harness.twin.loader import core_relocations
+
+    bt_result, dumps, log = got.bpftrace, got.dumps, got.log
+    obj, loader, sha, define, warnings = built
+    attach, reason = chosen.attach, chosen.reason
+    key_names = spec.key_names()
+    bt_frames = to_frames(bt_result.output, key_names) if bt_result.output is not None else {}
     lb_frames, dropped = twin_frames(twin, dumps, machine.kallsyms())
     describe = {t.spec_map: t.describe for t in twin.maps}
     comparisons = compare_spec_maps(spec, bt_frames, lb_frames, describe)
+    interrupted = got.interrupted or (held[0] if held else None)
     meta = {
         "command": " ".join(sys.argv),
         "catalog": cat,
@@ -290,8 +316,11 @@ def run_crosscheck(
             "total_s": round(time.monotonic() - started[1], 6),
         },
     }
+    if interrupted is not None:
+        meta["ended_by"] = "ctrl-c" if interrupted == signal.SIGINT else "signal"
     outputs = BuildOutputs(obj, loader, sha, define)
     return CrosscheckResult(
         attach, reason, comparisons, bt_frames, lb_frames, outputs, meta,
         bpftrace_stdout=bt_result.stdout, bpftrace_stderr=bt_result.stderr,
+        interrupted=interrupted,
     )

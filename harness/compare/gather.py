@@ -8,11 +8,15 @@ frames and the comparison happen where the caller is (compare/crosscheck.py).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from harness.errors import HarnessError
 
 if TYPE_CHECKING:
     from harness.host.runner import RunResult
@@ -28,6 +32,9 @@ class Gathered:
     log: str
     workload_pid: int
     libbpf_attach_s: float | None
+    # The stop signal (Ctrl-C, SIGTERM) that cut the run short, if one did: the tracers were
+    # stopped the normal way and what they gathered until then is here.
+    interrupted: int | None = None
 
 
 def gather(
@@ -47,13 +54,17 @@ def gather(
     """Run both tracers around one gated workload; the program text comes from `program_for`
     (the workload's pid filters both); `bpftrace` is the command that starts it."""
     from harness.errors import CrosscheckError
-    from harness.host.runner import BpftraceProcess
+    from harness.host.lifetime import shielded
+    from harness.host.runner import BpftraceProcess, Interrupted
     from harness.host.workload import GatedWorkload
     from harness.twin.generic import TwinLoader
 
     work = GatedWorkload(workload)
     lb: TwinLoader | None = None
     bt: BpftraceProcess | None = None
+    interrupted: int | None = None
+    dumps: dict[str, MapDump] = {}
+    log = ""
     try:
         program = program_for(work.pid)
         settings = {"target_pid": work.pid + pid_offset}
@@ -76,10 +87,23 @@ def gather(
             raise CrosscheckError(f"workload exited with status {status}", "run it by hand")
         bt_result = bt.stop()
         dumps, log = lb.stop()
+    except KeyboardInterrupt as stop:
+        if bt is None or bt.child is None:
+            raise
+        # Ctrl-C or SIGTERM: stop both tracers the normal way and keep what they gathered.
+        interrupted = getattr(stop, "signum", int(signal.SIGINT))
+        with shielded():
+            work.close()
+            bt_result = bt.stop()
+            if lb is not None:
+                with contextlib.suppress(HarnessError, OSError, ValueError):
+                    dumps, log = lb.stop()
+            bt_result.error = Interrupted(interrupted)
     finally:
-        work.close()
-        if bt is not None and bt.child is not None and bt.child.isalive():
-            bt.stop()
-        if lb is not None:
-            lb.stop_quietly()
-    return Gathered(bt_result, dumps, log, work.pid, lb.attach_s)
+        with shielded():
+            work.close()
+            if bt is not None and bt.child is not None and bt.child.isalive():
+                bt.stop()
+            if lb is not None:
+                lb.stop_quietly()
+    return Gathered(bt_result, dumps, log, work.pid, lb.attach_s if lb else None, interrupted)
