@@ -21,17 +21,34 @@ PENDING = (
 )
 
 
+def _sleeping_in(pid: int) -> str | None:
+    """The kernel function process `pid` sleeps in, or None while it runs (or is not asleep)."""
+    with open(f"/proc/{pid}/stat") as f:
+        state = f.read().rsplit(")", 1)[1].split()[0]
+    with open(f"/proc/{pid}/wchan") as f:
+        wchan = f.read().strip()
+    return wchan if state == "S" and wchan not in ("", "0") else None
+
+
 @contextmanager
 def waiting(code: str) -> Iterator[int]:
     """A Python child that runs `code` and then sleeps in it; its pid once it got there."""
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None and child.stdout.readline() == "ready\n"
-        for _ in range(200):  # asleep in its wait: state S (up to 2 s on a loaded machine)
-            with open(f"/proc/{child.pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "S":
-                    break
-            time.sleep(0.01)
+        # Asleep in its wait: state S in the same kernel function at two looks 50 ms apart.
+        # On a loaded 2-core machine the child may wait seconds for a CPU after 'ready' (2 s
+        # of looking was not always enough), so it is given 30.
+        deadline = time.monotonic() + 30
+        last = None
+        while time.monotonic() < deadline:
+            now = _sleeping_in(child.pid)
+            if now is not None and now == last:
+                break
+            last = now
+            time.sleep(0.05)
+        else:
+            raise AssertionError(f"the child never settled asleep (last seen in {last!r})")
         yield child.pid
     finally:
         child.kill()
