@@ -177,8 +177,10 @@ def test_crosscheck_timeout_says_timeout(run_cli: Any, tmp_path: Path) -> None:
     """A loader still loading when --timeout ends is a timeout, not libbpf's last log line."""
     done = run_cli("crosscheck", "ktrace", "--timeout", "1us", "-q", "--out", str(tmp_path))
     line = done.error_line("crosscheck")
-    assert "not attached after" in line and "raise --timeout" in line
-    assert "successfully" not in line
+    # The loader is waited for first; on a loaded machine it may be ready before the first look
+    # (it loads in milliseconds), and then bpftrace's wait is the one that times out.
+    assert ("not attached after" in line or "did not attach within" in line), line
+    assert "raise --timeout" in line and "successfully" not in line
 
 
 def test_an_unexpected_exception_is_one_line(run_cli: Any, tmp_path: Path,
