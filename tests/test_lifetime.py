@@ -112,3 +112,18 @@ def test_paths_with_spaces_and_glob_characters_are_taken_literally(tmp_path: Pat
     )
     assert done.returncode == 0
     assert not odd.exists() and bystander.is_dir()
+
+
+def test_a_lane_directory_whose_harness_is_gone_is_swept(tmp_path: Path) -> None:
+    """A guest's scratch directory outlives its harness only when the watchdog died too: the
+    next lane to start removes those whose owner (the pid in the name) is gone, no other."""
+    from harness.lanes.vm import _sweep_orphans
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    (tmp_path / f"lane-6.1-{gone.pid}-abc_12").mkdir()
+    (tmp_path / f"lane-6.12-{os.getpid()}-def34").mkdir()
+    (tmp_path / "lane-6.1-old_style").mkdir()  # no owner named: not ours to judge
+    assert _sweep_orphans(tmp_path) == [f"lane-6.1-{gone.pid}-abc_12"]
+    assert {p.name for p in tmp_path.iterdir()} == {
+        f"lane-6.12-{os.getpid()}-def34", "lane-6.1-old_style"}

@@ -13,15 +13,19 @@ one booted guest serves a whole series of runs.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import platform
 import shutil
+import signal
 import sys
+import threading
 import time
 import traceback
 import types
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -206,10 +210,41 @@ class Agent:
                     _write_json(self.resp / f"{n}.json", {"ok": True})
                     return
                 try:
-                    answer = {"ok": True, **self.handle(n, req)}
+                    with self.cancellable(n):
+                        answer = {"ok": True, **self.handle(n, req)}
                 except BaseException as err:  # every failure goes back to the host
                     answer = {"ok": False, "error": error_dict(err)}
                 _write_json(self.resp / f"{n}.json", answer)
+
+    @contextlib.contextmanager
+    def cancellable(self, n: str) -> Iterator[None]:
+        """While request `n` is served, the host's `req/<n>.stop` (its user pressed Ctrl-C)
+        is a SIGINT here: the run stops its tracers the normal way and answers with what they
+        gathered (harness.host.runner). Outside, a late SIGINT is ignored: the agent serves on."""
+        done = threading.Event()
+        serving = [True]
+
+        def on_sigint(signum: int, frame: object) -> None:
+            if serving[0]:
+                raise KeyboardInterrupt
+
+        def watch() -> None:
+            stop = self.req / f"{n}.stop"
+            while not done.wait(POLL_S):
+                if stop.exists():
+                    os.kill(os.getpid(), signal.SIGINT)
+                    return
+
+        old = signal.signal(signal.SIGINT, on_sigint)
+        watcher = threading.Thread(target=watch, name="stop-watch", daemon=True)
+        watcher.start()
+        try:
+            yield
+        finally:
+            serving[0] = False
+            done.set()
+            watcher.join()
+            signal.signal(signal.SIGINT, old)
 
 
 def main(argv: list[str]) -> int:

@@ -14,6 +14,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
-from harness.host.lifetime import reap, spawn, temporary_path, watchdog
+from harness.host.lifetime import reap, shielded, spawn, temporary_path, watchdog
 from harness.lanes.base import Lane
 from harness.lanes.debian import KernelImage, fetch
 from harness.paths import CHECKOUT, cache_home
@@ -196,9 +197,22 @@ def _rw_parent() -> Path:
     return path
 
 
+def _sweep_orphans(parent: Path) -> list[str]:
+    """Remove the lane directories (`lane-SERIES-PID-*`) of harness processes that are gone:
+    close() and the watchdog remove a lane's own, so one is left only when both were killed."""
+    removed = []
+    for lane in parent.glob("lane-*-*-*"):
+        owner = lane.name.split("-")[2]
+        if owner.isdigit() and not Path(f"/proc/{owner}").exists():
+            shutil.rmtree(lane, ignore_errors=True)
+            removed.append(lane.name)
+    return removed
+
+
 # --- A booted guest serving one request per run (lanes/guest.py runs inside) -----------------
 
 VM_MIN_TIMEOUT = 300.0  # under TCG bpftrace alone spends tens of seconds before it attaches
+STOP_WAIT = 120.0  # seconds an interrupted guest run may take to stop and answer (TCG is slow)
 BOOT_TIMEOUT = float(os.environ.get("KTRACE_VM_BOOT_TIMEOUT", "900"))
 
 
@@ -243,6 +257,7 @@ class VMLane(Lane):
         self.release = kernel.release
         self.accel = accel_choice(kernel, self.progress)
         # The harness's pid in the name: whose it is, for a look at vm-scratch (and for a test).
+        _sweep_orphans(_rw_parent())
         self.dir = Path(tempfile.mkdtemp(prefix=f"lane-{self.series}-{os.getpid()}-",
                                          dir=_rw_parent()))
         watchdog().guard_path(self.dir)  # removed by close(), or by the watchdog
@@ -340,9 +355,38 @@ class VMLane(Lane):
         self.start()
         assert self.dir is not None and self.proc is not None
         n = self._send(req)
+        try:
+            return self._answer(n, req, program_for)
+        except KeyboardInterrupt as stop:
+            if req["op"] not in ("run", "gather"):
+                raise
+            signum = getattr(stop, "signum", int(signal.SIGINT))
+        # Ctrl-C/SIGTERM: the guest stops its tracers the normal way and answers with what
+        # they gathered; the wait for that answer is not cut short by another signal.
+        from harness.host.runner import Interrupted
+
+        (self.dir / "req" / f"{n}.stop").write_text(str(signum))
+        with shielded():
+            try:
+                data = self._answer(n, req, program_for, STOP_WAIT)
+            except HarnessError:
+                data = {"ok": False}
+        if not data.get("ok"):
+            raise Interrupted(signum)
+        data["interrupted"] = signum
+        return data
+
+    def _answer(
+        self, n: str, req: dict[str, object], program_for: Callable[[int | None], str] | None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """Wait for the answer to request `n` (None: as long as the guest runs)."""
+        assert self.dir is not None and self.proc is not None
         answer, pid_file = self.dir / "resp" / f"{n}.json", self.dir / "resp" / f"{n}.pid"
         t0 = reported = time.monotonic()
         while not answer.exists():
+            if timeout is not None and time.monotonic() - t0 > timeout:
+                raise VMError(f"the guest did not answer within {timeout:g}s", "")
             if req["op"] in ("run", "gather") and time.monotonic() - reported >= self.REPORT_EVERY:
                 reported = time.monotonic()
                 self.progress(f"running in the guest ({req['op']})", reported - t0, None, "s")
@@ -416,7 +460,12 @@ class VMLane(Lane):
             "program": program if isinstance(program, str) else None,
         }
         data = self._call(req, None if isinstance(program, str) else program)
-        return _run_result(data["result"], marker)
+        result = _run_result(data["result"], marker)
+        if "interrupted" in data:
+            from harness.host.runner import Interrupted
+
+            result.error = Interrupted(data["interrupted"])
+        return result
 
     def gather(self, program_for: Callable[[int], str], marker: str, **kw: Any) -> Gathered:
         from harness.compare.gather import Gathered
@@ -446,6 +495,7 @@ class VMLane(Lane):
             data["log"],
             data["workload_pid"],
             data["libbpf_attach_s"],
+            data.get("interrupted"),
         )
 
     def bench(
