@@ -935,8 +935,11 @@ class Crosscheck:
 
     def verdict(self) -> dict[str, Any]:
         """What verdict.json holds."""
+        ended_by = self.meta.get("ended_by", "workload-exit")
         return {
-            "passed": self.passed,
+            # Cut short by Ctrl-C/SIGTERM, the maps hold what each side had seen: no verdict.
+            "passed": self.passed and ended_by == "workload-exit",
+            "ended_by": ended_by,
             "spec": self.meta["spec"],  # ProbeSpec.to_dict(), as in run.json
             "kernel": self.meta["kernel"],
             "core_relocations": self.meta["core_relocations"],

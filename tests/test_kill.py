@@ -292,6 +292,10 @@ def test_killed_harness_leaves_nothing_behind(
     if kind != "bench":
         _kept_every_map({"run": out, "crosscheck": out / "bpftrace",
                          "matrix": out / "host" / "bpftrace"}[kind])
+    if kind in ("crosscheck", "matrix"):
+        verdict = json.loads(((out / "host" if kind == "matrix" else out)
+                              / "verdict.json").read_text())
+        assert verdict["ended_by"] in ("ctrl-c", "signal") and verdict["passed"] is False
 
 
 def _mounts() -> set[str]:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.compare.maps import MapComparison as Comparison
 from harness.compare.maps import compare_spec_maps
-from harness.errors import CrosscheckError
+from harness.errors import CrosscheckError, HarnessError
 from harness.paths import workload
 from harness.progress import Progress, silent
 
@@ -283,7 +283,12 @@ def _compared(
     attach, reason = chosen.attach, chosen.reason
     key_names = spec.key_names()
     bt_frames = to_frames(bt_result.output, key_names) if bt_result.output is not None else {}
-    lb_frames, dropped = twin_frames(twin, dumps, machine.kallsyms())
+    try:
+        lb_frames, dropped = twin_frames(twin, dumps, machine.kallsyms())
+    except HarnessError:
+        if got.interrupted is None:
+            raise
+        lb_frames, dropped = {}, 0  # stopped before the loader had its maps: none to keep
     describe = {t.spec_map: t.describe for t in twin.maps}
     comparisons = compare_spec_maps(spec, bt_frames, lb_frames, describe)
     interrupted = got.interrupted or (held[0] if held else None)
@@ -316,8 +321,8 @@ def _compared(
             "total_s": round(time.monotonic() - started[1], 6),
         },
     }
-    if interrupted is not None:
-        meta["ended_by"] = "ctrl-c" if interrupted == signal.SIGINT else "signal"
+    meta["ended_by"] = "workload-exit" if interrupted is None else (
+        "ctrl-c" if interrupted == signal.SIGINT else "signal")
     outputs = BuildOutputs(obj, loader, sha, define)
     return CrosscheckResult(
         attach, reason, comparisons, bt_frames, lb_frames, outputs, meta,

@@ -376,53 +376,56 @@ class BpftraceProcess:
             )
         argv = [*self.argv_prefix, self.bpftrace, "-e", self.program]
         self.started = time.monotonic()
-        # stderr goes to a FIFO: pty spawning closes every inherited descriptor before the
-        # preexec hook runs, so the hook opens the write side by name.
-        fifo_dir = tempfile.mkdtemp(prefix="ktrace-bt-")
-        dog = watchdog()
-        dog.guard_path(fifo_dir)
-        fifo = os.path.join(fifo_dir, "stderr")
-        os.mkfifo(fifo, 0o600)
-        err_fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
-        pdeath = die_with_parent()
+        # A stop signal waits until bpftrace is spawned, guarded and read (then stop() can
+        # stop it): one landing in between left a process nothing knew how to stop.
+        with shielded(deliver=True):
+            # stderr goes to a FIFO: pty spawning closes every inherited descriptor before the
+            # preexec hook runs, so the hook opens the write side by name.
+            fifo_dir = tempfile.mkdtemp(prefix="ktrace-bt-")
+            dog = watchdog()
+            dog.guard_path(fifo_dir)
+            fifo = os.path.join(fifo_dir, "stderr")
+            os.mkfifo(fifo, 0o600)
+            err_fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+            pdeath = die_with_parent()
 
-        def preexec() -> None:
-            pdeath()
-            fd = os.open(fifo, os.O_WRONLY)
-            os.dup2(fd, 2)
-            os.close(fd)
+            def preexec() -> None:
+                pdeath()
+                fd = os.open(fifo, os.O_WRONLY)
+                os.dup2(fd, 2)
+                os.close(fd)
 
-        try:
-            self.child = pexpect.spawn(
-                argv[0],
-                argv[1:],
-                env=self.env,
-                timeout=None,
-                maxread=1 << 20,
-                echo=False,
-                dimensions=(500, 500),
-                preexec_fn=preexec,
-            )
-        except pexpect.ExceptionPexpect as err:
-            os.close(err_fd)
-            raise BpftraceError(
-                f"cannot start {argv[0]}: {err}", "install bpftrace (scripts/setup.sh)"
-            ) from None
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(fifo)
-                os.rmdir(fifo_dir)
-            dog.release_path(fifo_dir)
-        # Its own session and process group (the pty's); the watchdog kills that group if the
-        # harness dies (PDEATHSIG reaches only bpftrace itself, not a wrapper's children).
-        dog.guard_group(self.child.pid)
-        # close() sleeps this long "to let the kernel update the process status"; stop() has
-        # already read to EOF and reaped bpftrace, so the default 0.1 s is pure wait per run.
-        # pexpect hands close() to ptyprocess, which sleeps its own copy of the delay.
-        self.child.delayafterclose = 0.0
-        self.child.ptyproc.delayafterclose = 0.0
-        self.reader = _StreamReader(self.child.child_fd, err_fd)
-        self.reader.start()
+            try:
+                self.child = pexpect.spawn(
+                    argv[0],
+                    argv[1:],
+                    env=self.env,
+                    timeout=None,
+                    maxread=1 << 20,
+                    echo=False,
+                    dimensions=(500, 500),
+                    preexec_fn=preexec,
+                )
+            except pexpect.ExceptionPexpect as err:
+                os.close(err_fd)
+                raise BpftraceError(
+                    f"cannot start {argv[0]}: {err}", "install bpftrace (scripts/setup.sh)"
+                ) from None
+            finally:
+                with contextlib.suppress(OSError):
+                    os.unlink(fifo)
+                    os.rmdir(fifo_dir)
+                dog.release_path(fifo_dir)
+            # Its own session and process group (the pty's); the watchdog kills that group if the
+            # harness dies (PDEATHSIG reaches only bpftrace itself, not a wrapper's children).
+            dog.guard_group(self.child.pid)
+            # close() sleeps this long "to let the kernel update the process status"; stop() has
+            # already read to EOF and reaped bpftrace, so the default 0.1 s is pure wait per run.
+            # pexpect hands close() to ptyprocess, which sleeps its own copy of the delay.
+            self.child.delayafterclose = 0.0
+            self.child.ptyproc.delayafterclose = 0.0
+            self.reader = _StreamReader(self.child.child_fd, err_fd)
+            self.reader.start()
         _warm_parser()
 
     def wait_attached(self, timeout: float = 60.0) -> None:
