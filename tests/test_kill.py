@@ -161,7 +161,7 @@ def _command(kind: str, moment: str, out: Path) -> list[str]:
     harness = [sys.executable, "-m", "harness.cli"]
     if kind == "run":
         # The workload forks (sh runs sleep as its child): the group guard must reach it.
-        work = "sh -c 'sleep 0.3; true'" if moment == "shutdown" else "sh -c 'sleep 60; true'"
+        work = "sh -c 'sleep 1; true'" if moment == "shutdown" else "sh -c 'sleep 60; true'"
         return [*harness, "run", "tracepoint:syscalls:sys_enter_getppid", "--count-by", "comm",
                 "--workload", work, "--out", str(out)]
     if kind == "bench":
@@ -194,7 +194,7 @@ def _reach(kind: str, moment: str, watch: Watch, proc: subprocess.Popen[bytes]) 
         return
     if kind == "run":
         watch.wait_for("the workload's sleep", lambda ps: any(_is(a, "sleep") for a in ps.values()),
-                       proc)
+                       proc, may_finish=moment == "shutdown")
         if moment == "shutdown":
             watch.wait_for("the workload's end",
                            lambda ps: not any(_is(a, "sleep") or _is(a, "sh") for a in ps.values()),
