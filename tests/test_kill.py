@@ -201,9 +201,19 @@ def _reach(kind: str, moment: str, watch: Watch, proc: subprocess.Popen[bytes]) 
                            proc, may_finish=True)
         return
     if kind == "bench":
-        # The traced run's workload, released: it has begun its loop of getppid() calls.
-        watch.wait_for("the traced getppid() loop", lambda ps: any(
-            _syscall_loop(a) and _cpu_ticks(p) >= 3 for p, a in ps.items()), proc)
+        # The traced run's workload, released: it has begun its loop of getppid() calls while
+        # bpftrace runs (the untraced run's loop comes first, with no bpftrace beside it).
+        # Spinning, not starting: the C loop's CPU time grows after it was first seen (the
+        # Python start-up before its exec counts too, so a fixed level says nothing), and
+        # bpftrace releases it only once attached.
+        first: dict[int, int] = {}
+
+        def spinning(ps: dict[int, list[bytes]]) -> bool:
+            loops = {p: _cpu_ticks(p) for p, a in ps.items() if _syscall_loop(a)}
+            grew = any(t - first.setdefault(p, t) >= 2 for p, t in loops.items())
+            return grew and any(_is(a, "bpftrace") for a in ps.values())
+
+        watch.wait_for("the traced getppid() loop", spinning, proc)
         if moment == "shutdown":
             watch.wait_for("the loop's end",
                            lambda ps: not any(_syscall_loop(a) for a in ps.values()), proc,

@@ -461,10 +461,11 @@ class VMLane(Lane):
         }
         data = self._call(req, None if isinstance(program, str) else program)
         result = _run_result(data["result"], marker)
-        if "interrupted" in data:
+        if "interrupted" in data:  # the guest was told by SIGINT whatever stopped the host
             from harness.host.runner import Interrupted
 
             result.error = Interrupted(data["interrupted"])
+            result.ended_by = "ctrl-c" if data["interrupted"] == signal.SIGINT else "signal"
         return result
 
     def gather(self, program_for: Callable[[int], str], marker: str, **kw: Any) -> Gathered:
