@@ -38,8 +38,10 @@ def test_an_interrupted_guest_run_keeps_what_the_guest_gathered(
     scratch = _rw_parent()
     # The workload says it was released (the probes are live in the guest) in the one
     # directory the guest may write: its lane's, whichever that is.
-    work = (f"for d in {scratch}/lane-6.1-*; do : > \"$d/started-{token}\"; done 2>/dev/null; "
-            "while :; do sleep 0.2; done")
+    # (touch, not `: >`: a failed redirection of a special builtin ends a POSIX shell, and the
+    # other lanes' directories are read-only in the guest.)
+    work = (f"for d in {scratch}/lane-6.1-*; do touch \"$d/started-{token}\" 2>/dev/null; "
+            "done; while :; do sleep 0.2; done")
     virtme_before = _virtme_files()
     out = tmp_path / "out"
     proc = subprocess.Popen(
