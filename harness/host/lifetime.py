@@ -217,10 +217,14 @@ def spawn(argv: Sequence[str], **popen: Any) -> subprocess.Popen[Any]:
         if extra is not None:
             extra()
 
-    proc: subprocess.Popen[Any] = subprocess.Popen(
-        list(argv), start_new_session=True, preexec_fn=preexec, **popen
-    )
-    watchdog().guard_group(proc.pid)
+    # A stop signal waits until the child is spawned and guarded: one landing during the fork
+    # raised from inside an at-fork hook, where Python only prints it ("Exception ignored")
+    # and the stop was lost; and a child not yet guarded could outlive the harness.
+    with shielded(deliver=True):
+        proc: subprocess.Popen[Any] = subprocess.Popen(
+            list(argv), start_new_session=True, preexec_fn=preexec, **popen
+        )
+        watchdog().guard_group(proc.pid)
     return proc
 
 
