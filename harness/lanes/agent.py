@@ -202,12 +202,21 @@ class Agent:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def ask(self, n: int, pid: int | None) -> str:
-        """The program text for this pid, from the harness (codegen stays there)."""
+        """The program text for this pid, from the harness (codegen stays there); compiled
+        ahead of time too, when the harness could (kept where the run's wrapper looks)."""
         self.send({"op": "ask", "id": n, "pid": pid})
         while True:
             msg = self.programs.get()
             if msg.get("id") == n:
+                self.keep_compiled(n, msg.get("aot"))
                 return str(msg["text"])
+
+    def compiled_path(self, n: int) -> Path:
+        return self.workdir / f"run-{n}.aot"
+
+    def keep_compiled(self, n: int, data: str | None) -> None:
+        if data:
+            self.compiled_path(n).write_bytes(base64.b64decode(data))
 
     def local(self, word: str) -> str:
         """An argv word from the harness with its placeholders made local."""
@@ -250,14 +259,25 @@ class Agent:
         from harness.host.runner import run_bpftrace
 
         given = req.get("program")
-        result = run_bpftrace(
-            given if given is not None else (lambda pid: self.ask(n, pid)),
-            req["marker"],
-            workload=self.argv(req.get("workload")),
-            duration=req.get("duration"),
-            timeout=req["timeout"],
-            bpftrace=req.get("bpftrace", "bpftrace"),
-        )
+        bpftrace = req.get("bpftrace", "bpftrace")
+        if req.get("aot"):  # a program compiled by the harness runs with bpftrace-aotrt
+            from harness.lanes.aot import write_wrapper
+
+            self.keep_compiled(n, req.get("compiled"))
+            bpftrace = write_wrapper(str(self.workdir / f"run-{n}.sh"),
+                                     str(self.compiled_path(n)), req["marker"], bpftrace)
+        try:
+            result = run_bpftrace(
+                given if given is not None else (lambda pid: self.ask(n, pid)),
+                req["marker"],
+                workload=self.argv(req.get("workload")),
+                duration=req.get("duration"),
+                timeout=req["timeout"],
+                bpftrace=bpftrace,
+            )
+        finally:
+            for done in (self.compiled_path(n), self.workdir / f"run-{n}.sh"):
+                done.unlink(missing_ok=True)
         return {"result": _capture(result)}
 
     def gather(self, n: int, req: dict[str, Any]) -> dict[str, Any]:

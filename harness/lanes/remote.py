@@ -612,8 +612,46 @@ class RemoteLane(Lane):
             "timeout": max(timeout, self.min_timeout),
             "program": program if isinstance(program, str) else None,
         }
-        data = self.call(req, None if isinstance(program, str) else program)
-        return parsed_capture(data["result"], marker)
+        aot = self.aot_run(bpftrace, marker, program)
+        program_for: Callable[[int | None], Any] | None = None
+        if aot is None:
+            program_for = None if isinstance(program, str) else program
+        elif isinstance(program, str):
+            req.update(aot=True, compiled=aot.answer(program).get("aot"))
+        else:
+            req["aot"] = True
+            made = program
+            program_for = lambda pid: aot.answer(made(pid))  # noqa: E731
+        data = self.call(req, program_for)
+        result = parsed_capture(data["result"], marker)
+        if aot is not None:
+            result.extra["aot"] = aot.describe()
+            result.warnings.extend(aot.notes)
+            if result.output is not None:
+                result.output.warnings.extend(aot.notes)
+        return result
+
+    def aot_run(self, bpftrace: str, marker: str, program: ProgramSource) -> Any:
+        """How this run's program is compiled here for the remote's bpftrace-aotrt
+        (harness.lanes.aot.AotRun), or None: the remote has no bpftrace-aotrt, runs another
+        release than its own bpftrace, no bpftrace here is its version, or KTRACE_AOT=0."""
+        from harness.lanes.aot import AotRun, format_files
+
+        self.start()
+        if os.environ.get("KTRACE_AOT", "1") == "0" or bpftrace != "bpftrace" or \
+                self.facts.get("aotrt") is None:
+            return None
+        local = _local_same_bpftrace(self.tool_version("bpftrace"))
+        if local is None:
+            return None
+        try:  # the probes the program will have, to read their formats before the run
+            sample = program if isinstance(program, str) else program(1)
+        except HarnessError:
+            return None
+        tracefs = str(self.facts.get("tracefs") or "")
+        there = {rel: self.call({"op": "read", "path": f"{tracefs}/{rel}"}).get("text")
+                 for rel in format_files(sample, marker)}
+        return AotRun(marker, local, self.host, there)
 
     min_timeout = 0.0  # a floor for the attach timeout (a TCG guest needs minutes)
 
@@ -721,6 +759,14 @@ def _local_version(tool: str, ident: dict[str, Any]) -> str | None:
 
         return capabilities().bpftrace
     return None
+
+
+def _local_same_bpftrace(version: str | None) -> str | None:
+    """The bpftrace here when its version line is exactly the remote's (it compiles for it);
+    None otherwise (a remote on another release runs its own bpftrace)."""
+    from harness.host.capabilities import capabilities
+
+    return "bpftrace" if version and capabilities().bpftrace == version else None
 
 
 def parsed_capture(data: dict[str, Any], marker: str) -> RunResult:

@@ -1,0 +1,190 @@
+"""Programs compiled here, run remotely without LLVM: `bpftrace --aot` on the harness's machine,
+`bpftrace-aotrt` on the remote.
+
+Under TCG a guest's bpftrace spends 8-10 s (more on a loaded machine) in LLVM before it attaches;
+`bpftrace --aot FILE -e PROG` does that work here in a fraction of a second, for the remote's
+bpftrace version (the same release must exist here: the system's, or a cached root's), and the
+remote's `bpftrace-aotrt FILE` only loads it.
+
+Two limits of AOT shape this module:
+- bpftrace refuses some programs (struct casts, such as ktrace's `((struct sk_buff *)arg0)->hash`,
+  positional parameters, kaddr/uaddr/cgroupid, USDT): compile() returns the refusal, and the run
+  goes to the remote's bpftrace as before, with a warning that says why.
+- bpftrace-aotrt (0.17) dies on SIGINT, SIGTERM and SIGHUP without printing its maps. So the
+  compiled program gets one probe more, which calls exit() (the path that prints the maps and
+  runs END) when the remote's stop wrapper makes a kill(STOP_PID, 0) system call on the
+  harness's SIGINT; the attach count includes that probe and a note says so.
+
+Both ends use this module: the agent (standard library only) writes the wrapper.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+AOT_RUNTIME = "bpftrace-aotrt"
+# kill(2) with signal 0 on a pid no process can have (above the kernel's pid_max limit, 2^22).
+STOP_PROBE = (
+    "tracepoint:syscalls:sys_enter_kill /args->pid == {pid} && args->sig == 0/ {{ exit(); }}"
+)
+
+
+def stop_pid(marker: str) -> int:
+    """A pid for the stop call, unique per run (from the marker's number), above pid_max."""
+    digits = re.sub(r"\D", "", marker) or "0"
+    return 5_000_000 + int(digits) % 1_000_000_000
+
+
+def with_stop_probe(program: str, marker: str) -> str:
+    return f"{program.rstrip()}\n{STOP_PROBE.format(pid=stop_pid(marker))}\n"
+
+
+@dataclass
+class Compiled:
+    """A program compiled ahead of time (`data`), or why not (`refused`)."""
+
+    data: bytes | None
+    refused: str = ""
+    seconds: float = 0.0
+
+
+def compile_program(program: str, marker: str, bpftrace: str = "bpftrace") -> Compiled:
+    """`bpftrace --aot` of the program plus its stop probe, with the given local bpftrace."""
+    import time
+
+    text = with_stop_probe(program, marker)
+    workdir = tempfile.mkdtemp(prefix="ktrace-aot-")
+    out = os.path.join(workdir, "program.aot")
+    t0 = time.monotonic()
+    try:
+        done = subprocess.run(
+            [bpftrace, "--aot", out, "-e", text], capture_output=True, text=True, timeout=120,
+            check=False, stdin=subprocess.DEVNULL,
+        )
+        if done.returncode == 0 and os.path.isfile(out):
+            with open(out, "rb") as fh:
+                return Compiled(fh.read(), "", time.monotonic() - t0)
+        errors = [ln.split("ERROR:", 1)[1].strip() for ln in done.stderr.splitlines()
+                  if "ERROR:" in ln and "RLIMIT_MEMLOCK" not in ln]
+        why = errors[0] if errors else (done.stderr.strip().splitlines() or
+                                        [f"exit {done.returncode}"])[-1]
+        return Compiled(None, why, time.monotonic() - t0)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return Compiled(None, str(err), time.monotonic() - t0)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+# --- the remote's end ------------------------------------------------------------
+
+WRAPPER = """#!/bin/sh
+# ktrace-harness: run {compiled} with bpftrace-aotrt when the harness sent it, else bpftrace.
+# bpftrace-aotrt dies on SIGINT without printing its maps: it starts with SIGINT ignored, and
+# the harness's SIGINT here becomes kill({pid}, 0), which the program's last probe turns into
+# exit() (maps printed, END run).
+if [ ! -f {compiled} ]; then exec {bpftrace} "$@"; fi
+trap '' INT
+{runtime} {compiled} &
+child=$!
+trap 'kill -0 {pid} 2>/dev/null' INT
+trap 'kill -TERM $child 2>/dev/null' TERM HUP
+status=0
+while kill -0 $child 2>/dev/null; do
+  wait $child
+  status=$?
+done
+exit $status
+"""
+
+
+def write_wrapper(path: str, compiled: str, marker: str, bpftrace: str = "bpftrace") -> str:
+    """The remote's bpftrace command for one run that may arrive compiled (at `compiled`)."""
+    import shlex
+
+    with open(path, "w") as fh:
+        fh.write(WRAPPER.format(compiled=shlex.quote(compiled), pid=stop_pid(marker),
+                                bpftrace=shlex.quote(bpftrace), runtime=AOT_RUNTIME))
+    os.chmod(path, 0o755)
+    return path
+
+
+# --- the harness's end ------------------------------------------------------------
+
+TRACEPOINT_RE = re.compile(r"\btracepoint:([A-Za-z0-9_]+):([A-Za-z0-9_]+)")
+
+
+def _layout(format_text: str) -> list[str]:
+    """A tracepoint format file's record layout: its field lines (the ID and the print format
+    differ between kernels without moving a field)."""
+    lines = (" ".join(ln.split()) for ln in format_text.splitlines())
+    return [ln for ln in lines if ln.startswith("field:")]
+
+
+def format_files(program: str, marker: str) -> list[str]:
+    """The tracefs format files (relative) of the tracepoints a compiled program reads."""
+    found = TRACEPOINT_RE.findall(with_stop_probe(program, marker))
+    return [f"events/{cat}/{name}/format" for cat, name in sorted(set(found))]
+
+
+class AotRun:
+    """One remote run's compilation: `answer(text)` is what goes to the agent for a program
+    (compiled when bpftrace --aot takes it), `notes` what the run's warnings say of it.
+
+    `formats_there` holds the remote's tracefs format files (None when missing), read before
+    the run: a tracepoint's record layout is compiled into the program, so a program whose
+    tracepoints' formats differ here and there runs with the remote's bpftrace instead."""
+
+    def __init__(self, marker: str, local_bpftrace: str, host: str,
+                 formats_there: dict[str, str | None]) -> None:
+        self.marker = marker
+        self.local = local_bpftrace
+        self.host = host
+        self.formats_there = formats_there
+        self.compiled: Compiled | None = None
+        self.notes: list[str] = []
+
+    def _formats_differ(self, text: str) -> str:
+        from harness.host.capabilities import tracefs_root
+
+        root = tracefs_root()
+        for rel in format_files(text, self.marker):
+            try:
+                with open(os.path.join(root, rel)) as fh:
+                    here: str | None = fh.read()
+            except OSError:
+                here = None
+            there = self.formats_there.get(rel)
+            if here is None or there is None or _layout(here) != _layout(there):
+                name = ":".join(rel.split("/")[1:3])
+                return f"tracepoint:{name}'s record differs here and on {self.host}"
+        return ""
+
+    def answer(self, text: str) -> dict[str, Any]:
+        import base64
+
+        why = self._formats_differ(text)
+        self.compiled = compile_program(text, self.marker, self.local) if not why else \
+            Compiled(None, why)
+        if self.compiled.data is None:
+            self.notes.append(
+                f"not compiled ahead of time ({self.compiled.refused}): it ran with bpftrace on "
+                f"{self.host}, which compiles it there (LLVM: seconds under TCG)")
+            return {"text": text}
+        self.notes.append(
+            f"compiled ahead of time here in {self.compiled.seconds:.2f}s and run with "
+            f"{AOT_RUNTIME} on {self.host}; {AOT_RUNTIME} dies on SIGINT without printing its "
+            "maps, so the program had one probe more (tracepoint:syscalls:sys_enter_kill, "
+            "which ends it on the harness's stop; the attach count includes it)")
+        return {"text": text, "aot": base64.b64encode(self.compiled.data).decode()}
+
+    def describe(self) -> dict[str, Any]:
+        c = self.compiled
+        return {"used": bool(c and c.data), "refused": c.refused if c else "",
+                "compile_s": round(c.seconds, 3) if c else None, "bytes": len(c.data or b"")
+                if c else None}
