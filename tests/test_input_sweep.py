@@ -36,6 +36,7 @@ BASE: dict[str, list[str]] = {
               "-q", "--out", "{tmp}/bench"],
     "report": ["{run}"],
     "diff": ["{folded}", "{folded}", "--out", "{tmp}/diff"],
+    "lane": ["status", "vm:6.1"],
 }
 
 WHOLE = ["abc", "-1", "1.5", "", "9" * 5000]
@@ -117,10 +118,13 @@ BAD: dict[str, dict[str, list[str]]] = {
         "--map": ["@nosuch", ""], "--out": OUT, "--top": WHOLE,
     },
     "doctor": {},
+    "lane": {"action": ["", "bogus", "upp"],
+             "lane": ["", " ", "bogus", "host", "vm:9.99", "ssh:box", "vm:6.1:x"],
+             "--timeout": DURATION},
 }
 POSITIONAL_AT = {"parse": {"file": 0}, "run": {"target": 0}, "crosscheck": {"name": 0},
                  "matrix": {"name": 0}, "bench": {"name": 0}, "report": {"run_dir": 0},
-                 "diff": {"run_a": 0, "run_b": 1}}
+                 "diff": {"run_a": 0, "run_b": 1}, "lane": {"action": 0, "lane": 1}}
 
 
 def _parser(command: str) -> argparse.ArgumentParser:

@@ -79,7 +79,7 @@ def test_doctor_json_has_the_attach_choice_and_the_vm_lane(
     report = json.loads(capsys.readouterr().out)
     assert report["attach_choice"]["attach"] in ("kprobe", "kfunc", "tracepoint")
     assert report["attach_choice"]["reason"]
-    assert set(report["vm_lane"]) == {"accelerator", "probed"}
+    assert set(report["vm_lane"]) == {"accelerator", "probed", "kept_up"}
 
 
 def test_kfunc_reason_does_not_contradict_btf() -> None:

@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("bench", "measure tracing overhead: untraced vs bpftrace vs libbpf"),
     "report": ("report", "turn a results directory into CSV, folded stacks, plots, summary"),
     "diff": ("diff", "compare the stack maps of two runs: differential flame graph and CSV"),
+    "lane": ("lane", "keep a VM guest up between runs (up, down, status)"),
 }
 
 

@@ -28,10 +28,13 @@ def run(args: argparse.Namespace) -> int:
     except HarnessError as err:
         choice = {"attach": None, "reason": str(err)}
     versions = listing()
+    from harness.lanes.up import listing as kept_up
+
+    guests = kept_up()  # guests `harness lane up` left running (or recorded, and gone)
     if args.json:
         import json
 
-        vm = {"accelerator": accel, "probed": accel is not None}
+        vm = {"accelerator": accel, "probed": accel is not None, "kept_up": guests}
         bpftraces = [{"name": n, "version": v, "origin": o} for n, v, o in versions]
         print(
             json.dumps(
@@ -42,6 +45,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     rows = [(k, _show(v)) for k, v in caps.as_dict().items()]
     rows.append(("vm lane", f"guests boot with {accel}" if accel else "not probed yet"))
+    rows.append(("vm kept up", "; ".join(
+        f"{g['lane']} {g['condition']} (qemu group {g.get('pgid')}, ssh port {g.get('port')})"
+        + (" - `harness lane down` clears it" if g["condition"] == "gone" else "")
+        for g in guests) or "none (`harness lane up vm:6.1` keeps one)"))
     shown = f"{choice['attach']}: " if choice["attach"] else ""
     rows.append(("attach choice", f"{shown}{choice['reason']}"))
     width = max(len(k) for k, _ in rows)

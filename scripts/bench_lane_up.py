@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""`harness run ENTRY --lane vm:6.1` end to end, side by side: a cold VM lane (the run boots its
+own guest), a guest kept up by `harness lane up` (reached over SSH), and the same up guest with
+the program compiled here ahead of time (bpftrace --aot, bpftrace-aotrt in the guest).
+Writes results/bench/lane_up.csv (one row per run) and prints the medians and their ratios.
+
+Each figure is the wall time of the CLI command as a user types it (`harness run ... --lane
+vm:6.1 -q --out DIR`), so the harness's start, codegen, the connection, bpftrace in the guest,
+the workload, parsing and the report are all in it. Run it under the team's locks:
+
+    flock /work/team/bench.lock flock /work/team/vm.lock python scripts/bench_lane_up.py
+
+Under TCG every guest instruction is emulated on the host's shared cores, so absolute times move
+with the machine's load (recorded beside each row); the modes alternate within each round so
+that they see the same load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+HARNESS = [sys.executable, "-m", "harness.cli"]
+# entry -> its own count of events (the workload's): ktrace sends 100 datagrams, syscalls
+# makes 100 getppid calls by default.
+ENTRIES = {"ktrace": ("@stacks", 100), "syscalls": ("@calls", 100)}
+
+
+def harness(*argv: str, env: dict[str, str] | None = None, timeout: float = 1200) -> float:
+    """Run one harness command; its wall time (it must succeed)."""
+    t0 = time.monotonic()
+    done = subprocess.run([*HARNESS, *argv], cwd=REPO, env={**os.environ, **(env or {})},
+                          capture_output=True, text=True, timeout=timeout, check=False)
+    took = time.monotonic() - t0
+    if done.returncode != 0:
+        raise SystemExit(f"harness {' '.join(argv)} failed: {done.stderr.strip()[-400:]}")
+    return took
+
+
+def one_run(entry: str, mode: str, series: str, where: Path) -> dict[str, object]:
+    out = where / f"{entry}-{mode}-{time.monotonic_ns()}"
+    env = {"KTRACE_AOT": "0" if mode in ("cold", "up") else "1"}
+    load = os.getloadavg()[0]
+    took = harness("run", entry, "--lane", f"vm:{series}", "-q", "--out", str(out), env=env)
+    meta = json.loads((out / "run.json").read_text())
+    name, expected = ENTRIES[entry]
+    with (out / f"{name.lstrip('@')}.csv").open() as fh:
+        total = sum(int(row["value"]) for row in csv.DictReader(fh))
+    durations = meta.get("durations") or {}
+    aot = [w for w in meta.get("warnings") or [] if "ahead of time" in w]
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "entry": entry,
+        "mode": mode,
+        "wall_s": f"{took:.2f}",
+        "attach_s": f"{durations.get('attach_s') or 0:.2f}",
+        "events": total,
+        "events_expected": expected,
+        "aot": "used" if aot and aot[0].startswith("compiled") else ("refused" if aot else ""),
+        "aot_note": aot[0][:160] if aot else "",
+        "load_1m": f"{load:.2f}",
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--series", default="6.1")
+    ap.add_argument("--entries", default="ktrace,syscalls")
+    ap.add_argument("--rounds", type=int, default=3, help="up-guest rounds per entry and mode")
+    ap.add_argument("--cold", type=int, default=1, help="cold VM-lane runs per entry")
+    ap.add_argument("--csv", type=Path, default=REPO / "results/bench/lane_up.csv")
+    args = ap.parse_args()
+    entries = args.entries.split(",")
+    rows: list[dict[str, object]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-lane-up-") as tmp:
+        where = Path(tmp)
+        harness("lane", "down", f"vm:{args.series}")
+        for _ in range(args.cold):
+            for entry in entries:
+                rows.append(one_run(entry, "cold", args.series, where))
+                print(rows[-1], flush=True)
+        t0 = time.monotonic()
+        harness("lane", "up", f"vm:{args.series}")
+        up_s = time.monotonic() - t0
+        print(f"lane up: {up_s:.1f}s", flush=True)
+        try:
+            for _ in range(args.rounds):
+                for entry in entries:
+                    for mode in ("up", "up+aot"):
+                        rows.append(one_run(entry, mode, args.series, where))
+                        print(rows[-1], flush=True)
+        finally:
+            harness("lane", "down", f"vm:{args.series}")
+    args.csv.parent.mkdir(parents=True, exist_ok=True)
+    new = not args.csv.exists()
+    with args.csv.open("a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        if new:
+            writer.writeheader()
+        writer.writerows(rows)
+    print(f"\nlane up took {up_s:.1f}s; medians of wall time (s), ratio to cold:")
+    for entry in entries:
+        med = {mode: statistics.median(float(str(r["wall_s"])) for r in rows
+                                       if r["entry"] == entry and r["mode"] == mode)
+               for mode in ("cold", "up", "up+aot")}
+        print(f"  {entry}: " + ", ".join(
+            f"{mode} {m:.1f} ({m / med['cold']:.2f}x)" for mode, m in med.items()))
+    print(f"rows: {args.csv}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""Guests kept up (`harness lane up|down|status`, harness.lanes.up) and programs compiled here
+for the remote's bpftrace-aotrt (harness.lanes.aot).
+
+The VM test boots a real 6.1 guest with sshd, runs over it through the SSH lane's code path
+with the counts checked against the workload's own (100 sends, 100 getppid calls), takes it
+down and checks that no qemu and no lane directory is left, and that the session that used it
+hears "not up" in one line. The other tests need no guest: the state a `lane up` leaves for a
+guest it could not see to the end (killed mid-boot) is found and ended by `lane down`; AOT runs
+over this machine's own sshd (ktrace-localhost) with exact counts, and falls back to bpftrace
+with a warning where bpftrace --aot refuses the program.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import harness
+from harness.lanes import up as kept
+from harness.lanes.registry import get_lane
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _cli(*argv: str, env: dict[str, str] | None = None, timeout: float = 1500) -> Any:
+    return subprocess.run([sys.executable, "-m", "harness.cli", *argv], cwd=REPO,
+                          env={**os.environ, **(env or {})}, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def _qemus(name: str) -> list[str]:
+    """Processes whose command line names the guest (qemu runs with `-name ktrace-vm-S`)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if name.encode() in argv and any(b"qemu" in a for a in argv[:1]):
+                found.append(entry.name)
+    return found
+
+
+def _total(run_dir: Path, csv_name: str) -> int:
+    import csv
+
+    with (run_dir / csv_name).open() as fh:
+        return sum(int(row["value"]) for row in csv.DictReader(fh))
+
+
+@pytest.mark.vm
+def test_lane_up_run_down(tmp_path: Path) -> None:
+    from test_vm import vm_unavailable_reason
+
+    reason = vm_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    _cli("lane", "down", "vm:6.1")
+    done = _cli("lane", "up", "vm:6.1")
+    assert done.returncode == 0, done.stderr
+    try:
+        state = kept.read_state("6.1")
+        assert state is not None and kept.condition(state) == "up"
+        assert _qemus(kept.alias("6.1")), "qemu of the up guest is running"
+        # A later CLI run finds the up guest and goes over SSH: no boot of its own.
+        out = tmp_path / "ktrace"
+        done = _cli("run", "ktrace", "--lane", "vm:6.1", "-q", "--out", str(out))
+        assert done.returncode == 0, done.stderr
+        meta = json.loads((out / "run.json").read_text())
+        assert meta["lane"]["transport"] == "ssh (guest kept up)"
+        assert meta["lane"]["release"].startswith("6.1.")
+        sent = (out / "workload.stdout.txt").read_text()
+        assert "sent 100 " in sent and _total(out, "stacks.csv") == 100
+        assert any("not compiled ahead of time (AOT does not yet support struct casts)" in w
+                   for w in meta["warnings"]), meta["warnings"]
+        # A Python session: the same guest, the syscalls entry compiled here (AOT).
+        lane = get_lane("vm:6.1")
+        assert isinstance(lane, kept.GuestLane)
+        t = harness.trace("syscalls", lane=lane, out=False, report=False)
+        assert int(t.frames["@calls"]["value"].sum()) == 100
+        assert any(w.startswith("compiled ahead of time") for w in t.output.warnings)
+    finally:
+        done = _cli("lane", "down", "vm:6.1")
+    assert done.returncode == 0 and "vm:6.1: down" in done.stdout, done.stderr
+    assert not _qemus(kept.alias("6.1")), "no qemu of the guest is left"
+    assert not kept.lane_dir("6.1").exists()
+    # The session's lane now says, in one line, that the guest is not up.
+    with pytest.raises(kept.NotUp) as err:
+        harness.trace("syscalls", lane=lane, out=False, report=False)
+    assert "vm:6.1 is not up" in str(err.value) and "\n" not in str(err.value)
+    assert "lane up vm:6.1" in str(err.value)
+
+
+# --- no guest needed ------------------------------------------------------------
+
+
+@pytest.fixture
+def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("KTRACE_CACHE", str(cache))
+    return cache
+
+
+def _record(series: str, **fields: Any) -> Path:
+    d = kept.lane_dir(series)
+    d.mkdir(parents=True)
+    (d / "console.log").write_text("booting...\n")
+    (d / "state.json").write_text(json.dumps({
+        "lane": f"vm:{series}", "series": series, "state": "booting", "started": "t0",
+        "dir": str(d), "ssh_config": str(d / "ssh_config"), **fields}))
+    return d
+
+
+def test_a_guest_whose_lane_up_died_is_found_and_ended(own_cache: Path) -> None:
+    """`lane up` killed mid-boot leaves its state: status and doctor show it, `lane down` ends
+    the whole group it names (a stand-in process group here) and removes the lane directory."""
+    stand_in = subprocess.Popen(["sh", "-c", "sleep 600 & sleep 600"], start_new_session=True)
+    try:
+        time.sleep(0.2)
+        d = _record("6.1", pid=stand_in.pid, pgid=stand_in.pid,
+                    start_ticks=kept._start_ticks(stand_in.pid))
+        assert len(kept.group_members(stand_in.pid)) == 3  # sh and its two sleeps
+        env = {"KTRACE_CACHE": str(own_cache)}
+        status = _cli("lane", "status", env=env, timeout=60)
+        assert "vm:6.1: booting" in status.stdout, status.stdout + status.stderr
+        doctor = _cli("doctor", env=env, timeout=120)
+        assert "vm kept up" in doctor.stdout and "vm:6.1 booting" in doctor.stdout, doctor.stdout
+        with pytest.raises(harness.HarnessError, match="still booting"):
+            get_lane("vm:6.1")
+        down = _cli("lane", "down", env=env, timeout=60)
+        assert down.returncode == 0 and "vm:6.1: down" in down.stdout, down.stderr
+        stand_in.wait(10)
+        assert kept.group_members(stand_in.pid) == [] and not d.exists()
+    finally:
+        if stand_in.poll() is None:
+            os.killpg(stand_in.pid, 9)
+            stand_in.wait()
+
+
+def test_a_recorded_guest_that_is_gone_is_one_line(own_cache: Path, run_cli: Any) -> None:
+    """A guest recorded as up whose qemu died (no `lane down`): a run names it and the fix,
+    and `lane down` clears it; a recycled pid (other start time) is not taken for it."""
+    _record("6.12", state="up", pid=os.getpid(), pgid=os.getpid(), start_ticks=1)
+    with pytest.raises(kept.NotUp, match=r"vm:6\.12 was kept up but is gone.*lane down vm:6\.12"):
+        get_lane("vm:6.12")
+    said = run_cli("lane", "status", "vm:6.12")
+    assert "vm:6.12: gone" in said.out
+    said = run_cli("lane", "down", "vm:6.12")
+    assert said.status == 0 and not kept.lane_dir("6.12").exists()
+    said = run_cli("lane", "down", "vm:6.12")
+    assert "vm:6.12: was not up" in said.out
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (["lane", "up", "host"], "'host' is no guest lane"),
+    (["lane", "status", "vm:9.99"], "no Debian kernel series '9.99'"),
+    (["lane", "down", "ssh:box"], "'ssh:box' is no guest lane"),
+    (["lane", "status", "--timeout", "5s"], "--timeout is for `lane up`"),
+    (["lane", "down", "--json"], "--json is for `lane status`"),
+])
+def test_bad_lane_commands_are_one_line(run_cli: Any, argv: list[str], says: str) -> None:
+    said = run_cli(*argv)
+    assert said.status != 0 and says in said.error_line("lane")
+
+
+# --- AOT over this machine's sshd --------------------------------------------------
+
+
+@pytest.mark.kernel
+def test_aot_over_ssh_counts_exactly(local_ssh: None, tmp_path: Path) -> None:
+    """The syscalls entry compiled here runs with bpftrace-aotrt over ssh: exact counts (the
+    workload makes 100 getppid calls), the maps printed at the harness's stop (aotrt dies on
+    SIGINT: the stop probe ends it), one warning that says so. A program bpftrace --aot refuses
+    (a struct cast) runs with bpftrace there, with the refusal as a warning, counts exact too."""
+    t = harness.trace("syscalls", lane="ssh:ktrace-localhost", out=False, report=False)
+    assert int(t.frames["@calls"]["value"].sum()) == 100
+    notes = [w for w in t.output.warnings if "ahead of time" in w]
+    assert len(notes) == 1 and notes[0].startswith("compiled ahead of time"), notes
+    assert t.meta.probes == 3  # BEGIN, the tracepoint, the stop probe
+    t = harness.trace("ktrace", lane="ssh:ktrace-localhost", out=False, report=False)
+    assert int(t.frames["@stacks"]["value"].sum()) == 100
+    assert any(w.startswith("not compiled ahead of time (AOT does not yet support struct casts)")
+               for w in t.output.warnings), t.output.warnings
+
+
+@pytest.fixture(scope="module")
+def local_ssh() -> None:
+    from test_ssh import ssh_unavailable_reason
+
+    reason = ssh_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
