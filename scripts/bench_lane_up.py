@@ -72,6 +72,19 @@ def one_run(entry: str, mode: str, series: str, where: Path) -> dict[str, object
     }
 
 
+def keep(row: dict[str, object], path: Path) -> dict[str, object]:
+    """Append one row to the CSV at once (a later failure keeps the rows measured)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists()
+    with path.open("a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+    print(row, flush=True)
+    return row
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--series", default="6.1")
@@ -87,8 +100,7 @@ def main() -> int:
         harness("lane", "down", f"vm:{args.series}")
         for _ in range(args.cold):
             for entry in entries:
-                rows.append(one_run(entry, "cold", args.series, where))
-                print(rows[-1], flush=True)
+                rows.append(keep(one_run(entry, "cold", args.series, where), args.csv))
         t0 = time.monotonic()
         harness("lane", "up", f"vm:{args.series}")
         up_s = time.monotonic() - t0
@@ -97,24 +109,18 @@ def main() -> int:
             for _ in range(args.rounds):
                 for entry in entries:
                     for mode in ("up", "up+aot"):
-                        rows.append(one_run(entry, mode, args.series, where))
-                        print(rows[-1], flush=True)
+                        rows.append(keep(one_run(entry, mode, args.series, where), args.csv))
         finally:
             harness("lane", "down", f"vm:{args.series}")
-    args.csv.parent.mkdir(parents=True, exist_ok=True)
-    new = not args.csv.exists()
-    with args.csv.open("a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        if new:
-            writer.writeheader()
-        writer.writerows(rows)
-    print(f"\nlane up took {up_s:.1f}s; medians of wall time (s), ratio to cold:")
+    print(f"\nlane up took {up_s:.1f}s; medians of wall time (s), ratio to the first mode:")
     for entry in entries:
         med = {mode: statistics.median(float(str(r["wall_s"])) for r in rows
                                        if r["entry"] == entry and r["mode"] == mode)
-               for mode in ("cold", "up", "up+aot")}
+               for mode in ("cold", "up", "up+aot")
+               if any(r["entry"] == entry and r["mode"] == mode for r in rows)}
+        first = next(iter(med.values()))
         print(f"  {entry}: " + ", ".join(
-            f"{mode} {m:.1f} ({m / med['cold']:.2f}x)" for mode, m in med.items()))
+            f"{mode} {m:.1f} ({m / first:.2f}x)" for mode, m in med.items()))
     print(f"rows: {args.csv}")
     return 0
 

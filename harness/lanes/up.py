@@ -197,8 +197,17 @@ def _ssh(series: str, *args: str, timeout: float = 60.0) -> subprocess.Completed
 def _start_master(series: str, timeout: float) -> int | None:
     """The shared connection (its own session, so it outlives this command); its pid."""
     name = alias(series)
-    done = _ssh(series, "-o", "ControlMaster=yes", "-o", "ControlPersist=yes", "-f", "-N", name,
-                timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while True:
+        done = _ssh(series, "-o", "ControlMaster=yes", "-o", "ControlPersist=yes", "-f", "-N",
+                    name, timeout=max(10.0, deadline - time.monotonic()))
+        # The guest says it is ready once its boot script runs; sshd, started beside it, may
+        # not listen yet on a loaded machine (qemu's forward then resets the connection).
+        early = re.search(r"kex_exchange_identification|Connection (reset|refused|closed)",
+                          done.stderr)
+        if done.returncode == 0 or not early or time.monotonic() > deadline:
+            break
+        time.sleep(2)
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
         raise VMError(f"cannot log into guest vm:{series} over ssh ({last})",
@@ -281,7 +290,7 @@ def up(series: str, progress: Progress = silent, timeout: float = UP_TIMEOUT) ->
             _wait_ready(series, proc, t0, timeout, progress, f"{kernel.release} ({accel})")
             progress(f"logging into guest {kernel.release}")
             _ssh_files(series, port)
-            left = max(60.0, timeout - (time.monotonic() - t0))
+            left = max(120.0, timeout - (time.monotonic() - t0))
             state["master_pid"] = _start_master(series, left)
             state["master_ticks"] = _start_ticks(state["master_pid"] or 0)
             state["boot_s"] = round(time.monotonic() - t0, 3)
