@@ -175,11 +175,12 @@ def test_bad_lane_commands_are_one_line(run_cli: Any, argv: list[str], says: str
 
 
 @pytest.mark.kernel
-def test_aot_over_ssh_counts_exactly(local_ssh: None, tmp_path: Path) -> None:
+def test_aot_over_ssh_counts_exactly(local_ssh: None, monkeypatch: pytest.MonkeyPatch) -> None:
     """The syscalls entry compiled here runs with bpftrace-aotrt over ssh: exact counts (the
     workload makes 100 getppid calls), the maps printed at the harness's stop (aotrt dies on
     SIGINT: the stop probe ends it), one warning that says so. A program bpftrace --aot refuses
     (a struct cast) runs with bpftrace there, with the refusal as a warning, counts exact too."""
+    monkeypatch.setenv("KTRACE_AOT", "1")  # ssh hosts: on request; guests kept up: by default
     t = harness.trace("syscalls", lane="ssh:ktrace-localhost", out=False, report=False)
     assert int(t.frames["@calls"]["value"].sum()) == 100
     notes = [w for w in t.output.warnings if "ahead of time" in w]

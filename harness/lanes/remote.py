@@ -637,9 +637,11 @@ class RemoteLane(Lane):
         release than its own bpftrace, no bpftrace here is its version, or KTRACE_AOT=0."""
         from harness.lanes.aot import AotRun, format_files
 
+        wanted = os.environ.get("KTRACE_AOT", "guests")
+        if wanted == "0" or (wanted != "1" and not self.aot_by_default) or bpftrace != "bpftrace":
+            return None
         self.start()
-        if os.environ.get("KTRACE_AOT", "1") == "0" or bpftrace != "bpftrace" or \
-                self.facts.get("aotrt") is None:
+        if self.facts.get("aotrt") is None:
             return None
         local = _local_same_bpftrace(self.tool_version("bpftrace"))
         if local is None:
@@ -654,6 +656,7 @@ class RemoteLane(Lane):
         return AotRun(marker, local, self.host, there)
 
     min_timeout = 0.0  # a floor for the attach timeout (a TCG guest needs minutes)
+    aot_by_default = False  # compile here for bpftrace-aotrt (guests kept up; KTRACE_AOT=1: all)
 
     def gather(self, program_for: Callable[[int], str], marker: str, **kw: Any) -> Gathered:
         from harness.compare.gather import Gathered

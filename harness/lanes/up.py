@@ -396,6 +396,7 @@ class GuestLane(SSHLane):
     up before each connection, and says so in one line when it is not."""
 
     min_timeout = VM_MIN_TIMEOUT  # bpftrace under TCG spends tens of seconds before it attaches
+    aot_by_default = True  # its LLVM is emulated: compile here (harness.lanes.aot)
 
     def __init__(self, series: str, state: dict[str, Any]) -> None:
         super().__init__(alias(series), config=Path(state["ssh_config"]))
