@@ -44,7 +44,7 @@ _META_ORDER = (
 )
 
 # A probe header in a bpftrace program: `provider:target[:name]` before its predicate or block.
-_INT = re.compile(r"-?\d+")
+_INT = re.compile(r"-?\d{1,20}")  # bpftrace prints 64-bit ints; longer digit runs are strings
 _PROBE_LINE = re.compile(r"^\s*([A-Za-z_]+:[^\s{/]*|BEGIN|END)\s*(?:/|\{|,|$)")
 
 
@@ -175,6 +175,9 @@ def read_table(path: Path) -> dict[str, list[Any]]:
     import csv
 
     try:
+        # A cell may be as long as the file (a string value of megabytes, which `harness parse`
+        # keeps whole): the csv module's 128 KiB field limit would refuse the harness's own CSV.
+        csv.field_size_limit(max(csv.field_size_limit(), path.stat().st_size + 1))
         with path.open(newline="") as f:
             rows = list(csv.reader(f))
     except (csv.Error, UnicodeDecodeError) as err:
