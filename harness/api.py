@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from harness import arguments
+from harness.compare.objects import OneObjectPerAttach
 from harness.errors import HarnessError, UsageError
 from harness.progress import Progress, silent
 
@@ -1145,7 +1146,7 @@ MATRIX_COLUMNS = (
 
 
 @dataclass
-class Matrix:
+class Matrix(OneObjectPerAttach):
     """What `matrix` found: one row per (kernel, bpftrace release), as matrix.csv holds them.
 
     rows: dicts keyed by MATRIX_COLUMNS (kernel_series, kernel, bpftrace, lane, accel, attach,
@@ -1158,21 +1159,6 @@ class Matrix:
     rows: list[dict[str, Any]]
     path: Path | None
     notes: list[str] = field(default_factory=list)
-
-    def objects(self) -> dict[str, set[str]]:
-        """The .bpf.o sha256s each attach type ran. The twin is generated per attach type (a
-        host without kprobes runs the tracepoint equivalent), so CO-RE's promise is one object
-        per attach type, whichever kernels it ran on."""
-        shas: dict[str, set[str]] = {}
-        for r in self.rows:
-            if r["bpf_obj_sha256"]:
-                shas.setdefault(r["attach"], set()).add(r["bpf_obj_sha256"])
-        return shas
-
-    @property
-    def one_object_per_attach(self) -> bool:
-        """Every row of one attach type ran the very same .bpf.o."""
-        return all(len(shas) == 1 for shas in self.objects().values())
 
     @property
     def passed(self) -> bool:

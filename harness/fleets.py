@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness import arguments
+from harness.compare.objects import OneObjectPerAttach
 from harness.errors import HarnessError, UsageError
 from harness.lanes.inventory import Member
 from harness.progress import Progress, silent
@@ -410,7 +411,7 @@ FLEET_CROSSCHECK_COLUMNS = (
 
 
 @dataclass
-class FleetCrosscheck:
+class FleetCrosscheck(OneObjectPerAttach):
     """`fleet_crosscheck`'s answer: a row per member (FLEET_CROSSCHECK_COLUMNS, as
     crosscheck.csv holds them), each member's Crosscheck in `runs`, the directory."""
 
@@ -419,19 +420,6 @@ class FleetCrosscheck:
     rows: list[dict[str, Any]]
     path: Path | None
     interrupted: int | None = None
-
-    def objects(self) -> dict[str, set[str]]:
-        """The .bpf.o sha256s each attach type ran on the fleet."""
-        shas: dict[str, set[str]] = {}
-        for r in self.rows:
-            if r["bpf_obj_sha256"]:
-                shas.setdefault(r["attach"], set()).add(r["bpf_obj_sha256"])
-        return shas
-
-    @property
-    def one_object_per_attach(self) -> bool:
-        """Every member of one attach type ran the very same .bpf.o (CO-RE's promise)."""
-        return all(len(s) == 1 for s in self.objects().values())
 
     @property
     def passed(self) -> bool:

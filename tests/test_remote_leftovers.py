@@ -81,9 +81,11 @@ def test_a_remote_crosscheck_leaves_nothing(local_ssh: None, tmp_path: Path,  # 
     else:
         pytest.fail(f"left on the remote after {how}: {left['procs']}, programs "
                     f"{progs & set(left['progs'])}")
+    # The remote is this machine: the harness's own argv holds the token too, so it must have
+    # exited before ps is read (after SIGINT it was once still writing its results there).
+    _, err = proc.communicate(timeout=120)
     lines, programs = _ps_and_bpftool(token, progs)
     assert lines == [] and programs == set(), (lines, programs)
-    _, err = proc.communicate(timeout=120)
     if how == "SIGKILL":
         assert proc.returncode == -signal.SIGKILL
     elif how == "ssh-killed":
