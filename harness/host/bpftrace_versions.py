@@ -14,7 +14,6 @@ unchanged.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
@@ -22,14 +21,13 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.host.apt import host_mirror
 from harness.host.capabilities import capabilities, parse_version
-from harness.paths import cache_home
+from harness.paths import cache_home, locked
 
 SYSTEM = "system"
 
@@ -201,7 +199,7 @@ def ensure_root(recipe: Recipe, *, build: bool = True) -> Bpftrace:
         )
     base = root_path(recipe)
     base.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(base.parent / f"{recipe.suite}.lock"):
+    with locked(base.parent / f"{recipe.suite}.lock"):
         found = built(recipe)  # another process built it while we waited
         if found is not None:
             return found
@@ -215,16 +213,6 @@ def ensure_root(recipe: Recipe, *, build: bool = True) -> Bpftrace:
     found = built(recipe)
     assert found is not None
     return found
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with path.open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _build(recipe: Recipe, tmp: Path) -> None:

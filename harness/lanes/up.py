@@ -26,7 +26,6 @@ plain /bin/sh login shell inside the guest (its /etc is a guest-only overlay): t
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
@@ -36,14 +35,13 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from harness.lanes.remote import RemoteError, SSHLane
 from harness.lanes.vm import VM_MIN_TIMEOUT, VMError, _env, _vng, accel_choice
-from harness.paths import cache_home
+from harness.paths import cache_home, locked
 from harness.progress import Progress, silent
 
 UP_TIMEOUT = float(os.environ.get("KTRACE_VM_BOOT_TIMEOUT", "900"))
@@ -133,18 +131,6 @@ def listing() -> list[dict[str, Any]]:
         if state is not None:
             out.append({**state, "condition": condition(state), "dir": str(d)})
     return out
-
-
-@contextlib.contextmanager
-def _locked(series: str) -> Iterator[None]:
-    """One `lane up`/`lane down` of a series at a time (a second `up` waits, then finds it up)."""
-    up_root().mkdir(parents=True, exist_ok=True)
-    with open(up_root() / f"vm-{series}.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 # --- ssh ------------------------------------------------------------------------------------------
@@ -242,7 +228,7 @@ def up(series: str, progress: Progress = silent, timeout: float = UP_TIMEOUT) ->
     there is one). A boot that fails or is interrupted leaves nothing behind."""
     from harness.lanes.debian import fetch
 
-    with _locked(series):
+    with locked(up_root() / f"vm-{series}.lock"):  # one up/down of a series at a time
         state = read_state(series)
         if state is not None and condition(state) == "up":
             return state
@@ -334,7 +320,7 @@ def console_tail(series: str, n: int = 3) -> str:
 def down(series: str) -> dict[str, Any] | None:
     """Stop guest vm:SERIES (its shared connection, qemu's whole group) and remove its lane
     directory; returns the state it had, None when none was recorded."""
-    with _locked(series):
+    with locked(up_root() / f"vm-{series}.lock"):  # one up/down of a series at a time
         state = read_state(series)
         if state is None and not lane_dir(series).exists():
             return None

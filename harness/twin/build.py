@@ -8,7 +8,6 @@ build without `-D__TARGET_ARCH_<arch>`, is recognised and reported with that def
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
 import platform
@@ -16,13 +15,12 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.paths import cache_home
+from harness.paths import cache_home, locked
 
 BTF_PATH = Path("/sys/kernel/btf/vmlinux")
 # The hand-written twin's sources (tests/twin_example: the seed's example, kept as a test
@@ -120,18 +118,6 @@ def vmlinux_header(btf: Path = BTF_PATH) -> Path:
     return out
 
 
-@contextlib.contextmanager
-def _build_lock(key: str) -> Iterator[None]:
-    """One builder per cache key across processes; the others wait, then find it built."""
-    cache_root().mkdir(parents=True, exist_ok=True)
-    with open(cache_root() / f"{key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def build(
     src: Path,
     *,
@@ -158,7 +144,7 @@ def build(
     bpf_obj, loader = out / "ktrace.bpf.o", out / "ktrace"
     if bpf_obj.exists() and loader.exists():
         return BuildOutputs(bpf_obj, loader, sha256_file(bpf_obj), define)
-    with _build_lock(key):
+    with locked(cache_root() / f"{key}.lock"):
         if not (bpf_obj.exists() and loader.exists()):  # another process may have built it
             work = out.with_name(key + ".tmp")
             shutil.rmtree(work, ignore_errors=True)
