@@ -22,7 +22,7 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.report import flamegraph
-from harness.report.rundir import check_writable, csv_name, new_run_dir
+from harness.report.rundir import check_writable, csv_name, map_of, new_run_dir
 
 _OFFSET = re.compile(r"\+(?:0x[0-9a-fA-F]+|\d+)(?= \(|_\[k\]$|$)")
 CSV_COLUMNS = ("stack", "count_a", "count_b", "delta", "ratio", "share_a_pct", "share_b_pct")
@@ -79,10 +79,6 @@ class Diff:
         return [r for r in self.rows if r.count_a == 0]
 
 
-def _map_label(stem: str) -> str:
-    return "@" if stem == "at" else f"@{stem}"
-
-
 def _stack_maps(run_dir: Path) -> dict[str, Path]:
     """`@name` -> CSV for every map in run_dir that holds stacks."""
     from harness.report.summary import read_csv
@@ -90,7 +86,7 @@ def _stack_maps(run_dir: Path) -> dict[str, Path]:
     found = {}
     for path in sorted(run_dir.glob("*.csv")):
         if flamegraph.stack_columns(read_csv(path)):
-            found[_map_label(path.stem)] = path
+            found[map_of(path.stem)] = path
     return found
 
 
@@ -125,7 +121,7 @@ def load_stacks(source: Path, map_name: str | None = None) -> Stacks:
                                 "pass a .folded written by harness or stackcollapse") from None
         else:
             counts = _from_csv(source)
-        return Stacks(counts, source, _map_label(source.name.split(".")[0]))
+        return Stacks(counts, source, map_of(source.name.split(".")[0]))
     if not source.is_dir():
         raise DiffError(f"no run directory or file at {source}", "pass a `harness run` directory")
     # A crosscheck (and each kernel of a matrix) keeps bpftrace's maps in bpftrace/.
@@ -135,7 +131,7 @@ def load_stacks(source: Path, map_name: str | None = None) -> Stacks:
         if map_name is not None:
             path = run_dir / csv_name(map_name)
             if path.exists():
-                return Stacks(_from_csv(path), path, _map_label(path.stem), read_meta(run_dir))
+                return Stacks(_from_csv(path), path, map_of(path.stem), read_meta(run_dir))
             continue
         maps = _stack_maps(run_dir)
         if len(maps) == 1:

@@ -152,6 +152,11 @@ def csv_name(map_name: str) -> str:
     return f"{bare or 'at'}.csv"
 
 
+def map_of(stem: str) -> str:
+    """A run file's stem -> its map, csv_name's inverse: `name` -> `@name`, `at` -> `@`."""
+    return "@" if stem == "at" else f"@{stem}"
+
+
 def fold_stack(frames: tuple[str, ...]) -> str:
     """Leaf-first frames -> 'root;...;leaf' (the flame-graph folded convention)."""
     return ";".join(reversed(frames))

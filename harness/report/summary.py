@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
+from harness.report.rundir import map_of
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -110,7 +111,7 @@ def _what_ran(meta: dict[str, Any]) -> str:
 
 def _title(stem: str, meta: dict[str, Any]) -> str:
     """`@len - ktrace (tracepoint)`: the map, what ran (a short name), the attach type."""
-    label = "@" if stem == "at" else f"@{stem}"
+    label = map_of(stem)
     what = _what_ran(meta)
     return f"{label} - {what}" if what else label
 
@@ -131,7 +132,7 @@ def probe_of(meta: dict[str, Any]) -> str | None:
 def flame_title(stem: str, meta: dict[str, Any], total: float, unit: str | None = None) -> str:
     """`@stacks · tracepoint:net:net_dev_queue · 57 samples`: map, probe, total and its unit
     (`@offcpu · ... · 5230 µs (sum of offcpu_us)` for a sum)."""
-    label = "@" if stem == "at" else f"@{stem}"
+    label = map_of(stem)
     probe = probe_of(meta)
     unit, what = (unit, "") if unit else map_unit(stem, meta)
     number = str(int(total)) if float(total).is_integer() else f"{total:.1f}"
@@ -146,7 +147,7 @@ def map_unit(stem: str, meta: dict[str, Any]) -> tuple[str, str]:
     """What a stack map's values count, as (unit, what): ("samples", "") for count(); for
     sum(EXPR), EXPR's unit when its name ends in _ns/_us/_ms (offcpu's `offcpu_us` is µs) or
     else EXPR itself, and "sum of EXPR". Read from the run's spec, else from its program."""
-    name = "@" if stem == "at" else f"@{stem}"
+    name = map_of(stem)
     func, value = None, None
     spec = meta.get("spec")
     if isinstance(spec, dict) and isinstance(spec.get("aggs"), list):
@@ -254,7 +255,7 @@ def _report_kind(csv: Path, table: dict[str, list[Any]], meta: dict[str, Any],
     stack_cols = flamegraph.stack_columns(table)
     as_values = not stack_cols and flamegraph.stack_values(table, value_hint)
     if stack_cols or as_values:
-        from harness.output.printed import printed_total, shown_printing
+        from harness.output.printed import printed_total
 
         hints = dict(zip([c for c in table if c not in _NOT_KEY_COLUMNS], key_hints,
                          strict=False))
@@ -267,9 +268,9 @@ def _report_kind(csv: Path, table: dict[str, list[Any]], meta: dict[str, Any],
         folded = flamegraph.write_folded(counts, out / f"{stem}.folded")
         report.files.append((folded, "folded stacks (flamegraph.pl / speedscope input)"))
         _, printing = flamegraph.last_printing(table)
-        shown = shown_printing(table)
+        shown = printing or 1  # the printing the .folded file and the page show
         printed = meta.get("printed")
-        expected = (printed_total(printed, "@" if stem == "at" else f"@{stem}", shown)
+        expected = (printed_total(printed, map_of(stem), shown)
                     if isinstance(printed, dict) else None)
         html = flamegraph.write_flame_html(
             counts,
@@ -319,7 +320,7 @@ def program_stacks(stem: str, meta: dict[str, Any]) -> tuple[list[str | None], s
     program = meta.get("program")
     if not isinstance(program, str):
         return [], None
-    return stack_kinds_in_program(program).get("@" if stem == "at" else f"@{stem}", ([], None))
+    return stack_kinds_in_program(program).get(map_of(stem), ([], None))
 
 
 def summable(stem: str, meta: dict[str, Any]) -> bool:
@@ -328,7 +329,7 @@ def summable(stem: str, meta: dict[str, Any]) -> bool:
     program = meta.get("program")
     if not isinstance(program, str):
         return False
-    name = "@" if stem == "at" else f"@{stem}"
+    name = map_of(stem)
     assign = re.compile(re.escape(name) + r"(?:\[[^\n]*?\])?\s*=\s*(\w+)\s*\(")
     funcs = {m.group(1) for m in assign.finditer(program)}
     return bool(funcs) and funcs <= {"count", "sum"}
