@@ -24,7 +24,7 @@ import harness
 from harness.host.runner import _StreamReader, stdout_to_parse
 from harness.output.frames import to_frames
 from harness.output.parse import ParseError, parse_json, parse_text
-from harness.spec.literal import map_names
+from harness.spec.literal import map_names, print_targets
 
 kernel = pytest.mark.usefixtures("needs_bpf")
 
@@ -47,6 +47,12 @@ def test_map_names_skip_strings_and_comments() -> None:
     program = 'BEGIN { @a = 1; @[comm] = count(); printf("@b: %d\\n", 1); } // @c\n/* @d */'
     assert map_names(program) == {"@a", "@"}
     assert map_names(PRINTF_PROGRAM) == {"@y", "@z"}
+
+
+def test_print_targets_skip_strings_and_comments() -> None:
+    program = ('interval:s:1 { print(@a); printf("print(@b)\\n"); } // print(@c)\n'
+               "/* print(@d) */ END { print( @ ); }")
+    assert print_targets(program) == {"@a", "@"}
 
 
 def test_a_printf_line_shaped_like_a_map_line_stays_printed() -> None:

@@ -1109,26 +1109,18 @@ def parse_text(text: str, *, line_times: Sequence[float] | None = None,
     builder = _Builder(", ")
     if line_times is not None:
         builder.breaks = _arrival_breaks(text, line_times)
-        if program is not None:
-            builder.gap_maps = print_targets(program)
     builder.cut_line = cut_line
     if program is not None:
-        from harness.spec.literal import map_names
+        from harness.spec.literal import map_names, print_targets
 
         builder.known = map_names(program)
+        if line_times is not None:
+            builder.gap_maps = print_targets(program)
     _parse_into(builder, text)
     return builder.finish(line_times)
 
 
 PRINT_GAP_S = 0.25  # a pause in the output this long between two entry lines: a new print()
-
-
-_PRINT_CALL = re.compile(r"\bprint\(\s*(@\w*)")
-
-
-def print_targets(program: str) -> frozenset[str]:
-    """The maps a bpftrace program passes to print() (the others print once, at exit)."""
-    return frozenset(_PRINT_CALL.findall(program))
 
 
 def _arrival_breaks(text: str, line_times: Sequence[float]) -> list[int]:

@@ -44,6 +44,15 @@ def map_names(program: str) -> frozenset[str]:
     return frozenset(_MAP_NAME.findall(_blank_strings_and_comments(program)))
 
 
+_PRINT_CALL = re.compile(r"\bprint\(\s*(@\w*)")
+
+
+def print_targets(program: str) -> frozenset[str]:
+    """The maps a program passes to print() (the others print once, at exit), read like
+    map_names: outside string literals and comments."""
+    return frozenset(_PRINT_CALL.findall(_blank_strings_and_comments(program)))
+
+
 def _blank_strings_and_comments(text: str) -> str:
     """The same text with string literals and comments blanked (same length), so a `BEGIN`
     inside `printf("BEGIN {")` or `// BEGIN {` is not taken for the probe."""
