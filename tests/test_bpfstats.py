@@ -168,6 +168,9 @@ def test_a_tree_is_read_through_its_children(needs_bpf: None) -> None:
                 subprocess.run(["kill", "-INT", str(child)], check=False)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 shell.wait(0.5)
+        if shell.poll() is None:  # never leave its program loaded (a failed run once did, 2 h)
+            for child in bpfstats.process_tree(shell.pid)[1:]:
+                subprocess.run(["kill", "-KILL", str(child)], check=False)
         shell.communicate(timeout=60)
         loop.kill()
         loop.communicate()
