@@ -115,7 +115,7 @@ def path(name: str, value: Any, example: str) -> Path:
     """A str or os.PathLike naming a path."""
     if isinstance(value, os.PathLike):
         value = os.fspath(value)
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str) or not value.strip():  # '\r' would name a directory '\r'
         raise _refuse(name, value, "a path (str or pathlib.Path)", example)
     return Path(no_nul(name, value))
 

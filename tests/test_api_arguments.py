@@ -30,6 +30,7 @@ CASES: list[tuple[str, dict[str, Any], str, Any, list[str]]] = [
     ("trace", {}, "lane", 5, ["lane=5"]),
     ("trace", {}, "out", True, ["out=True", "pass a path"]),
     ("trace", {}, "out", 7, ["out=7", "path"]),
+    ("trace", {}, "out", "\r", ["out=", "path"]),  # the fuzz found it: made a directory '\r'
     ("trace", {}, "out", "a\0b", ["out", "NUL"]),
     ("trace", {}, "attach", "uprobe", ["attach='uprobe'", "kprobe, kfunc, tracepoint"]),
     ("trace", {}, "count", "9", ["count='9'", "integer"]),
