@@ -300,7 +300,8 @@ def test_a_guest_kept_up_and_localhost_are_a_fleet(local_ssh: None,  # noqa: F81
     reason = _guest_up_reason()
     if reason:
         pytest.skip(reason)
-    up = _cli("lane", "up", "vm:6.1", timeout=900)
+    # The harness's own boot limit is under the test's, so a boot that fails says why.
+    up = _cli("lane", "up", "vm:6.1", "--timeout", "10m", timeout=900)
     assert up.returncode == 0, up.stderr
     try:
         n = 40

@@ -99,6 +99,36 @@ def test_lane_up_run_down(tmp_path: Path) -> None:
     assert "lane up vm:6.1" in str(err.value)
 
 
+@pytest.mark.vm
+def test_a_guest_whose_nic_lost_its_address_is_reached(tmp_path: Path) -> None:
+    """virtme-ng's DHCP can lose a race with udev renaming the NIC (CI: "enp0s10: renamed from
+    eth0", no address, `lane up` hung 900 s at the ssh banner). The guest is booted with its
+    address dropped as in that race: `lane up` still logs in, warns that it set the address by
+    hand, and a run over the guest counts the workload's 100 getppid calls."""
+    from test_vm import vm_unavailable_reason
+
+    reason = vm_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    _cli("lane", "down", "vm:6.1")
+    done = _cli("lane", "up", "vm:6.1", env={"KTRACE_VM_DROP_ADDRESS": "1"})
+    try:
+        assert done.returncode == 0, done.stderr
+        assert "warning: vm:6.1: the guest's NIC" in done.stderr, done.stderr
+        assert "gave it 10.0.2.15/24 by hand (exit 0)" in done.stderr, done.stderr
+        console = (kept.lane_dir("6.1") / "console.log").read_text(errors="replace")
+        assert "ktrace lane: the guest's NIC" in console
+        out = tmp_path / "syscalls"
+        run = _cli("run", "syscalls", "--lane", "vm:6.1", "-q", "--out", str(out))
+        assert run.returncode == 0, run.stderr
+        assert _total(out, "calls.csv") == 100
+        meta = json.loads((out / "run.json").read_text())
+        assert any("10.0.2.15/24 by hand" in r for r in meta["lane"]["boot_repairs"])
+    finally:
+        _cli("lane", "down", "vm:6.1")
+    assert not _qemus(kept.alias("6.1"))
+
+
 # --- no guest needed ------------------------------------------------------------
 
 

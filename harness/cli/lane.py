@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from harness.cli.options import duration
 from harness.errors import UsageError
@@ -86,6 +87,8 @@ def _up(series: str, timeout: float | None) -> int:
 
     with terminal_progress() as progress:
         state = kept.up(series, progress, **({"timeout": timeout} if timeout else {}))
+    for warning in state.get("warnings", []):
+        print(f"warning: vm:{series}: {warning}", file=sys.stderr)
     print(f"vm:{series}: up, {state['release']} ({state['accel']}), booted in "
           f"{state.get('boot_s', 0):.0f}s; runs with --lane vm:{series} use it until "
           f"`harness lane down vm:{series}`")

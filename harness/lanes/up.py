@@ -46,6 +46,7 @@ from harness.progress import Progress, silent
 
 UP_TIMEOUT = float(os.environ.get("KTRACE_VM_BOOT_TIMEOUT", "900"))
 STOP_WAIT = 15.0  # seconds for qemu's group to end on SIGTERM before SIGKILL
+CONNECT_TIMEOUT = 30.0  # seconds for one ssh login to the guest to get its banner
 
 
 class NotUp(VMError):
@@ -185,18 +186,22 @@ def _start_master(series: str, timeout: float) -> int | None:
     name = alias(series)
     deadline = time.monotonic() + timeout
     while True:
-        done = _ssh(series, "-o", "ControlMaster=yes", "-o", "ControlPersist=yes", "-f", "-N",
-                    name, timeout=max(10.0, deadline - time.monotonic()))
+        # ConnectTimeout bounds the banner too: a guest whose network is down holds the
+        # forwarded connection open without a word, and one attempt took the whole budget.
+        done = _ssh(series, "-o", "ControlMaster=yes", "-o", "ControlPersist=yes",
+                    "-o", f"ConnectTimeout={CONNECT_TIMEOUT:.0f}", "-f", "-N", name,
+                    timeout=max(10.0, min(deadline - time.monotonic(), CONNECT_TIMEOUT * 4)))
         # The guest says it is ready once its boot script runs; sshd, started beside it, may
         # not listen yet on a loaded machine (qemu's forward then resets the connection).
-        early = re.search(r"kex_exchange_identification|Connection (reset|refused|closed)",
-                          done.stderr)
+        early = re.search(r"kex_exchange_identification|Connection (reset|refused|closed)|"
+                          r"timed out", done.stderr)
         if done.returncode == 0 or not early or time.monotonic() > deadline:
             break
         time.sleep(2)
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
-        raise VMError(f"cannot log into guest vm:{series} over ssh ({last})",
+        raise VMError(f"cannot log into guest vm:{series} over ssh ({last}); console: "
+                      f"{console_tail(series)}",
                       "see its console in `harness lane status`, then `harness lane down`")
     check = _ssh(series, "-O", "check", name, timeout=10)
     m = re.search(r"pid=(\d+)", check.stderr + check.stdout)
@@ -212,9 +217,30 @@ KEEP_SCRIPT = """#!/bin/sh
 # its lane directory is gone (the guest sees the host's files): a guest whose record was
 # removed by anything else powers itself off instead of running on unseen.
 sed -i 's|^\\(root:.*:\\)[^:]*$|\\1/bin/sh|' /etc/passwd
+# virtme-ng's init reads the NIC's name while udev, started beside it, may rename the NIC
+# ("enp0s10: renamed from eth0" on the console): its DHCP then runs on a name that is gone, the
+# guest has no address, and ssh through qemu's forward hangs at the banner. sshd is already
+# running when this script starts, and so is DHCP done: a NIC with no address now gets the one
+# qemu's user network forwards to, and a note that `lane up` turns into a warning.
+for d in /sys/bus/virtio/drivers/virtio_net/*/net/*; do
+  [ -e "$d" ] || continue
+  nic=${{d##*/}}
+{drop}  if ! ip -4 -o addr show dev "$nic" | grep -q inet; then
+    ip link set dev "$nic" up && ip addr add {address} dev "$nic" && \\
+      ip route replace default via {gateway} dev "$nic"
+    echo "the guest's NIC $nic had no address (virtme-ng's DHCP lost a race with udev's \\
+renaming of it): gave it {address} by hand (exit $?)" > {repaired}
+    echo "<4>ktrace lane: $(cat {repaired})" > /dev/kmsg
+  fi
+  break
+done
 : > {ready}
 while [ -e {keep} ]; do sleep 10; done
 """
+# qemu's user network (slirp) hands out 10.0.2.15 first and forwards the ssh port there.
+GUEST_ADDRESS, GUEST_GATEWAY = "10.0.2.15/24", "10.0.2.2"
+# Tests only: drop the address virtme-ng's DHCP gave, as when it lost the race with udev.
+DROP_ADDRESS = '  ip addr flush dev "$nic"\n'
 
 
 def _free_port() -> int:
@@ -242,8 +268,11 @@ def up(series: str, progress: Progress = silent, timeout: float = UP_TIMEOUT) ->
         for sub in ("rw", "host-tmp"):
             (d / sub).mkdir(parents=True)
         keep = d / "keep.sh"
-        keep.write_text(KEEP_SCRIPT.format(ready=shlex.quote(str(d / "rw" / "ready")),
-                                           keep=shlex.quote(str(keep))))
+        drop = DROP_ADDRESS if os.environ.get("KTRACE_VM_DROP_ADDRESS") == "1" else ""
+        keep.write_text(KEEP_SCRIPT.format(
+            ready=shlex.quote(str(d / "rw" / "ready")), keep=shlex.quote(str(keep)),
+            repaired=shlex.quote(str(d / "rw" / "repaired")), drop=drop,
+            address=GUEST_ADDRESS, gateway=GUEST_GATEWAY))
         keep.chmod(0o755)
         port = _free_port()
         argv = [
@@ -274,6 +303,9 @@ def up(series: str, progress: Progress = silent, timeout: float = UP_TIMEOUT) ->
         _write_state(series, state)
         try:
             _wait_ready(series, proc, t0, timeout, progress, f"{kernel.release} ({accel})")
+            repaired = d / "rw" / "repaired"
+            if repaired.exists():
+                state["warnings"] = [repaired.read_text().strip()]
             progress(f"logging into guest {kernel.release}")
             _ssh_files(series, port)
             left = max(120.0, timeout - (time.monotonic() - t0))
@@ -422,4 +454,5 @@ class GuestLane(SSHLane):
             "accel": self.state.get("accel"),
             "up_since": self.state.get("started"),
             "boot_s": self.state.get("boot_s"),
+            "boot_repairs": self.state.get("warnings", []),
         }
