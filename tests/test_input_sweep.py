@@ -119,7 +119,7 @@ BAD: dict[str, dict[str, list[str]]] = {
     },
     "doctor": {},
     "lane": {"action": ["", "bogus", "upp"],
-             "lane": ["", " ", "bogus", "host", "vm:9.99", "ssh:box", "vm:6.1:x"],
+             "lane": ["", " ", "bogus", "host", "vm:9.99", "ssh:box", "vm:6.1:x", "-:"],
              "--timeout": DURATION},
 }
 POSITIONAL_AT = {"parse": {"file": 0}, "run": {"target": 0}, "crosscheck": {"name": 0},

@@ -113,6 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="show the installed version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     chosen = argv[0] if argv and argv[0] in commands else None
+    chosen_parser = parser
     for name, (module, help_text) in commands.items():
         if name != chosen:
             sub.add_parser(name, help=help_text, description=help_text)
@@ -121,7 +122,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         sp = sub.add_parser(name, help=help_text, description=help_text,
                             epilog=getattr(mod, "EXAMPLES", None), formatter_class=HelpFormatter)
         mod.add_arguments(sp)
-    args = parser.parse_args(argv)
+        chosen_parser = sp
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # said by the command's parser: `harness lane: error: ...`, like its other errors
+        chosen_parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.argv = argv  # the exact words, for lanes that re-run the same command elsewhere
     mod = importlib.import_module(f"harness.cli.{commands[args.command][0]}")
     stopper = _StopOnSignal(args.command)
