@@ -85,6 +85,14 @@ def test_expressions_are_re_emitted_from_the_tree() -> None:
         (("--arg", "x=strukt foo *"), "--arg x 'strukt foo \\*': unknown type 'strukt foo'"),
         (("--arg", "comm=int"), "bad --arg name 'comm'"),
         (("--by", '"x" @y'), "unexpected '@' at column 5"),
+        (("--count-by", "kstack(perf, 0)"), "a stack holds 1 to 127 frames"),
+        (("--count-by", "kstack(8, perf)"), "a mode, a frame limit, or both \\(mode first\\)"),
+        (("--count-by", "kstack(fast)"), "the modes are bpftrace, perf, raw"),
+        (("--count-by", "system(1)"), "system\\(\\) is no function a spec may call"),
+        (("--count-by", "kstack()"), "unexpected '\\)' at column 8"),
+        (("--sum", "kstack(3)"), "a kstack\\(\\)/ustack\\(\\) is a whole map key"),
+        (("--count-by", "kstack(3) + 1"), "a kstack\\(\\)/ustack\\(\\) is a whole map key"),
+        (("--filter", "ustack(perf) == 0"), "is a whole map key"),
     ],
 )
 def test_bad_text_is_a_one_line_error_naming_option_and_column(
@@ -94,6 +102,27 @@ def test_bad_text_is_a_one_line_error_naming_option_and_column(
         spec = line(PROBE, *argv)
         program(spec)
     assert "\n" not in str(info.value)
+
+
+def test_stack_keys_in_every_mode_and_limit_are_re_emitted() -> None:
+    """`kstack(perf, 8)`, `ustack(3)`, `kstack(raw)`: bpftrace's own spelling, a kstack or
+    ustack column, and the twin one stack-trace map per frame limit."""
+    from harness.spec.codegen_c import generate_c
+
+    spec = line("uprobe:/lib/x86_64-linux-gnu/libc.so.6:getppid", "--count-by", "kstack(perf, 8)",
+                "--count-by", "comm", "--sum", "1", "--by", "ustack(bpftrace, 3)",
+                "--by", "kstack(raw)")
+    text = program(spec)
+    assert "@count[kstack(perf, 8), comm] = count();" in text
+    assert "@sum[ustack(3), kstack(raw)] = sum(1);" in text
+    assert spec.key_names() == {"@count": ["kstack", "comm"], "@sum": ["ustack", "kstack"]}
+    twin = generate_c(spec)
+    assert "value_size, 8 * sizeof(__u64)" in twin.text and "} twin_stacks_8 SEC" in twin.text
+    assert "value_size, 3 * sizeof(__u64)" in twin.text and "} twin_stacks_3 SEC" in twin.text
+    assert "value_size, 127 * sizeof(__u64)" in twin.text  # kstack(raw): no limit
+    keys = {(k.column, k.stack_map, k.mode) for m in twin.maps for k in m.keys if k.column}
+    assert keys >= {("kstack", "twin_stacks_8", "perf"), ("ustack", "twin_stacks_3", "bpftrace"),
+                    ("kstack", "twin_stacks", "raw")}
 
 
 def test_quote_round_trips_through_the_grammar() -> None:

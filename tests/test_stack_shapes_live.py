@@ -312,3 +312,32 @@ def test_exited_workloads_cxx_frames_named_as_bpftrace_names_them(
         compared += 1
     assert compared >= 8 and any(f.startswith("demo::") for f in
                                  (x.partition(" ")[2] for x in frames))
+
+
+RAW = """tracepoint:syscalls:sys_enter_getppid /comm == "cxx_spin"/
+{
+  @kr[kstack(raw)] = count(); @ur[ustack(raw, 4)] = count(); @t[ustack(raw), kstack(raw)] = count();
+  @n = count();
+}
+"""
+
+
+@pytest.mark.usefixtures("needs_bpf")
+def test_raw_mode_stacks_of_027_are_stacks(cxx_spin: Path, tmp_path: Path) -> None:
+    """bpftrace 0.20+'s `kstack(raw)`/`ustack(raw)` print bare addresses on unindented lines
+    (no name, no indentation): each map is a stack column whose total, folded stacks and page
+    equal the workload's own count of its getppid() calls."""
+    t = harness.trace(RAW, workload=[str(cxx_spin), "1"], out=tmp_path / "run", bpftrace="0.27")
+    assert t.path is not None and t.output is not None and not t.output.unparsed
+    said = (t.path / "workload.stdout.txt").read_text()
+    calls = int(re.search(r"getppid (\d+)", said).group(1))  # type: ignore[union-attr]
+    assert calls > 100 and int(t.frames["@n"]["value"][0]) == calls
+    for name, column in (("@kr", "kstack"), ("@ur", "ustack")):
+        assert list(t.frames[name].columns) == [column, "value"], name
+        check_totals(t, name, name[1:], calls)
+    kernel = {f for s in t.frames["@kr"]["kstack"] for f in s}
+    assert kernel and all(re.fullmatch(r"ffff[0-9a-f]{12}", f) for f in kernel)
+    assert all(0 < len(s) <= 4 for s in t.frames["@ur"]["ustack"])
+    assert list(t.frames["@t"].columns) == ["ustack", "kstack", "value"]
+    tk = check_totals(t, "@t", "t", calls)
+    assert all(user_frames_first(s) and s[-1].endswith("_[k]") for s in tk)

@@ -618,7 +618,10 @@ _JSON_RECORD = re.compile(r'\{"type": ?"')
 _JSON_DIAG_HEAD = re.compile(r"^\S+:\d+(?:-\d+)?(?::\d+(?:-\d+)?)?: (?:WARNING|ERROR): ")
 _UNDERLINE = re.compile(r"^[\s~^]+$")
 # One stack frame as 0.24+ json keys hold it (whitespace stripped): sym+off, an address.
-_FLAT_FRAME = re.compile(r"\S+\+\d+\S*|0x[0-9a-fA-F]+\S*|\[unknown\]")
+_FLAT_FRAME = re.compile(r"\S+\+\d+\S*|0x[0-9a-fA-F]+\S*|\[unknown\]|[0-9a-f]{1,16}")
+# A frame of `kstack(raw)`/`ustack(raw)` (0.20+): the bare address, printed unindented.
+_RAW_FRAME = re.compile(r"[0-9a-f]{1,16}")
+_HEX = frozenset("0123456789abcdef")
 
 # Line shapes. Each is matched against ONE line (pattern.match(text, start, end_of_line)),
 # none has nested quantifiers: the work per line is bounded by the line's length.
@@ -708,7 +711,7 @@ def _classify(text: str, pos: int, eol: int, nxt: int, c: str, acc: Any, builder
               width: int) -> str:
     """The terminal for the line text[pos:eol] given what the parser accepts."""
     item = "TEXT" in acc
-    if c in " \t" and "FRAME" in acc:
+    if "FRAME" in acc and (c in " \t" or (c in _HEX and _RAW_FRAME.fullmatch(text, pos, eol))):
         return "FRAME"
     if eol == pos or (c in " \t" and not text[pos:eol].strip()):
         return "BLANK"
@@ -731,7 +734,8 @@ def _classify(text: str, pos: int, eol: int, nxt: int, c: str, acc: Any, builder
         if builder.known is not None and not builder.is_map(
                 text[pos:_MAP_NAME.match(text, pos, eol).end()]):  # type: ignore[union-attr]
             return "TEXT"  # printf text shaped like a map line: the program has no such map
-        indented_next = text.startswith((" ", "\t"), nxt)
+        indented_next = text.startswith((" ", "\t"), nxt) or (
+            text.endswith(("[", ", "), pos, eol) and _raw_frame_at(text, nxt))
         if _L_HEAD.match(text, pos, eol):
             return "HEAD"
         if indented_next or (text.endswith(("[", ", "), pos, eol) and (
@@ -850,8 +854,16 @@ def _stack_key(tokens: list[Any], sep: str) -> tuple[str, Key, str]:
     close = str(tokens[-1]).rstrip("\n")
     m = (_L_CLOSE_FIRST if close.startswith("]") else _L_CLOSE).match(close)
     assert m is not None, close
-    body = first + "\n" + "".join(str(t) for t in tokens[1:-1]) + m.group(1)[:-1]
+    # raw-mode frames are printed unindented: indent them, as split_key reads frames
+    body = first + "\n" + "".join(t if t[:1] in " \t," else "    " + t
+                                  for t in map(str, tokens[1:-1])) + m.group(1)[:-1]
     return name, split_key(body, sep), m.group(3)
+
+
+def _raw_frame_at(text: str, pos: int) -> bool:
+    """The line at pos is a `kstack(raw)` frame: a bare hex address alone on its line."""
+    eol = text.find("\n", pos)
+    return _RAW_FRAME.fullmatch(text, pos, len(text) if eol < 0 else eol) is not None
 
 
 def _glued_empty_stacks(line: str, name: str) -> list[str]:

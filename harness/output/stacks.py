@@ -37,7 +37,8 @@ KERNEL_BASE = 0xFFFF800000000000
 _SAMPLE = 256
 
 # A frame's address: `0x...` (raw), or the hex `kstack(perf)`/`ustack(perf)` print first.
-_ADDRESS = re.compile(r"(?:0x([0-9a-fA-F]+)|([0-9a-f]{6,16}) )")
+# A `kstack(raw)`/`ustack(raw)` frame is its address alone.
+_ADDRESS = re.compile(r"(?:0x([0-9a-fA-F]+)|([0-9a-f]{6,16}) |([0-9a-f]{6,16})$)")
 _USER_MODULE = re.compile(r".* \(/[^)]*\)$")
 # Roots of kernel stacks (where the kernel was entered) and of user threads.
 _KERNEL_ROOT = re.compile(
@@ -54,7 +55,7 @@ def frame_address(frame: str) -> int | None:
     m = _ADDRESS.match(frame)
     if m is None:
         return None
-    return int(m.group(1) or m.group(2), 16)
+    return int(m.group(1) or m.group(2) or m.group(3), 16)
 
 
 def _vote(stack: Sequence[str]) -> str | None:

@@ -21,7 +21,7 @@ from harness.spec import expr
 from harness.spec.model import REGISTER, Agg, Arg, ProbeSpec
 
 TWIN_KINDS = ("kprobe", "kretprobe", "kfunc", "kretfunc", "tracepoint", "uprobe", "uretprobe")
-MAX_STACK = 127
+MAX_STACK = expr.MAX_FRAMES
 COMM_LEN = 16
 MAP_ENTRIES = 10240
 STACK_ENTRIES = 16384
@@ -87,6 +87,8 @@ class KeyField:
     kind: str
     c_name: str
     column: str | None = None  # the frame column it fills (None: slot / padding)
+    stack_map: str = ""  # kstack/ustack: the stack-trace map its id resolves in ("": STACKS_MAP)
+    mode: str = "bpftrace"  # kstack/ustack: how bpftrace prints its frames (expr.STACK_MODES)
 
     @property
     def size(self) -> int:
@@ -280,6 +282,8 @@ def _value(node: expr.Node, scope: _Scope, raw: bool = False) -> str:
         return f"(__s64)(unsigned long){_pointer(node, scope)}"
     if isinstance(node, expr.Unary):
         return f"({node.op}{_value(node.operand, scope)})"
+    if isinstance(node, expr.Stack):
+        raise no_twin(f"{node.kind}() inside an expression (it may be a key)")
     if node.op in ("==", "!=") and (
         isinstance(node.left, expr.Str) or isinstance(node.right, expr.Str)
     ):
@@ -313,24 +317,39 @@ def _key_fields(agg: Agg, columns: list[str], scope: _Scope) -> list[tuple[KeyFi
         assert text is not None
         tree = expr.parse(text, agg.key_option())
         name = f"k{i}_{column}" if IDENT.fullmatch(column) else f"k{i}"
+        stack = expr.stack_of(tree)
         if tree == expr.Name("comm"):
             kf = KeyField("comm", name, column)
             fill = f"bpf_get_current_comm(key.{name}, sizeof(key.{name}));"
-        elif tree == expr.Name("kstack"):
-            kf = KeyField("kstack", name, column)
-            fill = f"key.{name} = bpf_get_stackid(ctx, &{STACKS_MAP}, 0);"
-        elif tree == expr.Name("ustack"):
-            scope.uses_pid_tgid = True
-            kf = KeyField("ustack", name, column)
-            fill = (
-                f"key.{name} = bpf_get_stackid(ctx, &{STACKS_MAP}, BPF_F_USER_STACK);\n"
-                f"\t\tkey.{name}_pid = pid_tgid >> 32;"
-            )
+        elif stack is not None:
+            if stack.kind == "ustack" and stack.mode == "perf":
+                raise no_twin("ustack(perf) (the twin prints user frames as bare addresses; "
+                              "bpftrace's perf mode adds names and files)")
+            smap = stacks_map(stack.limit)
+            kf = KeyField(stack.kind, name, column, smap, stack.mode)
+            if stack.kind == "kstack":
+                fill = f"key.{name} = bpf_get_stackid(ctx, &{smap}, 0);"
+            else:
+                scope.uses_pid_tgid = True
+                fill = (
+                    f"key.{name} = bpf_get_stackid(ctx, &{smap}, BPF_F_USER_STACK);\n"
+                    f"\t\tkey.{name}_pid = pid_tgid >> 32;"
+                )
         else:
             kf = KeyField("int", name, column)
             fill = f"key.{name} = {_value(tree, scope)};"
         out.append((kf, fill))
     return out
+
+
+def stacks_map(limit: int | None) -> str:
+    """The stack-trace map of stacks cut to `limit` frames (None: MAX_STACK, STACKS_MAP)."""
+    return STACKS_MAP if limit is None or limit == MAX_STACK else f"{STACKS_MAP}_{limit}"
+
+
+def stack_depth(name: str) -> int:
+    """Frames a stack-trace map named by `stacks_map` holds."""
+    return MAX_STACK if name == STACKS_MAP else int(name.rsplit("_", 1)[1])
 
 
 def _key_struct(tmap: TwinMap) -> list[str]:
@@ -606,7 +625,8 @@ def generate_c(
     maps: list[TwinMap] = []
     decls: list[str] = []
     blocks: list[str] = []
-    needs_log2 = needs_lhist = needs_stacks = False
+    needs_log2 = needs_lhist = False
+    stack_maps: dict[str, int] = {}  # stack-trace map -> frames it holds
     for agg in spec.aggs:
         bpf_name = "map_" + (agg.map[1:] or "at")
         keyed = _key_fields(agg, agg.columns(), scope)
@@ -629,7 +649,9 @@ def generate_c(
             fills.append(f"key.slot = lhist_slot({value}, {lo}, {hi}, {step});")
         if not keys:
             keys.append(KeyField("pad", "none"))
-        needs_stacks |= any(k.kind in ("kstack", "ustack") for k in keys)
+        for k in keys:
+            if k.kind in ("kstack", "ustack"):
+                stack_maps[k.stack_map] = stack_depth(k.stack_map)
         tmap = TwinMap(
             agg.map, bpf_name, agg.func, tuple(keys), agg.lhist, _statement_text(agg)
         )
@@ -693,15 +715,17 @@ def generate_c(
             *_tp_struct(tp_struct, fields),
             "",
         ]
-    if needs_stacks:
+    for smap, depth in sorted(stack_maps.items()):
+        # One map per frame limit, as bpftrace has: the kernel keeps (and hashes) only the
+        # first `depth` frames, so stacks equal that far share one id, as in bpftrace.
         header += [
-            f"/* Stack ids -> up to {MAX_STACK} return addresses (kstack and ustack keys). */",
+            f"/* Stack ids -> up to {depth} return addresses (kstack and ustack keys). */",
             "struct {",
             "\t__uint(type, BPF_MAP_TYPE_STACK_TRACE);",
             f"\t__uint(max_entries, {STACK_ENTRIES});",
             "\t__uint(key_size, sizeof(__u32));",
-            f"\t__uint(value_size, {MAX_STACK} * sizeof(__u64));",
-            f'}} {STACKS_MAP} SEC(".maps");',
+            f"\t__uint(value_size, {depth} * sizeof(__u64));",
+            f'}} {smap} SEC(".maps");',
             "",
         ]
     helpers = HELPERS + (LOG2 if needs_log2 else "") + (LHIST if needs_lhist else "")

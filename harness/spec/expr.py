@@ -115,7 +115,21 @@ class Binary:
     right: Node
 
 
-Node = Name | Int | Str | Field | Cast | Unary | Binary
+@dataclass(frozen=True)
+class Stack:
+    """`kstack(perf, 8)`: a stack key in one of bpftrace's print modes, cut to `limit` frames
+    (None: as deep as the kernel walks, MAX_FRAMES). Bare `kstack` stays a Name."""
+
+    kind: str  # kstack or ustack
+    mode: str = "bpftrace"
+    limit: int | None = None
+
+
+Node = Name | Int | Str | Field | Cast | Unary | Binary | Stack
+STACKS = ("kstack", "ustack")
+# bpftrace's stack print modes: `name+off` frames, perf's `addr name+off`, bare addresses (0.20+).
+STACK_MODES = ("bpftrace", "perf", "raw")
+MAX_FRAMES = 127  # kernel.perf_event_max_stack's default: no stack walk returns more
 COMPARISONS = ("==", "!=", "<", "<=", ">", ">=")
 LOGICAL = ("&&", "||")
 
@@ -211,8 +225,43 @@ def _node(tree: Any) -> Node:
         return Unary(str(kids[0]), _node(kids[1]))
     if kind == "cast":
         return Cast(_ctype(kids[1]), _node(kids[3]))
+    if kind == "call":
+        return _stack_call(str(kids[0]), [_node(k) for k in kids[1:]])
     left, op, right = kids
     return Binary(str(op), _node(left), _node(right))
+
+
+class StackCallError(ValueError):
+    """A call the spec language does not admit: not kstack/ustack, or their arguments wrong."""
+
+
+def _stack_call(name: str, args: list[Node]) -> Stack:
+    """`kstack(perf)`, `ustack(8)`, `kstack(perf, 8)`: bpftrace's order, mode first."""
+    if name not in STACKS:
+        raise StackCallError(f"{name}() is no function a spec may call "
+                             "(only kstack() and ustack())")
+    mode, limit = "bpftrace", None
+    rest = list(args)
+    if rest and isinstance(rest[0], Name):
+        mode = rest.pop(0).id  # type: ignore[union-attr]
+        if mode not in STACK_MODES:
+            raise StackCallError(f"{name}({mode}): the modes are {', '.join(STACK_MODES)}")
+    if rest and isinstance(rest[0], Int):
+        limit = int(rest.pop(0).value)  # type: ignore[union-attr]
+        if not 1 <= limit <= MAX_FRAMES:
+            raise StackCallError(f"{name}(..., {limit}): a stack holds 1 to {MAX_FRAMES} frames")
+    if rest:
+        raise StackCallError(f"{name}() takes a mode, a frame limit, or both (mode first)")
+    return Stack(name, mode, limit)
+
+
+def stack_of(node: Node) -> Stack | None:
+    """The stack a key reads (`kstack` as well as `kstack(perf, 8)`), None for other keys."""
+    if isinstance(node, Stack):
+        return node
+    if isinstance(node, Name) and node.id in STACKS:
+        return Stack(node.id)
+    return None
 
 
 def _error(what: str, text: str, err: Exception) -> UsageError:
@@ -229,6 +278,9 @@ def _error(what: str, text: str, err: Exception) -> UsageError:
         where = f"unexpected {text[err.pos_in_stream or 0]!r} at column {err.column}"
     else:
         where = str(err)
+    if isinstance(err, StackCallError):
+        return UsageError(f"{what} {shown!r}: {where}",
+                          "write kstack, kstack(perf), kstack(8) or kstack(perf, 8) (ustack alike)")
     return UsageError(
         f"{what} {shown!r}: {where}",
         "write an expression over argument names, ->/. fields, (struct X *) casts, numbers, "
@@ -298,6 +350,8 @@ def names(node: Node) -> set[str]:
     """Every identifier the expression uses (field names excluded)."""
     if isinstance(node, Name):
         return {node.id}
+    if isinstance(node, Stack):
+        return {node.kind}
     if isinstance(node, Field):
         return names(node.base)
     if isinstance(node, Cast | Unary):
@@ -305,6 +359,18 @@ def names(node: Node) -> set[str]:
     if isinstance(node, Binary):
         return names(node.left) | names(node.right)
     return set()
+
+
+def inner_stack(node: Node) -> bool:
+    """True when a kstack()/ustack() call sits inside the expression (not as all of it)."""
+    kids: list[Node] = []
+    if isinstance(node, Field):
+        kids = [node.base]
+    elif isinstance(node, Cast | Unary):
+        kids = [node.operand]
+    elif isinstance(node, Binary):
+        kids = [node.left, node.right]
+    return any(isinstance(k, Stack) or inner_stack(k) for k in kids)
 
 
 def bare_args(node: Node) -> bool:
@@ -367,6 +433,10 @@ def to_bpftrace(node: Node, bindings: dict[str, Node], args_dot: bool, top: bool
         return str(node.value)
     if isinstance(node, Str):
         return quote(node.value)
+    if isinstance(node, Stack):
+        parts = ([node.mode] if node.mode != "bpftrace" or node.limit is None else []) + (
+            [str(node.limit)] if node.limit is not None else [])
+        return f"{node.kind}({', '.join(parts)})"
     if isinstance(node, Field):
         if node.base == Name("args") and "args" not in bindings:
             return f"args{'.' if args_dot else '->'}{node.field}"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from harness.errors import UsageError
-from harness.spec.expr import CType, bare_args, names, parse, string_value
+from harness.spec.expr import CType, Stack, bare_args, inner_stack, names, parse, string_value
 from harness.spec.keys import BUILTIN_KEYS, COMM_BYTES
 
 ATTACH_TYPES = (
@@ -29,6 +29,8 @@ ATTACH_TYPES = (
 )
 ALIASES = {"fentry": "kfunc", "fexit": "kretfunc", "t": "tracepoint", "k": "kprobe"}
 FUNCS = ("count", "sum", "avg", "min", "max", "stats", "hist", "lhist", "collect")
+# Where a spec's text is a map key (what `collect` collects is its key too).
+KEY_OPTIONS = ("--count-by", "--by", "--collect")
 MAP_NAME = re.compile(r"^@[A-Za-z_][A-Za-z0-9_]*$|^@$")
 IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 REGISTER = re.compile(r"arg[0-9]")
@@ -184,6 +186,9 @@ class Agg:
 
 def column_name(expr: str) -> str:
     """`kstack` -> kstack; `skb->hash` -> hash; `args.len` -> len; other text -> a safe name."""
+    stack = re.match(r"\s*([ku]stack)\s*\(", expr)
+    if stack:  # kstack(perf, 8) is a kstack column
+        return stack.group(1)
     words = re.findall(r"[A-Za-z_][A-Za-z0-9_]*", expr)
     return words[-1] if words else "key"
 
@@ -247,6 +252,9 @@ class ProbeSpec:
                 )
             if bare_args(tree):
                 raise UsageError(f"{what} {text[:60]!r}: 'args' alone", "write args.FIELD")
+            if inner_stack(tree) or (isinstance(tree, Stack) and what not in KEY_OPTIONS):
+                raise UsageError(f"{what} {text[:60]!r}: a kstack()/ustack() is a whole map key",
+                                 "key a map by it: --count-by 'kstack(perf, 8)'")
 
     def _check_offcpu(self) -> None:
         """An off-CPU spec traces sched_switch, and its values read only `offcpu_us` (they are

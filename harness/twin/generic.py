@@ -202,16 +202,24 @@ class StackTable:
                 ips = struct.unpack(f"<{len(value) // 8}Q", value)
                 self.ips[int.from_bytes(key, "little")] = _until_zero(ips)
 
-    def kernel(self, stack_id: int) -> tuple[str, ...]:
+    def kernel(self, stack_id: int, mode: str = "bpftrace") -> tuple[str, ...]:
+        """Frames as bpftrace prints them in `mode`: `name+off`, perf's `addr name+off`, or
+        raw's bare `addr`."""
+        ips = self.ips.get(stack_id, [])
+        if mode == "raw":
+            return tuple(f"{ip:x}" for ip in ips)
         syms = self.symbols
         if syms is None:
             from harness.host.symbols import kallsyms
 
             syms = self.symbols = kallsyms()
-        return tuple(syms.symbolize(ip) for ip in self.ips.get(stack_id, []))
+        if mode == "perf":
+            return tuple(f"{ip:x} {syms.symbolize(ip)}" for ip in ips)
+        return tuple(syms.symbolize(ip) for ip in ips)
 
-    def user(self, stack_id: int) -> tuple[str, ...]:
-        return tuple(f"0x{ip:x}" for ip in self.ips.get(stack_id, []))
+    def user(self, stack_id: int, mode: str = "bpftrace") -> tuple[str, ...]:
+        form = "{:x}" if mode == "raw" else "0x{:x}"
+        return tuple(form.format(ip) for ip in self.ips.get(stack_id, []))
 
 
 def _until_zero(ips: tuple[int, ...]) -> list[int]:
@@ -223,7 +231,8 @@ def _until_zero(ips: tuple[int, ...]) -> list[int]:
     return out
 
 
-def _decode_keys(tmap: TwinMap, key: bytes, stacks: StackTable) -> tuple[list[Any], int | None]:
+def _decode_keys(tmap: TwinMap, key: bytes, stacks: Mapping[str, StackTable]
+                 ) -> tuple[list[Any], int | None]:
     """One raw key -> (key column values, hist slot or None)."""
     values: list[Any] = []
     slot = None
@@ -236,9 +245,9 @@ def _decode_keys(tmap: TwinMap, key: bytes, stacks: StackTable) -> tuple[list[An
         elif kf.kind == "comm":
             values.append(raw.split(b"\0", 1)[0].decode("utf-8", "replace"))
         elif kf.kind == "kstack":
-            values.append(stacks.kernel(_s64(raw)))
+            values.append(stacks[kf.stack_map].kernel(_s64(raw), kf.mode))
         elif kf.kind == "ustack":
-            values.append(stacks.user(_s64(raw)))
+            values.append(stacks[kf.stack_map].user(_s64(raw), kf.mode))
         elif kf.kind == "slot":
             slot = _u64(raw)
     return values, slot
@@ -275,7 +284,7 @@ def _reduce(tmap: TwinMap, dump: MapDump, value: bytes) -> tuple[int, ...] | Non
     return (count, _trunc_div(total, count) if count else 0, total)
 
 
-def map_frame(tmap: TwinMap, dump: MapDump, stacks: StackTable) -> pd.DataFrame:
+def map_frame(tmap: TwinMap, dump: MapDump, stacks: Mapping[str, StackTable]) -> pd.DataFrame:
     """One twin map -> the frame bpftrace's printing of the same map becomes."""
     import numpy as np
     import pandas as pd
@@ -333,8 +342,14 @@ def twin_frames(
     stacks_map: str = STACKS_MAP,
 ) -> tuple[dict[str, pd.DataFrame], int]:
     """Every spec map's frame from the loader's dump, and the events dropped (full maps).
-    `stacks_map` names the stack-trace map the kstack/ustack ids resolve in."""
-    stacks = StackTable(dumps.get(stacks_map), symbols)
+    `stacks_map` names the stack-trace map of keys cut to no limit (kstack, ustack); a key
+    with a frame limit (`kstack(8)`) names its own map."""
+    table = StackTable(dumps.get(stacks_map), symbols)
+    stacks = {"": table, STACKS_MAP: table}
+    for tmap in program.maps:
+        for kf in tmap.keys:
+            if kf.stack_map and kf.stack_map not in stacks:
+                stacks[kf.stack_map] = StackTable(dumps.get(kf.stack_map), symbols)
     frames = {}
     for tmap in program.maps:
         dump = dumps.get(tmap.bpf_name)
