@@ -203,3 +203,35 @@ def test_diff_reads_a_crosscheck_bpftrace_part_and_cli(tmp_path: Path) -> None:
     )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert "no run directory or file" in bad.stderr
+
+
+@pytest.mark.usefixtures("needs_bpf")
+def test_diff_totals_are_what_bpftrace_printed_and_a_loss_is_said(tmp_path: Path) -> None:
+    """Two real runs: each side of the diff adds up to the total bpftrace printed for the map
+    (run.json's `printed`, read from bpftrace's own output), and the workload's own count; a
+    row lost from A's CSV is a warning naming A and both totals, on stderr and on the page."""
+    import harness
+
+    loop = [sys.executable, "-m", "harness.workloads.syscall_loop", "--count"]
+    runs = []
+    for name, n in (("a", 30), ("b", 50)):
+        t = harness.trace("tracepoint:syscalls:sys_enter_getppid", count_by="kstack",
+                          workload=[*loop, str(n)], workload_pid=True, out=tmp_path / name)
+        assert int(t.frames["@count"]["value"].sum()) == n
+        runs.append(tmp_path / name)
+    diff = flamediff.write_diff(runs[0], runs[1], tmp_path / "d")
+    assert (diff.a.total, diff.b.total) == (30, 50) and diff.differences == []
+    assert (diff.a.printed_total(), diff.b.printed_total()) == (30, 50)
+    csv_a = runs[0] / "count.csv"
+    frame = pd.read_csv(csv_a)
+    assert len(frame) == 1  # one stack: getppid's
+    frame.loc[0, "value"] -= 1  # a sample lost between bpftrace's print and the CSV
+    frame.to_csv(csv_a, index=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "diff", str(runs[0]), str(runs[1]), "--out",
+         str(tmp_path / "d2")], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "@count: the diff holds 29 of the 30 bpftrace printed (printing 1)" in done.stderr
+    assert "warning: A (" in done.stderr and "warning: B" not in done.stderr
+    page = page_data((tmp_path / "d2" / "count.diff.html").read_text())
+    assert "NOT ALL PRINTED SAMPLES" in str(page["subtitle"])

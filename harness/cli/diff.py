@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from harness.cli.options import at_least
@@ -46,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
         keep_offsets=args.keep_offsets,
     )
     a, b = diff.a, diff.b
+    for line in diff.differences:
+        print(f"warning: {line}", file=sys.stderr)
     print(f"A: {a.source} ({a.total} samples, {len(a.counts)} stacks)")
     print(f"B: {b.source} ({b.total} samples, {len(b.counts)} stacks)")
     print(

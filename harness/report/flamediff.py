@@ -40,10 +40,18 @@ class Stacks:
     source: Path
     map_name: str
     meta: dict[str, Any] = field(default_factory=dict)
+    printing: int = 1  # the printing of the map the counts are (a CSV keeps every one)
 
     @property
     def total(self) -> int:
         return sum(self.counts.values())
+
+    def printed_total(self) -> int | None:
+        """The total bpftrace printed for this printing of the map (run.json's `printed`),
+        None for a .folded file or a run that recorded none."""
+        from harness.output.printed import printed_total
+
+        return printed_total(self.meta.get("printed") or {}, self.map_name, self.printing)
 
 
 @dataclass
@@ -71,6 +79,18 @@ class Diff:
     files: list[Path]
 
     @property
+    def differences(self) -> list[str]:
+        """Where a side's stacks do not add up to what bpftrace printed for that map, one
+        line each (the printed-totals invariant, as `harness run` checks its own files)."""
+        lines = []
+        for side, s in (("A", self.a), ("B", self.b)):
+            want = s.printed_total()
+            if want is not None and want != s.total:
+                lines.append(f"{side} ({_short(s.source)}) {s.map_name}: the diff holds "
+                             f"{s.total} of the {want} bpftrace printed (printing {s.printing})")
+        return lines
+
+    @property
     def only_a(self) -> list[DiffRow]:
         return [r for r in self.rows if r.count_b == 0]
 
@@ -90,7 +110,9 @@ def _stack_maps(run_dir: Path) -> dict[str, Path]:
     return found
 
 
-def _from_csv(path: Path) -> Counter[tuple[str, ...]]:
+def _from_csv(path: Path, meta: dict[str, Any]) -> Stacks:
+    """The stacks of a run CSV: its last printing, as the run's .folded and page show it."""
+    from harness.output.printed import shown_printing
     from harness.report.summary import DAMAGED_CSV, read_csv
 
     frame = read_csv(path)
@@ -98,9 +120,12 @@ def _from_csv(path: Path) -> Counter[tuple[str, ...]]:
     if not cols:
         raise DiffError(f"{path} holds no stacks", "pass a stack map with --map (e.g. @stacks)")
     try:
-        return flamegraph.folded_counts(frame, cols)
+        counts = flamegraph.folded_counts(frame, cols)
     except ValueError as err:
         raise DiffError(f"{path}: {err}", DAMAGED_CSV) from None
+    printing = shown_printing({"printing": frame["printing"].tolist()}
+                              if "printing" in frame.columns else {})
+    return Stacks(counts, path, map_of(path.stem), meta, printing)
 
 
 def load_stacks(source: Path, map_name: str | None = None) -> Stacks:
@@ -119,9 +144,8 @@ def load_stacks(source: Path, map_name: str | None = None) -> Stacks:
             except (ValueError, UnicodeDecodeError) as err:  # UnicodeDecodeError is one
                 raise DiffError(f"{source} is not a folded-stacks file ({err})",
                                 "pass a .folded written by harness or stackcollapse") from None
-        else:
-            counts = _from_csv(source)
-        return Stacks(counts, source, map_of(source.name.split(".")[0]))
+            return Stacks(counts, source, map_of(source.name.split(".")[0]))
+        return _from_csv(source, read_meta(source.parent))  # a run's CSV: its run.json beside
     if not source.is_dir():
         raise DiffError(f"no run directory or file at {source}", "pass a `harness run` directory")
     # A crosscheck (and each kernel of a matrix) keeps bpftrace's maps in bpftrace/.
@@ -131,12 +155,12 @@ def load_stacks(source: Path, map_name: str | None = None) -> Stacks:
         if map_name is not None:
             path = run_dir / csv_name(map_name)
             if path.exists():
-                return Stacks(_from_csv(path), path, map_of(path.stem), read_meta(run_dir))
+                return _from_csv(path, read_meta(run_dir))
             continue
         maps = _stack_maps(run_dir)
         if len(maps) == 1:
-            (label, path), = maps.items()
-            return Stacks(_from_csv(path), path, label, read_meta(run_dir))
+            (_label, path), = maps.items()
+            return _from_csv(path, read_meta(run_dir))
         if len(maps) > 1:
             raise DiffError(
                 f"{run_dir} has several stack maps ({', '.join(maps)})",
@@ -231,7 +255,8 @@ def write_diff(
         [b.map_name, *([probe] if probe else []), f"{b.total} samples (A: {a.total})"]
     )
     gone = [r for r in rows if r.count_b == 0]
-    subtitle = (
+    missing = Diff(a, b, rows, []).differences
+    subtitle = ("NOT ALL PRINTED SAMPLES: " + "; ".join(missing) + ". " if missing else "") + (
         f"A = {_short(run_a)}, B = {_short(run_b)}. Widths from B, colour from A->B."
         + (
             f" {len(gone)} stacks only in A ({sum(r.count_a for r in gone)} samples) have no "
