@@ -27,27 +27,28 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-# public name -> module that defines it (or, for `catalog`, the module itself)
+# public name -> module that defines it (or, for `catalog`, the module itself); the library's
+# capabilities live in harness.api, one module each
 _EXPORTS = {
-    "trace": "harness.api",
-    "again": "harness.api",
-    "Trace": "harness.api",
-    "RunMeta": "harness.api",
-    "crosscheck": "harness.api",
-    "plan": "harness.api",
-    "plan_crosscheck": "harness.api",
+    "trace": "harness.api.trace",
+    "again": "harness.api.again",
+    "Trace": "harness.api.trace_result",
+    "RunMeta": "harness.api.record",
+    "crosscheck": "harness.api.crosscheck",
+    "plan": "harness.api.trace",
+    "plan_crosscheck": "harness.api.crosscheck",
     "Plan": "harness.spec.plan",
-    "Crosscheck": "harness.api",
-    "MapVerdict": "harness.api",
-    "matrix": "harness.api",
-    "fleet": "harness.fleets",
-    "fleet_crosscheck": "harness.fleets",
-    "Fleet": "harness.fleets",
-    "FleetCrosscheck": "harness.fleets",
-    "FleetError": "harness.fleets",
-    "HostRun": "harness.fleets",
+    "Crosscheck": "harness.api.crosscheck",
+    "MapVerdict": "harness.api.crosscheck",
+    "matrix": "harness.api.matrix",
+    "fleet": "harness.api.fleet",
+    "fleet_crosscheck": "harness.api.fleet",
+    "Fleet": "harness.api.fleet",
+    "FleetCrosscheck": "harness.api.fleet",
+    "FleetError": "harness.api.fleet",
+    "HostRun": "harness.api.fleet",
     "RemoteError": "harness.lanes.remote",
-    "Matrix": "harness.api",
+    "Matrix": "harness.api.matrix",
     "parse_text": "harness.output.parse",
     "parse_json": "harness.output.parse",
     "to_frames": "harness.output.frames",
@@ -121,21 +122,9 @@ __all__ = [
 assert set(__all__) == set(_EXPORTS)
 
 if TYPE_CHECKING:
-    from harness.api import (
-        Crosscheck,
-        MapVerdict,
-        Matrix,
-        RunMeta,
-        Trace,
-        again,
-        crosscheck,
-        matrix,
-        plan,
-        plan_crosscheck,
-        trace,
-    )
-    from harness.errors import CrosscheckError, HarnessError, MissingDependency, UsageError
-    from harness.fleets import (
+    from harness.api.again import again
+    from harness.api.crosscheck import Crosscheck, MapVerdict, crosscheck, plan_crosscheck
+    from harness.api.fleet import (
         Fleet,
         FleetCrosscheck,
         FleetError,
@@ -143,6 +132,11 @@ if TYPE_CHECKING:
         fleet,
         fleet_crosscheck,
     )
+    from harness.api.matrix import Matrix, matrix
+    from harness.api.record import RunMeta
+    from harness.api.trace import plan, trace
+    from harness.api.trace_result import Trace
+    from harness.errors import CrosscheckError, HarnessError, MissingDependency, UsageError
     from harness.host.capabilities import NoAttachPoint
     from harness.host.runner import (
         BpftraceError,
@@ -173,7 +167,7 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'harness' has no attribute {name!r}")
     loaded = importlib.import_module(module)
-    value = loaded if module.endswith("." + name) else getattr(loaded, name)
+    value = loaded if name == "catalog" else getattr(loaded, name)
     globals()[name] = value
     return value
 

@@ -57,7 +57,7 @@ def assert_reparses_to(run_dir: Path, x: Crosscheck) -> None:
     import pandas as pd
 
     from harness import parse_text, to_frames
-    from harness.compare.crosscheck import resolve_spec
+    from harness.api.planner import resolve_spec
 
     spec, *_ = resolve_spec(x.meta["catalog"], None, x.attach)
     stdout = (run_dir / "bpftrace" / "stdout.txt").read_text()

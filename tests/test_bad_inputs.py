@@ -13,7 +13,7 @@ import pytest
 from cli_errors import Said, words
 
 import harness
-from harness.api import spec_options
+from harness.api.inputs import spec_options
 
 PROBE = "tracepoint:syscalls:sys_enter_getppid"
 UNWRITABLE = "/proc/ktrace-results"  # nothing can be created under /proc, even by root

@@ -58,7 +58,7 @@ def test_quick_path_imports_no_pandas() -> None:
         "from harness.output.columns import to_tables\n"
         "from harness.report.rundir import write_tables\n"
         "from harness.report import flamegraph, summary\n"
-        "import harness.api, harness.cli.run, harness.cli.tables\n"
+        "import harness.api.trace, harness.api.again, harness.cli.run, harness.cli.tables\n"
         "print('pandas' in sys.modules, 'matplotlib' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

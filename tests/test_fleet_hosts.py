@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import harness
+from harness.api.fleet import merge_tables
 from harness.errors import UsageError
-from harness.fleets import merge_tables
 from harness.lanes.inventory import Member, directory_names, expand, from_list, member, read
 from harness.output.columns import Table
 

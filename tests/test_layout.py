@@ -108,7 +108,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_no_module_imports_itself_back_through_others() -> None:
     graph = module_graph(PACKAGE)
-    assert len(graph) >= 60 and "harness.lanes.registry" in graph["harness.api"]
+    assert len(graph) >= 60 and "harness.lanes.registry" in graph["harness.api.trace"]
     assert cycles(graph) == []
 
 
@@ -125,11 +125,44 @@ def test_the_cycle_finder_sees_a_cycle_hidden_in_a_function(tmp_path: Path) -> N
 
 
 def test_the_host_layer_imports_nothing_above_it() -> None:
-    above = ("harness.lanes", "harness.compare", "harness.report", "harness.cli", "harness.api")
+    above = ("harness.lanes", "harness.compare", "harness.report", "harness.cli", "harness.api.")
     graph = module_graph(PACKAGE)
     bad = {m: sorted(t for t in targets if t.startswith(above))
            for m, targets in graph.items() if m.startswith(("harness.host", "harness.twin"))}
     assert {m: t for m, t in bad.items() if t} == {}
+
+
+CAPABILITIES = ("trace", "again", "crosscheck", "matrix", "fleet")
+
+
+def test_each_capability_has_a_module_of_its_own_above_the_stages() -> None:
+    """harness.api holds one module per capability (and the planner and inputs they share);
+    only `harness` (its re-exports), the CLI and harness.api itself import it: no stage below
+    reaches up into a capability."""
+    graph = module_graph(PACKAGE)
+    for name in (*CAPABILITIES, "planner", "inputs"):
+        assert f"harness.api.{name}" in graph
+    bad = {m: sorted(t for t in targets if t.startswith("harness.api."))
+           for m, targets in graph.items()
+           if not m.startswith(("harness.api.", "harness.cli")) and m != "harness"}
+    assert {m: t for m, t in bad.items() if t} == {}
+    assert graph["harness.api"] == set()  # the package re-exports nothing: `harness` does
+
+
+def test_one_planner_settles_trace_and_crosscheck() -> None:
+    """Only the planner picks an attach type or makes a ready marker for a trace or a
+    crosscheck: the capability modules ask it, nothing else in harness.api calls
+    choose_attach or prints a marker of its own."""
+    graph = module_graph(PACKAGE)
+    assert "harness.api.planner" in graph["harness.api.trace"]
+    assert "harness.api.planner" in graph["harness.api.crosscheck"]
+    for path in sorted((PACKAGE / "api").glob("*.py")):
+        if path.name == "planner.py":
+            continue
+        text = path.read_text()
+        assert "choose_attach" not in text and "KTRACE_" not in text, path.name
+    assert not (PACKAGE / "api.py").exists()
+    assert "def plan_crosscheck" not in (PACKAGE / "compare" / "crosscheck.py").read_text()
 
 
 def test_the_checkout_holds_no_stray_or_ignored_file() -> None:

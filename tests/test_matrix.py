@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.api.planner import resolve_spec
 from harness.cli import main
-from harness.compare.crosscheck import resolve_spec, twin_program
+from harness.compare.crosscheck import twin_program
 from harness.twin.build import build_twin
 
 
@@ -38,7 +39,7 @@ def _row(series: str, attach: str, sha: str) -> dict[str, object]:
 
 
 def test_one_object_per_attach_type_not_one_for_all() -> None:
-    from harness.api import Matrix
+    from harness.api.matrix import Matrix
 
     # The host (no kprobes) runs the tracepoint twin; the guests share the kprobe object.
     rows = [_row("6.1", "kprobe", "a" * 64), _row("6.12", "kprobe", "a" * 64),

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from harness.api import ENDED_BY, RUN_SCHEMA, spec_options
+from harness.api.inputs import spec_options
+from harness.api.record import ENDED_BY, RUN_SCHEMA
 from harness.cli import main
 from harness.errors import UsageError
 from harness.paths import workload

@@ -66,5 +66,7 @@ def test_an_unknown_or_mistyped_keyword_is_a_usage_error_naming_it() -> None:
 
 
 def test_the_library_path_builds_no_argument_parser() -> None:
-    api = Path(harness.__file__).parent / "api.py"
-    assert "argparse" not in {module for _, module in imported_modules(api)}
+    library = sorted((Path(harness.__file__).parent / "api").glob("*.py"))
+    assert len(library) >= 8
+    for path in library:
+        assert "argparse" not in {module for _, module in imported_modules(path)}, path.name

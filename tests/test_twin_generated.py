@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.api.crosscheck import run_crosscheck
+from harness.api.planner import resolve_spec
 from harness.cli import main
-from harness.compare.crosscheck import resolve_spec, run_crosscheck, twin_program
+from harness.compare.crosscheck import twin_program
 from harness.errors import UsageError
 from harness.spec import catalog
 from harness.spec.codegen_c import NoTwin, generate_c, parse_tracepoint_format

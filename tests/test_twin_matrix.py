@@ -21,8 +21,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from harness.api.crosscheck import run_crosscheck
 from harness.cli import main
-from harness.compare.crosscheck import run_crosscheck
 from harness.compare.maps import compare_map
 from harness.paths import workload
 from harness.spec.model import Agg, ProbeSpec

@@ -100,7 +100,8 @@ def test_the_same_guest_serves_a_second_run_with_the_catalog_kprobe(outdir: Path
 
 @pytest.mark.vm
 def test_crosscheck_passes_with_the_kprobe_and_the_host_built_object(outdir: Path) -> None:
-    from harness.compare.crosscheck import resolve_spec, twin_program
+    from harness.api.planner import resolve_spec
+    from harness.compare.crosscheck import twin_program
     from harness.twin.build import build_twin
 
     x = harness.crosscheck("ktrace", lane="vm:6.1", count=40, out=outdir, timeout=300)

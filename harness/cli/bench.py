@@ -212,7 +212,7 @@ def _one(args: argparse.Namespace, lane: Lane, out_dir: Path) -> Path:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     spec = None
     if ":" in args.name:
-        from harness.api import spec_options
+        from harness.api.inputs import spec_options
         from harness.cli.run import given_spec_options
 
         spec = spec_options(args.name, given_spec_options(args))

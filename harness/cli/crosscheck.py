@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     prepare_bpftrace(args)
     if on_fleet:
         return _crosscheck_fleet(args)
-    from harness.api import crosscheck, plan_crosscheck
+    from harness.api.crosscheck import crosscheck, plan_crosscheck
     from harness.cli.progress import terminal_progress
     from harness.cli.run import given_spec_options, print_lane, print_plan
 
@@ -140,10 +140,10 @@ def _crosscheck_fleet(args: argparse.Namespace) -> int:
 
         raise UsageError("--libbpf-pid-offset proves a mismatch on one lane, not on a fleet",
                          "use it with --lane ssh:HOST")
+    from harness.api.fleet import FLEET_CROSSCHECK_COLUMNS, fleet_crosscheck
     from harness.cli import hosts
     from harness.cli.progress import terminal_progress
     from harness.cli.run import given_spec_options
-    from harness.fleets import FLEET_CROSSCHECK_COLUMNS, fleet_crosscheck
 
     with terminal_progress(args.quiet) as progress:
         f = fleet_crosscheck(

@@ -1,5 +1,5 @@
 """`--hosts` / `--inventory` / `--jobs` for run and crosscheck: the same command on a fleet
-(harness.fleets), printed as one line per host as it finishes, then the merged tables."""
+(harness.api.fleet), printed as one line per host as it finishes, then the merged tables."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from harness.api.fleet import DEFAULT_JOBS, HostRun
 from harness.cli.options import at_least
 from harness.errors import UsageError
-from harness.fleets import DEFAULT_JOBS, HostRun
 
 
 def add_fleet_arguments(parser: argparse.ArgumentParser) -> None:

@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.api import matrix
+    from harness.api.matrix import matrix
     from harness.cli.progress import terminal_progress
     from harness.host.bpftrace_versions import split_names
 
@@ -80,7 +80,7 @@ def _kernels(rows: list[dict[str, object]], attach: str) -> str:
 
 
 def _print(rows: list[dict[str, object]]) -> None:
-    from harness.api import MATRIX_COLUMNS
+    from harness.api.matrix import MATRIX_COLUMNS
 
     shown = [c for c in MATRIX_COLUMNS if c not in ("kernel_series", "bpf_obj_sha256", "error")]
     widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in shown}

@@ -181,7 +181,9 @@ def run(args: argparse.Namespace) -> int:
 
     on_fleet = hosts.wanted(args)
     prepare_bpftrace(args)
-    from harness.api import again, plan, trace, with_twin
+    from harness.api.again import again
+    from harness.api.planner import with_twin
+    from harness.api.trace import plan, trace
 
     if args.workload is not None and not args.workload.strip():
         raise UsageError("--workload is empty", "pass a command, e.g. --workload 'ping -c1 ::1'")
@@ -264,10 +266,10 @@ def run(args: argparse.Namespace) -> int:
 def _run_fleet(args: argparse.Namespace) -> int:
     """`harness run TARGET --hosts ...`: a line per host as it ends, then per host what ran,
     then each map over the fleet (a `host` column first); exit 0 only when every host ran."""
+    from harness.api.fleet import fleet
     from harness.cli import hosts
     from harness.cli.progress import terminal_progress
     from harness.cli.tables import counts_line, render, say_warnings
-    from harness.fleets import fleet
 
     with terminal_progress(args.quiet) as progress:
         f = fleet(

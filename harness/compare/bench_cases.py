@@ -132,11 +132,11 @@ def spec_libbpf_tracer(
     """The generic loader running the twin generated from `spec`; also the twin's C text.
     Stopped by SIGINT like bpftrace (the bench driver gives tracers no control pipe).
     `kallsyms` reads the symbol table of the kernel it runs on (a lane's), to name its stacks."""
-    from harness.compare.crosscheck import _twin_build, twin_program
+    from harness.compare.crosscheck import twin_build, twin_program
     from harness.twin.generic import parse_dump, twin_frames
 
     twin = twin_program(spec)
-    obj, loader, *_ = _twin_build(twin.text, prebuilt)
+    obj, loader, *_ = twin_build(twin.text, prebuilt)
     func = symbol if symbol and symbol != spec.probe.target else None
 
     def count(out: str) -> int:
@@ -163,11 +163,11 @@ def spec_floor_tracer(
 ) -> tuple[Tracer, str]:
     """The floor: an empty program generated for `spec`'s attach point, run by the generic
     loader like the twin; it counts nothing. Also its C text."""
-    from harness.compare.crosscheck import _twin_build
+    from harness.compare.crosscheck import twin_build
     from harness.spec.codegen_c import generate_floor_c
 
     floor = generate_floor_c(spec, symbol=symbol)
-    obj, loader, *_ = _twin_build(floor.text, prebuilt)
+    obj, loader, *_ = twin_build(floor.text, prebuilt)
     func = symbol if symbol and symbol != spec.probe.target else None
     template = (str(loader), str(obj), "--signals-only", *(["--func", func] if func else []))
     tracer = Tracer(

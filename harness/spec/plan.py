@@ -1,10 +1,10 @@
 """What a run will do, settled before anything starts: the spec, the attach type and why, and
 the program text for the bpftrace release that will run it.
 
-`harness.api.trace`, `harness.api.crosscheck` and their dry runs (`--dry-run`, `-v`) all go
-through one Plan, so the program a dry run prints is the program a run records. Pure: the
-choices that need the machine (capabilities, the kernel's symbol name, the bpftrace version)
-are made by the caller and handed in.
+`harness.trace`, `harness.crosscheck` and their dry runs (`--dry-run`, `-v`) all go through one
+Plan, made by one planner (harness.api.planner), so the program a dry run prints is the program a
+run records. Pure: the choices that need the machine (capabilities, the kernel's symbol name,
+the bpftrace version) are made by the planner and handed in.
 """
 
 from __future__ import annotations

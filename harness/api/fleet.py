@@ -29,6 +29,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness import arguments
+from harness.api.crosscheck import Crosscheck, crosscheck, crosscheck_request
+from harness.api.inputs import claim, run_options
+from harness.api.trace import trace, trace_request
 from harness.compare.objects import OneObjectPerAttach
 from harness.errors import HarnessError, UsageError
 from harness.lanes.inventory import Member
@@ -37,7 +40,8 @@ from harness.progress import Progress, silent
 if TYPE_CHECKING:
     import pandas as pd
 
-    from harness.api import Crosscheck, Out, Trace
+    from harness.api.inputs import Out
+    from harness.api.trace_result import Trace
     from harness.lanes.base import Lane
     from harness.output.columns import Table
 
@@ -277,25 +281,23 @@ def fleet(
     The other arguments are `trace`'s, the same for every member: each member runs the spec
     on its own kernel (its attach choice, its bpftrace's version) and its own workload.
     """
-    from harness import api
-
     began = time.time()
     chosen = members(hosts, inventory)
     jobs = arguments.integer("jobs", jobs, 1, "8")
     arguments.seconds("timeout", timeout, "60")
-    api._run_options(lane="host", out=out, bpftrace=bpftrace, progress=progress,
-                     on_progress=on_host, report=report, plots=plots, force=force)
-    api._request(target, workload, duration, attach, count, sizes, spec_opts, frequency)
+    run_options(lane="host", out=out, bpftrace=bpftrace, progress=progress,
+                on_progress=on_host, report=report, plots=plots, force=force)
+    trace_request(target, workload, duration, attach, count, sizes, spec_opts, frequency)
     from harness.host.bpftrace_versions import resolve
 
     resolve(bpftrace)  # an unknown release fails once, here, and a root is built once
-    path = api._claim(out, "fleet", target, force)
+    path = claim(out, "fleet", target, force)
     dirs = _directories(chosen)
     lanes = _prepared(chosen)
     say = _per_host(progress)
 
     def one(m: Member, lane: Lane) -> HostRun:
-        t = api.trace(
+        t = trace(
             target, workload=workload, duration=duration, lane=lane, attach=attach,
             out=False if path is None else path / dirs[m.label], count=count, sizes=sizes,
             timeout=timeout, report=report, plots=False, check=False, bpftrace=bpftrace,
@@ -453,27 +455,25 @@ def fleet_crosscheck(
     crosscheck.csv (a row per member) and fleet.json; None makes results/fleet-xc-<time>/.
     The other arguments are `crosscheck`'s.
     """
-    from harness import api
-
     began = time.time()
     chosen = members(hosts, inventory)
     jobs = arguments.integer("jobs", jobs, 1, "8")
     arguments.seconds("timeout", timeout, "60")
-    api._run_options(lane="host", out=out, bpftrace=bpftrace, progress=progress,
-                     on_progress=on_host, force=force)
+    run_options(lane="host", out=out, bpftrace=bpftrace, progress=progress,
+                on_progress=on_host, force=force)
     if prebuilt is not None:
         prebuilt = arguments.directory("prebuilt", prebuilt, "Path('build/twin')")
-    api._crosscheck_request(target, attach, count, sizes, workload, spec_opts)
+    crosscheck_request(target, attach, count, sizes, workload, spec_opts)
     from harness.host.bpftrace_versions import resolve
 
     resolve(bpftrace)
-    path = api._claim(out, "fleet-xc", target, force)
+    path = claim(out, "fleet-xc", target, force)
     dirs = _directories(chosen)
     lanes = _prepared(chosen)
     say = _per_host(progress)
 
     def one(m: Member, lane: Lane) -> HostRun:
-        x = api.crosscheck(
+        x = crosscheck(
             target, lane=lane, attach=attach, count=count, sizes=sizes, timeout=timeout,
             out=False if path is None else path / dirs[m.label], prebuilt=prebuilt,
             workload=workload, bpftrace=bpftrace, force=force, progress=say(m.label),
