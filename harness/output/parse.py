@@ -64,7 +64,6 @@ class ParseError(HarnessError):
 # run of digits is no integer of bpftrace's: a string value (they print raw), read as text.
 _INT = re.compile(r"(?:\d{1,20}|-\d{1,19})\Z")
 _INT_DIGITS = re.compile(r"-?\d+")
-_D = r"-?\d{1,20}"  # a number inside a stats or bucket line (bounded: never a 10 MB int())
 _STACK = re.compile(r"(\n(?:[ \t]+[^\n]*\n)+)")
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50,
           "E": 1 << 60}
@@ -119,16 +118,9 @@ def _without(seg: str, sep: str, *, lead: bool) -> str:
     return seg
 
 
-_BUCKET = re.compile(
-    rf"(?:\[({_D})([KMGTPE]?)\]"
-    rf"|\[({_D})([KMGTPE]?), (?:({_D})([KMGTPE]?)|\.\.\.)\)"
-    rf"|\(\.\.\., ({_D})([KMGTPE]?)\)) *(\d{{1,20}}) "
-)
-
-
 def parse_bucket(line: str) -> Bucket:
     """One printed bucket line -> Bucket (lo inclusive, hi exclusive, None = open)."""
-    m = _BUCKET.match(line)
+    m = _shapes().bucket.match(line)
     if m is None:  # the grammar admitted it, so this is a bug in one of the two
         raise ParseError(f"bucket line not understood: {line.strip()!r}",
                          "report this bpftrace output as a parser bug")
@@ -197,6 +189,9 @@ class _Builder:
         # The last line when the output did not end in a newline: cut off mid-line (0: none).
         self.cut_line = 0
         self.cut_said = False
+        # Entry lines in runs read column-wise (the fast path), or one token per line (the
+        # grammar path, parse_text_by_lines): both give the same Output.
+        self.runs = True
 
     def warn(self, line: int, what: str) -> None:
         self.out.warnings.append(f"line {line}: {what}" if line else what)
@@ -309,18 +304,19 @@ class _Builder:
         """
         n = len(run) if stop is None else stop
         pos = start
+        run_head = _shapes().run_head
         while pos < n:
             end = run.find("\n", min(pos + _RUN_CHUNK, n - 1)) + 1 or n
             chunk = run[pos:end]
             while chunk:
-                m = _RUN_HEAD.match(chunk)
+                m = run_head.match(chunk)
                 assert m is not None, chunk[:80]
                 prefix = m.group(0)
                 cut = _segment_end(prefix).search(chunk)
                 seg_end = cut.start() + 1 if cut else len(chunk)
                 segment = chunk[:seg_end]
                 if self.held or not self._add_segment_fast(segment, m.group(1), prefix, line):
-                    self._add_lines(segment, line)
+                    self.add_lines(segment, line)
                 line += segment.count("\n")
                 chunk = chunk[seg_end:]
             pos = end
@@ -356,13 +352,13 @@ class _Builder:
         self._extend(name, keys[start:], vals[start:], kind, line + start)
         return True
 
-    def _add_lines(self, run: str, line: int) -> None:
+    def add_lines(self, run: str, line: int) -> None:
         """Entry lines one by one: tuple and stack keys, mixed kinds, glued entries."""
         sep = self.sep
-        for i, m in enumerate(_RUN_LINE.finditer(run)):
-            name, bracket, body, value = m.groups()
+        for i, m in enumerate(_shapes().entry_lines.finditer(run)):
+            name, body, value = m.groups()
             key: PackedKey
-            if not bracket:
+            if body is None:
                 key = ()
             elif "@" in body and name + "[" in body:  # 0.17: entries glued on one line
                 self._glued(m.group(0), name, line + i)
@@ -406,9 +402,9 @@ class _Builder:
         pieces = text.split(name + "[")[1:]
         entries = [p.partition("]: ") for p in pieces]
         if not all(sep for _, sep, _ in entries):  # not that shape: keep the greedy reading
-            m = _RUN_LINE.match(text)
+            m = _shapes().entry.match(text)
             assert m is not None
-            self.add(name, split_key(m.group(3), self.sep), m.group(4), "str", line)
+            self.add(name, split_key(m.group(2), self.sep), m.group(3), "str", line)
             return
         self.warn(line, f"{len(entries)} entries of {name} printed on one line (bpftrace "
                         "0.17 omits the newline after ksym/usym/inet/kaddr/uaddr values); split")
@@ -440,7 +436,7 @@ class _Builder:
         """Names of the maps printed at a line start anywhere in the text (found once)."""
         if self._names is None:
             self.work += len(self.text)
-            self._names = set(_LINE_START_NAME.findall(self.text))
+            self._names = set(_shapes().line_start_names.findall(self.text))
         return self._names
 
     def _breaks_in(self, first: int, stop: int) -> list[int]:
@@ -475,10 +471,9 @@ class _Builder:
         last = text.split("\n", 1)[0]
         if self.held:  # text lines before it continue a string value if it goes on its map
             first = (head or text).split("\n", 1)[0]
-            m = _L_HEAD.match(first) or _RUN_LINE.match(first)
+            m = _shapes().keyed(first)
             if m:
-                body = m.group(2) if m.re is _L_HEAD else m.group(3)
-                key = () if body is None else split_key(body, self.sep)
+                key = () if m.group(2) is None else split_key(m.group(2), self.sep)
                 self._continues(m.group(1), pack_key(key))
         if start and start != line:
             what = (f"cut off at {last[-40:]!r}): the entry from line {start} "
@@ -510,8 +505,8 @@ class _Builder:
                                  "above: that value is not read")
 
     def _printed(self, text: str, line: int) -> None:
-        if self.sep == ", " and _LOOKS_LIKE_MAP.match(text) and self.is_map(
-                text[:_MAP_NAME.match(text).end()]):  # type: ignore[union-attr]  # text only
+        start = _shapes().map_start.match(text) if self.sep == ", " else None  # text only
+        if start and self.is_map(start.group(1)):
             if self.cut_entry(line, text):
                 return
             self.out.unparsed.append(line)
@@ -525,7 +520,7 @@ class _Builder:
                             f"(cut off?): {text[:80]!r}")
         if text.strip():
             self.out.lines.append(text)
-            clock = _CLOCK.match(text)
+            clock = _shapes().clock.match(text)
             if clock:
                 h, m, sec = clock.groups()
                 self.clock.append((line, int(h) * 3600 + int(m) * 60 + float(sec)))
@@ -552,21 +547,15 @@ class _Builder:
         return self.out
 
 
-# A text line that starts like a map entry but is none (cut off, or an unknown layout).
-_LOOKS_LIKE_MAP = re.compile(r"@\w*(?:\[|: ?$)")
-# A line printed by bpftrace's time() with its default format ("%H:%M:%S").
-_CLOCK = re.compile(r"(\d{2}):(\d{2}):(\d{2}(?:\.\d+)?)[ \t]*\Z")
 
 # ---------------------------------------------------------------- text
 
 
-_RUN_LINE = re.compile(r"^(@\w*)(\[(.*)\])?: (.*)$", re.M)
 _INT_CHARS = re.compile(r"[0-9,-]*")
 _ANY_INT_PART = re.compile(r"\0-?\d+(?=\0)")
 
 
 _RUN_CHUNK = 1 << 17  # bytes of a run read at once
-_RUN_HEAD = re.compile(r"(@\w*)(?:\[|: )")
 
 
 @lru_cache(maxsize=64)
@@ -608,40 +597,68 @@ def _typed_column(parts: Sequence[str], sep: str | None) -> tuple[list[Any], str
     return list(parts), "str"
 
 
-# stats(): `count 2, average 6, total 12`; from 0.24 on `{ .count = 2, .average = 6, .total = 12 }`.
-_STATS = (rf"(?:count {_D}, average {_D}, total {_D}"
-          rf"|\{{ \.count = {_D}, \.average = {_D}, \.total = {_D} \}})")
-_STATS_VALUE = re.compile(rf"(?:count ({_D}), average ({_D}), total ({_D})"
-                          rf"|\{{ \.count = ({_D}), \.average = ({_D}), \.total = ({_D}) \}})\Z")
-_ATTACHED = re.compile(r"Attach(?:ing|ed) (\d{1,9}) probe")
 _JSON_RECORD = re.compile(r'\{"type": ?"')
 _JSON_DIAG_HEAD = re.compile(r"^\S+:\d+(?:-\d+)?(?::\d+(?:-\d+)?)?: (?:WARNING|ERROR): ")
 _UNDERLINE = re.compile(r"^[\s~^]+$")
 # One stack frame as 0.24+ json keys hold it (whitespace stripped): sym+off, an address.
 _FLAT_FRAME = re.compile(r"\S+\+\d+\S*|0x[0-9a-fA-F]+\S*|\[unknown\]|[0-9a-f]{1,16}")
-# A frame of `kstack(raw)`/`ustack(raw)` (0.20+): the bare address, printed unindented.
-_RAW_FRAME = re.compile(r"[0-9a-f]{1,16}")
-_HEX = frozenset("0123456789abcdef")
+_HEX = frozenset("0123456789abcdef")  # how a RAW_FRAME line starts
 
-# Line shapes. Each is matched against ONE line (pattern.match(text, start, end_of_line)),
-# none has nested quantifiers: the work per line is bounded by the line's length.
-_L_ATTACHED = re.compile(r"Attach(?:ing|ed) \d{1,9} probes?(?:\.\.\.)?[ \t]*$")
-_L_STATS = re.compile(r"(@\w*)(?:\[(.*)\])?: (" + _STATS + r")$")
-_L_HEAD = re.compile(r"(@\w*)(?:\[(.*)\])?: ?$")
-_L_KEY_OPEN = re.compile(r"@\w*\[")
-_L_BUCKET = re.compile(rf"(?:\[{_D}[KMGTPE]?\]|\[{_D}[KMGTPE]?, (?:{_D}[KMGTPE]?|\.\.\.)\)"
-                       rf"|\(\.\.\., {_D}[KMGTPE]?\)) *\d{{1,20}} \|@*[ ]*\|$")
-# `]: value` closes at its first `]:` (the value may hold one); `, part]: value` at its last
-# (the string part may hold one; bpftrace's own reading is ambiguous there too).
-_L_CLOSE = re.compile(r"(\]|,.*\]):( ?)(.*)$")
-_L_CLOSE_FIRST = re.compile(r"(\]):( ?)(.*)$")
-_L_JOIN_END = re.compile(r"(.*?)\]: (.*)$")
-# A run of entry lines with a non-empty value, none a stats line, none followed by an
-# indented line (that line heads a stack). Possessive: a finished line is never revisited,
-# so the regex keeps no state per line and can fail only inside the first line.
-_L_RUN = re.compile(r"(?:@\w*(?:\[[^\n]*\])?: (?!" + _STATS + r"\n)"
-                    r"[^\n]+\n(?![ \t]))++")
 _JOIN_LIMIT = 64  # lines a key holding newlines may span
+
+
+def _uncaptured(pattern: str) -> str:
+    """`pattern` with its capturing groups made non-capturing (escapes, classes kept)."""
+    return re.sub(r"\\.|\[(?:\\.|[^\]])*\]|\((?!\?)",
+                  lambda m: "(?:" if m.group(0) == "(" else m.group(0), pattern)
+
+
+class _Shapes:
+    """The line shapes of grammar/bpftrace_output.lark, compiled; each is matched against one
+    line (match(text, start, end_of_line)). Built once, from the Lark grammar object."""
+
+    def __init__(self, patterns: dict[str, str]) -> None:
+        def one(name: str) -> re.Pattern[str]:
+            return re.compile(patterns[name])
+
+        self.attached = one("ATTACHED")
+        self.stats_line = one("STATS_LINE")
+        self.stats_value = re.compile(f"(?:{patterns['STATS_VALUE']})\\Z")
+        self.entry = one("ENTRY")
+        self.head = one("HEAD")
+        self.map_start = one("MAP_START")
+        self.bucket = one("BUCKET")
+        self.key_open = one("KEY_OPEN")
+        self.frame = one("FRAME")
+        self.raw_frame = one("RAW_FRAME")
+        self.close_head = one("CLOSE_HEAD")
+        self.close_value = one("CLOSE_VALUE")
+        self.join_end = one("JOIN_END")
+        self.clock = one("CLOCK")
+        self.name = one("_NAME")
+        self.run_head = one("ENTRY_START")
+        # derived: every ENTRY line of a run (finditer), names at a line start (findall)
+        self.entry_lines = re.compile(patterns["ENTRY"], re.M)
+        self.line_start_names = re.compile("^" + patterns["MAP_START"], re.M)
+        # ENTRY_RUN: ENTRY lines, none followed by an indented line (that line heads a stack).
+        # Possessive: a finished line is never revisited, so the regex keeps no state per line
+        # and can fail only inside the first line.
+        self.run = re.compile(f"(?:{_uncaptured(patterns['ENTRY'])}\\n(?![ \\t]))++", re.M)
+
+    def keyed(self, line: str) -> re.Match[str] | None:
+        """A one-line map line that names its map and key (groups 1 and 2): a header,
+        stats or entry line."""
+        return self.head.match(line) or self.stats_line.match(line) or self.entry.match(line)
+
+
+@lru_cache(maxsize=1)
+def _shapes() -> _Shapes:
+    """The line shapes, read from the compiled grammar's terminal definitions (all of them:
+    Lark keeps only the terminals its rules use, so the grammar is compiled keeping every
+    one)."""
+    parser = _parser()[0]
+    terminals = parser.grammar.compile(parser.options.start, "*")[0]
+    return _Shapes({t.name: t.pattern.to_regexp() for t in terminals})
 
 
 def _token(kind: str, text: str, pos: int, line: int, end: int | None = None) -> Any:
@@ -663,6 +680,8 @@ def _lex_lines(text: str, accepts: Any, builder: _Builder) -> Iterator[Any]:
     builder.text = text
     # an entry run stops before a cut-off last line, so that line is an entry of its own
     cut_at = text.rfind("\n", 0, n - 1) + 1 if builder.cut_line else n
+    shapes = _shapes()
+    runs = builder.runs
     while pos < n:
         eol = text.find("\n", pos)
         if eol < 0:
@@ -672,8 +691,10 @@ def _lex_lines(text: str, accepts: Any, builder: _Builder) -> Iterator[Any]:
         acc = accepts()
         c = text[pos]
         kind = _classify(text, pos, eol, nxt, c, acc, builder, width)
+        if kind == "ENTRY_RUN" and not runs:  # the grammar path: one token per entry line
+            kind = "ENTRY"
         if kind == "ENTRY_RUN":
-            m = _L_RUN.match(text, pos, cut_at if pos < cut_at else n)
+            m = shapes.run.match(text, pos, cut_at if pos < cut_at else n)
             assert m is not None
             end = m.end()
             if builder.known is not None:
@@ -711,54 +732,50 @@ def _classify(text: str, pos: int, eol: int, nxt: int, c: str, acc: Any, builder
               width: int) -> str:
     """The terminal for the line text[pos:eol] given what the parser accepts."""
     item = "TEXT" in acc
-    if "FRAME" in acc and (c in " \t" or (c in _HEX and _RAW_FRAME.fullmatch(text, pos, eol))):
+    s = _shapes()
+    if "FRAME" in acc and (c in " \t" or (c in _HEX and s.frame.match(text, pos, eol))):
         return "FRAME"
     if eol == pos or (c in " \t" and not text[pos:eol].strip()):
         return "BLANK"
     if c in "[(" and "BUCKET" in acc:
         builder.work += width
-        return "BUCKET" if _L_BUCKET.match(text, pos, eol) else "BAD_BUCKET"
+        return "BUCKET" if s.bucket.match(text, pos, eol) else "BAD_BUCKET"
     if c == "," and "JOINT" in acc and (text.startswith((" ", "\t"), nxt)
                                         or _lone_comma(text, pos, eol)):
         return "JOINT"  # newer releases print an empty stack part as a `, ` line alone
     if c in ",]" and "CLOSE_VALUE" in acc:
         builder.work += width
-        m = (_L_CLOSE_FIRST if c == "]" else _L_CLOSE).match(text, pos, eol)
-        if m:
-            return "CLOSE_VALUE" if m.group(3) else "CLOSE_HEAD"
-        return "TEXT"
+        if s.close_head.match(text, pos, eol):
+            return "CLOSE_HEAD"
+        return "CLOSE_VALUE" if s.close_value.match(text, pos, eol) else "TEXT"
     if not item:
         return "TEXT"
     if c == "@":
         builder.work += 3 * width
         if builder.known is not None and not builder.is_map(
-                text[pos:_MAP_NAME.match(text, pos, eol).end()]):  # type: ignore[union-attr]
+                text[pos:s.name.match(text, pos, eol).end()]):  # type: ignore[union-attr]
             return "TEXT"  # printf text shaped like a map line: the program has no such map
         indented_next = text.startswith((" ", "\t"), nxt) or (
             text.endswith(("[", ", "), pos, eol) and _raw_frame_at(text, nxt))
-        if _L_HEAD.match(text, pos, eol):
+        if s.head.match(text, pos, eol):
             return "HEAD"
         if indented_next or (text.endswith(("[", ", "), pos, eol) and (
                 text.startswith("]:", nxt) or _lone_comma(text, nxt, text.find("\n", nxt)))):
-            return "KEY_OPEN" if _L_KEY_OPEN.match(text, pos, eol) else "TEXT"
-        if _L_STATS.match(text, pos, eol):
+            return "KEY_OPEN" if s.key_open.match(text, pos, eol) else "TEXT"
+        if s.stats_line.match(text, pos, eol):
             return "STATS_LINE"
-        if _L_RUN.match(text, pos, nxt):  # one line: the lexer then takes the whole run
+        if s.entry.match(text, pos, eol):  # one line: the lexer then takes the whole run
             return "ENTRY_RUN"
-        if _L_KEY_OPEN.match(text, pos, eol) and _join_end(text, nxt, builder)[0] > 0:
+        if s.key_open.match(text, pos, eol) and _join_end(text, nxt, builder)[0] > 0:
             return "JOINED"
         return "TEXT"
     if c == "A":
         builder.work += width
-        if _L_ATTACHED.match(text, pos, eol):
+        if s.attached.match(text, pos, eol):
             return "ATTACHED"
     return "TEXT"
 
 
-# A time() stamp ending the text before a mid-line map: the default "%H:%M:%S" and its kin.
-_TIME_PREFIX = re.compile(r"\d{2}:\d{2}:\d{2}(?:\.\d+)?[ \t]*\Z")
-_MAP_NAME = re.compile(r"@\w*")
-_LINE_START_NAME = re.compile(r"^(@\w*)(?:\[|: ?$)", re.M)
 _MID_LINE_TRIES = 4  # '@'s of one text line looked at as a possible map line start
 
 
@@ -786,10 +803,10 @@ def _mid_line_map(text: str, pos: int, eol: int, nxt: int, acc: Any, builder: _B
             continue
         if kind == "KEY_OPEN" and not text.endswith(("[", ", "), at, eol):
             continue  # a stack key's first line is `@m[` or `@m[part, `
-        name = _MAP_NAME.match(text, at, eol)
+        name = _shapes().name.match(text, at, eol)
         assert name is not None
         builder.work += at - pos
-        if (_TIME_PREFIX.search(text, pos, at)
+        if (_shapes().clock.search(text, pos, at)  # a time() stamp before it
                 or text.startswith((name.group(0) + "[", name.group(0) + ":"), nxt)
                 or name.group(0) in builder.line_start_names()):
             return at
@@ -806,8 +823,9 @@ def _lone_comma(text: str, pos: int, eol: int) -> bool:
 def _known_run_end(text: str, pos: int, end: int, known: frozenset[str]) -> int:
     """Where an entry run stops at the first line of a name the program has no map of (a
     printf line shaped like an entry). Read a map's segment at a time, not line by line."""
+    run_head = _shapes().run_head
     while pos < end:
-        m = _RUN_HEAD.match(text, pos, end)
+        m = run_head.match(text, pos, end)
         if m is None or m.group(1) not in known:
             return pos
         cut = _segment_end(m.group(0)).search(text, pos, end)
@@ -820,6 +838,7 @@ def _join_end(text: str, start: int, builder: _Builder) -> tuple[int, int]:
     between that starts a map line or a stack frame. (0, 0) when there is none."""
     pos = start
     n = len(text)
+    join_end = _shapes().join_end
     for lines in range(1, _JOIN_LIMIT + 1):
         if pos >= n or text[pos] in "@ \t\n":
             return 0, 0
@@ -827,7 +846,7 @@ def _join_end(text: str, start: int, builder: _Builder) -> tuple[int, int]:
         if eol < 0:
             eol = n
         builder.work += eol - pos + 1
-        if _L_JOIN_END.match(text, pos, eol):
+        if join_end.match(text, pos, eol):
             return eol + 1, lines
         pos = eol + 1
     return 0, 0
@@ -841,9 +860,9 @@ def _token_error(tok: Any, what: str, fix: str) -> ParseError:
 
 def _key_of(head: str, sep: str) -> tuple[str, Key]:
     """`@name[body]: ...` or `@name: ...` (one line) -> name and typed key."""
-    m = _L_HEAD.match(head.rstrip("\n")) or _RUN_LINE.match(head.rstrip("\n"))
+    m = _shapes().keyed(head.rstrip("\n"))
     assert m is not None, head
-    name, body = m.group(1), m.group(2) if m.re is _L_HEAD else m.group(3)
+    name, body = m.group(1), m.group(2)
     return name, (() if body is None else split_key(body, sep))
 
 
@@ -852,18 +871,23 @@ def _stack_key(tokens: list[Any], sep: str) -> tuple[str, Key, str]:
     open_line = str(tokens[0]).rstrip("\n")
     name, _, first = open_line.partition("[")
     close = str(tokens[-1]).rstrip("\n")
-    m = (_L_CLOSE_FIRST if close.startswith("]") else _L_CLOSE).match(close)
-    assert m is not None, close
+    shapes = _shapes()
+    m = shapes.close_head.match(close)  # first: `]: ` alone also fits CLOSE_VALUE's shape
+    value = ""
+    if m is None:
+        m = shapes.close_value.match(close)
+        assert m is not None, close
+        value = m.group(3)
     # raw-mode frames are printed unindented: indent them, as split_key reads frames
     body = first + "\n" + "".join(t if t[:1] in " \t," else "    " + t
                                   for t in map(str, tokens[1:-1])) + m.group(1)[:-1]
-    return name, split_key(body, sep), m.group(3)
+    return name, split_key(body, sep), value
 
 
 def _raw_frame_at(text: str, pos: int) -> bool:
     """The line at pos is a `kstack(raw)` frame: a bare hex address alone on its line."""
     eol = text.find("\n", pos)
-    return _RAW_FRAME.fullmatch(text, pos, len(text) if eol < 0 else eol) is not None
+    return _shapes().raw_frame.match(text, pos, len(text) if eol < 0 else eol) is not None
 
 
 def _glued_empty_stacks(line: str, name: str) -> list[str]:
@@ -877,10 +901,15 @@ def _glued_empty_stacks(line: str, name: str) -> list[str]:
     return heads if all(h.endswith("]:") for h in heads) else []
 
 
+def _stats(value: str) -> Stats:
+    """A printed stats value (STATS_VALUE's shape: exactly three numbers) -> Stats."""
+    count, average, total = map(int, _INT_DIGITS.findall(value))
+    return Stats(count, average, total)
+
+
 def _scalar_value(value: str) -> tuple[Any, str]:
-    stats = _STATS_VALUE.match(value)
-    if stats:
-        return Stats(*(int(g) for g in stats.groups() if g is not None)), "stats"
+    if _shapes().stats_value.match(value):
+        return _stats(value), "stats"
     if _INT.match(value):
         return int(value), "int"
     return value, "str"
@@ -894,7 +923,7 @@ def _make_transformer(builder_ref: list[_Builder]) -> Any:
 
         def attached(self, children: list[Any]) -> None:
             b = builder_ref[0]
-            m = _ATTACHED.match(children[0])
+            m = _shapes().attached.match(children[0])
             b.out.probes = int(m.group(1)) if m else None
 
         def head_block(self, children: list[Any]) -> None:
@@ -942,11 +971,11 @@ def _make_transformer(builder_ref: list[_Builder]) -> Any:
             tok = children[0]
             if b.cut_entry(tok.line, str(tok)):
                 return
-            m = _L_STATS.match(tok.rstrip("\n"))
+            m = _shapes().stats_line.match(tok.rstrip("\n"))
             assert m is not None
             name, body, value = m.groups()
             key = () if body is None else split_key(body, b.sep)
-            b.add(name, key, _scalar_value(value)[0], "stats", tok.line)
+            b.add(name, key, _stats(value), "stats", tok.line)
 
         def keyed_stack(self, children: list[Any]) -> None:
             b = builder_ref[0]
@@ -963,7 +992,7 @@ def _make_transformer(builder_ref: list[_Builder]) -> Any:
             lines = str(tok).rstrip("\n").split("\n")
             if b.cut_entry(tok.line + len(lines) - 1, lines[-1], tok.line, lines[0]):
                 return
-            m = _L_JOIN_END.match(lines[-1])
+            m = _shapes().join_end.match(lines[-1])
             assert m is not None
             name, _, first = lines[0].partition("[")
             body = "\n".join([first, *lines[1:-1], m.group(1)])
@@ -971,6 +1000,13 @@ def _make_transformer(builder_ref: list[_Builder]) -> Any:
                              f"{tok.line}-{tok.line + len(lines) - 1}; re-joined")
             val, kind = _scalar_value(m.group(2))
             b.add(name, split_key(body, b.sep), val, kind, tok.line)
+
+        def entry(self, children: list[Any]) -> None:  # the grammar path: one entry line
+            tok = children[0]
+            b = builder_ref[0]
+            if b.cut_entry(tok.line, str(tok)):
+                return
+            b.add_lines(str(tok), tok.line)
 
         def entry_run(self, children: list[Any]) -> None:
             tok = children[0]
@@ -1112,6 +1148,19 @@ def parse_text(text: str, *, line_times: Sequence[float] | None = None,
     line. Text that does not end in a newline was cut off inside its last line: an entry
     there is not read (its value may be cut mid-number); a warning names the line.
     """
+    return _parse_text(text, line_times, program, runs=True)
+
+
+def parse_text_by_lines(text: str, *, line_times: Sequence[float] | None = None,
+                        program: str | None = None) -> Output:
+    """parse_text by the grammar path alone: every entry line is its own ENTRY token,
+    reduced by the grammar and read by the transformer, where parse_text reads a run of entry
+    lines column-wise (its fast path). The same Output, slower: a check of the fast path."""
+    return _parse_text(text, line_times, program, runs=False)
+
+
+def _parse_text(text: str, line_times: Sequence[float] | None, program: str | None, *,
+                runs: bool) -> Output:
     _check_arguments(text, line_times, program)
     text, cut_line = _normalized(text)
     if _JSON_RECORD.match(text[:200].lstrip()):  # only the start is looked at
@@ -1119,6 +1168,7 @@ def parse_text(text: str, *, line_times: Sequence[float] | None = None,
                          "parse it with --format json (harness.output.parse.parse_json)",
                          line=1, column=1, text=text[:200].lstrip().split("\n", 1)[0])
     builder = _Builder(", ")
+    builder.runs = runs
     if line_times is not None:
         builder.breaks = _arrival_breaks(text, line_times)
     builder.cut_line = cut_line
