@@ -1,4 +1,10 @@
-"""Output model -> tidy pandas frames, one per map, every printing kept."""
+"""Output model -> tidy pandas frames, one per map, every printing kept.
+
+The tables come from harness.output.columns (the one table builder); this module only gives
+their columns the frames' dtypes: ints as int64 (uint64 or exact ints past it), hist bounds
+as Int64 with open ends missing, stacks as tuples, text as objects, `t_s` as float64 (NaN:
+not known).
+"""
 
 from __future__ import annotations
 
@@ -6,67 +12,21 @@ import contextlib
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from harness.output.model import Key, KeyPart, MapPrint, Output, Stack
-from harness.output.stacks import stack_kind, stack_names
+from harness.output.columns import (
+    all_printings,
+    by_name,
+    check_arguments,
+    map_columns,
+    merged,
+    printing_rows,
+    value_columns,
+)
+from harness.output.model import MapPrint, Output
 
 if TYPE_CHECKING:
     import pandas as pd
 
-
-def all_printings(output: Output, name: str) -> list[MapPrint]:
-    """Every printing of one map, in order (print() / interval runs print a map repeatedly)."""
-    return [m for m in output.maps if m.name == name]
-
-
-def _fit_arity(key: Key, arity: int, sep: str) -> Key:
-    """Re-join a key split too finely: a string holding the tuple separator (', ')."""
-    extra = len(key) - arity
-    if extra <= 0:
-        return key
-    at = next((i for i, p in enumerate(key) if isinstance(p, str)), 0)
-    joined = sep.join(str(p) if not isinstance(p, tuple) else "\n".join(p)
-                      for p in key[at:at + extra + 1])
-    return (*key[:at], joined, *key[at + extra + 1:])
-
-
-def _key_columns(mp: MapPrint, names: Sequence[str] | None
-                 ) -> tuple[list[str], list[list[KeyPart]]]:
-    """Column names and one list of parts per key column."""
-    packed = mp.packed_keys
-    if packed and (names is None or len(names) == 1) and tuple not in set(
-            map(type, packed)):  # one part per key: no tuples to build
-        column = _stacks_kept(packed)  # type: ignore[arg-type]
-        if names:
-            return list(names), [column]
-        kind = stack_kind(column) if Stack in set(map(type, packed)) else None
-        return stack_names([kind]), [column]
-    keys = mp.keys
-    arity = len(names) if names is not None else min((len(k) for k in keys), default=0)
-    if names is not None and keys and (min(map(len, keys)) < arity
-                                       or (arity == 0 and max(map(len, keys)) > 0)):
-        from harness.errors import UsageError
-
-        raise UsageError(f"key_names gives {mp.name} {arity} column name(s) {list(names)}, "
-                         f"but its keys have {min(map(len, keys))} part(s)",
-                         f"give {mp.name} one name per part of its key")
-    if any(len(k) != arity for k in keys):
-        keys = [_fit_arity(k, arity, mp.key_sep) for k in keys]
-    columns = [_stacks_kept([k[i] for k in keys]) for i in range(arity)]
-    if names is not None:
-        return list(names), columns
-    return stack_names([stack_kind(c) if _has_stack(c) else None for c in columns]), columns
-
-
-def _has_stack(column: list[KeyPart]) -> bool:
-    return Stack in set(map(type, column))  # one C-level pass (parts are ints, strs, Stacks)
-
-
-def _stacks_kept(column: list[KeyPart]) -> list[KeyPart]:
-    """A column holding stacks: its empty parts ("", how bpftrace prints an empty or failed
-    stack) become empty stacks."""
-    if "" in column and _has_stack(column):
-        return [Stack() if p == "" else p for p in column]
-    return column
+__all__ = ["all_printings", "map_frame", "printings_frame", "to_frames"]
 
 
 def _ints(values: list[Any]) -> Any:
@@ -94,7 +54,8 @@ def _bounds(values: list[int | None]) -> Any:
         return pd.array(values, dtype=object)
 
 
-def _column(values: list[KeyPart]) -> Any:
+def _column(values: list[Any]) -> Any:
+    """A key column (or a stack value column) as the table built it: ints, stacks, or text."""
     import numpy as np
     import pandas as pd
 
@@ -105,61 +66,31 @@ def _column(values: list[KeyPart]) -> Any:
         arr = np.empty(len(values), dtype=object)
         arr[:] = values
         return arr
-    if types == {str}:
-        return pd.array(values, dtype=object)
-    return pd.array([str(v) for v in values], dtype=object)
+    return pd.array(values, dtype=object)
+
+
+def _text(values: list[Any]) -> Any:
+    import pandas as pd
+
+    return pd.array(values, dtype=object)
+
+
+# How each value column of a map kind is typed (key columns: _column).
+_VALUE_TYPES = {"lo": _bounds, "hi": _bounds, "count": _ints, "average": _ints, "total": _ints}
+_VALUE_OF_KIND = {"int": _ints, "stack": _column}
 
 
 def map_frame(mp: MapPrint, key_names: Sequence[str] | None = None) -> pd.DataFrame:
     """One printing -> frame: key columns then value / count,average,total / lo,hi,count."""
     import pandas as pd
 
-    cols, columns = _key_columns(mp, key_names)
-    data: dict[str, Any] = {}
-    if mp.kind in ("hist", "lhist"):
-        repeat = [len(bs) for bs in mp.values]
-        buckets = [b for bs in mp.values for b in bs]
-        for c, parts in zip(cols, columns, strict=True):
-            data[c] = _column([p for p, n in zip(parts, repeat, strict=True) for _ in range(n)])
-        data["lo"] = _bounds([b.lo for b in buckets])
-        data["hi"] = _bounds([b.hi for b in buckets])
-        data["count"] = _ints([b.count for b in buckets])
-        return pd.DataFrame(data, columns=[*cols, "lo", "hi", "count"])
-    for c, parts in zip(cols, columns, strict=True):
-        data[c] = _column(parts)
-    if mp.kind == "stats":
-        data["count"] = _ints([s.count for s in mp.values])
-        data["average"] = _ints([s.average for s in mp.values])
-        data["total"] = _ints([s.total for s in mp.values])
-        return pd.DataFrame(data, columns=[*cols, "count", "average", "total"])
-    if mp.kind == "int":
-        data["value"] = _ints(mp.values)
-    elif mp.kind == "stack":  # frames as tuples, leaf first, like stack keys
-        data["value"] = _column(mp.values)
-    else:
-        data["value"] = pd.array([str(v) for v in mp.values], dtype=object)
-    return pd.DataFrame(data, columns=[*cols, "value"])
-
-
-def _merged(printings: list[MapPrint]) -> MapPrint:
-    """Every printing of one map as one MapPrint (keys and values end to end), so the long
-    frame is built once rather than concatenated from a frame per printing."""
-    first = printings[0]
-    kinds = {p.kind for p in printings if len(p)} or {first.kind}
-    if kinds == {"hist", "lhist"}:  # a printing whose buckets all look log2
-        kinds = {"lhist"}
-    kind = kinds.pop() if len(kinds) == 1 else "str" if kinds <= {"int", "str"} else ""
-    if kind == "":
-        from harness.output.parse import ParseError
-
-        raise ParseError(f"map {first.name} changes value kind between printings "
-                         f"({', '.join(sorted({p.kind for p in printings}))})",
-                         "print maps of one kind per name")
-    merged = MapPrint(first.name, 0, kind, key_sep=first.key_sep)
-    for p in printings:
-        merged.packed_keys.extend(p.packed_keys)
-        merged.values.extend(p.values)
-    return merged
+    cols, cells = map_columns(mp, key_names, copy=False)  # copied into arrays below
+    values = value_columns(mp.kind)
+    data: dict[str, Any] = {c: _column(cells[c]) for c in cols}
+    for c in values:
+        typed = _VALUE_TYPES[c] if c != "value" else _VALUE_OF_KIND.get(mp.kind, _text)
+        data[c] = typed(cells[c])
+    return pd.DataFrame(data, columns=[*cols, *values])
 
 
 def printings_frame(printings: list[MapPrint], key_names: Sequence[str] | None = None
@@ -168,12 +99,9 @@ def printings_frame(printings: list[MapPrint], key_names: Sequence[str] | None =
     columns; an empty printing adds no row."""
     import numpy as np
 
-    merged = _merged(printings)
-    frame = map_frame(merged, key_names)
-    if merged.kind in ("hist", "lhist"):
-        rows = [sum(len(bs) for bs in p.values) for p in printings]
-    else:
-        rows = [len(p) for p in printings]
+    whole = merged(printings)
+    frame = map_frame(whole, key_names)
+    rows = printing_rows(printings, whole.kind)
     frame.insert(0, "printing", np.repeat(
         np.asarray([p.printing for p in printings], dtype="int64"), rows))
     frame.insert(1, "t_s", np.repeat(np.asarray(
@@ -181,33 +109,15 @@ def printings_frame(printings: list[MapPrint], key_names: Sequence[str] | None =
     return frame
 
 
-def _check_arguments(output: Any, key_names: Any) -> None:
-    """A UsageError naming the parameter (as the rest of the API), not an AttributeError."""
-    from harness.errors import UsageError
-
-    if not isinstance(output, Output):
-        raise UsageError(f"output={repr(output)[:60]} is not an Output",
-                         "pass what parse_text or parse_json returned")
-    if key_names is not None and not (
-            isinstance(key_names, Mapping) and all(
-                isinstance(names, Sequence) and not isinstance(names, str)
-                and all(isinstance(n, str) for n in names) for names in key_names.values())):
-        raise UsageError(f"key_names={repr(key_names)[:60]} is not a mapping of map names to "
-                         "column names", "pass e.g. key_names={'@stacks': ['kstack']}")
-
-
 def to_frames(output: Output, key_names: Mapping[str, Sequence[str]] | None = None
               ) -> dict[str, pd.DataFrame]:
-    """One frame per map name; key columns named per `key_names`.
+    """One frame per map name; key columns named per `key_names` (as to_tables).
 
     A map printed once gives map_frame's columns; a map printed more than once gives one
     long frame over every printing, led by `printing` (1, 2, ... in print order) and `t_s`.
     """
-    _check_arguments(output, key_names)
-    by_name: dict[str, list[MapPrint]] = {}
-    for mp in output.maps:
-        by_name.setdefault(mp.name, []).append(mp)
+    check_arguments(output, key_names)
     names = key_names or {}
     return {name: (map_frame(ps[0], names.get(name)) if len(ps) == 1
                    else printings_frame(ps, names.get(name)))
-            for name, ps in by_name.items()}
+            for name, ps in by_name(output).items()}

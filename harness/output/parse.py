@@ -177,7 +177,7 @@ class _Builder:
         self.counts: dict[str, int] = {}
         self.clock: list[tuple[int, float]] = []  # (line, seconds of day) of time() lines
         self.held: list[tuple[int, str]] = []  # text lines that may continue a value
-        self.work = 0  # bytes the text lexer's regexes were given (see _LineLexer)
+        self.work = 0  # bytes the text lexer's regexes were given (see _lex_lines)
         self.blank_after: set[int] = set()  # header lines followed by a blank line
         self.text = ""  # the text being lexed (entry runs are read from it in place)
         self.owns_blank = False  # the last entry (a hist or stack value) ends in a blank line
