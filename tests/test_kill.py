@@ -336,3 +336,42 @@ def _kept_every_map(run: Path) -> None:
             with csv.open() as f:
                 rows = sum(1 for _ in f) - 1
             assert rows == n, (name, rows, n)
+
+
+STOP_IN_FINALIZER = r"""
+import os, signal, time
+from harness.cli import _StopOnSignal
+
+stopper = _StopOnSignal("run")
+stopper.install()
+
+
+class Closing:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGTERM)  # lands while this finalizer runs
+        t = time.monotonic()
+        while time.monotonic() - t < 0.3:
+            pass
+
+
+try:
+    x = Closing()
+    del x
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+    print("not stopped")
+except KeyboardInterrupt as stop:
+    print("stopped by", stop.signum, stopper.signum)
+"""
+
+
+def test_a_signal_inside_a_finalizer_still_stops_the_harness() -> None:
+    """A SIGTERM that lands while a finalizer runs (a full-suite run caught one in ZipFile's
+    __del__) raised where Python ignores exceptions: a traceback on stderr and no stop. The stop
+    is raised again outside the finalizer, with its signal, and nothing is printed."""
+    done = subprocess.run([sys.executable, "-c", STOP_IN_FINALIZER], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.stdout.strip() == f"stopped by {int(signal.SIGTERM)} {int(signal.SIGTERM)}", (
+        done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr

@@ -11,6 +11,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from types import FrameType
+from typing import Any
 
 from harness.errors import HarnessError
 
@@ -83,15 +84,41 @@ class _StopOnSignal:
     """SIGINT, SIGTERM and SIGHUP all take the Ctrl-C path: the first one raises
     KeyboardInterrupt (carrying `signum`) so the run stops and keeps what it gathered; later
     ones are only acknowledged, so a second Ctrl-C cannot cut the saving of partial results.
-    SIGKILL cannot be caught: children die with the harness through PDEATHSIG instead."""
+    SIGKILL cannot be caught: children die with the harness through PDEATHSIG instead.
+
+    A signal that lands while a finalizer runs (a ZipFile's __del__, a weakref callback) raises
+    there, where Python ignores exceptions: it printed "Exception ignored ... KeyboardInterrupt"
+    with a traceback and the run went on. `unraisable` takes such a stop back and raises it
+    again a moment later (SIGALRM), outside the finalizer."""
+
+    REDELIVER_S = 0.02
 
     def __init__(self, command: str) -> None:
         self.command = command
         self.signum: int | None = None
+        self.pending: int | None = None
+        self._hook = sys.unraisablehook
 
     def install(self) -> None:
         for sig in STOP_SIGNALS:
             signal.signal(sig, self.handle)
+        signal.signal(signal.SIGALRM, self.redeliver)
+        self._hook = sys.unraisablehook
+        sys.unraisablehook = self.unraisable
+
+    def unraisable(self, info: Any) -> None:
+        exc = info.exc_value
+        if (isinstance(exc, KeyboardInterrupt) and getattr(exc, "signum", None) is not None
+                and self.signum is not None):
+            self.pending, self.signum = self.signum, None
+            signal.setitimer(signal.ITIMER_REAL, self.REDELIVER_S)
+            return
+        self._hook(info)
+
+    def redeliver(self, signum: int, frame: FrameType | None) -> None:
+        if self.pending is not None and self.signum is None:
+            pending, self.pending = self.pending, None
+            self.handle(pending, frame)
 
     def handle(self, signum: int, frame: FrameType | None) -> None:
         if self.signum is not None:
