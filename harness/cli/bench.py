@@ -2,7 +2,8 @@
 
 Writes results/bench/<NAME>.csv (a row per round and mode, stamped with kernel, CPU, tool versions,
 attach type and git revision), results/bench/<NAME>.md (min/median/max and the goals), then runs
-`harness report` over results/bench for the comparison PNGs.
+`harness report` over results/bench for the comparison PNGs. Stopped by Ctrl-C or SIGTERM, it
+writes the runs that finished (the page says it was interrupted) and exits 128 + N.
 """
 
 from __future__ import annotations
@@ -271,11 +272,14 @@ def _one(args: argparse.Namespace, lane: Lane, out_dir: Path) -> Path:
             f"  round {s.round} {s.mode:9s} {s.ns_per_event:9.1f} ns/event{extra}", file=sys.stderr
         )
 
+    stopped: bench.StoppedRounds | None = None
     with terminal_progress(args.quiet) as bar:
         bar(f"bench {args.name}: {args.warmup} warm-up round(s)")
         lane.progress = bar  # a guest reports the seconds its rounds have run
         try:
             samples = lane.bench(case.workload, case.tracers, plan, progress)
+        except bench.StoppedRounds as stop:  # what finished is written, then the stop goes on
+            stopped, samples = stop, stop.samples
         finally:
             lane.progress = silent
     result = bench.BenchResult(args.name, case.workload, case.attach, samples, env, started)
@@ -285,7 +289,7 @@ def _one(args: argparse.Namespace, lane: Lane, out_dir: Path) -> Path:
     md_path = out_dir / f"{stem}.md"
     summary = bench.summary_markdown(
         result, [*bench_cases.notes(case, out_dir), f"- cycles and instructions per run: "
-                 f"{_pmu(lane)}."]
+                 f"{_pmu(lane)}."], interrupted=stopped.said() if stopped else None,
     )
     if not on_host:
         summary = summary.rstrip("\n") + "\n" + _vm_note(lane.describe())
@@ -298,4 +302,9 @@ def _one(args: argparse.Namespace, lane: Lane, out_dir: Path) -> Path:
         print(programs_path)
     print(md_path)
     print(md_path.read_text())
+    if stopped is not None:
+        print(f"harness bench: {stopped.said()}: the runs that finished are in {csv_path}",
+              file=sys.stderr)
+        stopped.csv = csv_path
+        raise stopped
     return csv_path

@@ -87,6 +87,37 @@ class BenchError(HarnessError):
     """A benchmark could not produce a trustworthy sample."""
 
 
+class StoppedRounds(KeyboardInterrupt):
+    """A stop signal (Ctrl-C, SIGTERM, SIGHUP) ended the rounds: `samples` holds every run that
+    finished before it (the interrupted round's finished runs too), so the caller writes them
+    and then lets the stop go on (it is a KeyboardInterrupt: the CLI exits 128 + `signum`)."""
+
+    def __init__(self, samples: list[Sample], signum: int) -> None:
+        super().__init__(f"interrupted by signal {signum}")
+        self.samples = samples
+        self.signum = signum
+        self.csv: Path | None = None  # where the caller wrote them
+
+    def said(self) -> str:
+        """`interrupted by Ctrl-C after 2 full rounds` (for pages and tables)."""
+        name = "Ctrl-C" if self.signum == signal.SIGINT else signal.Signals(self.signum).name
+        return f"interrupted by {name} after {complete_rounds(self.samples)} full round(s)"
+
+
+def signum_of(stop: KeyboardInterrupt) -> int:
+    """The signal a KeyboardInterrupt stands for (the CLI's and the agents' carry it)."""
+    return int(getattr(stop, "signum", signal.SIGINT))
+
+
+def complete_rounds(samples: Sequence[Sample]) -> int:
+    """Rounds that ran every run of the most complete round."""
+    per_round: dict[int, int] = {}
+    for s in samples:
+        per_round[s.round] = per_round.get(s.round, 0) + 1
+    most = max(per_round.values(), default=0)
+    return sum(1 for n in per_round.values() if n == most)
+
+
 @dataclass(frozen=True)
 class Workload:
     """A command that follows the workload protocol; `events` is what it will emit."""
@@ -459,19 +490,25 @@ def run_rounds(
     statistics are on for the whole of it with `plan.kernel_stats`."""
     from harness.host.bpfstats import stats_enabled
 
-    with stats_enabled() if plan.kernel_stats else contextlib.nullcontext():
-        samples: list[Sample] = []
-        round_no = -plan.warmup
-        while round_no < max(plan.rounds, plan.max_rounds):
-            if round_no >= plan.rounds and stats.narrow_enough(samples, plan.precision):
-                break
-            row = _one_round(workload, tracers, round_no, plan)
-            if round_no >= 0:
-                samples += row
-                for sample in row:
-                    if progress:
-                        progress(sample)
-            round_no += 1
+    samples: list[Sample] = []
+    round_no = -plan.warmup
+    try:
+        with stats_enabled() if plan.kernel_stats else contextlib.nullcontext():
+            while round_no < max(plan.rounds, plan.max_rounds):
+                if round_no >= plan.rounds and stats.narrow_enough(samples, plan.precision):
+                    break
+                row = _one_round(workload, tracers, round_no, plan)
+                if round_no >= 0:
+                    samples += row
+                    for sample in row:
+                        if progress:
+                            progress(sample)
+                round_no += 1
+    except StoppedRounds as stop:  # in a round: its finished runs count (not a warm-up's)
+        kept = samples + (stop.samples if round_no >= 0 else [])
+        raise StoppedRounds(kept, stop.signum) from None
+    except KeyboardInterrupt as stop:  # between runs: every finished round is kept
+        raise StoppedRounds(samples, signum_of(stop)) from None
     return samples
 
 
@@ -515,17 +552,31 @@ def _one_round(
         )))
     shift = round_no % len(runs)
     done: dict[int, list[Sample]] = {}
-    for i in [*range(shift, len(runs)), *range(shift)]:
-        done[i] = runs[i]()
-    taken = {i: done[i][0] for i in range(len(modes))}
-    base = taken[0]
-    for i in range(1, len(modes)):
-        cpu = taken[i].cpu_ns is not None and base.cpu_ns is not None
+    try:
+        for i in [*range(shift, len(runs)), *range(shift)]:
+            done[i] = runs[i]()
+    except KeyboardInterrupt as stop:  # the runs of this round that finished are kept
+        raise StoppedRounds(_round_samples(done, len(modes), workload), signum_of(stop)) from None
+    return _round_samples(done, len(modes), workload)
+
+
+def _round_samples(
+    done: dict[int, list[Sample]], alone: int, workload: Workload
+) -> list[Sample]:
+    """A round's samples in mode order, each tracer's run alone with its overhead over the
+    round's untraced run (run 0) when that one finished; `alone`: the runs with one tracer or
+    none (untraced first)."""
+    base = done[0][0] if 0 in done else None
+    for i in range(1, alone):
+        if base is None or i not in done:
+            continue
+        taken = done[i][0]
+        cpu = taken.cpu_ns is not None and base.cpu_ns is not None
         traced, untraced = (
-            (taken[i].cost_ns(), base.cost_ns()) if cpu else (taken[i].elapsed_ns, base.elapsed_ns)
+            (taken.cost_ns(), base.cost_ns()) if cpu else (taken.elapsed_ns, base.elapsed_ns)
         )
-        taken[i].overhead_ns_per_event = (traced - untraced) / workload.events
-    return [s for i in range(len(runs)) for s in done[i]]
+        taken.overhead_ns_per_event = (traced - untraced) / workload.events
+    return [s for i in sorted(done) for s in done[i]]
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -793,16 +844,25 @@ def _goal(comparison: stats.Comparison | None, goal: float) -> str:
     return f"{r.value:.2f}x ({r.lo:.2f}x-{r.hi:.2f}x) (goal <= {goal}x: {state})"
 
 
-def summary_markdown(result: BenchResult, extra: Sequence[str] = ()) -> str:
+def summary_markdown(
+    result: BenchResult, extra: Sequence[str] = (), interrupted: str | None = None
+) -> str:
     """Verdicts, medians with 95% intervals per mode, floor + program, per-program costs and the
-    goals, as markdown."""
+    goals, as markdown. `interrupted` (StoppedRounds.said()) heads a bench that a stop signal
+    cut short."""
     samples = result.samples
     modes = [m for m in MODES if any(s.mode == m for s in samples)]
     rounds = len({s.round for s in samples})
     found = comparisons(samples)
+    stop = [] if interrupted is None else [
+        f"**Interrupted**: {interrupted}. Below are the runs that finished before the stop "
+        "(the last round may lack some runs); the rounds the bench would have added are "
+        "missing, so the intervals are wider than a full bench's.", "",
+    ]
     lines = [
         f"# Benchmark `{result.name}`",
         "",
+        *stop,
         f"Workload: {result.workload.description} ({result.workload.events} events per run); "
         f"attach: {result.attach}; {rounds} rounds, every run once per round in a rotating "
         f"order ({_runs(modes)}); started {result.started_utc}.",

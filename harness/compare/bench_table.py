@@ -22,7 +22,7 @@ FIELDS = (
     "kernel_series", "kernel", "accel", "bpftrace", "attach", "tracer", "rounds",
     "kernel_ns_per_event", "kernel_lo", "kernel_hi",
     "above_floor_ns_per_event", "above_floor_lo", "above_floor_hi",
-    "ratio_to_twin", "ratio_lo", "ratio_hi", "verdict", "pmu", "csv", "error",
+    "ratio_to_twin", "ratio_lo", "ratio_hi", "verdict", "pmu", "csv", "note", "error",
 )
 
 
@@ -35,7 +35,8 @@ class Cell:
     csv: Path | None
     accel: str = ""  # tcg/kvm for a guest, empty on the host
     pmu: str = ""  # what the cell's kernel offers for cycles/instructions (compare.pmu)
-    error: str = ""
+    error: str = ""  # why the cell has no figures (its row says it)
+    note: str = ""  # what to know of its figures (interrupted after N rounds)
 
 
 def _estimate(values: list[float]) -> tuple[object, object, object]:
@@ -53,7 +54,7 @@ def _estimate(values: list[float]) -> tuple[object, object, object]:
 def cell_rows(cell: Cell) -> list[dict[str, object]]:
     """The table's rows of one cell: a row per tracer, or one row with the cell's error."""
     base: dict[str, object] = {"kernel_series": cell.series, "accel": cell.accel,
-                               "bpftrace": cell.release, "pmu": cell.pmu}
+                               "bpftrace": cell.release, "pmu": cell.pmu, "note": cell.note}
     if cell.csv is None:
         return [{**base, "error": cell.error}]
     with cell.csv.open(newline="") as fh:
@@ -67,11 +68,13 @@ def cell_rows(cell: Cell) -> list[dict[str, object]]:
     out = []
     for tracer in TRACERS:
         own = [s.kernel_ns_per_event for s in samples if s.mode == tracer]
-        if not own:
-            continue
         above = [s.program_ns_per_event for s in samples
                  if s.mode == stats.TOGETHER + tracer and s.program_ns_per_event is not None]
         row = {**base, "tracer": tracer}
+        why = _unmeasured(tracer, own, samples)
+        if why:  # the row is there all the same, saying why it has no figure
+            out.append({**row, "error": why})
+            continue
         row["kernel_ns_per_event"], row["kernel_lo"], row["kernel_hi"] = _estimate(
             [v for v in own if v is not None])
         (row["above_floor_ns_per_event"], row["above_floor_lo"],
@@ -83,6 +86,19 @@ def cell_rows(cell: Cell) -> list[dict[str, object]]:
                        for k, v in (("ratio_lo", r.lo), ("ratio_hi", r.hi))}}
         out.append(row)
     return out
+
+
+def _unmeasured(tracer: str, own: list[float | None], samples: list[bench.Row]) -> str:
+    """Why a tracer of a cell has no in-kernel figure ('' when it has one)."""
+    if not own:
+        if any(s.mode == stats.TOGETHER + tracer for s in samples):
+            return f"no run of {tracer} alone finished (only attached together)"
+        return (f"not benched: {tracer} was not among the cell's --modes" if samples
+                else "no run finished")
+    if all(v is None for v in own):
+        return "no in-kernel figure: the kernel's per-program clock was not read " \
+               "(--no-kernel-stats)"
+    return ""
 
 
 def write(cells: list[Cell], path: Path) -> tuple[Path, Path]:
@@ -123,8 +139,9 @@ def markdown(rows: list[dict[str, object]], title: str) -> str:
         accel = f", {r['accel']}" if r.get("accel") else ""
         kernel = f"{r.get('kernel_series')} ({r.get('kernel') or '?'}{accel})"
         if r.get("error"):
-            lines.append(f"| {kernel} | {r.get('bpftrace')} | - | - | - | error: {r['error']} "
-                         "| - | - |")
+            lines.append(f"| {kernel} | {r.get('bpftrace')} | {r.get('attach') or '-'} "
+                         f"| {r.get('tracer') or '-'} | {r.get('rounds') or '-'} "
+                         f"| not measured: {r['error']} | - | - |")
             continue
         lines.append(
             f"| {kernel} | {r.get('bpftrace')} | {r.get('attach')} | {r.get('tracer')} "
@@ -135,8 +152,11 @@ def markdown(rows: list[dict[str, object]], title: str) -> str:
         )
     verdicts = [f"- {r['kernel_series']}, bpftrace {r['bpftrace']}: {r['verdict']}."
                 for r in rows if r.get("verdict")]
+    notes = {f"- {r['kernel_series']}, bpftrace {r['bpftrace']}: {r['note']}.": None
+             for r in rows if r.get("note")}
     pmu = {f"- {r['kernel_series']}: {r['pmu']}.": None for r in rows if r.get("pmu")}
     return "\n".join([*lines, "", "Verdicts:", "", *verdicts, "",
+                      *(["Cut short:", "", *notes, ""] if notes else []),
                       "Cycles and instructions per run (`bpftool prog profile`):", "", *pmu, ""])
 
 

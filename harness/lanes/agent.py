@@ -303,7 +303,7 @@ class Agent:
         """compare.bench's rounds on this kernel. Tracers come as data (argv templates, the
         ready line); the harness generates each round's program and counts the events from
         each tracer output returned: a sample's events_counted is its output's index here."""
-        from harness.compare.bench import Rounds, Tracer, Workload, run_rounds
+        from harness.compare.bench import Rounds, StoppedRounds, Tracer, Workload, run_rounds
 
         outputs: list[str] = []
 
@@ -327,11 +327,14 @@ class Agent:
 
         workload = dict(req["workload"])
         workload["argv"] = self.argv(workload["argv"])
-        samples = run_rounds(
-            Workload(**workload),
-            [tracer(t) for t in req["tracers"]],
-            wire.decode(Rounds, req["plan"]),
-        )
+        try:
+            samples = run_rounds(
+                Workload(**workload),
+                [tracer(t) for t in req["tracers"]],
+                wire.decode(Rounds, req["plan"]),
+            )
+        except StoppedRounds as stop:  # the harness's stop: the runs that finished go back
+            return {"samples": stop.samples, "outputs": outputs, "interrupted": stop.signum}
         return {"samples": samples, "outputs": outputs}
 
 

@@ -88,7 +88,8 @@ class Lane:
         plan: Rounds,
         progress: Callable[[Sample], None] | None = None,
     ) -> list[Sample]:
-        """compare.bench.run_rounds on this lane's kernel: untraced and each tracer per round."""
+        """compare.bench.run_rounds on this lane's kernel: untraced and each tracer per round.
+        A stop signal raises compare.bench.StoppedRounds holding the runs that finished."""
         raise NotImplementedError
 
     def describe(self) -> dict[str, Any]:

@@ -167,7 +167,7 @@ class Agent:
         """compare.bench's rounds on this kernel. Tracers come as data (argv templates, the
         ready line); the host generates each round's program and counts the events from each
         tracer output returned: a sample's events_counted is its output's index until then."""
-        from harness.compare.bench import Rounds, Tracer, Workload, run_rounds
+        from harness.compare.bench import Rounds, StoppedRounds, Tracer, Workload, run_rounds
 
         outputs: list[str] = []
         ask = self.program_for(n, None)
@@ -188,11 +188,15 @@ class Agent:
                 keep,
             )
 
-        samples = run_rounds(
-            Workload(**req["workload"]),
-            [tracer(t) for t in req["tracers"]],
-            Rounds(**req["plan"]),
-        )
+        try:
+            samples = run_rounds(
+                Workload(**req["workload"]),
+                [tracer(t) for t in req["tracers"]],
+                Rounds(**req["plan"]),
+            )
+        except StoppedRounds as stop:  # the host's Ctrl-C: the runs that finished go back
+            return {"samples": [dataclasses.asdict(s) for s in stop.samples],
+                    "outputs": outputs, "stopped": True}
         return {"samples": [dataclasses.asdict(s) for s in samples], "outputs": outputs}
 
     def serve(self) -> None:

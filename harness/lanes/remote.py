@@ -685,7 +685,7 @@ class RemoteLane(Lane):
         """The rounds run remotely (its kernel, its bpftrace, the twin built here); each round's
         program is generated here when the agent names the workload's pid, and each tracer's
         output comes back to be counted here, by the tracer's own count_events."""
-        from harness.compare.bench import TOGETHER, Sample
+        from harness.compare.bench import TOGETHER, Sample, StoppedRounds
 
         with_program = [t for t in tracers if t.program is not None]
         if len(with_program) > 1 or any(not t.template for t in tracers):
@@ -730,6 +730,8 @@ class RemoteLane(Lane):
             samples.append(sample)
             if progress is not None:
                 progress(sample)
+        if data.get("interrupted") is not None:  # the runs that finished before the stop
+            raise StoppedRounds(samples, int(data["interrupted"]))
         return samples
 
     def describe(self) -> dict[str, Any]:

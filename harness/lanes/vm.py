@@ -358,7 +358,7 @@ class VMLane(Lane):
         try:
             return self._answer(n, req, program_for)
         except KeyboardInterrupt as stop:
-            if req["op"] not in ("run", "gather"):
+            if req["op"] not in ("run", "gather", "bench"):
                 raise
             signum = getattr(stop, "signum", int(signal.SIGINT))
         # Ctrl-C/SIGTERM: the guest stops its tracers the normal way and answers with what
@@ -509,7 +509,7 @@ class VMLane(Lane):
         """The rounds run in the guest (its kernel, bpftrace and the host-built twin); each
         round's program is generated here when the guest names the workload's pid, and each
         tracer's output comes back to be counted here, by the tracer's own count_events."""
-        from harness.compare.bench import TOGETHER, Sample
+        from harness.compare.bench import TOGETHER, Sample, StoppedRounds
 
         with_program = [t for t in tracers if t.program is not None]
         if len(with_program) > 1 or any(not t.template for t in tracers):
@@ -556,6 +556,8 @@ class VMLane(Lane):
             samples.append(sample)
             if progress is not None:
                 progress(sample)
+        if "interrupted" in data:  # the runs that finished before the host's Ctrl-C
+            raise StoppedRounds(samples, data["interrupted"])
         return samples
 
     def describe(self) -> dict[str, Any]:

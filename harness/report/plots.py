@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -196,19 +197,31 @@ def plot_bench_table(csv_path: Path, title: str, path: Path) -> Path:
     guest's figures are tens of times the host's, and each group's ratios still read."""
     import pandas as pd
 
-    frame = pd.read_csv(csv_path, dtype=str).fillna("")
-    frame = frame[frame["error"] == ""]
-    groups = list(dict.fromkeys(zip(frame["kernel_series"], frame["bpftrace"], strict=True)))
-    tracers = [t for t in ("floor", "bpftrace", "libbpf") if t in set(frame["tracer"])]
+    every = pd.read_csv(csv_path, dtype=str).fillna("")
+    frame = every[every["error"] == ""]
+    # every cell is a group, one that was not measured too: it is labelled with why
+    groups = list(dict.fromkeys(zip(every["kernel_series"], every["bpftrace"], strict=True)))
+    tracers = [t for t in ("floor", "bpftrace", "libbpf") if t in set(every["tracer"])] or [
+        "bpftrace"]
     fig = _new_figure(max(6.0, 1.6 * len(groups) + 2), 5)
     ax = fig.subplots()
     width = 0.8 / max(1, len(tracers))
+    missing: list[tuple[float, str]] = []  # (x, why) of each bar that has no figure
     for i, tracer in enumerate(tracers):
         xs, ys, lows, highs = [], [], [], []
         for g, (series, release) in enumerate(groups):
             rows = frame[(frame["kernel_series"] == series) & (frame["bpftrace"] == release)
                          & (frame["tracer"] == tracer)]
             if rows.empty or not rows["kernel_ns_per_event"].iloc[0]:
+                cell = every[(every["kernel_series"] == series) & (every["bpftrace"] == release)]
+                whole = cell[cell["tracer"] == ""]["error"]  # the cell failed or did not run
+                if len(whole):
+                    if i == 0:
+                        missing.append((g, whole.iloc[0]))
+                    continue
+                why = cell[cell["tracer"] == tracer]["error"]
+                missing.append((g + (i - (len(tracers) - 1) / 2) * width,
+                                f"{tracer}: " + (why.iloc[0] if len(why) else "no figure")))
                 continue
             row = rows.iloc[0]
             value = float(row["kernel_ns_per_event"])
@@ -226,14 +239,24 @@ def plot_bench_table(csv_path: Path, title: str, path: Path) -> Path:
         (r["kernel_series"], r["bpftrace"]): r["ratio_to_twin"]
         for _, r in frame.iterrows() if r["tracer"] == "bpftrace" and r["ratio_to_twin"]
     }
+    cut = {(r["kernel_series"], r["bpftrace"]) for _, r in every.iterrows() if r.get("note")}
     labels = [
         f"{series}\nbpftrace {release}"
         + (f"\n{float(ratios[(series, release)]):.2f}x the twin" if (series, release) in ratios
            else "")
+        + ("\n(interrupted)" if (series, release) in cut else "")
         for series, release in groups
     ]
     ax.set_xticks(range(len(groups)), labels, fontsize=8)
+    ax.set_xlim(-0.6, len(groups) - 0.4)
     ax.set_yscale("log")
+    if not len(frame):
+        ax.set_ylim(1, 10)  # nothing measured: an axis for the notes below
+    bottom = ax.get_ylim()[0]
+    for x, why in missing:  # not measured, said where its bar would be
+        ax.annotate(textwrap.fill(why, 28), (x, bottom), xytext=(0, 4),
+                    textcoords="offset points", rotation=90, ha="center", va="bottom",
+                    fontsize=6, color="#b00000")
     ax.set_ylabel("in-kernel ns per event (log scale)")
     ax.legend(fontsize=8)
     fig.suptitle(title + "\nmedian over rounds, 95% CI; ratio: the headline, on the same events")
