@@ -72,14 +72,14 @@ def test_stats_and_repeated_printings_and_printf() -> None:
             "tick\n@b[1]: 9\n@g: count 2, average 6, total 12\n")
     out = parse_text(text)
     assert out.lines == ["hello: @x[1]: 3", "tick"]
-    # print(@b); print(@b): bpftrace writes nothing between them, so the text alone reads one
-    # printing holding key 1 twice (a repeated key is no boundary); the printf line is one
+    # print(@b); print(@b): bpftrace writes nothing between them, but an int key cannot come
+    # twice in one printing, so key 1 again starts the second; the printf line is one too
     prints = all_printings(out, "@b")
-    assert [(p.printing, p.values) for p in prints] == [(1, [1, 2, 1, 5]), (2, [9])]
+    assert [(p.printing, p.values) for p in prints] == [(1, [1, 2]), (2, [1, 5]), (3, [9])]
     b = to_frames(out)["@b"]
     assert b.columns.tolist() == ["printing", "t_s", "key0", "value"]
-    assert b[["printing", "key0", "value"]].values.tolist() == [[1, 1, 1], [1, 2, 2], [1, 1, 1],
-                                                                [1, 2, 5], [2, 1, 9]]
+    assert b[["printing", "key0", "value"]].values.tolist() == [[1, 1, 1], [1, 2, 2], [2, 1, 1],
+                                                                [2, 2, 5], [3, 1, 9]]
     assert b["t_s"].isna().all()  # no clock: neither line times nor time() lines
     # the runner's arrival times cut them: the second print() came a second later
     timed = parse_text(text, line_times=[0, 0, 0, 0, 1, 1, 1, 2, 2])
@@ -96,11 +96,9 @@ def test_saved_sample_text_equals_json_except_bpf_prog_frames() -> None:
     for name in ("@h", "@mm", "@mx", "@n", "@z"):
         pd.testing.assert_frame_equal(text[name], js[name])
     # print(@b); print(@b) in one probe: json writes one record each, the text nothing between
-    # them (one printing of 4 rows; no arrival times in a file); the rows are the same
+    # them; the second starts where an int key comes again, as json's record does
     assert js["@b"]["printing"].tolist() == [1, 1, 2, 2, 3, 3]
-    assert text["@b"]["printing"].tolist() == [1, 1, 1, 1, 2, 2]
-    pd.testing.assert_frame_equal(text["@b"].drop(columns="printing"),
-                                  js["@b"].drop(columns="printing"))
+    pd.testing.assert_frame_equal(text["@b"], js["@b"])
     # @j/@k keys hold a kstack of the BPF program itself, whose offset differs per run
     # the stacks' columns are named by their frames: a syscall's root, a user address
     assert list(text["@k"].columns) == ["kstack", "key1", "ustack", "value"]
@@ -225,7 +223,8 @@ def test_time_lines_stamp_printings_without_line_times() -> None:
         '{"type": "time", "data": "10:00:05\\n"}', '{"type": "map", "data": {"@n": 2}}']))
     assert [m.t_s for m in js.maps] == [0.0, 5.0]
     assert to_frames(js)["@n"]["t_s"].tolist() == [0.0, 5.0]
-    assert [m.t_s for m in parse_text("@n: 1\n@n: 2\n").maps] == [None]  # one printing
+    # a scalar map prints one line a printing: its second line is a second print()
+    assert [m.t_s for m in parse_text("@n: 1\n@n: 2\n").maps] == [None, None]
 
 
 def test_entry_runs_read_in_chunks_equal_line_by_line(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -235,7 +234,7 @@ def test_entry_runs_read_in_chunks_equal_line_by_line(monkeypatch: pytest.Monkey
 
     text = ("Attaching 1 probe...\n"
             + "".join(f"@c[{k}]: {p * k}\n" for p in range(6) for k in range(7))  # 6 printings
-            + "@c[9]: 1\n@c[0]: 2\n@c[10]: 3\n"   # a new key, then a repeat: no boundary
+            + "@c[9]: 1\n@c[0]: 2\n@c[10]: 3\n"   # a new key, then an int key again: cut
             + "@s[a]: x\n@s[b]: y\n@s[a]: z\n"     # string values
             + "@n: 5\n@n: 6\n@m[1]: 1\n@m[x]: 2\n"  # scalar printed twice; int and str keys
             + "@i[1]: 7\n@i[2]: v\n@i[007]: 3\n")   # int and str values; a leading zero
@@ -256,8 +255,8 @@ def test_entry_runs_read_in_chunks_equal_line_by_line(monkeypatch: pytest.Monkey
             assert [(m.name, m.printing, m.kind, m.packed_keys, m.values, m.line)
                     for m in got.maps] == [(m.name, m.printing, m.kind, m.packed_keys, m.values,
                                             m.line) for m in want.maps], chunk
-    # @c[9], @c[0], @c[10] arrive with the 6th printing: one printing, @c[0] twice
-    assert [len(m) for m in want.maps if m.name == "@c"] == [7] * 5 + [10]
+    # @c[9] goes on the 6th printing; @c[0] again (an int key) starts a 7th
+    assert [len(m) for m in want.maps if m.name == "@c"] == [7] * 5 + [8, 2]
     assert [m.values for m in want.maps if m.name == "@n"] == [[5], [6]]
     assert [len(m) for m in want.maps if m.name == "@s"] == [3]
 
@@ -273,9 +272,10 @@ def test_a_pause_inside_one_printing_is_no_boundary() -> None:
     prog = "profile:hz:99 { @[kstack] = count(); @n = count(); } interval:s:1 { print(@n); }"
     out = parse_text(text, line_times=times, program=prog)
     assert [(m.name, len(m)) for m in out.maps] == [("@", 4), ("@n", 1), ("@n", 1)]
-    # a new key after the pause (`g+2`): no boundary, even without the program
+    # a new key after the pause (`g+2`): no boundary, even without the program (`@n` prints
+    # one line a printing: its second line is the second print(), pause or not)
     new_key = parse_text(text, line_times=[0.0] * 5 + [1.0] * 6)
-    assert [(m.name, len(m)) for m in new_key.maps] == [("@", 4), ("@n", 2)]
+    assert [(m.name, len(m)) for m in new_key.maps] == [("@", 4), ("@n", 1), ("@n", 1)]
     # without the program, a repeated key after the pause is taken for a second print()
     blind = parse_text(text, line_times=[0.0] * 8 + [1.0, 1.0, 3.0])
     assert [(m.name, len(m)) for m in blind.maps] == [("@", 3), ("@", 1), ("@n", 1), ("@n", 1)]

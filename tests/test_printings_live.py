@@ -99,3 +99,37 @@ def test_pidpersec_printings_are_maps(tmp_path: Path, release: str) -> None:
     rows = (tmp_path / "run" / "at.csv").read_text().splitlines()
     assert rows[0].startswith("printing,t_s,") and len(rows) - 1 == len(totals)
     assert not any("@: " in line for line in meta["printed_lines"])
+
+
+BACK_TO_BACK = """BEGIN { @i = 0; unroll(20) { @c[@i] = @i * 7; @i = @i + 1; } }
+interval:ms:20 { @x = @x + 1; print(@c); print(@x); print(@c); if (@x == 15) { exit(); } }
+"""
+
+
+@pytest.mark.usefixtures("needs_bpf")
+@pytest.mark.parametrize("release", RELEASES)
+def test_back_to_back_prints_of_int_keys_are_printings_without_line_times(release: str) -> None:
+    """`print(@c); print(@x); print(@c)`: bpftrace writes nothing between the printings, and a
+    file read without arrival times had them as one printing. An int key (and a scalar map's
+    line) cannot repeat within a printing, so the text alone gives what -f json of the same
+    program gives record by record: 31 printings of @c (two per interval and the exit dump),
+    16 of @x, every printing's rows and total."""
+    from harness.host.bpftrace_versions import resolve
+    from harness.output.parse import parse_text
+
+    command = resolve(None if release == "0.17" else release).command
+    outs = {}
+    for fmt in ("text", "json"):
+        proc = subprocess.run([*command.split(), "-f", fmt, "-e", BACK_TO_BACK],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-500:]
+        outs[fmt] = proc.stdout
+    text, js = printed(parse_text(outs["text"])), printed(parse_json(outs["json"]))
+    assert len(text["@c"]) == 31 and len(text["@x"]) == 16
+    assert text["@c"] == js["@c"]  # constant values: equal record by record
+    assert {p["total"] for p in text["@c"]} == {7 * sum(range(20))}
+    # print() reads the map when bpftrace's user space gets to it: @x may be a step ahead
+    for counts in (text["@x"], js["@x"]):
+        totals = [p["total"] for p in counts]
+        assert [p["entries"] for p in counts] == [1] * 16
+        assert totals == sorted(totals) and totals[-2:] == [15, 15], totals

@@ -6,9 +6,11 @@ same `_Builder`, which cuts map printings and types keys, so text and json of on
 run give the same model wherever json carries the information.
 
 A printing is what bpftrace printed at once, cut only where the output or the run says so
-(see `_Builder`); a repeated key is a row, never a boundary, and rows with equal keys are kept
-as rows (not summed), so every total is what bpftrace printed. In `-f json` a repeated key keeps
-every pair (object_pairs_hook). results/README.md "Printings" lists the boundaries.
+(see `_Builder`); a repeated string or stack key is a row, never a boundary, and rows with
+equal keys are kept as rows (not summed), so every total is what bpftrace printed; a repeated
+int key (or a scalar map's second line) can only be another print() of the map. In `-f json`
+a repeated key keeps every pair (object_pairs_hook). results/README.md "Printings" lists the
+boundaries.
 
 Limits of the text format (not of the parser): a printf line that is exactly a line of a map
 the program has (`@x[1]: 3` beside a map @x), or any such line when the program is not given
@@ -161,8 +163,9 @@ class _Builder:
     key is never a boundary: one printing may hold equal keys (an empty and a failed stack
     both print as `@[]`, usym/ksym of different addresses, two processes of one binary),
     and they stay rows. Back-to-back print()s of one map with nothing between them look
-    like one printing in the text; an arrival gap cuts them where the line after the gap
-    repeats a key of the printing, for a map the program print()s (`_cut`).
+    like one printing in the text; they are cut, for a map the program print()s (`_cut`),
+    where an int key (or the scalar map's line) comes again, which no printing holds twice,
+    and where the line after an arrival gap repeats any key of the printing.
     Text lines right after a string value are held back: when the same printing goes on
     with a new key they were the rest of that value (bpftrace prints strings raw, so a
     value holding a newline spans lines), otherwise they are printed lines.
@@ -183,6 +186,7 @@ class _Builder:
         self.owns_blank = False  # the last entry (a hist or stack value) ends in a blank line
         self.breaks: list[int] = []  # sorted lines after an arrival gap (see _cut)
         self.gap_maps: frozenset[str] | None = None  # maps the program print()s (None: any)
+        self.unique_cuts = True  # a repeated int key starts a printing (text; see _cut)
         self._names: set[str] | None = None  # see line_start_names
         # The map names the program can print (None: not known, any `@name` line is a map).
         self.known: frozenset[str] | None = None
@@ -385,16 +389,19 @@ class _Builder:
     def _extend(self, name: str, keys: list[Any], vals: list[Any], kind: str, line: int
                 ) -> None:
         """Append entries to the current printing of `name` (else to a new printing)."""
-        if not keys:
-            return
-        cur = self.current
-        self.owns_blank = False
-        if cur is None or cur.name != name or self._cut(name, keys[0], line):
-            cur = self.start(name, line)
-        cur.packed_keys.extend(keys)
-        cur.values.extend(vals)
-        self.seen.update(keys)
-        self.kinds.add(kind)
+        start = 0
+        while start < len(keys):
+            cur = self.current
+            self.owns_blank = False
+            if (cur is None or cur.name != name or start
+                    or self._cut(name, keys[start], line + start)):
+                cur = self.start(name, line + start)
+            stop = self._repeat_at(name, keys, start)
+            cur.packed_keys.extend(keys[start:stop])
+            cur.values.extend(vals[start:stop])
+            self.seen.update(keys[start:stop])
+            self.kinds.add(kind)
+            start = stop
 
     def _glued(self, text: str, name: str, line: int) -> None:
         """bpftrace 0.17 prints keyed ksym/usym/inet/kaddr/uaddr values with no newline
@@ -448,13 +455,31 @@ class _Builder:
         return self.breaks[lo:hi]
 
     def _cut(self, name: str, packed: PackedKey, line: int) -> bool:
-        """The entry on `line` starts another print() of the current printing's map: it came
-        after an arrival gap (`breaks`), repeats a key the printing already has, and the map
-        is one the program print()s (`gap_maps`). A gap alone is no boundary: bpftrace pauses
+        """The entry on `line` starts another print() of the current printing's map: it
+        repeats a key the printing already has, the map is one the program print()s
+        (`gap_maps`), and either the key is one no printing can hold twice (`_unique_key`) or
+        it came after an arrival gap (`breaks`). A gap alone is no boundary: bpftrace pauses
         inside one printing too (resolving symbols, descheduled under load)."""
-        return (bool(self.breaks) and packed in self.seen
-                and (self.gap_maps is None or name in self.gap_maps)
-                and bool(self._breaks_in(line, line + 1)))
+        return (packed in self.seen and (self.gap_maps is None or name in self.gap_maps)
+                and ((self.unique_cuts and _unique_key(packed))
+                     or (bool(self.breaks) and bool(self._breaks_in(line, line + 1)))))
+
+    def _repeat_at(self, name: str, keys: list[Any], start: int) -> int:
+        """The first index after `start` whose key is a `_unique_key` that the printing (or
+        keys[start:] before it) already holds: a back-to-back print() of the map begins there
+        (len(keys) when none does)."""
+        if not self.unique_cuts or (self.gap_maps is not None and name not in self.gap_maps):
+            return len(keys)
+        rest = keys[start:]
+        if len(set(rest)) == len(rest) and self.seen.isdisjoint(rest):  # the common case
+            return len(keys)
+        local: set[Any] = set()
+        for i in range(start, len(keys)):
+            key = keys[i]
+            if i > start and _unique_key(key) and (key in self.seen or key in local):
+                return i
+            local.add(key)
+        return len(keys)
 
     def is_map(self, name: str) -> bool:
         """Whether `@name` lines may be the map's: any name when the program is not known."""
@@ -882,6 +907,15 @@ def _stack_key(tokens: list[Any], sep: str) -> tuple[str, Key, str]:
     body = first + "\n" + "".join(t if t[:1] in " \t," else "    " + t
                                   for t in map(str, tokens[1:-1])) + m.group(1)[:-1]
     return name, split_key(body, sep), value
+
+
+def _unique_key(packed: PackedKey) -> bool:
+    """A key no printing holds twice: ints (bpftrace's own map keys, printed as they are)
+    and the scalar map's empty key. Printed strings and stacks may repeat within a printing
+    (usym/ksym of different addresses, equal stacks of different ids)."""
+    if type(packed) is int:
+        return True
+    return type(packed) is tuple and all(type(p) is int for p in packed)
 
 
 def _raw_frame_at(text: str, pos: int) -> bool:
@@ -1399,6 +1433,7 @@ def parse_json(text: str, *, line_times: Sequence[float] | None = None) -> Outpu
     """
     _check_arguments(text, line_times)
     b = _Builder(",")
+    b.unique_cuts = False  # a json record is a printing: its pairs never start another
     records = 0
     in_diagnostic = False
     for lineno, raw in enumerate(text.splitlines(), 1):
