@@ -80,6 +80,14 @@ def test_crosscheck_passes_with_per_map_verdicts(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "verdict.json").read_text())["passed"] is True
     # The raw stdout kept in the run directory re-reads to exactly the frames that were compared.
     assert_reparses_to(tmp_path, x)
+    # The bpftrace part holds what bpftrace printed, map by map; the twin's own counts (read
+    # from its BPF maps, not from bpftrace's text) are the independent reading of each total.
+    bt_meta = json.loads((tmp_path / "bpftrace" / "run.json").read_text())
+    assert bt_meta["printed_differences"] == []
+    for name in ("@stacks", "@len"):
+        (only,) = bt_meta["printed"][name]
+        frame = x.libbpf[name]
+        assert only["total"] == int(frame["value" if "value" in frame else "count"].sum()) > 0
 
 
 @kernel

@@ -23,7 +23,7 @@ from harness.api import inputs
 from harness.api.inputs import Out
 from harness.api.planner import settle_crosscheck
 from harness.compare.crosscheck import compared, twin_build
-from harness.errors import UsageError
+from harness.errors import HarnessError, UsageError
 from harness.progress import Progress, silent
 
 if TYPE_CHECKING:
@@ -245,12 +245,32 @@ def _written(result: CrosscheckResult, path: Path | None) -> Crosscheck:
     done.path = path
     write_run_dir(done.path / "bpftrace", result.bpftrace_frames, result.meta,
                   stdout=result.bpftrace_stdout, stderr=result.bpftrace_stderr)
-    write_run_dir(done.path / "libbpf", result.libbpf_frames, result.meta)
+    _check_printed(done.path / "bpftrace", result)
+    # the twin's part: the same meta but bpftrace's printed totals, which are not its own
+    write_run_dir(done.path / "libbpf", result.libbpf_frames, {
+        k: v for k, v in result.meta.items() if k not in ("printed", "printed_differences")})
     (done.path / "program.bt").write_text(result.meta["program"])
     (done.path / "twin.bpf.c").write_text(result.meta["twin_c"])
     (done.path / "verdict.json").write_text(json.dumps(done.verdict(), indent=2) + "\n")
     return done
 
+
+
+def _check_printed(run_dir: Path, result: CrosscheckResult) -> None:
+    """The printed-totals invariant on the bpftrace part, as `harness run` holds its own run
+    directory to it: differences go to its run.json (`printed_differences`) and the meta the
+    CLI reads."""
+    from harness.report.rundir import rewrite_meta
+    from harness.report.totals import check_run_dir
+
+    if not result.meta.get("printed"):
+        return
+    try:
+        found = check_run_dir(run_dir, result.meta["printed"], result.bpftrace_frames)
+    except (OSError, ValueError, HarnessError) as err:
+        found = [f"the printed totals could not be checked: {err}"]
+    result.meta["printed_differences"] = found
+    rewrite_meta(run_dir, result.meta)  # [] too: a reader sees the check was made
 
 
 def run_crosscheck(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from harness.cli.options import (
@@ -117,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{name:<9} {what:<36} {bt:>10} {lb:>10}  {'equal' if v.equal else 'DIFFER'}")
         for key, left, right in v.diff.head(20).itertuples(index=False):
             print(f"    {str(key)[:90]:<90} bpftrace={left} libbpf={right}")
+    for line in x.meta.get("printed_differences", []):
+        print(f"warning: not as printed: bpftrace/{line}", file=sys.stderr)
     print(f"{'PASS' if x.passed else 'FAIL'}: results in {x.path}")
     return 0 if x.passed else 1
 

@@ -99,6 +99,7 @@ def compared(
 ) -> CrosscheckResult:
     """Frames of both tracers, the comparison of every map, and the run's meta."""
     from harness.output.frames import to_frames
+    from harness.output.printed import printed
     from harness.report.rundir import utc_iso
     from harness.twin.build import BuildOutputs
     from harness.twin.generic import counters, twin_frames
@@ -147,6 +148,8 @@ def compared(
             "total_s": round(time.monotonic() - started[1], 6),
         },
     }
+    # what bpftrace printed, per map and printing (the invariant the bpftrace/ part is held to)
+    meta["printed"] = printed(bt_result.output) if bt_result.output is not None else {}
     meta["ended_by"] = "workload-exit" if interrupted is None else (
         "ctrl-c" if interrupted == signal.SIGINT else "signal")
     outputs = BuildOutputs(obj, loader, sha, define)
