@@ -10,6 +10,7 @@ and `bpftool` for the BPF programs they held."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -270,6 +271,95 @@ def test_nothing_is_left_on_any_host(second_alias: str, tmp_path: Path, how: str
         assert ended[host]["error"].startswith("interrupted by"), ended[host]
     if dropped:
         assert f"harness run: error: {dropped[0]}: lost the connection to".encode() in err
+
+
+def _held_programs(pid: int) -> set[int]:
+    """The BPF programs a process and its descendants hold (prog_id in /proc/PID/fdinfo)."""
+    import re
+
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                todo += [int(c) for c in Path(f"/proc/{p}/task/{task}/children").read_text()
+                         .split()]
+            for fd in os.listdir(f"/proc/{p}/fdinfo"):
+                with contextlib.suppress(OSError):
+                    text = Path(f"/proc/{p}/fdinfo/{fd}").read_text()
+                    found |= {int(m) for m in re.findall(r"^prog_id:\s+(\d+)$", text, re.M)}
+        except OSError:
+            continue
+    return found
+
+
+def _pids(pattern: str) -> list[int]:
+    done = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True, check=False)
+    return [int(p) for p in done.stdout.split()]
+
+
+def _loaded_programs() -> set[int]:
+    done = subprocess.run(["bpftool", "prog", "show", "-j"], capture_output=True, text=True,
+                          timeout=60, check=True)
+    return {p["id"] for p in json.loads(done.stdout or "[]")}
+
+
+@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM"])
+def test_a_fleet_with_this_machine_stops_every_member(local_ssh: None,  # noqa: F811
+                                                      tmp_path: Path, how: str) -> None:
+    """`--hosts host,ktrace-localhost`: the local member runs in a thread of the harness, where
+    no signal lands. Ctrl-C and SIGTERM stop it too, as they stop the ssh member: the harness
+    exits long before the workloads' own end (a sleep of minutes), both members keep what they
+    gathered (ended_by, the interrupted error), and no workload or BPF program is left."""
+    token = f"{300 + uuid.uuid4().int % 600}.{uuid.uuid4().int % 10**6:06d}"  # seconds
+    out = tmp_path / "fleet"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", "run", f"{PROBE} {{ @[comm] = count(); }}",
+         "--workload", f"sleep {token}", "--hosts", "host,ktrace-localhost", "--out", str(out),
+         "-q"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    prefix = f"{socket.gethostname()}-{proc.pid}-"
+    try:
+        deadline = time.monotonic() + 180
+        progs: set[int] = set()
+        while time.monotonic() < deadline:  # both workloads released: both tracers attached
+            local = _held_programs(proc.pid)  # the host member's bpftrace is a descendant
+            remote = remote_scan("ktrace-localhost", prefix)
+            there = {p for info in remote["procs"].values() for p in info["progs"]}
+            progs |= local | there
+            if len(_pids(f"^sleep {token}$")) == 2 and local and there:
+                break
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.2)
+        else:
+            pytest.fail("the fleet's two workloads never ran together")
+        signum = getattr(signal, how)
+        stopped = time.monotonic()
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=120)
+        took = time.monotonic() - stopped
+    finally:
+        if proc.poll() is None:  # a failure above: leave nothing running
+            proc.kill()
+            proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signum, err
+    assert took < 60, f"the fleet took {took:.0f}s to stop"  # the workloads sleep >= 300 s
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (_pids(f"^sleep {token}$") or
+                                           progs & _loaded_programs()):
+        time.sleep(0.2)
+    assert _pids(f"^sleep {token}$") == [], "a workload was left running"
+    assert progs & _loaded_programs() == set(), "a BPF program was left loaded"
+    summary = json.loads((out / "fleet.json").read_text())
+    assert summary["interrupted"] == how
+    ended = {h["host"]: h for h in summary["hosts"]}
+    assert set(ended) == {"host", "ktrace-localhost"}
+    for host, entry in ended.items():  # each stopped, with what it gathered kept
+        meta = json.loads((out / entry["dir"] / "run.json").read_text())
+        assert meta["ended_by"] == ("ctrl-c" if how == "SIGINT" else "signal"), host
+        assert entry["error"].startswith("interrupted by"), entry
 
 
 def open_environ(pid: str) -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,15 +51,20 @@ def gather(
     cgroup: str | None = None,
     timeout: float = 60.0,
     bpftrace: str = "bpftrace",
+    stop_check: Callable[[], int | None] | None = None,
 ) -> Gathered:
     """Run both tracers around one gated workload; the program text comes from `program_for`
-    (the workload's pid filters both); `bpftrace` is the command that starts it."""
+    (the workload's pid filters both); `bpftrace` is the command that starts it. `stop_check`
+    stops it from another thread as Ctrl-C does in its own (harness.host.runner.run_bpftrace)."""
     from harness.errors import CrosscheckError
     from harness.host.lifetime import shielded
-    from harness.host.runner import BpftraceProcess, Interrupted
+    from harness.host.runner import BpftraceProcess, Interrupted, raise_if_asked
     from harness.host.workload import GatedWorkload
     from harness.twin.generic import TwinLoader
 
+    asked = stop_check or (lambda: None)
+    if asked() is not None:
+        raise Interrupted(int(asked() or signal.SIGINT))  # nothing started, nothing to keep
     work = GatedWorkload(workload)
     lb: TwinLoader | None = None
     bt: BpftraceProcess | None = None
@@ -80,9 +86,14 @@ def gather(
             verbose=True,
         )
         lb.wait_attached(timeout)
-        bt.wait_attached(timeout)
+        bt.wait_attached(timeout, asked)
         work.go()
-        status = work.wait(timeout)
+        deadline = time.monotonic() + timeout
+        while work.poll() is None and time.monotonic() < deadline:
+            raise_if_asked(asked)
+            time.sleep(0.05)
+        raise_if_asked(asked)
+        status = work.wait(max(deadline - time.monotonic(), 0.0), bound=timeout)
         if status != 0:
             raise CrosscheckError(f"workload exited with status {status}", "run it by hand")
         bt_result = bt.stop()

@@ -428,15 +428,20 @@ class BpftraceProcess:
             self.reader.start()
         _warm_parser()
 
-    def wait_attached(self, timeout: float = 60.0) -> None:
-        """Block until the BEGIN marker shows that every probe is live, or raise a typed error."""
+    def wait_attached(self, timeout: float = 60.0,
+                      stop_check: Callable[[], int | None] | None = None) -> None:
+        """Block until the BEGIN marker shows that every probe is live, or raise a typed error.
+        `stop_check` (see run_bpftrace) ends the wait as a Ctrl-C in this thread would."""
         assert self.child is not None and self.reader is not None, "start() first"
         reader = self.reader
         deadline = time.monotonic() + timeout
+        asked = stop_check or (lambda: None)
         # The marker must be a line of its own: diagnostics echo the program text, marker included.
         ok = reader.wait_for(
-            lambda: self._find_marker() is not None or reader.out_eof, deadline
+            lambda: self._find_marker() is not None or reader.out_eof or asked() is not None,
+            deadline,
         )
+        raise_if_asked(asked)
         ok = ok and self._marker_index is not None
         if ok:
             assert self._marker_index is not None
@@ -751,6 +756,16 @@ def lost_event_warnings(stdout_lines: Sequence[str], stderr: str) -> list[str]:
     return found
 
 
+def raise_if_asked(stop_check: Callable[[], int | None]) -> None:
+    """A stop asked from another thread (stop_check() gives its signal) raised here as the
+    KeyboardInterrupt that signal raises in the main thread, so the same path stops the run."""
+    signum = stop_check()
+    if signum is not None:
+        stop = KeyboardInterrupt()
+        stop.signum = signum  # type: ignore[attr-defined]
+        raise stop
+
+
 def run_bpftrace(
     program: str | Callable[[int | None], str],
     marker: str,
@@ -760,6 +775,7 @@ def run_bpftrace(
     timeout: float = 60.0,
     on_progress: Callable[[float], None] | None = None,
     bpftrace: str = "bpftrace",
+    stop_check: Callable[[], int | None] | None = None,
 ) -> RunResult:
     """Run one program: attach, release the workload (or wait `duration`), stop, parse.
 
@@ -767,22 +783,30 @@ def run_bpftrace(
     The result always comes back, even when the run was cut short: `result.error` says why.
     `bpftrace` is the command to start (another release's wrapper, harness.host.bpftrace_versions).
     A KeyboardInterrupt (Ctrl-C, or a SIGTERM/SIGHUP the CLI turned into one) stops the run
-    the normal way and returns what was gathered, with an `Interrupted` error.
+    the normal way and returns what was gathered, with an `Interrupted` error. A run in another
+    thread than the one the signal reaches (a fleet's member) is stopped the same way when
+    `stop_check()` gives a signal number; asked before bpftrace started, it raises Interrupted.
     """
     work: GatedWorkload | None = None
     proc: BpftraceProcess | None = None
     result: RunResult | None = None
     ended_by = "error"
+    asked = stop_check or (lambda: None)
+    if asked() is not None:
+        raise Interrupted(int(asked() or signal.SIGINT))  # nothing started, nothing to keep
     try:
         work = GatedWorkload(workload) if workload else None
         text = program(work.pid if work else None) if callable(program) else program
+        if asked() is not None:
+            raise Interrupted(int(asked() or signal.SIGINT))
         proc = BpftraceProcess(text, marker, bpftrace=bpftrace)
         proc.start()
-        proc.wait_attached(timeout)
+        proc.wait_attached(timeout, asked)
         if work is not None:
             work.go()
         t0 = time.monotonic()
         while True:
+            raise_if_asked(asked)
             ended_by = _ended_by(proc, work, duration, time.monotonic() - t0)
             if ended_by:
                 break

@@ -102,14 +102,22 @@ class Lane:
     def interrupt(self, signum: int | None) -> None:
         """A stop signal (Ctrl-C, SIGTERM) that reached another thread than the one running on
         this lane (a fleet's): stop the run as that signal would, keep its partial capture, and
-        start no other (None: clear it). Lanes whose runs are stopped only in their own thread
-        (the host's, a booted guest's) let the run reach its bound."""
+        start no other (None: clear it)."""
 
 
 class HostLane(Lane):
     """The running kernel. Its one preparation is mounting tracefs where it is missing."""
 
     name = "host"
+    interrupted: int | None = None  # a stop asked from another thread (interrupt)
+
+    def interrupt(self, signum: int | None) -> None:
+        """The run in another thread stops at its next look (within half a second), as a
+        Ctrl-C stops it in its own thread, and keeps its partial capture; none starts."""
+        self.interrupted = signum
+
+    def _asked(self) -> int | None:
+        return self.interrupted
 
     def capabilities(self) -> Capabilities:
         from harness.host.capabilities import capabilities, mount_tracefs
@@ -143,12 +151,13 @@ class HostLane(Lane):
             timeout=timeout,
             on_progress=on_progress,
             bpftrace=bpftrace,
+            stop_check=self._asked,
         )
 
     def gather(self, program_for: Callable[[int], str], marker: str, **kw: Any) -> Gathered:
         from harness.compare.gather import gather
 
-        return gather(program_for, marker, **kw)
+        return gather(program_for, marker, stop_check=self._asked, **kw)
 
     def bench(
         self,
