@@ -149,10 +149,15 @@ def print_lane(lane: dict[str, Any]) -> None:
     if lane.get("transport") == "ssh" and not lane.get("accel"):
         print(f"lane: {lane['name']} {lane.get('release')} ({lane.get('hostname')}, "
               f"connected in {lane.get('connect_s') or 0:.1f}s)")
+    elif lane.get("series") and lane.get("up_since"):
+        print(f"lane: {lane['name']} {lane.get('release')} ({lane.get('accel')}, kept up since "
+              f"{lane['up_since']}, connected in {lane.get('connect_s') or 0:.1f}s)")
     elif lane.get("name", "host") != "host":
+        series = str(lane["name"]).partition(":")[2] or "6.1"
         print(
             f"lane: {lane['name']} {lane.get('release')} ({lane.get('accel')}, "
-            f"booted in {lane.get('boot_s') or 0:.1f}s)"
+            f"booted in {lane.get('boot_s') or 0:.1f}s for this run: no guest was up; "
+            f"`harness lane up vm:{series}` keeps one up for later runs)"
         )
 
 
