@@ -229,3 +229,159 @@ def local_ssh() -> None:
     reason = ssh_unavailable_reason()
     if reason:
         pytest.skip(reason)
+
+
+# --- struct casts compiled ahead of time: the remote kernel's offsets ------------------------
+
+FIELDS = [("sk_buff", "hash"), ("sk_buff", "len"), ("sk_buff", "protocol"), ("sk_buff", "data"),
+          ("task_struct", "pid"), ("task_struct", "tgid"), ("sock_common", "skc_family"),
+          ("file", "f_flags"), ("inode", "i_ino")]
+
+
+@pytest.mark.kernel
+def test_btf_fields_are_where_clang_lays_them_out(tmp_path: Path) -> None:
+    """harness.lanes.btf reads this kernel's BTF; clang, compiling vmlinux.h (bpftool's C dump
+    of the same BTF), must agree on every offset, size and signedness: a static assertion per
+    member, compiled for the BPF target as the twin is."""
+    from harness.lanes.btf import Btf
+    from harness.twin.build import vmlinux_header
+
+    btf = Btf(Path("/sys/kernel/btf/vmlinux").read_bytes())
+    lines = [f'#include "{vmlinux_header()}"']
+    for struct_name, member in FIELDS:
+        f = btf.field(struct_name, member)
+        assert f is not None, (struct_name, member)
+        where = f"struct {struct_name}"
+        lines.append(f"_Static_assert(__builtin_offsetof({where}, {member}) == {f.offset}, "
+                     f'"{struct_name}.{member} offset");')
+        lines.append(f"_Static_assert(sizeof((({where} *)0)->{member}) == {f.size}, "
+                     f'"{struct_name}.{member} size");')
+        if f.kind == "int":
+            lines.append(f"_Static_assert(((__typeof__((({where} *)0)->{member}))-1 < 0) == "
+                         f'{int(f.signed)}, "{struct_name}.{member} sign");')
+    src = tmp_path / "fields.c"
+    src.write_text("\n".join(lines) + "\n")
+    done = subprocess.run(["clang", "-target", "bpf", "-fsyntax-only", str(src)],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    # what is no whole-byte scalar member is None: a bitfield, a macro, a struct, a missing one
+    assert btf.field("sk_buff", "pkt_type") is None  # a bitfield
+    assert btf.field("sock", "sk_state") is None  # a #define for __sk_common.skc_state
+    assert btf.field("sk_buff", "cb") is None  # an array
+    assert btf.field("no_such_struct", "x") is None
+
+
+@pytest.mark.kernel
+def test_casts_of_arguments_are_compiled_without_casts() -> None:
+    """ktrace's kprobe program has two casts bpftrace --aot refuses; written as reads at this
+    kernel's offsets (the same field, as BTF says), bpftrace --aot compiles it here. A member
+    that is a pointer, signed, or absent is said, and nothing is rewritten."""
+    from harness.lanes.aot import compile_program, portable_reads
+    from harness.lanes.btf import Btf
+
+    btf = Btf(Path("/sys/kernel/btf/vmlinux").read_bytes())
+    plan = harness.plan("ktrace", attach="kprobe")
+    program = plan.program(4242)
+    marker = plan.marker
+    assert "struct casts" in compile_program(program, marker).refused
+    text, said = portable_reads(program, btf.field)
+    hash_at, len_at = btf.field("sk_buff", "hash"), btf.field("sk_buff", "len")
+    assert hash_at is not None and len_at is not None
+    assert text is not None and "struct" not in text
+    assert f"@hash[(*(arg0 + {hash_at.offset}) & 0xffffffff)] = count();" in text
+    assert f"@len = hist((*(arg0 + {len_at.offset}) & 0xffffffff));" in text
+    assert said == (f"sk_buff.hash at +{hash_at.offset} (4 bytes), "
+                    f"sk_buff.len at +{len_at.offset} (4 bytes)")
+    compiled = compile_program(text, marker)
+    assert compiled.data and not compiled.refused
+    for member, why in (("sk", "a pointer"), ("nope", "not in its BTF")):
+        text, said = portable_reads(program.replace("->hash", f"->{member}"), btf.field)
+        assert text is None and said == f"sk_buff.{member} is {why}"
+
+
+# --- the resident agent ---------------------------------------------------------------------
+
+
+@pytest.mark.kernel
+def test_a_resident_agent_serves_runs_and_leaves_nothing(local_ssh: None) -> None:
+    """An agent kept running on a host (as `lane up` starts one in its guest) serves each
+    session in a fork reached through `ssh -W`: exact counts, the lane says it reached the
+    resident; a session's processes end with its connection; a wrong secret is not served
+    (the lane starts an agent of its own and still counts exactly)."""
+    import secrets
+    import signal
+
+    from test_ssh import remote_scan
+
+    from harness.lanes.remote import SSHLane
+
+    starter = SSHLane("ktrace-localhost")
+    token = secrets.token_hex(16)
+    answer = starter.call({"op": "resident", "token": token})
+    starter.close()
+    loop = ["python3", "-m", "harness.workloads.syscall_loop", "--count", "300"]
+    try:
+        for secret, agent in ((token, "resident"), ("wrong", "started")):
+            lane = SSHLane("ktrace-localhost")
+            lane.resident = (int(answer["port"]), secret)
+            t = harness.trace("tracepoint:syscalls:sys_enter_getppid", count_by="comm",
+                              workload_pid=True, workload=loop, lane=lane, out=False,
+                              report=False)
+            assert int(t.frames["@count"]["value"].sum()) == 300
+            assert t.meta.lane["agent"] == agent, t.meta.lane
+            assert remote_scan("ktrace-localhost", lane.session)["procs"], "the session runs"
+            lane.close()
+            deadline = time.monotonic() + 20
+            while remote_scan("ktrace-localhost", lane.session)["procs"]:
+                assert time.monotonic() < deadline, "the session's agent outlived its connection"
+                time.sleep(0.2)
+    finally:
+        os.kill(int(answer["pid"]), signal.SIGTERM)
+
+
+def test_only_the_shipped_workloads_start_python_without_site() -> None:
+    from harness.lanes.agent import PACKAGE, PYTHON, _shipped_workload
+
+    assert _shipped_workload([f"{PACKAGE}/workloads/udp_send.py", "--count", "3"])
+    assert _shipped_workload(["-m", "harness.workloads.syscall_loop"])
+    assert not _shipped_workload(["-m", "mymodule"])
+    assert not _shipped_workload(["/home/me/script.py"])
+    assert not _shipped_workload([])
+    assert PYTHON != PACKAGE
+
+
+@pytest.mark.parametrize("argv", [
+    [], ["--no-wait"], ["--count", "7", "--sizes", "1,100", "--no-wait"],
+    ["--count=3", "--sockets=4", "--sizes=5"], ["--sockets", "1", "--count", "0"],
+])
+def test_udp_send_reads_its_options_as_argparse_does(argv: list[str]) -> None:
+    """The quick reading (no argparse import: 0.5 s of a TCG guest's run) gives argparse's
+    answer for every argv it takes; argv it does not take go to argparse."""
+    from harness.workloads.udp_send import full_args, quick_args
+
+    assert quick_args(argv) == full_args(argv)
+
+
+@pytest.mark.parametrize("argv", [["--count", "x"], ["--count"], ["--bogus"], ["-h"],
+                                  ["--count", "-1"]])
+def test_udp_send_leaves_what_it_cannot_read_to_argparse(argv: list[str]) -> None:
+    from harness.workloads.udp_send import quick_args
+
+    assert quick_args(argv) is None
+
+
+def test_the_lane_line_says_whether_the_guest_was_kept_up(capsys: pytest.CaptureFixture[str]
+                                                          ) -> None:
+    """With no guest up, --lane vm:S boots one for the run: its lane line says so and how to
+    keep one up; a guest kept up is named as such, not as booted for the run."""
+    from harness.cli.run import print_lane
+
+    print_lane({"name": "vm:6.1", "release": "6.1.0-50-amd64", "accel": "tcg", "boot_s": 41.5})
+    print_lane({"name": "vm:6.1", "release": "6.1.0-50-amd64", "accel": "tcg", "boot_s": 28.0,
+                "series": "6.1", "up_since": "2026-12-04T14:17:14+00:00", "connect_s": 0.3,
+                "transport": "ssh (guest kept up)"})
+    cold, up = capsys.readouterr().out.splitlines()
+    assert cold == ("lane: vm:6.1 6.1.0-50-amd64 (tcg, booted in 41.5s for this run: no guest "
+                    "was up; `harness lane up vm:6.1` keeps one up for later runs)")
+    assert up == ("lane: vm:6.1 6.1.0-50-amd64 (tcg, kept up since 2026-12-04T14:17:14+00:00, "
+                  "connected in 0.3s)")

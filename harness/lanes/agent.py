@@ -225,7 +225,12 @@ class Agent:
         return word.replace(PACKAGE, str(self.package))
 
     def argv(self, words: list[str] | None) -> list[str] | None:
-        return None if words is None else [self.local(w) for w in words]
+        if words is None:
+            return None
+        local = [self.local(w) for w in words]
+        if words[0] == PYTHON and _shipped_workload(words[1:]):
+            local.insert(1, "-S")  # see _shipped_workload
+        return local
 
     def handle(self, req: dict[str, Any]) -> dict[str, Any]:
         op, n = req["op"], int(req.get("id") or 0)
@@ -247,6 +252,8 @@ class Agent:
             path.write_bytes(base64.b64decode(req["data"]))
             path.chmod(0o755 if req.get("executable") else 0o644)
             return {"path": str(path)}
+        if op == "resident":
+            return start_resident(str(req["token"]), self.package.parent)
         if op == "run":
             return self.run(n, req)
         if op == "gather":
@@ -338,6 +345,18 @@ class Agent:
         return {"samples": samples, "outputs": outputs}
 
 
+def _shipped_workload(args: list[str]) -> bool:
+    """Whether python's arguments run one of the harness's own workloads (a file under the
+    package's workloads/, or `-m harness.workloads.NAME`). They need only the standard library,
+    so their Python starts without site (-S): the remote's site-packages are of no use to them,
+    and under TCG reading them costs 1-2 s of every run."""
+    if not args:
+        return False
+    if args[0].startswith(f"{PACKAGE}/workloads/") and args[0].endswith(".py"):
+        return True
+    return len(args) > 1 and args[0] == "-m" and args[1].startswith("harness.workloads.")
+
+
 def _version_line(tool: str) -> str | None:
     import subprocess
 
@@ -355,6 +374,103 @@ def _capture(result: Any) -> Any:
     return dataclasses.replace(result, output=None)
 
 
+def _prepare() -> None:
+    """What every session needs in this process: no parser, and the code on PYTHONPATH (the
+    shipped workloads may be named by module: `python3 -m harness.workloads.udp_send`)."""
+    _without_parser()
+    code = str(Path(__file__).resolve().parent.parent.parent)
+    if code not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            p for p in (code, os.environ.get("PYTHONPATH", "")) if p
+        )
+
+
+# --- the resident agent ----------------------------------------------------------------------
+#
+# A guest kept up runs one agent process from `harness lane up` on (`resident`), listening on
+# 127.0.0.1 in the guest; a run's ssh reaches it through the shared connection (`ssh -W
+# 127.0.0.1:PORT`, as ProxyJump does) instead of starting Python and importing the agent's
+# modules, which takes 1.5-4 s of every run under TCG. Each connection is served by a fork of
+# it, an agent session like any other: same protocol, same watchdog (the connection's end or a
+# silent heartbeat ends it and everything it started), its processes named by the session the
+# harness sends in its first line with the secret `lane up` gave the resident (a connection
+# without it is closed unanswered: other processes in the guest can reach the port too).
+
+RESIDENT_BOOT = (
+    "import sys; sys.path.insert(0, sys.argv[1]); "
+    "from harness.lanes.agent import resident; resident(sys.argv[2])"
+)
+RESIDENT_WARM = ("harness.host.runner", "harness.host.workload", "harness.host.capabilities",
+                 "harness.lanes.aot", "harness.compare.gather", "pexpect")
+
+
+def start_resident(token: str, code: Path, wait: float = 120.0) -> dict[str, Any]:
+    """Start the resident agent (in a session of its own, so it outlives this one) with the
+    secret `token`; its pid and port once it listens."""
+    import subprocess
+
+    where = Path(tempfile.mkdtemp(prefix="ktrace-resident-"))
+    port_file = where / "port"
+    log = open(where / "log", "ab")  # noqa: SIM115 (the resident keeps it)
+    proc = subprocess.Popen(
+        [sys.executable, "-I", "-S", "-c", RESIDENT_BOOT, str(code), str(port_file)],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+        close_fds=True, env={**os.environ, "KTRACE_RESIDENT_TOKEN": token},
+    )
+    log.close()
+    deadline = time.monotonic() + wait
+    while not port_file.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the resident agent did not start (status {proc.poll()}; see "
+                               f"{where / 'log'})")
+        time.sleep(0.05)
+    return {"pid": proc.pid, "port": int(port_file.read_text())}
+
+
+def resident(port_file: str) -> None:
+    """Listen on a free port of 127.0.0.1 (written to `port_file` once listening); serve each
+    connection that names the secret in a fork (the modules a run needs imported once, here)."""
+    import hmac
+    import importlib
+    import json
+    import socket
+
+    token = os.environ.pop("KTRACE_RESIDENT_TOKEN", "")
+    _prepare()
+    for name in RESIDENT_WARM:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    tmp = Path(f"{port_file}.tmp")
+    tmp.write_text(str(server.getsockname()[1]))
+    tmp.rename(port_file)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # forks reaped by the kernel
+    while True:
+        conn, _ = server.accept()
+        if os.fork() != 0:
+            conn.close()
+            continue
+        # The session's process: an agent like one started by ssh, on the connection.
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # its own children are waited for
+        server.close()
+        inp, out = conn.makefile("rb"), conn.makefile("wb")  # buffered: whole writes
+        try:
+            conn.settimeout(30)
+            first = json.loads(inp.readline(4096) or b"{}")
+            conn.settimeout(None)
+            if not token or not hmac.compare_digest(str(first.get("token", "")), token):
+                os._exit(1)
+            if first.get("session"):
+                os.environ["KTRACE_LANE_SESSION"] = str(first["session"])
+            Agent(inp, out, float(first.get("beat") or BEAT_TIMEOUT)).serve()
+        except (OSError, ValueError):
+            pass
+        finally:
+            os._exit(0)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Serve one session on stdin/stdout. Protocol messages get a private copy of stdout;
     fd 1 becomes stderr, so nothing else printed here can corrupt the stream."""
@@ -362,12 +478,7 @@ def main(argv: list[str] | None = None) -> int:
     beat_timeout = float(args[0]) if args else BEAT_TIMEOUT
     if len(args) > 1:  # everything started here carries the session's name
         os.environ["KTRACE_LANE_SESSION"] = args[1]
-    _without_parser()
-    # Workloads may name the shipped ones by module (`python3 -m harness.workloads.udp_send`).
-    code = str(Path(__file__).resolve().parent.parent.parent)
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        p for p in (code, os.environ.get("PYTHONPATH", "")) if p
-    )
+    _prepare()
     out = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)
     sys.stdout = sys.stderr

@@ -15,6 +15,16 @@ Two limits of AOT shape this module:
   runs END) when the remote's stop wrapper makes a kill(STOP_PID, 0) system call on the
   harness's SIGINT; the attach count includes that probe and a note says so.
 
+A struct cast is not always the end: `((struct sk_buff *)arg0)->hash` reads 4 bytes at the
+offset of `hash` in the remote kernel's sk_buff, and bpftrace --aot takes the same read written
+without a cast, `(*(arg0 + 148) & 0xffffffff)` (an 8-byte read of a little-endian kernel's
+memory, masked to the field's 4), with the offset taken from the remote kernel's own BTF
+(harness.lanes.btf). portable_reads() writes that form for each cast of an argument to an
+unsigned integer member; a run compiled so says which reads it moved where. (bpftrace's
+portability pass refuses every Cast node, so `(uint32)` and `*(uint32 *)` are refused too; a
+kfunc's `args->skb->hash` is accepted, but bpftrace here cannot compile a kfunc probe for a
+kernel whose fentry it cannot probe, and would take the field's offset from this kernel.)
+
 Both ends use this module: the agent (standard library only) writes the wrapper.
 """
 
@@ -25,8 +35,12 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harness.lanes.btf import Field
 
 AOT_RUNTIME = "bpftrace-aotrt"
 # kill(2) with signal 0 on a pid no process can have (above the kernel's pid_max limit, 2^22).
@@ -79,6 +93,38 @@ def compile_program(program: str, marker: str, bpftrace: str = "bpftrace") -> Co
         return Compiled(None, str(err), time.monotonic() - t0)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+# The casts codegen writes for a probe argument's member: ((struct NAME *)argN)->FIELD.
+CAST_RE = re.compile(r"\(\(struct (\w+) \*\)(arg\d+|retval)\)->(\w+)")
+LITTLE_ENDIAN_ARCHES = ("x86_64", "aarch64", "riscv64", "ppc64le", "loongarch64")
+
+
+def portable_reads(program: str, field: Callable[[str, str], Field | None]) -> tuple[str | None,
+                                                                                    str]:
+    """The program with each cast of an argument to an unsigned integer member rewritten as the
+    same read without a cast, at the offset `field(struct, member)` gives (the remote kernel's);
+    and what was moved where, or (None, why not)."""
+    moved: list[str] = []
+    why: list[str] = []
+
+    def read(m: re.Match[str]) -> str:
+        struct_name, expr, member = m.groups()
+        f = field(struct_name, member)
+        if f is None or f.kind == "ptr" or f.signed or f.size not in (1, 2, 4, 8):
+            said = "not in its BTF" if f is None else (
+                "a pointer" if f.kind == "ptr" else "signed" if f.signed else "odd-sized")
+            why.append(f"{struct_name}.{member} is {said}")
+            return m.group(0)
+        moved.append(f"{struct_name}.{member} at +{f.offset} ({f.size} bytes)")
+        if f.size == 8:
+            return f"(*({expr} + {f.offset}))"
+        return f"(*({expr} + {f.offset}) & {(1 << (8 * f.size)) - 1:#x})"
+
+    text = CAST_RE.sub(read, program)
+    if why:
+        return None, "; ".join(dict.fromkeys(why))
+    return text, ", ".join(dict.fromkeys(moved))
 
 
 # --- the remote's end ------------------------------------------------------------
@@ -141,12 +187,15 @@ class AotRun:
     tracepoints' formats differ here and there runs with the remote's bpftrace instead."""
 
     def __init__(self, marker: str, local_bpftrace: str, host: str,
-                 formats_there: dict[str, str | None]) -> None:
+                 formats_there: dict[str, str | None],
+                 field: Callable[[str, str], Field | None] | None = None) -> None:
         self.marker = marker
         self.local = local_bpftrace
         self.host = host
         self.formats_there = formats_there
+        self.field = field  # the remote kernel's struct members (None: casts are refused)
         self.compiled: Compiled | None = None
+        self.rewritten: str | None = None  # the program as compiled, when its casts were moved
         self.notes: list[str] = []
 
     def _formats_differ(self, text: str) -> str:
@@ -171,11 +220,29 @@ class AotRun:
         why = self._formats_differ(text)
         self.compiled = compile_program(text, self.marker, self.local) if not why else \
             Compiled(None, why)
+        moved = ""
+        if self.compiled.data is None and "struct casts" in self.compiled.refused and \
+                self.field is not None:
+            portable, moved = portable_reads(text, self.field)
+            if portable is None:
+                self.compiled.refused += f"; its reads cannot be written without them: {moved}"
+            else:
+                again = compile_program(portable, self.marker, self.local)
+                again.seconds += self.compiled.seconds
+                if again.data is None:
+                    self.compiled.refused += f"; nor without them: {again.refused}"
+                else:
+                    self.compiled, self.rewritten = again, portable
         if self.compiled.data is None:
             self.notes.append(
                 f"not compiled ahead of time ({self.compiled.refused}): it ran with bpftrace on "
                 f"{self.host}, which compiles it there (LLVM: seconds under TCG)")
             return {"text": text}
+        if self.rewritten is not None:
+            self.notes.append(
+                f"bpftrace --aot refuses struct casts: the program was compiled with each cast "
+                f"member read at its offset in {self.host}'s kernel (its BTF): {moved}; the "
+                "maps are the same, the program run is in run.json (lane.aot.program)")
         self.notes.append(
             f"compiled ahead of time here in {self.compiled.seconds:.2f}s and run with "
             f"{AOT_RUNTIME} on {self.host}; {AOT_RUNTIME} dies on SIGINT without printing its "
@@ -187,4 +254,4 @@ class AotRun:
         c = self.compiled
         return {"used": bool(c and c.data), "refused": c.refused if c else "",
                 "compile_s": round(c.seconds, 3) if c else None, "bytes": len(c.data or b"")
-                if c else None}
+                if c else None, "program": self.rewritten}

@@ -21,6 +21,7 @@ the user's host key checking; its failures become one line naming the cause and 
 from __future__ import annotations
 
 import base64
+import collections
 import contextlib
 import hashlib
 import io
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
     from harness.host.capabilities import Capabilities
     from harness.host.runner import RunResult
     from harness.host.symbols import Kallsyms
+    from harness.lanes.btf import Btf
 
 BEAT_S = 2.0  # heartbeat period; the agent gives up after KTRACE_LANE_BEAT_TIMEOUT without one
 REMOTE_MIN_TIMEOUT = 300.0  # a TCG guest's bpftrace spends tens of seconds before it attaches
@@ -186,9 +188,11 @@ class Connection:
     are read in a thread, its stderr is kept for the error messages, a heartbeat thread proves
     the harness alive. Requests go one at a time."""
 
-    def __init__(self, argv: Sequence[str], host: str) -> None:
+    def __init__(self, argv: Sequence[str], host: str,
+                 greeting: dict[str, Any] | None = None) -> None:
         self.argv = list(argv)
         self.host = host
+        self.greeting = greeting  # the first line, for an agent already running (resident)
         self.proc: subprocess.Popen[bytes] | None = None
         self.incoming: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.stderr = bytearray()
@@ -198,6 +202,9 @@ class Connection:
         self._n = 0
         self.in_flight = False  # a request is waiting for its answer
         self.interrupted: int | None = None  # interrupt(): a signal from another thread
+        # (op, seconds from send to answer) of each request: where a run's time went over
+        # the link (run.json's lane.calls; scripts/bench_lane_up.py reads it).
+        self.timeline: collections.deque[tuple[str, float]] = collections.deque(maxlen=64)
 
     def open(self) -> dict[str, Any]:
         """Start the command, ship the agent's code if the remote asks, return its hello."""
@@ -210,6 +217,9 @@ class Connection:
         threading.Thread(target=self._read, name=f"lane-{self.host}", daemon=True).start()
         threading.Thread(target=self._read_stderr, name=f"lane-{self.host}-err",
                          daemon=True).start()
+        if self.greeting is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self.send(self.greeting)
         msg = self._next(None)
         if msg is not None and msg.get("op") == "send":
             assert self.proc.stdin is not None
@@ -290,11 +300,13 @@ class Connection:
 
             raise Interrupted(self.interrupted)  # stopped before it started: nothing to keep
         self.in_flight = True
+        t0 = time.monotonic()
         try:
             self.send(req)
             return self._answer(n, program_for, on_wait)
         finally:
             self.in_flight = False
+            self.timeline.append((str(req["op"]), round(time.monotonic() - t0, 4)))
 
     def interrupt(self, signum: int | None) -> None:
         """Stop the request in flight as a Ctrl-C in its own thread would (the partial capture
@@ -432,14 +444,25 @@ class RemoteLane(Lane):
         self.conn: Connection | None = None
         self.facts: dict[str, Any] = {}
         self._kallsyms: Kallsyms | None = None
+        self._btf: Btf | None = None
         self._puts: dict[str, str] = {}
         self.connect_s: float | None = None
         self.session = ""
         self.interrupted: int | None = None
+        self.last_aot: dict[str, Any] | None = None  # how the last run was compiled (aot.py)
+        self.agent = ""  # "resident" (reached one running there) or "started" (this session's)
+        self.resident_failed = ""  # why a resident agent could not be reached
 
     def command(self, session: str) -> list[str]:
         """The argv that runs the agent's bootstrap (remote_command(session)) on the remote."""
         raise NotImplementedError
+
+    def resident_command(self) -> list[str] | None:
+        """The argv that reaches an agent already running there (None: there is none), to
+        which the session's name, heartbeat and the agent's secret go in the first line."""
+        return None
+
+    resident: tuple[int, str] | None = None  # (port, secret) of a resident agent there
 
     # -- the session --
     def start(self) -> None:
@@ -448,9 +471,26 @@ class RemoteLane(Lane):
         self.progress(f"connecting to {self.host}")
         t0 = time.monotonic()
         self.session = session_tag()
-        self.conn = Connection(self.command(self.session), self.host)
-        self.conn.interrupted = self.interrupted
-        self.facts = self.conn.open()
+        self.conn = None  # a closed one is replaced
+        resident = self.resident_command()
+        if resident is not None:
+            beat = float(os.environ.get("KTRACE_LANE_BEAT_TIMEOUT", "30"))
+            assert self.resident is not None
+            self.conn = Connection(resident, self.host, {"op": "session", "beat": beat,
+                                                         "session": self.session,
+                                                         "token": self.resident[1]})
+            self.conn.interrupted = self.interrupted
+            try:
+                self.facts = self.conn.open()
+                self.agent = "resident"
+            except RemoteError as err:  # gone (a restarted guest): start one as usual
+                self.conn.close()
+                self.conn, self.resident_failed = None, str(err)
+        if self.conn is None:
+            self.conn = Connection(self.command(self.session), self.host)
+            self.conn.interrupted = self.interrupted
+            self.facts = self.conn.open()
+            self.agent = "started"
         self.connect_s = time.monotonic() - t0
         self._puts = {}
 
@@ -579,16 +619,8 @@ class RemoteLane(Lane):
             self.start()
             boot = str(self.facts.get("boot_id") or "")
             cache = cache_home() / "lanes" / f"kallsyms-{boot}.txt" if boot else None
-            if cache is not None and cache.is_file():
-                text = cache.read_text()
-            else:
-                text = str(self.call({"op": "kallsyms"})["text"])
-                if cache is not None:
-                    cache.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = cache.with_suffix(f".{os.getpid()}-{threading.get_ident()}.tmp")
-                    tmp.write_text(text)
-                    tmp.replace(cache)
-            self._kallsyms = Kallsyms(text)
+            text = _kept(cache, lambda: str(self.call({"op": "kallsyms"})["text"]).encode())
+            self._kallsyms = Kallsyms(text.decode())
         return self._kallsyms
 
     # -- the machine side of a run --
@@ -624,8 +656,9 @@ class RemoteLane(Lane):
             program_for = lambda pid: aot.answer(made(pid))  # noqa: E731
         data = self.call(req, program_for)
         result = parsed_capture(data["result"], marker)
+        self.last_aot = None if aot is None else aot.describe()
         if aot is not None:
-            result.extra["aot"] = aot.describe()
+            result.extra["aot"] = self.last_aot
             result.warnings.extend(aot.notes)
             if result.output is not None:
                 result.output.warnings.extend(aot.notes)
@@ -635,7 +668,7 @@ class RemoteLane(Lane):
         """How this run's program is compiled here for the remote's bpftrace-aotrt
         (harness.lanes.aot.AotRun), or None: the remote has no bpftrace-aotrt, runs another
         release than its own bpftrace, no bpftrace here is its version, or KTRACE_AOT=0."""
-        from harness.lanes.aot import AotRun, format_files
+        from harness.lanes.aot import CAST_RE, LITTLE_ENDIAN_ARCHES, AotRun, format_files
 
         wanted = os.environ.get("KTRACE_AOT", "guests")
         if wanted == "0" or (wanted != "1" and not self.aot_by_default) or bpftrace != "bpftrace":
@@ -653,7 +686,24 @@ class RemoteLane(Lane):
         tracefs = str(self.facts.get("tracefs") or "")
         there = {rel: self.call({"op": "read", "path": f"{tracefs}/{rel}"}).get("text")
                  for rel in format_files(sample, marker)}
-        return AotRun(marker, local, self.host, there)
+        field = None
+        if CAST_RE.search(sample) and self.facts.get("btf") and \
+                self.facts.get("arch") in LITTLE_ENDIAN_ARCHES:
+            field = self.btf().field  # asked now: no request can go out during the run
+        return AotRun(marker, local, self.host, there, field)
+
+    def btf(self) -> Btf:
+        """The remote kernel's BTF, cached here by its release and build (uname -r, -v)."""
+        from harness.lanes.btf import Btf
+
+        if self._btf is None:
+            self.start()
+            build = f"{self.facts.get('kernel')}\0{self.facts.get('kernel_version')}"
+            key = hashlib.sha256(build.encode()).hexdigest()[:16]
+            cache = cache_home() / "lanes" / "btf" / f"{key}.btf"
+            data = _kept(cache, lambda: base64.b64decode(self.call({"op": "btf"})["data"]))
+            self._btf = Btf(data)
+        return self._btf
 
     min_timeout = 0.0  # a floor for the attach timeout (a TCG guest needs minutes)
     aot_by_default = False  # compile here for bpftrace-aotrt (guests kept up; KTRACE_AOT=1: all)
@@ -746,7 +796,25 @@ class RemoteLane(Lane):
             "session": self.session,
             "python": facts.get("python"),
             "connect_s": self.connect_s,
+            "agent": self.agent,
+            **({"resident_failed": self.resident_failed} if self.resident_failed else {}),
+            "calls": [[op, s] for op, s in self.conn.timeline] if self.conn is not None else [],
+            "aot": self.last_aot,
         }
+
+
+def _kept(cache: Path | None, fetch: Callable[[], bytes]) -> bytes:
+    """What `fetch` brings from the remote, kept in `cache` (None: not kept) for later calls;
+    written whole (a private name, then a rename), so concurrent writers publish equal files."""
+    if cache is not None and cache.is_file():
+        return cache.read_bytes()
+    data = fetch()
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}-{threading.get_ident()}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(cache)
+    return data
 
 
 def _local_version(tool: str, ident: dict[str, Any]) -> str | None:
@@ -824,9 +892,11 @@ class SSHLane(RemoteLane):
         self.user, host, self.port = parse_destination(destination)
         super().__init__(f"ssh:{destination}", host)
         self.config = config
+        # A resident agent there (agent.py): its port on the remote's 127.0.0.1, its secret.
+        self.resident: tuple[int, str] | None = None
 
-    def ssh_argv(self) -> list[str]:
-        argv = ["ssh", *SSH_OPTIONS]
+    def ssh_argv(self, *options: str) -> list[str]:
+        argv = ["ssh", *SSH_OPTIONS, *options]
         if self.config is not None:
             argv += ["-F", str(self.config)]
         if self.port is not None:
@@ -834,6 +904,13 @@ class SSHLane(RemoteLane):
         if self.user is not None:
             argv += ["-l", self.user]
         return [*argv, self.host]
+
+    def resident_command(self) -> list[str] | None:
+        """ssh's stdio forwarded to the resident agent's port there (`ssh -W 127.0.0.1:PORT`):
+        the session is a fork of a process that has its modules imported already."""
+        if self.resident is None:
+            return None
+        return self.ssh_argv("-W", f"127.0.0.1:{self.resident[0]}")
 
     def command(self, session: str) -> list[str]:
         return [*self.ssh_argv(), "--", remote_command(session)]

@@ -39,6 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from harness.errors import HarnessError
 from harness.lanes.remote import RemoteError, SSHLane
 from harness.lanes.vm import VM_MIN_TIMEOUT, VMError, _env, _vng, accel_choice
 from harness.paths import cache_home, locked
@@ -106,7 +107,9 @@ def read_state(series: str) -> dict[str, Any] | None:
 def _write_state(series: str, state: dict[str, Any]) -> None:
     path = lane_dir(series) / "state.json"
     tmp = path.with_name(f"state.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(state, indent=1))
+    # Only its owner reads it: it holds the resident agent's secret.
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
+        fh.write(json.dumps(state, indent=1))
     tmp.replace(path)
 
 
@@ -206,6 +209,27 @@ def _start_master(series: str, timeout: float) -> int | None:
     check = _ssh(series, "-O", "check", name, timeout=10)
     m = re.search(r"pid=(\d+)", check.stderr + check.stdout)
     return int(m.group(1)) if m else None
+
+
+def _start_resident(series: str, state: dict[str, Any]) -> dict[str, Any]:
+    """The guest's resident agent (harness.lanes.agent.resident), started through an ordinary
+    session; what the lane needs to reach it (state.json is root's only), or why there is
+    none (runs then start an agent each)."""
+    import secrets
+
+    from harness.lanes.remote import payload
+
+    lane = GuestLane(series, {**state, "state": "up"})
+    lane._still_up = lambda: True  # type: ignore[method-assign]  # not yet recorded as up
+    token = secrets.token_hex(16)
+    try:
+        answer = lane.call({"op": "resident", "token": token})
+        return {"port": answer["port"], "pid": answer["pid"], "token": token,
+                "sha": payload().sha}
+    except HarnessError as err:
+        return {"failed": str(err)}
+    finally:
+        lane.close()
 
 
 # --- up and down ------------------------------------------------------------
@@ -311,6 +335,8 @@ def up(series: str, progress: Progress = silent, timeout: float = UP_TIMEOUT) ->
             left = max(120.0, timeout - (time.monotonic() - t0))
             state["master_pid"] = _start_master(series, left)
             state["master_ticks"] = _start_ticks(state["master_pid"] or 0)
+            progress(f"starting the resident agent in guest {kernel.release}")
+            state["agent"] = _start_resident(series, state)
             state["boot_s"] = round(time.monotonic() - t0, 3)
             state["state"] = "up"
             _write_state(series, state)
@@ -421,6 +447,14 @@ class GuestLane(SSHLane):
         self.name = f"vm:{series}"
         self.series = series
         self.state = state
+        agent = state.get("agent") or {}
+        from harness.lanes.remote import payload
+
+        # The resident agent `lane up` started, while it runs this harness's code (another
+        # checkout's harness, or this one edited since, starts an agent of its own per run).
+        if agent.get("port") and agent.get("sha") == payload().sha and \
+                os.environ.get("KTRACE_LANE_RESIDENT", "1") != "0":
+            self.resident = (int(agent["port"]), str(agent["token"]))
 
     def usable(self) -> bool:
         """Still the guest that was up when this lane was made (get_lane's cache asks)."""
