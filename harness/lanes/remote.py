@@ -302,7 +302,11 @@ class Connection:
         self.in_flight = True
         t0 = time.monotonic()
         try:
-            self.send(req)
+            try:
+                self.send(req)
+            except OSError:  # the remote end is gone (a broken pipe): say what ssh said
+                time.sleep(0.05)  # the stderr thread's last read
+                raise self._lost() from None
             return self._answer(n, program_for, on_wait)
         finally:
             self.in_flight = False
