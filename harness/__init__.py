@@ -9,6 +9,10 @@ The public API (loaded on first use, so `harness --help` stays quick):
   the same events; `Crosscheck.passed`, `.maps` (per-map verdict and diff frame).
 - `matrix(target, *, kernels, bpftrace) -> Matrix`: one crosscheck per kernel (VM lane guests
   and/or the host) and bpftrace release; `Matrix.rows`, `.passed`, `.objects()`.
+- `bench(target, *, lane, rounds, ...) -> Bench`: untraced vs bpftrace vs the libbpf twin (and
+  an empty program, the floor) round by round; `Bench.csv`, `.summary`. `bench_table(target,
+  kernels=, bpftrace=)` -> `BenchTable`: one bench per kernel x release and their table.
+- `doctor() -> Doctor`: what this kernel and toolchain can trace, the attach choice, releases.
 - `fleet(target, *, hosts | inventory, jobs) -> Fleet`: `trace` on every host of a fleet at
   once; `Fleet.frames` has a leading `host` column, `.runs` each host's Trace or error.
   `fleet_crosscheck(...) -> FleetCrosscheck`: `crosscheck` on every host, one .bpf.o per attach.
@@ -41,6 +45,13 @@ _EXPORTS = {
     "Crosscheck": "harness.api.crosscheck",
     "MapVerdict": "harness.api.crosscheck",
     "matrix": "harness.api.matrix",
+    "bench": "harness.api.bench",
+    "bench_table": "harness.api.bench",
+    "Bench": "harness.api.bench",
+    "BenchOptions": "harness.api.bench",
+    "BenchTable": "harness.api.bench",
+    "doctor": "harness.api.doctor",
+    "Doctor": "harness.api.doctor",
     "fleet": "harness.api.fleet",
     "fleet_crosscheck": "harness.api.fleet",
     "Fleet": "harness.api.fleet",
@@ -75,12 +86,16 @@ _EXPORTS = {
     "KernelFetchError": "harness.lanes.debian",
 }
 __all__ = [
+    "Bench",
+    "BenchOptions",
+    "BenchTable",
     "BpftraceError",
     "BpftraceSyntaxError",
     "BpftraceTimeout",
     "BuildError",
     "Crosscheck",
     "CrosscheckError",
+    "Doctor",
     "Fleet",
     "FleetCrosscheck",
     "FleetError",
@@ -107,8 +122,11 @@ __all__ = [
     "VMError",
     "WorkloadError",
     "again",
+    "bench",
+    "bench_table",
     "catalog",
     "crosscheck",
+    "doctor",
     "fleet",
     "fleet_crosscheck",
     "matrix",
@@ -123,7 +141,9 @@ assert set(__all__) == set(_EXPORTS)
 
 if TYPE_CHECKING:
     from harness.api.again import again
+    from harness.api.bench import Bench, BenchOptions, BenchTable, bench, bench_table
     from harness.api.crosscheck import Crosscheck, MapVerdict, crosscheck, plan_crosscheck
+    from harness.api.doctor import Doctor, doctor
     from harness.api.fleet import (
         Fleet,
         FleetCrosscheck,

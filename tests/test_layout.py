@@ -4,6 +4,7 @@ the machine (host/, lanes/, twin/), at module level or inside functions."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import harness
@@ -132,7 +133,7 @@ def test_the_host_layer_imports_nothing_above_it() -> None:
     assert {m: t for m, t in bad.items() if t} == {}
 
 
-CAPABILITIES = ("trace", "again", "crosscheck", "matrix", "fleet")
+CAPABILITIES = ("trace", "again", "crosscheck", "matrix", "fleet", "bench", "doctor")
 
 
 def test_each_capability_has_a_module_of_its_own_above_the_stages() -> None:
@@ -160,9 +161,24 @@ def test_one_planner_settles_trace_and_crosscheck() -> None:
         if path.name == "planner.py":
             continue
         text = path.read_text()
-        assert "choose_attach" not in text and "KTRACE_" not in text, path.name
+        assert "choose_attach" not in text, path.name
+        assert not re.search(r"KTRACE_\w*(READY|XCHECK)", text), path.name
     assert not (PACKAGE / "api.py").exists()
     assert "def plan_crosscheck" not in (PACKAGE / "compare" / "crosscheck.py").read_text()
+
+
+def test_the_bench_and_doctor_commands_only_parse_and_print() -> None:
+    """`harness bench` and `harness doctor` call the library (harness.bench, harness.doctor):
+    they reach no stage of the flow themselves, not even for a type."""
+    graph = module_graph(PACKAGE)
+    stages = ("harness.host", "harness.lanes", "harness.twin", "harness.compare",
+              "harness.report", "harness.output", "harness.spec.")
+    allowed = {"harness.spec.options"}  # the spec flags, added to the bench parser
+    for module in ("harness.cli.bench", "harness.cli.doctor"):
+        reached = sorted(t for t in graph[module] if t.startswith(stages) and t not in allowed)
+        assert reached == [], module
+    assert "harness.api.bench" in graph["harness.cli.bench"]
+    assert "harness.api.doctor" in graph["harness.cli.doctor"]
 
 
 def test_the_checkout_holds_no_stray_or_ignored_file() -> None:

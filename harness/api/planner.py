@@ -34,7 +34,7 @@ def new_marker(prefix: str = "KTRACE_READY") -> str:
 
 
 def choose(
-    equivalents: Mapping[str, ProbeSpec], attach: str | None, reason: str | None,
+    equivalents: Mapping[str, object], attach: str | None, reason: str | None,
     caps: Capabilities | None,
 ) -> tuple[str, str]:
     """(attach type, why): the one asked for, else the capability probe's choice (on `caps`,

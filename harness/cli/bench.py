@@ -2,30 +2,24 @@
 
 Writes results/bench/<NAME>.csv (a row per round and mode, stamped with kernel, CPU, tool versions,
 attach type and git revision), results/bench/<NAME>.md (min/median/max and the goals), then runs
-`harness report` over results/bench for the comparison PNGs. Stopped by Ctrl-C or SIGTERM, it
-writes the runs that finished (the page says it was interrupted) and exits 128 + N.
+`harness report` over results/bench for the comparison PNGs. The bench is harness.bench (and
+harness.bench_table for --kernels); this module parses the flags and prints.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import re
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from harness.cli.options import (
-    add_lane_argument,
-    at_least,
-    duration,
-    prepare_bpftrace,
-)
-from harness.errors import UsageError
+from harness.cli.options import add_lane_argument, at_least, duration, prepare_bpftrace
+from harness.cli.progress import terminal_progress
+from harness.errors import HarnessError
+from harness.progress import Progress, silent
 
 if TYPE_CHECKING:
-    from harness.lanes.base import Lane
+    from harness.api.bench import Bench, BenchOptions, BenchStart, Sample
 
 EXAMPLES = """examples:
   harness bench syscalls                 # getppid() loop: untraced vs bpftrace vs libbpf
@@ -103,161 +97,68 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_flags(parser)
 
 
-def _vm_note(lane: dict[str, Any]) -> str:
-    """The summary's line on where a VM lane's (or a remote host's) figures come from."""
-    if not lane.get("accel"):
-        return (f"- Remote lane: kernel {lane.get('release')} on {lane.get('hostname')}"
-                f" ({lane.get('name')}); the rounds ran there, the figures were read here.\n")
-    return (
-        f"- VM lane: guest kernel {lane.get('release')} under {lane.get('accel')}"
-        f" (booted in {lane.get('boot_s') or 0:.1f} s). Under TCG every instruction is"
-        " emulated: absolute times are not the host's, only the ratios within this table"
-        " compare.\n"
+def _options(args: argparse.Namespace) -> BenchOptions:
+    """The flags as the library's BenchOptions."""
+    from harness.api.bench import BenchOptions
+
+    return BenchOptions(
+        args.rounds, args.max_rounds, args.precision, args.warmup, not args.no_together,
+        not args.no_kernel_stats, args.events, args.attach,
+        [m.strip() for m in args.modes.split(",") if m.strip()], args.timeout, args.prebuilt,
     )
-
-
-def _pmu(lane: Lane) -> str:
-    """Whether `bpftool prog profile` could count cycles and instructions where the rounds ran."""
-    from harness.host import pmu
-
-    if lane.name == "host":
-        return pmu.state()
-    accel = lane.describe().get("accel")
-    return pmu.guest_state(str(accel)) if accel else "not probed on a remote host"
-
-
-def _release(args: argparse.Namespace) -> str:
-    """`bpftrace0.27.0` for --bpftrace 0.27: each release's files have names of their own."""
-    from harness.host.bpftrace_versions import resolve
-
-    return f"bpftrace{resolve(args.bpftrace).short_version}"
-
-
-def _report(args: argparse.Namespace, out_dir: Path) -> None:
-    """`harness report` over the bench directory, unless asked not to (the VM guest is)."""
-    if args.no_report or os.environ.get("KTRACE_NO_REPORT"):
-        return
-    from harness.report.summary import write_report
-
-    for path in write_report(out_dir):
-        print(path)
-
-
-def _check(args: argparse.Namespace) -> None:
-    """The options' own checks, before anything is created or started."""
-    from harness.cli.run import given_spec_options
-
-    if args.label is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", args.label):
-        raise UsageError(
-            f"--label {args.label!r} is not a plain file-name suffix (it names "
-            "<TARGET>-<LABEL>.csv inside --out)",
-            "use letters, digits, '_', '.' and '-' only, e.g. --label getppid-kstack",
-        )
-    if args.max_rounds is not None and args.max_rounds < args.rounds:
-        raise UsageError(
-            f"--max-rounds {args.max_rounds} is below --rounds {args.rounds}",
-            "pass a --max-rounds of at least --rounds",
-        )
-    if not 0 < args.precision < 1:
-        raise UsageError(f"--precision {args.precision} is not a fraction", "pass e.g. 0.02")
-    from harness.compare.bench_cases import check_modes
-
-    check_modes([m.strip() for m in args.modes.split(",") if m.strip()])
-    from harness.cli.bench_table import check
-
-    check(args)
-    if ":" not in args.name and given_spec_options(args):
-        raise UsageError(
-            f"spec options ({', '.join(sorted(given_spec_options(args)))}) do not apply to "
-            f"catalog entry {args.name!r}",
-            "give a probe such as tracepoint:syscalls:sys_enter_getppid to shape your own spec",
-        )
-    if args.prebuilt is not None and not args.prebuilt.is_dir():
-        raise UsageError(f"--prebuilt {args.prebuilt} is not a directory",
-                         "pass the build directory of a twin made elsewhere, or drop --prebuilt")
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.compare import bench_cases
-    from harness.report.rundir import check_writable
+    from harness.cli.bench_table import check
+    from harness.cli.run import given_spec_options
 
-    _check(args)
-    out_dir = args.out or bench_cases.results_root() / "bench"
-    check_writable(out_dir, "pass a writable --out DIR")  # before minutes of rounds
+    check(args)
     if args.kernels is not None or (args.bpftrace and "," in args.bpftrace):
-        from harness.cli.bench_table import run_table
-
-        return run_table(args, out_dir, _one, _report)
+        return _table(args, _options(args), Shown())
     prepare_bpftrace(args)
-    from harness.lanes.registry import get_lane
+    from harness.api.bench import bench
 
-    _one(args, get_lane(args.lane), out_dir)
-    _report(args, out_dir)
+    shown = Shown()
+    with terminal_progress(args.quiet) as bar:
+        shown.bar = bar
+        done = bench(
+            args.name, lane=args.lane, out=args.out, report=not args.no_report,
+            label=args.label, bpftrace=args.bpftrace, progress=bar, on_start=shown.start,
+            on_sample=shown.sample, **vars(_options(args)), **given_spec_options(args),
+        )
+    shown.written(done)
+    for path in done.report:
+        print(path)
     return 0
 
 
-def _one(args: argparse.Namespace, lane: Lane, out_dir: Path) -> Path:
-    """One bench on one lane with one bpftrace release: its CSV, .md and programs written into
-    `out_dir`; returns the CSV's path."""
-    from harness.compare import bench, bench_cases
+class Shown:
+    """What a bench shows while it runs: its plan on stderr, a bar and a line per measured run,
+    then the files it wrote and its summary on stdout."""
 
-    on_host = lane.name == "host"
-    if not on_host and not args.label:  # a guest's or a remote's figures get files of their own
-        args.label = re.sub(r"[^A-Za-z0-9_.-]+", "", lane.name)  # vm6.1, sshlab-box
+    def __init__(self) -> None:
+        self.bar: Progress = silent
+        self.name = ""
+        self.total = 0
+        self.done = 0
+        self.rounds = (0, 0)
 
-    max_rounds = 3 * args.rounds if args.max_rounds is None else args.max_rounds
-    plan = bench.Rounds(
-        args.rounds, max_rounds, args.warmup, args.precision, not args.no_kernel_stats,
-        args.timeout, not args.no_together,
-    )
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    spec = None
-    if ":" in args.name:
-        from harness.api.inputs import spec_options
-        from harness.cli.run import given_spec_options
+    def start(self, s: BenchStart) -> None:
+        self.name, self.total, self.done = s.name, s.runs, 0
+        self.rounds = (s.rounds.rounds, s.rounds.max_rounds)
+        print(
+            f"bench {s.name}: {s.description}, attach {s.attach}, "
+            f"{s.rounds.rounds} to {s.rounds.max_rounds} rounds x {s.modes}"
+            + (" + both attached together" if s.together else ""),
+            file=sys.stderr,
+        )
+        self.bar(f"bench {s.name}: {s.rounds.warmup} warm-up round(s)")
 
-        spec = spec_options(args.name, given_spec_options(args))
-        args.name = args.label or re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.probe.text())
-        args.label = None
-    from harness.cli.progress import terminal_progress
-    from harness.progress import silent
-
-    if not on_host:  # the boot's phases (fetch, KVM probe, boot) on the terminal
-        with terminal_progress(args.quiet) as booting:
-            lane.progress = booting
-            try:
-                lane.capabilities()
-            finally:
-                lane.progress = silent
-    case = bench_cases.build(
-        args.name, args.events, modes, args.attach, args.prebuilt, args.bpftrace, spec, lane
-    )
-    started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    env = bench.environment()
-    if not on_host:
-        env["kernel"] = lane.capabilities().kernel
-    if args.bpftrace:  # the release that ran, and files of their own (<NAME>-bpftrace<V>.*)
-        from harness.host.bpftrace_versions import resolve
-
-        env["bpftrace_version"] = resolve(args.bpftrace).version_text
-        release = _release(args)
-        args.label = f"{args.label}-{release}" if args.label else release
-    together = bench.together_pair(case.tracers) if plan.together and plan.kernel_stats else []
-    print(
-        f"bench {args.name}: {case.workload.description}, attach {case.attach}, "
-        f"{args.rounds} to {max_rounds} rounds x {['untraced', *[t.mode for t in case.tracers]]}"
-        + (" + both attached together" if together else ""),
-        file=sys.stderr,
-    )
-
-    per_round = 1 + len(case.tracers) + len(together)
-    total = max_rounds * per_round
-    done = [0]
-
-    def progress(s: bench.Sample) -> None:
-        done[0] += 1
-        bar(f"bench {args.name}: round {s.round + 1} ({args.rounds} to {max_rounds})", done[0],
-            total, "runs")
+    def sample(self, s: Sample) -> None:
+        self.done += 1
+        low, high = self.rounds
+        self.bar(f"bench {self.name}: round {s.round + 1} ({low} to {high})", self.done,
+                 self.total, "runs")
         extra = (
             ""
             if s.overhead_ns_per_event is None
@@ -272,39 +173,44 @@ def _one(args: argparse.Namespace, lane: Lane, out_dir: Path) -> Path:
             f"  round {s.round} {s.mode:9s} {s.ns_per_event:9.1f} ns/event{extra}", file=sys.stderr
         )
 
-    stopped: bench.StoppedRounds | None = None
+    @staticmethod
+    def written(done: Bench) -> None:
+        for path in done.sources:
+            print(path)
+        print(done.csv)
+        if done.programs_csv is not None:
+            print(done.programs_csv)
+        print(done.md)
+        print(done.summary)
+
+
+def _table(args: argparse.Namespace, options: BenchOptions, shown: Shown) -> int:
+    """harness.bench_table over the flags; each cell shown as a bench is, then the table."""
+    from harness.api.bench import bench_table
+    from harness.cli.bench_table import kernels, releases
+    from harness.cli.run import given_spec_options
+
+    def cell(series: str, release: str) -> None:
+        print(f"== {series} x bpftrace {release}", file=sys.stderr, flush=True)
+
+    def finished(series: str, release: str, done: Bench | HarnessError) -> None:
+        if isinstance(done, HarnessError):
+            print(f"harness bench: {series} x {release}: error: {done}", file=sys.stderr)
+        else:
+            shown.written(done)
+
+    series_list, versions = kernels(args.kernels), releases(args.bpftrace)
     with terminal_progress(args.quiet) as bar:
-        bar(f"bench {args.name}: {args.warmup} warm-up round(s)")
-        lane.progress = bar  # a guest reports the seconds its rounds have run
-        try:
-            samples = lane.bench(case.workload, case.tracers, plan, progress)
-        except bench.StoppedRounds as stop:  # what finished is written, then the stop goes on
-            stopped, samples = stop, stop.samples
-        finally:
-            lane.progress = silent
-    result = bench.BenchResult(args.name, case.workload, case.attach, samples, env, started)
-    stem = f"{args.name}-{args.label}" if args.label else args.name
-    csv_path = bench.write_csv(result, out_dir / f"{stem}.csv")
-    programs_path = bench.write_programs_csv(result, out_dir / f"{stem}.programs.csv")
-    md_path = out_dir / f"{stem}.md"
-    summary = bench.summary_markdown(
-        result, [*bench_cases.notes(case, out_dir), f"- cycles and instructions per run: "
-                 f"{_pmu(lane)}."], interrupted=stopped.said() if stopped else None,
-    )
-    if not on_host:
-        summary = summary.rstrip("\n") + "\n" + _vm_note(lane.describe())
-    md_path.write_text(summary)
-    for suffix, text in case.sources.items():  # the measured programs, beside their figures
-        (out_dir / f"{stem}{suffix}").write_text(text)
-        print(out_dir / f"{stem}{suffix}")
-    print(csv_path)
-    if programs_path is not None:
-        print(programs_path)
-    print(md_path)
-    print(md_path.read_text())
-    if stopped is not None:
-        print(f"harness bench: {stopped.said()}: the runs that finished are in {csv_path}",
-              file=sys.stderr)
-        stopped.csv = csv_path
-        raise stopped
-    return csv_path
+        shown.bar = bar
+        table = bench_table(
+            args.name, kernels=series_list, bpftrace=versions, options=options, out=args.out,
+            report=not args.no_report, label=args.label, progress=bar, on_cell=cell,
+            on_start=shown.start, on_sample=shown.sample, on_bench=finished,
+            **given_spec_options(args),
+        )
+    for path in (table.csv, table.md, table.png):
+        print(path)
+    print(table.md.read_text())
+    for path in table.report:
+        print(path)
+    return 1 if table.failed else 0

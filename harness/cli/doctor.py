@@ -1,12 +1,9 @@
-"""`harness doctor`: what this kernel and toolchain can trace, and which attach type ktrace gets."""
+"""`harness doctor`: what this kernel and toolchain can trace, and which attach type ktrace gets
+(harness.api.doctor reads it; this prints it)."""
 
 from __future__ import annotations
 
 import argparse
-
-from harness.errors import HarnessError
-from harness.host.bpftrace_versions import listing
-from harness.host.capabilities import ATTACH_ORDER, capabilities, choose_attach
 
 EXAMPLES = """examples:
   harness doctor            # kernel, BTF, kprobes/kfunc, tools, and the attach type ktrace gets
@@ -18,37 +15,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.lanes.vm import cached_accel
+    from harness.api.doctor import doctor
 
-    caps = capabilities()
-    accel = cached_accel()
-    try:
-        attach, why = choose_attach(dict.fromkeys(ATTACH_ORDER), caps)
-        choice: dict[str, str | None] = {"attach": attach, "reason": why}
-    except HarnessError as err:
-        choice = {"attach": None, "reason": str(err)}
-    versions = listing()
-    from harness.lanes.up import listing as kept_up
-
-    guests = kept_up()  # guests `harness lane up` left running (or recorded, and gone)
+    found = doctor()
     if args.json:
         import json
 
-        vm = {"accelerator": accel, "probed": accel is not None, "kept_up": guests}
-        bpftraces = [{"name": n, "version": v, "origin": o} for n, v, o in versions]
-        print(
-            json.dumps(
-                {**caps.as_dict(), "attach_choice": choice, "vm_lane": vm, "bpftraces": bpftraces},
-                indent=2,
-            )
-        )
+        print(json.dumps(found.as_dict(), indent=2))
         return 0
-    rows = [(k, _show(v)) for k, v in caps.as_dict().items()]
+    accel, choice = found.vm_lane["accelerator"], found.attach_choice
+    rows = [(k, _show(v)) for k, v in found.capabilities.items()]
     rows.append(("vm lane", f"guests boot with {accel}" if accel else "not probed yet"))
     rows.append(("vm kept up", "; ".join(
         f"{g['lane']} {g['condition']} (qemu group {g.get('pgid')}, ssh port {g.get('port')})"
         + (" - `harness lane down` clears it" if g["condition"] == "gone" else "")
-        for g in guests) or "none (`harness lane up vm:6.1` keeps one)"))
+        for g in found.vm_lane["kept_up"]) or "none (`harness lane up vm:6.1` keeps one)"))
     shown = f"{choice['attach']}: " if choice["attach"] else ""
     rows.append(("attach choice", f"{shown}{choice['reason']}"))
     width = max(len(k) for k, _ in rows)
@@ -56,9 +37,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"{key:<{width}}  {value}")
     # --bpftrace NAME: one row per release, with where it comes from.
     print("\nbpftrace releases (--bpftrace NAME):")
-    name_width = max(len(name) for name, _, _ in versions)
-    for name, version, origin in versions:
-        print(f"  {name:<{name_width}}  {version}: {origin}")
+    name_width = max(len(b["name"]) for b in found.bpftraces)
+    for b in found.bpftraces:
+        print(f"  {b['name']:<{name_width}}  {b['version']}: {b['origin']}")
     return 0
 
 
