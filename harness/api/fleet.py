@@ -288,13 +288,7 @@ def fleet(
     run_options(lane="host", out=out, bpftrace=bpftrace, progress=progress,
                 on_progress=on_host, report=report, plots=plots, force=force)
     trace_request(target, workload, duration, attach, count, sizes, spec_opts, frequency)
-    from harness.host.bpftrace_versions import resolve
-
-    resolve(bpftrace)  # an unknown release fails once, here, and a root is built once
-    path = claim(out, "fleet", target, force)
-    dirs = _directories(chosen)
-    lanes = _prepared(chosen)
-    say = _per_host(progress)
+    path, dirs, lanes, say = _set_up(chosen, bpftrace, out, "fleet", target, force, progress)
 
     def one(m: Member, lane: Lane) -> HostRun:
         t = trace(
@@ -334,6 +328,20 @@ def _plots(done: Fleet) -> None:
             write_report(r.path, plots=True)
         except (ImportError, HarnessError) as err:
             r.result.notes.append(f"plots not drawn: {err}")
+
+
+def _set_up(
+    chosen: list[Member], bpftrace: str | None, out: Out, kind: str, target: str, force: bool,
+    progress: Progress | None,
+) -> tuple[Path | None, dict[str, str], dict[str, Lane], Callable[[str], Progress]]:
+    """What a fleet settles before any member starts: the release (an unknown name fails once,
+    here, and a root is built once), the fleet's directory, each member's directory name and
+    prepared lane, and each member's progress."""
+    from harness.host.bpftrace_versions import resolve
+
+    resolve(bpftrace)
+    path = claim(out, kind, target, force)
+    return path, _directories(chosen), _prepared(chosen), _per_host(progress)
 
 
 def _directories(chosen: Sequence[Member]) -> dict[str, str]:
@@ -464,13 +472,8 @@ def fleet_crosscheck(
     if prebuilt is not None:
         prebuilt = arguments.directory("prebuilt", prebuilt, "Path('build/twin')")
     crosscheck_request(target, attach, count, sizes, workload, spec_opts)
-    from harness.host.bpftrace_versions import resolve
-
-    resolve(bpftrace)
-    path = claim(out, "fleet-xc", target, force)
-    dirs = _directories(chosen)
-    lanes = _prepared(chosen)
-    say = _per_host(progress)
+    path, dirs, lanes, say = _set_up(chosen, bpftrace, out, "fleet-xc", target, force,
+                                     progress)
 
     def one(m: Member, lane: Lane) -> HostRun:
         x = crosscheck(

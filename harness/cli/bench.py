@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.cli.options import add_lane_argument, at_least, duration, prepare_bpftrace
+from harness.cli import options
 from harness.cli.progress import terminal_progress
 from harness.errors import HarnessError
 from harness.progress import Progress, silent
@@ -34,10 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "name", metavar="TARGET",
         help="benchmark: ktrace, syscalls, or a probe with spec options (as for run)",
     )
-    parser.add_argument("--rounds", type=at_least(1), default=5,
+    parser.add_argument("--rounds", type=options.at_least(1), default=5,
                         help="measured rounds at least (default 5)")
     parser.add_argument(
-        "--max-rounds", type=at_least(1), default=None,
+        "--max-rounds", type=options.at_least(1), default=None,
         help="rounds at most: past --rounds, rounds are added until the headline ratio's 95%% "
         "interval is within --precision (default 3x --rounds)",
     )
@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="stop adding rounds once the headline ratio is known to +-this fraction "
         "(default 0.02)",
     )
-    parser.add_argument("--warmup", type=at_least(0), default=1,
+    parser.add_argument("--warmup", type=options.at_least(0), default=1,
                         help="unrecorded rounds first (default 1)")
     parser.add_argument(
         "--no-together", action="store_true",
@@ -57,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-kernel-stats", action="store_true",
         help="do not read the kernel's per-program clock (bpf_stats): end-to-end figures only",
     )
-    parser.add_argument("--events", type=at_least(1),
+    parser.add_argument("--events", type=options.at_least(1),
                         help="events per workload run (default: ktrace 50000, syscalls 1e6)")
     parser.add_argument(
         "--attach", choices=("kprobe", "kfunc", "tracepoint"), help="force the attach type"
@@ -70,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", type=Path, help="output directory (default results/bench)")
     parser.add_argument(
-        "--timeout", type=duration, default=300.0, metavar="TIME",
+        "--timeout", type=options.duration, default=300.0, metavar="TIME",
         help="how long each step may take (500ms, 5s, 2m; default 300 s)"
     )
     parser.add_argument("--no-report", action="store_true", help="skip the PNG/summary report")
@@ -78,18 +78,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="no progress display on the terminal")
     parser.add_argument("--label", help="suffix for the output files: <NAME>-<LABEL>.csv/.md "
                         "(with --bpftrace, -bpftrace<VERSION> follows it)")
-    add_lane_argument(parser)
+    options.add_lane_argument(parser)
     parser.add_argument(
         "--kernels", metavar="LIST",
         help="one table across kernels: a comma list of 6.1, 6.12 (VM lane) and host; with a "
         "comma list of --bpftrace releases, a bench per kernel x release, then "
         "<TARGET>-table.csv/.md/.png of in-kernel ns/event per kernel x release x tracer",
     )
-    parser.add_argument(
-        "--bpftrace", metavar="VERSION",
-        help="the bpftrace release to run: system (default), its version (0.17), 0.27 or "
-        "latest (a Debian root built on first use; `harness doctor` lists them); a comma list "
-        "(0.17,0.27) benches each and writes the table as --kernels does",
+    options.add_bpftrace_argument(
+        parser, options.RELEASE_HELP + "; a comma list (0.17,0.27) benches each and writes the "
+        "table as --kernels does",
     )
     parser.add_argument(
         "--prebuilt", type=Path, help="use this build directory of the libbpf twin (made elsewhere)"
@@ -97,7 +95,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_flags(parser)
 
 
-def _options(args: argparse.Namespace) -> BenchOptions:
+def _bench_options(args: argparse.Namespace) -> BenchOptions:
     """The flags as the library's BenchOptions."""
     from harness.api.bench import BenchOptions
 
@@ -114,8 +112,8 @@ def run(args: argparse.Namespace) -> int:
 
     check(args)
     if args.kernels is not None or (args.bpftrace and "," in args.bpftrace):
-        return _table(args, _options(args), Shown())
-    prepare_bpftrace(args)
+        return _table(args, _bench_options(args), Shown())
+    options.prepare_bpftrace(args)
     from harness.api.bench import bench
 
     shown = Shown()
@@ -124,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
         done = bench(
             args.name, lane=args.lane, out=args.out, report=not args.no_report,
             label=args.label, bpftrace=args.bpftrace, progress=bar, on_start=shown.start,
-            on_sample=shown.sample, **vars(_options(args)), **given_spec_options(args),
+            on_sample=shown.sample, **vars(_bench_options(args)),
+            **given_spec_options(args),
         )
     shown.written(done)
     for path in done.report:

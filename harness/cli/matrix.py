@@ -17,7 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.cli.options import at_least, duration
+from harness.cli.options import add_bpftrace_argument, at_least, duration
 
 EXAMPLES = """examples:
   harness matrix ktrace --kernels 6.1,6.12,host   # one .bpf.o per attach type
@@ -36,11 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="results directory (default results/<run-id>)")
     parser.add_argument("-q", "--quiet", action="store_true",
                         help="no progress display on the terminal (guest boots, crosschecks)")
-    parser.add_argument(
-        "--bpftrace",
-        metavar="VERSIONS",
-        help="comma list of bpftrace releases (e.g. 0.17,0.27): a row each, frames compared "
-        "across them (default: the system's only)",
+    add_bpftrace_argument(
+        parser, "comma list of bpftrace releases (e.g. 0.17,0.27): a row each, frames compared "
+        "across them (default: the system's only)", "VERSIONS",
     )
 
 

@@ -55,14 +55,14 @@ def at_least(minimum: int) -> Callable[[str], int]:
     return whole
 
 
-def add_bpftrace_argument(parser: argparse.ArgumentParser) -> None:
-    """`--bpftrace VERSION` for run, crosscheck and bench."""
-    parser.add_argument(
-        "--bpftrace",
-        metavar="VERSION",
-        help="the bpftrace release to run: system (default), its version (0.17), 0.27 or "
-        "latest (a Debian root built on first use; `harness doctor` lists them)",
-    )
+RELEASE_HELP = ("the bpftrace release to run: system (default), its version (0.17), 0.27 or "
+                "latest (a Debian root built on first use; `harness doctor` lists them)")
+
+
+def add_bpftrace_argument(parser: argparse.ArgumentParser, help: str = RELEASE_HELP,
+                          metavar: str = "VERSION") -> None:
+    """`--bpftrace VERSION` for run, crosscheck and bench; matrix's takes VERSIONS."""
+    parser.add_argument("--bpftrace", metavar=metavar, help=help)
 
 
 def prepare_bpftrace(args: argparse.Namespace) -> None:
