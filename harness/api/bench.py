@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,7 +30,9 @@ from harness.compare.bench import (
     BenchResult,
     Rounds,
     Sample,
+    StoppedRounds,
     environment,
+    signum_of,
     summary_markdown,
     together_pair,
     write_csv,
@@ -48,7 +51,8 @@ from harness.report.summary import write_report
 if TYPE_CHECKING:
     from harness.lanes.base import Lane
 
-__all__ = ["Bench", "BenchOptions", "BenchStart", "BenchTable", "Sample", "bench", "bench_table"]
+__all__ = ["Bench", "BenchOptions", "BenchStart", "BenchTable", "Sample", "StoppedRounds", "bench",
+           "bench_table"]
 
 MODES = ("floor", "bpftrace", "libbpf")  # beside the untraced run (harness.compare.bench_cases)
 
@@ -127,6 +131,8 @@ class Bench:
     csv: a row per round and mode; programs_csv: the kernel's per-program figures (None when
     none were read); md: `summary`, the min/median/max and verdicts; sources: the measured
     programs; report: `harness report`'s files over the bench directory (empty when not asked).
+    A bench a stop signal cut short is written (its summary says so) before the stop goes on:
+    `bench` then raises StoppedRounds, after `on_written` heard of its files.
     """
 
     name: str
@@ -137,17 +143,19 @@ class Bench:
     summary: str
     sources: list[Path] = field(default_factory=list)
     report: list[Path] = field(default_factory=list)
+    interrupted: str | None = None  # StoppedRounds.said() of a bench a stop signal cut short
 
 
 @dataclass
 class BenchTable:
     """`bench_table`'s cells (one bench each, or its error) and the table written from them:
-    <NAME>-table.csv/.md/.png in the bench directory."""
+    <NAME>-table.csv/.md/.png in the bench directory (no plot when a stop signal cut the table
+    short: it is written with every cell, those not run saying so, before the stop goes on)."""
 
     cells: list[Cell]
     csv: Path
     md: Path
-    png: Path
+    png: Path | None
     report: list[Path] = field(default_factory=list)
 
     @property
@@ -178,6 +186,7 @@ def bench(
     progress: Progress | None = None,
     on_start: Callable[[BenchStart], None] | None = None,
     on_sample: Callable[[Sample], None] | None = None,
+    on_written: Callable[[Bench], None] | None = None,
     **spec_opts: Any,
 ) -> Bench:
     """Bench `target` on one lane: warm-up rounds, then rounds of the untraced workload and each
@@ -192,17 +201,18 @@ def bench(
         get the lane's name by default. bpftrace: the release to run (the files then end in
         -bpftrace<VERSION>).
     progress: hears the guest's boot and the seconds the rounds have run; on_start: called with
-        what is about to run; on_sample: called with each measured run.
+        what is about to run; on_sample: called with each measured run; on_written: called with
+        the Bench once its files are written (before StoppedRounds, when a stop cut it short).
     """
     options = BenchOptions(rounds, max_rounds, precision, warmup, together, kernel_stats,
                            events, attach, modes, timeout, prebuilt)
     arguments.lane(lane)
     for name, value in (("progress", progress), ("on_start", on_start),
-                        ("on_sample", on_sample)):
+                        ("on_sample", on_sample), ("on_written", on_written)):
         arguments.callback(name, value)
     out_dir = _checked(target, options, out, label, bpftrace, spec_opts)
     done = _one(target, get_lane(lane), out_dir, options, label, bpftrace, spec_opts,
-                progress or silent, on_start, on_sample)
+                progress or silent, (on_start, on_sample, on_written))
     if report:
         done.report = _report(out_dir)
     return done
@@ -221,7 +231,9 @@ def bench_table(
     on_cell: Callable[[str, str], None] | None = None,
     on_start: Callable[[BenchStart], None] | None = None,
     on_sample: Callable[[Sample], None] | None = None,
-    on_bench: Callable[[str, str, Bench | HarnessError], None] | None = None,
+    on_written: Callable[[Bench], None] | None = None,
+    on_error: Callable[[str, str, HarnessError], None] | None = None,
+    on_table: Callable[[BenchTable], None] | None = None,
     **spec_opts: Any,
 ) -> BenchTable:
     """`bench` per kernel x bpftrace release, then the table of in-kernel ns per event per
@@ -231,8 +243,11 @@ def bench_table(
         releases and is shut down before the next boots (two TCG guests would share the host's
         cores). bpftrace: the releases (None: the system's). A cell that fails is a row with its
         error; the others still run (`BenchTable.failed`).
-    on_cell(series, release) is called before each cell, on_bench(series, release, its Bench or
-    its error) after it; the other arguments are `bench`'s, the same for every cell.
+    on_cell(series, release) is called before each cell, on_error(series, release, error) after
+    a cell that failed, on_table(BenchTable) once the table is written; the other arguments are
+    `bench`'s, the same for every cell. A stop signal ends the table after the cell it cut short
+    has written its finished runs: that cell's row says so, each cell not run is a row saying
+    why, the table is written (without its plot) and the stop goes on.
     """
     from harness.report.plots import plot_bench_table  # matplotlib
 
@@ -240,7 +255,8 @@ def bench_table(
         raise UsageError(f"options={options!r:.60} is not a BenchOptions",
                          "pass e.g. options=harness.BenchOptions(rounds=3)")
     for what, value in (("progress", progress), ("on_cell", on_cell), ("on_start", on_start),
-                          ("on_sample", on_sample), ("on_bench", on_bench)):
+                          ("on_sample", on_sample), ("on_written", on_written),
+                          ("on_error", on_error), ("on_table", on_table)):
         arguments.callback(what, value)
     kernels = arguments.names("kernels", kernels, "['6.1', 'host']")
     versions = arguments.names("bpftrace", bpftrace, "['0.17', '0.27']", none_ok=True)
@@ -254,36 +270,74 @@ def bench_table(
             resolve(arguments.release(version))
     cells: list[Cell] = []
     name = label or re.sub(r"[^A-Za-z0-9_.-]+", "_", target.split(" ")[0])
-    for series in kernels:
-        machine = get_lane("host" if series == "host" else f"vm:{series}")
+    callbacks = (on_start, on_sample, on_written)
+
+    def run_cell(series: str, version: str | None, machine: Lane) -> None:
+        """One bench of the table into `cells`: its CSV, or the error that stopped it; a stop
+        signal in its rounds goes on once its finished runs and its row are in."""
+        shown = version or "system"
+        if on_cell is not None:
+            on_cell(series, shown)
+        cell = Cell(series, shown, None)
         try:
-            for version in versions:
-                shown = version or "system"
-                if on_cell is not None:
-                    on_cell(series, shown)
-                cell = Cell(series, shown, None)
-                done: Bench | HarnessError
-                try:
-                    done = _one(target, machine, out_dir, options, label, version, spec_opts,
-                                progress or silent, on_start, on_sample)
-                    cell.csv = done.csv
-                except HarnessError as err:
-                    cell.error, done = str(err), err
-                if on_bench is not None:
-                    on_bench(series, shown, done)
-                cell.accel = str(machine.describe().get("accel") or "")
-                cell.pmu = pmu.state() if series == "host" else pmu.guest_state(cell.accel)
-                cells.append(cell)
-        finally:
-            if series != "host":
-                machine.close()
+            cell.csv = _one(target, machine, out_dir, options, label, version, spec_opts,
+                            progress or silent, callbacks).csv
+        except HarnessError as err:
+            cell.error = str(err)
+            if on_error is not None:
+                on_error(series, shown, err)
+        except StoppedRounds as stop:
+            cell.csv, cell.note = stop.csv, stop.said()
+            cells.append(_described(cell, machine))
+            raise
+        cells.append(_described(cell, machine))
+
+    stopped: KeyboardInterrupt | None = None
+    try:
+        for series in kernels:
+            machine = get_lane("host" if series == "host" else f"vm:{series}")
+            try:
+                for version in versions:
+                    run_cell(series, version, machine)
+            finally:
+                if series != "host":
+                    machine.close()
+    except KeyboardInterrupt as stop:  # in a cell's rounds (its row says so) or between cells
+        stopped = stop
+        cells = _with_cells_not_run(cells, kernels, versions, signum_of(stop))
     csv_path, md_path = write(cells, out_dir / f"{name}-table.csv")
-    png = plot_bench_table(csv_path, f"{name}: in-kernel ns per event",
-                           out_dir / f"{name}-table.png")
-    table = BenchTable(cells, csv_path, md_path, png)
+    table = BenchTable(cells, csv_path, md_path, None)
+    if stopped is not None:
+        if on_table is not None:
+            on_table(table)
+        raise stopped
+    table.png = plot_bench_table(csv_path, f"{name}: in-kernel ns per event",
+                                 out_dir / f"{name}-table.png")
+    if on_table is not None:
+        on_table(table)
     if report:
         table.report = _report(out_dir)
     return table
+
+
+def _described(cell: Cell, lane: Lane) -> Cell:
+    """The cell with where it ran: the guest's accelerator, what its PMU offers."""
+    cell.accel = str(lane.describe().get("accel") or "")
+    cell.pmu = pmu.state() if cell.series == "host" else pmu.guest_state(cell.accel)
+    return cell
+
+
+def _with_cells_not_run(
+    cells: list[Cell], kernels: Sequence[str], versions: Sequence[str | None], signum: int
+) -> list[Cell]:
+    """The table's cells in kernel x release order, each one a stop signal kept from running a
+    row saying so."""
+    name_of = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+    ran = {(c.series, c.release) for c in cells}
+    order = [(k, r or "system") for k in kernels for r in versions]
+    cells = cells + [Cell(k, r, None, error=f"not run: interrupted by {name_of}")
+                     for k, r in order if (k, r) not in ran]
+    return sorted(cells, key=lambda c: order.index((c.series, c.release)))
 
 
 def _checked(
@@ -320,10 +374,13 @@ def _checked(
 def _one(
     target: str, lane: Lane, out_dir: Path, options: BenchOptions, label: str | None,
     bpftrace: str | None, spec_opts: dict[str, Any], progress: Progress,
-    on_start: Callable[[BenchStart], None] | None, on_sample: Callable[[Sample], None] | None,
+    callbacks: tuple[Callable[[BenchStart], None] | None, Callable[[Sample], None] | None,
+                     Callable[[Bench], None] | None],
 ) -> Bench:
     """One bench on one lane with one bpftrace release: its CSVs, .md and programs written into
-    `out_dir`."""
+    `out_dir`. Cut short by a stop signal, what finished is written, then StoppedRounds goes on
+    (its `csv` naming the file)."""
+    on_start, on_sample, on_written = callbacks
     name = target
     on_host = lane.name == "host"
     if not on_host and not label:  # a guest's or a remote's figures get files of their own
@@ -360,9 +417,12 @@ def _one(
             ["untraced", *[t.mode for t in case.tracers]], bool(together),
             plan.max_rounds * (1 + len(case.tracers) + len(together)),
         ))
+    stopped: StoppedRounds | None = None
     lane.progress = progress  # a guest reports the seconds its rounds have run
     try:
         samples = lane.bench(case.workload, case.tracers, plan, on_sample)
+    except StoppedRounds as stop:  # what finished is written, then the stop goes on
+        stopped, samples = stop, stop.samples
     finally:
         lane.progress = silent
     result = BenchResult(name, case.workload, case.attach, samples, env, started)
@@ -372,7 +432,7 @@ def _one(
     md_path = out_dir / f"{stem}.md"
     summary = summary_markdown(
         result, [*bench_cases.notes(case, out_dir), f"- cycles and instructions per run: "
-                 f"{_pmu(lane)}."]
+                 f"{_pmu(lane)}."], interrupted=stopped.said() if stopped else None,
     )
     if not on_host:
         summary = summary.rstrip("\n") + "\n" + _vm_note(lane.describe())
@@ -381,7 +441,14 @@ def _one(
     for suffix, text in case.sources.items():  # the measured programs, beside their figures
         sources.append(out_dir / f"{stem}{suffix}")
         sources[-1].write_text(text)
-    return Bench(stem, result, csv_path, programs_path, md_path, summary, sources)
+    done = Bench(stem, result, csv_path, programs_path, md_path, summary, sources,
+                 interrupted=stopped.said() if stopped else None)
+    if on_written is not None:
+        on_written(done)
+    if stopped is not None:
+        stopped.csv = csv_path
+        raise stopped
+    return done
 
 
 def _vm_note(lane: dict[str, Any]) -> str:

@@ -2,8 +2,9 @@
 
 Writes results/bench/<NAME>.csv (a row per round and mode, stamped with kernel, CPU, tool versions,
 attach type and git revision), results/bench/<NAME>.md (min/median/max and the goals), then runs
-`harness report` over results/bench for the comparison PNGs. The bench is harness.bench (and
-harness.bench_table for --kernels); this module parses the flags and prints.
+`harness report` over results/bench for the comparison PNGs. Stopped by Ctrl-C or SIGTERM, it
+writes the runs that finished (the page says it was interrupted) and exits 128 + N. The bench is
+harness.bench (and harness.bench_table for --kernels); this module parses the flags and prints.
 """
 
 from __future__ import annotations
@@ -122,10 +123,9 @@ def run(args: argparse.Namespace) -> int:
         done = bench(
             args.name, lane=args.lane, out=args.out, report=not args.no_report,
             label=args.label, bpftrace=args.bpftrace, progress=bar, on_start=shown.start,
-            on_sample=shown.sample, **vars(_bench_options(args)),
+            on_sample=shown.sample, on_written=shown.written, **vars(_bench_options(args)),
             **given_spec_options(args),
         )
-    shown.written(done)
     for path in done.report:
         print(path)
     return 0
@@ -181,34 +181,47 @@ class Shown:
             print(done.programs_csv)
         print(done.md)
         print(done.summary)
+        if done.interrupted:
+            print(f"harness bench: {done.interrupted}: the runs that finished are in {done.csv}",
+                  file=sys.stderr)
 
 
 def _table(args: argparse.Namespace, options: BenchOptions, shown: Shown) -> int:
     """harness.bench_table over the flags; each cell shown as a bench is, then the table."""
-    from harness.api.bench import bench_table
+    from harness.api.bench import BenchTable, bench_table
     from harness.cli.bench_table import kernels, releases
     from harness.cli.run import given_spec_options
 
     def cell(series: str, release: str) -> None:
         print(f"== {series} x bpftrace {release}", file=sys.stderr, flush=True)
 
-    def finished(series: str, release: str, done: Bench | HarnessError) -> None:
-        if isinstance(done, HarnessError):
-            print(f"harness bench: {series} x {release}: error: {done}", file=sys.stderr)
-        else:
-            shown.written(done)
+    def failed(series: str, release: str, err: HarnessError) -> None:
+        print(f"harness bench: {series} x {release}: error: {err}", file=sys.stderr)
+
+    written: list[BenchTable] = []
+
+    def tabled(table: BenchTable) -> None:
+        written.append(table)
+        for path in (table.csv, table.md, table.png):
+            if path is not None:
+                print(path)
 
     series_list, versions = kernels(args.kernels), releases(args.bpftrace)
-    with terminal_progress(args.quiet) as bar:
-        shown.bar = bar
-        table = bench_table(
-            args.name, kernels=series_list, bpftrace=versions, options=options, out=args.out,
-            report=not args.no_report, label=args.label, progress=bar, on_cell=cell,
-            on_start=shown.start, on_sample=shown.sample, on_bench=finished,
-            **given_spec_options(args),
-        )
-    for path in (table.csv, table.md, table.png):
-        print(path)
+    try:
+        with terminal_progress(args.quiet) as bar:
+            shown.bar = bar
+            table = bench_table(
+                args.name, kernels=series_list, bpftrace=versions, options=options,
+                out=args.out, report=not args.no_report, label=args.label, progress=bar,
+                on_cell=cell, on_start=shown.start, on_sample=shown.sample,
+                on_written=shown.written, on_error=failed, on_table=tabled,
+                **given_spec_options(args),
+            )
+    except KeyboardInterrupt:
+        if written:
+            print(f"harness bench: the table was interrupted; {written[0].csv} holds every cell: "
+                  "those measured, the one cut short and those not run", file=sys.stderr)
+        raise
     print(table.md.read_text())
     for path in table.report:
         print(path)
