@@ -45,6 +45,7 @@ from harness.host.bpftrace_versions import resolve
 from harness.lanes.debian import SUITES
 from harness.lanes.registry import get_lane
 from harness.progress import Progress, silent
+from harness.report.plots import plot_bench_table  # matplotlib loads when it draws
 from harness.report.rundir import check_writable
 from harness.report.summary import write_report
 
@@ -249,14 +250,12 @@ def bench_table(
     has written its finished runs: that cell's row says so, each cell not run is a row saying
     why, the table is written (without its plot) and the stop goes on.
     """
-    from harness.report.plots import plot_bench_table  # matplotlib
-
     if not isinstance(options, BenchOptions):
         raise UsageError(f"options={options!r:.60} is not a BenchOptions",
                          "pass e.g. options=harness.BenchOptions(rounds=3)")
     for what, value in (("progress", progress), ("on_cell", on_cell), ("on_start", on_start),
-                          ("on_sample", on_sample), ("on_written", on_written),
-                          ("on_error", on_error), ("on_table", on_table)):
+                        ("on_sample", on_sample), ("on_written", on_written),
+                        ("on_error", on_error), ("on_table", on_table)):
         arguments.callback(what, value)
     kernels = arguments.names("kernels", kernels, "['6.1', 'host']")
     versions = arguments.names("bpftrace", bpftrace, "['0.17', '0.27']", none_ok=True)
