@@ -79,8 +79,14 @@ def test_lane_up_run_down(tmp_path: Path) -> None:
         assert meta["lane"]["release"].startswith("6.1.")
         sent = (out / "workload.stdout.txt").read_text()
         assert "sent 100 " in sent and _total(out, "stacks.csv") == 100
-        assert any("not compiled ahead of time (AOT does not yet support struct casts)" in w
-                   for w in meta["warnings"]), meta["warnings"]
+        # compiled here, its two struct casts as reads at the guest kernel's offsets (its BTF),
+        # and served by the resident agent `lane up` started
+        assert any(w.startswith("bpftrace --aot refuses struct casts: the program was compiled "
+                                "with each cast member read at its offset") and
+                   "sk_buff.hash at +" in w for w in meta["warnings"]), meta["warnings"]
+        aot = meta["lane"]["aot"]
+        assert aot["used"] and "struct" not in aot["program"] and "arg0 + " in aot["program"]
+        assert meta["lane"]["agent"] == "resident", meta["lane"]
         # A Python session: the same guest, the syscalls entry compiled here (AOT).
         lane = get_lane("vm:6.1")
         assert isinstance(lane, kept.GuestLane)
