@@ -460,15 +460,20 @@ class _Builder:
         (`gap_maps`), and either the key is one no printing can hold twice (`_unique_key`) or
         it came after an arrival gap (`breaks`). A gap alone is no boundary: bpftrace pauses
         inside one printing too (resolving symbols, descheduled under load)."""
-        return (packed in self.seen and (self.gap_maps is None or name in self.gap_maps)
+        return (packed in self.seen and self._printed_by_program(name)
                 and ((self.unique_cuts and _unique_key(packed))
                      or (bool(self.breaks) and bool(self._breaks_in(line, line + 1)))))
+
+    def _printed_by_program(self, name: str) -> bool:
+        """The map is one the program print()s (any map when the program is not known): only
+        such a map is printed more than once."""
+        return self.gap_maps is None or name in self.gap_maps
 
     def _repeat_at(self, name: str, keys: list[Any], start: int) -> int:
         """The first index after `start` whose key is a `_unique_key` that the printing (or
         keys[start:] before it) already holds: a back-to-back print() of the map begins there
         (len(keys) when none does)."""
-        if not self.unique_cuts or (self.gap_maps is not None and name not in self.gap_maps):
+        if not self.unique_cuts or not self._printed_by_program(name):
             return len(keys)
         rest = keys[start:]
         if len(set(rest)) == len(rest) and self.seen.isdisjoint(rest):  # the common case

@@ -255,7 +255,8 @@ def write_diff(
         [b.map_name, *([probe] if probe else []), f"{b.total} samples (A: {a.total})"]
     )
     gone = [r for r in rows if r.count_b == 0]
-    missing = Diff(a, b, rows, []).differences
+    diff = Diff(a, b, rows, files)  # the page, written last, joins its files
+    missing = diff.differences
     subtitle = ("NOT ALL PRINTED SAMPLES: " + "; ".join(missing) + ". " if missing else "") + (
         f"A = {_short(run_a)}, B = {_short(run_b)}. Widths from B, colour from A->B."
         + (
@@ -271,4 +272,4 @@ def write_diff(
             baseline=a.counts, merge=not keep_offsets,
         )
     )
-    return Diff(a, b, rows, files)
+    return diff

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.errors import HarnessError
 from harness.output.printed import check_frames, differences, measure, shown_printing
 
 _PAGE_DATA = re.compile(r'<script id="flame-data" type="application/json">(.*?)</script>', re.S)
@@ -59,3 +60,13 @@ def check_run_dir(run_dir: Path, printed: Mapping[str, Sequence[Mapping[str, Any
                                  {shown: (0, None if total is None else int(total))},
                                  entries=False, only=shown)
     return lines
+
+
+def checked_run_dir(run_dir: Path, printed: Mapping[str, Sequence[Mapping[str, Any]]],
+                    tables: Mapping[str, Any] | None = None) -> list[str]:
+    """`check_run_dir` for a run that is already written: a check that cannot be made (a file
+    unreadable, damaged) is itself the one line, never an exception that loses the run."""
+    try:
+        return check_run_dir(run_dir, printed, tables)
+    except (OSError, ValueError, HarnessError) as err:
+        return [f"the printed totals could not be checked: {err}"]
