@@ -11,7 +11,9 @@ class HarnessError(Exception):
     def __init__(self, cause: str, fix: str = "") -> None:
         self.cause = cause
         self.fix = fix
-        super().__init__(f"{cause}; {fix}" if fix else cause)
+        # One line, whatever it quotes: a path or a value holding a line break shows it escaped.
+        text = f"{cause}; {fix}" if fix else cause
+        super().__init__(text.replace("\r", "\\r").replace("\n", "\\n"))
 
 
 class UsageError(HarnessError):
