@@ -37,7 +37,7 @@ _EXPORTS = {
     "trace": "harness.api.trace",
     "again": "harness.api.again",
     "Trace": "harness.api.trace_result",
-    "RunMeta": "harness.api.record",
+    "RunMeta": "harness.report.record",
     "crosscheck": "harness.api.crosscheck",
     "plan": "harness.api.trace",
     "plan_crosscheck": "harness.api.crosscheck",
@@ -153,7 +153,6 @@ if TYPE_CHECKING:
         fleet_crosscheck,
     )
     from harness.api.matrix import Matrix, matrix
-    from harness.api.record import RunMeta
     from harness.api.trace import plan, trace
     from harness.api.trace_result import Trace
     from harness.errors import CrosscheckError, HarnessError, MissingDependency, UsageError
@@ -174,6 +173,7 @@ if TYPE_CHECKING:
     from harness.output.frames import to_frames
     from harness.output.model import Output
     from harness.output.parse import ParseError, parse_json, parse_text
+    from harness.report.record import RunMeta
     from harness.spec import catalog
     from harness.spec.model import ProbeSpec
     from harness.spec.plan import Plan

@@ -59,7 +59,7 @@ def assert_reparses_to(run_dir: Path, x: Crosscheck) -> None:
     from harness import parse_text, to_frames
     from harness.api.planner import resolve_spec
 
-    spec, *_ = resolve_spec(x.meta["catalog"], None, x.attach)
+    spec, *_ = resolve_spec(x.meta.catalog, None, x.attach)
     stdout = (run_dir / "bpftrace" / "stdout.txt").read_text()
     again = to_frames(parse_text(stdout), spec.key_names())
     assert x.bpftrace and set(again) == set(x.bpftrace)

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from harness.api.inputs import spec_options
-from harness.api.record import ENDED_BY, RUN_SCHEMA
 from harness.cli import main
 from harness.errors import UsageError
 from harness.paths import workload
+from harness.report.record import ENDED_BY, RUN_SCHEMA
 from harness.spec import catalog
 from harness.spec.model import ProbeSpec
 
@@ -124,7 +124,8 @@ def test_a_real_run_json_matches_the_documented_schema(tmp_path: Path) -> None:
     meta = json.loads((tmp_path / "r" / "run.json").read_text())
     assert set(meta) == documented_fields()
     assert "interrupted" not in _keys_anywhere(meta)
-    assert meta["schema"] == RUN_SCHEMA and meta["again_of"] is None
+    assert meta["schema"] == {"name": "ktrace-harness.run", "version": RUN_SCHEMA}
+    assert meta["kind"] == "trace" and meta["again_of"] is None
     # The spec is the one the probe line describes, built here independently of the run.
     expected = spec_options("tracepoint:syscalls:sys_enter_getppid", {"count_by": "comm"})
     assert ProbeSpec.from_dict(meta["spec"]) == expected
@@ -193,7 +194,8 @@ def test_again_with_a_target_or_spec_options_is_one_line(
 def test_again_refuses_an_old_run_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "run.json").write_text(json.dumps({"target": "ktrace", "spec": "ProbeSpec(...)"}))
     assert main(["run", "--again", str(tmp_path)]) == 2
-    assert f"schema {RUN_SCHEMA}" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "before schema 2" in err and "cannot be run again" in err and "\n" not in err.strip()
 
 
 def test_run_without_target_or_again_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:

@@ -147,7 +147,7 @@ def test_crosscheck_over_ssh_is_exact_with_the_host_built_object(local_ssh: None
     assert x.passed, {name: v.diff for name, v in x.maps.items()}
     assert int(x.bpftrace["@stacks"]["value"].sum()) == 60
     assert int(x.libbpf["@stacks"]["value"].sum()) == 60
-    assert x.meta["lane"]["transport"] == "ssh"
+    assert x.meta.lane["transport"] == "ssh"
     assert_reparses_to(tmp_path / "x", x)
 
 

@@ -132,7 +132,7 @@ def filled(argv: tuple[str, ...]) -> ProbeSpec:
 def assert_exact(x: object) -> None:
     """Passed, nothing dropped, and every map holds events on both sides (nothing vacuous)."""
     assert x.passed, {c.map_name: c.diff[:5] for c in x.comparisons if not c.equal}  # type: ignore[attr-defined]
-    assert x.meta["libbpf_lost"] == 0  # type: ignore[attr-defined]
+    assert x.meta.libbpf_lost == 0  # type: ignore[attr-defined]
     for c in x.comparisons:  # type: ignore[attr-defined]
         assert c.bpftrace_rows > 0 and c.libbpf_rows > 0, c.map_name
 
@@ -162,7 +162,7 @@ def test_raw_stack_keys_crosscheck_under_027() -> None:
 def test_ktrace_crosschecks_with_the_generated_twin() -> None:
     x = run_crosscheck("ktrace", count=40)
     assert_exact(x)
-    assert "BPF_CORE_READ" in x.meta["twin_c"]
+    assert "BPF_CORE_READ" in x.meta.twin_c
 
 
 @pytest.mark.usefixtures("needs_bpf")

@@ -82,7 +82,7 @@ def test_seed_oneliner_counts_exact_sends_on_the_udp_sendmsg_stack(outdir: Path)
     assert meta["lane"]["release"].startswith("6.1.") and meta["lane"]["accel"] in ("kvm", "tcg")
     assert meta["capabilities"]["kprobes"] is True
     # The guest's clock gives attach and run times, the host's the parse time (it parses).
-    assert meta["ended_by"] == "workload-exit" and meta["schema"] == 2
+    assert meta["ended_by"] == "workload-exit" and meta["schema"]["version"] == 3
     assert all(isinstance(meta["durations"][k], float) for k in ("attach_s", "run_s", "parse_s"))
     stacks = pd.read_csv(outdir / "at.csv")
     on_sendmsg = stacks[stacks["kstack"].str.contains("udp_sendmsg+", regex=False)]
@@ -106,10 +106,10 @@ def test_crosscheck_passes_with_the_kprobe_and_the_host_built_object(outdir: Pat
 
     x = harness.crosscheck("ktrace", lane="vm:6.1", count=40, out=outdir, timeout=300)
     assert x.passed, {name: v.diff for name, v in x.maps.items()}
-    assert x.attach == "kprobe" and x.meta["kernel"].startswith("6.1.")
+    assert x.attach == "kprobe" and x.meta.kernel.startswith("6.1.")
     spec, *_ = resolve_spec("ktrace", None, "kprobe")
     assert x.bpf_obj_sha256 == build_twin(twin_program(spec).text).sha256
-    assert set(x.meta["core_relocations"]) >= {"sk_buff.hash", "sk_buff.len"}
+    assert set(x.meta.core_relocations) >= {"sk_buff.hash", "sk_buff.len"}
     assert json.loads((outdir / "verdict.json").read_text())["passed"] is True
     # The guest's raw stdout came back through the lane and re-reads to the compared frames.
     assert_reparses_to(outdir, x)

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 from harness import arguments
 from harness.api.inputs import Out, parse_workload, run_options
-from harness.api.record import RUN_SCHEMA
 from harness.api.trace import run_trace
-from harness.errors import UsageError
+from harness.errors import HarnessError, UsageError
+from harness.report.record import RUN_SCHEMA
 
 if TYPE_CHECKING:
     from harness.api.trace_result import Trace
@@ -52,7 +52,7 @@ def again(
     run_options(lane="host", out=out, bpftrace=None, progress=progress, on_plan=on_plan,
                  on_progress=on_progress, report=report, plots=plots, check=check, force=force)
     rec = _recorded(run)
-    return run_trace(
+    done = run_trace(
         rec.target,
         {rec.spec.attach_type: rec.spec} if rec.spec is not None else {},
         attach=rec.spec.attach_type if rec.spec is not None else None,
@@ -73,6 +73,8 @@ def again(
         on_plan=on_plan,
         progress=progress,
     )
+    done.notes[:0] = rec.notes
+    return done
 
 
 @dataclass
@@ -87,47 +89,54 @@ class _Recorded:
     lane: str
     release: str | None
     reason: str
+    notes: list[str]  # what an older run.json lacked (read_record's notes)
 
 
 def _recorded(run: Path) -> _Recorded:
-    """Read and check run.json: a hand-edited or damaged field is a one-line error naming it,
-    and a run that nothing would bound (no workload, no duration, no exit()) is refused, as the
-    CLI refuses it."""
-    import json
-
-    from harness.spec.model import ProbeSpec
+    """Read run.json through its one reader (harness.report.record) and check each field: a
+    hand-edited or damaged field is a one-line error naming it, and a run that nothing would
+    bound (no workload, no duration, no exit()) is refused, as the CLI refuses it."""
+    from harness.report.record import TraceRecord, read_record
 
     where = run / "run.json"
     fix = "pass a results/<run-id> directory written by `harness run`"
     try:
-        meta = json.loads(where.read_text())
-    except FileNotFoundError:
-        raise UsageError(f"{run} holds no run.json: it is not a harness run", fix) from None
-    except (OSError, ValueError) as err:
-        raise UsageError(f"cannot read {where}: {err}", fix) from None
-    if not isinstance(meta, dict) or meta.get("schema") != RUN_SCHEMA or "target" not in meta:
+        rec = read_record(run)
+    except HarnessError as err:
+        raise UsageError(err.cause, err.fix) from None
+    if rec is None:
+        raise UsageError(f"{run} holds no run.json: it is not a harness run", fix)
+    if not isinstance(rec, TraceRecord) or "target" in rec.missing:
         raise UsageError(
-            f"{where} is not a run.json of schema {RUN_SCHEMA} (written by "
-            "`harness run` since the structured run.json)",
+            f"{where} is the run.json of a {rec.kind}, not of a `harness run`"
+            if not isinstance(rec, TraceRecord) else f"{where} records no target",
+            "run the target again by hand, e.g. `harness run TARGET`",
+        )
+    if "spec" in rec.unread and not isinstance(rec.extra.get("spec"), dict):
+        raise UsageError(
+            f"{where} keeps its spec as text ({rec.unread['spec']}), as run.json did before "
+            f"schema 2: it cannot be run again (this harness writes schema {RUN_SCHEMA})",
             "run the target again by hand, e.g. `harness run TARGET`",
         )
 
-    def part(name: str, default: Any) -> dict[str, Any]:
-        value = meta.get(name, default)
+    def part(name: str, value: Any) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise UsageError(f"{name}={value!r:.60} is not an object", "")
         return value
 
     try:
-        target = arguments.text("target", meta["target"], "'ktrace'")
-        spec = ProbeSpec.from_dict(meta["spec"]) if meta.get("spec") is not None else None
+        if "spec" in rec.unread:
+            raise UsageError(rec.unread["spec"], "")
+        target = arguments.text("target", rec.target, "'ktrace'")
+        spec = rec.spec
         if spec is None and "{" not in target:
             raise UsageError("it has neither a spec nor a whole program", "")
-        argv = parse_workload(meta.get("workload"))
-        duration = arguments.optional_seconds("duration_s", meta.get("duration_s"))
-        timeout = arguments.seconds("timeout_s", meta.get("timeout_s", 60.0), "60")
-        lane = arguments.lane(part("lane", {}).get("name", "host"))
-        release = arguments.release(part("bpftrace", {}).get("name"))
+        argv = parse_workload(rec.workload)
+        duration = arguments.optional_seconds("duration_s", rec.duration_s)
+        timeout = arguments.seconds(
+            "timeout_s", 60.0 if "timeout_s" in rec.missing else rec.timeout_s, "60")
+        lane = arguments.lane(part("lane", rec.lane).get("name", "host"))
+        release = arguments.release(part("bpftrace", rec.bpftrace).get("name"))
     except UsageError as err:
         raise UsageError(
             f"{where}: {err.cause}", "repair that field, or run the target again by hand"
@@ -144,5 +153,5 @@ def _recorded(run: Path) -> _Recorded:
             "run the target again by hand with --workload CMD or --duration S",
         )
     return _Recorded(target, spec, argv, duration, timeout, lane, release,
-                     str(meta.get("attach_reason")))
+                     str(rec.attach_reason or None), rec.notes)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
     from harness.compare.crosscheck import CrosscheckResult
     from harness.lanes.base import Lane
+    from harness.report.record import CrosscheckRecord
     from harness.spec.model import ProbeSpec
     from harness.spec.plan import Plan
 
@@ -53,7 +54,7 @@ class Crosscheck:
     maps: dict[str, MapVerdict]
     bpftrace: dict[str, pd.DataFrame]
     libbpf: dict[str, pd.DataFrame]
-    meta: dict[str, Any]
+    meta: CrosscheckRecord  # what run.json holds (harness.report.record)
     bpf_obj_sha256: str
     path: Path | None
 
@@ -64,14 +65,14 @@ class Crosscheck:
 
     def verdict(self) -> dict[str, Any]:
         """What verdict.json holds."""
-        ended_by = self.meta.get("ended_by", "workload-exit")
+        ended_by = self.meta.ended_by
         return {
             # Cut short by Ctrl-C/SIGTERM, the maps hold what each side had seen: no verdict.
             "passed": self.passed and ended_by == "workload-exit",
             "ended_by": ended_by,
-            "spec": self.meta["spec"],  # ProbeSpec.to_dict(), as in run.json
-            "kernel": self.meta["kernel"],
-            "core_relocations": self.meta["core_relocations"],
+            "spec": self.meta.spec.to_dict() if self.meta.spec is not None else None,
+            "kernel": self.meta.kernel,
+            "core_relocations": self.meta.core_relocations,
             "attach": self.attach,
             "reason": self.reason,
             "bpf_obj_sha256": self.bpf_obj_sha256,
@@ -247,10 +248,10 @@ def _written(result: CrosscheckResult, path: Path | None) -> Crosscheck:
                   stdout=result.bpftrace_stdout, stderr=result.bpftrace_stderr)
     _check_printed(done.path / "bpftrace", result)
     # the twin's part: the same meta but bpftrace's printed totals, which are not its own
-    write_run_dir(done.path / "libbpf", result.libbpf_frames, {
-        k: v for k, v in result.meta.items() if k not in ("printed", "printed_differences")})
-    (done.path / "program.bt").write_text(result.meta["program"])
-    (done.path / "twin.bpf.c").write_text(result.meta["twin_c"])
+    write_run_dir(done.path / "libbpf", result.libbpf_frames,
+                  replace(result.meta, printed={}, printed_differences=[]))
+    (done.path / "program.bt").write_text(result.meta.program)
+    (done.path / "twin.bpf.c").write_text(result.meta.twin_c)
     (done.path / "verdict.json").write_text(json.dumps(done.verdict(), indent=2) + "\n")
     return done
 
@@ -263,10 +264,10 @@ def _check_printed(run_dir: Path, result: CrosscheckResult) -> None:
     from harness.report.rundir import rewrite_meta
     from harness.report.totals import checked_run_dir
 
-    if not result.meta.get("printed"):
+    if not result.meta.printed:
         return
-    result.meta["printed_differences"] = checked_run_dir(
-        run_dir, result.meta["printed"], result.bpftrace_frames)
+    result.meta.printed_differences = checked_run_dir(
+        run_dir, result.meta.printed, result.bpftrace_frames)
     rewrite_meta(run_dir, result.meta)  # [] too: a reader sees the check was made
 
 

@@ -386,7 +386,7 @@ def _write_fleet(done: Fleet | FleetCrosscheck, began: float, jobs: int, kind: s
                          ended_by=run.ended_by, counts=run.counts,
                          bpftrace=run.bpftrace.get("version_text"))
         elif result is not None:
-            entry.update(kernel=result.meta.get("kernel"), attach=result.attach,
+            entry.update(kernel=result.meta.kernel, attach=result.attach,
                          passed=result.passed, bpf_obj_sha256=result.bpf_obj_sha256)
         hosts.append(entry)
     meta: dict[str, Any] = {
@@ -511,14 +511,14 @@ def _crosscheck_row(r: HostRun) -> dict[str, Any]:
     return {
         "host": r.label,
         "lane": r.lane,
-        "kernel": x.meta.get("kernel", "") if x is not None else "",
-        "bpftrace": x.meta.get("bpftrace", "") if x is not None else "",
+        "kernel": x.meta.kernel if x is not None else "",
+        "bpftrace": x.meta.bpftrace if x is not None else "",
         "attach": x.attach if x is not None else "",
         "bpftrace_events": _events(x.bpftrace, first) if x is not None else None,
         "libbpf_events": _events(x.libbpf, first) if x is not None else None,
         "verdict": "error" if x is None else "pass" if x.passed else "FAIL",
         "core_relocations": " ".join(
-            f"{k}@{v}" for k, v in sorted((x.meta.get("core_relocations") or {}).items())
+            f"{k}@{v}" for k, v in sorted((x.meta.core_relocations or {}).items())
         ) if x is not None else "",
         "bpf_obj_sha256": x.bpf_obj_sha256 if x is not None else "",
         "error": r.error or "",

@@ -203,7 +203,7 @@ def _compare_versions(
 def _matrix_row(
     series: str, x: Crosscheck | None, error: str, lane: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
-    lane = x.meta.get("lane", {}) if x is not None else (lane or {})
+    lane = x.meta.lane if x is not None else (lane or {})
 
     def events(frames: Mapping[str, pd.DataFrame]) -> int | None:
         frame = frames.get("@stacks")
@@ -211,8 +211,8 @@ def _matrix_row(
 
     return {
         "kernel_series": series,
-        "kernel": x.meta["kernel"] if x is not None else lane.get("release", ""),
-        "bpftrace": x.meta.get("bpftrace", "") if x is not None else "",
+        "kernel": x.meta.kernel if x is not None else lane.get("release", ""),
+        "bpftrace": x.meta.bpftrace if x is not None else "",
         "lane": "host" if series == "host" else "vm",
         "accel": lane.get("accel") or "-",
         "attach": x.attach if x is not None else "",
@@ -221,7 +221,7 @@ def _matrix_row(
         "verdict": ("pass" if x.passed else "FAIL") if x is not None else "error",
         "versions_agree": "-",
         "core_relocations": " ".join(
-            f"{k}@{v}" for k, v in sorted((x.meta["core_relocations"] if x else {}).items())
+            f"{k}@{v}" for k, v in sorted((x.meta.core_relocations if x else {}).items())
         ),
         "bpf_obj_sha256": x.bpf_obj_sha256 if x is not None else "",
         "error": error or ("; ".join(k for k, v in (x.maps if x else {}).items() if not v.equal)),

@@ -29,10 +29,10 @@ from harness.api.inputs import (
     unclaimed_on_failure,
 )
 from harness.api.planner import settle, with_twin
-from harness.api.record import RunMeta
 from harness.api.trace_result import Trace, finish
 from harness.errors import HarnessError, UsageError
 from harness.progress import Progress, silent
+from harness.report.record import RunMeta
 
 if TYPE_CHECKING:
     from harness.host.bpftrace_versions import Bpftrace

@@ -17,10 +17,10 @@ from harness.errors import HarnessError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from harness.api.record import RunMeta
     from harness.host.runner import RunResult
     from harness.output.columns import Table
     from harness.output.model import Output
+    from harness.report.record import RunMeta
 
 
 @dataclass
@@ -114,7 +114,7 @@ def finish(
     if path is None:
         return done
     def write(where: Path) -> Path:
-        write_tables(where, done.tables, meta.as_dict(), stdout=result.stdout,
+        write_tables(where, done.tables, meta, stdout=result.stdout,
                      stderr=result.stderr)
         return write_workload_output(where, result.extra)
 
@@ -148,7 +148,7 @@ def check_printed(done: Trace, meta: RunMeta) -> None:
     if meta.printed_differences:
         done.notes += [f"not as printed: {line}" for line in meta.printed_differences]
         try:
-            rewrite_meta(done.path, meta.as_dict())
+            rewrite_meta(done.path, meta)
         except OSError as err:
             done.notes.append(f"run.json not updated with the differences: {err}")
 

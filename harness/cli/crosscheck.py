@@ -107,9 +107,9 @@ def run(args: argparse.Namespace) -> int:
             progress=progress,
             on_plan=print_plan if args.print_program else None,
         )
-    print_lane(x.meta.get("lane", {}))
+    print_lane(x.meta.lane)
     print(f"attach: {x.attach} ({x.reason}); .bpf.o sha256 {x.bpf_obj_sha256[:16]}")
-    print(f"bpftrace: {x.meta['bpftrace']} ({x.meta['bpftrace_origin']})")
+    print(f"bpftrace: {x.meta.bpftrace} ({x.meta.bpftrace_origin})")
     print(f"{'map':<9} {'compared':<36} {'bpftrace':>10} {'libbpf':>10}  verdict")
     for name, v in x.maps.items():
         bt = _total(x.bpftrace.get(name))
@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{name:<9} {what:<36} {bt:>10} {lb:>10}  {'equal' if v.equal else 'DIFFER'}")
         for key, left, right in v.diff.head(20).itertuples(index=False):
             print(f"    {str(key)[:90]:<90} bpftrace={left} libbpf={right}")
-    for line in x.meta.get("printed_differences", []):
+    for line in x.meta.printed_differences:
         print(f"warning: not as printed: bpftrace/{line}", file=sys.stderr)
     print(f"{'PASS' if x.passed else 'FAIL'}: results in {x.path}")
     return 0 if x.passed else 1

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         keep_offsets=args.keep_offsets,
     )
     a, b = diff.a, diff.b
-    for line in diff.differences:
+    for line in [*diff.notes, *diff.differences]:
         print(f"warning: {line}", file=sys.stderr)
     print(f"A: {a.source} ({a.total} samples, {len(a.counts)} stacks)")
     print(f"B: {b.source} ({b.total} samples, {len(b.counts)} stacks)")

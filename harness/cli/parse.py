@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Mapping
@@ -59,18 +58,22 @@ def _program(path: Path, given: Path | None) -> tuple[str | None, str]:
     shaped like an entry is then read as one)."""
     if given is not None:
         return _read(given, "give --program a readable bpftrace program file"), str(given)
-    meta = path.parent / "run.json"
+    from harness.errors import HarnessError
+    from harness.report.record import read_record
+
     try:
-        program = json.loads(meta.read_text()).get("program")
-    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
-        return None, ""  # no run directory (or not one we wrote): no program known
-    return (program, str(meta)) if isinstance(program, str) else (None, "")
+        record = read_record(path.parent)
+    except HarnessError:
+        return None, ""  # not a run directory we can read: no program known
+    program = getattr(record, "program", None)
+    return (program, str(path.parent / "run.json")) if isinstance(program, str) else (None, "")
 
 
 def run(args: argparse.Namespace) -> int:
     from harness.output.frames import to_frames
     from harness.output.parse import parse_json, parse_text
     from harness.output.printed import check_frames, printed
+    from harness.report.record import ParseRecord
     from harness.report.rundir import check_writable, rewrite_meta, write_run_dir, written_or_kept
     from harness.report.totals import check_run_dir
 
@@ -84,15 +87,14 @@ def run(args: argparse.Namespace) -> int:
     frames = to_frames(output)
     counts = printed(output)
     if args.csv:  # written before the summary, so a closed pipe (`| head`) loses nothing
-        meta = {"command": "harness parse", "source": str(path.resolve()), "format": fmt,
-                "probes": output.probes, "lines": output.lines, "printed": counts,
-                "printed_differences": []}
+        meta = ParseRecord(command="harness parse", source=str(path.resolve()), format=fmt,
+                           probes=output.probes, lines=output.lines, printed=counts)
         written, write_error = written_or_kept(
             lambda where: write_run_dir(where, frames, meta), args.csv
         )
         differences = check_run_dir(written, counts, frames)
         if differences:
-            meta["printed_differences"] = differences
+            meta.printed_differences = differences
             rewrite_meta(written, meta)
     else:
         differences = check_frames(counts, frames)

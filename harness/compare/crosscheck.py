@@ -16,11 +16,12 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from harness.compare.maps import MapComparison as Comparison
 from harness.compare.maps import compare_spec_maps
 from harness.errors import CrosscheckError, HarnessError
+from harness.report.record import CrosscheckRecord
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,7 +46,7 @@ class CrosscheckResult:
     bpftrace_frames: dict[str, pd.DataFrame]
     libbpf_frames: dict[str, pd.DataFrame]
     build: BuildOutputs
-    meta: dict[str, Any]
+    meta: CrosscheckRecord
     # bpftrace's raw streams (from the guest in the VM lane): the run directory keeps them, so
     # `harness parse bpftrace/stdout.txt` re-reads exactly what was compared.
     bpftrace_stdout: str = ""
@@ -119,39 +120,40 @@ def compared(
     describe = {t.spec_map: t.describe for t in twin.maps}
     comparisons = compare_spec_maps(spec, bt_frames, lb_frames, describe)
     interrupted = got.interrupted or (held[0] if held else None)
-    meta = {
-        "command": " ".join(sys.argv),
-        "catalog": cat,
-        "spec": spec.to_dict(),
-        "attach": attach,
-        "attach_reason": reason,
-        "program": program,
-        "twin_c": twin.text,
-        "twin_clang_warnings": warnings,
-        "workload": argv,
-        "workload_pid": got.workload_pid,
-        "bpf_obj_sha256": sha,
-        "arch_define": define,
-        "kernel": caps.kernel,
-        "bpftrace": tracer.version_text,
-        "bpftrace_origin": tracer.origin,
-        "libbpf": caps.libbpf,
-        "libbpf_lost": dropped,
-        "libbpf_insert_races": counters(dumps)[1],
-        "core_relocations": core_relocations(log),
-        "lane": machine.describe(),
-        "started_at": utc_iso(started[0]),
-        "ended_at": utc_iso(time.time()),
-        "durations": {
+    meta = CrosscheckRecord(
+        command=" ".join(sys.argv),
+        catalog=cat,
+        spec=spec,
+        attach=attach,
+        attach_reason=reason,
+        program=program,
+        twin_c=twin.text,
+        twin_clang_warnings=warnings,
+        workload=argv,
+        workload_pid=got.workload_pid,
+        bpf_obj_sha256=sha,
+        arch_define=define,
+        kernel=caps.kernel,
+        bpftrace=tracer.version_text,
+        bpftrace_origin=tracer.origin,
+        libbpf=caps.libbpf,
+        libbpf_lost=dropped,
+        libbpf_insert_races=counters(dumps)[1],
+        core_relocations=core_relocations(log),
+        lane=machine.describe(),
+        started_at=utc_iso(started[0]),
+        ended_at=utc_iso(time.time()),
+        durations={
             "bpftrace_attach_s": bt_result.time_to_attached,
             "libbpf_attach_s": got.libbpf_attach_s,
             "total_s": round(time.monotonic() - started[1], 6),
         },
-    }
-    # what bpftrace printed, per map and printing (the invariant the bpftrace/ part is held to)
-    meta["printed"] = printed(bt_result.output) if bt_result.output is not None else {}
-    meta["ended_by"] = "workload-exit" if interrupted is None else (
-        "ctrl-c" if interrupted == signal.SIGINT else "signal")
+        # what bpftrace printed, per map and printing (the invariant the bpftrace/ part is
+        # held to)
+        printed=printed(bt_result.output) if bt_result.output is not None else {},
+        ended_by="workload-exit" if interrupted is None else (
+            "ctrl-c" if interrupted == signal.SIGINT else "signal"),
+    )
     outputs = BuildOutputs(obj, loader, sha, define)
     return CrosscheckResult(
         attach, reason, comparisons, bt_frames, lb_frames, outputs, meta,

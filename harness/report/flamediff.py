@@ -41,6 +41,7 @@ class Stacks:
     map_name: str
     meta: dict[str, Any] = field(default_factory=dict)
     printing: int = 1  # the printing of the map the counts are (a CSV keeps every one)
+    notes: list[str] = field(default_factory=list)  # what its run.json lacked (an older one)
 
     @property
     def total(self) -> int:
@@ -91,6 +92,12 @@ class Diff:
         return lines
 
     @property
+    def notes(self) -> list[str]:
+        """What either side's run.json lacked (an older run directory), one line each."""
+        return [f"{side} ({_short(s.source)}): {note}" for side, s in (("A", self.a), ("B", self.b))
+                for note in s.notes]
+
+    @property
     def only_a(self) -> list[DiffRow]:
         return [r for r in self.rows if r.count_b == 0]
 
@@ -110,10 +117,14 @@ def _stack_maps(run_dir: Path) -> dict[str, Path]:
     return found
 
 
-def _from_csv(path: Path, meta: dict[str, Any]) -> Stacks:
-    """The stacks of a run CSV: its last printing, as the run's .folded and page show it."""
+def _from_csv(path: Path) -> Stacks:
+    """The stacks of a run CSV: its last printing, as the run's .folded and page show it; the
+    run.json beside it (read through harness.report.record) says what bpftrace printed."""
     from harness.output.printed import shown_printing
-    from harness.report.summary import DAMAGED_CSV, read_csv
+    from harness.report.summary import DAMAGED_CSV, read_csv, read_run
+
+    record = read_run(path.parent)
+    meta = record.as_read() if record is not None else {}
 
     frame = read_csv(path)
     cols = flamegraph.stack_columns(frame)
@@ -125,7 +136,8 @@ def _from_csv(path: Path, meta: dict[str, Any]) -> Stacks:
         raise DiffError(f"{path}: {err}", DAMAGED_CSV) from None
     printing = shown_printing({"printing": frame["printing"].tolist()}
                               if "printing" in frame.columns else {})
-    return Stacks(counts, path, map_of(path.stem), meta, printing)
+    return Stacks(counts, path, map_of(path.stem), meta, printing,
+                  record.notes if record is not None else [])
 
 
 def load_stacks(source: Path, map_name: str | None = None) -> Stacks:
@@ -133,7 +145,7 @@ def load_stacks(source: Path, map_name: str | None = None) -> Stacks:
 
     Without `map_name` the run must hold exactly one stack map.
     """
-    from harness.report.summary import read_meta, run_parts
+    from harness.report.summary import run_parts
 
     source = Path(source)
     if source.is_file():
@@ -145,7 +157,7 @@ def load_stacks(source: Path, map_name: str | None = None) -> Stacks:
                 raise DiffError(f"{source} is not a folded-stacks file ({err})",
                                 "pass a .folded written by harness or stackcollapse") from None
             return Stacks(counts, source, map_of(source.name.split(".")[0]))
-        return _from_csv(source, read_meta(source.parent))  # a run's CSV: its run.json beside
+        return _from_csv(source)  # a run's CSV: its run.json beside
     if not source.is_dir():
         raise DiffError(f"no run directory or file at {source}", "pass a `harness run` directory")
     # A crosscheck (and each kernel of a matrix) keeps bpftrace's maps in bpftrace/.
@@ -155,12 +167,12 @@ def load_stacks(source: Path, map_name: str | None = None) -> Stacks:
         if map_name is not None:
             path = run_dir / csv_name(map_name)
             if path.exists():
-                return _from_csv(path, read_meta(run_dir))
+                return _from_csv(path)
             continue
         maps = _stack_maps(run_dir)
         if len(maps) == 1:
             (_label, path), = maps.items()
-            return _from_csv(path, read_meta(run_dir))
+            return _from_csv(path)
         if len(maps) > 1:
             raise DiffError(
                 f"{run_dir} has several stack maps ({', '.join(maps)})",

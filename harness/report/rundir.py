@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
 from harness.paths import results_root
+from harness.report.record import RunRecord, write_record
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -170,16 +171,6 @@ def _csv_ready(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "__dataclass_fields__"):
-        import dataclasses
-
-        return dataclasses.asdict(value)
-    return str(value)
-
-
 def write_raw(run_dir: Path, stdout: str | None, stderr: str | None) -> None:
     """bpftrace's raw streams, first: everything else in a run directory derives from them."""
     if stdout is not None:
@@ -199,7 +190,7 @@ def write_workload_output(run_dir: Path, extra: Mapping[str, Any]) -> Path:
 
 
 def write_run_dir(run_dir: Path, frames: Mapping[str, pd.DataFrame],
-                  meta: Mapping[str, Any], *, stdout: str | None = None,
+                  meta: RunRecord | Mapping[str, Any], *, stdout: str | None = None,
                   stderr: str | None = None) -> Path:
     """Write `<map>.csv` per frame, `run.json`, and the raw `stdout.txt`/`stderr.txt` when
     given; returns run_dir."""
@@ -208,29 +199,25 @@ def write_run_dir(run_dir: Path, frames: Mapping[str, pd.DataFrame],
     write_raw(run_dir, stdout, stderr)
     for name, frame in frames.items():
         _csv_ready(frame).to_csv(run_dir / csv_name(name), index=False)
-    _write_meta(run_dir, meta)
+    write_record(run_dir, meta)
     return run_dir
 
 
-def rewrite_meta(run_dir: Path, meta: Mapping[str, Any]) -> None:
+def rewrite_meta(run_dir: Path, meta: RunRecord | Mapping[str, Any]) -> None:
     """Write run.json again (a check made after the files were written adds its findings)."""
-    _write_meta(run_dir, meta)
+    write_record(run_dir, meta)
 
 
-def _write_meta(run_dir: Path, meta: Mapping[str, Any]) -> None:
-    (run_dir / "run.json").write_text(
-        json.dumps(dict(meta), indent=2, default=_jsonable, sort_keys=True) + "\n")
-
-
-def write_tables(run_dir: Path, tables: Mapping[str, Table], meta: Mapping[str, Any], *,
-                 stdout: str | None = None, stderr: str | None = None) -> Path:
+def write_tables(run_dir: Path, tables: Mapping[str, Table],
+                 meta: RunRecord | Mapping[str, Any], *, stdout: str | None = None,
+                 stderr: str | None = None) -> Path:
     """write_run_dir for plain tables (harness.output.columns): the same CSV bytes, no pandas."""
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_raw(run_dir, stdout, stderr)
     write_csvs(run_dir, tables)
-    _write_meta(run_dir, meta)
+    write_record(run_dir, meta)
     return run_dir
 
 

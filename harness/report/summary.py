@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
+from harness.report.record import RecordError, RunRecord, read_record
 from harness.report.rundir import map_of
 
 if TYPE_CHECKING:
@@ -81,21 +82,19 @@ def read_csv(path: Path) -> pd.DataFrame:
 
 
 def read_meta(run_dir: Path) -> dict[str, Any]:
-    """run.json (command, program, versions, attach type, times), or {} when absent."""
-    path = run_dir / "run.json"
-    if not path.exists():
-        return {}
+    """run.json as its file holds it (command, program, versions, attach type, times), read
+    through its one reader (harness.report.record), or {} when absent."""
+    record = read_run(run_dir)
+    return record.as_read() if record is not None else {}
+
+
+def read_run(run_dir: Path) -> RunRecord | None:
+    """run_dir's run.json as its record (None when absent); one that cannot be read is a
+    ReportError naming the fix."""
     try:
-        meta = json.loads(path.read_text())
-    except (UnicodeDecodeError, IsADirectoryError) as err:
-        raise ReportError(f"{path} is not a run.json ({err})",
-                          "fix or delete run.json; the CSVs are reported without it") from None
-    except json.JSONDecodeError as err:
-        raise ReportError(
-            f"{path} is not valid JSON (line {err.lineno}, column {err.colno})",
-            "fix or delete run.json; the CSVs are reported without it",
-        ) from err
-    return meta if isinstance(meta, dict) else {"run.json": meta}
+        return read_record(run_dir)
+    except RecordError as err:
+        raise ReportError(err.cause, f"{err.fix}; the CSVs are reported without it") from None
 
 
 def _what_ran(meta: dict[str, Any]) -> str:
@@ -353,7 +352,7 @@ def _meta_lines(meta: dict[str, Any]) -> list[str]:
     lines = []
     for key in keys:
         value = meta[key]
-        if value is None or value == [] or value == "":
+        if value is None or value == [] or value == "" or value == {}:
             continue  # an unset field says nothing ('error | None')
         if isinstance(value, dict | list):
             value = json.dumps(value, sort_keys=True)
@@ -367,10 +366,12 @@ def _meta_lines(meta: dict[str, Any]) -> list[str]:
     return ["| field | value |", "|---|---|", *lines] if lines else []
 
 
-def _summary(run_dir: Path, meta: dict[str, Any], maps: list[MapReport], dest: Path) -> str:
+def _summary(run_dir: Path, meta: dict[str, Any], maps: list[MapReport], dest: Path,
+             notes: list[str]) -> str:
     lines = [f"# Report: {run_dir.name}", ""]
     if meta:
         lines += ["## What was measured", "", *_meta_lines(meta), ""]
+        lines += [f"Note: {_relative(note, run_dir)}" for note in notes] + ([""] if notes else [])
         program = meta.get("program")
         if isinstance(program, str) and program.strip():
             lines += ["Program:", "", "```", program.rstrip(), "```", ""]
@@ -432,7 +433,8 @@ def write_report(run_dir: Path, *, plots: bool = True, out: Path | None = None) 
         raise ReportError(
             f"no results directory at {run_dir}", "pass a directory made by `harness run`"
         )
-    meta = read_meta(run_dir)
+    record = read_run(run_dir)
+    meta = record.as_read() if record is not None else {}
     csvs = sorted(run_dir.glob("*.csv"))
     parts = run_parts(run_dir)
     if not csvs and not meta and not parts:
@@ -449,7 +451,7 @@ def write_report(run_dir: Path, *, plots: bool = True, out: Path | None = None) 
         for p in write_report(part, plots=plots, out=None if out is None else dest / part.name)
     ]
     maps = [_report_map(csv, meta, plots, dest) for csv in csvs]
-    text = _summary(run_dir, meta, maps, dest)
+    text = _summary(run_dir, meta, maps, dest, record.notes if record is not None else [])
     if parts:
         text += "\n## Parts\n\n" + "".join(
             f"- [{p.name}/]({p.name}/summary.md): {_part_line(p)}\n" for p in parts
@@ -462,6 +464,11 @@ def write_report(run_dir: Path, *, plots: bool = True, out: Path | None = None) 
     summary = dest / SUMMARY
     summary.write_text(text)
     return [*written, *(p for m in maps for p, _ in m.files), summary]
+
+
+def _relative(note: str, run_dir: Path) -> str:
+    """A reader's note without the run directory's path (the report is in it)."""
+    return note.replace(f"{run_dir / 'run.json'}", "run.json")
 
 
 def _part_line(part: Path) -> str:

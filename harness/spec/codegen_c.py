@@ -87,12 +87,28 @@ class KeyField:
     kind: str
     c_name: str
     column: str | None = None  # the frame column it fills (None: slot / padding)
-    stack_map: str = ""  # kstack/ustack: the stack-trace map its id resolves in ("": STACKS_MAP)
-    mode: str = "bpftrace"  # kstack/ustack: how bpftrace prints its frames (expr.STACK_MODES)
+    # kstack/ustack: the spec's stack key as parsed (print mode, frame limit); None elsewhere
+    stack: expr.Stack | None = None
 
     @property
     def size(self) -> int:
         return {"comm": COMM_LEN, "ustack": 16}.get(self.kind, 8)
+
+    @property
+    def stack_map(self) -> str:
+        """The stack-trace map the key's id resolves in ("": STACKS_MAP)."""
+        return stacks_map(self.stack.limit) if self.stack is not None else ""
+
+    @property
+    def mode(self) -> str:
+        """How bpftrace prints the stack's frames (expr.STACK_MODES)."""
+        return self.stack.mode if self.stack is not None else "bpftrace"
+
+    @property
+    def depth(self) -> int:
+        """Frames the stack holds: its limit, else as deep as the kernel walks."""
+        limit = self.stack.limit if self.stack is not None else None
+        return MAX_STACK if limit is None else limit
 
 
 @dataclass(frozen=True)
@@ -325,8 +341,8 @@ def _key_fields(agg: Agg, columns: list[str], scope: _Scope) -> list[tuple[KeyFi
             if stack.kind == "ustack" and stack.mode == "perf":
                 raise no_twin("ustack(perf) (the twin prints user frames as bare addresses; "
                               "bpftrace's perf mode adds names and files)")
-            smap = stacks_map(stack.limit)
-            kf = KeyField(stack.kind, name, column, smap, stack.mode)
+            kf = KeyField(stack.kind, name, column, stack)
+            smap = kf.stack_map
             if stack.kind == "kstack":
                 fill = f"key.{name} = bpf_get_stackid(ctx, &{smap}, 0);"
             else:
@@ -345,11 +361,6 @@ def _key_fields(agg: Agg, columns: list[str], scope: _Scope) -> list[tuple[KeyFi
 def stacks_map(limit: int | None) -> str:
     """The stack-trace map of stacks cut to `limit` frames (None: MAX_STACK, STACKS_MAP)."""
     return STACKS_MAP if limit is None or limit == MAX_STACK else f"{STACKS_MAP}_{limit}"
-
-
-def stack_depth(name: str) -> int:
-    """Frames a stack-trace map named by `stacks_map` holds."""
-    return MAX_STACK if name == STACKS_MAP else int(name.rsplit("_", 1)[1])
 
 
 def _key_struct(tmap: TwinMap) -> list[str]:
@@ -651,7 +662,7 @@ def generate_c(
             keys.append(KeyField("pad", "none"))
         for k in keys:
             if k.kind in ("kstack", "ustack"):
-                stack_maps[k.stack_map] = stack_depth(k.stack_map)
+                stack_maps[k.stack_map] = k.depth
         tmap = TwinMap(
             agg.map, bpf_name, agg.func, tuple(keys), agg.lhist, _statement_text(agg)
         )

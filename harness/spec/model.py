@@ -14,7 +14,16 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from harness.errors import UsageError
-from harness.spec.expr import CType, Stack, bare_args, inner_stack, names, parse, string_value
+from harness.spec.expr import (
+    CType,
+    Stack,
+    bare_args,
+    inner_stack,
+    names,
+    parse,
+    stack_of,
+    string_value,
+)
 from harness.spec.keys import BUILTIN_KEYS, COMM_BYTES
 
 ATTACH_TYPES = (
@@ -186,9 +195,9 @@ class Agg:
 
 def column_name(expr: str) -> str:
     """`kstack` -> kstack; `skb->hash` -> hash; `args.len` -> len; other text -> a safe name."""
-    stack = re.match(r"\s*([ku]stack)\s*\(", expr)
-    if stack:  # kstack(perf, 8) is a kstack column
-        return stack.group(1)
+    stack = stack_of(parse(expr)) if expr.strip() else None
+    if stack is not None:  # kstack(perf, 8) is a kstack column
+        return stack.kind
     words = re.findall(r"[A-Za-z_][A-Za-z0-9_]*", expr)
     return words[-1] if words else "key"
 
