@@ -239,3 +239,23 @@ def test_unquoted_json_values_quoted() -> None:
     assert tf["@mac"]["value"].tolist() == ["00:00:00:00:00:00"]
     assert tf["@one_cg"]["value"].iloc[0].startswith("unified:/")
     assert sum("without quotes" in w for w in js.warnings) == 8
+
+
+def test_text_parsed_in_many_threads_at_once_equals_each_runs_json() -> None:
+    """The one compiled parser serves parses in other threads at the same time (fleets parse
+    each host's output in its own thread): each parse keeps its own builder, so every case's
+    text still gives the frames its own -f json gives, however the parses interleave."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    cases = ALL * 3
+    texts = {(v, c): ((CORPUS if v == "0.17" else NEWEST) / c / "stdout.txt").read_text()
+             for v, c in cases}
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        parsed = list(pool.map(lambda vc: parse_text(texts[vc]), cases))
+    for (version, case), text in zip(cases, parsed, strict=True):
+        meta, _, js = _load(case, version)
+        tf, jf = to_frames(text, meta["key_names"]), to_frames(js, meta["key_names"])
+        assert set(tf) == set(jf), (version, case)
+        for name in tf:
+            pd.testing.assert_frame_equal(_canonical(tf[name]), _canonical(jf[name]),
+                                          obj=f"{version} {case} {name}")

@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import contextvars
 import json
 import re
-import threading
 from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
 from importlib import resources
@@ -686,7 +686,7 @@ def _shapes() -> _Shapes:
     """The line shapes, read from the compiled grammar's terminal definitions (all of them:
     Lark keeps only the terminals its rules use, so the grammar is compiled keeping every
     one)."""
-    parser = _parser()[0]
+    parser = _parser()
     terminals = parser.grammar.compile(parser.options.start, "*")[0]
     return _Shapes({t.name: t.pattern.to_regexp() for t in terminals})
 
@@ -954,19 +954,20 @@ def _scalar_value(value: str) -> tuple[Any, str]:
     return value, "str"
 
 
-def _make_transformer(builder_ref: list[_Builder]) -> Any:
+def _make_transformer() -> Any:
     from lark import Transformer
 
     class ToBuilder(Transformer):  # type: ignore[type-arg]
-        """Feeds each reduced grammar rule straight into the current _Builder."""
+        """Feeds each reduced grammar rule straight into the builder of the parse in
+        progress (`_BUILDER`)."""
 
         def attached(self, children: list[Any]) -> None:
-            b = builder_ref[0]
+            b = _BUILDER.get()
             m = _shapes().attached.match(children[0])
             b.out.probes = int(m.group(1)) if m else None
 
         def head_block(self, children: list[Any]) -> None:
-            b = builder_ref[0]
+            b = _BUILDER.get()
             first = children[0]
             if first.type == "HEAD":
                 name, key = _key_of(first, b.sep)
@@ -1006,7 +1007,7 @@ def _make_transformer(builder_ref: list[_Builder]) -> Any:
                 b.owns_blank = True
 
         def stats(self, children: list[Any]) -> None:
-            b = builder_ref[0]
+            b = _BUILDER.get()
             tok = children[0]
             if b.cut_entry(tok.line, str(tok)):
                 return
@@ -1017,7 +1018,7 @@ def _make_transformer(builder_ref: list[_Builder]) -> Any:
             b.add(name, key, _stats(value), "stats", tok.line)
 
         def keyed_stack(self, children: list[Any]) -> None:
-            b = builder_ref[0]
+            b = _BUILDER.get()
             if b.cut_entry(children[-1].line, str(children[-1]), children[0].line,
                            str(children[0])):
                 return
@@ -1026,7 +1027,7 @@ def _make_transformer(builder_ref: list[_Builder]) -> Any:
             b.add(name, key, val, kind, children[0].line)
 
         def joined(self, children: list[Any]) -> None:
-            b = builder_ref[0]
+            b = _BUILDER.get()
             tok = children[0]
             lines = str(tok).rstrip("\n").split("\n")
             if b.cut_entry(tok.line + len(lines) - 1, lines[-1], tok.line, lines[0]):
@@ -1042,20 +1043,20 @@ def _make_transformer(builder_ref: list[_Builder]) -> Any:
 
         def entry(self, children: list[Any]) -> None:  # the grammar path: one entry line
             tok = children[0]
-            b = builder_ref[0]
+            b = _BUILDER.get()
             if b.cut_entry(tok.line, str(tok)):
                 return
             b.add_lines(str(tok), tok.line)
 
         def entry_run(self, children: list[Any]) -> None:
             tok = children[0]
-            b = builder_ref[0]
+            b = _BUILDER.get()
             if b.cut_entry(tok.line, str(tok)):  # a run ends before the cut line: alone
                 return
             b.add_run(b.text, tok.line, tok.start_pos, tok.end_pos)
 
         def open_stack(self, children: list[Any]) -> None:
-            b = builder_ref[0]
+            b = _BUILDER.get()
             last = children[-1].line
             if b.cut_line in (last, last + 1) and b.cut_entry(
                     b.cut_line, b.text[b.text.rfind("\n", 0, len(b.text) - 1) + 1:],
@@ -1069,15 +1070,15 @@ def _make_transformer(builder_ref: list[_Builder]) -> Any:
             tok = children[0]
             text = str(tok)
             # no line end: the text before a map line on the same output line
-            builder_ref[0].line(text.rstrip("\n"), tok.line, may_continue=text.endswith("\n"))
+            _BUILDER.get().line(text.rstrip("\n"), tok.line, may_continue=text.endswith("\n"))
 
         def blank(self, children: list[Any]) -> None:
-            builder_ref[0].blank()
+            _BUILDER.get().blank()
 
     return ToBuilder()
 
 
-def _make_lexer(builder_ref: list[_Builder]) -> type:
+def _make_lexer() -> type:
     from lark.lexer import Lexer
 
     class LineLexer(Lexer):
@@ -1096,34 +1097,34 @@ def _make_lexer(builder_ref: list[_Builder]) -> type:
 
             text = lexer_state.text
             yield from _lex_lines(text if isinstance(text, str) else text.text, accepts,
-                                  builder_ref[0])
+                                  _BUILDER.get())
 
     return LineLexer
 
 
-_PARSER_LOCK = threading.Lock()
+_BUILDER: contextvars.ContextVar[_Builder] = contextvars.ContextVar("builder")
+"""The builder of the parse in progress. The LALR tables take 40 ms to build, so one parser
+serves every parse, and its lexer and transformer (fixed at construction, as Lark wants
+them) find their call's builder here: each parse sets its own, so parses in other threads
+never share one and none waits for another."""
 
 
 @lru_cache(maxsize=1)
-def _parser() -> tuple[Any, list[_Builder]]:
+def _parser() -> Any:
     """The compiled LALR parser (built once per process)."""
     from lark import Lark
 
     grammar = resources.files("harness.grammar").joinpath(GRAMMAR_FILE).read_text()
-    ref: list[_Builder] = [_Builder(", ")]
-    parser = Lark(grammar, parser="lalr", lexer=_make_lexer(ref),
-                  transformer=_make_transformer(ref))
-    return parser, ref
+    return Lark(grammar, parser="lalr", lexer=_make_lexer(), transformer=_make_transformer())
 
 
 def _parse_into(builder: _Builder, text: str) -> None:
     from lark.exceptions import UnexpectedInput, VisitError
 
-    parser, ref = _parser()
+    parser = _parser()
+    token = _BUILDER.set(builder)
     try:
-        with _PARSER_LOCK:  # the one compiled parser feeds whichever builder is in ref
-            ref[0] = builder
-            parser.parse(text)
+        parser.parse(text)
     except VisitError as err:  # a ParseError raised inside a transformer callback
         if isinstance(err.orig_exc, ParseError):
             raise err.orig_exc from None
@@ -1136,6 +1137,8 @@ def _parse_into(builder: _Builder, text: str) -> None:
             f"bpftrace output not understood at line {line}: {bad[:80]!r}",
             "check that the file is bpftrace text output (use --format json for -f json)",
             line=line, column=1, text=bad) from None
+    finally:
+        _BUILDER.reset(token)
 
 
 def _normalized(text: str) -> tuple[str, int]:
