@@ -279,18 +279,21 @@ def test_btf_fields_are_where_clang_lays_them_out(tmp_path: Path) -> None:
 
 @pytest.mark.kernel
 def test_casts_of_arguments_are_compiled_without_casts() -> None:
-    """ktrace's kprobe program has two casts bpftrace --aot refuses; written as reads at this
-    kernel's offsets (the same field, as BTF says), bpftrace --aot compiles it here. A member
-    that is a pointer, signed, or absent is said, and nothing is rewritten."""
-    from harness.lanes.aot import compile_program, portable_reads
+    """ktrace's kprobe program has two casts bpftrace --aot refuses; written by codegen as reads
+    at this kernel's offsets (the same field, as BTF says), bpftrace --aot compiles it here. A
+    member that is a pointer or absent is said, and no program is given."""
+    from dataclasses import replace
+
+    from harness.lanes.aot import compile_program
     from harness.lanes.btf import Btf
+    from harness.spec.plan import Programs
 
     btf = Btf(Path("/sys/kernel/btf/vmlinux").read_bytes())
     plan = harness.plan("ktrace", attach="kprobe")
     program = plan.program(4242)
     marker = plan.marker
     assert "struct casts" in compile_program(program, marker).refused
-    text, said = portable_reads(program, btf.field)
+    text, said = Programs(plan).portable(4242, btf.field)
     hash_at, len_at = btf.field("sk_buff", "hash"), btf.field("sk_buff", "len")
     assert hash_at is not None and len_at is not None
     assert text is not None and "struct" not in text
@@ -300,8 +303,12 @@ def test_casts_of_arguments_are_compiled_without_casts() -> None:
                     f"sk_buff.len at +{len_at.offset} (4 bytes)")
     compiled = compile_program(text, marker)
     assert compiled.data and not compiled.refused
+    assert plan.spec is not None
     for member, why in (("sk", "a pointer"), ("nope", "not in its BTF")):
-        text, said = portable_reads(program.replace("->hash", f"->{member}"), btf.field)
+        aggs = tuple(replace(a, value=a.value.replace("hash", member)) if a.value else a
+                     for a in plan.spec.aggs)
+        other = replace(plan, spec=replace(plan.spec, aggs=aggs))
+        text, said = Programs(other).portable(4242, btf.field)
         assert text is None and said == f"sk_buff.{member} is {why}"
 
 

@@ -33,6 +33,7 @@ from harness.api.trace_result import Trace, finish
 from harness.errors import HarnessError, UsageError
 from harness.progress import Progress, silent
 from harness.report.record import RunMeta
+from harness.spec.plan import Programs
 
 if TYPE_CHECKING:
     from harness.host.bpftrace_versions import Bpftrace
@@ -327,18 +328,13 @@ def run_trace(
     if on_plan is not None:
         on_plan(chosen)
     spec, attach_used, reason, marker = chosen.spec, chosen.attach, chosen.reason, chosen.marker
-    programs: list[str] = []
     make_program: str | Callable[[int | None], str]
     if spec is None:
         make_program = chosen.program()
-        programs.append(make_program)
-    else:
-
-        def program_for(pid: int | None) -> str:
-            programs.append(chosen.program(pid))
-            return programs[-1]
-
-        make_program = program_for
+        programs = [make_program]
+    else:  # per workload pid; a lane compiling ahead of time asks it for a portable text
+        make_program = Programs(chosen)
+        programs = make_program.ran
     ticking = _warming_report(on_progress, report)
     # bpftrace names user frames when it prints, after a workload has exited: on the host the
     # workload's map is read while it runs, to name them (when every user stack is its own).

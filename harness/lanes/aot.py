@@ -19,11 +19,14 @@ A struct cast is not always the end: `((struct sk_buff *)arg0)->hash` reads 4 by
 offset of `hash` in the remote kernel's sk_buff, and bpftrace --aot takes the same read written
 without a cast, `(*(arg0 + 148) & 0xffffffff)` (an 8-byte read of a little-endian kernel's
 memory, masked to the field's 4), with the offset taken from the remote kernel's own BTF
-(harness.lanes.btf). portable_reads() writes that form for each cast of an argument to an
-unsigned integer member; a run compiled so says which reads it moved where. (bpftrace's
-portability pass refuses every Cast node, so `(uint32)` and `*(uint32 *)` are refused too; a
-kfunc's `args->skb->hash` is accepted, but bpftrace here cannot compile a kfunc probe for a
-kernel whose fentry it cannot probe, and would take the field's offset from this kernel.)
+(harness.lanes.btf). For a spec's program, codegen writes that form from the spec's tree
+(harness.spec.codegen.FieldOffsets, asked through harness.spec.plan.Programs.portable) for each
+cast of an argument to an unsigned integer member; a run compiled so says which reads it moved
+where. A whole program given as text keeps its casts (and runs with the remote's bpftrace).
+(bpftrace's portability pass refuses every Cast node, so `(uint32)` and `*(uint32 *)` are
+refused too; a kfunc's `args->skb->hash` is accepted, but bpftrace here cannot compile a kfunc
+probe for a kernel whose fentry it cannot probe, and would take the field's offset from this
+kernel.)
 
 Both ends use this module: the agent (standard library only) writes the wrapper.
 """
@@ -35,12 +38,15 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from harness.lanes.btf import Field
+if TYPE_CHECKING:  # the remote's python (any 3.x with the agent) never evaluates this
+    from collections.abc import Callable
+
+    # A spec's program for a workload pid with its cast member reads at the remote's offsets,
+    # and what moved where; or (None, why not) (harness.spec.plan.Programs.portable).
+    Portable = Callable[[int | None], tuple[str | None, str]]
 
 AOT_RUNTIME = "bpftrace-aotrt"
 # kill(2) with signal 0 on a pid no process can have (above the kernel's pid_max limit, 2^22).
@@ -95,36 +101,7 @@ def compile_program(program: str, marker: str, bpftrace: str = "bpftrace") -> Co
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-# The casts codegen writes for a probe argument's member: ((struct NAME *)argN)->FIELD.
-CAST_RE = re.compile(r"\(\(struct (\w+) \*\)(arg\d+|retval)\)->(\w+)")
 LITTLE_ENDIAN_ARCHES = ("x86_64", "aarch64", "riscv64", "ppc64le", "loongarch64")
-
-
-def portable_reads(program: str, field: Callable[[str, str], Field | None]) -> tuple[str | None,
-                                                                                    str]:
-    """The program with each cast of an argument to an unsigned integer member rewritten as the
-    same read without a cast, at the offset `field(struct, member)` gives (the remote kernel's);
-    and what was moved where, or (None, why not)."""
-    moved: list[str] = []
-    why: list[str] = []
-
-    def read(m: re.Match[str]) -> str:
-        struct_name, expr, member = m.groups()
-        f = field(struct_name, member)
-        if f is None or f.kind == "ptr" or f.signed or f.size not in (1, 2, 4, 8):
-            said = "not in its BTF" if f is None else (
-                "a pointer" if f.kind == "ptr" else "signed" if f.signed else "odd-sized")
-            why.append(f"{struct_name}.{member} is {said}")
-            return m.group(0)
-        moved.append(f"{struct_name}.{member} at +{f.offset} ({f.size} bytes)")
-        if f.size == 8:
-            return f"(*({expr} + {f.offset}))"
-        return f"(*({expr} + {f.offset}) & {(1 << (8 * f.size)) - 1:#x})"
-
-    text = CAST_RE.sub(read, program)
-    if why:
-        return None, "; ".join(dict.fromkeys(why))
-    return text, ", ".join(dict.fromkeys(moved))
 
 
 # --- the remote's end ------------------------------------------------------------
@@ -188,12 +165,12 @@ class AotRun:
 
     def __init__(self, marker: str, local_bpftrace: str, host: str,
                  formats_there: dict[str, str | None],
-                 field: Callable[[str, str], Field | None] | None = None) -> None:
+                 portable: Portable | None = None) -> None:
         self.marker = marker
         self.local = local_bpftrace
         self.host = host
         self.formats_there = formats_there
-        self.field = field  # the remote kernel's struct members (None: casts are refused)
+        self.portable = portable  # the program without casts (None: casts are refused)
         self.compiled: Compiled | None = None
         self.rewritten: str | None = None  # the program as compiled, when its casts were moved
         self.notes: list[str] = []
@@ -214,7 +191,8 @@ class AotRun:
                 return f"tracepoint:{name}'s record differs here and on {self.host}"
         return ""
 
-    def answer(self, text: str) -> dict[str, Any]:
+    def answer(self, text: str, pid: int | None = None) -> dict[str, Any]:
+        """What goes to the agent for `text`, the program for workload `pid`."""
         import base64
 
         why = self._formats_differ(text)
@@ -222,8 +200,8 @@ class AotRun:
             Compiled(None, why)
         moved = ""
         if self.compiled.data is None and "struct casts" in self.compiled.refused and \
-                self.field is not None:
-            portable, moved = portable_reads(text, self.field)
+                self.portable is not None:
+            portable, moved = self.portable(pid)
             if portable is None:
                 self.compiled.refused += f"; its reads cannot be written without them: {moved}"
             else:

@@ -657,7 +657,7 @@ class RemoteLane(Lane):
         else:
             req["aot"] = True
             made = program
-            program_for = lambda pid: aot.answer(made(pid))  # noqa: E731
+            program_for = lambda pid: aot.answer(made(pid), pid)  # noqa: E731
         data = self.call(req, program_for)
         result = parsed_capture(data["result"], marker)
         self.last_aot = None if aot is None else aot.describe()
@@ -672,7 +672,8 @@ class RemoteLane(Lane):
         """How this run's program is compiled here for the remote's bpftrace-aotrt
         (harness.lanes.aot.AotRun), or None: the remote has no bpftrace-aotrt, runs another
         release than its own bpftrace, no bpftrace here is its version, or KTRACE_AOT=0."""
-        from harness.lanes.aot import CAST_RE, LITTLE_ENDIAN_ARCHES, AotRun, format_files
+        from harness.lanes.aot import LITTLE_ENDIAN_ARCHES, AotRun, format_files
+        from harness.spec.plan import Programs
 
         wanted = os.environ.get("KTRACE_AOT", "guests")
         if wanted == "0" or (wanted != "1" and not self.aot_by_default) or bpftrace != "bpftrace":
@@ -690,11 +691,13 @@ class RemoteLane(Lane):
         tracefs = str(self.facts.get("tracefs") or "")
         there = {rel: self.call({"op": "read", "path": f"{tracefs}/{rel}"}).get("text")
                  for rel in format_files(sample, marker)}
-        field = None
-        if CAST_RE.search(sample) and self.facts.get("btf") and \
-                self.facts.get("arch") in LITTLE_ENDIAN_ARCHES:
-            field = self.btf().field  # asked now: no request can go out during the run
-        return AotRun(marker, local, self.host, there, field)
+        portable = None  # a spec's program, written with its cast member reads at offsets
+        if isinstance(program, Programs) and program.reads_through_casts() and \
+                self.facts.get("btf") and self.facts.get("arch") in LITTLE_ENDIAN_ARCHES:
+            layout = self.btf().field  # asked now: no request can go out during the run
+            spec_program = program
+            portable = lambda pid: spec_program.portable(pid, layout)  # noqa: E731
+        return AotRun(marker, local, self.host, there, portable)
 
     def btf(self) -> Btf:
         """The remote kernel's BTF, cached here by its release and build (uname -r, -v)."""

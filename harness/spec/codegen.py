@@ -10,6 +10,9 @@ record in 0.18, and 0.19 still mishandled some tracepoint fields).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from harness.errors import UsageError
 from harness.spec import expr
@@ -20,6 +23,54 @@ ARGS_DOT_SINCE = (0, 20, 0)
 DELETE_RETURNS_SINCE = (0, 24, 0)
 # What a dry run prints where the workload's pid goes: it is known only once the workload starts.
 WORKLOAD_PID = "WORKLOAD_PID"
+
+
+class MemberLayout(Protocol):
+    """A struct member as one kernel lays it out (harness.lanes.btf.Field is one)."""
+
+    @property
+    def offset(self) -> int: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def signed(self) -> bool: ...
+    @property
+    def kind(self) -> str: ...  # 'int', 'enum' or 'ptr'
+
+
+@dataclass
+class FieldOffsets:
+    """The field offsets of the kernel a program is compiled for ahead of time: bpftrace --aot
+    refuses every cast, so with these codegen writes each member read through a cast of a
+    register, `((struct sk_buff *)arg0)->hash`, as the same read without one,
+    `(*(arg0 + 148) & 0xffffffff)` (an 8-byte read of a little-endian kernel's memory, masked
+    to the member's size), at the offset `layout(struct, member)` gives.
+
+    `placed` says what was moved where; `refused` why a member could not be (absent from that
+    kernel, a pointer, signed, odd-sized: its cast stays, and bpftrace --aot refuses it);
+    `asked` every member read through a cast."""
+
+    layout: Callable[[str, str], MemberLayout | None]
+    placed: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    asked: list[tuple[str, str]] = field(default_factory=list)
+
+    def read(self, struct: str, member: str, pointer: str) -> str | None:
+        self.asked.append((struct, member))
+        f = self.layout(struct, member)
+        if f is None or f.kind == "ptr" or f.signed or f.size not in (1, 2, 4, 8):
+            said = "not in its BTF" if f is None else (
+                "a pointer" if f.kind == "ptr" else "signed" if f.signed else "odd-sized")
+            self.refused.append(f"{struct}.{member} is {said}")
+            return None
+        self.placed.append(f"{struct}.{member} at +{f.offset} ({f.size} bytes)")
+        if f.size == 8:
+            return f"(*({pointer} + {f.offset}))"
+        return f"(*({pointer} + {f.offset}) & {(1 << (8 * f.size)) - 1:#x})"
+
+    def said(self) -> str:
+        """What moved where ('sk_buff.hash at +148 (4 bytes), ...'), or why not."""
+        return "; ".join(dict.fromkeys(self.refused)) or ", ".join(dict.fromkeys(self.placed))
 
 
 def binding(arg: Arg) -> expr.Node:
@@ -39,11 +90,14 @@ def bind(arg: Arg, version: tuple[int, int, int]) -> str:
 
 
 def expression(
-    text: str, args: tuple[Arg, ...], version: tuple[int, int, int], what: str = "expression"
+    text: str, args: tuple[Arg, ...], version: tuple[int, int, int], what: str = "expression",
+    offsets: FieldOffsets | None = None,
 ) -> str:
-    """Spec text -> bpftrace text: parsed, argument names bound, re-emitted (never pasted)."""
+    """Spec text -> bpftrace text: parsed, argument names bound, re-emitted (never pasted);
+    with `offsets`, member reads through casts at those offsets (FieldOffsets)."""
     bindings = {arg.name: binding(arg) for arg in args}
-    return expr.to_bpftrace(expr.parse(text, what), bindings, version >= ARGS_DOT_SINCE)
+    return expr.to_bpftrace(expr.parse(text, what), bindings, version >= ARGS_DOT_SINCE,
+                            reads=offsets)
 
 
 def _statement(
@@ -52,12 +106,14 @@ def _statement(
     version: tuple[int, int, int],
     keys: list[str] | None = None,
     value: str | None = None,
+    offsets: FieldOffsets | None = None,
 ) -> str:
     """`@map[keys] = func(value);` with keys and value from the spec (or given, as emitted)."""
     if keys is None:
-        keys = [expression(k, args, version, agg.key_option()) for k in agg.keys]
+        keys = [expression(k, args, version, agg.key_option(), offsets) for k in agg.keys]
     if value is None:
-        value = expression(agg.value, args, version, f"--{agg.func}") if agg.value else ""
+        value = expression(agg.value, args, version, f"--{agg.func}", offsets) \
+            if agg.value else ""
     if agg.func == "collect":
         keys.append(value)
         call = "count()"
@@ -73,14 +129,16 @@ def _statement(
     return f"  {agg.map}{index} = {call};"
 
 
-def predicate(spec: ProbeSpec, pid: int | str | None, version: tuple[int, int, int]) -> str:
+def predicate(spec: ProbeSpec, pid: int | str | None, version: tuple[int, int, int],
+              offsets: FieldOffsets | None = None) -> str:
     """The `/.../` filter: pid (given, or the workload's), comm, cgroup, and free predicates.
     `pid` may be WORKLOAD_PID, the dry run's stand-in for a pid not known yet."""
-    parts = conditions(spec, pid, version)
+    parts = conditions(spec, pid, version, offsets)
     return f" /{' && '.join(parts)}/" if parts else ""
 
 
-def conditions(spec: ProbeSpec, pid: int | str | None, version: tuple[int, int, int]) -> list[str]:
+def conditions(spec: ProbeSpec, pid: int | str | None, version: tuple[int, int, int],
+               offsets: FieldOffsets | None = None) -> list[str]:
     """The filter's conditions, each as bpftrace text, to be joined with &&."""
     parts = []
     target_pid = spec.pid if spec.pid is not None else (pid if spec.workload_pid else None)
@@ -98,7 +156,8 @@ def conditions(spec: ProbeSpec, pid: int | str | None, version: tuple[int, int, 
     if spec.cgroup:
         path = expr.quote(expr.string_value("--cgroup", spec.cgroup))
         parts.append(f"cgroup == cgroupid({path})")
-    parts += [f"({expression(p, spec.args, version, '--filter')})" for p in spec.predicates]
+    parts += [f"({expression(p, spec.args, version, '--filter', offsets)})"
+              for p in spec.predicates]
     return parts
 
 
@@ -109,8 +168,11 @@ def generate(
     marker: str = "KTRACE_READY",
     pid: int | str | None = None,
     symbol: str | None = None,
+    offsets: FieldOffsets | None = None,
 ) -> str:
-    """The whole program. `symbol` overrides the kernel function (a resolved clone name)."""
+    """The whole program. `symbol` overrides the kernel function (a resolved clone name);
+    `offsets` writes member reads through casts as reads at a kernel's offsets (bpftrace --aot
+    refuses casts; FieldOffsets)."""
     if attach is not None and attach != spec.probe.kind:
         raise UsageError(
             f"spec is for {spec.probe.kind}, not {attach}",
@@ -119,11 +181,12 @@ def generate(
     if not re.fullmatch(r"[A-Za-z0-9_]+", marker):
         raise UsageError(f"bad marker {marker!r}", "use letters, digits and _ only")
     if spec.offcpu:
-        return _offcpu(spec, bpftrace_version, marker, pid)
-    body = "\n".join(_statement(a, spec.args, bpftrace_version) for a in spec.aggs)
+        return _offcpu(spec, bpftrace_version, marker, pid, offsets)
+    body = "\n".join(_statement(a, spec.args, bpftrace_version, offsets=offsets)
+                     for a in spec.aggs)
     return (
         f'BEGIN {{ printf("{marker}\\n"); }}\n'
-        f"{spec.probe.text(symbol)}{predicate(spec, pid, bpftrace_version)}\n"
+        f"{spec.probe.text(symbol)}{predicate(spec, pid, bpftrace_version, offsets)}\n"
         f"{{\n{body}\n}}\n"
     )
 
@@ -132,7 +195,8 @@ OFFCPU_STATE = "@_offcpu_"  # the off-CPU program's own maps: start times and ke
 
 
 def _offcpu(
-    spec: ProbeSpec, version: tuple[int, int, int], marker: str, pid: int | str | None
+    spec: ProbeSpec, version: tuple[int, int, int], marker: str, pid: int | str | None,
+    offsets: FieldOffsets | None = None,
 ) -> str:
     """An off-CPU spec's program, two sched_switch probes (BCC's offcputime from a tracepoint).
 
@@ -151,7 +215,7 @@ def _offcpu(
     key_texts: list[str] = []  # distinct key expressions as bpftrace text, each kept per thread
     for agg in spec.aggs:
         for k in agg.keys:
-            text = expression(k, spec.args, version, agg.key_option())
+            text = expression(k, spec.args, version, agg.key_option(), offsets)
             if text not in key_texts:
                 key_texts.append(text)
     kept = {text: f"{OFFCPU_STATE}key{i}" for i, text in enumerate(key_texts)}
@@ -162,15 +226,16 @@ def _offcpu(
     back = [f"  {value} = (uint64)((int64)nsecs - (int64){start}[{nxt}]) / 1000;"]
     for agg in spec.aggs:
         keys = [
-            f"{kept[expression(k, spec.args, version, agg.key_option())]}[{nxt}]" for k in agg.keys
+            f"{kept[expression(k, spec.args, version, agg.key_option(), offsets)]}[{nxt}]"
+            for k in agg.keys
         ]
-        val = expr.to_bpftrace(expr.parse(agg.value, f"--{agg.func}"), bound, args_dot) \
-            if agg.value else ""
+        val = expr.to_bpftrace(expr.parse(agg.value, f"--{agg.func}"), bound, args_dot,
+                               reads=offsets) if agg.value else ""
         back.append(_statement(agg, spec.args, version, keys, val))
     own = [start, *kept.values()]
     drop = "  if (delete({})) {{}}" if version >= DELETE_RETURNS_SINCE else "  delete({});"
     back += [drop.format(f"{m}[{nxt}]") for m in own]
-    where = " && ".join([*conditions(spec, pid, version), "tid != 0"])
+    where = " && ".join([*conditions(spec, pid, version, offsets), "tid != 0"])
     return (
         f'BEGIN {{ printf("{marker}\\n"); }}\n'
         f"{spec.probe.text()} /{where}/\n{{\n" + "\n".join(leaving) + "\n}\n"

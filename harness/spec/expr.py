@@ -9,9 +9,10 @@ grammar does not admit is a one-line UsageError naming the option and the column
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from harness.errors import UsageError
 
@@ -418,17 +419,35 @@ def string_value(what: str, value: str) -> str:
     return value
 
 
-def to_bpftrace(node: Node, bindings: dict[str, Node], args_dot: bool, top: bool = True) -> str:
+class MemberReads(Protocol):
+    """Where struct members lie in the kernel a program is compiled for (harness.spec.codegen's
+    FieldOffsets): `read` gives a cast member read as a read at the member's offset, or None
+    (the cast stays)."""
+
+    def read(self, struct: str, member: str, pointer: str) -> str | None: ...
+
+
+REGISTER = re.compile(r"arg\d+|retval")  # what a kprobe's cast argument is read from
+
+
+def to_bpftrace(node: Node, bindings: dict[str, Node], args_dot: bool, top: bool = True,
+                reads: MemberReads | None = None) -> str:
     """Re-emit a tree as bpftrace text. Names in `bindings` are replaced by their node (how an
     argument is reached on this attach type); `args.f` is spelled `args->f` unless `args_dot`.
-    Nested operations are parenthesised, so the text means exactly the tree."""
+    Nested operations are parenthesised, so the text means exactly the tree.
+
+    `reads` (for bpftrace --aot, which refuses every cast): a member read through a cast of a
+    register to a struct pointer, `((struct sk_buff *)arg0)->hash`, is written as the read at
+    the member's offset that `reads` gives for the kernel the program is compiled for."""
 
     def sub(n: Node) -> str:
-        return to_bpftrace(n, bindings, args_dot, top=False)
+        return to_bpftrace(n, bindings, args_dot, top=False, reads=reads)
 
     if isinstance(node, Name):
         bound = bindings.get(node.id)
-        return to_bpftrace(bound, {}, args_dot, top=False) if bound is not None else node.id
+        if bound is None:
+            return node.id
+        return to_bpftrace(bound, {}, args_dot, top=False, reads=reads)
     if isinstance(node, Int):
         return str(node.value)
     if isinstance(node, Str):
@@ -440,6 +459,9 @@ def to_bpftrace(node: Node, bindings: dict[str, Node], args_dot: bool, top: bool
     if isinstance(node, Field):
         if node.base == Name("args") and "args" not in bindings:
             return f"args{'.' if args_dot else '->'}{node.field}"
+        read = _member_read(node, bindings, reads)
+        if read is not None:
+            return read
         base = sub(node.base)
         if isinstance(node.base, Unary | Binary):
             base = f"({base})"
@@ -450,6 +472,24 @@ def to_bpftrace(node: Node, bindings: dict[str, Node], args_dot: bool, top: bool
         return f"{node.op}{_wrapped(sub(node.operand), node.operand)}"
     text = f"{sub(node.left)} {node.op} {sub(node.right)}"
     return text if top else f"({text})"
+
+
+def _member_read(node: Field, bindings: dict[str, Node], reads: MemberReads | None
+                 ) -> str | None:
+    """`reads`' text for `((struct S *)argN)->m` (the cast written in the spec, or an argument
+    bound to it), None for any other field or without `reads`."""
+    base = node.base
+    if reads is None or not node.arrow:
+        return None
+    if isinstance(base, Name) and base.id in bindings:
+        base = bindings[base.id]
+    if not isinstance(base, Cast) or base.ctype.record != "struct" or base.ctype.stars != 1:
+        return None
+    operand = base.operand
+    if not isinstance(operand, Name) or operand.id in bindings or \
+            not REGISTER.fullmatch(operand.id):
+        return None
+    return reads.read(" ".join(base.ctype.words), node.field, operand.id)
 
 
 def _wrapped(text: str, node: Node) -> str:
