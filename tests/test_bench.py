@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from bench_files import programs_measured
 
 from harness.compare import bench
 from harness.report.summary import write_report
@@ -173,9 +174,10 @@ def test_cli_bench_writes_csv_md_and_png(needs_bpf: None, tmp_path: Path) -> Non
         assert math.isfinite(float(row["overhead_ns_per_event"]))
     for row in table[1:]:
         assert int(row["kernel_runs"]) >= n and float(row["kernel_ns_per_event"]) > 0
-    assert "sys_enter_getppid" in (tmp_path / "syscalls.bt").read_text()
-    assert 'SEC("tp/syscalls/sys_enter_getppid")' in (tmp_path / "syscalls.bpf.c").read_text()
-    assert "return 0;" in (tmp_path / "syscalls.floor.bpf.c").read_text()
+    measured = programs_measured(tmp_path, table)
+    assert "sys_enter_getppid" in measured["bpftrace"]
+    assert 'SEC("tp/syscalls/sys_enter_getppid")' in measured["libbpf"]
+    assert "return 0;" in measured["floor"]
     with (tmp_path / "syscalls.programs.csv").open() as fh:
         programs = list(csv.DictReader(fh))
     assert {p["mode"] for p in programs} == {

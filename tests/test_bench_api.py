@@ -8,6 +8,7 @@ so the traced run's bpftrace map counts N. No timing is asserted.
 from __future__ import annotations
 
 import csv
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -36,8 +37,13 @@ def test_bench_returns_its_rounds_and_files(needs_bpf: None, tmp_path: Path) -> 
     assert [(r["mode"], r["events_counted"]) for r in rows] == [("untraced", ""),
                                                                ("bpftrace", str(N))]
     assert done.md.read_text() == done.summary and "| bpftrace |" in done.summary
-    assert [p.name for p in done.sources] == ["syscalls.bt"]
-    assert "sys_enter_getppid" in done.sources[0].read_text()
+    # the measured program, once under sources/ named by its content; the CSV names it
+    [source] = done.sources
+    text = source.read_text()
+    assert source == tmp_path / "sources" / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.bt"
+    assert "sys_enter_getppid" in text
+    assert [r["program"] for r in rows] == ["", "sources/" + source.name]
+    assert f"bpftrace [sources/{source.name}]" in done.summary
     assert done.report == [] and not (tmp_path / "summary.md").exists()
 
 

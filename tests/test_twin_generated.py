@@ -6,9 +6,11 @@ import argparse
 import json
 import subprocess
 import time
+from importlib import resources
 from pathlib import Path
 
 import pytest
+from bench_files import programs_measured
 
 from harness.api.crosscheck import run_crosscheck
 from harness.api.planner import resolve_spec
@@ -53,7 +55,23 @@ def test_generated_c_reads_like_the_spec() -> None:
     assert "/* @stacks[kstack] = count() */" in text and "/* @len = hist(skb->len) */" in text
     assert "BPF_CORE_READ(((struct sk_buff *)(unsigned long)args_skbaddr), len)" in text
     assert "bpf_get_stackid(ctx, &twin_stacks, 0)" in text
-    assert "BPF_MAP_TYPE_PERCPU_HASH" in text and "BPF_NOEXIST" in text
+    assert "BPF_MAP_TYPE_PERCPU_HASH" in text and "v = element(&map_len, &key);" in text
+
+
+def test_the_fixed_c_is_one_shipped_header_not_a_copy_per_twin() -> None:
+    """element(), twin_drops and the slot helpers live once, in harness/twin/twin.bpf.h; every
+    generated file #includes it and defines none of them itself."""
+    from harness.twin.build import TWIN_HEADER, source_dir
+
+    shared = (source_dir() / TWIN_HEADER).read_text()
+    for spec in (catalog.get("ktrace").equivalents["tracepoint"],
+                 line("kprobe:f", "--lhist", "arg0:0:10:2", "--max", "arg1")):
+        text = generate_c(spec, tracepoint_format=NET_DEV_QUEUE).text
+        assert f'#include "{TWIN_HEADER}"' in text
+        assert "static __always_inline" not in text and "} twin_drops SEC" not in text
+    for name in ("*element(void *map", "log2_slot(__s64", "lhist_slot(__s64", "} twin_drops SEC",
+                 "struct twin_extreme {", "struct twin_total {", "#define EEXIST"):
+        assert shared.count(name) == 1, name
 
 
 def test_kernel_function_probes_get_their_macros() -> None:
@@ -125,6 +143,10 @@ def test_generated_twin_compiles_warning_free() -> None:
     spec, *_ = resolve_spec("ktrace", None, "tracepoint")
     built = build_twin(twin_program(spec).text)
     assert built.warnings == "" and built.bpf_obj.stat().st_size > 0
+    # the cached build directory holds the shared header beside the source it compiled
+    assert (built.source.parent / "twin.bpf.h").read_text() == (
+        resources.files("harness.twin").joinpath("twin.bpf.h").read_text()
+    )
     hostile = line(
         "tracepoint:net:net_dev_queue", "--comm", 'x"*/ evil; /*', "--filter",
         'comm != "*/ evil" && args.len > 3', "--count-by", "comm", "--stats", "args.len",
@@ -239,5 +261,6 @@ def test_bench_of_a_probe_line_measures_both_generated_programs(tmp_path: Path) 
     ]
     assert table[2]["events_counted"] == table[3]["events_counted"] == "3000"
     assert table[5]["events_counted"] == table[6]["events_counted"] == "3000"
-    assert "@count[kstack] = count();" in (tmp_path / "getppid-kstack.bt").read_text()
-    assert "bpf_get_stackid" in (tmp_path / "getppid-kstack.bpf.c").read_text()
+    measured = programs_measured(tmp_path, table)
+    assert "@count[kstack] = count();" in measured["bpftrace"]
+    assert "bpf_get_stackid" in measured["libbpf"]

@@ -131,7 +131,8 @@ class Bench:
     name: the files' stem in the bench directory (<TARGET>[-<LABEL>][-bpftrace<VERSION>]).
     csv: a row per round and mode; programs_csv: the kernel's per-program figures (None when
     none were read); md: `summary`, the min/median/max and verdicts; sources: the measured
-    programs; report: `harness report`'s files over the bench directory (empty when not asked).
+    programs, each once under `sources/` named by its content (the CSV's `program` column names
+    each mode's); report: `harness report`'s files over the bench directory (empty when not asked).
     A bench a stop signal cut short is written (its summary says so) before the stop goes on:
     `bench` then raises StoppedRounds, after `on_written` heard of its files.
     """
@@ -424,23 +425,22 @@ def _one(
         stopped, samples = stop, stop.samples
     finally:
         lane.progress = silent
-    result = BenchResult(name, case.workload, case.attach, samples, env, started)
+    sources = bench_cases.write_sources(case, out_dir)  # the measured programs, once each
+    programs = {mode: str(path.relative_to(out_dir)) for mode, path in sources.items()}
+    result = BenchResult(name, case.workload, case.attach, samples, env, started, programs)
     stem = f"{name}-{label}" if label else name
     csv_path = write_csv(result, out_dir / f"{stem}.csv")
     programs_path = write_programs_csv(result, out_dir / f"{stem}.programs.csv")
     md_path = out_dir / f"{stem}.md"
     summary = summary_markdown(
-        result, [*bench_cases.notes(case, out_dir), f"- cycles and instructions per run: "
-                 f"{_pmu(lane)}."], interrupted=stopped.said() if stopped else None,
+        result, [*bench_cases.notes(case, out_dir), *_programs_note(programs),
+                 f"- cycles and instructions per run: {_pmu(lane)}."],
+        interrupted=stopped.said() if stopped else None,
     )
     if not on_host:
         summary = summary.rstrip("\n") + "\n" + _vm_note(lane.describe())
     md_path.write_text(summary)
-    sources = []
-    for suffix, text in case.sources.items():  # the measured programs, beside their figures
-        sources.append(out_dir / f"{stem}{suffix}")
-        sources[-1].write_text(text)
-    done = Bench(stem, result, csv_path, programs_path, md_path, summary, sources,
+    done = Bench(stem, result, csv_path, programs_path, md_path, summary, list(sources.values()),
                  interrupted=stopped.said() if stopped else None)
     if on_written is not None:
         on_written(done)
@@ -448,6 +448,16 @@ def _one(
         stopped.csv = csv_path
         raise stopped
     return done
+
+
+def _programs_note(programs: dict[str, str]) -> list[str]:
+    """The summary's line naming each mode's measured program (the CSV's `program` column)."""
+    if not programs:
+        return []
+    named = ", ".join(f"{mode} [{path}]({path})" for mode, path in programs.items())
+    twin = (" (the twin's file #includes harness/twin/twin.bpf.h, shipped with the package)"
+            if "libbpf" in programs else "")
+    return [f"- programs measured: {named}{twin}."]
 
 
 def _vm_note(lane: dict[str, Any]) -> str:

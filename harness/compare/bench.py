@@ -71,6 +71,7 @@ ROW_FIELDS = (
     "programs",
     "attach_ms",
     "peak_rss_kib",
+    "program",
     "kernel",
     "cpu",
     "bpftrace_version",
@@ -218,6 +219,7 @@ class BenchResult:
     samples: list[Sample]
     env: dict[str, str] = field(default_factory=dict)
     started_utc: str = ""
+    programs: dict[str, str] = field(default_factory=dict)  # mode -> its program's file
 
 
 class _LineReader(threading.Thread):
@@ -644,6 +646,7 @@ def rows(result: BenchResult) -> list[dict[str, object]]:
                 "programs": "" if s.programs is None else len(s.programs),
                 "attach_ms": _fmt(s.attach_ms),
                 "peak_rss_kib": "" if s.peak_rss_kib is None else s.peak_rss_kib,
+                "program": result.programs.get(s.mode.removeprefix(TOGETHER), ""),
                 **result.env,
                 "started_utc": result.started_utc,
             }

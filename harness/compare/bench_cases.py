@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 
 READY = "KTRACE_BENCH_READY"
 TRACED_MODES = ("floor", "bpftrace", "libbpf")  # beside the untraced run, in this order
+# The file ending of each mode's measured program (bench sources, content-addressed).
+SOURCE_SUFFIX = {"floor": ".floor.bpf.c", "bpftrace": ".bt", "libbpf": ".bpf.c"}
+SOURCES_DIR = "sources"
 
 
 @dataclass
@@ -35,7 +38,24 @@ class Case:
     tracers: list[Tracer]
     attach: str
     notes: list[str] = field(default_factory=list)
-    sources: dict[str, str] = field(default_factory=dict)  # file suffix -> the measured program
+    sources: dict[str, str] = field(default_factory=dict)  # mode -> the measured program
+
+
+def write_sources(case: Case, out_dir: Path) -> dict[str, Path]:
+    """Each measured program once, named by its content (`sources/<sha256:16><suffix>`): the
+    same program measured by many benches (a twin under two bpftrace releases, on two guests)
+    is one file, and each bench's CSV names the file of every mode's program."""
+    import hashlib
+
+    written: dict[str, Path] = {}
+    for mode, text in case.sources.items():
+        digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+        path = out_dir / SOURCES_DIR / f"{digest}{SOURCE_SUFFIX[mode]}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.is_file() or path.read_text() != text:
+            path.write_text(text)
+        written[mode] = path
+    return written
 
 
 def results_root() -> Path:
@@ -295,17 +315,17 @@ def _spec_tracers(
     if "floor" in modes:
         tracer, text = spec_floor_tracer(spec, prebuilt, symbol)
         tracers.append(tracer)
-        sources[".floor.bpf.c"] = text
+        sources["floor"] = text
     if "bpftrace" in modes:
         tracer, text = spec_bpftrace_tracer(spec, count_map, frame_prefix, symbol, release)
         tracers.append(tracer)
-        sources[".bt"] = text
+        sources["bpftrace"] = text
     if "libbpf" in modes:
         tracer, text = spec_libbpf_tracer(
             spec, count_map, frame_prefix, prebuilt, symbol, kallsyms
         )
         tracers.append(tracer)
-        sources[".bpf.c"] = text
+        sources["libbpf"] = text
     return tracers, sources
 
 

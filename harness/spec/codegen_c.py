@@ -423,84 +423,9 @@ def _statement_text(agg: Agg) -> str:
     return f"{agg.map}{index} = {call}"
 
 
-HELPERS = """\
-/* [0]: events that found no map element (a full map; a crosscheck requires 0);
- * [1]: inserts that lost the race for a new key to another CPU and were retried. */
-struct {
-\t__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-\t__uint(max_entries, 2);
-\t__type(key, __u32);
-\t__type(value, __u64);
-} twin_drops SEC(".maps");
-
-/* min/max: the extreme so far on this CPU, and whether there is one. */
-struct twin_extreme {
-\t__s64 value;
-\t__u64 seen;
-};
-
-/* avg/stats: total and count on this CPU (the reader sums CPUs, then divides). */
-struct twin_total {
-\t__s64 total;
-\t__u64 count;
-};
-
-/* This CPU's element of a per-CPU map for `key`, created on first use. When two CPUs create
- * the same new key at once, one BPF_NOEXIST insert fails with -EEXIST; the second lookup then
- * finds the winner's element (zeroed for every CPU), so neither event is lost. */
-static __always_inline void *element(void *map, const void *key)
-{
-\tconst __u64 zero[2] = {};
-\t__u32 what = 0;
-\t__u64 *n;
-\tvoid *v = bpf_map_lookup_elem(map, key);
-
-\tif (v)
-\t\treturn v;
-\tif (bpf_map_update_elem(map, key, zero, BPF_NOEXIST) == -EEXIST)
-\t\twhat = 1; /* another CPU created it first: use that element */
-\tv = bpf_map_lookup_elem(map, key);
-\tif (!v || what) {
-\t\tn = bpf_map_lookup_elem(&twin_drops, &what);
-\t\tif (n)
-\t\t\t*n += 1;
-\t}
-\treturn v;
-}
-"""
-
-LOG2 = """
-/* bpftrace's hist() slot: 0 for negatives, 1 for 0, else 2 + floor(log2(v)). */
-static __always_inline __u64 log2_slot(__s64 value)
-{
-\t__u64 v = value, slot = 2;
-
-\tif (value < 0)
-\t\treturn 0;
-\tif (v == 0)
-\t\treturn 1;
-#pragma unroll
-\tfor (int bit = 32; bit > 0; bit >>= 1) {
-\t\tif (v >= ((__u64)1 << bit)) {
-\t\t\tv >>= bit;
-\t\t\tslot += bit;
-\t\t}
-\t}
-\treturn slot;
-}
-"""
-
-LHIST = """
-/* bpftrace's lhist() slot: 0 below min, 1 + (v - min) / step inside, the last at max and above. */
-static __always_inline __u64 lhist_slot(__s64 v, __s64 min, __s64 max, __s64 step)
-{
-\tif (v < min)
-\t\treturn 0;
-\tif (v >= max)
-\t\treturn (__u64)(max - min) / step + 1;
-\treturn (__u64)(v - min) / step + 1;
-}
-"""
+# The fixed C every twin shares (twin_drops, element(), log2_slot(), lhist_slot()) is a header
+# shipped with the package (harness/twin/twin.bpf.h), #included by each generated file.
+SHARED_HEADER = "twin.bpf.h"
 
 
 def _tp_struct(name: str, fields: list[TracepointField]) -> list[str]:
@@ -636,7 +561,6 @@ def generate_c(
     maps: list[TwinMap] = []
     decls: list[str] = []
     blocks: list[str] = []
-    needs_log2 = needs_lhist = False
     stack_maps: dict[str, int] = {}  # stack-trace map -> frames it holds
     for agg in spec.aggs:
         bpf_name = "map_" + (agg.map[1:] or "at")
@@ -647,7 +571,6 @@ def generate_c(
         if agg.func in ("collect",):
             value = ""
         if agg.func == "hist":
-            needs_log2 = True
             keys.append(KeyField("slot", "slot"))
             fills.append(f"key.slot = log2_slot({value});")
         elif agg.func == "lhist":
@@ -655,7 +578,6 @@ def generate_c(
             lo, hi, step = agg.lhist
             if (hi - lo) % step:
                 raise no_twin(f"lhist {lo}:{hi}:{step} (a range that is not a multiple of step)")
-            needs_lhist = True
             keys.append(KeyField("slot", "slot"))
             fills.append(f"key.slot = lhist_slot({value}, {lo}, {hi}, {step});")
         if not keys:
@@ -708,7 +630,8 @@ def generate_c(
         *([f" *   spec:   {_comment(spec_line)}"] if spec_line else []),
         " */",
         *PREAMBLE,
-        "#define EEXIST 17 /* errno.h's value: vmlinux.h carries no errno macros */",
+        f'#include "{SHARED_HEADER}" /* twin_drops, element(), log2_slot(), lhist_slot(): the'
+        " fixed C of every twin, shipped in harness/twin */",
         "",
         'char LICENSE[] SEC("license") = "GPL";',
         "",
@@ -739,7 +662,6 @@ def generate_c(
             f'}} {smap} SEC(".maps");',
             "",
         ]
-    helpers = HELPERS + (LOG2 if needs_log2 else "") + (LHIST if needs_lhist else "")
 
     prologue: list[str] = []
     if scope.uses_pid_tgid:
@@ -769,5 +691,5 @@ def generate_c(
         "\treturn 0;",
         "}",
     ]
-    text = "\n".join([*header, helpers, *decls, *handler]) + "\n"
+    text = "\n".join([*header, *decls, *handler]) + "\n"
     return TwinProgram(text, tuple(maps), tuple(settings), spec.probe.text(symbol))

@@ -21,12 +21,14 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.paths import cache_home, locked
+from harness.spec.codegen_c import SHARED_HEADER
 
 BTF_PATH = Path("/sys/kernel/btf/vmlinux")
 # The hand-written twin's sources (tests/twin_example: the seed's example, kept as a test
 # fixture), built by build(src); mapdump.h is the package's, shared with every loader.
 SOURCES = ("ktrace.bpf.c", "ktrace.c", "ktrace.h")
 DUMP_HEADER = "mapdump.h"  # the map dump every loader prints (twinload.c and ktrace.c)
+TWIN_HEADER = SHARED_HEADER  # the fixed C every generated twin #includes
 # uname -m -> the arch name bpf_tracing.h expects in __TARGET_ARCH_<arch>.
 TARGET_ARCH = {
     "x86_64": "x86",
@@ -280,10 +282,14 @@ def generic_loader() -> Path:
 def build_twin(
     c_text: str, *, arch: str | None = "auto", btf: Path = BTF_PATH, name: str = "twin"
 ) -> TwinObject:
-    """Compile generated C (cached by its text, the BTF header and the compiler) with -Wall."""
+    """Compile generated C (cached by its text, the shared twin header, the BTF header and the
+    compiler) with -Wall. The shared header is copied beside the source, so the cached build
+    directory rebuilds on its own (given a vmlinux.h)."""
     define = f"-D__TARGET_ARCH_{target_arch() if arch == 'auto' else arch}" if arch else ""
     header = vmlinux_header(btf)
+    shared = source_dir() / TWIN_HEADER
     h = hashlib.sha256(c_text.encode() + header.name.encode() + define.encode())
+    h.update(shared.read_bytes())
     h.update(_tool_version("clang").encode())
     out = cache_root() / f"twin-{h.hexdigest()[:20]}"
     obj, source, log = out / f"{name}.bpf.o", out / f"{name}.bpf.c", out / "clang.log"
@@ -293,6 +299,7 @@ def build_twin(
     try:
         shutil.copy(header, work / "vmlinux.h")
         (work / f"{name}.bpf.c").write_text(c_text)
+        shutil.copy(shared, work / TWIN_HEADER)
         cflags = ["-g", "-O2", "-Wall", "-target", "bpf", *([define] if define else [])]
         argv = ["clang", *cflags, f"-I{work}", "-c", str(work / f"{name}.bpf.c"),
                 "-o", str(work / f"{name}.bpf.o")]
