@@ -11,12 +11,13 @@ Cases, each one `harness bench` run (untraced, bpftrace and the twin alternating
   d  the ktrace catalog spec (kstack counts, skb->hash, hist of skb->len): kprobe:udp_send_skb
      where the kernel has kprobes; on this host (no kprobes) its tracepoint equivalent
      net:net_dev_queue, which the .md of the case names as its attach type
-Each case writes results/bench/<stem>.csv/.md, its measured .bt and generated .bpf.c once each
-under results/bench/sources/ (named by content, the CSV's `program` column) (stems spec-a-count, spec-b-kstack, spec-c-hist, ktrace-spec-d; with --bpftrace a
--bpftrace<VERSION> suffix each). Then results/bench/spec_summary.csv/.md: one row per case and
-release, medians of the per-event overheads, their ratio, and the time to attached, with the
-load average beside, so one table shows what the twin saves and what a bpftrace upgrade changes;
-last, `harness report` over the directory (a PNG per CSV, summary.md).
+Each case writes results/bench/<stem>.csv/.md (stems spec-a-count, spec-b-kstack, spec-c-hist,
+ktrace-spec-d; with --bpftrace a -bpftrace<VERSION> suffix each), its measured .bt and generated
+.bpf.c once each under results/bench/sources/ (named by content; the CSV's `program` column).
+Then results/bench/spec_summary.csv/.md: one row per case and release, medians of the per-event
+overheads, their ratio, and the time to attached, with the load average beside, so one table
+shows what the twin saves and what a bpftrace upgrade changes; last, `harness report` over the
+directory (a PNG per CSV, summary.md).
 """
 
 from __future__ import annotations

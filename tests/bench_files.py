@@ -7,6 +7,12 @@ import hashlib
 from pathlib import Path
 
 
+def one_round(events: int, out: Path) -> list[str]:
+    """`harness bench` flags for the smallest real bench: one measured round, no warm-up."""
+    return ["--rounds", "1", "--max-rounds", "1", "--warmup", "0", "--events", str(events),
+            "--out", str(out)]
+
+
 def programs_measured(out: Path, rows: list[dict[str, str]]) -> dict[str, str]:
     """mode -> the text of the program it measured (`both:` rows name their tracer's file)."""
     named: dict[str, str] = {}

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from bench_files import programs_measured
+from bench_files import one_round, programs_measured
 
 from harness.compare import bench
 from harness.report.summary import write_report
@@ -129,23 +129,7 @@ def test_ratio_needs_both_tracers() -> None:
 def test_cli_bench_writes_csv_md_and_png(needs_bpf: None, tmp_path: Path) -> None:
     n = 5000
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "harness.cli",
-            "bench",
-            "syscalls",
-            "--rounds",
-            "1",
-            "--max-rounds",
-            "1",
-            "--warmup",
-            "0",
-            "--events",
-            str(n),
-            "--out",
-            str(tmp_path),
-        ],
+        [sys.executable, "-m", "harness.cli", "bench", "syscalls", *one_round(n, tmp_path)],
         capture_output=True,
         text=True,
         check=False,

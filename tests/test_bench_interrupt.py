@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from processes import reaped
 
 pytestmark = [pytest.mark.usefixtures("needs_bpf"), pytest.mark.kernel]
 
@@ -53,16 +54,12 @@ def _interrupt_after_round_0(argv: list[str], sig: signal.Signals) -> tuple[int,
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    try:
+    with reaped(proc):
         assert round_done.wait(600), "round 0 never ended:\n" + "\n".join(lines[-20:])
         time.sleep(1.0)  # round 1 under way: a tracer is starting or running
         assert proc.poll() is None, "the bench ended before it could be interrupted"
         proc.send_signal(sig)
         rc = proc.wait(180)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     reader.join(10)
     return rc, lines
 

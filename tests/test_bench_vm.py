@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from bench_files import one_round
+from processes import reaped
 
 from harness.cli import main
 
@@ -48,16 +50,7 @@ def test_bench_ktrace_in_the_vm_uses_the_kprobe(vm_outdir: Path) -> None:
         "6.1,host",
         "--bpftrace",
         "0.17,0.27",
-        "--rounds",
-        "1",
-        "--max-rounds",
-        "1",
-        "--warmup",
-        "0",
-        "--events",
-        str(n),
-        "--out",
-        str(vm_outdir / "bench"),
+        *one_round(n, vm_outdir / "bench"),
     ]
     assert main(argv) == 0
     out = vm_outdir / "bench"
@@ -127,7 +120,7 @@ def test_an_interrupted_guest_bench_keeps_the_runs_that_finished(vm_outdir: Path
              "--no-report", "-q", "--out", str(out)],
             stdout=subprocess.DEVNULL, stderr=err,
         )
-        try:
+        with reaped(proc):
             # Each bpftrace run in the guest asks this harness for its program: req/N.program,
             # which the guest reads and removes. Round 0 asks twice (alone, attached together);
             # the third is round 1's bpftrace alone, round 0 being over by then.
@@ -143,10 +136,6 @@ def test_an_interrupted_guest_bench_keeps_the_runs_that_finished(vm_outdir: Path
             time.sleep(2)  # its bpftrace attaching in the guest
             proc.send_signal(signal.SIGINT)
             rc = proc.wait(300)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
         err.seek(0)
         stderr = err.read()
     assert rc == 128 + signal.SIGINT, stderr[-2000:]

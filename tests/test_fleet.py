@@ -25,7 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_ssh import local_ssh, nobpftrace_host, remote_scan  # noqa: F401  (fixtures)
+from test_ssh import (  # noqa: F401  (fixtures)
+    local_ssh,
+    nobpftrace_host,
+    remote_cleared,
+    remote_scan,
+)
 
 import harness
 
@@ -241,16 +246,7 @@ def test_nothing_is_left_on_any_host(second_alias: str, tmp_path: Path, how: str
         proc.send_signal(signal.SIGINT)
     else:
         proc.send_signal(getattr(signal, how))
-    deadline = time.monotonic() + 30
-    left: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        left = remote_scan("ktrace-localhost", prefix)
-        if not left["procs"] and not progs & set(left["progs"]):
-            break
-        time.sleep(0.2)
-    else:
-        pytest.fail(f"left on the hosts after {how}: {left['procs']}, programs "
-                    f"{progs & set(left['progs'])}")
+    remote_cleared("ktrace-localhost", prefix, progs, 30, f"after {how}")  # both hosts' sessions
     for host in HOSTS:  # as the user would check: ps and bpftool on each host
         workloads, programs = _ps_and_bpftool(host, token, progs)
         assert workloads == [] and programs == set(), (host, workloads, programs)

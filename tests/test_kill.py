@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from processes import reaped
 
 pytestmark = [pytest.mark.usefixtures("needs_bpf"), pytest.mark.kernel]
 
@@ -249,15 +250,11 @@ def test_killed_harness_leaves_nothing_behind(
                  "TMPDIR": str(tmp)},
         )
     watch = Watch(proc.pid, token)
-    try:
+    with reaped(proc):
         _reach(kind, moment, watch, proc)
         seen = watch.children()
         proc.send_signal(sig)
         rc = proc.wait(120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     # Whatever the harness made exists by now: a newer ID is some other process's object.
     newest = {kind: max(_bpf_ids(kind), default=0) for kind in ("prog", "link")}
     # Within 2 s of the harness's exit: no child, none of the programs or links they held, and

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_ssh import local_ssh, remote_scan  # noqa: F401  (fixture)
+from test_ssh import local_ssh, remote_cleared, remote_scan  # noqa: F401  (fixture)
 
 REPO = Path(__file__).resolve().parent.parent
 HOST = "ktrace-localhost"
@@ -71,16 +71,7 @@ def test_a_remote_crosscheck_leaves_nothing(local_ssh: None, tmp_path: Path,  # 
                                               capture_output=True, text=True).stdout.split()]
         assert len(ssh) == 1
         os.kill(ssh[0], signal.SIGKILL)
-    left: dict[str, Any] = {}
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        left = remote_scan(HOST, prefix)
-        if not left["procs"] and not progs & set(left["progs"]):
-            break
-        time.sleep(0.2)
-    else:
-        pytest.fail(f"left on the remote after {how}: {left['procs']}, programs "
-                    f"{progs & set(left['progs'])}")
+    remote_cleared(HOST, prefix, progs, 30, f"after {how}")
     # The remote is this machine: the harness's own argv holds the token too, so it must have
     # exited before ps is read (after SIGINT it was once still writing its results there).
     _, err = proc.communicate(timeout=120)

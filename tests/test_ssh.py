@@ -99,6 +99,20 @@ def remote_scan(host: str, prefix: str) -> dict[str, Any]:
     return dict(_remote(host, SCAN, prefix))
 
 
+def remote_cleared(host: str, prefix: str, progs: set[int], seconds: float, after: str) -> None:
+    """Wait until `host` runs none of the session's processes (their environment names
+    `prefix`) and holds none of `progs`; else fail naming what is left `after` a stop."""
+    left: dict[str, Any] = {}
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        left = remote_scan(host, prefix)
+        if not left["procs"] and not progs & set(left["progs"]):
+            return
+        time.sleep(0.2)
+    pytest.fail(f"left on {host} {after}: {left['procs']}, programs "
+                f"{progs & set(left['progs'])}")
+
+
 # --- runs ----------------------------------------------------------------------------------------
 
 
@@ -252,16 +266,7 @@ def test_nothing_is_left_on_the_remote(local_ssh: None, tmp_path: Path, how: str
                                               capture_output=True, text=True).stdout.split()]
         assert len(ssh) == 1
         os.kill(ssh[0], signal.SIGKILL if how == "ssh-killed" else signal.SIGSTOP)
-    left: dict[str, Any] = {}
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        left = remote_scan("ktrace-localhost", prefix)
-        if not left["procs"] and not progs & set(left["progs"]):
-            break
-        time.sleep(0.2)
-    else:
-        pytest.fail(f"left on the remote after {how}: {left['procs']}, programs "
-                    f"{progs & set(left['progs'])}")
+    remote_cleared("ktrace-localhost", prefix, progs, 20, f"after {how}")
     if how == "link-silent":
         os.kill(ssh[0], signal.SIGCONT)  # the link comes back to a session that has ended
     _, err = proc.communicate(timeout=60)

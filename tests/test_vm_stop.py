@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from processes import reaped
 from test_vm import vm_unavailable_reason
 
 from harness.lanes.vm import _rw_parent
@@ -51,7 +52,7 @@ def test_an_interrupted_guest_run_keeps_what_the_guest_gathered(
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "KTRACE_NO_REPORT": "1"},
     )
-    try:
+    with reaped(proc):
         deadline = time.monotonic() + 900
         while not list(scratch.glob(f"lane-6.1-{proc.pid}-*/started-{token}")):
             assert proc.poll() is None, proc.communicate()
@@ -60,10 +61,6 @@ def test_an_interrupted_guest_run_keeps_what_the_guest_gathered(
         time.sleep(15)  # some sleeps counted (each exec is slow under TCG)
         proc.send_signal(sig)
         _, stderr = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 128 + sig, stderr
     assert "Traceback" not in stderr and "partial results were kept" in stderr, stderr
     meta = json.loads((out / "run.json").read_text())

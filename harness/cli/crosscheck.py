@@ -77,35 +77,26 @@ def run(args: argparse.Namespace) -> int:
         return _crosscheck_fleet(args)
     from harness.api.crosscheck import crosscheck, plan_crosscheck
     from harness.cli.progress import terminal_progress
-    from harness.cli.run import given_spec_options, print_lane, print_plan
+    from harness.cli.run import asked, print_lane, print_plan
 
     if args.dry_run:
         with terminal_progress(args.quiet) as progress:
-            chosen = plan_crosscheck(
-                args.name, attach=args.attach, count=args.count, sizes=args.sizes,
-                workload=args.workload, lane=args.lane, bpftrace=args.bpftrace,
-                progress=progress, **given_spec_options(args),
-            )
+            chosen = plan_crosscheck(args.name, lane=args.lane, progress=progress, **asked(args))
         print_plan(chosen)
         return 0
 
     with terminal_progress(args.quiet) as progress:
         x = crosscheck(
             args.name,
-            attach=args.attach,
-            count=args.count,
-            sizes=args.sizes,
+            lane=args.lane,
             libbpf_pid_offset=args.libbpf_pid_offset,
             timeout=args.timeout,
             prebuilt=args.prebuilt,
-            bpftrace=args.bpftrace,
             out=args.out,
-            workload=args.workload,
-            lane=args.lane,
-            **given_spec_options(args),
             force=args.force,
             progress=progress,
             on_plan=print_plan if args.print_program else None,
+            **asked(args),
         )
     print_lane(x.meta.lane)
     print(f"attach: {x.attach} ({x.reason}); .bpf.o sha256 {x.bpf_obj_sha256[:16]}")
@@ -146,16 +137,14 @@ def _crosscheck_fleet(args: argparse.Namespace) -> int:
     from harness.api.fleet import FLEET_CROSSCHECK_COLUMNS, fleet_crosscheck
     from harness.cli import hosts
     from harness.cli.progress import terminal_progress
-    from harness.cli.run import given_spec_options
+    from harness.cli.run import asked
 
     with terminal_progress(args.quiet) as progress:
         f = fleet_crosscheck(
             args.name, hosts=hosts.hosts_list(args), inventory=args.inventory,
-            jobs=hosts.jobs(args),
-            attach=args.attach, count=args.count, sizes=args.sizes, timeout=args.timeout,
-            out=args.out, prebuilt=args.prebuilt, workload=args.workload,
-            bpftrace=args.bpftrace, force=args.force, progress=progress,
-            on_host=hosts.finished("crosscheck"), **given_spec_options(args),
+            jobs=hosts.jobs(args), timeout=args.timeout, out=args.out, prebuilt=args.prebuilt,
+            force=args.force, progress=progress, on_host=hosts.finished("crosscheck"),
+            **asked(args),
         )
     shown = [c for c in FLEET_CROSSCHECK_COLUMNS if c not in ("lane", "bpf_obj_sha256", "error")]
     rows = [{**r, "core_relocations": r["core_relocations"] or "-"} for r in f.rows]

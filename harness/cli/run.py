@@ -124,6 +124,14 @@ def given_spec_options(args: argparse.Namespace) -> dict[str, Any]:
     return SpecOptions.from_namespace(args).given()
 
 
+def asked(args: argparse.Namespace) -> dict[str, Any]:
+    """The keywords `run` and `crosscheck` pass from their flags alike, to plan, trace,
+    crosscheck or a fleet of either: what to watch (the workload, its count and sizes, the
+    spec flags given) and how (attach type, bpftrace release). The lane is each call's own."""
+    return {"workload": args.workload, "attach": args.attach, "count": args.count,
+            "sizes": args.sizes, "bpftrace": args.bpftrace, **given_spec_options(args)}
+
+
 def _while_tracing(
     progress: Callable[..., object], duration: float | None
 ) -> Callable[[float], None]:
@@ -203,11 +211,8 @@ def run(args: argparse.Namespace) -> int:
         return _run_fleet(args)
     if args.dry_run:
         with terminal_progress(args.quiet) as progress:
-            chosen = plan(
-                args.target, workload=args.workload, duration=args.duration, attach=args.attach,
-                count=args.count, sizes=args.sizes, lane=args.lane, bpftrace=args.bpftrace,
-                progress=progress, frequency=args.frequency, **given_spec_options(args),
-            )
+            chosen = plan(args.target, duration=args.duration, lane=args.lane, progress=progress,
+                          frequency=args.frequency, **asked(args))
         print_plan(chosen)
         return 0
     with terminal_progress(args.quiet) as progress:
@@ -224,24 +229,19 @@ def run(args: argparse.Namespace) -> int:
             progress=progress,
         ) if args.again is not None else trace(
             args.target,
-            workload=args.workload,
             duration=args.duration,
-            attach=args.attach,
-            out=args.out,
-            count=args.count,
-            sizes=args.sizes,
-            timeout=60.0 if args.timeout is None else args.timeout,
             lane=args.lane,
+            out=args.out,
+            timeout=60.0 if args.timeout is None else args.timeout,
             report=not os.environ.get("KTRACE_NO_REPORT"),
             plots=args.plots,
             check=False,
             force=args.force,
             on_progress=_while_tracing(progress, args.duration),
-            bpftrace=args.bpftrace,
             on_plan=(lambda p: print_plan(with_twin(p))) if args.print_program else None,
             progress=progress,
             frequency=args.frequency,
-            **given_spec_options(args),
+            **asked(args),
         )
     from harness.cli.tables import counts_line, render, say_warnings
 
@@ -279,14 +279,11 @@ def _run_fleet(args: argparse.Namespace) -> int:
     with terminal_progress(args.quiet) as progress:
         f = fleet(
             args.target, hosts=hosts.hosts_list(args), inventory=args.inventory,
-            jobs=hosts.jobs(args),
-            workload=args.workload, duration=args.duration, attach=args.attach, out=args.out,
-            count=args.count, sizes=args.sizes,
+            jobs=hosts.jobs(args), duration=args.duration, out=args.out,
             timeout=60.0 if args.timeout is None else args.timeout,
             report=not os.environ.get("KTRACE_NO_REPORT"), plots=args.plots,
-            bpftrace=args.bpftrace, force=args.force, progress=progress,
-            on_host=hosts.finished("run"), frequency=args.frequency,
-            **given_spec_options(args),
+            force=args.force, progress=progress, on_host=hosts.finished("run"),
+            frequency=args.frequency, **asked(args),
         )
     print()
     for r in f.runs:
