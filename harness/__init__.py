@@ -3,7 +3,10 @@
 The public API (loaded on first use, so `harness --help` stays quick):
 
 - `trace(target, *, workload, duration, lane, attach, out, **spec_options) -> Trace`: generate,
-  run and parse one bpftrace program; `Trace.frames` holds a pandas DataFrame per map.
+  run and parse one bpftrace program; `Trace.frames` holds a pandas DataFrame per map. Its
+  options (workload, duration, attach, count, sizes, timeout, bpftrace, ...) are keywords or one
+  `TraceOptions` (`options=`), which `plan` and `fleet` take alike; `CrosscheckOptions` likewise
+  serves crosscheck, plan_crosscheck and fleet_crosscheck.
 - `again(run_dir) -> Trace`: run a recorded run again from its run.json (`harness run --again`).
 - `crosscheck(target, *, lane, **options) -> Crosscheck`: bpftrace and the libbpf CO-RE twin on
   the same events; `Crosscheck.passed`, `.maps` (per-map verdict and diff frame).
@@ -39,6 +42,8 @@ _EXPORTS = {
     "Trace": "harness.api.trace_result",
     "RunMeta": "harness.report.record",
     "crosscheck": "harness.api.crosscheck",
+    "CrosscheckOptions": "harness.api.crosscheck",
+    "TraceOptions": "harness.api.trace",
     "plan": "harness.api.trace",
     "plan_crosscheck": "harness.api.crosscheck",
     "Plan": "harness.spec.plan",
@@ -95,6 +100,7 @@ __all__ = [
     "BuildError",
     "Crosscheck",
     "CrosscheckError",
+    "CrosscheckOptions",
     "Doctor",
     "Fleet",
     "FleetCrosscheck",
@@ -116,6 +122,7 @@ __all__ = [
     "RemoteError",
     "RunMeta",
     "Trace",
+    "TraceOptions",
     "UnknownField",
     "UnknownProbe",
     "UsageError",
@@ -142,7 +149,13 @@ assert set(__all__) == set(_EXPORTS)
 if TYPE_CHECKING:
     from harness.api.again import again
     from harness.api.bench import Bench, BenchOptions, BenchTable, bench, bench_table
-    from harness.api.crosscheck import Crosscheck, MapVerdict, crosscheck, plan_crosscheck
+    from harness.api.crosscheck import (
+        Crosscheck,
+        CrosscheckOptions,
+        MapVerdict,
+        crosscheck,
+        plan_crosscheck,
+    )
     from harness.api.doctor import Doctor, doctor
     from harness.api.fleet import (
         Fleet,
@@ -153,7 +166,7 @@ if TYPE_CHECKING:
         fleet_crosscheck,
     )
     from harness.api.matrix import Matrix, matrix
-    from harness.api.trace import plan, trace
+    from harness.api.trace import TraceOptions, plan, trace
     from harness.api.trace_result import Trace
     from harness.errors import CrosscheckError, HarnessError, MissingDependency, UsageError
     from harness.host.capabilities import NoAttachPoint

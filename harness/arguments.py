@@ -111,6 +111,13 @@ def choice(name: str, value: Any, choices: Sequence[str]) -> str | None:
     return value
 
 
+def instance(name: str, value: Any, kind: type[Any], example: str) -> Any:
+    """An object of `kind` (an options object)."""
+    if not isinstance(value, kind):
+        raise _refuse(name, value, f"a {kind.__name__}", example)
+    return value
+
+
 def path(name: str, value: Any, example: str) -> Path:
     """A str or os.PathLike naming a path."""
     if isinstance(value, os.PathLike):

@@ -62,6 +62,11 @@ CASES: list[tuple[str, dict[str, Any], str, Any, list[str]]] = [
     ("crosscheck", {}, "libbpf_pid_offset", "1", ["libbpf_pid_offset='1'", "integer"]),
     ("crosscheck", {}, "force", 1, ["force=1", "True or False"]),
     ("plan_crosscheck", {}, "attach", 1, ["attach=1"]),
+    ("trace", {}, "options", {"count": 5}, ["options={'count': 5}", "TraceOptions"]),
+    ("plan", {}, "options", harness.CrosscheckOptions(), ["options=", "not a TraceOptions"]),
+    ("crosscheck", {}, "options", harness.TraceOptions(), ["not a CrosscheckOptions"]),
+    ("plan_crosscheck", {"options": harness.CrosscheckOptions(count=0)}, "workload", None,
+     ["count 0 sends no datagram"]),  # the options object's values are checked as keywords are
     ("matrix", {}, "kernels", "6.1", ["kernels='6.1'", "list of names"]),
     ("matrix", {}, "kernels", [6.1], ["kernels[0]=6.1", "string"]),
     ("matrix", {}, "bpftrace", "0.27", ["bpftrace='0.27'", "list of names"]),
@@ -101,3 +106,19 @@ def test_a_wrong_argument_is_a_usage_error_naming_it(
 def test_a_path_like_out_and_workload_are_taken(tmp_path: Path) -> None:
     plan = harness.plan(PROBE, workload=[Path("/bin/true")], lane="host")
     assert plan.workload == ("/bin/true",)
+
+
+def test_one_options_object_says_what_the_keywords_say_and_a_keyword_wins() -> None:
+    """TraceOptions carries what the keywords do; a keyword beside it wins. The plan is the
+    same either way (its spec, attach type and workload), and the spec keywords stay apart."""
+    by_keywords = harness.plan(PROBE, workload="/bin/true", duration=2.0, count_by=["comm"])
+    options = harness.TraceOptions(workload="/bin/false", duration=2.0)
+    by_options = harness.plan(PROBE, options=options, workload="/bin/true", count_by=["comm"])
+    assert by_options.spec == by_keywords.spec and by_options.attach == by_keywords.attach
+    assert "@count[comm]" in by_options.program()  # (its ready marker is each plan's own)
+    assert by_options.workload == by_keywords.workload == ("/bin/true",)
+    got, spec = harness.TraceOptions.split(options, {"count": 7, "count_by": ["comm"]})
+    assert (got.count, got.workload, got.duration, spec) == (7, "/bin/false", 2.0,
+                                                             {"count_by": ["comm"]})
+    assert options.count == 100  # frozen: split made a new object
+

@@ -13,7 +13,7 @@ meta are made here (harness.compare.crosscheck); the run directory is written la
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -91,68 +91,72 @@ class Crosscheck:
         }
 
 
+@dataclass(frozen=True)
+class CrosscheckOptions(inputs.RunOptions):
+    """`crosscheck`'s options (its keywords), one object for crosscheck, plan_crosscheck and
+    fleet_crosscheck: RunOptions' (workload, `count` datagrams of `sizes` bytes, attach,
+    timeout, bpftrace, force) with a crosscheck's defaults, and
+
+    prebuilt: a build directory of the twin made elsewhere (one .bpf.o for every kernel).
+    libbpf_pid_offset: point the twin at another pid (proves a mismatch is caught).
+    """
+
+    count: int = 200
+    sizes: str = "1,100,1000,1400"
+    prebuilt: Path | None = None
+    libbpf_pid_offset: int = 0
+
+    def checked(self) -> CrosscheckOptions:
+        """The options with `prebuilt` checked (an existing directory)."""
+        arguments.seconds("timeout", self.timeout, "60")
+        arguments.integer("libbpf_pid_offset", self.libbpf_pid_offset, -(1 << 31), "0")
+        if self.prebuilt is None:
+            return self
+        return replace(
+            self, prebuilt=arguments.directory("prebuilt", self.prebuilt, "Path('build/twin')")
+        )
+
+
 def crosscheck(
     target: str = "ktrace",
     *,
     lane: str | Lane = "host",
-    attach: str | None = None,
-    count: int = 200,
-    sizes: str = "1,100,1000,1400",
-    timeout: float = 60.0,
     out: Out = None,
-    prebuilt: Path | None = None,
-    libbpf_pid_offset: int = 0,
-    workload: str | Sequence[str] | None = None,
-    bpftrace: str | None = None,
-    force: bool = False,
     progress: Progress | None = None,
     on_plan: Callable[[Plan], None] | None = None,
-    **spec_opts: Any,
+    options: CrosscheckOptions | None = None,
+    **keywords: Any,
 ) -> Crosscheck:
     """Run bpftrace and the libbpf CO-RE twin on the same gated workload and compare exactly.
 
     target: a catalog entry with a twin (`ktrace`).
     lane: `host`, `vm`, `vm:6.12` or a Lane, as in `trace`; the guest runs the host-built twin.
-    attach: force `kprobe`, `kfunc` or `tracepoint` instead of the capability probe's choice.
-    count, sizes: datagrams the workload sends and their payload sizes (cycled).
-    timeout: seconds to attach and to finish.
     out: the run directory (bpftrace/, libbpf/, verdict.json); None makes
         results/crosscheck-<UTC time>/, False writes nothing.
-    prebuilt: a build directory of the twin made elsewhere (one .bpf.o for every kernel).
-    libbpf_pid_offset: point the twin at another pid (proves a mismatch is caught).
-    workload: for a probe target, the command both tracers watch (default: a getppid() loop for
-        syscall tracepoints and uprobes, UDP sends otherwise); both filter on its pid.
-    spec_opts: for a probe target, the spec flags as keywords, as in `trace`; the twin is
-        generated from the same spec (harness.spec.codegen_c).
-    bpftrace: the release to run (None: the installed one; "0.27"/"latest": a cached root).
     progress: hears each long step's phase (harness.progress); None reports nowhere.
     on_plan: called with the Plan (attach choice, bpftrace program, twin C) before the twin is
         built or anything starts (`-v`).
+    options: a CrosscheckOptions; each of its fields may also be given as a keyword, which wins:
+        attach: force `kprobe`, `kfunc` or `tracepoint` instead of the capability probe's choice.
+        count, sizes: datagrams the workload sends and their payload sizes (cycled).
+        timeout: seconds to attach and to finish.
+        workload: for a probe target, the command both tracers watch (default: a getppid()
+            loop for syscall tracepoints and uprobes, UDP sends otherwise); both filter on its
+            pid.
+        bpftrace: the release to run (None: the installed one; "0.27"/"latest": a cached root).
+        prebuilt, libbpf_pid_offset, force: as CrosscheckOptions says.
+    The other keywords are the spec's: for a probe target, the spec flags as keywords, as in
+        `trace`; the twin is generated from the same spec (harness.spec.codegen_c).
     """
-    arguments.seconds("timeout", timeout, "60")
-    inputs.run_options(lane=lane, out=out, bpftrace=bpftrace, progress=progress,
-                       on_plan=on_plan, force=force)
-    if prebuilt is not None:
-        prebuilt = arguments.directory("prebuilt", prebuilt, "Path('build/twin')")
-    arguments.integer("libbpf_pid_offset", libbpf_pid_offset, -(1 << 31), "0")
-    spec, argv = crosscheck_request(target, attach, count, sizes, workload, spec_opts)
-    path = inputs.claim(out, "crosscheck", target, force)
+    o, spec_opts = CrosscheckOptions.split(options, keywords)
+    o = o.checked()
+    inputs.run_options(lane=lane, out=out, bpftrace=o.bpftrace, progress=progress,
+                       on_plan=on_plan, force=o.force)
+    spec, argv = crosscheck_request(target, o, spec_opts)
+    path = inputs.claim(out, "crosscheck", target, o.force)
     with inputs.unclaimed_on_failure(path if out is None else None):
-        result = run_crosscheck(
-            target,
-            spec=spec,
-            workload_argv=argv,
-            attach=attach,
-            count=count,
-            sizes=sizes,
-            libbpf_pid_offset=libbpf_pid_offset,
-            timeout=timeout,
-            prebuilt=prebuilt,
-            bpftrace=bpftrace,
-            lane=lane,
-            progress=progress or silent,
-            on_plan=on_plan,
-        )
+        result = run_crosscheck(target, spec=spec, workload_argv=argv, lane=lane,
+                                progress=progress or silent, on_plan=on_plan, options=o)
     from harness.host.lifetime import shielded
     from harness.host.runner import Interrupted
 
@@ -165,12 +169,13 @@ def crosscheck(
 
 
 def crosscheck_request(
-    target: str, attach: str | None, count: int, sizes: str,
-    workload: str | Sequence[str] | None, spec_opts: Mapping[str, Any],
+    target: str, o: CrosscheckOptions, spec_opts: Mapping[str, Any]
 ) -> tuple[ProbeSpec | None, list[str] | None]:
     """A crosscheck's checked inputs: the probe line's spec (None for a catalog entry) and the
     workload's argv."""
     from harness.spec import catalog
+
+    attach, count, sizes, workload = o.attach, o.count, o.sizes, o.workload
 
     arguments.text("target", target, "'ktrace'")
     arguments.choice("attach", attach, inputs.ATTACH_CHOICES)
@@ -194,27 +199,26 @@ def plan_crosscheck(
     target: str = "ktrace",
     *,
     lane: str | Lane = "host",
-    attach: str | None = None,
-    count: int = 200,
-    sizes: str = "1,100,1000,1400",
-    workload: str | Sequence[str] | None = None,
-    bpftrace: str | None = None,
     progress: Progress | None = None,
-    **spec_opts: Any,
+    options: CrosscheckOptions | None = None,
+    **keywords: Any,
 ) -> Plan:
     """What `crosscheck` with the same arguments would run, without building or running
     anything (`--dry-run`): the attach choice and why, the bpftrace program (WORKLOAD_PID
-    standing for the gated workload's pid) and the twin's C (`Plan.twin_c`)."""
+    standing for the gated workload's pid) and the twin's C (`Plan.twin_c`). `options` and the
+    keywords: as in `crosscheck` (what only a run uses, such as its timeout, changes nothing
+    here)."""
     from harness.host.bpftrace_versions import resolve
     from harness.lanes.registry import get_lane
 
-    inputs.run_options(lane=lane, out=False, bpftrace=bpftrace, progress=progress)
-    spec, argv = crosscheck_request(target, attach, count, sizes, workload, spec_opts)
+    o, spec_opts = CrosscheckOptions.split(options, keywords)
+    inputs.run_options(lane=lane, out=False, bpftrace=o.bpftrace, progress=progress)
+    spec, argv = crosscheck_request(target, o, spec_opts)
     machine = get_lane(lane)
     machine.progress = progress or silent
     return settle_crosscheck(
-        target, spec, attach, machine, machine.bpftrace(resolve(bpftrace)),
-        workload_argv=argv, count=count, sizes=sizes,
+        target, spec, o.attach, machine, machine.bpftrace(resolve(o.bpftrace)),
+        workload_argv=argv, count=o.count, sizes=o.sizes,
     ).plan
 
 
@@ -274,34 +278,36 @@ def _check_printed(run_dir: Path, result: CrosscheckResult) -> None:
 def run_crosscheck(
     name: str = "ktrace",
     *,
-    attach: str | None = None,
-    count: int = 200,
-    sizes: str = "1,100,1000,1400",
-    sockets: int = 3,
-    libbpf_pid_offset: int = 0,
-    timeout: float = 60.0,
-    prebuilt: Path | None = None,
     spec: ProbeSpec | None = None,
     workload_argv: list[str] | None = None,
-    bpftrace: str | None = None,
+    sockets: int = 3,
     lane: str | Lane = "host",
     progress: Progress = silent,
     on_plan: Callable[[Plan], None] | None = None,
+    options: CrosscheckOptions | None = None,
+    **keywords: Any,
 ) -> CrosscheckResult:
     """Run both tracers around one workload and compare every map of the spec.
 
     `lane` is the kernel under test: the host, or a VM lane's guest, which runs only the two
     tracers and the workload; codegen, the twin's build, parsing and the comparison stay here.
 
-    `spec` (a probe line's spec) replaces the catalog entry `name`. `libbpf_pid_offset`
-    deliberately points the twin at another pid: a test uses it to prove a mismatch is caught.
-    `prebuilt` is a directory holding a twin built elsewhere (twin.bpf.c, twin.bpf.o).
-    `bpftrace` names the release to run (harness.host.bpftrace_versions; None: the system's).
-    `progress` hears the phases (building the twin, tracing); it never prints. `on_plan` is
-    called with the plan (harness.spec.plan) before anything is built or started.
+    `spec` (a probe line's spec) replaces the catalog entry `name`. `options` and `keywords`
+    (CrosscheckOptions' fields only: the spec is made already) are `crosscheck`'s, unchecked:
+    `libbpf_pid_offset` deliberately points the twin at another pid (a test proves a mismatch
+    is caught), `prebuilt` is a directory holding a twin built elsewhere (twin.bpf.c,
+    twin.bpf.o), `bpftrace` names the release (harness.host.bpftrace_versions; None: the
+    system's). `progress` hears the phases (building the twin, tracing); it never prints.
+    `on_plan` is called with the plan (harness.spec.plan) before anything is built or started.
     """
     from harness.host.bpftrace_versions import resolve
     from harness.lanes.registry import get_lane
+
+    o, unknown = CrosscheckOptions.split(options, keywords)
+    if unknown:
+        raise TypeError(f"run_crosscheck() got unexpected keywords {sorted(unknown)}")
+    attach, count, sizes, timeout = o.attach, o.count, o.sizes, o.timeout
+    prebuilt, libbpf_pid_offset, bpftrace = o.prebuilt, o.libbpf_pid_offset, o.bpftrace
 
     machine = get_lane(lane)
     machine.progress = progress

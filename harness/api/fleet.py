@@ -24,14 +24,19 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness import arguments
-from harness.api.crosscheck import Crosscheck, crosscheck, crosscheck_request
+from harness.api.crosscheck import (
+    Crosscheck,
+    CrosscheckOptions,
+    crosscheck,
+    crosscheck_request,
+)
 from harness.api.inputs import claim, run_options
-from harness.api.trace import trace, trace_request
+from harness.api.trace import TraceOptions, trace, trace_request
 from harness.compare.objects import OneObjectPerAttach
 from harness.errors import HarnessError, UsageError
 from harness.lanes.inventory import Member
@@ -252,21 +257,11 @@ def fleet(
     hosts: Sequence[str] | None = None,
     inventory: Path | str | None = None,
     jobs: int = DEFAULT_JOBS,
-    workload: str | Sequence[str] | None = None,
-    duration: float | None = None,
-    attach: str | None = None,
     out: Out = None,
-    count: int = 100,
-    sizes: str = "1,100,1000",
-    timeout: float = 60.0,
-    report: bool = True,
-    plots: bool = False,
-    bpftrace: str | None = None,
-    force: bool = False,
     progress: Progress | None = None,
     on_host: Callable[[HostRun], None] | None = None,
-    frequency: int | None = None,
-    **spec_opts: Any,
+    options: TraceOptions | None = None,
+    **keywords: Any,
 ) -> Fleet:
     """`trace` on every member of a fleet at once, at most `jobs` at a time.
 
@@ -278,24 +273,26 @@ def fleet(
         map over the fleet (`host` first) and fleet.json; None makes results/fleet-<time>/,
         False writes nothing.
     on_host: called with each member's HostRun as it finishes (the CLI prints a line).
-    The other arguments are `trace`'s, the same for every member: each member runs the spec
-    on its own kernel (its attach choice, its bpftrace's version) and its own workload.
+    options and the other keywords: `trace`'s (a TraceOptions, the spec keywords), the same for
+    every member: each member runs the spec on its own kernel (its attach choice, its
+    bpftrace's version) and its own workload.
     """
     began = time.time()
+    o, spec_opts = TraceOptions.split(options, keywords)
     chosen = members(hosts, inventory)
     jobs = arguments.integer("jobs", jobs, 1, "8")
-    arguments.seconds("timeout", timeout, "60")
-    run_options(lane="host", out=out, bpftrace=bpftrace, progress=progress,
-                on_progress=on_host, report=report, plots=plots, force=force)
-    trace_request(target, workload, duration, attach, count, sizes, spec_opts, frequency)
-    path, dirs, lanes, say = _set_up(chosen, bpftrace, out, "fleet", target, force, progress)
+    arguments.seconds("timeout", o.timeout, "60")
+    run_options(lane="host", out=out, bpftrace=o.bpftrace, progress=progress,
+                on_progress=on_host, report=o.report, plots=o.plots, force=o.force)
+    trace_request(target, o, spec_opts)
+    path, dirs, lanes, say = _set_up(chosen, o.bpftrace, out, "fleet", target, o.force,
+                                     progress)
+    each = replace(o, plots=False)  # drawn afterwards, one host at a time (_plots)
 
     def one(m: Member, lane: Lane) -> HostRun:
         t = trace(
-            target, workload=workload, duration=duration, lane=lane, attach=attach,
-            out=False if path is None else path / dirs[m.label], count=count, sizes=sizes,
-            timeout=timeout, report=report, plots=False, check=False, bpftrace=bpftrace,
-            force=force, progress=say(m.label), frequency=frequency, **spec_opts,
+            target, lane=lane, out=False if path is None else path / dirs[m.label],
+            check=False, progress=say(m.label), options=each, **spec_opts,
         )
         error = None
         try:
@@ -311,7 +308,7 @@ def fleet(
 
         with shielded(deliver=True):
             _write_fleet(done, began, jobs, "run")
-            if report and plots:
+            if o.report and o.plots:
                 _plots(done)
     return done
 
@@ -443,44 +440,34 @@ def fleet_crosscheck(
     hosts: Sequence[str] | None = None,
     inventory: Path | str | None = None,
     jobs: int = DEFAULT_JOBS,
-    attach: str | None = None,
-    count: int = 200,
-    sizes: str = "1,100,1000,1400",
-    timeout: float = 60.0,
     out: Out = None,
-    prebuilt: Path | None = None,
-    workload: str | Sequence[str] | None = None,
-    bpftrace: str | None = None,
-    force: bool = False,
     progress: Progress | None = None,
     on_host: Callable[[HostRun], None] | None = None,
-    **spec_opts: Any,
+    options: CrosscheckOptions | None = None,
+    **keywords: Any,
 ) -> FleetCrosscheck:
     """`crosscheck` on every member at once: the twin is built here once per attach type and
     the same `.bpf.o` runs on every member of that type, compared exactly with bpftrace there.
 
     hosts, inventory, jobs, on_host: as in `fleet`. out: one crosscheck directory per member,
     crosscheck.csv (a row per member) and fleet.json; None makes results/fleet-xc-<time>/.
-    The other arguments are `crosscheck`'s.
+    options and the other keywords: `crosscheck`'s (a CrosscheckOptions, the spec keywords).
     """
     began = time.time()
+    o, spec_opts = CrosscheckOptions.split(options, keywords)
     chosen = members(hosts, inventory)
     jobs = arguments.integer("jobs", jobs, 1, "8")
-    arguments.seconds("timeout", timeout, "60")
-    run_options(lane="host", out=out, bpftrace=bpftrace, progress=progress,
-                on_progress=on_host, force=force)
-    if prebuilt is not None:
-        prebuilt = arguments.directory("prebuilt", prebuilt, "Path('build/twin')")
-    crosscheck_request(target, attach, count, sizes, workload, spec_opts)
-    path, dirs, lanes, say = _set_up(chosen, bpftrace, out, "fleet-xc", target, force,
+    o = o.checked()
+    run_options(lane="host", out=out, bpftrace=o.bpftrace, progress=progress,
+                on_progress=on_host, force=o.force)
+    crosscheck_request(target, o, spec_opts)
+    path, dirs, lanes, say = _set_up(chosen, o.bpftrace, out, "fleet-xc", target, o.force,
                                      progress)
 
     def one(m: Member, lane: Lane) -> HostRun:
         x = crosscheck(
-            target, lane=lane, attach=attach, count=count, sizes=sizes, timeout=timeout,
-            out=False if path is None else path / dirs[m.label], prebuilt=prebuilt,
-            workload=workload, bpftrace=bpftrace, force=force, progress=say(m.label),
-            **spec_opts,
+            target, lane=lane, out=False if path is None else path / dirs[m.label],
+            progress=say(m.label), options=o, **spec_opts,
         )
         bad = [name for name, v in x.maps.items() if not v.equal]
         return HostRun(m.label, m.lane, x, f"differs in {', '.join(bad)}" if bad else None,

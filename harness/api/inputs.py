@@ -8,11 +8,13 @@ Each check raises a UsageError naming the argument and the fix before the machin
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shlex
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 from harness import arguments
 from harness.errors import UsageError
@@ -23,6 +25,39 @@ if TYPE_CHECKING:
 Out = Path | str | Literal[False] | None
 
 ATTACH_CHOICES = ("kprobe", "kfunc", "tracepoint")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What a traced run is asked beyond its target, lane, directory and callbacks, the same for
+    each of its capability's calls (run, plan, every member of a fleet): the workload (a
+    command, else the catalog entry's own UDP sends: `count` datagrams of `sizes` bytes), the
+    attach type forced (None: the capability probe's choice), seconds to wait for the attach,
+    the bpftrace release (None: the installed one) and `force` (replace a run directory).
+    TraceOptions and CrosscheckOptions add their capability's own."""
+
+    workload: str | Sequence[str] | None = None
+    attach: str | None = None
+    count: int = 100
+    sizes: str = "1,100,1000"
+    timeout: float = 60.0
+    bpftrace: str | None = None
+    force: bool = False
+
+    @classmethod
+    def split(
+        cls, options: RunOptions | None, keywords: Mapping[str, Any]
+    ) -> tuple[Self, dict[str, Any]]:
+        """`options` (default: every field's default) with the keywords that name its fields
+        put in, and the other keywords: the spec keywords (`count_by=`, `pid=`, ...)."""
+        base: Self = cls() if options is None else arguments.instance(
+            "options", options, cls, f"{cls.__name__}(count=5)"
+        )
+        names = {f.name for f in dataclasses.fields(cls)}
+        mine = {k: v for k, v in keywords.items() if k in names}
+        return dataclasses.replace(base, **mine), {
+            k: v for k, v in keywords.items() if k not in names
+        }
 
 
 def parse_workload(workload: str | Sequence[str] | None) -> list[str] | None:

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from harness import arguments
 from harness.api.inputs import (
     ATTACH_CHOICES,
     Out,
+    RunOptions,
     claim,
     parse_workload,
     run_options,
@@ -73,86 +75,93 @@ def _warming_report(
     return tick
 
 
+@dataclass(frozen=True)
+class TraceOptions(RunOptions):
+    """`trace`'s options (its keywords), one object for trace, plan and fleet: RunOptions' (the
+    workload, `count` datagrams of `sizes` bytes for a catalog entry's own, attach, timeout,
+    bpftrace, force) and
+
+    duration: stop after this many seconds (a run needs a workload, a duration, or both).
+    frequency: the `profile` entry's sampling rate in Hz (default 99).
+    report: also write summary.md, folded stacks and flame graphs into the run directory.
+    plots: with report, also draw histogram PNGs (matplotlib; `harness report DIR` draws them
+        later, so a quick run need not pay for it).
+    """
+
+    duration: float | None = None
+    frequency: int | None = None
+    report: bool = True
+    plots: bool = False
+
+
 def trace(
     target: str,
     *,
-    workload: str | Sequence[str] | None = None,
-    duration: float | None = None,
     lane: str | Lane = "host",
-    attach: str | None = None,
     out: Out = None,
-    count: int = 100,
-    sizes: str = "1,100,1000",
-    timeout: float = 60.0,
-    report: bool = True,
-    plots: bool = False,
     check: bool = True,
     on_progress: Callable[[float], None] | None = None,
-    bpftrace: str | None = None,
-    force: bool = False,
     on_plan: Callable[[Plan], None] | None = None,
     progress: Progress | None = None,
-    frequency: int | None = None,
-    **spec_opts: Any,
+    options: TraceOptions | None = None,
+    **keywords: Any,
 ) -> Trace:
     """Generate, run and parse one bpftrace program around a workload.
 
     target: a catalog name (`ktrace`, `syscalls`), a probe such as `kprobe:udp_send_skb` (shaped
-        by `spec_opts`), or a whole bpftrace program (run as written, plus a BEGIN marker).
-    workload: the command to trace, as a shell string or an argv list; a catalog entry brings its
-        own (sized by `count` datagrams of `sizes` bytes).
-    duration: stop after this many seconds (a run needs a workload, a duration, or both).
+        by the spec keywords), or a whole bpftrace program (run as written, plus a BEGIN marker).
     lane: where the kernel under test is: `host` (the running kernel), `vm` or `vm:6.12` (a
         Debian guest booted once per process and reused; see harness.lanes), or a Lane object.
-    attach: force `kprobe`, `kfunc` or `tracepoint` instead of the capability probe's choice.
     out: the run directory; None makes results/run-<UTC time>/, False writes nothing. It is
         checked before tracing: a file, an unwritable place, or a non-empty directory that is
         not an earlier run of the same target is refused (`force` replaces its contents).
-    timeout: seconds to wait for bpftrace to attach.
-    report: also write summary.md, folded stacks and flame graphs into the run directory.
-    plots: with report, also draw histogram PNGs (matplotlib; `harness report DIR` draws them
-        later, so a quick run need not pay for it).
     check: raise the run's typed error (after writing what was gathered); False leaves it in
         `Trace.error` for the caller (the CLI prints the tables first). Failures before anything
         was gathered (bad input, a probe that cannot attach) raise either way.
     on_progress: called with the seconds since attach, about every 50 ms while the run lasts.
-    bpftrace: the release to run: None or "system" (the installed one), its version ("0.17"),
-        "0.27" or "latest" (a Debian root built on first use; `harness doctor` lists them).
-        Codegen writes the program for that release.
     on_plan: called with the Plan (attach choice, program text) before anything starts (`-v`).
     progress: hears the lane's long steps (a VM guest's kernel fetch and boot, the run in the
         guest; harness.progress); None reports nowhere.
-    frequency: the `profile` entry's sampling rate in Hz (default 99).
-    spec_opts: for a probe target, the CLI's spec flags as keywords (`count_by="kstack"`,
-        `arg="skb=struct sk_buff *"`, `hist="skb->len"`, `filter=...`, `workload_pid=True`);
-        for a catalog entry, the filters `pid`, `comm` and `cgroup` (`profile` and `offcpu`
-        watch the workload's process, else `pid`'s, else every CPU).
+    options: a TraceOptions; each of its fields may also be given as a keyword, which wins:
+        workload: the command to trace, as a shell string or an argv list; a catalog entry
+            brings its own (sized by `count` datagrams of `sizes` bytes).
+        duration: stop after this many seconds (a run needs a workload, a duration, or both).
+        attach: force `kprobe`, `kfunc` or `tracepoint` instead of the capability probe's choice.
+        timeout: seconds to wait for bpftrace to attach.
+        bpftrace: the release to run: None or "system" (the installed one), its version
+            ("0.17"), "0.27" or "latest" (a Debian root built on first use; `harness doctor`
+            lists them). Codegen writes the program for that release.
+        force, report, plots, frequency: as TraceOptions says.
+    The other keywords are the spec's: for a probe target, the CLI's spec flags as keywords
+        (`count_by="kstack"`, `arg="skb=struct sk_buff *"`, `hist="skb->len"`, `filter=...`,
+        `workload_pid=True`); for a catalog entry, the filters `pid`, `comm` and `cgroup`
+        (`profile` and `offcpu` watch the workload's process, else `pid`'s, else every CPU).
     """
     began = (time.time(), time.monotonic())
-    arguments.seconds("timeout", timeout, "60")
-    run_options(lane=lane, out=out, bpftrace=bpftrace, progress=progress, on_plan=on_plan,
-                 on_progress=on_progress, report=report, plots=plots, check=check, force=force)
+    o, spec_opts = TraceOptions.split(options, keywords)
+    arguments.seconds("timeout", o.timeout, "60")
+    run_options(lane=lane, out=out, bpftrace=o.bpftrace, progress=progress, on_plan=on_plan,
+                on_progress=on_progress, report=o.report, plots=o.plots, check=check,
+                force=o.force)
     # A whole program needs none of the spec machinery: it is imported where a spec is made.
     from harness.host.bpftrace_versions import resolve
 
-    tracer = resolve(bpftrace)
-    equivalents, argv = trace_request(
-        target, workload, duration, attach, count, sizes, spec_opts, frequency
-    )
+    tracer = resolve(o.bpftrace)
+    equivalents, argv = trace_request(target, o, spec_opts)
     return run_trace(
         target,
         equivalents,
-        attach=attach,
+        attach=o.attach,
         reason=None,
         argv=argv,
-        duration=duration,
+        duration=o.duration,
         lane=lane,
         tracer=tracer,
         out=out,
-        force=force,
-        timeout=timeout,
-        report=report,
-        plots=plots,
+        force=o.force,
+        timeout=o.timeout,
+        report=o.report,
+        plots=o.plots,
         check=check,
         on_progress=on_progress,
         began=began,
@@ -161,56 +170,45 @@ def trace(
     )
 
 
-
 def plan(
     target: str,
     *,
-    workload: str | Sequence[str] | None = None,
-    duration: float | None = None,
     lane: str | Lane = "host",
-    attach: str | None = None,
-    count: int = 100,
-    sizes: str = "1,100,1000",
-    bpftrace: str | None = None,
     twin: bool = True,
     progress: Progress | None = None,
-    frequency: int | None = None,
-    **spec_opts: Any,
+    options: TraceOptions | None = None,
+    **keywords: Any,
 ) -> Plan:
     """What `trace` with the same arguments would run, without running it (`--dry-run`): the
     attach type and why, and the program text as it runs (WORKLOAD_PID standing for a pid
     known only once the workload starts). It reads the lane's capabilities and kernel symbols
     and the bpftrace version, no more; a VM lane boots its guest for them. `twin` also
-    generates the libbpf C twin where the spec is in its subset (else `Plan.twin_note`)."""
+    generates the libbpf C twin where the spec is in its subset (else `Plan.twin_note`).
+    `options` and the keywords: as in `trace` (what only a run uses, such as its timeout,
+    changes nothing here)."""
     from harness.host.bpftrace_versions import resolve
     from harness.lanes.registry import get_lane
 
-    run_options(lane=lane, out=False, bpftrace=bpftrace, progress=progress, twin=twin)
-    tracer = resolve(bpftrace)
-    equivalents, argv = trace_request(
-        target, workload, duration, attach, count, sizes, spec_opts, frequency
-    )
+    o, spec_opts = TraceOptions.split(options, keywords)
+    run_options(lane=lane, out=False, bpftrace=o.bpftrace, progress=progress, twin=twin)
+    tracer = resolve(o.bpftrace)
+    equivalents, argv = trace_request(target, o, spec_opts)
     machine = get_lane(lane)
     machine.progress = progress or silent
     caps = machine.capabilities()
     tracer = machine.bpftrace(tracer)
-    chosen = settle(target, equivalents, argv, attach, None, caps, machine, tracer)
+    chosen = settle(target, equivalents, argv, o.attach, None, caps, machine, tracer)
     return with_twin(chosen) if twin else chosen
 
 
-
 def trace_request(
-    target: str,
-    workload: str | Sequence[str] | None,
-    duration: float | None,
-    attach: str | None,
-    count: int,
-    sizes: str,
-    spec_opts: Mapping[str, Any],
-    frequency: int | None = None,
+    target: str, o: TraceOptions, spec_opts: Mapping[str, Any]
 ) -> tuple[dict[str, ProbeSpec], list[str] | None]:
     """The checked inputs of a run: the target's specs by attach type (none for a whole
     program) and the workload's argv. Nothing here touches the machine."""
+    workload, duration, attach, count, sizes, frequency = (
+        o.workload, o.duration, o.attach, o.count, o.sizes, o.frequency
+    )
     arguments.text("target", target, "'ktrace' or 'tracepoint:syscalls:sys_enter_getppid'")
     if frequency is not None and ("{" in target or ":" in target):
         raise UsageError(

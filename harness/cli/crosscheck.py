@@ -77,14 +77,10 @@ def run(args: argparse.Namespace) -> int:
         return _crosscheck_fleet(args)
     from harness.api.crosscheck import crosscheck, plan_crosscheck
     from harness.cli.progress import terminal_progress
-    from harness.cli.run import asked, print_lane, print_plan
+    from harness.cli.run import asked, dry_run, print_lane, print_plan
 
     if args.dry_run:
-        with terminal_progress(args.quiet) as progress:
-            chosen = plan_crosscheck(args.name, lane=args.lane, progress=progress, **asked(args))
-        print_plan(chosen)
-        return 0
-
+        return dry_run(args, plan_crosscheck, args.name)
     with terminal_progress(args.quiet) as progress:
         x = crosscheck(
             args.name,

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -92,6 +93,16 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true",
                         help="print what -v prints and exit: no bpftrace, no workload, no "
                         "results directory")
+
+
+def dry_run(args: argparse.Namespace, planner: Callable[..., Plan], target: str) -> int:
+    """`--dry-run`: what `planner` (harness.plan or plan_crosscheck) says would run, printed."""
+    from harness.cli.progress import terminal_progress
+
+    with terminal_progress(args.quiet) as progress:
+        chosen = planner(target, lane=args.lane, progress=progress, **asked(args))
+    print_plan(chosen)
+    return 0
 
 
 def print_plan(chosen: Plan) -> None:
@@ -210,11 +221,8 @@ def run(args: argparse.Namespace) -> int:
     if on_fleet:
         return _run_fleet(args)
     if args.dry_run:
-        with terminal_progress(args.quiet) as progress:
-            chosen = plan(args.target, duration=args.duration, lane=args.lane, progress=progress,
-                          frequency=args.frequency, **asked(args))
-        print_plan(chosen)
-        return 0
+        return dry_run(args, partial(plan, duration=args.duration, frequency=args.frequency),
+                       args.target)
     with terminal_progress(args.quiet) as progress:
         t = again(
             args.again,
