@@ -15,6 +15,9 @@ The public API (loaded on first use, so `harness --help` stays quick):
 - `bench(target, *, lane, rounds, ...) -> Bench`: untraced vs bpftrace vs the libbpf twin (and
   an empty program, the floor) round by round; `Bench.csv`, `.summary`. `bench_table(target,
   kernels=, bpftrace=)` -> `BenchTable`: one bench per kernel x release and their table.
+- `write_report(run_dir, *, out)`: a run's (or a folder of CSVs') flame graphs, plots and
+  summary.md; `diff(run_a, run_b, *, out, map_name) -> Diff`: a differential flame graph and
+  per-stack table of one stack map in two runs.
 - `doctor() -> Doctor`: what this kernel and toolchain can trace, the attach choice, releases.
 - `fleet(target, *, hosts | inventory, jobs) -> Fleet`: `trace` on every host of a fleet at
   once; `Fleet.frames` has a leading `host` column, `.runs` each host's Trace or error.
@@ -56,6 +59,9 @@ _EXPORTS = {
     "BenchOptions": "harness.api.bench",
     "BenchTable": "harness.api.bench",
     "doctor": "harness.api.doctor",
+    "diff": "harness.api.diff",
+    "Diff": "harness.report.flamediff",
+    "write_report": "harness.api.report",
     "Doctor": "harness.api.doctor",
     "fleet": "harness.api.fleet",
     "fleet_crosscheck": "harness.api.fleet",
@@ -101,6 +107,7 @@ __all__ = [
     "Crosscheck",
     "CrosscheckError",
     "CrosscheckOptions",
+    "Diff",
     "Doctor",
     "Fleet",
     "FleetCrosscheck",
@@ -133,6 +140,7 @@ __all__ = [
     "bench_table",
     "catalog",
     "crosscheck",
+    "diff",
     "doctor",
     "fleet",
     "fleet_crosscheck",
@@ -143,6 +151,7 @@ __all__ = [
     "plan_crosscheck",
     "to_frames",
     "trace",
+    "write_report",
 ]
 assert set(__all__) == set(_EXPORTS)
 
@@ -156,6 +165,7 @@ if TYPE_CHECKING:
         crosscheck,
         plan_crosscheck,
     )
+    from harness.api.diff import diff
     from harness.api.doctor import Doctor, doctor
     from harness.api.fleet import (
         Fleet,
@@ -166,6 +176,7 @@ if TYPE_CHECKING:
         fleet_crosscheck,
     )
     from harness.api.matrix import Matrix, matrix
+    from harness.api.report import write_report
     from harness.api.trace import TraceOptions, plan, trace
     from harness.api.trace_result import Trace
     from harness.errors import CrosscheckError, HarnessError, MissingDependency, UsageError
@@ -186,6 +197,7 @@ if TYPE_CHECKING:
     from harness.output.frames import to_frames
     from harness.output.model import Output
     from harness.output.parse import ParseError, parse_json, parse_text
+    from harness.report.flamediff import Diff
     from harness.report.record import RunMeta
     from harness.spec import catalog
     from harness.spec.model import ProbeSpec

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import harness
 from harness.report import flamediff, flamegraph
 from harness.report.summary import flame_title, probe_of
 
@@ -163,6 +164,29 @@ def test_diff_csv_lists_every_stack_of_both_runs(tmp_path: Path) -> None:
     assert by_name["gone"] == (0, 4)  # no width in B, but its baseline is there for the page
     assert "1 stacks only in A (4 samples)" in str(data["subtitle"])  # ... and the CSV lists it
     assert "1 stacks only in A (4 samples)" in str(data["subtitle"])
+
+
+def test_the_library_diffs_and_reports_as_the_commands_do(tmp_path: Path) -> None:
+    """harness.diff and harness.write_report are what `harness diff` and `harness report` call:
+    the same files, and the same one-line refusals before anything is written."""
+    a = write_run(tmp_path / "a", {"s+1;t+2": 3, "s+1;u+1": 1})
+    b = write_run(tmp_path / "b", {"s+9;t+8": 1, "s+9;u+7": 4})
+    diff = harness.diff(a, b, out=tmp_path / "out")
+    assert {(r.stack, r.count_a, r.count_b) for r in diff.rows} == {(("s", "t"), 3, 1),
+                                                                     (("s", "u"), 1, 4)}
+    assert sorted(p.name for p in diff.files) == [
+        "stacks.diff.csv", "stacks.diff.folded", "stacks.diff.html",
+    ]
+    for bad, said in (({"map_name": " "}, "--map names no map"),
+                      ({"keep_offsets": "yes"}, "keep_offsets='yes'")):
+        with pytest.raises(harness.HarnessError, match=said):
+            harness.diff(a, b, out=tmp_path / "never", **bad)
+    assert not (tmp_path / "never").exists()
+    with pytest.raises(harness.HarnessError, match="is not a run directory"):
+        harness.write_report(tmp_path / "out")  # the diff's folder: only read, never rewritten
+    written = harness.write_report(tmp_path / "out", out=tmp_path / "report")
+    assert tmp_path / "report" / "summary.md" in written
+    assert any(p.name.endswith(".html") for p in harness.write_report(a))
 
 
 def test_diff_keeps_offsets_when_asked(tmp_path: Path) -> None:

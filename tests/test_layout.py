@@ -133,7 +133,8 @@ def test_the_host_layer_imports_nothing_above_it() -> None:
     assert {m: t for m, t in bad.items() if t} == {}
 
 
-CAPABILITIES = ("trace", "again", "crosscheck", "matrix", "fleet", "bench", "doctor")
+CAPABILITIES = ("trace", "again", "crosscheck", "matrix", "fleet", "bench", "doctor", "report",
+                "diff")
 
 
 def test_each_capability_has_a_module_of_its_own_above_the_stages() -> None:
@@ -167,18 +168,22 @@ def test_one_planner_settles_trace_and_crosscheck() -> None:
     assert "def plan_crosscheck" not in (PACKAGE / "compare" / "crosscheck.py").read_text()
 
 
-def test_the_bench_and_doctor_commands_only_parse_and_print() -> None:
-    """`harness bench` and `harness doctor` call the library (harness.bench, harness.doctor):
-    they reach no stage of the flow themselves, not even for a type."""
+LIBRARY_COMMANDS = ("bench", "doctor", "report", "diff")  # each calls harness.api.<command>
+
+
+def test_the_bench_doctor_report_and_diff_commands_only_parse_and_print() -> None:
+    """`harness bench`, `doctor`, `report` and `diff` call the library (harness.bench,
+    harness.doctor, harness.write_report, harness.diff): they reach no stage of the flow
+    themselves, not even for a type."""
     graph = module_graph(PACKAGE)
     stages = ("harness.host", "harness.lanes", "harness.twin", "harness.compare",
               "harness.report", "harness.output", "harness.spec.")
     allowed = {"harness.spec.options"}  # the spec flags, added to the bench parser
-    for module in ("harness.cli.bench", "harness.cli.doctor"):
+    for command in LIBRARY_COMMANDS:
+        module = f"harness.cli.{command}"
         reached = sorted(t for t in graph[module] if t.startswith(stages) and t not in allowed)
         assert reached == [], module
-    assert "harness.api.bench" in graph["harness.cli.bench"]
-    assert "harness.api.doctor" in graph["harness.cli.doctor"]
+        assert f"harness.api.{command}" in graph[module], module
 
 
 def test_the_checkout_holds_no_stray_or_ignored_file() -> None:

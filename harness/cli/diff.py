@@ -30,22 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.report.flamediff import DiffError, write_diff
+    from harness.api.diff import diff as compare
 
-    if args.map_name is not None and not args.map_name.strip():
-        raise DiffError("--map names no map", "pass a stack map such as --map @stacks")
-    if args.map_name is not None and args.run_a.is_file() and args.run_b.is_file():
-        raise DiffError(
-            f"--map {args.map_name} chooses a map in a run directory, but both inputs are files "
-            "(one map each)", "drop --map, or pass run directories",
-        )
-    diff = write_diff(
-        args.run_a,
-        args.run_b,
-        args.out,
-        map_name=args.map_name,
-        keep_offsets=args.keep_offsets,
-    )
+    diff = compare(args.run_a, args.run_b, out=args.out, map_name=args.map_name,
+                   keep_offsets=args.keep_offsets)
     a, b = diff.a, diff.b
     for line in [*diff.notes, *diff.differences]:
         print(f"warning: {line}", file=sys.stderr)

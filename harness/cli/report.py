@@ -25,21 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.report.summary import ReportError, is_run_dir, write_report
+    from harness.api.report import write_report
 
-    if args.run_dir.is_dir() and not is_run_dir(args.run_dir):
-        where = args.run_dir
-        if args.out is None:
-            raise ReportError(
-                f"{where} is not a run directory (no run.json, verdict.json or matrix.csv), "
-                "so its summary.md and plots are left as they are",
-                f"pass --out DIR to write the report elsewhere (e.g. /tmp/{where.name}-report)",
-            )
-        if args.out.resolve() == where.resolve():
-            raise ReportError(
-                f"--out {args.out} is {where} itself, which is not a run directory",
-                "name a new directory for the report",
-            )
     for path in write_report(args.run_dir, out=args.out):
         print(path)
     return 0
