@@ -152,9 +152,9 @@ def test_each_capability_has_a_module_of_its_own_above_the_stages() -> None:
 
 
 def test_one_planner_settles_trace_and_crosscheck() -> None:
-    """Only the planner picks an attach type or makes a ready marker for a trace or a
-    crosscheck: the capability modules ask it, nothing else in harness.api calls
-    choose_attach or prints a marker of its own."""
+    """Only the planner picks an attach type or makes a ready marker for a trace, a crosscheck
+    or a bench: the capability modules ask it, nothing else calls choose_attach or prints a
+    marker of its own."""
     graph = module_graph(PACKAGE)
     assert "harness.api.planner" in graph["harness.api.trace"]
     assert "harness.api.planner" in graph["harness.api.crosscheck"]
@@ -166,6 +166,11 @@ def test_one_planner_settles_trace_and_crosscheck() -> None:
         assert not re.search(r"KTRACE_\w*(READY|XCHECK)", text), path.name
     assert not (PACKAGE / "api.py").exists()
     assert "def plan_crosscheck" not in (PACKAGE / "compare" / "crosscheck.py").read_text()
+    # nor does any stage below (a bench's cases take the attach type the planner chose)
+    calling = sorted(str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
+                     if "choose_attach(" in p.read_text())
+    assert calling == ["api/planner.py", "host/capabilities.py"]
+    assert "harness.api.planner" in graph["harness.api.bench"]
 
 
 LIBRARY_COMMANDS = ("bench", "doctor", "report", "diff")  # each calls harness.api.<command>

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness import arguments
 from harness.api.inputs import ATTACH_CHOICES, spec_options
+from harness.api.planner import choose
 from harness.compare import bench_cases
 from harness.compare.bench import (
     BenchResult,
@@ -398,8 +399,12 @@ def _one(
             lane.capabilities()
         finally:
             lane.progress = silent
+    attach, reason = options.attach, "chosen with --attach"
+    if spec is None:  # a benchmark: the planner picks its attach type, as it does for a run
+        attach, reason = choose(bench_cases.equivalents(name), options.attach, None,
+                                lane.capabilities())
     case = bench_cases.build(
-        name, options.events, modes, options.attach, options.prebuilt, bpftrace, spec, lane
+        name, options.events, modes, attach, options.prebuilt, bpftrace, spec, lane, reason
     )
     started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     env = environment()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -247,6 +247,24 @@ def check_modes(modes: Sequence[str]) -> None:
         )
 
 
+def benchmark(name: str) -> Bench:
+    """The benchmark NAME (its catalog entry's specs by attach type: `equivalents(name)`)."""
+    bench = BENCHES.get(name)
+    if bench is None:
+        raise UsageError(
+            f"no benchmark named {name!r}",
+            "choose one of: " + ", ".join(BENCHES) + ", or a probe with spec options",
+        )
+    return bench
+
+
+def equivalents(name: str) -> Mapping[str, ProbeSpec]:
+    """Benchmark NAME's specs by attach type, for the planner to choose from."""
+    from harness.spec import catalog
+
+    return catalog.get(benchmark(name).catalog).equivalents
+
+
 def build(
     name: str,
     events: int | None,
@@ -256,11 +274,11 @@ def build(
     bpftrace: str | None = None,
     spec: ProbeSpec | None = None,
     lane: Lane | None = None,
+    reason: str = "chosen with --attach",
 ) -> Case:
-    """Workload and tracers for NAME (or for `spec`, a probe line's spec); attach type chosen
-    like `harness run` unless forced, from what `lane`'s kernel offers (default the host's).
-    Both tracers run programs generated from one spec, here, whichever kernel runs them."""
-    from harness.host.capabilities import choose_attach
+    """Workload and tracers for NAME at the attach type the planner chose (`attach`, and
+    `reason` why), or for `spec`, a probe line's spec, at its own. Both tracers run programs
+    generated from one spec, here, whichever kernel (`lane`, default the host's) runs them."""
     from harness.lanes.registry import get_lane
     from harness.spec import catalog
 
@@ -269,24 +287,18 @@ def build(
     check_modes(modes)
     if spec is not None:
         return _spec_case(spec, events, modes, prebuilt, bpftrace, machine)
-    bench = BENCHES.get(name)
-    if bench is None:
-        raise UsageError(
-            f"no benchmark named {name!r}",
-            "choose one of: " + ", ".join(BENCHES) + ", or a probe with spec options",
-        )
+    bench = benchmark(name)
     events = bench.default_events if events is None else events
     if events < 1:
         raise UsageError(f"--events {events} is below 1", "pass a positive event count")
     entry = catalog.get(bench.catalog)
     if attach is None:
-        attach, reason = choose_attach(entry.equivalents, machine.capabilities())
-    elif attach not in entry.equivalents:
+        raise UsageError(f"no attach type chosen for {name}",
+                         "ask harness.api.planner.choose (harness.bench does)")
+    if attach not in entry.equivalents:
         raise UsageError(
             f"{name} has no {attach} equivalent", "use one of: " + ", ".join(entry.equivalents)
         )
-    else:
-        reason = "chosen with --attach"
     notes = [f"- attach type: {attach} ({reason})."]
     from harness.host.symbols import probe_symbol
 
