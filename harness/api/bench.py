@@ -430,7 +430,7 @@ def _one(
         stopped, samples = stop, stop.samples
     finally:
         lane.progress = silent
-    sources = bench_cases.write_sources(case, out_dir)  # the measured programs, once each
+    sources = bench_cases.write_sources(case.sources, out_dir)  # the measured programs, once each
     programs = {mode: str(path.relative_to(out_dir)) for mode, path in sources.items()}
     result = BenchResult(name, case.workload, case.attach, samples, env, started, programs)
     stem = f"{name}-{label}" if label else name
@@ -438,7 +438,8 @@ def _one(
     programs_path = write_programs_csv(result, out_dir / f"{stem}.programs.csv")
     md_path = out_dir / f"{stem}.md"
     summary = summary_markdown(
-        result, [*bench_cases.notes(case, out_dir), *_programs_note(programs),
+        result, [*bench_cases.notes(case, out_dir),
+                 *bench_cases.programs_note(programs, case.sources),
                  f"- cycles and instructions per run: {_pmu(lane)}."],
         interrupted=stopped.said() if stopped else None,
     )
@@ -453,16 +454,6 @@ def _one(
         stopped.csv = csv_path
         raise stopped
     return done
-
-
-def _programs_note(programs: dict[str, str]) -> list[str]:
-    """The summary's line naming each mode's measured program (the CSV's `program` column)."""
-    if not programs:
-        return []
-    named = ", ".join(f"{mode} [{path}]({path})" for mode, path in programs.items())
-    twin = (" (the twin's file #includes harness/twin/twin.bpf.h, shipped with the package)"
-            if "libbpf" in programs else "")
-    return [f"- programs measured: {named}{twin}."]
 
 
 def _vm_note(lane: dict[str, Any]) -> str:

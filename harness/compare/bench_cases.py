@@ -41,14 +41,15 @@ class Case:
     sources: dict[str, str] = field(default_factory=dict)  # mode -> the measured program
 
 
-def write_sources(case: Case, out_dir: Path) -> dict[str, Path]:
-    """Each measured program once, named by its content (`sources/<sha256:16><suffix>`): the
-    same program measured by many benches (a twin under two bpftrace releases, on two guests)
-    is one file, and each bench's CSV names the file of every mode's program."""
+def write_sources(sources: Mapping[str, str], out_dir: Path) -> dict[str, Path]:
+    """Each measured program (`sources`: mode -> text) once, named by its content
+    (`sources/<sha256:16><suffix>`): the same program measured by many benches (a twin under
+    two bpftrace releases, on two guests) is one file, and each bench's CSV names the file of
+    every mode's program."""
     import hashlib
 
     written: dict[str, Path] = {}
-    for mode, text in case.sources.items():
+    for mode, text in sources.items():
         digest = hashlib.sha256(text.encode()).hexdigest()[:16]
         path = out_dir / SOURCES_DIR / f"{digest}{SOURCE_SUFFIX[mode]}"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -245,6 +246,19 @@ def check_modes(modes: Sequence[str]) -> None:
         raise UsageError(
             f"unknown mode {sorted(unknown)[0]!r}", f"use --modes {','.join(TRACED_MODES)}"
         )
+
+
+def programs_note(programs: Mapping[str, str], sources: Mapping[str, str]) -> list[str]:
+    """The summary's line naming each mode's measured program (the CSV's `program` column;
+    `sources`: mode -> the program's text)."""
+    from harness.spec.codegen_c import SHARED_HEADER
+
+    if not programs:
+        return []
+    named = ", ".join(f"{mode} [{path}]({path})" for mode, path in programs.items())
+    twin = (f" (the twin's file #includes harness/twin/{SHARED_HEADER}, shipped with the "
+            "package)" if f'#include "{SHARED_HEADER}"' in sources.get("libbpf", "") else "")
+    return [f"- programs measured: {named}{twin}."]
 
 
 def benchmark(name: str) -> Bench:

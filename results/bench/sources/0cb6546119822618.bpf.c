@@ -3,7 +3,7 @@
  * the same probe spec. Read by the generic loader (harness/twin/twinload.c), which sums
  * the per-CPU maps into the records the crosscheck compares with bpftrace's maps.
  *
- *   probe:  kprobe:udp_send_skb
+ *   probe:  tracepoint:net:net_dev_queue
  *   map:    @stacks[kstack] = count()
  *   map:    @hash[skb->hash] = count()
  *   map:    @len = hist(skb->len)
@@ -14,12 +14,20 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 
-#define EEXIST 17 /* errno.h's value: vmlinux.h carries no errno macros */
+#include "twin.bpf.h" /* twin_drops, element(), log2_slot(), lhist_slot(): the fixed C of every twin, shipped in harness/twin */
 
 char LICENSE[] SEC("license") = "GPL";
 
 /* Set by the loader before load (--set NAME=VALUE). */
 const volatile __u32 target_pid = 0;
+
+/* The tracepoint:net:net_dev_queue record, laid out from its format file. */
+struct twin_net_net_dev_queue {
+	__u64 common; /* common_type, flags, preempt_count, pid */
+	__u64 skbaddr; /* offset 8 */
+	__u32 len; /* offset 16 */
+	char name[4]; /* offset 20, not a number */
+};
 
 /* Stack ids -> up to 127 return addresses (kstack and ustack keys). */
 struct {
@@ -28,69 +36,6 @@ struct {
 	__uint(key_size, sizeof(__u32));
 	__uint(value_size, 127 * sizeof(__u64));
 } twin_stacks SEC(".maps");
-
-/* [0]: events that found no map element (a full map; a crosscheck requires 0);
- * [1]: inserts that lost the race for a new key to another CPU and were retried. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 2);
-	__type(key, __u32);
-	__type(value, __u64);
-} twin_drops SEC(".maps");
-
-/* min/max: the extreme so far on this CPU, and whether there is one. */
-struct twin_extreme {
-	__s64 value;
-	__u64 seen;
-};
-
-/* avg/stats: total and count on this CPU (the reader sums CPUs, then divides). */
-struct twin_total {
-	__s64 total;
-	__u64 count;
-};
-
-/* This CPU's element of a per-CPU map for `key`, created on first use. When two CPUs create
- * the same new key at once, one BPF_NOEXIST insert fails with -EEXIST; the second lookup then
- * finds the winner's element (zeroed for every CPU), so neither event is lost. */
-static __always_inline void *element(void *map, const void *key)
-{
-	const __u64 zero[2] = {};
-	__u32 what = 0;
-	__u64 *n;
-	void *v = bpf_map_lookup_elem(map, key);
-
-	if (v)
-		return v;
-	if (bpf_map_update_elem(map, key, zero, BPF_NOEXIST) == -EEXIST)
-		what = 1; /* another CPU created it first: use that element */
-	v = bpf_map_lookup_elem(map, key);
-	if (!v || what) {
-		n = bpf_map_lookup_elem(&twin_drops, &what);
-		if (n)
-			*n += 1;
-	}
-	return v;
-}
-
-/* bpftrace's hist() slot: 0 for negatives, 1 for 0, else 2 + floor(log2(v)). */
-static __always_inline __u64 log2_slot(__s64 value)
-{
-	__u64 v = value, slot = 2;
-
-	if (value < 0)
-		return 0;
-	if (v == 0)
-		return 1;
-#pragma unroll
-	for (int bit = 32; bit > 0; bit >>= 1) {
-		if (v >= ((__u64)1 << bit)) {
-			v >>= bit;
-			slot += bit;
-		}
-	}
-	return slot;
-}
 
 /* @stacks[kstack] = count() */
 struct map_stacks_key {
@@ -128,11 +73,12 @@ struct {
 	__type(value, __u64);
 } map_len SEC(".maps");
 
-/* kprobe:udp_send_skb: every map above, for each event that passes the filters. */
-SEC("kprobe/udp_send_skb")
-int BPF_KPROBE(twin_probe, struct sk_buff * arg_skb)
+/* tracepoint:net:net_dev_queue: every map above, for each event that passes the filters. */
+SEC("tp/net/net_dev_queue")
+int twin_probe(struct twin_net_net_dev_queue *ctx)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	const __u64 args_skbaddr = ctx->skbaddr;
 
 	if ((pid_tgid >> 32) != target_pid) /* pid == the target pid */
 		return 0;
@@ -156,7 +102,7 @@ int BPF_KPROBE(twin_probe, struct sk_buff * arg_skb)
 		__u64 *v;
 
 		__builtin_memset(&key, 0, sizeof(key));
-		key.k0_hash = (__s64)BPF_CORE_READ(arg_skb, hash);
+		key.k0_hash = (__s64)BPF_CORE_READ(((struct sk_buff *)(unsigned long)args_skbaddr), hash);
 		v = element(&map_hash, &key);
 		if (v) {
 			*v += 1;
@@ -169,7 +115,7 @@ int BPF_KPROBE(twin_probe, struct sk_buff * arg_skb)
 		__u64 *v;
 
 		__builtin_memset(&key, 0, sizeof(key));
-		key.slot = log2_slot((__s64)BPF_CORE_READ(arg_skb, len));
+		key.slot = log2_slot((__s64)BPF_CORE_READ(((struct sk_buff *)(unsigned long)args_skbaddr), len));
 		v = element(&map_len, &key);
 		if (v) {
 			*v += 1;
