@@ -27,7 +27,7 @@ from harness.compare.maps import compare_map
 from harness.paths import workload
 from harness.spec.model import Agg, ProbeSpec
 from harness.spec.options import SpecOptions, add_flags
-from harness.workloads.syscall_loop import build
+from harness.workloads.native import build
 
 LIBC = "/lib/x86_64-linux-gnu/libc.so.6"
 NDQ = "tracepoint:net:net_dev_queue"
@@ -41,7 +41,7 @@ def line(probe: str, *argv: str) -> ProbeSpec:
 
 
 def loop_comm() -> str:
-    binary = build()
+    binary = build(workload("syscall_loop.c"))
     assert binary is not None
     return binary.name[:15]  # the kernel keeps 15 bytes of the command name
 

@@ -38,7 +38,7 @@ import subprocess
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 PR_SET_PDEATHSIG = 1
 
@@ -228,7 +228,16 @@ def spawn(argv: Sequence[str], **popen: Any) -> subprocess.Popen[Any]:
     return proc
 
 
-def reap(proc: subprocess.Popen[Any]) -> int:
+class Reapable(Protocol):
+    """What reap() needs of a child: a Popen, or a fork that behaves as one (workload gates)."""
+
+    pid: int
+    returncode: int | None
+
+    def wait(self) -> int: ...
+
+
+def reap(proc: Reapable) -> int:
     """Kill what is left of a spawned child's process group, wait for the child, unregister
     it; returns its exit status.
 

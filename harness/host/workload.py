@@ -19,18 +19,30 @@ bounded: the first and last CAPTURE_KEEP // 2 bytes of each, with a count of wha
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import functools
 import os
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
 from harness.errors import HarnessError
-from harness.host.lifetime import reap, spawn
+from harness.host.lifetime import (
+    PR_SET_PDEATHSIG,
+    die_with_parent,
+    reap,
+    shielded,
+    spawn,
+    watchdog,
+)
 
 # The shim: argv is CONTROL_FD MODE CMD...; it reports on CONTROL_FD `pid N` (the command's
 # pid as the host sees it), then `exit S` (the command's status, -N for signal N) and
@@ -111,6 +123,100 @@ def pid_namespaces() -> bool:
     return done.returncode == 0
 
 
+# The lanes' agent sets it: its gates are forks of itself running the shim (ForkedGate), not a
+# new Python each (0.7-1 s of every run in a TCG guest, where the agent's Python is warm).
+FORK_GATE = False
+CLONE_NEWPID = 0x20000000
+
+
+class ForkedGate:
+    """The shim run in a fork of this process, in a session of its own, dying with it
+    (PDEATHSIG) and its group guarded by the watchdog, as spawn() does; in a pid namespace of
+    its own when `mode` is "init" (a fork that unshares it, then forks the shim as the
+    namespace's init, as `unshare --pid --fork --kill-child` does). What GatedWorkload uses of
+    a Popen: pid, stdin, stdout, stderr, returncode, poll(), wait()."""
+
+    def __init__(self, argv: Sequence[str], mode: str, control: int) -> None:
+        self.args = list(argv)
+        self.returncode: int | None = None
+        libc = ctypes.CDLL(None, use_errno=True)  # resolved before the fork (see lifetime)
+        pdeath = die_with_parent()
+        (in_r, in_w), (out_r, out_w), (err_r, err_w) = os.pipe(), os.pipe(), os.pipe()
+        with shielded(deliver=True):
+            pid = os.fork()
+            if pid == 0:
+                _gate_child(argv, mode, control, (in_r, out_w, err_w), pdeath, libc)
+            watchdog().guard_group(pid)
+        for fd in (in_r, out_w, err_w):
+            os.close(fd)
+        self.pid = pid
+        self.stdin = os.fdopen(in_w, "wb")
+        self.stdout = os.fdopen(out_r, "rb")
+        self.stderr = os.fdopen(err_r, "rb")
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                pid, status = self.pid, 0
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.001
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(self.args, timeout or 0.0)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        assert self.returncode is not None
+        return self.returncode
+
+
+def _gate_child(argv: Sequence[str], mode: str, control: int, stdio: tuple[int, int, int],
+                pdeath: Callable[[], None], libc: Any) -> NoReturn:
+    """In the fork: become the shim (never returns). Only system calls until the shim runs:
+    other threads of the parent may have held locks at the fork."""
+    status = 1
+    try:
+        os.setsid()
+        pdeath()
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
+            signal.signal(sig, signal.SIG_DFL)
+        for target, fd in enumerate(stdio):
+            os.dup2(fd, target)
+        os.dup2(control, 3)
+        os.closerange(4, os.sysconf("SC_OPEN_MAX"))
+        if mode == "init":
+            if libc.unshare(CLONE_NEWPID) != 0:
+                raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWPID) failed")
+            init = os.fork()  # the namespace's pid 1
+            if init != 0:  # as unshare --fork: wait for it, exit with its status
+                os.close(3)
+                _, got = os.waitpid(init, 0)
+                status = os.waitstatus_to_exitcode(got)
+                os._exit(status if status >= 0 else 128 - status)
+            # as --kill-child: it dies with the fork above it (which it cannot check: a
+            # parent outside the namespace is pid 0 here; both share the group reap() kills)
+            libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        # The shim reads "go" from sys.stdin and writes to sys.stderr: fresh objects on fds
+        # 0-2 (the parent's may be anything, and may hold bytes it had buffered)
+        sys.stdin = open(0, closefd=False)  # noqa: SIM115
+        sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+        sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+        sys.argv = ["-c", "3", mode, *argv]
+        exec(compile(_SHIM, "<workload gate>", "exec"), {"__name__": "__main__"})
+        status = 0
+    except BaseException as err:  # the fork must never return
+        with contextlib.suppress(OSError):
+            os.write(2, f"workload gate: {err}\n".encode())
+    finally:
+        os._exit(status)
+
+
 class Capture:
     """One stream's bytes, bounded: the first `keep // 2` and the last `keep // 2`, the rest
     counted in `cut`."""
@@ -162,7 +268,7 @@ class Capture:
 class _Drain(threading.Thread):
     """Reads the workload's stdout and stderr to EOF, all run, into two Captures."""
 
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes] | ForkedGate) -> None:
         super().__init__(name="workload-drain", daemon=True)
         assert proc.stdout is not None and proc.stderr is not None
         self.fds = {proc.stdout.fileno(): Capture(), proc.stderr.fileno(): Capture()}
@@ -196,20 +302,24 @@ class GatedWorkload:
         self.status: int | None = None
         self.left: list[str] = []
         self.isolation = "pid-namespace" if pid_namespaces() else "subreaper"
-        launcher = ["unshare", "--pid", "--fork", "--kill-child"] if pid_namespaces() else []
         mode = "init" if pid_namespaces() else "reaper"
         read_end, write_end = os.pipe()
         try:
-            self.proc: subprocess.Popen[bytes] = spawn(
-                # -I -S: the shim needs only the standard library, and a Python without site
-                # starts in a fraction of the time (0.5-1 s less per run in a TCG guest).
-                [*launcher, sys.executable, "-I", "-S", "-c", _SHIM, str(write_end), mode,
-                 *self.argv],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                pass_fds=(write_end,),
-            )
+            self.proc: subprocess.Popen[bytes] | ForkedGate
+            if FORK_GATE:
+                self.proc = ForkedGate(self.argv, mode, write_end)
+            else:
+                launcher = ["unshare", "--pid", "--fork", "--kill-child"] if mode == "init" else []
+                self.proc = spawn(
+                    # -I -S: the shim needs only the standard library, and a Python without
+                    # site starts in a fraction of the time (0.5-1 s less per run in a TCG guest).
+                    [*launcher, sys.executable, "-I", "-S", "-c", _SHIM, str(write_end), mode,
+                     *self.argv],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    pass_fds=(write_end,),
+                )
         finally:
             os.close(write_end)
         self.control = os.fdopen(read_end, "r")

@@ -375,9 +375,13 @@ def _capture(result: Any) -> Any:
 
 
 def _prepare() -> None:
-    """What every session needs in this process: no parser, and the code on PYTHONPATH (the
-    shipped workloads may be named by module: `python3 -m harness.workloads.udp_send`)."""
+    """What every session needs in this process: no parser, workload gates forked from here
+    (harness.host.workload.ForkedGate: no Python started per run), and the code on PYTHONPATH
+    (the shipped workloads may be named by module: `python3 -m harness.workloads.udp_send`)."""
+    from harness.host import workload
+
     _without_parser()
+    workload.FORK_GATE = True
     code = str(Path(__file__).resolve().parent.parent.parent)
     if code not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
         os.environ["PYTHONPATH"] = os.pathsep.join(
@@ -404,6 +408,79 @@ RESIDENT_WARM = ("harness.host.runner", "harness.host.workload", "harness.host.c
                  "harness.lanes.aot", "harness.compare.gather", "pexpect")
 
 
+# What bpftrace reads of the kernel on every start and stop, kept by the resident: under TCG the
+# kernel takes ~1-1.5 s to print each of these files, every time (measured with strace -tt in a
+# 6.1 guest: available_filter_functions at each start, 0.17 reads it before loading anything;
+# /proc/kallsyms at each stop, to name a kstack's frames). Neither changes while the kernel's
+# modules do not, so the resident copies both once (at `lane up`) into its directory and runs
+# everything it starts against the copies: available_filter_functions through bpftrace's
+# BPFTRACE_AVAILABLE_FUNCTIONS_TEST (the path it reads instead), /proc/kallsyms by a bind mount
+# in the resident's own mount namespace (nothing else in the guest sees it). When /proc/modules
+# differs from what it was at the copy, both are copied again before the next session.
+MS_REC, MS_PRIVATE, MS_BIND = 0x4000, 0x40000, 0x1000
+CLONE_NEWNS = 0x00020000
+
+
+class SymbolCopies:
+    """The resident's copies of the kernel's symbol lists (see above); `pinned` says where
+    bpftrace reads them from, or why it reads the live files."""
+
+    def __init__(self, where: Path) -> None:
+        self.where = where
+        self.modules: str | None = None
+        self.functions = where / "available_filter_functions"
+        self.kallsyms = where / "kallsyms"
+        self.live_kallsyms = "/proc/kallsyms"
+        self.pinned = ""
+        try:
+            self._pin_kallsyms()
+            self.pinned = "copies"
+        except OSError as err:
+            self.pinned = f"kallsyms read live: {err}"
+
+    def _pin_kallsyms(self) -> None:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+
+        def check(result: int, what: str) -> None:
+            if result != 0:
+                errno = ctypes.get_errno()
+                raise OSError(errno, f"{what}: {os.strerror(errno)}")
+
+        check(libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+        check(libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate /")
+        live = self.where / "proc"  # a procfs of its own: the live kallsyms, uncovered
+        live.mkdir(exist_ok=True)
+        check(libc.mount(b"proc", str(live).encode(), b"proc", 0, None), "mount proc")
+        self.live_kallsyms = str(live / "kallsyms")
+        self.kallsyms.write_bytes(Path(self.live_kallsyms).read_bytes())
+        check(libc.mount(str(self.kallsyms).encode(), b"/proc/kallsyms", None, MS_BIND, None),
+              "mount --bind over /proc/kallsyms")
+
+    def refresh(self) -> None:
+        """Copy the lists again when the modules changed since the last copy (or never)."""
+        from harness.host.capabilities import tracefs_root
+
+        try:
+            modules = Path("/proc/modules").read_text()
+        except OSError:  # a kernel built without modules
+            modules = ""
+        if modules == self.modules:
+            return
+        root = tracefs_root()
+        if root:
+            tmp = self.functions.with_suffix(".tmp")
+            tmp.write_bytes(Path(root, "available_filter_functions").read_bytes())
+            tmp.replace(self.functions)
+            os.environ["BPFTRACE_AVAILABLE_FUNCTIONS_TEST"] = str(self.functions)
+        if self.pinned == "copies" and self.modules is not None:
+            with open(self.kallsyms, "r+b") as fh:  # in place: the bind mount holds the inode
+                fh.write(Path(self.live_kallsyms).read_bytes())
+                fh.truncate()
+        self.modules = modules
+
+
 def start_resident(token: str, code: Path, wait: float = 120.0) -> dict[str, Any]:
     """Start the resident agent (in a session of its own, so it outlives this one) with the
     secret `token`; its pid and port once it listens."""
@@ -424,7 +501,9 @@ def start_resident(token: str, code: Path, wait: float = 120.0) -> dict[str, Any
             raise RuntimeError(f"the resident agent did not start (status {proc.poll()}; see "
                                f"{where / 'log'})")
         time.sleep(0.05)
-    return {"pid": proc.pid, "port": int(port_file.read_text())}
+    symbols = where / "symbols"
+    return {"pid": proc.pid, "port": int(port_file.read_text()),
+            "symbols": symbols.read_text() if symbols.exists() else ""}
 
 
 def resident(port_file: str) -> None:
@@ -440,6 +519,13 @@ def resident(port_file: str) -> None:
     for name in RESIDENT_WARM:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
+    copies = SymbolCopies(Path(port_file).parent)
+    try:
+        copies.refresh()
+    except OSError as err:  # bpftrace reads the live files (said by `lane up`)
+        copies.pinned = f"not copied: {err}"
+        os.environ.pop("BPFTRACE_AVAILABLE_FUNCTIONS_TEST", None)
+    Path(port_file).with_name("symbols").write_text(copies.pinned)
     server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     server.bind(("127.0.0.1", 0))
     server.listen(16)
@@ -449,6 +535,8 @@ def resident(port_file: str) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # forks reaped by the kernel
     while True:
         conn, _ = server.accept()
+        with contextlib.suppress(OSError):
+            copies.refresh()
         if os.fork() != 0:
             conn.close()
             continue

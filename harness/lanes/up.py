@@ -35,15 +35,20 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
 from harness.lanes.remote import RemoteError, SSHLane
 from harness.lanes.vm import VM_MIN_TIMEOUT, VMError, _env, _vng, accel_choice
 from harness.paths import cache_home, locked
 from harness.progress import Progress, silent
+
+if TYPE_CHECKING:
+    from harness.compare.gather import Gathered
+    from harness.host.runner import RunResult
 
 UP_TIMEOUT = float(os.environ.get("KTRACE_VM_BOOT_TIMEOUT", "900"))
 STOP_WAIT = 15.0  # seconds for qemu's group to end on SIGTERM before SIGKILL
@@ -225,7 +230,7 @@ def _start_resident(series: str, state: dict[str, Any]) -> dict[str, Any]:
     try:
         answer = lane.call({"op": "resident", "token": token})
         return {"port": answer["port"], "pid": answer["pid"], "token": token,
-                "sha": payload().sha}
+                "sha": payload().sha, "symbols": answer.get("symbols", "")}
     except HarnessError as err:
         return {"failed": str(err)}
     finally:
@@ -337,6 +342,11 @@ def up(series: str, progress: Progress = silent, timeout: float = UP_TIMEOUT) ->
             state["master_ticks"] = _start_ticks(state["master_pid"] or 0)
             progress(f"starting the resident agent in guest {kernel.release}")
             state["agent"] = _start_resident(series, state)
+            symbols = state["agent"].get("symbols")
+            if symbols and symbols != "copies":  # see harness.lanes.agent.SymbolCopies
+                state.setdefault("warnings", []).append(
+                    f"the resident agent could not keep the guest's /proc/kallsyms ({symbols}): "
+                    "bpftrace reads it live, ~1 s more at the end of each run with a kstack")
             state["boot_s"] = round(time.monotonic() - t0, 3)
             state["state"] = "up"
             _write_state(series, state)
@@ -447,6 +457,7 @@ class GuestLane(SSHLane):
         self.name = f"vm:{series}"
         self.series = series
         self.state = state
+        self.workload_ran: list[str] | None = None  # the last run's workload as it ran there
         agent = state.get("agent") or {}
         from harness.lanes.remote import payload
 
@@ -479,11 +490,43 @@ class GuestLane(SSHLane):
                 raise not_up(self.series, "it stopped during the request") from None
             raise
 
+    # -- the workload: the C twin of a shipped Python one, built here (the guest shares this
+    # machine's root filesystem and its libraries) --
+    def _native(self, argv: Sequence[str] | None) -> tuple[list[str] | None, str]:
+        from harness.workloads.native import native_argv
+
+        given = list(argv) if argv is not None else None
+        # KTRACE_NATIVE_WORKLOAD=0: the Python workload as given (benchmarks compare the two)
+        wanted = os.environ.get("KTRACE_NATIVE_WORKLOAD", "1") != "0"
+        ran, note = native_argv(given) if wanted else (given, "")
+        self.workload_ran = ran
+        return ran, note
+
+    def run_bpftrace(self, program: Any, marker: str, *, workload: Sequence[str] | None = None,
+                     **kw: Any) -> RunResult:
+        argv, note = self._native(workload)
+        result = super().run_bpftrace(program, marker, workload=argv, **kw)
+        if note:
+            result.warnings.append(note)
+            if result.output is not None:
+                result.output.warnings.append(note)
+        return result
+
+    def gather(self, program_for: Any, marker: str, **kw: Any) -> Gathered:
+        kw["workload"], note = self._native(kw["workload"])
+        got = super().gather(program_for, marker, **kw)
+        if note:
+            got.bpftrace.warnings.append(note)
+            if got.bpftrace.output is not None:
+                got.bpftrace.output.warnings.append(note)
+        return got
+
     def describe(self) -> dict[str, Any]:
         return {
             **super().describe(),
             "name": self.name,
             "transport": "ssh (guest kept up)",
+            "workload_ran": self.workload_ran,
             "series": self.series,
             "accel": self.state.get("accel"),
             "up_since": self.state.get("started"),

@@ -10,34 +10,14 @@ same protocol as a Python loop (slower per call; overhead still measurable, just
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from harness.paths import cache_home
+from harness.workloads.native import build
 
 SOURCE = Path(__file__).resolve().with_suffix(".c")
-CACHE = cache_home()
-
-
-def build(source: Path = SOURCE, flags: tuple[str, ...] = ()) -> Path | None:
-    """A workload's C source compiled into the cache, rebuilt when the source changes; None
-    when no compiler is available. (Also builds race_keys.c, with -pthread.)"""
-    cc = shutil.which(os.environ.get("CC", "cc"))
-    if cc is None:
-        return None
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
-    binary = CACHE / f"{source.stem}-{digest}"
-    if not binary.exists():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        tmp = binary.with_suffix(f".tmp{os.getpid()}")
-        subprocess.run([cc, "-O2", *flags, "-o", str(tmp), str(source)], check=True)
-        tmp.replace(binary)
-    return binary
 
 
 def python_loop(count: int, wait_go: bool) -> int:
@@ -65,7 +45,7 @@ def main() -> int:
         "--build-only", action="store_true", help="compile and print the binary path"
     )
     args = parser.parse_args()
-    binary = None if args.python else build()
+    binary = None if args.python else build(SOURCE)
     if args.build_only:
         print(binary or "")
         return 0 if binary else 1
