@@ -114,6 +114,11 @@ def one_run(entry: str, mode: str, series: str, where: Path) -> dict[str, object
     }
 
 
+def _header(path: Path) -> list[str]:
+    with path.open(newline="") as fh:
+        return next(csv.reader(fh))
+
+
 def _workload_kind(argv: list[str]) -> str:
     return "python" if any(w.endswith(".py") for w in argv[:2]) else "c" if argv else ""
 
@@ -218,8 +223,18 @@ def keep(row: dict[str, object], path: Path) -> dict[str, object]:
     """Append one row to the CSV at once (a later failure keeps the rows measured)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.exists()
+    if not new:  # rows of an older column set: rewritten under the union (new cells empty)
+        with path.open(newline="") as fh:
+            reader = csv.DictReader(fh)
+            old, header = list(reader), list(reader.fieldnames or [])
+        if header != list(row):
+            fields = header + [k for k in row if k not in header]
+            with path.open("w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=fields)
+                writer.writeheader()
+                writer.writerows(old)
     with path.open("a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(row))
+        writer = csv.DictWriter(fh, fieldnames=_header(path) if not new else list(row))
         if new:
             writer.writeheader()
         writer.writerow(row)
