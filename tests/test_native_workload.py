@@ -141,7 +141,9 @@ def test_a_forked_gate_reports_as_the_spawned_one(forked: str, twin: Path) -> No
 
 
 def test_a_forked_gate_ends_what_the_command_left(forked: str) -> None:
-    work = gate.GatedWorkload(["sh", "-c", "sleep 60 & exit 3"])
+    # the pause lets the background child exec sleep before its parent exits (else it may
+    # still be named sh when the gate looks)
+    work = gate.GatedWorkload(["sh", "-c", "sleep 60 & sleep 0.5; exit 3"])
     work.go()
     assert work.wait(30) == 3
     assert work.left == ["sleep"]
