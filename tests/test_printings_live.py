@@ -112,8 +112,9 @@ def test_back_to_back_prints_of_int_keys_are_printings_without_line_times(releas
     """`print(@c); print(@x); print(@c)`: bpftrace writes nothing between the printings, and a
     file read without arrival times had them as one printing. An int key (and a scalar map's
     line) cannot repeat within a printing, so the text alone gives what -f json of the same
-    program gives record by record: 31 printings of @c (two per interval and the exit dump),
-    16 of @x, every printing's rows and total."""
+    program gives: per interval two printings of @c and one of @x, then the exit dump, every
+    printing's rows and total. The interval may fire again before exit() takes hold (a loaded
+    machine), so each output's own count of @x printings says how many intervals printed."""
     from harness.host.bpftrace_versions import resolve
     from harness.output.parse import parse_text
 
@@ -125,11 +126,12 @@ def test_back_to_back_prints_of_int_keys_are_printings_without_line_times(releas
         assert proc.returncode == 0, proc.stderr[-500:]
         outs[fmt] = proc.stdout
     text, js = printed(parse_text(outs["text"])), printed(parse_json(outs["json"]))
-    assert len(text["@c"]) == 31 and len(text["@x"]) == 16
-    assert text["@c"] == js["@c"]  # constant values: equal record by record
-    assert {p["total"] for p in text["@c"]} == {7 * sum(range(20))}
-    # print() reads the map when bpftrace's user space gets to it: @x may be a step ahead
-    for counts in (text["@x"], js["@x"]):
-        totals = [p["total"] for p in counts]
-        assert [p["entries"] for p in counts] == [1] * 16
-        assert totals == sorted(totals) and totals[-2:] == [15, 15], totals
+    for got in (text, js):  # text and json are two runs: each is checked against itself
+        totals = [p["total"] for p in got["@x"]]
+        intervals = len(got["@x"]) - 1  # the exit dump prints @x once more
+        assert intervals >= 15 and totals[-1] >= 15 and len(got["@c"]) == 2 * intervals + 1
+        # print() reads the map when bpftrace's user space gets to it: @x may be a step ahead
+        assert [p["entries"] for p in got["@x"]] == [1] * (intervals + 1)
+        assert totals == sorted(totals) and totals[-2] >= 15, totals
+        assert {p["total"] for p in got["@c"]} == {7 * sum(range(20))}
+        assert {p["entries"] for p in got["@c"]} == {20}
