@@ -92,5 +92,11 @@ int BPF_PROG(ktrace_kfunc, struct sk_buff *skb)
 SEC("tp/net/net_dev_queue")
 int ktrace_tracepoint(struct trace_event_raw_net_dev_template *ctx)
 {
-	return record(ctx, (struct sk_buff *)ctx->skbaddr);
+	struct sk_buff *skb = (struct sk_buff *)ctx->skbaddr;
+
+	/* A device queues every socket's packets (a softirq's under whichever task is current);
+	 * udp_send_skb sees only UDP sockets' (17: IPPROTO_UDP). */
+	if (BPF_CORE_READ(skb, sk, sk_protocol) != 17)
+		return 0;
+	return record(ctx, skb);
 }
