@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -84,3 +85,13 @@ def test_crosscheck_dry_run_prints_both_programs_that_run(
     assert as_recorded(section(planned, "bpftrace program"), program) == program
     twin = (tmp_path / "x" / "twin.bpf.c").read_text()
     assert section(planned, "libbpf CO-RE twin (C)") == twin
+    # The run directory's twin builds on its own: the fixed C it #includes is kept beside it.
+    from harness.twin.build import target_arch, vmlinux_header
+
+    (tmp_path / "btf").mkdir()
+    (tmp_path / "btf" / "vmlinux.h").symlink_to(vmlinux_header())
+    done = subprocess.run(
+        ["clang", "-O2", "-target", "bpf", f"-D__TARGET_ARCH_{target_arch()}",
+         f"-I{tmp_path / 'btf'}", "-c", "twin.bpf.c", "-o", str(tmp_path / "again.o")],
+        cwd=tmp_path / "x", capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]

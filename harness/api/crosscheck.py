@@ -22,7 +22,7 @@ from harness import arguments
 from harness.api import inputs
 from harness.api.inputs import Out
 from harness.api.planner import settle_crosscheck
-from harness.compare.crosscheck import compared, twin_build
+from harness.compare.crosscheck import compared, copy_twin_header, twin_build
 from harness.errors import UsageError
 from harness.progress import Progress, silent
 
@@ -256,6 +256,8 @@ def _written(result: CrosscheckResult, path: Path | None) -> Crosscheck:
                   replace(result.meta, printed={}, printed_differences=[]))
     (done.path / "program.bt").write_text(result.meta.program)
     (done.path / "twin.bpf.c").write_text(result.meta.twin_c)
+    # the fixed C it #includes, so the directory's twin builds on its own, as it ran
+    copy_twin_header(done.path)
     (done.path / "verdict.json").write_text(json.dumps(done.verdict(), indent=2) + "\n")
     return done
 

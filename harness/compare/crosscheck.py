@@ -11,6 +11,7 @@ frame by frame after symbolisation.
 
 from __future__ import annotations
 
+import shutil
 import signal
 import sys
 import time
@@ -74,6 +75,13 @@ def prebuilt_key(c_text: str) -> str:
     import hashlib
 
     return "twin-" + hashlib.sha256(c_text.encode()).hexdigest()[:20]
+
+
+def copy_twin_header(directory: Path) -> None:
+    """Puts the shipped header every generated twin #includes beside its twin.bpf.c."""
+    from harness.twin.build import TWIN_HEADER, source_dir
+
+    shutil.copy(source_dir() / TWIN_HEADER, directory / TWIN_HEADER)
 
 
 def twin_build(c_text: str, prebuilt: Path | None) -> tuple[Path, Path, str, str, str]:
