@@ -11,7 +11,8 @@ import pytest
 
 from harness.errors import UsageError
 from harness.host.capabilities import bpftrace_version
-from harness.host.runner import classify, run_bpftrace
+from harness.host.parsed import run_bpftrace
+from harness.host.runner import classify
 from harness.host.symbols import Kallsyms, probe_symbol
 from harness.spec import catalog, codegen
 from harness.spec.model import Agg, Probe

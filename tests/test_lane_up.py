@@ -330,7 +330,7 @@ def test_a_resident_agent_serves_runs_and_leaves_nothing(local_ssh: None) -> Non
 
     starter = SSHLane("ktrace-localhost")
     token = secrets.token_hex(16)
-    answer = starter.call({"op": "resident", "token": token})
+    answer = starter.request({"op": "resident", "token": token})
     starter.close()
     loop = ["python3", "-m", "harness.workloads.syscall_loop", "--count", "300"]
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.host.runner import run_bpftrace
+from harness.host.parsed import run_bpftrace
 
 pytestmark = pytest.mark.kernel
 

@@ -77,7 +77,7 @@ def test_kernel_and_user_stacks_in_one_key_fold_user_first(tmp_path: Path) -> No
 
 
 def test_live_bpftrace_run_reports(needs_bpf: None, tmp_path: Path) -> None:
-    from harness.host.runner import run_bpftrace
+    from harness.host.parsed import run_bpftrace
 
     marker = "REPORT_TEST_READY"
     n = 40

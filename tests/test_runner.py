@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from harness.host import runner
+from harness.host.parsed import parse_capture, run_bpftrace
 from harness.host.runner import (
     BpftraceProcess,
     BpftraceSyntaxError,
@@ -22,7 +23,6 @@ from harness.host.runner import (
     NotRoot,
     UnknownField,
     UnknownProbe,
-    run_bpftrace,
 )
 
 pytestmark = [pytest.mark.usefixtures("needs_bpf"), pytest.mark.kernel]
@@ -288,7 +288,7 @@ def test_every_stop_ends_on_sigint_without_escalation() -> None:
         proc = BpftraceProcess(udp_program(1), MARK)
         proc.start()
         proc.wait_attached(60)
-        result = proc.stop()
+        result = parse_capture(proc.stop(), MARK)
         assert result.exit_status == 0
         assert proc.escalations == [], result.warnings
         assert result.output is not None

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from harness.host import runner
-from harness.host.runner import BpftraceTimeout, Interrupted, run_bpftrace
+from harness.host.parsed import run_bpftrace
+from harness.host.runner import BpftraceTimeout, Interrupted
 from harness.output.frames import to_frames
 
 pytestmark = [pytest.mark.usefixtures("needs_bpf"), pytest.mark.kernel]

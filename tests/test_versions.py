@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 
 from harness.host import bpftrace_versions as bv
-from harness.host.runner import BpftraceProcess, RunResult, run_bpftrace
+from harness.host.parsed import run_bpftrace
+from harness.host.runner import BpftraceProcess, RunResult
 from harness.output.frames import to_frames
 from harness.spec import catalog, codegen
 from harness.spec.model import ProbeSpec

@@ -141,9 +141,8 @@ def test_a_boot_reports_its_phases_with_elapsed_time(outdir: Path) -> None:
     then ready with the boot time run.json records."""
     events: list[tuple[str, float | None, str]] = []
     lane = VMLane("6.1")
-    lane.progress = _recorder(events)
     try:
-        lane.start()
+        lane.start(_recorder(events))
     finally:
         lane.close()
     phases = [p for p, _, _ in events]
@@ -172,14 +171,13 @@ def test_waiting_for_the_agent_reports_booting_then_ready(tmp_path: Path) -> Non
             (tmp_path / "go").touch()
 
     lane = VMLane("6.1", boot_timeout=120)
-    lane.progress = progress
     lane.dir, lane.release, lane.accel = tmp_path, "6.1.0-test", "tcg"
     agent = (f"cd {tmp_path} && while [ ! -e go ]; do sleep 0.05; done && "
              "echo '{\"kernel\": \"6.1.0-test\"}' > ready.tmp && mv ready.tmp ready.json && "
              "exec sleep 60")
     proc = lane.proc = subprocess.Popen(["sh", "-c", agent])
     try:
-        lane.wait_ready(time.monotonic())
+        lane.wait_ready(time.monotonic(), progress)
     finally:
         proc.kill()
         proc.wait()

@@ -394,11 +394,7 @@ def _one(
         name = label or re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.probe.text())
         label = None
     if not on_host:  # the boot's phases (fetch, KVM probe, boot)
-        lane.progress = progress
-        try:
-            lane.capabilities()
-        finally:
-            lane.progress = silent
+        lane.capabilities(progress)
     attach, reason = options.attach, "chosen with --attach"
     if spec is None:  # a benchmark: the planner picks its attach type, as it does for a run
         attach, reason = choose(bench_cases.equivalents(name), options.attach, None,
@@ -423,13 +419,10 @@ def _one(
             plan.max_rounds * (1 + len(case.tracers) + len(together)),
         ))
     stopped: StoppedRounds | None = None
-    lane.progress = progress  # a guest reports the seconds its rounds have run
-    try:
-        samples = lane.bench(case.workload, case.tracers, plan, on_sample)
+    try:  # a guest reports the seconds its rounds have run
+        samples = lane.bench(case.workload, case.tracers, plan, on_sample, progress=progress)
     except StoppedRounds as stop:  # what finished is written, then the stop goes on
         stopped, samples = stop, stop.samples
-    finally:
-        lane.progress = silent
     sources = bench_cases.write_sources(case.sources, out_dir)  # the measured programs, once each
     programs = {mode: str(path.relative_to(out_dir)) for mode, path in sources.items()}
     result = BenchResult(name, case.workload, case.attach, samples, env, started, programs)

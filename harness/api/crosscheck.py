@@ -215,7 +215,7 @@ def plan_crosscheck(
     inputs.run_options(lane=lane, out=False, bpftrace=o.bpftrace, progress=progress)
     spec, argv = crosscheck_request(target, o, spec_opts)
     machine = get_lane(lane)
-    machine.progress = progress or silent
+    machine.capabilities(progress or silent)  # a guest boots on first use: its phases heard
     return settle_crosscheck(
         target, spec, o.attach, machine, machine.bpftrace(resolve(o.bpftrace)),
         workload_argv=argv, count=o.count, sizes=o.sizes,
@@ -302,6 +302,7 @@ def run_crosscheck(
     system's). `progress` hears the phases (building the twin, tracing); it never prints.
     `on_plan` is called with the plan (harness.spec.plan) before anything is built or started.
     """
+    from harness.compare.gather import GatherRequest
     from harness.host.bpftrace_versions import resolve
     from harness.lanes.registry import get_lane
 
@@ -312,7 +313,7 @@ def run_crosscheck(
     prebuilt, libbpf_pid_offset, bpftrace = o.prebuilt, o.libbpf_pid_offset, o.bpftrace
 
     machine = get_lane(lane)
-    machine.progress = progress
+    machine.capabilities(progress)  # a guest boots on first use: its phases heard
     tracer = machine.bpftrace(resolve(bpftrace))
     planned = settle_crosscheck(
         name, spec, attach, machine, tracer, workload_argv=workload_argv, count=count,
@@ -335,12 +336,11 @@ def run_crosscheck(
 
     started = time.time(), time.monotonic()
     progress("tracing with bpftrace and the twin")
-    got = machine.gather(
-        program_for,
+    request = GatherRequest(
         marker,
         workload=argv,
-        loader=loader,
-        obj=obj,
+        loader=str(loader),
+        obj=str(obj),
         setting_names=list(twin.settings),
         func=symbol if symbol != spec.probe.target else None,
         pid_offset=libbpf_pid_offset,
@@ -348,6 +348,7 @@ def run_crosscheck(
         timeout=timeout,
         bpftrace=tracer.command,
     )
+    got = machine.gather(program_for, request, progress=progress)
     bt_result = got.bpftrace
     program = programs[-1]
     if bt_result.error is not None and got.interrupted is None:

@@ -194,8 +194,7 @@ def plan(
     tracer = resolve(o.bpftrace)
     equivalents, argv = trace_request(target, o, spec_opts)
     machine = get_lane(lane)
-    machine.progress = progress or silent
-    caps = machine.capabilities()
+    caps = machine.capabilities(progress or silent)
     tracer = machine.bpftrace(tracer)
     chosen = settle(target, equivalents, argv, o.attach, None, caps, machine, tracer)
     return with_twin(chosen) if twin else chosen
@@ -316,11 +315,11 @@ def run_trace(
 ) -> Trace:
     """The machine side of `trace` and `again`: pick the attach type on the lane, generate the
     program (a whole program when `equivalents` is empty: `target` is its text), run, write."""
+    from harness.host.runner import RunRequest
     from harness.lanes.registry import get_lane
 
     machine = get_lane(lane)
-    machine.progress = progress or silent
-    caps = machine.capabilities()
+    caps = machine.capabilities(progress or silent)
     tracer = machine.bpftrace(tracer)
     chosen = settle(target, equivalents, argv, attach, reason, caps, machine, tracer)
     if on_plan is not None:
@@ -347,12 +346,10 @@ def run_trace(
     with unclaimed_on_failure(path if out is None else None):
         result = machine.run_bpftrace(
             make_program,
-            marker,
-            workload=argv,
-            duration=duration,
-            timeout=timeout,
+            RunRequest(marker, workload=argv, duration=duration, timeout=timeout,
+                       bpftrace=tracer.command),
+            progress=progress or silent,
             on_progress=ticking,
-            bpftrace=tracer.command,
         )
     from harness.host.lifetime import shielded
 

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from harness.host.bpftrace_versions import Bpftrace
     from harness.host.capabilities import Capabilities
     from harness.lanes.base import Lane
+    from harness.output.model import Output
     from harness.spec.codegen_c import TwinProgram
     from harness.spec.model import ProbeSpec
     from harness.spec.plan import Plan
@@ -115,10 +116,12 @@ def compared(
     from harness.twin.loader import core_relocations
 
     bt_result, dumps, log = got.bpftrace, got.dumps, got.log
+    # A lane hands the capture back parsed (Lane.gather): its output, None when none parsed.
+    output: Output | None = getattr(bt_result, "output", None)
     obj, loader, sha, define, warnings = built
     attach, reason = chosen.attach, chosen.reason
     key_names = spec.key_names()
-    bt_frames = to_frames(bt_result.output, key_names) if bt_result.output is not None else {}
+    bt_frames = to_frames(output, key_names) if output is not None else {}
     try:
         lb_frames, dropped = twin_frames(twin, dumps, machine.kallsyms())
     except HarnessError:
@@ -158,7 +161,7 @@ def compared(
         },
         # what bpftrace printed, per map and printing (the invariant the bpftrace/ part is
         # held to)
-        printed=printed(bt_result.output) if bt_result.output is not None else {},
+        printed=printed(output) if output is not None else {},
         ended_by="workload-exit" if interrupted is None else (
             "ctrl-c" if interrupted == signal.SIGINT else "signal"),
     )

@@ -12,7 +12,7 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,15 +20,34 @@ from typing import TYPE_CHECKING
 from harness.errors import HarnessError
 
 if TYPE_CHECKING:
-    from harness.host.runner import RunResult
+    from harness.host.runner import Capture
     from harness.twin.generic import MapDump
 
 
 @dataclass
-class Gathered:
-    """What both tracers saw: bpftrace's run, the twin's map dumps and libbpf's log."""
+class GatherRequest:
+    """bpftrace and the twin's loader around one gated workload: the machine side of a
+    crosscheck, as the harness asks for it (harness.lanes.protocol carries it to a guest or a
+    remote host); the program comes apart, from the workload's pid."""
 
-    bpftrace: RunResult
+    marker: str
+    workload: list[str]
+    loader: str  # the twin's loader and object, built by the harness
+    obj: str
+    setting_names: list[str]
+    func: str | None
+    pid_offset: int = 0
+    cgroup: str | None = None
+    timeout: float = 60.0
+    bpftrace: str = "bpftrace"  # the command that starts it
+
+
+@dataclass
+class Gathered:
+    """What both tracers saw: bpftrace's run (raw on the machine side; a lane hands it back
+    parsed, a runner.RunResult), the twin's map dumps and libbpf's log."""
+
+    bpftrace: Capture
     dumps: dict[str, MapDump]
     log: str
     workload_pid: int
@@ -40,22 +59,14 @@ class Gathered:
 
 def gather(
     program_for: Callable[[int], str],
-    marker: str,
-    *,
-    workload: Sequence[str],
-    loader: Path,
-    obj: Path,
-    setting_names: Sequence[str],
-    func: str | None,
-    pid_offset: int = 0,
-    cgroup: str | None = None,
-    timeout: float = 60.0,
-    bpftrace: str = "bpftrace",
+    req: GatherRequest,
     stop_check: Callable[[], int | None] | None = None,
+    on_spawn: Callable[[], None] | None = None,
 ) -> Gathered:
     """Run both tracers around one gated workload; the program text comes from `program_for`
-    (the workload's pid filters both); `bpftrace` is the command that starts it. `stop_check`
-    stops it from another thread as Ctrl-C does in its own (harness.host.runner.run_bpftrace)."""
+    (the workload's pid filters both). `stop_check` stops it from another thread as Ctrl-C
+    does in its own (harness.host.runner.capture_bpftrace); `on_spawn` is called once bpftrace
+    runs."""
     from harness.errors import CrosscheckError
     from harness.host.lifetime import shielded
     from harness.host.runner import BpftraceProcess, Interrupted, raise_if_asked
@@ -65,7 +76,7 @@ def gather(
     asked = stop_check or (lambda: None)
     if asked() is not None:
         raise Interrupted(int(asked() or signal.SIGINT))  # nothing started, nothing to keep
-    work = GatedWorkload(workload)
+    work = GatedWorkload(req.workload)
     lb: TwinLoader | None = None
     bt: BpftraceProcess | None = None
     interrupted: int | None = None
@@ -73,27 +84,27 @@ def gather(
     log = ""
     try:
         program = program_for(work.pid)
-        settings = {"target_pid": work.pid + pid_offset}
-        if cgroup:
-            settings["target_cgroup"] = os.stat(cgroup).st_ino
-        bt = BpftraceProcess(program, marker, bpftrace=bpftrace)
+        settings = {"target_pid": work.pid + req.pid_offset}
+        if req.cgroup:
+            settings["target_cgroup"] = os.stat(req.cgroup).st_ino
+        bt = BpftraceProcess(program, req.marker, bpftrace=req.bpftrace, on_spawn=on_spawn)
         bt.start()
         lb = TwinLoader(
-            loader,
-            obj,
-            {k: v for k, v in settings.items() if k in setting_names},
-            func=func,
+            Path(req.loader),
+            Path(req.obj),
+            {k: v for k, v in settings.items() if k in req.setting_names},
+            func=req.func,
             verbose=True,
         )
-        lb.wait_attached(timeout)
-        bt.wait_attached(timeout, asked)
+        lb.wait_attached(req.timeout)
+        bt.wait_attached(req.timeout, asked)
         work.go()
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + req.timeout
         while work.poll() is None and time.monotonic() < deadline:
             raise_if_asked(asked)
             time.sleep(0.05)
         raise_if_asked(asked)
-        status = work.wait(max(deadline - time.monotonic(), 0.0), bound=timeout)
+        status = work.wait(max(deadline - time.monotonic(), 0.0), bound=req.timeout)
         if status != 0:
             raise CrosscheckError(f"workload exited with status {status}", "run it by hand")
         bt_result = bt.stop()

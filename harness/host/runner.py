@@ -202,8 +202,26 @@ LOST_RE = re.compile(r"\bLost (\d+) events\b")
 
 
 @dataclass
-class RunResult:
-    """Everything one bpftrace run produced; `output` is None only when nothing parsed.
+class RunRequest:
+    """One bpftrace run around an optional workload, as the harness asks a lane for it
+    (harness.lanes.protocol carries it to a guest or a remote host): the program itself is
+    given apart, as text or as a function of the workload's pid (asked of the harness then)."""
+
+    marker: str
+    workload: list[str] | None = None
+    duration: float | None = None
+    timeout: float = 60.0
+    bpftrace: str = "bpftrace"  # the command that starts it (another release's wrapper)
+    program: str | None = None  # on the wire: the text when it does not depend on the pid
+    aot: bool = False  # compiled by the harness, run with bpftrace-aotrt (harness.lanes.aot)
+    compiled: str | None = None  # ... the compiled program (base64) when `program` is given
+
+
+@dataclass
+class Capture:
+    """What one bpftrace run left behind, raw: the machine side's whole answer (this machine,
+    a VM guest or a remote host alike); nothing in it is parsed. harness.host.parsed turns it
+    into a RunResult, once, on the harness's side.
 
     `stdout` and `stderr` are bpftrace's two streams as it wrote them (CRLF from the pty made
     LF). `line_times[i]` is when stdout line i+1 arrived, in seconds since the probes attached
@@ -220,7 +238,6 @@ class RunResult:
     attached: float | None
     stopped: float
     probes: int | None = None
-    output: Output | None = None
     error: HarnessError | None = None
     workload_status: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -232,6 +249,14 @@ class RunResult:
     @property
     def time_to_attached(self) -> float | None:
         return None if self.attached is None else self.attached - self.started
+
+
+@dataclass
+class RunResult(Capture):
+    """A Capture with what the parser read from its stdout (harness.host.parsed.parse_capture);
+    `output` is None only when nothing parsed."""
+
+    output: Output | None = None
 
 
 class Interrupted(HarnessError):
@@ -341,8 +366,10 @@ class BpftraceProcess:
         bpftrace: str = "bpftrace",
         env: dict[str, str] | None = None,
         argv_prefix: Sequence[str] = (),
+        on_spawn: Callable[[], None] | None = None,
     ) -> None:
         self.program = program
+        self.on_spawn = on_spawn  # called once bpftrace runs (the harness warms its parser)
         self.marker = marker
         self.bpftrace = bpftrace
         self.env = {**os.environ, **(env or {})}
@@ -352,7 +379,7 @@ class BpftraceProcess:
         self.attached: float | None = None
         self.probes: int | None = None
         self.reader: _StreamReader | None = None
-        self.result: RunResult | None = None  # set by stop(), also when wait_attached raises
+        self.result: Capture | None = None  # set by stop(), also when wait_attached raises
         self.stop_requested: float | None = None
         self.escalations: list[str] = []
         self.sigint_resent = 0
@@ -426,12 +453,13 @@ class BpftraceProcess:
             self.child.ptyproc.delayafterclose = 0.0
             self.reader = _StreamReader(self.child.child_fd, err_fd)
             self.reader.start()
-        _warm_parser()
+        if self.on_spawn is not None:
+            self.on_spawn()
 
     def wait_attached(self, timeout: float = 60.0,
                       stop_check: Callable[[], int | None] | None = None) -> None:
         """Block until the BEGIN marker shows that every probe is live, or raise a typed error.
-        `stop_check` (see run_bpftrace) ends the wait as a Ctrl-C in this thread would."""
+        `stop_check` (see capture_bpftrace) ends the wait as a Ctrl-C in this thread would."""
         assert self.child is not None and self.reader is not None, "start() first"
         reader = self.reader
         deadline = time.monotonic() + timeout
@@ -482,7 +510,7 @@ class BpftraceProcess:
     def is_running(self) -> bool:
         return self.child is not None and self.child.isalive()
 
-    def stop(self, grace: float | None = None) -> RunResult:
+    def stop(self, grace: float | None = None) -> Capture:
         """SIGINT (bpftrace prints its maps), wait for its exit and the end of its output,
         escalate to TERM/KILL only if it lingers without working.
 
@@ -612,7 +640,7 @@ class BpftraceProcess:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.child.pid, sig)
 
-    def _result(self, status: int | None, interrupted: bool) -> RunResult:
+    def _result(self, status: int | None, interrupted: bool) -> Capture:
         assert self.reader is not None
         with self.reader.cond:
             lines = list(self.reader.lines)
@@ -624,7 +652,7 @@ class BpftraceProcess:
         _, stray = split_diagnostics(stdout)
         # Harmless every-run lines stay in the raw stderr only.
         diagnostics = "\n".join(part for part in (without_harmless(stderr), stray) if part)
-        result = RunResult(
+        result = Capture(
             program=self.program,
             stdout=stdout,
             diagnostics=diagnostics,
@@ -663,18 +691,6 @@ class BpftraceProcess:
                 "what it printed is kept in stdout.txt; on a loaded machine run again, or "
                 "trace fewer probes (each detaches on its own at the end)",
             )
-        from harness.output.parse import parse_text
-
-        parse_began = time.monotonic()
-        try:
-            result.output = parse_text(
-                stdout_to_parse(stdout, self.marker, self._marker_index),
-                line_times=result.line_times, program=self.program)
-        except HarnessError as err:
-            result.error = result.error or err
-        result.extra["parse_s"] = time.monotonic() - parse_began
-        if result.output is not None:
-            result.output.warnings.extend(result.warnings)
         return result
 
 
@@ -685,25 +701,6 @@ def stdout_to_parse(stdout: str, marker: str, marker_index: int | None = None) -
     cut mid-number). Every place that parses a run's stdout goes through here."""
     return "\n".join("" if i == marker_index or ln.strip() == marker else ln
                      for i, ln in enumerate(stdout.split("\n")))
-
-
-_WARMED: list[threading.Thread] = []
-
-
-def _warm_parser() -> None:
-    """Import the output parser and compile its grammar (lark: 0.1-0.2 s of CPU) in a thread
-    while bpftrace compiles and attaches, so stop() finds it ready; once per process. Started
-    after the spawn, not before, so that it does not hold the GIL on the way there."""
-    if _WARMED:
-        return
-
-    def load() -> None:
-        from harness.output.parse import parse_text
-
-        parse_text("")
-
-    _WARMED.append(threading.Thread(target=load, name="warm-parser", daemon=True))
-    _WARMED[0].start()
 
 
 def back_in_event_wait(pid: int) -> bool:
@@ -766,7 +763,7 @@ def raise_if_asked(stop_check: Callable[[], int | None]) -> None:
         raise stop
 
 
-def run_bpftrace(
+def capture_bpftrace(
     program: str | Callable[[int | None], str],
     marker: str,
     *,
@@ -776,8 +773,10 @@ def run_bpftrace(
     on_progress: Callable[[float], None] | None = None,
     bpftrace: str = "bpftrace",
     stop_check: Callable[[], int | None] | None = None,
-) -> RunResult:
-    """Run one program: attach, release the workload (or wait `duration`), stop, parse.
+    on_spawn: Callable[[], None] | None = None,
+) -> Capture:
+    """Run one program: attach, release the workload (or wait `duration`), stop; its raw
+    capture (harness.host.parsed.run_bpftrace parses it too).
 
     `program` may be a function of the workload's pid, so filters can name it before it runs.
     The result always comes back, even when the run was cut short: `result.error` says why.
@@ -789,7 +788,7 @@ def run_bpftrace(
     """
     work: GatedWorkload | None = None
     proc: BpftraceProcess | None = None
-    result: RunResult | None = None
+    result: Capture | None = None
     ended_by = "error"
     asked = stop_check or (lambda: None)
     if asked() is not None:
@@ -799,7 +798,7 @@ def run_bpftrace(
         text = program(work.pid if work else None) if callable(program) else program
         if asked() is not None:
             raise Interrupted(int(asked() or signal.SIGINT))
-        proc = BpftraceProcess(text, marker, bpftrace=bpftrace)
+        proc = BpftraceProcess(text, marker, bpftrace=bpftrace, on_spawn=on_spawn)
         proc.start()
         proc.wait_attached(timeout, asked)
         if work is not None:
@@ -841,7 +840,7 @@ def run_bpftrace(
     return result
 
 
-def keep_workload(result: RunResult, work: GatedWorkload) -> None:
+def keep_workload(result: Capture, work: GatedWorkload) -> None:
     """The workload's end (it must be closed) into the result: its status (none when the
     harness stopped it, at --duration or on Ctrl-C: it did not fail), its output (bounded),
     and a warning for each thing the user should know: bytes of output cut, processes it left
@@ -868,8 +867,6 @@ def keep_workload(result: RunResult, work: GatedWorkload) -> None:
             f"({', '.join(work.left)}); they were ended with it"
         )
     result.warnings += notes
-    if result.output is not None:
-        result.output.warnings += notes
 
 
 def _ended_by(

@@ -13,9 +13,10 @@ harness.lanes.wire:
     agent -> harness   {"op": "done", "id": N, "ok": true, ...} or "ok": false with the error
     harness -> agent   {"op": "beat"} every few seconds, {"op": "stop"} on Ctrl-C/SIGTERM
 
-Codegen, parsing, frames and reports stay with the harness: the agent imports no parser (the
-runner's parse step is replaced by a stub) and needs only the standard library and pexpect,
-which travel with its code.
+Requests and answers are the typed records of harness.lanes.protocol, served by its machine
+side. Codegen, parsing, frames and reports stay with the harness: what goes back is the raw
+capture (runner.Capture); the agent imports no parser and needs only the standard library and
+pexpect, which travel with its code.
 
 The watchdog: whatever ends the harness (Ctrl-C, SIGTERM, SIGKILL, a crash) or its connection
 (a dropped link: no heartbeat for `beat_timeout` seconds; a closed one: end of stdin), the agent
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import dataclasses
 import os
 import platform
 import queue
@@ -38,23 +38,18 @@ import sys
 import tempfile
 import threading
 import time
-import types
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
-from harness.lanes import wire
+from harness.compare.gather import Gathered, GatherRequest, gather
+from harness.host.runner import RunRequest
+from harness.lanes import protocol, wire
+from harness.lanes.protocol import BenchRequest
 
 BEAT_TIMEOUT = 30.0  # seconds without a heartbeat after which the harness counts as gone
 PYTHON = "@PYTHON@"  # in argv words from the harness: this machine's python
 PACKAGE = "@HARNESS@"  # ... and the harness package copied here
-
-
-def _without_parser() -> None:
-    """The runner parses what bpftrace printed; here that work belongs to the harness, so the
-    parser module is replaced by one that returns nothing (no lark import, no grammar)."""
-    stub = types.ModuleType("harness.output.parse")
-    stub.parse_text = lambda text, **_: None  # type: ignore[attr-defined]
-    sys.modules["harness.output.parse"] = stub
 
 
 def _boot_id() -> str:
@@ -255,94 +250,42 @@ class Agent:
         if op == "resident":
             return start_resident(str(req["token"]), self.package.parent)
         if op == "run":
-            return self.run(n, req)
+            return wire.record(self.run(n, wire.decode(RunRequest, req)))
         if op == "gather":
-            return self.gather(n, req)
+            return wire.record(self.gather(n, wire.decode(GatherRequest, req)))
         if op == "bench":
-            return self.bench(n, req)
+            return wire.record(self.bench(n, wire.decode(BenchRequest, req)))
         raise ValueError(f"unknown request op {op!r}")
 
-    def run(self, n: int, req: dict[str, Any]) -> dict[str, Any]:
-        from harness.host.runner import run_bpftrace
-
-        given = req.get("program")
-        bpftrace = req.get("bpftrace", "bpftrace")
-        if req.get("aot"):  # a program compiled by the harness runs with bpftrace-aotrt
+    def run(self, n: int, req: RunRequest) -> protocol.RunAnswer:
+        bpftrace = None
+        if req.aot:  # a program compiled by the harness runs with bpftrace-aotrt
             from harness.lanes.aot import write_wrapper
 
-            self.keep_compiled(n, req.get("compiled"))
+            self.keep_compiled(n, req.compiled)
             bpftrace = write_wrapper(str(self.workdir / f"run-{n}.sh"),
-                                     str(self.compiled_path(n)), req["marker"], bpftrace)
+                                     str(self.compiled_path(n)), req.marker, req.bpftrace)
         try:
-            result = run_bpftrace(
-                given if given is not None else (lambda pid: self.ask(n, pid)),
-                req["marker"],
-                workload=self.argv(req.get("workload")),
-                duration=req.get("duration"),
-                timeout=req["timeout"],
+            capture = protocol.run(
+                req.program if req.program is not None else (lambda pid: self.ask(n, pid)),
+                replace(req, workload=self.argv(req.workload)),
                 bpftrace=bpftrace,
             )
         finally:
             for done in (self.compiled_path(n), self.workdir / f"run-{n}.sh"):
                 done.unlink(missing_ok=True)
-        return {"result": _capture(result)}
+        return protocol.RunAnswer(capture)
 
-    def gather(self, n: int, req: dict[str, Any]) -> dict[str, Any]:
-        from harness.compare.gather import gather
+    def gather(self, n: int, req: GatherRequest) -> Gathered:
+        return gather(lambda pid: self.ask(n, pid),
+                               replace(req, workload=self.argv(req.workload) or []))
 
-        got = gather(
-            lambda pid: self.ask(n, pid),
-            req["marker"],
-            workload=self.argv(req["workload"]) or [],
-            loader=Path(req["loader"]),
-            obj=Path(req["obj"]),
-            setting_names=req["setting_names"],
-            func=req.get("func"),
-            pid_offset=req.get("pid_offset", 0),
-            cgroup=req.get("cgroup"),
-            timeout=req["timeout"],
-            bpftrace=req.get("bpftrace", "bpftrace"),
-        )
-        got.bpftrace = _capture(got.bpftrace)  # type: ignore[assignment]
-        return {"gathered": got}
-
-    def bench(self, n: int, req: dict[str, Any]) -> dict[str, Any]:
-        """compare.bench's rounds on this kernel. Tracers come as data (argv templates, the
-        ready line); the harness generates each round's program and counts the events from
-        each tracer output returned: a sample's events_counted is its output's index here."""
-        from harness.compare.bench import Rounds, StoppedRounds, Tracer, Workload, run_rounds
-
-        outputs: list[str] = []
-
-        def keep(out: str) -> int:
-            outputs.append(out)
-            return len(outputs) - 1
-
-        def tracer(t: dict[str, Any]) -> Tracer:
-            words = [self.local(w) for w in t["template"]]
-            prefix, text = t["ready_prefix"], t["ready_text"]
-            return Tracer(
-                t["mode"],
-                lambda pid: [
-                    self.ask(n, pid) if w == "{program}" else w.replace("{pid}", str(pid))
-                    for w in words
-                ],
-                lambda line: (prefix is not None and line.startswith(prefix))
-                or (text is not None and text in line),
-                keep,
-            )
-
-        workload = dict(req["workload"])
-        workload["argv"] = self.argv(workload["argv"])
-        try:
-            samples = run_rounds(
-                Workload(**workload),
-                [tracer(t) for t in req["tracers"]],
-                wire.decode(Rounds, req["plan"]),
-            )
-        except StoppedRounds as stop:  # the harness's stop: the runs that finished go back
-            return {"samples": stop.samples, "outputs": outputs, "interrupted": stop.signum}
-        return {"samples": samples, "outputs": outputs}
+    def bench(self, n: int, req: BenchRequest) -> protocol.BenchAnswer:
+        """compare.bench's rounds on this kernel, the argv words made local."""
+        workload = replace(req.workload, argv=self.argv(list(req.workload.argv)) or [])
+        tracers = [replace(t, template=[self.local(w) for w in t.template]) for t in req.tracers]
+        return protocol.bench(replace(req, workload=workload, tracers=tracers),
+                              lambda pid: self.ask(n, pid))
 
 
 def _shipped_workload(args: list[str]) -> bool:
@@ -369,18 +312,12 @@ def _version_line(tool: str) -> str | None:
     return lines[0].strip() if lines else None
 
 
-def _capture(result: Any) -> Any:
-    """A runner RunResult as it leaves this machine: the raw capture, nothing parsed."""
-    return dataclasses.replace(result, output=None)
-
-
 def _prepare() -> None:
-    """What every session needs in this process: no parser, workload gates forked from here
+    """What every session needs in this process: workload gates forked from here
     (harness.host.workload.ForkedGate: no Python started per run), and the code on PYTHONPATH
     (the shipped workloads may be named by module: `python3 -m harness.workloads.udp_send`)."""
     from harness.host import workload
 
-    _without_parser()
     workload.FORK_GATE = True
     code = str(Path(__file__).resolve().parent.parent.parent)
     if code not in os.environ.get("PYTHONPATH", "").split(os.pathsep):

@@ -17,30 +17,30 @@ harness.lanes.registry, which imports the concrete lanes; they import this modul
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.progress import Progress, silent
 
 if TYPE_CHECKING:
     from harness.compare.bench import Rounds, Sample, Tracer, Workload
-    from harness.compare.gather import Gathered
+    from harness.compare.gather import Gathered, GatherRequest
     from harness.host.bpftrace_versions import Bpftrace
     from harness.host.capabilities import Capabilities
-    from harness.host.runner import RunResult
+    from harness.host.runner import RunRequest, RunResult
     from harness.host.symbols import Kallsyms
 
-ProgramSource = str | Callable[[int | None], str]
+ProgramSource = str | Callable[[int | None], str]  # the program, or made from the workload's pid
+Ticks = Callable[[float], None] | None  # hears the seconds a run has traced
+OnSample = Callable[["Sample"], None] | None  # hears each bench sample as it comes
 
 
 class Lane:
-    """The interface every lane offers; see the module docstring. `progress` hears the lane's
-    own long steps (a VM boot); trace and crosscheck set it for each call."""
+    """The interface every lane offers; see the module docstring. A call that may take long
+    (a VM boot on first use, a run) reports its phases to the `progress` it is given."""
 
     name = "lane"
-    progress: Progress = silent
 
-    def capabilities(self) -> Capabilities:
+    def capabilities(self, progress: Progress = silent) -> Capabilities:
         raise NotImplementedError
 
     def kallsyms(self) -> Kallsyms:
@@ -51,43 +51,20 @@ class Lane:
         machine runs its own bpftrace for the system's, and codegen writes for its version."""
         return tracer
 
-    def run_bpftrace(
-        self,
-        program: ProgramSource,
-        marker: str,
-        *,
-        workload: Sequence[str] | None = None,
-        duration: float | None = None,
-        timeout: float = 60.0,
-        on_progress: Callable[[float], None] | None = None,
-        bpftrace: str = "bpftrace",
-    ) -> RunResult:
+    def run_bpftrace(self, program: ProgramSource, req: RunRequest, *, progress: Progress = silent,
+                     on_progress: Ticks = None) -> RunResult:
+        """One run (harness.lanes.protocol.RunRequest; `program` is the text or a function of
+        the workload's pid), parsed here. `on_progress` hears the seconds traced (this machine
+        only)."""
         raise NotImplementedError
 
-    def gather(
-        self,
-        program_for: Callable[[int], str],
-        marker: str,
-        *,
-        workload: Sequence[str],
-        loader: Path,
-        obj: Path,
-        setting_names: Sequence[str],
-        func: str | None,
-        pid_offset: int = 0,
-        cgroup: str | None = None,
-        timeout: float = 60.0,
-        bpftrace: str = "bpftrace",
-    ) -> Gathered:
+    def gather(self, program_for: Callable[[int], str], req: GatherRequest, *,
+               progress: Progress = silent) -> Gathered:
+        """Both tracers of a crosscheck (compare.gather); `bpftrace` comes back parsed."""
         raise NotImplementedError
 
-    def bench(
-        self,
-        workload: Workload,
-        tracers: Sequence[Tracer],
-        plan: Rounds,
-        progress: Callable[[Sample], None] | None = None,
-    ) -> list[Sample]:
+    def bench(self, workload: Workload, tracers: Sequence[Tracer], plan: Rounds,
+              on_sample: OnSample = None, *, progress: Progress = silent) -> list[Sample]:
         """compare.bench.run_rounds on this lane's kernel: untraced and each tracer per round.
         A stop signal raises compare.bench.StoppedRounds holding the runs that finished."""
         raise NotImplementedError
@@ -119,7 +96,7 @@ class HostLane(Lane):
     def _asked(self) -> int | None:
         return self.interrupted
 
-    def capabilities(self) -> Capabilities:
+    def capabilities(self, progress: Progress = silent) -> Capabilities:
         from harness.host.capabilities import capabilities, mount_tracefs
 
         mount_tracefs()
@@ -130,45 +107,29 @@ class HostLane(Lane):
 
         return kallsyms()
 
-    def run_bpftrace(
-        self,
-        program: ProgramSource,
-        marker: str,
-        *,
-        workload: Sequence[str] | None = None,
-        duration: float | None = None,
-        timeout: float = 60.0,
-        on_progress: Callable[[float], None] | None = None,
-        bpftrace: str = "bpftrace",
-    ) -> RunResult:
-        from harness.host.runner import run_bpftrace
+    def run_bpftrace(self, program: ProgramSource, req: RunRequest, *, progress: Progress = silent,
+                     on_progress: Ticks = None) -> RunResult:
+        from harness.host.parsed import parse_capture, warm_parser
+        from harness.lanes.protocol import run
 
-        return run_bpftrace(
-            program,
-            marker,
-            workload=workload,
-            duration=duration,
-            timeout=timeout,
-            on_progress=on_progress,
-            bpftrace=bpftrace,
-            stop_check=self._asked,
-        )
+        capture = run(program, req, on_progress=on_progress, stop_check=self._asked,
+                      on_spawn=warm_parser)
+        return parse_capture(capture, req.marker)
 
-    def gather(self, program_for: Callable[[int], str], marker: str, **kw: Any) -> Gathered:
+    def gather(self, program_for: Callable[[int], str], req: GatherRequest, *,
+               progress: Progress = silent) -> Gathered:
         from harness.compare.gather import gather
+        from harness.host.parsed import parse_capture, warm_parser
 
-        return gather(program_for, marker, stop_check=self._asked, **kw)
+        got = gather(program_for, req, self._asked, warm_parser)
+        got.bpftrace = parse_capture(got.bpftrace, req.marker)
+        return got
 
-    def bench(
-        self,
-        workload: Workload,
-        tracers: Sequence[Tracer],
-        plan: Rounds,
-        progress: Callable[[Sample], None] | None = None,
-    ) -> list[Sample]:
+    def bench(self, workload: Workload, tracers: Sequence[Tracer], plan: Rounds,
+              on_sample: OnSample = None, *, progress: Progress = silent) -> list[Sample]:
         from harness.compare.bench import run_rounds
 
-        return run_rounds(workload, tracers, plan, progress)
+        return run_rounds(workload, tracers, plan, on_sample)
 
 
 HOST = HostLane()

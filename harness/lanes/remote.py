@@ -36,6 +36,7 @@ import tarfile
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,16 +44,16 @@ from harness.errors import HarnessError
 from harness.host.lifetime import reap, spawn
 from harness.lanes import wire
 from harness.lanes.agent import PACKAGE, PYTHON
-from harness.lanes.base import Lane, ProgramSource
+from harness.lanes.base import ProgramSource
+from harness.lanes.elsewhere import Asked, ElsewhereLane, capabilities_of
 from harness.paths import PACKAGE as PACKAGE_DIR
 from harness.paths import cache_home
+from harness.progress import Progress, silent
 
 if TYPE_CHECKING:
-    from harness.compare.bench import Rounds, Sample, Tracer, Workload
-    from harness.compare.gather import Gathered
     from harness.host.bpftrace_versions import Bpftrace
     from harness.host.capabilities import Capabilities
-    from harness.host.runner import RunResult
+    from harness.host.runner import RunRequest, RunResult
     from harness.host.symbols import Kallsyms
     from harness.lanes.btf import Btf
 
@@ -436,7 +437,7 @@ def _bpftrace_versions_cache() -> Path:
     return cache_home() / "lanes" / "tool-versions.json"
 
 
-class RemoteLane(Lane):
+class RemoteLane(ElsewhereLane):
     """The Lane interface over one agent session (opened on first use, kept for the process).
 
     Subclasses say how to reach the agent (`command`); the session, the requests, the file
@@ -469,10 +470,10 @@ class RemoteLane(Lane):
     resident: tuple[int, str] | None = None  # (port, secret) of a resident agent there
 
     # -- the session --
-    def start(self) -> None:
+    def start(self, progress: Progress = silent) -> None:
         if self.conn is not None and not self.conn.closed.is_set():
             return
-        self.progress(f"connecting to {self.host}")
+        progress(f"connecting to {self.host}")
         t0 = time.monotonic()
         self.session = session_tag()
         self.conn = None  # a closed one is replaced
@@ -509,16 +510,20 @@ class RemoteLane(Lane):
         if self.conn is not None:
             self.conn.interrupt(signum)
 
-    def call(
-        self, req: dict[str, Any], program_for: Callable[[int | None], Any] | None = None
+    def call(self, op: str, req: Any, program_for: Asked, progress: Progress) -> dict[str, Any]:
+        return self.request({"op": op, **wire.encode(req)}, program_for, progress)
+
+    def request(
+        self, req: dict[str, Any], program_for: Asked = None, progress: Progress = silent,
     ) -> dict[str, Any]:
-        self.start()
+        """One request as a message; its answer's message."""
+        self.start(progress)
         assert self.conn is not None
         what = req["op"]
 
         def waiting(elapsed: float) -> None:
             if what in ("run", "gather", "bench"):
-                self.progress(f"running on {self.host} ({what})", elapsed, None, "s")
+                progress(f"running on {self.host} ({what})", elapsed, None, "s")
 
         try:
             return self.conn.call(req, program_for, waiting)
@@ -526,18 +531,19 @@ class RemoteLane(Lane):
             self.close()  # the next call connects anew
             raise
 
-    def put(self, path: Path, executable: bool = False) -> str:
+    def put(self, path: str, executable: bool = False) -> str:
         """A local file on the remote (in the agent's session directory); sent once per
         session and content."""
-        data = path.read_bytes()
+        data = Path(path).read_bytes()
         key = hashlib.sha256(data).hexdigest()[:16]
         if key not in self._puts:
-            answer = self.call({"op": "put", "name": f"{key}-{path.name}", "executable": executable,
+            answer = self.request({"op": "put", "name": f"{key}-{Path(path).name}",
+                                   "executable": executable,
                                 "data": base64.b64encode(data).decode()})
             self._puts[key] = str(answer["path"])
         return self._puts[key]
 
-    def remote_word(self, word: str) -> str:
+    def word(self, word: str) -> str:
         """A local argv word as the remote must see it: this python and this package become
         the remote's own; a file the harness built (under its cache) is sent over."""
         if word == sys.executable:
@@ -546,37 +552,19 @@ class RemoteLane(Lane):
             return PACKAGE + word[len(str(PACKAGE_DIR)):]
         path = Path(word)
         if path.is_absolute() and path.is_file() and cache_home() in path.parents:
-            return self.put(path, executable=os.access(path, os.X_OK))
+            return self.put(word, executable=os.access(path, os.X_OK))
         return word
 
     # -- what the remote kernel is --
-    def capabilities(self) -> Capabilities:
-        from harness.host.capabilities import Capabilities, capabilities
-
-        self.start()
+    def capabilities(self, progress: Progress = silent) -> Capabilities:
+        self.start(progress)
         facts = self.facts
         if facts.get("bpftrace") is None:
             raise RemoteError(
                 f"{self.host} has no bpftrace on PATH",
                 "install it there (Debian/Ubuntu: apt-get install bpftrace), or trace another host",
             )
-        tools = capabilities()  # codegen and the twin's build happen here, with these
-        return Capabilities(
-            kernel=str(facts["kernel"]),
-            arch=str(facts["arch"]),
-            root=bool(facts["root"]),
-            btf=bool(facts["btf"]),
-            tracefs=str(facts["tracefs"]),
-            kprobes=bool(facts["kprobes"]),
-            kfunc=False,  # not probed remotely (bpftrace --info loads LLVM: a minute under TCG)
-            lockdown=str(facts["lockdown"]),
-            bpftrace=self.tool_version("bpftrace"),
-            clang=tools.clang,
-            bpftool=tools.bpftool,
-            libbpf=tools.libbpf,
-            qemu=tools.qemu,
-            kvm=False,
-        )
+        return capabilities_of(facts, self.tool_version("bpftrace"), kvm=False)
 
     def tool_version(self, tool: str) -> str | None:
         """A remote tool's version line, cached here by the binary's path, size and mtime (the
@@ -593,7 +581,7 @@ class RemoteLane(Lane):
             known = json.loads(cache.read_text())
         if key not in known:
             local = _local_version(tool, ident)
-            text = local or self.call({"op": "version", "tool": tool})["text"]
+            text = local or self.request({"op": "version", "tool": tool})["text"]
             if not text:
                 return None
             known[key] = text
@@ -623,50 +611,35 @@ class RemoteLane(Lane):
             self.start()
             boot = str(self.facts.get("boot_id") or "")
             cache = cache_home() / "lanes" / f"kallsyms-{boot}.txt" if boot else None
-            text = _kept(cache, lambda: str(self.call({"op": "kallsyms"})["text"]).encode())
+            text = _kept(cache, lambda: str(self.request({"op": "kallsyms"})["text"]).encode())
             self._kallsyms = Kallsyms(text.decode())
         return self._kallsyms
 
-    # -- the machine side of a run --
-    def run_bpftrace(
-        self,
-        program: ProgramSource,
-        marker: str,
-        *,
-        workload: Sequence[str] | None = None,
-        duration: float | None = None,
-        timeout: float = 60.0,
-        on_progress: Callable[[float], None] | None = None,
-        bpftrace: str = "bpftrace",
-    ) -> RunResult:
-        req: dict[str, Any] = {
-            "op": "run",
-            "bpftrace": bpftrace,
-            "marker": marker,
-            "workload": [self.remote_word(w) for w in workload] if workload else None,
-            "duration": duration,
-            "timeout": max(timeout, self.min_timeout),
-            "program": program if isinstance(program, str) else None,
-        }
-        aot = self.aot_run(bpftrace, marker, program)
-        program_for: Callable[[int | None], Any] | None = None
-        if aot is None:
-            program_for = None if isinstance(program, str) else program
-        elif isinstance(program, str):
-            req.update(aot=True, compiled=aot.answer(program).get("aot"))
-        else:
-            req["aot"] = True
-            made = program
-            program_for = lambda pid: aot.answer(made(pid), pid)  # noqa: E731
-        data = self.call(req, program_for)
-        result = parsed_capture(data["result"], marker)
+    # -- the machine side of a run (ElsewhereLane sends it) --
+    def compiled(self, program: ProgramSource, req: RunRequest, asked: Asked
+                 ) -> tuple[RunRequest, Asked, Callable[[RunResult], RunResult]]:
+        """The program compiled here for the remote's bpftrace-aotrt, where it can be
+        (aot_run); the result then says how (extra["aot"]) and carries its notes."""
+        aot = self.aot_run(req.bpftrace, req.marker, program)
         self.last_aot = None if aot is None else aot.describe()
-        if aot is not None:
+        if aot is None:
+            return req, asked, lambda result: result
+        if isinstance(program, str):
+            req = replace(req, aot=True, compiled=aot.answer(program).get("aot"))
+        else:
+            made = program
+            req = replace(req, aot=True)
+            asked = lambda pid: aot.answer(made(pid), pid)  # noqa: E731
+
+        def finish(result: RunResult) -> RunResult:
+            self.last_aot = aot.describe()
             result.extra["aot"] = self.last_aot
             result.warnings.extend(aot.notes)
             if result.output is not None:
                 result.output.warnings.extend(aot.notes)
-        return result
+            return result
+
+        return req, asked, finish
 
     def aot_run(self, bpftrace: str, marker: str, program: ProgramSource) -> Any:
         """How this run's program is compiled here for the remote's bpftrace-aotrt
@@ -689,7 +662,7 @@ class RemoteLane(Lane):
         except HarnessError:
             return None
         tracefs = str(self.facts.get("tracefs") or "")
-        there = {rel: self.call({"op": "read", "path": f"{tracefs}/{rel}"}).get("text")
+        there = {rel: self.request({"op": "read", "path": f"{tracefs}/{rel}"}).get("text")
                  for rel in format_files(sample, marker)}
         portable = None  # a spec's program, written with its cast member reads at offsets
         if isinstance(program, Programs) and program.reads_through_casts() and \
@@ -708,88 +681,11 @@ class RemoteLane(Lane):
             build = f"{self.facts.get('kernel')}\0{self.facts.get('kernel_version')}"
             key = hashlib.sha256(build.encode()).hexdigest()[:16]
             cache = cache_home() / "lanes" / "btf" / f"{key}.btf"
-            data = _kept(cache, lambda: base64.b64decode(self.call({"op": "btf"})["data"]))
+            data = _kept(cache, lambda: base64.b64decode(self.request({"op": "btf"})["data"]))
             self._btf = Btf(data)
         return self._btf
 
-    min_timeout = 0.0  # a floor for the attach timeout (a TCG guest needs minutes)
     aot_by_default = False  # compile here for bpftrace-aotrt (guests kept up; KTRACE_AOT=1: all)
-
-    def gather(self, program_for: Callable[[int], str], marker: str, **kw: Any) -> Gathered:
-        from harness.compare.gather import Gathered
-        from harness.host.runner import RunResult
-        from harness.twin.generic import MapDump
-
-        req: dict[str, Any] = {"op": "gather", "marker": marker, **kw}
-        req["loader"] = self.put(Path(kw["loader"]), executable=True)
-        req["obj"] = self.put(Path(kw["obj"]))
-        req["workload"] = [self.remote_word(w) for w in kw["workload"]]
-        req["timeout"] = max(float(kw.get("timeout", 60.0)), self.min_timeout)
-        data = self.call(req, lambda pid: program_for(int(pid or 0)))
-        got: Gathered = wire.decode(
-            Gathered, data["gathered"], {"RunResult": RunResult, "MapDump": MapDump}
-        )
-        got.bpftrace = parsed_capture(data["gathered"]["bpftrace"], marker)
-        return got
-
-    def bench(
-        self,
-        workload: Workload,
-        tracers: Sequence[Tracer],
-        plan: Rounds,
-        progress: Callable[[Sample], None] | None = None,
-    ) -> list[Sample]:
-        """The rounds run remotely (its kernel, its bpftrace, the twin built here); each round's
-        program is generated here when the agent names the workload's pid, and each tracer's
-        output comes back to be counted here, by the tracer's own count_events."""
-        from harness.compare.bench import TOGETHER, Sample, StoppedRounds
-
-        with_program = [t for t in tracers if t.program is not None]
-        if len(with_program) > 1 or any(not t.template for t in tracers):
-            raise RemoteError(
-                "a remote bench takes tracers described as data, at most one with a program",
-                "build the tracers with harness.compare.bench_cases",
-            )
-        req: dict[str, Any] = {
-            "op": "bench",
-            "workload": {
-                "argv": [self.remote_word(w) for w in workload.argv],
-                "events": workload.events,
-                "description": workload.description,
-                "gate": list(workload.gate),
-            },
-            "tracers": [
-                {
-                    "mode": t.mode,
-                    "template": [self.remote_word(w) for w in t.template],
-                    "ready_prefix": t.ready_prefix,
-                    "ready_text": t.ready_text,
-                }
-                for t in tracers
-            ],
-            "plan": {**wire.encode(plan), "timeout": max(plan.timeout, self.min_timeout)},
-        }
-        program = with_program[0].program if with_program else None
-
-        def program_for(pid: int | None) -> str:
-            assert program is not None and pid is not None, "the agent asks with a pid"
-            return program(pid)
-
-        data = self.call(req, program_for if program is not None else None)
-        by_mode = {t.mode: t for t in tracers}
-        samples = []
-        for d in data["samples"]:
-            sample = wire.decode(Sample, d)
-            if sample.events_counted is not None:  # the index of its output, counted here
-                output = data["outputs"][sample.events_counted]
-                tracer = by_mode[sample.mode.removeprefix(TOGETHER)]  # both:bpftrace, too
-                sample.events_counted = tracer.count_events(output)
-            samples.append(sample)
-            if progress is not None:
-                progress(sample)
-        if data.get("interrupted") is not None:  # the runs that finished before the stop
-            raise StoppedRounds(samples, int(data["interrupted"]))
-        return samples
 
     def describe(self) -> dict[str, Any]:
         facts = self.facts
@@ -847,27 +743,6 @@ def _local_same_bpftrace(version: str | None) -> str | None:
     from harness.host.capabilities import capabilities
 
     return "bpftrace" if version and capabilities().bpftrace == version else None
-
-
-def parsed_capture(data: dict[str, Any], marker: str) -> RunResult:
-    """The remote's raw capture, parsed here: the marker line blanked so line numbers match
-    stdout.txt, the parse timed on this side."""
-    from harness.host.runner import RunResult, stdout_to_parse
-    from harness.output.parse import parse_text
-
-    result: RunResult = wire.decode(RunResult, data)
-    result.output = None
-    parse_began = time.monotonic()
-    try:
-        result.output = parse_text(stdout_to_parse(result.stdout, marker),
-                                   line_times=result.line_times or None, program=result.program)
-    except HarnessError as err:
-        result.error = result.error or err
-    result.extra["parse_s"] = time.monotonic() - parse_began
-    if result.output is not None:
-        result.output.warnings.extend(w for w in result.warnings
-                                      if w not in result.output.warnings)
-    return result
 
 
 # --- SSH -----------------------------------------------------------------------------------------

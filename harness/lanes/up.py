@@ -228,7 +228,7 @@ def _start_resident(series: str, state: dict[str, Any]) -> dict[str, Any]:
     lane._still_up = lambda: True  # type: ignore[method-assign]  # not yet recorded as up
     token = secrets.token_hex(16)
     try:
-        answer = lane.call({"op": "resident", "token": token})
+        answer = lane.request({"op": "resident", "token": token})
         return {"port": answer["port"], "pid": answer["pid"], "token": token,
                 "sha": payload().sha, "symbols": answer.get("symbols", "")}
     except HarnessError as err:
@@ -476,15 +476,16 @@ class GuestLane(SSHLane):
         return now is not None and now.get("started") == self.state.get("started") and \
             condition(now) == "up"
 
-    def start(self) -> None:
+    def start(self, progress: Progress = silent) -> None:
         if not self._still_up():
             self.close()
             raise not_up(self.series, "`harness lane down` stopped it, or its qemu exited")
-        super().start()
+        super().start(progress)
 
-    def call(self, req: dict[str, Any], program_for: Any = None) -> dict[str, Any]:
+    def request(self, req: dict[str, Any], program_for: Any = None,
+                progress: Progress = silent) -> dict[str, Any]:
         try:
-            return super().call(req, program_for)
+            return super().request(req, program_for, progress)
         except RemoteError:
             if not self._still_up():
                 raise not_up(self.series, "it stopped during the request") from None

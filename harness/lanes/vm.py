@@ -9,7 +9,6 @@ kernel and cached), TCG otherwise; the choice is recorded with the results.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import shlex
@@ -19,22 +18,20 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
 from harness.host.lifetime import reap, shielded, spawn, temporary_path, watchdog
-from harness.lanes.base import Lane
+from harness.host.runner import Interrupted, raise_if_asked
+from harness.lanes import wire
 from harness.lanes.debian import KernelImage, fetch
+from harness.lanes.elsewhere import Asked, ElsewhereLane, capabilities_of
 from harness.paths import CHECKOUT, cache_home
 from harness.progress import Progress, silent
 
 if TYPE_CHECKING:
-    from harness.compare.bench import Rounds, Sample, Tracer, Workload
-    from harness.compare.gather import Gathered
     from harness.host.capabilities import Capabilities
-    from harness.host.runner import RunResult
     from harness.host.symbols import Kallsyms
 
 DEFAULT_SERIES = "6.1"
@@ -216,19 +213,20 @@ STOP_WAIT = 120.0  # seconds an interrupted guest run may take to stop and answe
 BOOT_TIMEOUT = float(os.environ.get("KTRACE_VM_BOOT_TIMEOUT", "900"))
 
 
-class VMLane(Lane):
+class VMLane(ElsewhereLane):
     """A Debian kernel under virtme-ng, booted on first use and kept for the process's life.
 
     The guest runs `python -m harness.lanes.guest DIR`; requests and answers are JSON files in
     DIR, the one directory the guest may write. Codegen, parsing, frames and reports stay on the
     host; the guest runs bpftrace, the twin loader and the workload only.
 
-    A boot takes 30-90 s under TCG, so `progress` (set by trace and crosscheck for each call)
-    hears each phase with its elapsed seconds: fetching the kernel, booting, guest ready,
-    running a request in the guest.
+    A boot takes 30-90 s under TCG, so the `progress` a call is given hears each phase with its
+    elapsed seconds: fetching the kernel, booting, guest ready, running a request in the guest.
     """
 
     REPORT_EVERY = 0.5  # seconds between two reports of one phase
+    kind = "VM"
+    min_timeout = VM_MIN_TIMEOUT
 
     def __init__(self, series: str, boot_timeout: float = BOOT_TIMEOUT) -> None:
         self.series = series
@@ -244,18 +242,24 @@ class VMLane(Lane):
         self.boot_s: float | None = None
         self._n = 0
         self._kallsyms: Kallsyms | None = None
-        self.progress: Progress = silent
+        self.interrupted: int | None = None  # a stop asked from another thread (interrupt)
+
+    def interrupt(self, signum: int | None) -> None:
+        """A stop from another thread (a fleet's main thread): a boot under way is given up,
+        the guest's run in flight stops as a Ctrl-C stops it and its partial capture comes
+        back; no other run starts. None clears it."""
+        self.interrupted = signum
 
     # -- lifecycle --
-    def start(self) -> None:
+    def start(self, progress: Progress = silent) -> None:
         """Boot the guest and wait for its agent's ready.json (once)."""
         if self.proc is not None:
             return
         self.console = []  # this boot's console only
-        self.progress(f"fetching kernel {self.series}")
-        kernel = fetch(self.series, self.progress)
+        progress(f"fetching kernel {self.series}")
+        kernel = fetch(self.series, progress)
         self.release = kernel.release
-        self.accel = accel_choice(kernel, self.progress)
+        self.accel = accel_choice(kernel, progress)
         # The harness's pid in the name: whose it is, for a look at vm-scratch (and for a test).
         _sweep_orphans(_rw_parent())
         self.dir = Path(tempfile.mkdtemp(prefix=f"lane-{self.series}-{os.getpid()}-",
@@ -283,9 +287,9 @@ class VMLane(Lane):
             cwd=str(CHECKOUT or self.dir),
         )
         self.reader = _Reader(self.proc, self.console)
-        self.wait_ready(t0)
+        self.wait_ready(t0, progress)
 
-    def wait_ready(self, t0: float) -> None:
+    def wait_ready(self, t0: float, progress: Progress = silent) -> None:
         """Wait for the agent's ready.json (the guest booted and its agent runs), reporting
         the seconds since `t0`, when the guest was started; a guest that exits or outlasts
         boot_timeout is closed and raised as one line."""
@@ -295,6 +299,9 @@ class VMLane(Lane):
         reported = -self.REPORT_EVERY
         while not ready.exists():
             elapsed = time.monotonic() - t0
+            if self.interrupted is not None:  # nothing gathered yet: the boot is given up
+                self.close()
+                raise Interrupted(self.interrupted)
             if self.proc.poll() is not None or elapsed > self.boot_timeout:
                 status = self.proc.poll()
                 what = f"exited (status {status})" if status is not None else (
@@ -309,12 +316,12 @@ class VMLane(Lane):
                     "raise KTRACE_VM_BOOT_TIMEOUT under TCG, or see `harness doctor`",
                 )
             if elapsed - reported >= self.REPORT_EVERY:
-                self.progress(booting, elapsed, None, "s")
+                progress(booting, elapsed, None, "s")
                 reported = elapsed
             time.sleep(0.1)
         self.boot_s = time.monotonic() - t0
         self.facts = json.loads(ready.read_text())
-        self.progress(f"guest {self.release} ready", self.boot_s, None, "s")
+        progress(f"guest {self.release} ready", self.boot_s, None, "s")
 
     def _tail(self) -> str:
         lines = [ln.strip() for ln in "".join(self.console).splitlines() if ln.strip()]
@@ -348,36 +355,40 @@ class VMLane(Lane):
         tmp.replace(self.dir / "req" / f"{n}.json")
         return n
 
+    def call(self, op: str, req: Any, program_for: Asked, progress: Progress) -> dict[str, Any]:
+        return self._call({"op": op, **wire.record(req)}, program_for, progress)
+
     def _call(
-        self, req: dict[str, object], program_for: Callable[[int | None], str] | None = None
+        self, req: dict[str, object], program_for: Asked = None, progress: Progress = silent,
     ) -> dict[str, Any]:
-        """Send one request; answer the agent's pid question with the program text; wait."""
-        self.start()
+        """Send one request; answer the agent's pid question with the program text; wait.
+        Ctrl-C/SIGTERM (or interrupt() from another thread): the guest stops its tracers the
+        normal way and answers with what they gathered, stopped by that signal; the wait for
+        that answer is not cut short by another signal."""
+        running = req["op"] in ("run", "gather", "bench")
+        if running and self.interrupted is not None:
+            raise Interrupted(self.interrupted)  # stopped before it started: nothing to keep
+        self.start(progress)
         assert self.dir is not None and self.proc is not None
         n = self._send(req)
         try:
-            return self._answer(n, req, program_for)
+            return self._answer(n, req, program_for, progress)
         except KeyboardInterrupt as stop:
-            if req["op"] not in ("run", "gather", "bench"):
+            if not running:
                 raise
             signum = getattr(stop, "signum", int(signal.SIGINT))
-        # Ctrl-C/SIGTERM: the guest stops its tracers the normal way and answers with what
-        # they gathered; the wait for that answer is not cut short by another signal.
-        from harness.host.runner import Interrupted
-
         (self.dir / "req" / f"{n}.stop").write_text(str(signum))
         with shielded():
             try:
-                data = self._answer(n, req, program_for, STOP_WAIT)
+                data = self._answer(n, req, program_for, progress, STOP_WAIT)
             except HarnessError:
                 data = {"ok": False}
         if not data.get("ok"):
             raise Interrupted(signum)
-        data["interrupted"] = signum
         return data
 
     def _answer(
-        self, n: str, req: dict[str, object], program_for: Callable[[int | None], str] | None,
+        self, n: str, req: dict[str, object], program_for: Asked, progress: Progress,
         timeout: float | None = None,
     ) -> dict[str, Any]:
         """Wait for the answer to request `n` (None: as long as the guest runs)."""
@@ -385,11 +396,13 @@ class VMLane(Lane):
         answer, pid_file = self.dir / "resp" / f"{n}.json", self.dir / "resp" / f"{n}.pid"
         t0 = reported = time.monotonic()
         while not answer.exists():
+            if timeout is None and req["op"] in ("run", "gather", "bench"):
+                raise_if_asked(lambda: self.interrupted)  # interrupt(): as a Ctrl-C here
             if timeout is not None and time.monotonic() - t0 > timeout:
                 raise VMError(f"the guest did not answer within {timeout:g}s", "")
             if req["op"] in ("run", "gather") and time.monotonic() - reported >= self.REPORT_EVERY:
                 reported = time.monotonic()
-                self.progress(f"running in the guest ({req['op']})", reported - t0, None, "s")
+                progress(f"running in the guest ({req['op']})", reported - t0, None, "s")
             if pid_file.exists() and program_for is not None:
                 pid = json.loads(pid_file.read_text())["pid"]
                 pid_file.unlink()
@@ -404,32 +417,16 @@ class VMLane(Lane):
             time.sleep(0.02)
         data: dict[str, Any] = json.loads(answer.read_text())
         if not data["ok"]:
-            raise _typed_error(data["error"])
+            raise wire.typed_error(data["error"])
         return data
 
-    # -- the Lane interface --
-    def capabilities(self) -> Capabilities:
-        from harness.host.capabilities import Capabilities, capabilities
+    # -- the Lane interface (run_bpftrace, gather, bench: ElsewhereLane's) --
+    def capabilities(self, progress: Progress = silent) -> Capabilities:
+        from harness.host.capabilities import capabilities
 
-        self.start()
-        tools = capabilities()  # the guest runs the host's binaries over the shared root
-        facts = self.facts
-        return Capabilities(
-            kernel=str(facts["kernel"]),
-            arch=str(facts["arch"]),
-            root=bool(facts["root"]),
-            btf=bool(facts["btf"]),
-            tracefs=str(facts["tracefs"]),
-            kprobes=bool(facts["kprobes"]),
-            kfunc=False,  # not probed in the guest (bpftrace --info takes a minute under TCG)
-            lockdown=str(facts["lockdown"]),
-            bpftrace=tools.bpftrace,
-            clang=tools.clang,
-            bpftool=tools.bpftool,
-            libbpf=tools.libbpf,
-            qemu=tools.qemu,
-            kvm=self.accel == "kvm",
-        )
+        self.start(progress)
+        # The guest runs the host's binaries over the shared root.
+        return capabilities_of(self.facts, capabilities().bpftrace, kvm=self.accel == "kvm")
 
     def kallsyms(self) -> Kallsyms:
         from harness.host.symbols import Kallsyms
@@ -439,127 +436,6 @@ class VMLane(Lane):
             self._kallsyms = Kallsyms(path.read_text())
         return self._kallsyms
 
-    def run_bpftrace(
-        self,
-        program: str | Callable[[int | None], str],
-        marker: str,
-        *,
-        workload: Sequence[str] | None = None,
-        duration: float | None = None,
-        timeout: float = 60.0,
-        on_progress: Callable[[float], None] | None = None,
-        bpftrace: str = "bpftrace",
-    ) -> RunResult:
-        req: dict[str, object] = {
-            "bpftrace": bpftrace,
-            "op": "run",
-            "marker": marker,
-            "workload": list(workload) if workload else None,
-            "duration": duration,
-            "timeout": max(timeout, VM_MIN_TIMEOUT),
-            "program": program if isinstance(program, str) else None,
-        }
-        data = self._call(req, None if isinstance(program, str) else program)
-        result = _run_result(data["result"], marker)
-        if "interrupted" in data:  # the guest was told by SIGINT whatever stopped the host
-            from harness.host.runner import Interrupted
-
-            result.error = Interrupted(data["interrupted"])
-            result.ended_by = "ctrl-c" if data["interrupted"] == signal.SIGINT else "signal"
-        return result
-
-    def gather(self, program_for: Callable[[int], str], marker: str, **kw: Any) -> Gathered:
-        from harness.compare.gather import Gathered
-        from harness.twin.generic import MapDump
-
-        req = {
-            "op": "gather",
-            "marker": marker,
-            **{k: (str(v) if isinstance(v, Path) else v) for k, v in kw.items()},
-        }
-        req["timeout"] = max(float(kw.get("timeout", 60.0)), VM_MIN_TIMEOUT)
-        data = self._call(req, lambda pid: program_for(int(pid or 0)))
-        dumps = {
-            name: MapDump(
-                d["name"],
-                d["type"],
-                d["key_size"],
-                d["value_size"],
-                d["ncpus"],
-                [(bytes.fromhex(k), bytes.fromhex(v)) for k, v in d["entries"]],
-            )
-            for name, d in data["dumps"].items()
-        }
-        return Gathered(
-            _run_result(data["result"], marker),
-            dumps,
-            data["log"],
-            data["workload_pid"],
-            data["libbpf_attach_s"],
-            data.get("interrupted"),
-        )
-
-    def bench(
-        self,
-        workload: Workload,
-        tracers: Sequence[Tracer],
-        plan: Rounds,
-        progress: Callable[[Sample], None] | None = None,
-    ) -> list[Sample]:
-        """The rounds run in the guest (its kernel, bpftrace and the host-built twin); each
-        round's program is generated here when the guest names the workload's pid, and each
-        tracer's output comes back to be counted here, by the tracer's own count_events."""
-        from harness.compare.bench import TOGETHER, Sample, StoppedRounds
-
-        with_program = [t for t in tracers if t.program is not None]
-        if len(with_program) > 1 or any(not t.template for t in tracers):
-            raise VMError(
-                "a VM bench takes tracers described as data, at most one with a program",
-                "build the tracers with harness.compare.bench_cases",
-            )
-        req: dict[str, object] = {
-            "op": "bench",
-            "workload": {
-                "argv": list(workload.argv),
-                "events": workload.events,
-                "description": workload.description,
-                "gate": list(workload.gate),
-            },
-            "tracers": [
-                {
-                    "mode": t.mode,
-                    "template": list(t.template),
-                    "ready_prefix": t.ready_prefix,
-                    "ready_text": t.ready_text,
-                }
-                for t in tracers
-            ],
-            "plan": {
-                **dataclasses.asdict(plan), "timeout": max(plan.timeout, VM_MIN_TIMEOUT)
-            },
-        }
-        program = with_program[0].program if with_program else None
-
-        def program_for(pid: int | None) -> str:
-            assert program is not None and pid is not None, "the guest asks with a pid"
-            return program(pid)
-
-        data = self._call(req, program_for if program is not None else None)
-        by_mode = {t.mode: t for t in tracers}
-        samples = []
-        for d in data["samples"]:
-            sample = Sample.from_dict(d)
-            if sample.events_counted is not None:  # the index of its output, counted here
-                output = data["outputs"][sample.events_counted]
-                tracer = by_mode[sample.mode.removeprefix(TOGETHER)]  # both:bpftrace, too
-                sample.events_counted = tracer.count_events(output)
-            samples.append(sample)
-            if progress is not None:
-                progress(sample)
-        if "interrupted" in data:  # the runs that finished before the host's Ctrl-C
-            raise StoppedRounds(samples, data["interrupted"])
-        return samples
-
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -568,41 +444,3 @@ class VMLane(Lane):
             "boot_s": self.boot_s,
             "agent_started_uptime_s": self.facts.get("agent_started_uptime_s"),
         }
-
-
-def _typed_error(d: dict[str, Any]) -> HarnessError:
-    """The guest's error as the same typed error on the host (HarnessError when unknown)."""
-    import importlib
-
-    cls: type[BaseException] = HarnessError
-    with contextlib.suppress(ImportError, AttributeError):
-        found = getattr(importlib.import_module(d["module"]), d["type"])
-        if isinstance(found, type) and issubclass(found, HarnessError):
-            cls = found
-    if cls is HarnessError and d["type"] != "HarnessError":
-        return VMError(f"the guest agent failed: {d['type']}: {d['cause']}", "see the console")
-    err = cls.__new__(cls)
-    HarnessError.__init__(err, d["cause"], d["fix"])  # type: ignore[arg-type]
-    return err  # type: ignore[return-value]
-
-
-def _run_result(d: dict[str, Any], marker: str) -> RunResult:
-    """A guest's RunResult, parsed here: the marker line blanked so line numbers still match."""
-    from harness.host.runner import RunResult, stdout_to_parse
-    from harness.output.parse import parse_text
-
-    known = {f.name for f in dataclasses.fields(RunResult)}
-    error = d.pop("error", None)
-    result = RunResult(**{k: v for k, v in d.items() if k in known and k != "output"})
-    result.error = _typed_error(error) if error else None
-    times = getattr(result, "line_times", None)
-    parse_began = time.monotonic()
-    try:
-        result.output = parse_text(stdout_to_parse(result.stdout, marker),
-                                   line_times=times or None, program=result.program)
-    except HarnessError as err:
-        result.error = result.error or err
-    if result.output is not None:  # the guest's own warnings (escalations, the workload's)
-        result.output.warnings.extend(result.warnings)
-    result.extra["parse_s"] = time.monotonic() - parse_began  # on the host, not the guest's
-    return result

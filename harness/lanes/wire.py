@@ -45,6 +45,14 @@ def encode(value: Any) -> Any:
     raise TypeError(f"wire.encode: no JSON form for {type(value).__name__}")
 
 
+def record(value: Any) -> dict[str, Any]:
+    """A dataclass as the JSON object of its fields: the body of a request or an answer."""
+    data = encode(value)
+    if not isinstance(data, dict):
+        raise TypeError(f"wire.record: {type(value).__name__} is not a record")
+    return data
+
+
 def decode(tp: Any, data: Any, names: Mapping[str, Any] | None = None) -> Any:
     """JSON data back into `tp` (a dataclass, bytes, Path, list[X], dict[str, X], tuple[...],
     X | None, HarnessError or a subclass, a JSON type, or Any). `names` resolves the types a
