@@ -164,19 +164,6 @@ def optional_seconds(name: str, value: Any, example: str = "5") -> float | None:
     return None if value is None else seconds(name, value, example)
 
 
-def lane(value: Any) -> Any:
-    """`lane=`: 'host', 'vm', 'vm:SERIES' or a Lane object."""
-    from harness.lanes.base import Lane
-
-    if isinstance(value, Lane):
-        return value
-    name = text("lane", value, "'host' or 'vm:6.1'")
-    if name.split(":", 1)[0] not in ("host", "vm", "ssh"):
-        raise UsageError(f"lane={_shown(value)} is not a lane",
-                         "pass 'host', 'vm', 'vm:6.12', 'ssh:[user@]host[:port]' or a Lane")
-    return name
-
-
 def names(name: str, value: Any, example: str, *, none_ok: bool = False) -> list[Any]:
     """A non-empty list or tuple of names (a bare string would be read one character at a
     time, and an empty list would run nothing, silently)."""

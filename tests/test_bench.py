@@ -17,6 +17,7 @@ import pytest
 from bench_files import one_round, programs_measured
 
 from harness.compare import bench
+from harness.lanes.base import HOST
 from harness.report.summary import write_report
 
 REPO = Path(__file__).resolve().parent.parent
@@ -197,9 +198,9 @@ def test_forced_attach_must_exist_in_catalog() -> None:
     from harness.errors import UsageError
 
     with pytest.raises(UsageError, match="syscalls has no kprobe equivalent"):
-        bench_cases.build("syscalls", 10, ["bpftrace"], attach="kprobe")
+        bench_cases.build("syscalls", 10, ["bpftrace"], attach="kprobe", lane=HOST)
     with pytest.raises(UsageError, match=r"unknown mode 'perf'.*floor,bpftrace,libbpf"):
-        bench_cases.build("ktrace", 10, ["perf"])
+        bench_cases.build("ktrace", 10, ["perf"], lane=HOST)
 
 
 def test_rounds_rotate_and_are_added_until_narrow(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 from harness.compare import bench
+from harness.lanes.base import HOST
 
 
 def test_ktrace_bench_counts_every_send_on_both_tracers(needs_bpf: None) -> None:
@@ -14,7 +15,8 @@ def test_ktrace_bench_counts_every_send_on_both_tracers(needs_bpf: None) -> None
 
     n = 300
     attach, reason = choose(bench_cases.equivalents("ktrace"), None, None, None)
-    case = bench_cases.build("ktrace", n, ["bpftrace", "libbpf"], attach, reason=reason)
+    case = bench_cases.build("ktrace", n, ["bpftrace", "libbpf"], attach, reason=reason,
+                             lane=HOST)
     samples = bench.run_rounds(case.workload, case.tracers, bench.Rounds(1, 1, warmup=0))
     # ... and with both attached in one run (both:*), each again counts every send
     assert [s.mode for s in samples] == [

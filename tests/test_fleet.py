@@ -358,6 +358,99 @@ def test_a_fleet_with_this_machine_stops_every_member(local_ssh: None,  # noqa: 
         assert entry["error"].startswith("interrupted by"), entry
 
 
+def _ours(token: str) -> dict[int, list[str]]:
+    """pid -> argv of every live process whose environment carries `token` (the harness and
+    what it started here: the host member's tracers and workload, the ssh clients)."""
+    found = {}
+    for pid in os.listdir("/proc"):
+        if pid.isdigit() and f"KTRACE_KILL_TEST={token}" in open_environ(pid):
+            with contextlib.suppress(OSError):
+                stat = Path(f"/proc/{pid}/stat").read_text()
+                if stat.rsplit(")", 1)[1].split()[0] != "Z":
+                    found[int(pid)] = Path(f"/proc/{pid}/cmdline").read_text().split("\0")
+    return found
+
+
+def _sending(argv: list[str]) -> bool:
+    """ktrace's workload released: python running udp_send.py (the gate's `-c` shim gone)."""
+    return any(a.endswith("udp_send.py") for a in argv) and "-c" not in argv
+
+
+@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "SIGKILL"])
+def test_a_crosscheck_fleet_with_this_machine_leaves_nothing(local_ssh: None,  # noqa: F811
+                                                             tmp_path: Path, how: str) -> None:
+    """`crosscheck ktrace --hosts host,ktrace-localhost` stopped while both members' workloads
+    send (bpftrace and the twin attached on each): by Ctrl-C, SIGTERM or SIGKILL of the
+    harness. Afterwards no process of the harness or of the remote session is left, `ps` shows
+    no workload and `bpftool` none of the programs either member held; Ctrl-C and SIGTERM
+    stop every member the normal way, each keeping what it gathered (its verdict says how
+    it ended), and fleet.json names the signal."""
+    token = uuid.uuid4().hex
+    out = tmp_path / "fleet"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", "crosscheck", "ktrace", "--count", "5000000",
+         "--hosts", "host,ktrace-localhost", "--out", str(out), "-q"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "KTRACE_KILL_TEST": token},
+    )
+    prefix = f"{socket.gethostname()}-{proc.pid}-"
+    progs: set[int] = set()
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:  # both members' workloads released and traced
+            here = _ours(token)
+            remote = remote_scan("ktrace-localhost", prefix)
+            progs |= _held_programs(proc.pid)
+            progs |= {p for info in remote["procs"].values() for p in info["progs"]}
+            sending = [a for a in here.values() if _sending(a)] + \
+                [i["argv"] for i in remote["procs"].values() if _sending(i["argv"])]
+            if len(sending) == 2:
+                break
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.2)
+        else:
+            pytest.fail("the two members' workloads never ran together")
+        time.sleep(0.5)  # sending: both members' maps are filling
+        progs |= _held_programs(proc.pid)
+        signum = getattr(signal, how)
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:  # a failure above: leave nothing running
+            proc.kill()
+            proc.communicate(timeout=60)
+    assert progs, "no program was seen held"
+    deadline = time.monotonic() + 30
+    left: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        left = {"here": _ours(token), **remote_scan("ktrace-localhost", prefix)}
+        if not left["here"] and not left["procs"] and not progs & _loaded_programs():
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail(f"left after {how}: here {left['here']}, remote {left['procs']}, "
+                    f"programs {progs & _loaded_programs()}")
+    _, programs = _ps_and_bpftool("ktrace-localhost", token, progs)
+    assert programs == set(), programs  # as the user would check: bpftool there
+    if how == "SIGKILL":
+        assert proc.returncode == -signal.SIGKILL
+        return
+    assert proc.returncode == 128 + signum, err
+    assert b"Traceback" not in err, err
+    summary = json.loads((out / "fleet.json").read_text())
+    assert summary["interrupted"] == how
+    ended = {h["host"]: h for h in summary["hosts"]}
+    assert set(ended) == {"host", "ktrace-localhost"}
+    for host, entry in ended.items():  # each stopped the normal way, what it gathered kept
+        verdict = json.loads((out / entry["dir"] / "verdict.json").read_text())
+        assert verdict["ended_by"] == ("ctrl-c" if how == "SIGINT" else "signal"), host
+        assert verdict["passed"] is False, host  # a run cut short is never a pass
+        assert (out / entry["dir"] / "bpftrace" / "stdout.txt").is_file(), host
+    rows = _csv(out / "crosscheck.csv")
+    assert sorted(r["host"] for r in rows) == ["host", "ktrace-localhost"]
+    assert [r["verdict"] for r in rows] == ["FAIL", "FAIL"]  # cut short: never a pass
+
+
 def open_environ(pid: str) -> list[str]:
     try:
         return Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace").split("\0")
@@ -405,3 +498,66 @@ def test_a_guest_kept_up_and_localhost_are_a_fleet(local_ssh: None,  # noqa: F81
         assert {r["attach"] for r in x.rows} == {"tracepoint", "kprobe"}
     finally:
         _cli("lane", "down", "vm:6.1", timeout=300)
+
+
+@pytest.mark.vm
+def test_a_member_booting_its_own_guest_stops_on_ctrl_c(tmp_path: Path) -> None:
+    """`--hosts host,vm:6.1` with no guest kept up: the vm member boots a guest of its own for
+    the run, in a thread where no signal lands. A Ctrl-C once the guest serves the run stops
+    that member too, as it stops the host member (the guest stops its tracer the normal way):
+    the harness exits long before the workloads' end, both members keep what they gathered
+    (run.json's ended_by, the interrupted error), and no guest or workload is left here."""
+    from harness.lanes.up import read_state
+    from harness.lanes.vm import _rw_parent
+
+    if read_state("6.1") is not None:
+        pytest.skip("a guest vm:6.1 is kept up (`harness lane down vm:6.1`): the member would "
+                    "reach it over SSH, not boot its own")
+    token = f"{400 + uuid.uuid4().int % 500}.{uuid.uuid4().int % 10**6:06d}"  # seconds
+    out = tmp_path / "fleet"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", "run", f"{PROBE} {{ @[comm] = count(); }}",
+         "--workload", f"sleep {token}", "--hosts", "host,vm:6.1", "--out", str(out), "-q"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "KTRACE_KILL_TEST": token},
+    )
+    try:
+        deadline = time.monotonic() + 900  # a TCG boot, then bpftrace compiling in the guest
+        served = None
+        while time.monotonic() < deadline:  # the guest took the run's request
+            taken = [json.loads(p.read_text()) for p in
+                     _rw_parent().glob(f"lane-6.1-{proc.pid}-*/req/*.taken")]
+            if any(t.get("op") == "run" for t in taken):
+                served = time.monotonic()
+                break
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.5)
+        assert served is not None, "the guest never served the run"
+        assert _pids(f"^sleep {token}$"), "the host member's workload runs"
+        time.sleep(20)  # under TCG the guest's bpftrace compiles, then attaches
+        stopped = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=300)
+        took = time.monotonic() - stopped
+    finally:
+        if proc.poll() is None:  # a failure above: leave nothing running
+            proc.kill()
+            proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGINT, err
+    assert took < 150, f"the fleet took {took:.0f}s to stop"  # the workloads sleep >= 400 s
+    assert b"Traceback" not in err, err
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _ours(token):
+        time.sleep(0.2)
+    assert _ours(token) == {}, "a process of the harness (a guest, a workload) was left"
+    assert list(_rw_parent().glob(f"lane-6.1-{proc.pid}-*")) == []
+    summary = json.loads((out / "fleet.json").read_text())
+    assert summary["interrupted"] == "SIGINT"
+    ended = {h["host"]: h for h in summary["hosts"]}
+    assert set(ended) == {"host", "vm:6.1"}
+    for host, entry in ended.items():  # each stopped, with what it gathered kept
+        meta = json.loads((out / entry["dir"] / "run.json").read_text())
+        assert meta["ended_by"] == "ctrl-c", host
+        assert entry["error"].startswith("interrupted by Ctrl-C"), entry
+    guest = json.loads((out / ended["vm:6.1"]["dir"] / "run.json").read_text())
+    assert guest["capabilities"]["kernel"].startswith("6.1.")

@@ -1,5 +1,6 @@
-"""The layout's one rule: the pure stages (spec/, output/) import nothing from the edges that touch
-the machine (host/, lanes/, twin/), at module level or inside functions."""
+"""The layout's rules: the pure stages (spec/, output/) import nothing from the edges that touch
+the machine (host/, lanes/, twin/), at module level or inside functions; every layer imports only
+from the layers below it (LAYERS), and no module imports itself back through others."""
 
 from __future__ import annotations
 
@@ -123,6 +124,57 @@ def test_the_cycle_finder_sees_a_cycle_hidden_in_a_function(tmp_path: Path) -> N
     (pkg / "c.py").write_text("import pkg.a\n")
     (pkg / "d.py").write_text("from pkg import a\n")
     assert cycles(module_graph(pkg, "pkg")) == [["pkg.a", "pkg.c", "pkg.sub.b"]]
+
+
+# Every part of the package, bottom first: a module imports only from its own layer and those
+# below, wherever the import sits (functions and TYPE_CHECKING blocks included). The lanes sit
+# above compare, whose machine side (compare.gather, compare.bench's rounds) they run there;
+# compare names a lane by what it asks of it (compare.kernel.Kernel).
+LAYERS = (
+    ("errors", "paths", "progress", "clock", "arguments", "workloads", "grammar"),
+    ("spec",),
+    ("output",),
+    ("host",),
+    ("twin",),
+    ("compare",),
+    ("lanes",),
+    ("report",),
+    ("api",),
+    ("cli",),
+)
+
+
+def layer_of(module: str) -> int:
+    """The layer of a module of the package (`harness` itself, the re-exports, is the top)."""
+    parts = module.split(".")
+    if len(parts) == 1:
+        return len(LAYERS)
+    found = [i for i, names in enumerate(LAYERS) if parts[1] in names]
+    assert found, f"{module} belongs to no layer: add its part of the package to LAYERS"
+    return found[0]
+
+
+def test_every_layer_imports_only_from_below() -> None:
+    graph = module_graph(PACKAGE)
+    parts = {m.split(".")[1] for m in graph if m.count(".")}
+    assert parts == {name for names in LAYERS for name in names} - {"grammar"}, parts
+    upward = sorted(f"{m} -> {t}" for m, targets in graph.items() for t in targets
+                    if layer_of(t) > layer_of(m))
+    assert upward == []
+
+
+def test_the_layer_check_sees_an_import_that_reaches_up(tmp_path: Path) -> None:
+    pkg = tmp_path / "harness"
+    (pkg / "compare").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "compare" / "__init__.py").write_text("")
+    (pkg / "compare" / "x.py").write_text("def f():\n    from harness.report.rundir import g\n")
+    (pkg / "report").mkdir()
+    (pkg / "report" / "__init__.py").write_text("")
+    (pkg / "report" / "rundir.py").write_text("def g():\n    pass\n")
+    graph = module_graph(pkg)
+    assert [(m, t) for m, ts in graph.items() for t in ts if layer_of(t) > layer_of(m)] == [
+        ("harness.compare.x", "harness.report.rundir")]
 
 
 def test_the_host_layer_imports_nothing_above_it() -> None:

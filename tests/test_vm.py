@@ -15,6 +15,7 @@ from conftest import assert_reparses_to
 
 import harness
 from harness.cli import main
+from harness.host.runner import RunRequest
 from harness.lanes.debian import host_mirror
 from harness.lanes.registry import get_lane
 from harness.lanes.vm import VMError, VMLane, _rw_parent, lane_series
@@ -188,6 +189,42 @@ def test_waiting_for_the_agent_reports_booting_then_ready(tmp_path: Path) -> Non
     assert unit == "s" and first is not None and second is not None
     assert first < second <= ready == lane.boot_s
     assert lane.facts == {"kernel": "6.1.0-test"}
+
+
+def test_a_boot_gives_up_when_a_fleet_interrupts_it(tmp_path: Path) -> None:
+    """A fleet's `vm:S` member with no guest kept up boots a guest of its own; a Ctrl-C or
+    SIGTERM lands in the fleet's main thread, which calls interrupt() on every lane. The boot
+    wait (here a process that never gets ready stands in for vng) gives up within a poll, the
+    process is gone without the 20 s wait for an agent that never started, and the member's
+    call raises Interrupted with that signal (nothing was gathered). A cleared lane boots."""
+    import signal
+    import subprocess
+    import threading
+    import time
+
+    from harness.host.runner import Interrupted
+
+    lane = VMLane("6.1", boot_timeout=120)
+    lane.dir, lane.release, lane.accel = tmp_path, "6.1.0-test", "tcg"
+    proc = lane.proc = subprocess.Popen(["sleep", "120"], start_new_session=True)  # as spawn()
+    stop = threading.Timer(0.5, lane.interrupt, [int(signal.SIGTERM)])
+    stop.start()
+    began = time.monotonic()
+    try:
+        with pytest.raises(Interrupted) as info:
+            lane.wait_ready(began)
+    finally:
+        stop.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    took = time.monotonic() - began
+    assert info.value.signum == signal.SIGTERM and info.value.exit_code == 143
+    assert took < 5, f"the boot took {took:.1f}s to give up"
+    assert proc.poll() is not None and lane.proc is None  # the stand-in guest is gone
+    with pytest.raises(Interrupted):  # while the stop holds, no request starts (or boots)
+        lane.run_bpftrace("BEGIN { exit(); }", RunRequest("M"))
+    assert lane.proc is None
 
 
 @pytest.mark.vm

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness import arguments
-from harness.api.inputs import Out, parse_workload, run_options
+from harness.api.inputs import Out, lane_name, parse_workload, run_options
 from harness.api.trace import run_trace
 from harness.errors import HarnessError, UsageError
 from harness.report.record import RUN_SCHEMA
@@ -135,7 +135,7 @@ def _recorded(run: Path) -> _Recorded:
         duration = arguments.optional_seconds("duration_s", rec.duration_s)
         timeout = arguments.seconds(
             "timeout_s", 60.0 if "timeout_s" in rec.missing else rec.timeout_s, "60")
-        lane = arguments.lane(part("lane", rec.lane).get("name", "host"))
+        lane = lane_name(part("lane", rec.lane).get("name", "host"))
         release = arguments.release(part("bpftrace", rec.bpftrace).get("name"))
     except UsageError as err:
         raise UsageError(

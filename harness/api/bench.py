@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness import arguments
-from harness.api.inputs import ATTACH_CHOICES, spec_options
+from harness.api.inputs import ATTACH_CHOICES, lane_name, spec_options
 from harness.api.planner import choose
 from harness.compare import bench_cases
 from harness.compare.bench import (
@@ -45,6 +45,7 @@ from harness.host import pmu
 from harness.host.bpftrace_versions import resolve
 from harness.lanes.debian import SUITES
 from harness.lanes.registry import get_lane
+from harness.paths import results_root
 from harness.progress import Progress, silent
 from harness.report.plots import plot_bench_table  # matplotlib loads when it draws
 from harness.report.rundir import check_writable
@@ -209,7 +210,7 @@ def bench(
     """
     options = BenchOptions(rounds, max_rounds, precision, warmup, together, kernel_stats,
                            events, attach, modes, timeout, prebuilt)
-    arguments.lane(lane)
+    lane_name(lane)
     for name, value in (("progress", progress), ("on_start", on_start),
                         ("on_sample", on_sample), ("on_written", on_written)):
         arguments.callback(name, value)
@@ -367,7 +368,7 @@ def _checked(
                          "pass the build directory of a twin made elsewhere, or drop --prebuilt")
     if out is not None:
         arguments.path("out", out, "'results/bench'")
-    out_dir = Path(out) if out is not None else bench_cases.results_root() / "bench"
+    out_dir = Path(out) if out is not None else results_root() / "bench"
     check_writable(out_dir, "pass a writable --out DIR")  # before minutes of rounds
     return out_dir
 
@@ -400,7 +401,8 @@ def _one(
         attach, reason = choose(bench_cases.equivalents(name), options.attach, None,
                                 lane.capabilities())
     case = bench_cases.build(
-        name, options.events, modes, attach, options.prebuilt, bpftrace, spec, lane, reason
+        name, options.events, modes, attach, options.prebuilt, bpftrace, spec, reason,
+        lane=lane,
     )
     started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     env = environment()

@@ -164,7 +164,10 @@ def crosscheck(
         done = _written(result, path)
     if result.interrupted is not None:
         # Stopped by Ctrl-C/SIGTERM: both tracers' partial frames are written; no verdict.
-        raise Interrupted(result.interrupted)
+        # The written Crosscheck goes with the error (a fleet keeps it for its member).
+        stop = Interrupted(result.interrupted)
+        stop.partial = done
+        raise stop
     return done
 
 

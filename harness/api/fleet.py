@@ -367,7 +367,8 @@ def _write_fleet(done: Fleet | FleetCrosscheck, began: float, jobs: int, kind: s
     """fleet.json, and for a traced fleet one CSV per map over the fleet."""
     import json
 
-    from harness.report.rundir import csv_name, utc_iso, write_csvs
+    from harness.clock import utc_iso
+    from harness.report.rundir import csv_name, write_csvs
 
     assert done.path is not None
     hosts = []
@@ -465,10 +466,17 @@ def fleet_crosscheck(
                                      progress)
 
     def one(m: Member, lane: Lane) -> HostRun:
-        x = crosscheck(
-            target, lane=lane, out=False if path is None else path / dirs[m.label],
-            progress=say(m.label), options=o, **spec_opts,
-        )
+        from harness.host.runner import Interrupted
+
+        try:
+            x = crosscheck(
+                target, lane=lane, out=False if path is None else path / dirs[m.label],
+                progress=say(m.label), options=o, **spec_opts,
+            )
+        except Interrupted as stop:  # stopped: what it gathered is written, and kept here
+            if stop.partial is None:
+                raise
+            return HostRun(m.label, m.lane, stop.partial, str(stop), stop.partial.path)
         bad = [name for name, v in x.maps.items() if not v.equal]
         return HostRun(m.label, m.lane, x, f"differs in {', '.join(bad)}" if bad else None,
                        x.path)
@@ -503,7 +511,8 @@ def _crosscheck_row(r: HostRun) -> dict[str, Any]:
         "attach": x.attach if x is not None else "",
         "bpftrace_events": _events(x.bpftrace, first) if x is not None else None,
         "libbpf_events": _events(x.libbpf, first) if x is not None else None,
-        "verdict": "error" if x is None else "pass" if x.passed else "FAIL",
+        # a member cut short by a stop signal is no pass, whatever its partial maps show
+        "verdict": "error" if x is None else "pass" if x.verdict()["passed"] else "FAIL",
         "core_relocations": " ".join(
             f"{k}@{v}" for k, v in sorted((x.meta.core_relocations or {}).items())
         ) if x is not None else "",

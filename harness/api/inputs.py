@@ -119,12 +119,25 @@ def udp_workload(count: Any, sizes: Any) -> None:
         ) from None
 
 
+def lane_name(value: Any) -> Any:
+    """`lane=`: 'host', 'vm', 'vm:SERIES', 'ssh:...' or a Lane object."""
+    from harness.lanes.base import Lane
+
+    if isinstance(value, Lane):
+        return value
+    name = arguments.text("lane", value, "'host' or 'vm:6.1'")
+    if name.split(":", 1)[0] not in ("host", "vm", "ssh"):
+        raise UsageError(f"lane={arguments._shown(value)} is not a lane",
+                         "pass 'host', 'vm', 'vm:6.12', 'ssh:[user@]host[:port]' or a Lane")
+    return name
+
+
 def run_options(
     *, lane: Any, out: Any, bpftrace: Any, progress: Any = None, on_plan: Any = None,
     on_progress: Any = None, **flags: Any,
 ) -> None:
     """The checks every run shares: where, which release, callbacks and flags."""
-    arguments.lane(lane)
+    lane_name(lane)
     arguments.out(out)
     arguments.release(bpftrace)
     for name, value in (("progress", progress), ("on_plan", on_plan),

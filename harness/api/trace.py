@@ -359,8 +359,8 @@ def run_trace(
             user_frames.apply(result.output)
         if spec is not None and result.error is None:
             result.error = _nothing_attached(spec, result.probes)
+        from harness.clock import utc_iso
         from harness.output.printed import printed
-        from harness.report.rundir import utc_iso
 
         meta = RunMeta(
             command=" ".join(sys.argv),

@@ -21,8 +21,8 @@ from harness.errors import UsageError
 from harness.paths import workload
 
 if TYPE_CHECKING:
+    from harness.compare.kernel import Kernel
     from harness.host.symbols import Kallsyms
-    from harness.lanes.base import Lane
     from harness.spec.model import ProbeSpec
 
 READY = "KTRACE_BENCH_READY"
@@ -57,12 +57,6 @@ def write_sources(sources: Mapping[str, str], out_dir: Path) -> dict[str, Path]:
             path.write_text(text)
         written[mode] = path
     return written
-
-
-def results_root() -> Path:
-    from harness.report.rundir import results_root as root
-
-    return root()
 
 
 def _bpftrace_binary() -> str:
@@ -287,16 +281,16 @@ def build(
     prebuilt: Path | None = None,
     bpftrace: str | None = None,
     spec: ProbeSpec | None = None,
-    lane: Lane | None = None,
     reason: str = "chosen with --attach",
+    *,
+    lane: Kernel,
 ) -> Case:
     """Workload and tracers for NAME at the attach type the planner chose (`attach`, and
     `reason` why), or for `spec`, a probe line's spec, at its own. Both tracers run programs
-    generated from one spec, here, whichever kernel (`lane`, default the host's) runs them."""
-    from harness.lanes.registry import get_lane
+    generated from one spec, here, whichever kernel (`lane`, a Lane) runs them."""
     from harness.spec import catalog
 
-    machine = lane if lane is not None else get_lane("host")
+    machine = lane
 
     check_modes(modes)
     if spec is not None:
@@ -364,7 +358,7 @@ def _spec_case(
     modes: Sequence[str],
     prebuilt: Path | None,
     release: str | None,
-    machine: Lane,
+    machine: Kernel,
 ) -> Case:
     """A probe line as a benchmark: its first count-like map counts the events; the workload is
     the getppid() loop for syscall tracepoints and uprobes, UDP sends otherwise."""

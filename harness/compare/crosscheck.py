@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from harness.clock import utc_iso
 from harness.compare.maps import MapComparison as Comparison
 from harness.compare.maps import compare_spec_maps
 from harness.errors import CrosscheckError, HarnessError
@@ -28,9 +29,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from harness.compare.gather import Gathered
+    from harness.compare.kernel import Kernel
     from harness.host.bpftrace_versions import Bpftrace
     from harness.host.capabilities import Capabilities
-    from harness.lanes.base import Lane
     from harness.output.model import Output
     from harness.spec.codegen_c import TwinProgram
     from harness.spec.model import ProbeSpec
@@ -102,7 +103,7 @@ def twin_build(c_text: str, prebuilt: Path | None) -> tuple[Path, Path, str, str
 
 
 def compared(
-    got: Gathered, spec: ProbeSpec, twin: TwinProgram, machine: Lane, tracer: Bpftrace,
+    got: Gathered, spec: ProbeSpec, twin: TwinProgram, machine: Kernel, tracer: Bpftrace,
     caps: Capabilities, chosen: Plan, program: str, argv: list[str],
     started: tuple[float, float], built: tuple[Path, Path, str, str, str], cat: str | None,
     held: list[int],
@@ -110,7 +111,6 @@ def compared(
     """Frames of both tracers, the comparison of every map, and the run's meta."""
     from harness.output.frames import to_frames
     from harness.output.printed import printed
-    from harness.report.rundir import utc_iso
     from harness.twin.build import BuildOutputs
     from harness.twin.generic import counters, twin_frames
     from harness.twin.loader import core_relocations

@@ -262,6 +262,8 @@ class RunResult(Capture):
 class Interrupted(HarnessError):
     """The run was stopped by Ctrl-C or a termination signal; what was gathered is kept."""
 
+    partial: Any = None  # what was gathered and written, where the raiser hands it on
+
     def __init__(self, signum: int = int(signal.SIGINT)) -> None:
         name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         super().__init__(f"interrupted by {name}", "partial results were kept")

@@ -328,11 +328,12 @@ class VMLane(ElsewhereLane):
         return " | ".join(lines[-3:]) or "no console output"
 
     def close(self) -> None:
-        """Ask the agent to shut down (the guest powers off), then make sure qemu is gone."""
+        """Ask the agent to shut down (the guest powers off), then make sure qemu is gone; a
+        guest whose agent never started (a boot given up) is not waited for."""
         proc, self.proc = self.proc, None
         if proc is None:
             return
-        if proc.poll() is None and self.dir is not None:
+        if proc.poll() is None and self.dir is not None and (self.dir / "ready.json").exists():
             with contextlib.suppress(OSError):
                 self._send({"op": "shutdown"})
             with contextlib.suppress(subprocess.TimeoutExpired):

@@ -32,14 +32,6 @@ class ResultsNotWritable(HarnessError):
 
 
 
-def utc_iso(epoch: float) -> str:
-    """Seconds since the epoch -> ISO-8601 UTC with milliseconds (run.json's `started_at`),
-    e.g. `2026-11-27T09:06:22.123+00:00`; `datetime.fromisoformat` reads it back."""
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
-
-
 def new_run_dir(kind: str) -> Path:
     """Make and return results/<kind>-<UTC timestamp>/ (suffixed if it already exists)."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
