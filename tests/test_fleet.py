@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -301,6 +302,26 @@ def _loaded_programs() -> set[int]:
     return {p["id"] for p in json.loads(done.stdout or "[]")}
 
 
+def _stopped_by(proc: subprocess.Popen[bytes], signum: int, wait: float) -> tuple[bytes, float]:
+    """Send `signum` to the harness and wait for its exit: its stderr, the seconds it took."""
+    stopped = time.monotonic()
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=wait)
+    return err, time.monotonic() - stopped
+
+
+@contextlib.contextmanager
+def _killed_on_failure(proc: subprocess.Popen[bytes]) -> Iterator[None]:
+    """A failure inside leaves nothing running: the harness is killed (its watchdog and the
+    agents' then stop what it started)."""
+    try:
+        yield
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=60)
+
+
 @pytest.mark.parametrize("how", ["SIGINT", "SIGTERM"])
 def test_a_fleet_with_this_machine_stops_every_member(local_ssh: None,  # noqa: F811
                                                       tmp_path: Path, how: str) -> None:
@@ -317,7 +338,7 @@ def test_a_fleet_with_this_machine_stops_every_member(local_ssh: None,  # noqa: 
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     prefix = f"{socket.gethostname()}-{proc.pid}-"
-    try:
+    with _killed_on_failure(proc):
         deadline = time.monotonic() + 180
         progs: set[int] = set()
         while time.monotonic() < deadline:  # both workloads released: both tracers attached
@@ -332,14 +353,7 @@ def test_a_fleet_with_this_machine_stops_every_member(local_ssh: None,  # noqa: 
         else:
             pytest.fail("the fleet's two workloads never ran together")
         signum = getattr(signal, how)
-        stopped = time.monotonic()
-        proc.send_signal(signum)
-        _, err = proc.communicate(timeout=120)
-        took = time.monotonic() - stopped
-    finally:
-        if proc.poll() is None:  # a failure above: leave nothing running
-            proc.kill()
-            proc.communicate(timeout=60)
+        err, took = _stopped_by(proc, signum, 120)
     assert proc.returncode == 128 + signum, err
     assert took < 60, f"the fleet took {took:.0f}s to stop"  # the workloads sleep >= 300 s
     deadline = time.monotonic() + 30
@@ -395,7 +409,7 @@ def test_a_crosscheck_fleet_with_this_machine_leaves_nothing(local_ssh: None,  #
     )
     prefix = f"{socket.gethostname()}-{proc.pid}-"
     progs: set[int] = set()
-    try:
+    with _killed_on_failure(proc):
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:  # both members' workloads released and traced
             here = _ours(token)
@@ -413,12 +427,7 @@ def test_a_crosscheck_fleet_with_this_machine_leaves_nothing(local_ssh: None,  #
         time.sleep(0.5)  # sending: both members' maps are filling
         progs |= _held_programs(proc.pid)
         signum = getattr(signal, how)
-        proc.send_signal(signum)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:  # a failure above: leave nothing running
-            proc.kill()
-            proc.communicate(timeout=60)
+        err, _ = _stopped_by(proc, signum, 120)
     assert progs, "no program was seen held"
     deadline = time.monotonic() + 30
     left: dict[str, Any] = {}
@@ -521,7 +530,7 @@ def test_a_member_booting_its_own_guest_stops_on_ctrl_c(tmp_path: Path) -> None:
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         env={**os.environ, "KTRACE_KILL_TEST": token},
     )
-    try:
+    with _killed_on_failure(proc):
         deadline = time.monotonic() + 900  # a TCG boot, then bpftrace compiling in the guest
         served = None
         while time.monotonic() < deadline:  # the guest took the run's request
@@ -535,14 +544,7 @@ def test_a_member_booting_its_own_guest_stops_on_ctrl_c(tmp_path: Path) -> None:
         assert served is not None, "the guest never served the run"
         assert _pids(f"^sleep {token}$"), "the host member's workload runs"
         time.sleep(20)  # under TCG the guest's bpftrace compiles, then attaches
-        stopped = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=300)
-        took = time.monotonic() - stopped
-    finally:
-        if proc.poll() is None:  # a failure above: leave nothing running
-            proc.kill()
-            proc.communicate(timeout=60)
+        err, took = _stopped_by(proc, signal.SIGINT, 300)
     assert proc.returncode == 128 + signal.SIGINT, err
     assert took < 150, f"the fleet took {took:.0f}s to stop"  # the workloads sleep >= 400 s
     assert b"Traceback" not in err, err
