@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.compare.gather import Gathered, GatherRequest
 from harness.host.parsed import parse_capture
-from harness.host.runner import Capture, RunRequest, RunResult
+from harness.host.runner import Capture, Interrupted, RunRequest, RunResult
 from harness.lanes import wire
 from harness.lanes.base import Lane, OnSample, ProgramSource, Ticks
 from harness.lanes.protocol import (
@@ -45,7 +45,10 @@ class ElsewhereLane(Lane):
 
     def call(self, op: str, req: Any, program_for: Asked, progress: Progress) -> dict[str, Any]:
         """Send request `req` as `op`, answer the machine's program questions, and return its
-        answer's JSON data (a typed error raised as that error)."""
+        answer's JSON data (a typed error raised as that error). A stop signal while waiting
+        goes to the machine, whose answer is still awaited; it carries `stopped_by` (the
+        signal) when the lane saw one: a run that ended there before the stop reached it still
+        reports the stop the user asked for, as a signal held here does (runner)."""
         raise NotImplementedError
 
     def word(self, word: str) -> str:
@@ -72,8 +75,12 @@ class ElsewhereLane(Lane):
         )
         req, asked, finish = self.compiled(program, req,
                                            None if isinstance(program, str) else program)
-        answer: RunAnswer = wire.decode(RunAnswer, self.call("run", req, asked, progress), NAMES)
-        return finish(parse_capture(answer.result, req.marker))
+        data = self.call("run", req, asked, progress)
+        answer: RunAnswer = wire.decode(RunAnswer, data, NAMES)
+        result = finish(parse_capture(answer.result, req.marker))
+        if data.get("stopped_by") is not None:  # see `call`
+            result.error = result.error or Interrupted(int(data["stopped_by"]))
+        return result
 
     def gather(self, program_for: Callable[[int], str], req: GatherRequest, *,
                progress: Progress = silent) -> Gathered:
@@ -87,6 +94,7 @@ class ElsewhereLane(Lane):
         data = self.call("gather", req, lambda pid: program_for(int(pid or 0)), progress)
         got: Gathered = wire.decode(Gathered, data, NAMES)
         got.bpftrace = parse_capture(got.bpftrace, req.marker)
+        got.interrupted = got.interrupted or data.get("stopped_by")
         return got
 
     def bench(self, workload: Workload, tracers: Sequence[Tracer], plan: Rounds,
@@ -96,7 +104,9 @@ class ElsewhereLane(Lane):
         output comes back to be counted here, by the tracer's own count_events."""
         req, asked = bench_request(workload, tracers, plan, self.word, self.min_timeout,
                                    self.kind)
-        answer = wire.decode(BenchAnswer, self.call("bench", req, asked, progress))
+        data = self.call("bench", req, asked, progress)
+        answer = wire.decode(BenchAnswer, data)
+        answer.interrupted = answer.interrupted or data.get("stopped_by")
         return bench_samples(answer, tracers, on_sample)
 
 

@@ -386,6 +386,7 @@ class VMLane(ElsewhereLane):
                 data = {"ok": False}
         if not data.get("ok"):
             raise Interrupted(signum)
+        data["stopped_by"] = signum
         return data
 
     def _answer(
