@@ -333,11 +333,19 @@ class VMLane(ElsewhereLane):
         proc, self.proc = self.proc, None
         if proc is None:
             return
-        if proc.poll() is None and self.dir is not None and (self.dir / "ready.json").exists():
+        # vng may be gone before its guest: its parent-death signal follows the thread that
+        # spawned it (a fleet's member thread, ended), and reap() leaves the group of a child
+        # already waited for alone; what is left of it (virtme-run, qemu) is killed here (the
+        # group id stays vng's while any member lives, so this reaches only the guest).
+        gone = proc.poll() is not None
+        if not gone and self.dir is not None and (self.dir / "ready.json").exists():
             with contextlib.suppress(OSError):
                 self._send({"op": "shutdown"})
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(20)
+        if gone:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
         reap(proc)
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
