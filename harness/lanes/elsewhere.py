@@ -110,25 +110,16 @@ class ElsewhereLane(Lane):
         return bench_samples(answer, tracers, on_sample)
 
 
-def capabilities_of(facts: dict[str, Any], bpftrace: str | None, kvm: bool) -> Capabilities:
-    """A machine's capabilities from the facts its agent sent (its kernel) and this machine's
-    tools (codegen and the twin's build happen here)."""
-    from harness.host.capabilities import Capabilities, capabilities
+# What a machine's agent reports of its kernel (its hello); the rest of Capabilities (clang,
+# bpftool, libbpf, qemu) is this machine's: codegen and the twin's build happen here.
+KERNEL_FACTS = ("kernel", "arch", "root", "btf", "tracefs", "kprobes", "lockdown")
 
-    tools = capabilities()
-    return Capabilities(
-        kernel=str(facts["kernel"]),
-        arch=str(facts["arch"]),
-        root=bool(facts["root"]),
-        btf=bool(facts["btf"]),
-        tracefs=str(facts["tracefs"]),
-        kprobes=bool(facts["kprobes"]),
-        kfunc=False,  # not probed there (bpftrace --info loads LLVM: a minute under TCG)
-        lockdown=str(facts["lockdown"]),
-        bpftrace=bpftrace,
-        clang=tools.clang,
-        bpftool=tools.bpftool,
-        libbpf=tools.libbpf,
-        qemu=tools.qemu,
-        kvm=kvm,
-    )
+
+def capabilities_of(facts: dict[str, Any], bpftrace: str | None, kvm: bool) -> Capabilities:
+    """A machine's capabilities: its kernel's facts as its agent sent them, its bpftrace, and
+    this machine's tools. kfunc is not probed there (bpftrace --info loads LLVM: a minute
+    under TCG)."""
+    from harness.host.capabilities import capabilities
+
+    own = {name: facts[name] for name in KERNEL_FACTS}
+    return replace(capabilities(), **own, kfunc=False, bpftrace=bpftrace, kvm=kvm)
