@@ -35,7 +35,8 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,8 +48,9 @@ from harness.paths import cache_home, locked
 from harness.progress import Progress, silent
 
 if TYPE_CHECKING:
-    from harness.compare.gather import Gathered
-    from harness.host.runner import RunResult
+    from harness.compare.gather import Gathered, GatherRequest
+    from harness.host.runner import RunRequest, RunResult
+    from harness.lanes.base import ProgramSource, Ticks
 
 UP_TIMEOUT = float(os.environ.get("KTRACE_VM_BOOT_TIMEOUT", "900"))
 STOP_WAIT = 15.0  # seconds for qemu's group to end on SIGTERM before SIGKILL
@@ -503,23 +505,26 @@ class GuestLane(SSHLane):
         self.workload_ran = ran
         return ran, note
 
-    def run_bpftrace(self, program: Any, marker: str, *, workload: Sequence[str] | None = None,
-                     **kw: Any) -> RunResult:
-        argv, note = self._native(workload)
-        result = super().run_bpftrace(program, marker, workload=argv, **kw)
+    def run_bpftrace(self, program: ProgramSource, req: RunRequest, *,
+                     progress: Progress = silent, on_progress: Ticks = None) -> RunResult:
+        argv, note = self._native(req.workload)
+        result = super().run_bpftrace(program, replace(req, workload=argv), progress=progress,
+                                      on_progress=on_progress)
         if note:
             result.warnings.append(note)
             if result.output is not None:
                 result.output.warnings.append(note)
         return result
 
-    def gather(self, program_for: Any, marker: str, **kw: Any) -> Gathered:
-        kw["workload"], note = self._native(kw["workload"])
-        got = super().gather(program_for, marker, **kw)
-        if note:
+    def gather(self, program_for: Callable[[int], str], req: GatherRequest, *,
+               progress: Progress = silent) -> Gathered:
+        argv, note = self._native(req.workload)
+        got = super().gather(program_for, replace(req, workload=argv or []), progress=progress)
+        if note:  # a lane hands the capture back parsed (a RunResult)
             got.bpftrace.warnings.append(note)
-            if got.bpftrace.output is not None:
-                got.bpftrace.output.warnings.append(note)
+            output = getattr(got.bpftrace, "output", None)
+            if output is not None:
+                output.warnings.append(note)
         return got
 
     def describe(self) -> dict[str, Any]:
