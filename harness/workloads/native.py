@@ -23,12 +23,12 @@ class NoBuild(Exception):
 
 
 def build(source: Path, flags: tuple[str, ...] = ()) -> Path | None:
-    """A workload's C source compiled into the cache, rebuilt when the source changes; None
-    when no compiler is available (NoBuild when the compiler refuses it)."""
+    """A workload's C source compiled into the cache, rebuilt when the source or the flags
+    change; None when no compiler is available (NoBuild when the compiler refuses it)."""
     cc = shutil.which(os.environ.get("CC", "cc"))
     if cc is None:
         return None
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
+    digest = hashlib.sha256(source.read_bytes() + " ".join(flags).encode()).hexdigest()[:12]
     binary = cache_home() / f"{source.stem}-{digest}"
     if not binary.exists():
         binary.parent.mkdir(parents=True, exist_ok=True)
