@@ -42,7 +42,12 @@ class Counter:
 
     def stop(self) -> int:
         self.proc.send_signal(2)
-        out, _ = self.proc.communicate(timeout=60)
+        try:
+            out, _ = self.proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:  # a failing test must not leave bpftrace attached
+            self.proc.kill()
+            self.proc.communicate()
+            raise
         match = re.search(r"^@calls: (\d+)$", out, re.M)
         return int(match.group(1)) if match else 0
 
