@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 import harness
@@ -269,3 +270,155 @@ def test_the_checkout_holds_no_stray_or_ignored_file() -> None:
     assert ignored == []
     shipped = {p.name for p in (PACKAGE / "twin").iterdir()}
     assert "twinload.c" in shipped and not shipped & {"ktrace.bpf.c", "ktrace.c", "example.py"}
+
+
+# Function-level imports are for optional or heavy libraries only (issue 22): every other import
+# sits at the top of its module, where the reader, the layer check and the cycle finder see it.
+# A library named here is imported where it is used, so that what does not use it never pays
+# for it (and, for an optional one, still works without it).
+LAZY_LIBRARIES = {
+    "lark": "the grammars' parser: ~45 ms to import; the remote agent has no lark",
+    "pandas": "the frames: 0.3-0.8 s to import; a quick run and the agent never load it",
+    "numpy": "pandas' arrays (the frames, the twin's dumps, the bench's statistics)",
+    "scipy": "the bench's confidence intervals only",
+    "matplotlib": "optional (the `report` extra): PNG plots only; missing, a typed error",
+    "tabulate": "the CLI's tables, printed after the run (~35 ms)",
+    "rich": "the CLI's progress bar, only on a terminal",
+    "yaml": "Ansible YAML inventories only",
+    "elftools": "a workload's ELF symbols, only when a user stack is printed",
+    "virtme_ng": "optional (the `vm` extra): a guest's boot only",
+    "importlib.metadata": "standard library, but 20-50 ms of start-up: `--version` only",
+}
+# The package's own modules that stand for such a library (or, two of them, for a measured part
+# of the way to bpftrace's spawn that tests/test_startup.py keeps off it): each may be imported
+# in a function, and so may any module that imports one of them at its top (importing it would
+# load the stand-in: the twin and the guest/SSH lanes load spec.model, report.totals loads
+# report.summary). Figures: the ms an import adds to `harness run PROGRAM`'s modules before the
+# spawn, medians of 7 at load ~5 on the 2-core VM.
+STAND_INS = {
+    "harness.output.parse": "lark at its top (the output grammar); loaded after the spawn",
+    "harness.output.frames": "pandas and numpy at its top",
+    "harness.compare.versions": "pandas at its top (the matrix's frames)",
+    "harness.cli.tables": "tabulate at its top; loaded after the spawn",
+    "harness.report.summary": "the report (flame pages, summary.md, plots): 4 ms, after the spawn",
+    "harness.spec.model": "the spec machinery (model, expressions): 16 ms (with codegen_c 25, "
+                          "the twin 35, the guest/SSH lanes ~50) a whole program spawns without",
+}
+
+
+def _placed_imports(path: Path, module: str) -> list[tuple[int, str, str]]:
+    """(line, imported module, place) for every import of a file: place is `function`, `typing`
+    (an `if TYPE_CHECKING:` block) or `top`. `from package import module` names the module."""
+    found: list[tuple[int, str, str]] = []
+
+    def visit(node: ast.AST, place: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            here = place
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                here = "function"
+            elif isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                here = "typing" if place == "top" else place
+            if isinstance(child, ast.Import):
+                found.extend((child.lineno, a.name, here) for a in child.names)
+            elif isinstance(child, ast.ImportFrom):
+                base = child.module or ""
+                if child.level:  # relative: resolved against the module's package
+                    package = module.split(".")[: -child.level if path.name != "__init__.py"
+                                                 else len(module.split(".")) - child.level + 1]
+                    base = ".".join([*package, base] if base else package)
+                for a in child.names:
+                    full = f"{base}.{a.name}"
+                    sub = PACKAGE.parent / (full.replace(".", "/") + ".py")
+                    found.append((child.lineno, full if sub.exists() else base, here))
+            visit(child, here)
+
+    visit(ast.parse(path.read_text(), str(path)), "top")
+    return found
+
+
+def _modules() -> dict[str, Path]:
+    modules = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = ("harness", *path.relative_to(PACKAGE).with_suffix("").parts)
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return modules
+
+
+def _names(module: str, names: Iterable[str]) -> bool:
+    return any(module == n or module.startswith(f"{n}.") for n in names)
+
+
+def loaded_at_top(modules: dict[str, Path]) -> dict[str, set[str]]:
+    """Module -> every module importing it loads: what it imports at its top (not in functions,
+    not for typing), and theirs, transitively."""
+    top: dict[str, set[str]] = {}
+    for module, path in modules.items():
+        targets = set()
+        for _, imported, place in _placed_imports(path, module):
+            while imported.startswith("harness.") and imported not in modules:
+                imported = imported.rpartition(".")[0]
+            if place == "top" and imported != module:
+                targets.add(imported)
+        top[module] = targets
+    loaded = {}
+    for module in modules:
+        seen, todo = {module}, [module]
+        while todo:
+            for t in top.get(todo.pop(), ()):
+                if t not in seen:
+                    seen.add(t)
+                    todo.append(t)
+        loaded[module] = seen
+    return loaded
+
+
+def function_level_imports_not_allowed(modules: dict[str, Path]) -> list[str]:
+    """`path:line: module` for each function-level import that names neither a library of
+    LAZY_LIBRARIES nor a module that loads one of them or a stand-in at its top."""
+    loaded = loaded_at_top(modules)
+
+    def allowed(imported: str) -> bool:
+        heavy = loaded.get(imported, {imported})
+        return any(_names(m, LAZY_LIBRARIES) or m in STAND_INS for m in heavy)
+
+    return [f"{path.name if PACKAGE not in path.parents else path.relative_to(PACKAGE.parent)}"
+            f":{line}: {imported}"
+            for module, path in modules.items()
+            for line, imported, place in _placed_imports(path, module)
+            if place == "function" and not allowed(imported)]
+
+
+def test_function_level_imports_name_only_heavy_libraries_or_their_stand_ins() -> None:
+    modules = _modules()
+    assert len(modules) >= 60
+    assert function_level_imports_not_allowed(modules) == []
+
+
+def test_each_stand_in_is_what_its_reason_says() -> None:
+    """A stand-in loads a library of LAZY_LIBRARIES at its top, or is one of the modules
+    test_startup keeps off the way to the spawn; each is still imported in a function
+    somewhere (else it needs no entry); test_startup's libraries are all lazy ones."""
+    from test_startup import AFTER_SPAWN, NEVER
+
+    modules = _modules()
+    loaded = loaded_at_top(modules)
+    kept_off = {*AFTER_SPAWN, "harness.spec.model", "harness.spec.codegen"}
+    for module in STAND_INS:
+        assert any(_names(m, LAZY_LIBRARIES) for m in loaded[module]) or module in kept_off, (
+            f"{module} loads no library of LAZY_LIBRARIES at its top: import it at the top")
+    assert set(NEVER) - {"plotly"} <= set(LAZY_LIBRARIES)
+    lazily = {imported for module, path in modules.items()
+              for _, imported, place in _placed_imports(path, module) if place == "function"}
+    assert sorted(set(STAND_INS) - lazily) == []
+
+
+def test_the_import_rule_sees_a_function_level_import(tmp_path: Path) -> None:
+    sample = tmp_path / "m.py"
+    sample.write_text("import json\nif TYPE_CHECKING:\n    import csv\n"
+                      "def f():\n    import shlex\n    from harness import paths\n"
+                      "    import pandas\n    from harness.output import parse\n")
+    placed = _placed_imports(sample, "harness.m")
+    assert (5, "shlex", "function") in placed and (3, "csv", "typing") in placed
+    assert (6, "harness.paths", "function") in placed and (1, "json", "top") in placed
+    bad = function_level_imports_not_allowed({"harness.m": sample})
+    assert [b.rpartition(": ")[2] for b in bad] == ["shlex", "harness.paths"]

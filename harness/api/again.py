@@ -13,7 +13,9 @@ from harness import arguments
 from harness.api.inputs import Out, lane_name, parse_workload, run_options
 from harness.api.trace import run_trace
 from harness.errors import HarnessError, UsageError
-from harness.report.record import RUN_SCHEMA
+from harness.host.bpftrace_versions import resolve
+from harness.report.record import RUN_SCHEMA, TraceRecord, read_record
+from harness.spec.literal import calls_exit
 
 if TYPE_CHECKING:
     from harness.api.trace_result import Trace
@@ -44,8 +46,6 @@ def again(
     out, report, plots, check, on_progress, force, on_plan, progress: as in `trace`; timeout: as in
         `trace`, default the recorded one.
     """
-    from harness.host.bpftrace_versions import resolve
-
     began = (time.time(), time.monotonic())
     run = arguments.path("run", run, "'results/run-20261127T090622Z'")
     arguments.optional_seconds("timeout", timeout, "60")
@@ -96,8 +96,6 @@ def _recorded(run: Path) -> _Recorded:
     """Read run.json through its one reader (harness.report.record) and check each field: a
     hand-edited or damaged field is a one-line error naming it, and a run that nothing would
     bound (no workload, no duration, no exit()) is refused, as the CLI refuses it."""
-    from harness.report.record import TraceRecord, read_record
-
     where = run / "run.json"
     fix = "pass a results/<run-id> directory written by `harness run`"
     try:
@@ -142,8 +140,6 @@ def _recorded(run: Path) -> _Recorded:
             f"{where}: {err.cause}", "repair that field, or run the target again by hand"
         ) from None
     if argv is None and duration is None and spec is None:
-        from harness.spec.literal import calls_exit
-
         bounded = calls_exit(target)
     else:
         bounded = argv is not None or duration is not None

@@ -12,6 +12,7 @@ meta are made here (harness.compare.crosscheck); the run directory is written la
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -23,8 +24,14 @@ from harness.api import inputs
 from harness.api.inputs import Out
 from harness.api.planner import settle_crosscheck
 from harness.compare.crosscheck import compared, copy_twin_header, twin_build
+from harness.compare.gather import GatherRequest
 from harness.errors import UsageError
+from harness.host.bpftrace_versions import resolve
+from harness.host.lifetime import shielded
+from harness.host.runner import Interrupted
+from harness.lanes.registry import get_lane
 from harness.progress import Progress, silent
+from harness.report.rundir import rewrite_meta, write_run_dir
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -157,9 +164,6 @@ def crosscheck(
     with inputs.unclaimed_on_failure(path if out is None else None):
         result = run_crosscheck(target, spec=spec, workload_argv=argv, lane=lane,
                                 progress=progress or silent, on_plan=on_plan, options=o)
-    from harness.host.lifetime import shielded
-    from harness.host.runner import Interrupted
-
     with shielded(deliver=True):  # a Ctrl-C now waits until what was gathered is written
         done = _written(result, path)
     if result.interrupted is not None:
@@ -211,9 +215,6 @@ def plan_crosscheck(
     standing for the gated workload's pid) and the twin's C (`Plan.twin_c`). `options` and the
     keywords: as in `crosscheck` (what only a run uses, such as its timeout, changes nothing
     here)."""
-    from harness.host.bpftrace_versions import resolve
-    from harness.lanes.registry import get_lane
-
     o, spec_opts = CrosscheckOptions.split(options, keywords)
     inputs.run_options(lane=lane, out=False, bpftrace=o.bpftrace, progress=progress)
     spec, argv = crosscheck_request(target, o, spec_opts)
@@ -226,11 +227,8 @@ def plan_crosscheck(
 
 
 def _written(result: CrosscheckResult, path: Path | None) -> Crosscheck:
-    import json
-
     import pandas as pd
 
-    from harness.report.rundir import write_run_dir
 
     maps = {
         c.map_name: MapVerdict(
@@ -270,7 +268,6 @@ def _check_printed(run_dir: Path, result: CrosscheckResult) -> None:
     """The printed-totals invariant on the bpftrace part, as `harness run` holds its own run
     directory to it: differences go to its run.json (`printed_differences`) and the meta the
     CLI reads."""
-    from harness.report.rundir import rewrite_meta
     from harness.report.totals import checked_run_dir
 
     if not result.meta.printed:
@@ -305,10 +302,6 @@ def run_crosscheck(
     system's). `progress` hears the phases (building the twin, tracing); it never prints.
     `on_plan` is called with the plan (harness.spec.plan) before anything is built or started.
     """
-    from harness.compare.gather import GatherRequest
-    from harness.host.bpftrace_versions import resolve
-    from harness.lanes.registry import get_lane
-
     o, unknown = CrosscheckOptions.split(options, keywords)
     if unknown:
         raise TypeError(f"run_crosscheck() got unexpected keywords {sorted(unknown)}")
@@ -356,8 +349,6 @@ def run_crosscheck(
     program = programs[-1]
     if bt_result.error is not None and got.interrupted is None:
         raise bt_result.error
-    from harness.host.lifetime import shielded
-
     # What was gathered is compared and handed back whole: a stop signal now is held, and
     # the result says it was interrupted (the caller writes it, then stops).
     with shielded() as held:

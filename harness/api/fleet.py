@@ -20,6 +20,8 @@ own business (their agents stop everything when the connection ends).
 from __future__ import annotations
 
 import concurrent.futures
+import csv
+import json
 import signal
 import threading
 import time
@@ -37,10 +39,19 @@ from harness.api.crosscheck import (
 )
 from harness.api.inputs import claim, run_options
 from harness.api.trace import TraceOptions, trace, trace_request
+from harness.clock import utc_iso
 from harness.compare.objects import OneObjectPerAttach
 from harness.errors import HarnessError, UsageError
-from harness.lanes.inventory import Member
+from harness.host.bpftrace_versions import resolve
+from harness.host.capabilities import capabilities
+from harness.host.lifetime import shielded
+from harness.host.runner import Interrupted
+from harness.lanes import inventory as inv
+from harness.lanes.inventory import Member, directory_names
+from harness.lanes.registry import get_lane
+from harness.output.columns import Table
 from harness.progress import Progress, silent
+from harness.report.rundir import csv_name, write_csvs
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -48,7 +59,6 @@ if TYPE_CHECKING:
     from harness.api.inputs import Out
     from harness.api.trace_result import Trace
     from harness.lanes.base import Lane
-    from harness.output.columns import Table
 
 FLEET_SCHEMA = 1
 DEFAULT_JOBS = 8
@@ -139,8 +149,6 @@ class Fleet:
 def merge_tables(per_host: Mapping[str, Mapping[str, Table]]) -> dict[str, Table]:
     """{host: {map: Table}} -> {map: Table} with `host` first, rows in host order; a column
     one host lacks (a map printed once there, several times elsewhere) is empty there."""
-    from harness.output.columns import Table
-
     names = list(dict.fromkeys(n for tables in per_host.values() for n in tables))
     merged: dict[str, Table] = {}
     for name in names:
@@ -161,8 +169,6 @@ def merge_tables(per_host: Mapping[str, Mapping[str, Table]]) -> dict[str, Table
 
 def members(hosts: Sequence[str] | str | None, inventory: Path | str | None) -> list[Member]:
     """The fleet from `hosts` (a list of names) or an inventory file, exactly one of them."""
-    from harness.lanes import inventory as inv
-
     if (hosts is None) == (inventory is None):
         raise UsageError("a fleet takes hosts=[...] or inventory=FILE, one of them",
                          "pass e.g. hosts=['lab-a', 'lab-b'] or inventory='hosts.ini'")
@@ -175,9 +181,6 @@ def _prepared(chosen: list[Member]) -> dict[str, Lane]:
     """Each member's lane, made here in the main thread (lanes are shared per process), and
     what every thread would otherwise compute at once (this machine's tools, the agent's
     code) computed once."""
-    from harness.host.capabilities import capabilities
-    from harness.lanes.registry import get_lane
-
     capabilities()
     if any(m.lane.startswith("ssh:") for m in chosen):
         from harness.lanes.remote import payload
@@ -304,8 +307,6 @@ def fleet(
     runs, stopped = _in_threads(chosen, lanes, jobs, one, on_host)
     done = Fleet(target, runs, path, stopped)
     if path is not None:
-        from harness.host.lifetime import shielded
-
         with shielded(deliver=True):
             _write_fleet(done, began, jobs, "run")
             if o.report and o.plots:
@@ -334,16 +335,12 @@ def _set_up(
     """What a fleet settles before any member starts: the release (an unknown name fails once,
     here, and a root is built once), the fleet's directory, each member's directory name and
     prepared lane, and each member's progress."""
-    from harness.host.bpftrace_versions import resolve
-
     resolve(bpftrace)
     path = claim(out, kind, target, force)
     return path, _directories(chosen), _prepared(chosen), _per_host(progress)
 
 
 def _directories(chosen: Sequence[Member]) -> dict[str, str]:
-    from harness.lanes.inventory import directory_names
-
     return directory_names(chosen)
 
 
@@ -365,11 +362,6 @@ def _per_host(progress: Progress | None) -> Callable[[str], Progress]:
 
 def _write_fleet(done: Fleet | FleetCrosscheck, began: float, jobs: int, kind: str) -> None:
     """fleet.json, and for a traced fleet one CSV per map over the fleet."""
-    import json
-
-    from harness.clock import utc_iso
-    from harness.report.rundir import csv_name, write_csvs
-
     assert done.path is not None
     hosts = []
     for r in done.runs:
@@ -399,8 +391,6 @@ def _write_fleet(done: Fleet | FleetCrosscheck, began: float, jobs: int, kind: s
                         tables.items()}
         write_csvs(done.path, tables)
     else:
-        import csv
-
         meta["one_object_per_attach"] = done.one_object_per_attach
         meta["objects"] = {a: sorted(s) for a, s in done.objects().items()}
         with (done.path / "crosscheck.csv").open("w", newline="") as f:
@@ -466,8 +456,6 @@ def fleet_crosscheck(
                                      progress)
 
     def one(m: Member, lane: Lane) -> HostRun:
-        from harness.host.runner import Interrupted
-
         try:
             x = crosscheck(
                 target, lane=lane, out=False if path is None else path / dirs[m.label],
@@ -484,8 +472,6 @@ def fleet_crosscheck(
     runs, stopped = _in_threads(chosen, lanes, jobs, one, on_host)
     done = FleetCrosscheck(target, runs, [_crosscheck_row(r) for r in runs], path, stopped)
     if path is not None:
-        from harness.host.lifetime import shielded
-
         with shielded(deliver=True):
             _write_fleet(done, began, jobs, "crosscheck")
     return done

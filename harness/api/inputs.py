@@ -18,6 +18,10 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 
 from harness import arguments
 from harness.errors import UsageError
+from harness.lanes.base import Lane
+from harness.report.rundir import claim_run_dir
+from harness.spec.options import SpecOptions
+from harness.workloads.udp_send import parse_sizes
 
 if TYPE_CHECKING:
     from harness.spec.model import ProbeSpec
@@ -97,16 +101,12 @@ def spec_options(probe: str, options: Mapping[str, Any]) -> ProbeSpec:
     `filter=...`, `hist=...`, `by=...`, `pid=`, `comm=`, `cgroup=`, `workload_pid=True`); options
     that repeat on the command line take a string or a list of strings (harness.spec.options).
     """
-    from harness.spec.options import SpecOptions
-
     return SpecOptions.from_keywords(options).to_spec(probe)
 
 
 
 def udp_workload(count: Any, sizes: Any) -> None:
     """`count` and `sizes` of the catalog's UDP workload, checked before it is started."""
-    from harness.workloads.udp_send import parse_sizes
-
     arguments.integer("count", count, 0, "100")
     arguments.text("sizes", sizes, "'1,100,1000'")
     try:
@@ -121,8 +121,6 @@ def udp_workload(count: Any, sizes: Any) -> None:
 
 def lane_name(value: Any) -> Any:
     """`lane=`: 'host', 'vm', 'vm:SERIES', 'ssh:...' or a Lane object."""
-    from harness.lanes.base import Lane
-
     if isinstance(value, Lane):
         return value
     name = arguments.text("lane", value, "'host' or 'vm:6.1'")
@@ -150,8 +148,6 @@ def run_options(
 
 def claim(out: Out, kind: str, target: str, force: bool) -> Path | None:
     """Where the run will be written, settled before tracing (None: nowhere, out=False)."""
-    from harness.report.rundir import claim_run_dir
-
     if out is False:
         return None
     return claim_run_dir(Path(out) if out is not None else None, kind, target, force=force)

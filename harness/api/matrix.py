@@ -4,6 +4,7 @@ with matrix.csv, the releases' frames compared, and CO-RE's one .bpf.o per attac
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,11 @@ from harness.api.crosscheck import Crosscheck, crosscheck
 from harness.api.inputs import Out
 from harness.compare.objects import OneObjectPerAttach
 from harness.errors import HarnessError, UsageError
+from harness.host.bpftrace_versions import resolve
+from harness.host.runner import Interrupted
+from harness.lanes.debian import SUITES
+from harness.lanes.registry import get_lane
+from harness.report.rundir import new_run_dir
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -85,11 +91,6 @@ def matrix(
     on_kernel: called with each series before its crosscheck starts (progress).
     progress: hears each guest's boot and each crosscheck's phases, as in `crosscheck`.
     """
-    from harness.host.runner import Interrupted
-    from harness.lanes.debian import SUITES
-    from harness.lanes.registry import get_lane
-    from harness.report.rundir import new_run_dir
-
     arguments.text("target", target, "'ktrace'")
     from harness.spec import catalog
 
@@ -110,8 +111,6 @@ def matrix(
     path = None if out is False else Path(out) if out is not None else new_run_dir(
         f"matrix-{target}"
     )
-    from harness.host.bpftrace_versions import resolve
-
     # Unknown names fail before any guest boots, and roots are built here; the system's own
     # release runs as the default, the same binary in a guest.
     chosen = {name: (None if resolve(name).name == "system" else name) for name in bpftrace}
@@ -158,8 +157,6 @@ def matrix(
 
 def _matrix_csv(path: Path | None, rows: list[dict[str, Any]]) -> None:
     """matrix.csv: one row per kernel and release run (nothing when `path` is None)."""
-    import csv
-
     if path is None:
         return
     path.mkdir(parents=True, exist_ok=True)

@@ -16,8 +16,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from harness.compare.crosscheck import twin_program
 from harness.errors import CrosscheckError, HarnessError
+from harness.host.capabilities import capabilities, choose_attach
+from harness.host.symbols import probe_symbol
 from harness.paths import workload
+from harness.spec.plan import Plan
 
 if TYPE_CHECKING:
     from harness.host.bpftrace_versions import Bpftrace
@@ -25,7 +29,6 @@ if TYPE_CHECKING:
     from harness.lanes.base import Lane
     from harness.spec.codegen_c import TwinProgram
     from harness.spec.model import ProbeSpec
-    from harness.spec.plan import Plan
 
 
 def new_marker(prefix: str = "KTRACE_READY") -> str:
@@ -41,8 +44,6 @@ def choose(
     read here when not given)."""
     if attach:
         return attach, reason or "chosen with --attach"
-    from harness.host.capabilities import capabilities, choose_attach
-
     return choose_attach(equivalents, caps if caps is not None else capabilities())
 
 
@@ -59,8 +60,6 @@ def settle(
     """The attach choice and the program for this lane and release. A whole program (no
     `equivalents`: `target` is its text) needs none of the spec machinery, nor the kernel's
     symbols (read only for a kernel function probe)."""
-    from harness.spec.plan import Plan
-
     marker = new_marker()
     release = f"{tracer.version_text} ({tracer.origin})"
     workload = tuple(argv) if argv else None
@@ -68,8 +67,6 @@ def settle(
         return Plan(target, None, "as written", reason or "literal program", marker,
                     tracer.version, release, literal=target, workload=workload)
     attach_used, reason = choose(equivalents, attach, reason, caps)
-    from harness.host.symbols import probe_symbol
-
     spec = equivalents[attach_used]
     return Plan(target, spec, attach_used, reason, marker, tracer.version, release,
                 symbol=probe_symbol(spec, machine.kallsyms), workload=workload)
@@ -81,8 +78,6 @@ def with_twin(chosen: Plan) -> Plan:
         return chosen
     if chosen.spec is None:
         return dataclasses.replace(chosen, twin_note="a whole bpftrace program has no twin")
-    from harness.compare.crosscheck import twin_program
-
     try:
         return dataclasses.replace(chosen, twin_c=twin_program(chosen.spec).text)
     except HarnessError as err:
@@ -150,8 +145,6 @@ def settle_crosscheck(
 ) -> Planned:
     """A crosscheck's plan: its spec (catalog entry or probe line, on the workload's pid) through
     `settle`, the workload both tracers watch, and the generated twin."""
-    from harness.compare.crosscheck import twin_program
-
     caps = machine.capabilities()
     spec, attach, reason, cat = resolve_spec(name, spec, attach, caps)
     if cat is not None:

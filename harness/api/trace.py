@@ -12,7 +12,9 @@ arguments and prints.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -32,9 +34,18 @@ from harness.api.inputs import (
 )
 from harness.api.planner import settle, with_twin
 from harness.api.trace_result import Trace, finish
+from harness.clock import utc_iso
 from harness.errors import HarnessError, UsageError
+from harness.host.bpftrace_versions import resolve
+from harness.host.lifetime import shielded
+from harness.host.runner import RunRequest, UnknownProbe
+from harness.host.usyms import WorkloadFrames
+from harness.lanes.registry import get_lane
+from harness.output.printed import printed
+from harness.output.stacks import program_key_names
 from harness.progress import Progress, silent
 from harness.report.record import RunMeta
+from harness.spec.literal import calls_exit
 from harness.spec.plan import Programs
 
 if TYPE_CHECKING:
@@ -58,16 +69,12 @@ def _warming_report(
     started: list[bool] = []
 
     def load() -> None:
-        from harness.output import columns  # noqa: F401  (Trace.tables, the CSVs)
-
         if report:
             from harness.report import summary  # noqa: F401  (flame graph, summary.md)
 
     def tick(elapsed: float) -> None:
         if not started:
             started.append(True)
-            import threading
-
             threading.Thread(target=load, name="warm-report", daemon=True).start()
         if on_progress is not None:
             on_progress(elapsed)
@@ -143,9 +150,6 @@ def trace(
     run_options(lane=lane, out=out, bpftrace=o.bpftrace, progress=progress, on_plan=on_plan,
                 on_progress=on_progress, report=o.report, plots=o.plots, check=check,
                 force=o.force)
-    # A whole program needs none of the spec machinery: it is imported where a spec is made.
-    from harness.host.bpftrace_versions import resolve
-
     tracer = resolve(o.bpftrace)
     equivalents, argv = trace_request(target, o, spec_opts)
     return run_trace(
@@ -186,9 +190,6 @@ def plan(
     generates the libbpf C twin where the spec is in its subset (else `Plan.twin_note`).
     `options` and the keywords: as in `trace` (what only a run uses, such as its timeout,
     changes nothing here)."""
-    from harness.host.bpftrace_versions import resolve
-    from harness.lanes.registry import get_lane
-
     o, spec_opts = TraceOptions.split(options, keywords)
     run_options(lane=lane, out=False, bpftrace=o.bpftrace, progress=progress, twin=twin)
     tracer = resolve(o.bpftrace)
@@ -227,8 +228,6 @@ def trace_request(
                 "spec options and attach apply to a probe or catalog name, not a whole program",
                 "write them into the program instead",
             )
-        from harness.spec.literal import calls_exit
-
         bounded = calls_exit(target)
     elif ":" in target:
         line_spec = spec_options(target, spec_opts)
@@ -282,8 +281,6 @@ def _filtered(spec: ProbeSpec, filters: Mapping[str, Any], watch_workload: bool)
     """A catalog spec with the user's filters; one that filters on the workload's pid keeps
     that filter only when a workload runs and no --pid replaces it (profile and offcpu then
     watch every CPU)."""
-    import dataclasses
-
     if not filters and (watch_workload or not spec.workload_pid):
         return spec
     workload_pid = spec.workload_pid and watch_workload and filters.get("pid") is None
@@ -315,9 +312,6 @@ def run_trace(
 ) -> Trace:
     """The machine side of `trace` and `again`: pick the attach type on the lane, generate the
     program (a whole program when `equivalents` is empty: `target` is its text), run, write."""
-    from harness.host.runner import RunRequest
-    from harness.lanes.registry import get_lane
-
     machine = get_lane(lane)
     caps = machine.capabilities(progress or silent)
     tracer = machine.bpftrace(tracer)
@@ -337,8 +331,6 @@ def run_trace(
     # workload's map is read while it runs, to name them (when every user stack is its own).
     user_frames = None
     if chosen.needs_pid and machine.name == "host":
-        from harness.host.usyms import WorkloadFrames
-
         user_frames = WorkloadFrames()
         make_program, ticking = user_frames.program(make_program), user_frames.ticking(ticking)
     path = claim(out, "run", target, force)
@@ -351,17 +343,12 @@ def run_trace(
             progress=progress or silent,
             on_progress=ticking,
         )
-    from harness.host.lifetime import shielded
-
     # From here a Ctrl-C waits until what was gathered is written (then exits 128+N).
     with shielded(deliver=True):
         if user_frames is not None:
             user_frames.apply(result.output)
         if spec is not None and result.error is None:
             result.error = _nothing_attached(spec, result.probes)
-        from harness.clock import utc_iso
-        from harness.output.printed import printed
-
         meta = RunMeta(
             command=" ".join(sys.argv),
             target=target,
@@ -395,8 +382,6 @@ def run_trace(
         if spec is not None:
             key_names = spec.key_names()
         else:  # a whole program: its text says which key parts are user and kernel stacks
-            from harness.output.stacks import program_key_names
-
             key_names = program_key_names(meta.program, result.output)
         columns = spec.frame_columns() if spec is not None else {}
         done = finish(result, key_names, meta, path, report, plots, columns)
@@ -410,8 +395,6 @@ def _nothing_attached(spec: ProbeSpec, probes: int | None) -> HarnessError | Non
     not have), where later releases refuse. The run's output is kept; it is not a result."""
     if probes is None or probes >= 2:
         return None
-    from harness.host.runner import UnknownProbe
-
     listing = spec.probe.text().rsplit(":", 1)[0] + ":*"
     return UnknownProbe(
         f"{spec.probe.text()} matched nothing: bpftrace attached {probes} probe (BEGIN alone), "

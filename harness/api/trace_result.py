@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
+from harness.output.columns import Table, to_tables
+from harness.report.rundir import rewrite_meta, write_tables, write_workload_output, written_or_kept
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from harness.host.runner import RunResult
-    from harness.output.columns import Table
     from harness.output.model import Output
     from harness.report.record import RunMeta
 
@@ -62,8 +63,6 @@ class Trace:
     def tables(self) -> dict[str, Table]:
         """The same maps as plain-Python columns (harness.output.columns), no pandas."""
         if self._tables is None:
-            from harness.output.columns import Table, to_tables
-
             out = self.output
             self._tables = to_tables(out, self.key_names) if out is not None else {}
             for name in self._missing(self._tables):
@@ -105,8 +104,6 @@ def finish(
 
     If the directory cannot be written after all, the run is kept in a temporary directory and
     the error naming it becomes the Trace's error (after the run's own, if any)."""
-    from harness.report.rundir import write_tables, write_workload_output, written_or_kept
-
     done = Trace(result.output, meta, None, result.error, key_names=key_names,
                  columns=columns or {}, workload_stderr=result.extra.get("workload_stderr", ""))
     if result.output is not None:
@@ -141,7 +138,6 @@ def check_printed(done: Trace, meta: RunMeta) -> None:
     (`printed_differences`) and to the notes the CLI prints on stderr."""
     if done.path is None or not meta.printed:
         return
-    from harness.report.rundir import rewrite_meta
     from harness.report.totals import checked_run_dir
 
     meta.printed_differences = checked_run_dir(done.path, meta.printed, done.tables)

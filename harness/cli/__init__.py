@@ -14,6 +14,8 @@ from types import FrameType
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.host.lifetime import shielded
+from harness.paths import cache_home
 
 # name -> (module under harness.commands, one-line help). Modules load lazily.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -197,8 +199,6 @@ def _close_lanes() -> None:
     scratch directories)."""
     lanes = sys.modules.get("harness.lanes.registry")
     if lanes is not None:
-        from harness.host.lifetime import shielded
-
         with shielded(deliver=True):
             lanes.close_all()
 
@@ -206,8 +206,6 @@ def _close_lanes() -> None:
 def _os_error(err: OSError) -> str:
     """An OSError as cause; fix. A path in the cache is named as the cache (KTRACE_CACHE),
     which is what the user can change."""
-    from harness.paths import cache_home
-
     where = f": {err.filename}" if err.filename else ""
     cache = str(cache_home())
     if err.filename and str(err.filename).startswith(cache):

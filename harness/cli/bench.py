@@ -14,13 +14,17 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from harness.api.bench import BenchOptions, BenchTable, bench, bench_table
 from harness.cli import options
+from harness.cli.bench_table import check, kernels, releases
 from harness.cli.progress import terminal_progress
+from harness.cli.run import given_spec_options
 from harness.errors import HarnessError
 from harness.progress import Progress, silent
+from harness.spec.options import add_flags
 
 if TYPE_CHECKING:
-    from harness.api.bench import Bench, BenchOptions, BenchStart, Sample
+    from harness.api.bench import Bench, BenchStart, Sample
 
 EXAMPLES = """examples:
   harness bench syscalls                 # getppid() loop: untraced vs bpftrace vs libbpf
@@ -29,8 +33,6 @@ EXAMPLES = """examples:
 """
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from harness.spec.options import add_flags
-
     parser.add_argument(
         "name", metavar="TARGET",
         help="benchmark: ktrace, syscalls, or a probe with spec options (as for run)",
@@ -98,8 +100,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _bench_options(args: argparse.Namespace) -> BenchOptions:
     """The flags as the library's BenchOptions."""
-    from harness.api.bench import BenchOptions
-
     return BenchOptions(
         args.rounds, args.max_rounds, args.precision, args.warmup, not args.no_together,
         not args.no_kernel_stats, args.events, args.attach,
@@ -108,15 +108,10 @@ def _bench_options(args: argparse.Namespace) -> BenchOptions:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.cli.bench_table import check
-    from harness.cli.run import given_spec_options
-
     check(args)
     if args.kernels is not None or (args.bpftrace and "," in args.bpftrace):
         return _table(args, _bench_options(args), Shown())
     options.prepare_bpftrace(args)
-    from harness.api.bench import bench
-
     shown = Shown()
     with terminal_progress(args.quiet) as bar:
         shown.bar = bar
@@ -188,10 +183,6 @@ class Shown:
 
 def _table(args: argparse.Namespace, options: BenchOptions, shown: Shown) -> int:
     """harness.bench_table over the flags; each cell shown as a bench is, then the table."""
-    from harness.api.bench import BenchTable, bench_table
-    from harness.cli.bench_table import kernels, releases
-    from harness.cli.run import given_spec_options
-
     def cell(series: str, release: str) -> None:
         print(f"== {series} x bpftrace {release}", file=sys.stderr, flush=True)
 

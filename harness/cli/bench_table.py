@@ -12,12 +12,12 @@ from __future__ import annotations
 import argparse
 
 from harness.errors import UsageError
+from harness.host.bpftrace_versions import resolve, split_names
+from harness.lanes.debian import SUITES
 
 
 def kernels(text: str | None) -> list[str]:
     """`--kernels 6.1,host` -> ['6.1', 'host']; None (not given) -> the host alone."""
-    from harness.lanes.debian import SUITES
-
     if text is None:
         return ["host"]
     names = [k.strip() for k in text.split(",") if k.strip()]
@@ -33,8 +33,6 @@ def kernels(text: str | None) -> list[str]:
 def releases(text: str | None) -> list[str | None]:
     """`--bpftrace 0.17,0.27` -> each name resolved now (a root built here, before any guest
     boots); None (not given) -> the system's release."""
-    from harness.host.bpftrace_versions import resolve, split_names
-
     if text is None:
         return [None]
     names = list(dict.fromkeys(split_names(text)))

@@ -6,6 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from harness.api.crosscheck import crosscheck, plan_crosscheck
+from harness.api.fleet import FLEET_CROSSCHECK_COLUMNS, fleet_crosscheck
+from harness.cli import hosts
+from harness.cli.hosts import add_fleet_arguments
 from harness.cli.options import (
     add_bpftrace_argument,
     add_lane_argument,
@@ -13,7 +17,10 @@ from harness.cli.options import (
     duration,
     prepare_bpftrace,
 )
-from harness.cli.run import add_plan_arguments
+from harness.cli.progress import terminal_progress
+from harness.cli.run import add_plan_arguments, asked, dry_run, print_lane, print_plan
+from harness.errors import UsageError
+from harness.spec.options import add_flags
 
 EXAMPLES = """examples:
   harness crosscheck ktrace              # bpftrace and the libbpf CO-RE twin on the same sends
@@ -23,8 +30,6 @@ EXAMPLES = """examples:
 """
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from harness.spec.options import add_flags
-
     parser.add_argument(
         "name",
         metavar="TARGET",
@@ -63,22 +68,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="point the twin at another pid (proves a mismatch is caught)",
     )
-    from harness.cli.hosts import add_fleet_arguments
-
     add_fleet_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.cli import hosts
-
     on_fleet = hosts.wanted(args)
     prepare_bpftrace(args)
     if on_fleet:
         return _crosscheck_fleet(args)
-    from harness.api.crosscheck import crosscheck, plan_crosscheck
-    from harness.cli.progress import terminal_progress
-    from harness.cli.run import asked, dry_run, print_lane, print_plan
-
     if args.dry_run:
         return dry_run(args, plan_crosscheck, args.name)
     with terminal_progress(args.quiet) as progress:
@@ -126,15 +123,8 @@ def _crosscheck_fleet(args: argparse.Namespace) -> int:
     """`harness crosscheck TARGET --hosts ...`: a row per host, like `matrix` for kernels, and
     whether every host of one attach type ran the very same .bpf.o."""
     if args.libbpf_pid_offset:
-        from harness.errors import UsageError
-
         raise UsageError("--libbpf-pid-offset proves a mismatch on one lane, not on a fleet",
                          "use it with --lane ssh:HOST")
-    from harness.api.fleet import FLEET_CROSSCHECK_COLUMNS, fleet_crosscheck
-    from harness.cli import hosts
-    from harness.cli.progress import terminal_progress
-    from harness.cli.run import asked
-
     with terminal_progress(args.quiet) as progress:
         f = fleet_crosscheck(
             args.name, hosts=hosts.hosts_list(args), inventory=args.inventory,

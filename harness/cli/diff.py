@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from harness.api.diff import diff as compare
 from harness.cli.options import at_least
 
 EXAMPLES = """examples:
@@ -30,8 +31,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.api.diff import diff as compare
-
     diff = compare(args.run_a, args.run_b, out=args.out, map_name=args.map_name,
                    keep_offsets=args.keep_offsets)
     a, b = diff.a, diff.b

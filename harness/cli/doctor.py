@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import argparse
+import json
+
+from harness.api.doctor import doctor
 
 EXAMPLES = """examples:
   harness doctor            # kernel, BTF, kprobes/kfunc, tools, and the attach type ktrace gets
@@ -15,12 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.api.doctor import doctor
-
     found = doctor()
     if args.json:
-        import json
-
         print(json.dumps(found.as_dict(), indent=2))
         return 0
     accel, choice = found.vm_lane["accelerator"], found.attach_choice

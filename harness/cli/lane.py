@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from harness.cli.options import duration
+from harness.cli.progress import terminal_progress
 from harness.errors import UsageError
+from harness.lanes import up as kept
+from harness.lanes.debian import SUITES
+from harness.lanes.vm import VMError, lane_series
 
 EXAMPLES = """examples:
   harness lane up vm:6.1          # boot a 6.1 guest with sshd and leave it running
@@ -29,9 +34,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _series(lane: str) -> str:
-    from harness.lanes.debian import SUITES
-    from harness.lanes.vm import VMError, lane_series
-
     try:
         series = lane_series(lane)
     except VMError:
@@ -46,8 +48,6 @@ def _series(lane: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.lanes import up as kept
-
     if args.lane is not None and not args.lane.strip():
         raise UsageError("the lane is empty", "name a guest: vm:6.1 or vm:6.12")
     if args.action != "up" and args.timeout is not None:
@@ -68,8 +68,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     guests = [g for g in kept.listing() if wanted is None or g["series"] in wanted]
     if args.json:
-        import json
-
         print(json.dumps(guests, indent=2))
         return 0
     if not guests:
@@ -82,9 +80,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _up(series: str, timeout: float | None) -> int:
-    from harness.cli.progress import terminal_progress
-    from harness.lanes import up as kept
-
     with terminal_progress() as progress:
         state = kept.up(series, progress, **({"timeout": timeout} if timeout else {}))
     for warning in state.get("warnings", []):

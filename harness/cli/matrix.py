@@ -17,7 +17,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from harness.api.matrix import MATRIX_COLUMNS, matrix
 from harness.cli.options import add_bpftrace_argument, at_least, duration
+from harness.cli.progress import terminal_progress
+from harness.host.bpftrace_versions import split_names
 
 EXAMPLES = """examples:
   harness matrix ktrace --kernels 6.1,6.12,host   # one .bpf.o per attach type
@@ -43,10 +46,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.api.matrix import matrix
-    from harness.cli.progress import terminal_progress
-    from harness.host.bpftrace_versions import split_names
-
     with terminal_progress(args.quiet) as progress:  # each guest's boot, each crosscheck
         m = matrix(
             args.name,
@@ -78,8 +77,6 @@ def _kernels(rows: list[dict[str, object]], attach: str) -> str:
 
 
 def _print(rows: list[dict[str, object]]) -> None:
-    from harness.api.matrix import MATRIX_COLUMNS
-
     shown = [c for c in MATRIX_COLUMNS if c not in ("kernel_series", "bpf_obj_sha256", "error")]
     widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in shown}
     print("  ".join(c.ljust(widths[c]) for c in shown))

@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable
 
 from harness.errors import UsageError
+from harness.host.bpftrace_versions import resolve
 
 _DURATION = re.compile(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?\d+)?)\s*(us|ms|s|m|h)?\s*\Z")
 _UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -72,6 +73,4 @@ def prepare_bpftrace(args: argparse.Namespace) -> None:
         raise UsageError("--bpftrace is empty",
                          "name a release (system, 0.17, 0.27, latest), or drop --bpftrace")
     if getattr(args, "bpftrace", None):
-        from harness.host.bpftrace_versions import resolve
-
         resolve(args.bpftrace)

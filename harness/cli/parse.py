@@ -10,7 +10,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.cli.options import at_least
-from harness.errors import UsageError
+from harness.errors import HarnessError, UsageError
+from harness.output.printed import check_frames, printed
+from harness.report.record import ParseRecord, read_record
+from harness.report.rundir import check_writable, rewrite_meta, write_run_dir, written_or_kept
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -58,9 +61,6 @@ def _program(path: Path, given: Path | None) -> tuple[str | None, str]:
     shaped like an entry is then read as one)."""
     if given is not None:
         return _read(given, "give --program a readable bpftrace program file"), str(given)
-    from harness.errors import HarnessError
-    from harness.report.record import read_record
-
     try:
         record = read_record(path.parent)
     except HarnessError:
@@ -72,9 +72,6 @@ def _program(path: Path, given: Path | None) -> tuple[str | None, str]:
 def run(args: argparse.Namespace) -> int:
     from harness.output.frames import to_frames
     from harness.output.parse import parse_json, parse_text
-    from harness.output.printed import check_frames, printed
-    from harness.report.record import ParseRecord
-    from harness.report.rundir import check_writable, rewrite_meta, write_run_dir, written_or_kept
     from harness.report.totals import check_run_dir
 
     path: Path = args.file

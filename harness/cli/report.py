@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from harness.api.report import write_report
+
 EXAMPLES = """examples:
   harness report results/run-20260101T000000Z    # re-draw a run's summary, plots, flame graphs
   harness report results/bench --out /tmp/bench-report   # a folder of CSVs: report elsewhere
@@ -25,8 +27,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.api.report import write_report
-
     for path in write_report(args.run_dir, out=args.out):
         print(path)
     return 0

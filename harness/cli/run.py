@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.api.again import again
+from harness.api.fleet import fleet
+from harness.api.planner import with_twin
+from harness.api.trace import plan, trace
+from harness.cli import hosts
+from harness.cli.hosts import add_fleet_arguments
 from harness.cli.options import (
     add_bpftrace_argument,
     add_lane_argument,
@@ -17,7 +24,9 @@ from harness.cli.options import (
     duration,
     prepare_bpftrace,
 )
+from harness.cli.progress import terminal_progress
 from harness.errors import UsageError
+from harness.spec.options import SpecOptions, add_flags
 
 if TYPE_CHECKING:
     from harness.spec.plan import Plan
@@ -36,8 +45,6 @@ EXAMPLES = """examples:
 """
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from harness.spec.options import add_flags
-
     parser.add_argument(
         "target", nargs="?",
         help="a catalog name (ktrace, syscalls, profile, offcpu), a probe such as "
@@ -79,8 +86,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="replace the contents of a non-empty --out that is not a run of this target",
     )
     add_flags(parser)
-    from harness.cli.hosts import add_fleet_arguments
-
     add_fleet_arguments(parser)
 
 
@@ -97,8 +102,6 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
 
 def dry_run(args: argparse.Namespace, planner: Callable[..., Plan], target: str) -> int:
     """`--dry-run`: what `planner` (harness.plan or plan_crosscheck) says would run, printed."""
-    from harness.cli.progress import terminal_progress
-
     with terminal_progress(args.quiet) as progress:
         chosen = planner(target, lane=args.lane, progress=progress, **asked(args))
     print_plan(chosen)
@@ -108,8 +111,6 @@ def dry_run(args: argparse.Namespace, planner: Callable[..., Plan], target: str)
 def print_plan(chosen: Plan) -> None:
     """The attach choice and why, the release, the workload, the program as it runs, and the
     twin's C or why there is none."""
-    import shlex
-
     from harness.spec.codegen import WORKLOAD_PID
 
     print(f"attach: {chosen.attach} ({chosen.reason})")
@@ -130,8 +131,6 @@ def print_plan(chosen: Plan) -> None:
 
 def given_spec_options(args: argparse.Namespace) -> dict[str, Any]:
     """The spec flags the user actually gave, as keywords for `harness.trace`."""
-    from harness.spec.options import SpecOptions
-
     return SpecOptions.from_namespace(args).given()
 
 
@@ -201,18 +200,10 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.again is None and args.target is None:
         raise UsageError("no target", "give a catalog name, a probe or a program, or --again DIR")
-    from harness.cli import hosts
-
     on_fleet = hosts.wanted(args)
     prepare_bpftrace(args)
-    from harness.api.again import again
-    from harness.api.planner import with_twin
-    from harness.api.trace import plan, trace
-
     if args.workload is not None and not args.workload.strip():
         raise UsageError("--workload is empty", "pass a command, e.g. --workload 'ping -c1 ::1'")
-    from harness.cli.progress import terminal_progress
-
     if args.dry_run and args.again is not None:
         raise UsageError(
             f"--dry-run plans a new run; the program --again would run is in {args.again}/run.json",
@@ -279,9 +270,6 @@ def run(args: argparse.Namespace) -> int:
 def _run_fleet(args: argparse.Namespace) -> int:
     """`harness run TARGET --hosts ...`: a line per host as it ends, then per host what ran,
     then each map over the fleet (a `host` column first); exit 0 only when every host ran."""
-    from harness.api.fleet import fleet
-    from harness.cli import hosts
-    from harness.cli.progress import terminal_progress
     from harness.cli.tables import counts_line, render, say_warnings
 
     with terminal_progress(args.quiet) as progress:

@@ -7,7 +7,10 @@ buckets and earlier printings are counted in a note under the table.
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
+
+from tabulate import tabulate
 
 from harness.output.columns import as_columns
 from harness.report.plots import HIST_COLUMNS, bucket_label
@@ -84,8 +87,6 @@ def render(
          for v in (shown[c][i] for c in shown)]
         for i in order
     ]
-    from tabulate import tabulate
-
     table = tabulate(cells, headers=list(shown), tablefmt="simple", disable_numparse=True)
     return table + "".join(f"\n{n}" for n in notes)
 
@@ -108,8 +109,6 @@ def counts_line(counts: dict[str, int]) -> str:
 
 def say_warnings(command: str, warnings: list[str], unparsed: int, most: int = 10) -> None:
     """The parser's warnings on stderr (each names its line); unread lines said first."""
-    import sys
-
     if unparsed:
         print(f"harness {command}: {unparsed} line(s) of bpftrace output were not read "
               "into a map or the printed lines; see the warnings", file=sys.stderr)

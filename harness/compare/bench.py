@@ -45,8 +45,11 @@ from typing import IO
 
 from harness.compare import stats
 from harness.errors import HarnessError
-from harness.host.bpfstats import ProgramCounters, ProgramRun
+from harness.host import bpfstats
+from harness.host.bpfstats import ProgramCounters, ProgramRun, stats_enabled
+from harness.host.capabilities import capabilities
 from harness.host.lifetime import reap, spawn
+from harness.host.runner import perf_event_fds
 from harness.paths import CHECKOUT
 
 MODES = (
@@ -321,8 +324,6 @@ def _stop_tracer(proc: subprocess.Popen[str], timeout: float) -> int | None:
     VmHWM belongs to the exec'd image alone; rusage's ru_maxrss would also count the Python
     parent the child was forked from, before exec.
     """
-    from harness.host.runner import perf_event_fds
-
     peak = _peak_rss_kib(proc.pid)
     probes = perf_event_fds(proc.pid)
     proc.send_signal(signal.SIGINT)
@@ -426,8 +427,6 @@ def _traced_run(
     """Start the workload, attach each tracer to its pid, let the workload run, stop the
     tracers: a sample per tracer (its mode with `prefix`), each with its attach time, peak RSS
     and, with `kernel_stats`, what each of its programs did during the workload."""
-    from harness.host import bpfstats
-
     proc, pid = _start_workload(workload)
     with contextlib.ExitStack() as stack:
         stack.callback(_end_workload, proc)
@@ -490,8 +489,6 @@ def run_rounds(
     rounds and `plan.rounds` kept ones, rounds are added until the headline ratio is narrow
     enough (compare.stats.narrow_enough) or `plan.max_rounds` is reached. BPF run-time
     statistics are on for the whole of it with `plan.kernel_stats`."""
-    from harness.host.bpfstats import stats_enabled
-
     samples: list[Sample] = []
     round_no = -plan.warmup
     try:
@@ -610,8 +607,6 @@ def cpu_model() -> str:
 
 def environment() -> dict[str, str]:
     """Machine and tool identity stamped on every CSV row (versions from host.capabilities)."""
-    from harness.host.capabilities import capabilities
-
     caps = capabilities()
     return {
         "kernel": caps.kernel,

@@ -8,6 +8,8 @@ seen at udp_send_skb or its tracepoint equivalent), also run by the libbpf CO-RE
 
 from __future__ import annotations
 
+import csv
+import hashlib
 import os
 import shutil
 import sys
@@ -17,7 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.compare.bench import Tracer, Workload
+from harness.compare.crosscheck import twin_build, twin_program
 from harness.errors import UsageError
+from harness.host.bpftrace_versions import resolve
+from harness.host.symbols import probe_symbol
 from harness.paths import workload
 
 if TYPE_CHECKING:
@@ -46,8 +51,6 @@ def write_sources(sources: Mapping[str, str], out_dir: Path) -> dict[str, Path]:
     (`sources/<sha256:16><suffix>`): the same program measured by many benches (a twin under
     two bpftrace releases, on two guests) is one file, and each bench's CSV names the file of
     every mode's program."""
-    import hashlib
-
     written: dict[str, Path] = {}
     for mode, text in sources.items():
         digest = hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -111,7 +114,6 @@ def spec_bpftrace_tracer(
 ) -> tuple[Tracer, str]:
     """bpftrace running the program generated from `spec` (pid-filtered); also its text.
     `release` names the bpftrace to run (harness.host.bpftrace_versions; None: the system's)."""
-    from harness.host.bpftrace_versions import resolve
     from harness.spec import codegen
 
     if release is None:
@@ -147,7 +149,6 @@ def spec_libbpf_tracer(
     """The generic loader running the twin generated from `spec`; also the twin's C text.
     Stopped by SIGINT like bpftrace (the bench driver gives tracers no control pipe).
     `kallsyms` reads the symbol table of the kernel it runs on (a lane's), to name its stacks."""
-    from harness.compare.crosscheck import twin_build, twin_program
     from harness.twin.generic import parse_dump, twin_frames
 
     twin = twin_program(spec)
@@ -178,7 +179,6 @@ def spec_floor_tracer(
 ) -> tuple[Tracer, str]:
     """The floor: an empty program generated for `spec`'s attach point, run by the generic
     loader like the twin; it counts nothing. Also its C text."""
-    from harness.compare.crosscheck import twin_build
     from harness.spec.codegen_c import generate_floor_c
 
     floor = generate_floor_c(spec, symbol=symbol)
@@ -308,8 +308,6 @@ def build(
             f"{name} has no {attach} equivalent", "use one of: " + ", ".join(entry.equivalents)
         )
     notes = [f"- attach type: {attach} ({reason})."]
-    from harness.host.symbols import probe_symbol
-
     # The traceable name (a clone such as udp_send_skb.isra.0), resolved once for both tracers.
     spec = replace(entry.equivalents[attach], workload_pid=True)
     symbol = probe_symbol(spec, machine.kallsyms)
@@ -362,8 +360,6 @@ def _spec_case(
 ) -> Case:
     """A probe line as a benchmark: its first count-like map counts the events; the workload is
     the getppid() loop for syscall tracepoints and uprobes, UDP sends otherwise."""
-    from harness.host.symbols import probe_symbol
-
     machine.capabilities()  # the lane ready to trace (the host mounts tracefs if missing)
     counted = next((a for a in spec.aggs if a.func in COUNTABLE), None)
     if counted is None:
@@ -401,8 +397,6 @@ def notes(case: Case, out_dir: Path) -> list[str]:
 
 def _last_row(path: Path) -> str:
     """`; latest: k=v, ...` from a CSV's last row, so the summary quotes the figures it cites."""
-    import csv
-
     try:
         with path.open(newline="") as fh:
             rows = list(csv.DictReader(fh))

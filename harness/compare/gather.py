@@ -17,7 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.errors import HarnessError
+from harness.errors import CrosscheckError, HarnessError
+from harness.host.lifetime import shielded
+from harness.host.runner import BpftraceProcess, Interrupted, raise_if_asked
+from harness.host.workload import GatedWorkload
 
 if TYPE_CHECKING:
     from harness.host.runner import Capture
@@ -67,10 +70,6 @@ def gather(
     (the workload's pid filters both). `stop_check` stops it from another thread as Ctrl-C
     does in its own (harness.host.runner.capture_bpftrace); `on_spawn` is called once bpftrace
     runs."""
-    from harness.errors import CrosscheckError
-    from harness.host.lifetime import shielded
-    from harness.host.runner import BpftraceProcess, Interrupted, raise_if_asked
-    from harness.host.workload import GatedWorkload
     from harness.twin.generic import TwinLoader
 
     asked = stop_check or (lambda: None)

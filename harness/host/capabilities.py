@@ -13,11 +13,13 @@ import re
 import shutil
 import subprocess
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.paths import cache_home
 
 TRACEFS = Path("/sys/kernel/tracing")
 DEBUGFS = Path("/sys/kernel/debug")
@@ -210,8 +212,6 @@ TOOL_COMMANDS = {
 def _probe_tools() -> dict[str, Any]:
     """`bpftrace --info` and every tool's version, queried side by side (~0.3 s idle, more
     under load: bpftrace --info probes kernel features)."""
-    from concurrent.futures import ThreadPoolExecutor
-
     with ThreadPoolExecutor(max_workers=len(TOOL_COMMANDS) + 1) as pool:
         info_future = pool.submit(bpftrace_info)
         versions = {name: pool.submit(_first_line, argv) for name, argv in TOOL_COMMANDS.items()}
@@ -244,8 +244,6 @@ def _tool_answers() -> dict[str, Any]:
     `harness run` needs the answers before bpftrace starts, and re-asking costs 0.3-0.8 s per
     run; a new boot, kernel or tool binary invalidates the cache.
     """
-    from harness.paths import cache_home
-
     path = cache_home() / "capabilities.json"
     key = _cache_key()
     try:

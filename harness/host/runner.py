@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pexpect
 
 from harness.errors import HarnessError
+from harness.host.capabilities import missing_bpf_privileges
 from harness.host.lifetime import die_with_parent, shielded, watchdog
 from harness.host.workload import CAPTURE_KEEP, GatedWorkload
 
@@ -394,8 +395,6 @@ class BpftraceProcess:
 
     def start(self) -> None:
         """Spawn bpftrace; the program goes on the command line so errors name `stdin:L:C`."""
-        from harness.host.capabilities import missing_bpf_privileges
-
         why_not = missing_bpf_privileges()
         if why_not:
             raise NotRoot(

@@ -12,6 +12,8 @@ any file mapping (JIT code, garbage from code built without frame pointers) stay
 from __future__ import annotations
 
 import bisect
+import ctypes
+import ctypes.util
 import functools
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -165,8 +167,7 @@ def name(address: int, maps: list[Mapping]) -> str | None:
 def _cxa_demangle() -> Any:
     """libstdc++'s demangler and libc's free, as bpftrace names C++ (and legacy Rust) frames;
     None where libstdc++ cannot be loaded."""
-    import ctypes
-    import ctypes.util
+
 
     try:
         cxx = ctypes.CDLL(ctypes.util.find_library("stdc++") or "libstdc++.so.6")
@@ -188,8 +189,6 @@ def demangle(symbol: str) -> str:
     tools = _cxa_demangle() if symbol.startswith("_Z") else None
     if tools is None:
         return symbol
-    import ctypes
-
     demangler, free = tools
     status = ctypes.c_int(1)
     out = demangler(symbol.encode(), None, None, ctypes.byref(status))

@@ -29,11 +29,17 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import ctypes
+import hmac
+import importlib
+import json
 import os
 import platform
 import queue
 import shutil
 import signal
+import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -43,8 +49,18 @@ from pathlib import Path
 from typing import IO, Any
 
 from harness.compare.gather import Gathered, GatherRequest, gather
+from harness.host import workload
+from harness.host.capabilities import (
+    BTF,
+    kprobes_built_in,
+    lockdown_mode,
+    missing_bpf_privileges,
+    mount_tracefs,
+    tracefs_root,
+)
 from harness.host.runner import RunRequest
 from harness.lanes import protocol, wire
+from harness.lanes.aot import write_wrapper
 from harness.lanes.protocol import BenchRequest
 
 BEAT_TIMEOUT = 30.0  # seconds without a heartbeat after which the harness counts as gone
@@ -71,15 +87,6 @@ def _tool(name: str) -> dict[str, Any] | None:
 
 def kernel_facts() -> dict[str, Any]:
     """What the harness needs to know of this machine before it writes a program."""
-    from harness.host.capabilities import (
-        BTF,
-        kprobes_built_in,
-        lockdown_mode,
-        missing_bpf_privileges,
-        mount_tracefs,
-        tracefs_root,
-    )
-
     mounted = mount_tracefs() if os.geteuid() == 0 else []
     uname = os.uname()
     return {
@@ -239,8 +246,6 @@ class Agent:
             except OSError:
                 return {"text": None}
         if op == "btf":
-            from harness.host.capabilities import BTF
-
             return {"data": base64.b64encode(BTF.read_bytes()).decode()}
         if op == "put":
             path = self.workdir / req["name"]
@@ -260,8 +265,6 @@ class Agent:
     def run(self, n: int, req: RunRequest) -> protocol.RunAnswer:
         bpftrace = None
         if req.aot:  # a program compiled by the harness runs with bpftrace-aotrt
-            from harness.lanes.aot import write_wrapper
-
             self.keep_compiled(n, req.compiled)
             bpftrace = write_wrapper(str(self.workdir / f"run-{n}.sh"),
                                      str(self.compiled_path(n)), req.marker, req.bpftrace)
@@ -301,8 +304,6 @@ def _shipped_workload(args: list[str]) -> bool:
 
 
 def _version_line(tool: str) -> str | None:
-    import subprocess
-
     path = shutil.which(tool)
     if path is None:
         return None
@@ -316,8 +317,6 @@ def _prepare() -> None:
     """What every session needs in this process: workload gates forked from here
     (harness.host.workload.ForkedGate: no Python started per run), and the code on PYTHONPATH
     (the shipped workloads may be named by module: `python3 -m harness.workloads.udp_send`)."""
-    from harness.host import workload
-
     workload.FORK_GATE = True
     code = str(Path(__file__).resolve().parent.parent.parent)
     if code not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
@@ -376,8 +375,6 @@ class SymbolCopies:
             self.pinned = f"kallsyms read live: {err}"
 
     def _pin_kallsyms(self) -> None:
-        import ctypes
-
         libc = ctypes.CDLL(None, use_errno=True)
 
         def check(result: int, what: str) -> None:
@@ -397,8 +394,6 @@ class SymbolCopies:
 
     def refresh(self) -> None:
         """Copy the lists again when the modules changed since the last copy (or never)."""
-        from harness.host.capabilities import tracefs_root
-
         try:
             modules = Path("/proc/modules").read_text()
         except OSError:  # a kernel built without modules
@@ -421,8 +416,6 @@ class SymbolCopies:
 def start_resident(token: str, code: Path, wait: float = 120.0) -> dict[str, Any]:
     """Start the resident agent (in a session of its own, so it outlives this one) with the
     secret `token`; its pid and port once it listens."""
-    import subprocess
-
     where = Path(tempfile.mkdtemp(prefix="ktrace-resident-"))
     port_file = where / "port"
     log = open(where / "log", "ab")  # noqa: SIM115 (the resident keeps it)
@@ -446,11 +439,6 @@ def start_resident(token: str, code: Path, wait: float = 120.0) -> dict[str, Any
 def resident(port_file: str) -> None:
     """Listen on a free port of 127.0.0.1 (written to `port_file` once listening); serve each
     connection that names the secret in a fork (the modules a run needs imported once, here)."""
-    import hmac
-    import importlib
-    import json
-    import socket
-
     token = os.environ.pop("KTRACE_RESIDENT_TOKEN", "")
     _prepare()
     for name in RESIDENT_WARM:

@@ -33,13 +33,18 @@ Both ends use this module: the agent (standard library only) writes the wrapper.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from harness.host.capabilities import tracefs_root
 
 if TYPE_CHECKING:  # the remote's python (any 3.x with the agent) never evaluates this
     from collections.abc import Callable
@@ -76,8 +81,6 @@ class Compiled:
 
 def compile_program(program: str, marker: str, bpftrace: str = "bpftrace") -> Compiled:
     """`bpftrace --aot` of the program plus its stop probe, with the given local bpftrace."""
-    import time
-
     text = with_stop_probe(program, marker)
     workdir = tempfile.mkdtemp(prefix="ktrace-aot-")
     out = os.path.join(workdir, "program.aot")
@@ -128,8 +131,6 @@ exit $status
 
 def write_wrapper(path: str, compiled: str, marker: str, bpftrace: str = "bpftrace") -> str:
     """The remote's bpftrace command for one run that may arrive compiled (at `compiled`)."""
-    import shlex
-
     with open(path, "w") as fh:
         fh.write(WRAPPER.format(compiled=shlex.quote(compiled), pid=stop_pid(marker),
                                 bpftrace=shlex.quote(bpftrace), runtime=AOT_RUNTIME))
@@ -176,8 +177,6 @@ class AotRun:
         self.notes: list[str] = []
 
     def _formats_differ(self, text: str) -> str:
-        from harness.host.capabilities import tracefs_root
-
         root = tracefs_root()
         for rel in format_files(text, self.marker):
             try:
@@ -193,8 +192,6 @@ class AotRun:
 
     def answer(self, text: str, pid: int | None = None) -> dict[str, Any]:
         """What goes to the agent for `text`, the program for workload `pid`."""
-        import base64
-
         why = self._formats_differ(text)
         self.compiled = compile_program(text, self.marker, self.local) if not why else \
             Compiled(None, why)

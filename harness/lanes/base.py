@@ -19,6 +19,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from harness.compare.bench import run_rounds
+from harness.compare.gather import gather
+from harness.host.capabilities import capabilities, mount_tracefs
+from harness.host.parsed import parse_capture, warm_parser
+from harness.host.symbols import kallsyms
+from harness.lanes.protocol import run
 from harness.progress import Progress, silent
 
 if TYPE_CHECKING:
@@ -97,38 +103,26 @@ class HostLane(Lane):
         return self.interrupted
 
     def capabilities(self, progress: Progress = silent) -> Capabilities:
-        from harness.host.capabilities import capabilities, mount_tracefs
-
         mount_tracefs()
         return capabilities()
 
     def kallsyms(self) -> Kallsyms:
-        from harness.host.symbols import kallsyms
-
         return kallsyms()
 
     def run_bpftrace(self, program: ProgramSource, req: RunRequest, *, progress: Progress = silent,
                      on_progress: Ticks = None) -> RunResult:
-        from harness.host.parsed import parse_capture, warm_parser
-        from harness.lanes.protocol import run
-
         capture = run(program, req, on_progress=on_progress, stop_check=self._asked,
                       on_spawn=warm_parser)
         return parse_capture(capture, req.marker)
 
     def gather(self, program_for: Callable[[int], str], req: GatherRequest, *,
                progress: Progress = silent) -> Gathered:
-        from harness.compare.gather import gather
-        from harness.host.parsed import parse_capture, warm_parser
-
         got = gather(program_for, req, self._asked, warm_parser)
         got.bpftrace = parse_capture(got.bpftrace, req.marker)
         return got
 
     def bench(self, workload: Workload, tracers: Sequence[Tracer], plan: Rounds,
               on_sample: OnSample = None, *, progress: Progress = silent) -> list[Sample]:
-        from harness.compare.bench import run_rounds
-
         return run_rounds(workload, tracers, plan, on_sample)
 
 

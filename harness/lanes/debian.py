@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,8 +71,6 @@ def _run(argv: list[str], cwd: Path | None = None) -> str:
 def _download(argv: list[str], debs: Path, total: int | None, what: str,
               progress: Progress) -> None:
     """`apt-get download` into `debs`, reporting the bytes that have landed there so far."""
-    import time
-
     proc = subprocess.Popen(argv, cwd=debs, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     while proc.poll() is None:

@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from harness.compare.gather import Gathered, GatherRequest
+from harness.host.capabilities import capabilities
 from harness.host.parsed import parse_capture
 from harness.host.runner import Capture, Interrupted, RunRequest, RunResult
 from harness.lanes import wire
@@ -119,7 +120,5 @@ def capabilities_of(facts: dict[str, Any], bpftrace: str | None, kvm: bool) -> C
     """A machine's capabilities: its kernel's facts as its agent sent them, its bpftrace, and
     this machine's tools. kfunc is not probed there (bpftrace --info loads LLVM: a minute
     under TCG)."""
-    from harness.host.capabilities import capabilities
-
     own = {name: facts[name] for name in KERNEL_FACTS}
     return replace(capabilities(), **own, kfunc=False, bpftrace=bpftrace, kvm=kvm)

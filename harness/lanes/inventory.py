@@ -13,6 +13,7 @@ bare ssh destination, which means `ssh:` + it. Pure: nothing here connects anywh
 from __future__ import annotations
 
 import re
+import shlex
 import string
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -137,8 +138,6 @@ def _with_vars(name: str, variables: Mapping[str, Any]) -> Member:
 
 def _ini(text: str, where: str) -> list[Member]:
     """Plain host lines, or Ansible INI: `[group]` sections of `host key=value ...` lines."""
-    import shlex
-
     members: list[Member] = []
     known: set[str] = set()
     section = ""

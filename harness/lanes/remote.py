@@ -25,37 +25,48 @@ import collections
 import contextlib
 import hashlib
 import io
+import json
 import os
 import queue
 import re
 import shlex
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tarfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pexpect
+import ptyprocess
+
 from harness.errors import HarnessError
+from harness.host.bpftrace_versions import SYSTEM, Bpftrace
+from harness.host.capabilities import capabilities
 from harness.host.lifetime import reap, spawn
+from harness.host.runner import Interrupted
+from harness.host.symbols import Kallsyms
 from harness.lanes import wire
 from harness.lanes.agent import PACKAGE, PYTHON
+from harness.lanes.aot import LITTLE_ENDIAN_ARCHES, AotRun, format_files
 from harness.lanes.base import ProgramSource
+from harness.lanes.btf import Btf
 from harness.lanes.elsewhere import Asked, ElsewhereLane, capabilities_of
 from harness.paths import PACKAGE as PACKAGE_DIR
 from harness.paths import cache_home
 from harness.progress import Progress, silent
+from harness.spec.plan import Programs
 
 if TYPE_CHECKING:
-    from harness.host.bpftrace_versions import Bpftrace
     from harness.host.capabilities import Capabilities
     from harness.host.runner import RunRequest, RunResult
-    from harness.host.symbols import Kallsyms
-    from harness.lanes.btf import Btf
 
 BEAT_S = 2.0  # heartbeat period; the agent gives up after KTRACE_LANE_BEAT_TIMEOUT without one
 REMOTE_MIN_TIMEOUT = 300.0  # a TCG guest's bpftrace spends tens of seconds before it attaches
@@ -72,9 +83,6 @@ class RemoteError(HarnessError):
 def _payload_files() -> list[tuple[str, Path]]:
     """(archive name, file) for the agent's code: the harness package (Python and the
     workloads' C sources) and pexpect with ptyprocess, its one dependency."""
-    import pexpect
-    import ptyprocess
-
     files: list[tuple[str, Path]] = []
     for root in (PACKAGE_DIR, Path(pexpect.__file__).parent, Path(ptyprocess.__file__).parent):
         for path in sorted(root.rglob("*")):
@@ -167,9 +175,6 @@ sys.exit(main([beat, session]))
 def session_tag() -> str:
     """A name for one agent session, exported to everything it starts (KTRACE_LANE_SESSION):
     this machine, this process, and a nonce, so the remote's processes can be told apart."""
-    import socket
-    import uuid
-
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
@@ -297,8 +302,6 @@ class Connection:
         self._n += 1
         n = req["id"] = self._n
         if self.interrupted is not None and req["op"] in ("run", "gather", "bench"):
-            from harness.host.runner import Interrupted
-
             raise Interrupted(self.interrupted)  # stopped before it started: nothing to keep
         self.in_flight = True
         t0 = time.monotonic()
@@ -569,8 +572,6 @@ class RemoteLane(ElsewhereLane):
     def tool_version(self, tool: str) -> str | None:
         """A remote tool's version line, cached here by the binary's path, size and mtime (the
         same binary answers the same anywhere: a VM guest's bpftrace is the host's file)."""
-        import json
-
         ident = self.facts.get(tool)
         if ident is None:
             return None
@@ -594,8 +595,6 @@ class RemoteLane(ElsewhereLane):
     def bpftrace(self, tracer: Bpftrace) -> Bpftrace:
         """The release that runs here: the remote's own bpftrace for the system choice (codegen
         writes for its version); another release only where its root is visible (a guest)."""
-        from harness.host.bpftrace_versions import SYSTEM, Bpftrace
-
         if tracer.name != SYSTEM:
             return tracer
         self.start()
@@ -605,8 +604,6 @@ class RemoteLane(ElsewhereLane):
 
     def kallsyms(self) -> Kallsyms:
         """The remote kernel's symbols, cached here by its boot id (a reboot moves them)."""
-        from harness.host.symbols import Kallsyms
-
         if self._kallsyms is None:
             self.start()
             boot = str(self.facts.get("boot_id") or "")
@@ -645,9 +642,6 @@ class RemoteLane(ElsewhereLane):
         """How this run's program is compiled here for the remote's bpftrace-aotrt
         (harness.lanes.aot.AotRun), or None: the remote has no bpftrace-aotrt, runs another
         release than its own bpftrace, no bpftrace here is its version, or KTRACE_AOT=0."""
-        from harness.lanes.aot import LITTLE_ENDIAN_ARCHES, AotRun, format_files
-        from harness.spec.plan import Programs
-
         wanted = os.environ.get("KTRACE_AOT", "guests")
         if wanted == "0" or (wanted != "1" and not self.aot_by_default) or bpftrace != "bpftrace":
             return None
@@ -674,8 +668,6 @@ class RemoteLane(ElsewhereLane):
 
     def btf(self) -> Btf:
         """The remote kernel's BTF, cached here by its release and build (uname -r, -v)."""
-        from harness.lanes.btf import Btf
-
         if self._btf is None:
             self.start()
             build = f"{self.facts.get('kernel')}\0{self.facts.get('kernel_version')}"
@@ -722,8 +714,6 @@ def _kept(cache: Path | None, fetch: Callable[[], bytes]) -> bytes:
 
 def _local_version(tool: str, ident: dict[str, Any]) -> str | None:
     """The version line of the very same binary here (same path, size and mtime), if any."""
-    import shutil
-
     path = shutil.which(tool)
     if path is None or path != ident.get("path"):
         return None
@@ -731,8 +721,6 @@ def _local_version(tool: str, ident: dict[str, Any]) -> str | None:
     if (st.st_size, int(st.st_mtime)) != (ident.get("size"), ident.get("mtime")):
         return None
     if tool == "bpftrace":
-        from harness.host.capabilities import capabilities
-
         return capabilities().bpftrace
     return None
 
@@ -740,8 +728,6 @@ def _local_version(tool: str, ident: dict[str, Any]) -> str | None:
 def _local_same_bpftrace(version: str | None) -> str | None:
     """The bpftrace here when its version line is exactly the remote's (it compiles for it);
     None otherwise (a remote on another release runs its own bpftrace)."""
-    from harness.host.capabilities import capabilities
-
     return "bpftrace" if version and capabilities().bpftrace == version else None
 
 

@@ -29,6 +29,7 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import shlex
 import shutil
 import signal
@@ -42,10 +43,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
+from harness.host.lifetime import watchdog
+from harness.lanes.debian import fetch
 from harness.lanes.remote import RemoteError, SSHLane
 from harness.lanes.vm import VM_MIN_TIMEOUT, VMError, _env, _vng, accel_choice
 from harness.paths import cache_home, locked
 from harness.progress import Progress, silent
+from harness.workloads.native import native_argv
 
 if TYPE_CHECKING:
     from harness.compare.gather import Gathered, GatherRequest
@@ -222,8 +226,6 @@ def _start_resident(series: str, state: dict[str, Any]) -> dict[str, Any]:
     """The guest's resident agent (harness.lanes.agent.resident), started through an ordinary
     session; what the lane needs to reach it (state.json is root's only), or why there is
     none (runs then start an agent each)."""
-    import secrets
-
     from harness.lanes.remote import payload
 
     lane = GuestLane(series, {**state, "state": "up"})
@@ -283,8 +285,6 @@ def _free_port() -> int:
 def up(series: str, progress: Progress = silent, timeout: float = UP_TIMEOUT) -> dict[str, Any]:
     """Boot guest vm:SERIES and leave it running; returns its state (the one already up when
     there is one). A boot that fails or is interrupted leaves nothing behind."""
-    from harness.lanes.debian import fetch
-
     with locked(up_root() / f"vm-{series}.lock"):  # one up/down of a series at a time
         state = read_state(series)
         if state is not None and condition(state) == "up":
@@ -312,8 +312,6 @@ def up(series: str, progress: Progress = silent, timeout: float = UP_TIMEOUT) ->
             "--name", alias(series), "--ssh", str(port), "--ssh-tcp",
             "--rwdir", str(d / "rw"), "--verbose", "--exec", str(keep),
         ]  # fmt: skip
-        from harness.host.lifetime import watchdog
-
         t0 = time.monotonic()
         with open(d / "console.log", "wb") as console:
             proc = subprocess.Popen(
@@ -496,8 +494,6 @@ class GuestLane(SSHLane):
     # -- the workload: the C twin of a shipped Python one, built here (the guest shares this
     # machine's root filesystem and its libraries) --
     def _native(self, argv: Sequence[str] | None) -> tuple[list[str] | None, str]:
-        from harness.workloads.native import native_argv
-
         given = list(argv) if argv is not None else None
         # KTRACE_NATIVE_WORKLOAD=0: the Python workload as given (benchmarks compare the two)
         wanted = os.environ.get("KTRACE_NATIVE_WORKLOAD", "1") != "0"

@@ -17,13 +17,16 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
+from harness.host.capabilities import capabilities
 from harness.host.lifetime import reap, shielded, spawn, temporary_path, watchdog
 from harness.host.runner import Interrupted, raise_if_asked
+from harness.host.symbols import Kallsyms
 from harness.lanes import wire
 from harness.lanes.debian import KernelImage, fetch
 from harness.lanes.elsewhere import Asked, ElsewhereLane, capabilities_of
@@ -32,7 +35,6 @@ from harness.progress import Progress, silent
 
 if TYPE_CHECKING:
     from harness.host.capabilities import Capabilities
-    from harness.host.symbols import Kallsyms
 
 DEFAULT_SERIES = "6.1"
 KVM_PROBE_TIMEOUT = 25.0
@@ -143,8 +145,6 @@ class _Reader:
     """Drain the guest console in a thread so qemu never blocks on a full pipe."""
 
     def __init__(self, proc: subprocess.Popen[str], chunks: list[str]) -> None:
-        import threading
-
         assert proc.stdout is not None
         stream = proc.stdout
         self.thread = threading.Thread(target=lambda: chunks.extend(stream), daemon=True)
@@ -432,15 +432,11 @@ class VMLane(ElsewhereLane):
 
     # -- the Lane interface (run_bpftrace, gather, bench: ElsewhereLane's) --
     def capabilities(self, progress: Progress = silent) -> Capabilities:
-        from harness.host.capabilities import capabilities
-
         self.start(progress)
         # The guest runs the host's binaries over the shared root.
         return capabilities_of(self.facts, capabilities().bpftrace, kvm=self.accel == "kvm")
 
     def kallsyms(self) -> Kallsyms:
-        from harness.host.symbols import Kallsyms
-
         if self._kallsyms is None:
             path = Path(self._call({"op": "kallsyms"})["path"])
             self._kallsyms = Kallsyms(path.read_text())

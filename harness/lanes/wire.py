@@ -11,12 +11,14 @@ dependencies.
 
 from __future__ import annotations
 
+import collections.abc as abc
 import contextlib
 import dataclasses
 import functools
 import importlib
 import json
 import sys
+import traceback
 import types
 import typing
 from collections.abc import Mapping
@@ -90,14 +92,10 @@ def decode(tp: Any, data: Any, names: Mapping[str, Any] | None = None) -> Any:
 
 
 def _is_sequence(origin: Any) -> bool:
-    import collections.abc as abc
-
     return isinstance(origin, type) and issubclass(origin, abc.Sequence) and origin is not str
 
 
 def _is_mapping(origin: Any) -> bool:
-    import collections.abc as abc
-
     return isinstance(origin, type) and issubclass(origin, abc.Mapping)
 
 
@@ -125,8 +123,6 @@ def field_types(cls: type, names: tuple[tuple[str, Any], ...] = ()) -> dict[str,
 def error_dict(err: BaseException) -> dict[str, Any]:
     """An error as data: its class (to rebuild it typed), cause and fix, and for an unexpected
     one the end of its traceback."""
-    import traceback
-
     data: dict[str, Any] = {
         "module": type(err).__module__,
         "type": type(err).__name__,

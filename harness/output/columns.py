@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from harness.errors import UsageError
 from harness.output.model import Key, KeyPart, MapPrint, Output, Stack
 from harness.output.stacks import stack_kind, stack_names
 
@@ -112,8 +113,6 @@ def _key_columns(mp: MapPrint, names: Sequence[str] | None
     arity = len(names) if names is not None else min((len(k) for k in keys), default=0)
     if names is not None and keys and (min(map(len, keys)) < arity
                                        or (arity == 0 and max(map(len, keys)) > 0)):
-        from harness.errors import UsageError
-
         raise UsageError(f"key_names gives {mp.name} {arity} column name(s) {list(names)}, "
                          f"but its keys have {min(map(len, keys))} part(s)",
                          f"give {mp.name} one name per part of its key")
@@ -229,8 +228,6 @@ def printings_table(printings: list[MapPrint], key_names: Sequence[str] | None =
 
 def check_arguments(output: Any, key_names: Any) -> None:
     """A UsageError naming the parameter (as the rest of the API), not an AttributeError."""
-    from harness.errors import UsageError
-
     if not isinstance(output, Output):
         raise UsageError(f"output={repr(output)[:60]} is not an Output",
                          "pass what parse_text or parse_json returned")

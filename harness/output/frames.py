@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import numpy as np
+import pandas as pd
 
 from harness.output.columns import (
     all_printings,
@@ -23,17 +26,12 @@ from harness.output.columns import (
 )
 from harness.output.model import MapPrint, Output
 
-if TYPE_CHECKING:
-    import pandas as pd
-
 __all__ = ["all_printings", "map_frame", "printings_frame", "to_frames"]
 
 
 def _ints(values: list[Any]) -> Any:
     """int64, as the frames promise; u64 counters past 2**63 (only) fall back to uint64, and
     numbers no 64 bits hold (not bpftrace's: a damaged file) to exact Python ints."""
-    import numpy as np
-
     try:
         return np.asarray(values, dtype="int64")
     except OverflowError:
@@ -46,8 +44,6 @@ def _ints(values: list[Any]) -> Any:
 def _bounds(values: list[int | None]) -> Any:
     """A hist's lo or hi column: Int64 (open ends missing), exact ints when 64 bits do not
     hold them."""
-    import pandas as pd
-
     try:
         return pd.array(values, dtype="Int64")
     except (OverflowError, TypeError, ValueError):
@@ -56,9 +52,6 @@ def _bounds(values: list[int | None]) -> Any:
 
 def _column(values: list[Any]) -> Any:
     """A key column (or a stack value column) as the table built it: ints, stacks, or text."""
-    import numpy as np
-    import pandas as pd
-
     types = set(map(type, values))  # one C-level pass, then decide per column
     if types == {int}:
         return _ints(values)
@@ -70,8 +63,6 @@ def _column(values: list[Any]) -> Any:
 
 
 def _text(values: list[Any]) -> Any:
-    import pandas as pd
-
     return pd.array(values, dtype=object)
 
 
@@ -82,8 +73,6 @@ _VALUE_OF_KIND = {"int": _ints, "stack": _column}
 
 def map_frame(mp: MapPrint, key_names: Sequence[str] | None = None) -> pd.DataFrame:
     """One printing -> frame: key columns then value / count,average,total / lo,hi,count."""
-    import pandas as pd
-
     cols, cells = map_columns(mp, key_names, copy=False)  # copied into arrays below
     values = value_columns(mp.kind)
     data: dict[str, Any] = {c: _column(cells[c]) for c in cols}
@@ -97,8 +86,6 @@ def printings_frame(printings: list[MapPrint], key_names: Sequence[str] | None =
                     ) -> pd.DataFrame:
     """Several printings of one map -> one long frame: `printing`, `t_s`, then map_frame's
     columns; an empty printing adds no row."""
-    import numpy as np
-
     whole = merged(printings)
     frame = map_frame(whole, key_names)
     rows = printing_rows(printings, whole.kind)

@@ -27,13 +27,18 @@ import bisect
 import contextlib
 import contextvars
 import json
+import numbers
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from harness.errors import HarnessError
+from lark import Lark, Token, Transformer
+from lark.exceptions import UnexpectedInput, VisitError
+from lark.lexer import Lexer
+
+from harness.errors import HarnessError, UsageError
 from harness.output.model import (
     Bucket,
     Key,
@@ -45,6 +50,7 @@ from harness.output.model import (
     Stats,
     pack_key,
 )
+from harness.spec.literal import map_names, print_targets
 
 GRAMMAR_FILE = "bpftrace_output.lark"
 
@@ -692,8 +698,6 @@ def _shapes() -> _Shapes:
 
 
 def _token(kind: str, text: str, pos: int, line: int, end: int | None = None) -> Any:
-    from lark import Token
-
     return Token(kind, text, pos, line, 1, end_pos=pos + len(text) if end is None else end)
 
 
@@ -955,8 +959,6 @@ def _scalar_value(value: str) -> tuple[Any, str]:
 
 
 def _make_transformer() -> Any:
-    from lark import Transformer
-
     class ToBuilder(Transformer):  # type: ignore[type-arg]
         """Feeds each reduced grammar rule straight into the builder of the parse in
         progress (`_BUILDER`)."""
@@ -1079,8 +1081,6 @@ def _make_transformer() -> Any:
 
 
 def _make_lexer() -> type:
-    from lark.lexer import Lexer
-
     class LineLexer(Lexer):
         """Lark's hook for a custom lexer: our line lexer, contextual on the parser state."""
 
@@ -1112,15 +1112,11 @@ never share one and none waits for another."""
 @lru_cache(maxsize=1)
 def _parser() -> Any:
     """The compiled LALR parser (built once per process)."""
-    from lark import Lark
-
     grammar = resources.files("harness.grammar").joinpath(GRAMMAR_FILE).read_text()
     return Lark(grammar, parser="lalr", lexer=_make_lexer(), transformer=_make_transformer())
 
 
 def _parse_into(builder: _Builder, text: str) -> None:
-    from lark.exceptions import UnexpectedInput, VisitError
-
     parser = _parser()
     token = _BUILDER.set(builder)
     try:
@@ -1155,10 +1151,6 @@ def _check_arguments(text: Any, line_times: Any, program: Any = None) -> None:
     """parse_text's and parse_json's arguments, checked as the rest of the API checks its
     own (harness.arguments, which this pure module does not import: it reaches the lanes): a
     UsageError naming the parameter, not a TypeError inside."""
-    import numbers
-
-    from harness.errors import UsageError
-
     for name, value, example in (("text", text, "open('stdout.txt').read()"),
                                  ("program", program, "open('program.bt').read()")):
         if not isinstance(value, str) and not (name == "program" and value is None):
@@ -1215,8 +1207,6 @@ def _parse_text(text: str, line_times: Sequence[float] | None, program: str | No
         builder.breaks = _arrival_breaks(text, line_times)
     builder.cut_line = cut_line
     if program is not None:
-        from harness.spec.literal import map_names, print_targets
-
         builder.known = map_names(program)
         if line_times is not None:
             builder.gap_maps = print_targets(program)

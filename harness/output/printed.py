@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from harness.output.columns import as_columns
 from harness.output.model import Output
 
 Counts = dict[str, list[dict[str, Any]]]  # map -> [{"printing", "entries", "total"}]
@@ -113,8 +114,6 @@ def check_frames(counts: Mapping[str, Sequence[Mapping[str, Any]]],
                  frames: Mapping[str, Any]) -> list[str]:
     """`differences` of every map's frame or table (anything harness.output.columns.as_columns
     reads) against what bpftrace printed."""
-    from harness.output.columns import as_columns
-
     lines = []
     for name, want in counts.items():
         if name not in frames:

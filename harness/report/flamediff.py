@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.output.printed import printed_total, shown_printing
 from harness.report import flamegraph
 from harness.report.rundir import check_writable, csv_name, map_of, new_run_dir
 
@@ -50,8 +51,6 @@ class Stacks:
     def printed_total(self) -> int | None:
         """The total bpftrace printed for this printing of the map (run.json's `printed`),
         None for a .folded file or a run that recorded none."""
-        from harness.output.printed import printed_total
-
         return printed_total(self.meta.get("printed") or {}, self.map_name, self.printing)
 
 
@@ -120,7 +119,6 @@ def _stack_maps(run_dir: Path) -> dict[str, Path]:
 def _from_csv(path: Path) -> Stacks:
     """The stacks of a run CSV: its last printing, as the run's .folded and page show it; the
     run.json beside it (read through harness.report.record) says what bpftrace printed."""
-    from harness.output.printed import shown_printing
     from harness.report.summary import DAMAGED_CSV, read_csv, read_run
 
     record = read_run(path.parent)

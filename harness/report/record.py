@@ -13,13 +13,14 @@ its missing fields at their empty values, and the record's `notes` say which wer
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, UsageError
 
 if TYPE_CHECKING:
     from harness.spec.model import ProbeSpec
@@ -195,8 +196,6 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     if hasattr(value, "__dataclass_fields__"):
-        import dataclasses
-
         return dataclasses.asdict(value)
     return str(value)
 
@@ -295,7 +294,6 @@ def _schema_and_kind(data: Mapping[str, Any], path: Path | str) -> tuple[Schema,
 def _spec(value: Any) -> tuple[ProbeSpec | None, str]:
     """A run.json's `spec` read back, or None and why not (a spec written as text before
     schema 2, a hand-edited one)."""
-    from harness.errors import UsageError
     from harness.spec.model import ProbeSpec
 
     if not isinstance(value, dict):

@@ -8,6 +8,7 @@ fails afterwards, the run goes to a temporary directory that the error names.
 
 from __future__ import annotations
 
+import csv
 import errno
 import json
 import shutil
@@ -215,8 +216,6 @@ def write_tables(run_dir: Path, tables: Mapping[str, Table],
 
 def write_csvs(run_dir: Path, tables: Mapping[str, Table]) -> None:
     """`<map>.csv` per table (stacks folded root first), as every run directory holds them."""
-    import csv
-
     for name, table in tables.items():
         with (run_dir / csv_name(name)).open("w", newline="") as f:
             writer = csv.writer(f, lineterminator="\n")

@@ -8,6 +8,7 @@ Pure Python over files: it never touches the kernel, so any saved run can be re-
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -16,9 +17,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.compare import bench, stats
 from harness.errors import HarnessError
+from harness.output.printed import printed_total
+from harness.output.stacks import stack_kinds_in_program
+from harness.report import flamegraph
+from harness.report import plots as plotting
 from harness.report.record import RecordError, RunRecord, read_record
-from harness.report.rundir import map_of
+from harness.report.rundir import check_writable, map_of
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -172,8 +178,6 @@ DAMAGED_CSV = ("remove it, or write it again from the run's raw output: "
 def read_table(path: Path) -> dict[str, list[Any]]:
     """A run CSV as {column: cells} without pandas: a column whose cells all read as integers
     holds ints, any other holds text; empty cells are None (as read_csv's missing values)."""
-    import csv
-
     try:
         # A cell may be as long as the file (a string value of megabytes, which `harness parse`
         # keeps whole): the csv module's 128 KiB field limit would refuse the harness's own CSV.
@@ -217,8 +221,6 @@ def _report_map(csv: Path, meta: dict[str, Any], plots: bool, dest: Path) -> Map
         raise ReportError(f"{csv}: {err}", DAMAGED_CSV) from None
     if len(set(table.get("printing") or ())) > 1 and report.kind != "bench":
         if plots:
-            from harness.report import plots as plotting
-
             png = plotting.plot_series(read_csv(csv), f"{_title(csv.stem, meta)} over time",
                                        dest / f"{csv.stem}.series.png")
             report.files.append((png, "line plot of the top keys over the printings"))
@@ -232,8 +234,6 @@ def _report_kind(csv: Path, table: dict[str, list[Any]], meta: dict[str, Any],
                  plots: bool, out: Path) -> MapReport:
     """The report of one map by its kind: bench rounds, histogram, stacks or a table; its
     files go into `out`."""
-    from harness.report import flamegraph
-
     stem = csv.stem
     rows = len(next(iter(table.values()), []))
     if not rows:
@@ -243,8 +243,6 @@ def _report_kind(csv: Path, table: dict[str, list[Any]], meta: dict[str, Any],
     if all(c in table for c in ("lo", "hi", "count")):
         report = MapReport(csv, "hist", rows, sum(c for c in table["count"] if c is not None))
         if plots:
-            from harness.report import plots as plotting
-
             png = plotting.plot_hist(read_csv(csv), _title(stem, meta), out / f"{stem}.hist.png")
             report.files.append((png, "histogram bar chart"))
         else:
@@ -254,8 +252,6 @@ def _report_kind(csv: Path, table: dict[str, list[Any]], meta: dict[str, Any],
     stack_cols = flamegraph.stack_columns(table)
     as_values = not stack_cols and flamegraph.stack_values(table, value_hint)
     if stack_cols or as_values:
-        from harness.output.printed import printed_total
-
         hints = dict(zip([c for c in table if c not in _NOT_KEY_COLUMNS], key_hints,
                          strict=False))
         hints["value"] = value_hint
@@ -299,8 +295,6 @@ def _report_bench(csv: Path, plots: bool, out: Path) -> MapReport:
     frame = read_csv(csv)
     report = MapReport(csv, "bench", len(frame))
     if plots:
-        from harness.report import plots as plotting
-
         png = out / f"{csv.stem}.bench.png"
         plotting.plot_bench(frame, f"benchmark {csv.stem}", png)
         report.files.append((png, "benchmark comparison: per-event cost, overhead, attach, memory"))
@@ -314,8 +308,6 @@ _NOT_KEY_COLUMNS = ("printing", "t_s", "value", "count", "average", "total", "lo
 def program_stacks(stem: str, meta: dict[str, Any]) -> tuple[list[str | None], str | None]:
     """What the run's program says of a map's stacks: per key part 'ustack', 'kstack' or None,
     and the value's kind (harness.output.stacks.stack_kinds_in_program); nothing without one."""
-    from harness.output.stacks import stack_kinds_in_program
-
     program = meta.get("program")
     if not isinstance(program, str):
         return [], None
@@ -337,8 +329,6 @@ def summable(stem: str, meta: dict[str, Any]) -> bool:
 def _bench_note(csv: Path) -> str:
     """The bench's headline verdict, made again from its CSV: a ratio with its interval, or
     "inconclusive" with the noise, never a bare ratio."""
-    from harness.compare import bench, stats
-
     try:
         found = stats.headline(bench.read_rows(csv))
     except (KeyError, ValueError):
@@ -443,8 +433,6 @@ def write_report(run_dir: Path, *, plots: bool = True, out: Path | None = None) 
             "pass a directory made by `harness run`, `crosscheck` or `bench`",
         )
     dest = run_dir if out is None else Path(out)
-    from harness.report.rundir import check_writable
-
     check_writable(dest, "pass --out DIR, a directory you can write")
     written = [
         p for part in parts

@@ -17,6 +17,9 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.output.printed import check_frames, differences, measure, shown_printing
+from harness.report.flamegraph import parse_folded
+from harness.report.rundir import csv_name
+from harness.report.summary import read_table
 
 _PAGE_DATA = re.compile(r'<script id="flame-data" type="application/json">(.*?)</script>', re.S)
 
@@ -35,10 +38,6 @@ def check_run_dir(run_dir: Path, printed: Mapping[str, Sequence[Mapping[str, Any
                   tables: Mapping[str, Any] | None = None) -> list[str]:
     """Differences between what bpftrace printed and the run directory's files (and the
     in-memory tables or frames, when given), one line each; [] when every count agrees."""
-    from harness.report.flamegraph import parse_folded
-    from harness.report.rundir import csv_name
-    from harness.report.summary import read_table
-
     lines = [] if tables is None else check_frames(printed, tables)
     for name, want in printed.items():
         csv = run_dir / csv_name(name)

@@ -9,12 +9,16 @@ grammar does not admit is a one-line UsageError naming the option and the column
 from __future__ import annotations
 
 import functools
+import hashlib
+import os
 import re
+import sys
 from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Protocol
 
 from harness.errors import UsageError
+from harness.paths import cache_home
 
 if TYPE_CHECKING:
     from lark import Lark
@@ -144,14 +148,9 @@ def _parser() -> Lark:
     tables takes ~5 ms. The cache file is named by a hash of everything it depends on and
     written by rename, so concurrent runs never read half a file (lark's own `cache=` writes in
     place)."""
-    import hashlib
-    import os
-    import sys
-
     import lark
     from lark import Lark
 
-    from harness.paths import cache_home
 
     grammar = resources.files("harness.grammar").joinpath(GRAMMAR_FILE).read_text()
     options: dict[str, Any] = {"parser": "lalr", "lexer": "contextual", "start": ["expr", "ctype"]}

@@ -21,6 +21,7 @@ from harness.spec.expr import (
     inner_stack,
     names,
     parse,
+    parse_ctype,
     stack_of,
     string_value,
 )
@@ -127,8 +128,6 @@ class Arg:
 
     def parsed_ctype(self) -> CType:
         """The declared C type, checked against the type grammar."""
-        from harness.spec.expr import parse_ctype
-
         assert self.ctype is not None
         return parse_ctype(self.ctype, f"--arg {self.name}")
 

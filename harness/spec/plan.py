@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from harness.spec.literal import with_ready_marker
+
 if TYPE_CHECKING:
     from harness.spec.codegen import FieldOffsets, MemberLayout
     from harness.spec.model import ProbeSpec
@@ -49,8 +51,6 @@ class Plan:
         `offsets`: for bpftrace --aot, member reads through casts at a kernel's offsets
         (harness.spec.codegen.FieldOffsets); a whole program is as written."""
         if self.spec is None:
-            from harness.spec.literal import with_ready_marker
-
             assert self.literal is not None
             return with_ready_marker(self.literal, self.marker)
         from harness.spec import codegen  # not for a whole program: it needs no spec machinery

@@ -249,8 +249,6 @@ def _publish(work: Path, out: Path) -> None:
 
 
 def _work_dir(out: Path) -> Path:
-    import tempfile
-
     out.parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent))
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.host.lifetime import reap, spawn
-from harness.host.symbols import Kallsyms
+from harness.host.symbols import Kallsyms, kallsyms
 from harness.spec.codegen_c import DROPS_MAP, STACKS_MAP, TwinMap, TwinProgram
 from harness.spec.model import Probe
 from harness.twin.loader import LoaderError, explain_loader_failure
@@ -210,8 +210,6 @@ class StackTable:
             return tuple(f"{ip:x}" for ip in ips)
         syms = self.symbols
         if syms is None:
-            from harness.host.symbols import kallsyms
-
             syms = self.symbols = kallsyms()
         if mode == "perf":
             return tuple(f"{ip:x} {syms.symbolize(ip)}" for ip in ips)

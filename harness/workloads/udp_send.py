@@ -10,6 +10,7 @@ attach with a filter on that pid before the first datagram leaves.
 
 from __future__ import annotations
 
+import argparse
 import os
 import socket
 import sys
@@ -52,8 +53,6 @@ def quick_args(argv: list[str]) -> SimpleNamespace | None:
 
 
 def full_args(argv: list[str] | None) -> SimpleNamespace:
-    import argparse
-
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--count", type=int, default=100, help="datagrams to send (default 100)")
     ap.add_argument("--sizes", default="1,100,1000", help="payload sizes, cycled")
