@@ -18,6 +18,8 @@ The public API (loaded on first use, so `harness --help` stays quick):
 - `write_report(run_dir, *, out)`: a run's (or a folder of CSVs') flame graphs, plots and
   summary.md; `diff(run_a, run_b, *, out, map_name) -> Diff`: a differential flame graph and
   per-stack table of one stack map in two runs.
+- `lane_up(lane) -> Guest`, `lane_down(lane)`, `lane_status(lane) -> list[Guest]`: VM guests
+  kept up between runs, which runs naming the lane reach over SSH (`harness lane`).
 - `doctor() -> Doctor`: what this kernel and toolchain can trace, the attach choice, releases.
 - `fleet(target, *, hosts | inventory, jobs) -> Fleet`: `trace` on every host of a fleet at
   once; `Fleet.frames` has a leading `host` column, `.runs` each host's Trace or error.
@@ -25,6 +27,9 @@ The public API (loaded on first use, so `harness --help` stays quick):
 - `plan(target, ...)`, `plan_crosscheck(target, ...)` -> `Plan`: what trace or crosscheck would
   run (attach choice and why, program text, the twin's C), without running it.
 - `parse_text(text)`, `parse_json(text)`: bpftrace output (text or `-f json`) -> `Output`.
+  `parse_file(path, *, format, program, csv) -> Parsed`: a saved output file -> its `Output`
+  and frames (and with `csv=` a run directory of CSVs), each map checked against what bpftrace
+  printed (`harness parse`).
 - `to_frames(output, key_names)`: `Output` -> a tidy DataFrame per map.
 - `ProbeSpec`, `catalog`: what to trace, and the built-in entries (`catalog.get("ktrace")`).
 - The typed errors: every expected failure is a `HarnessError` with a one-line message.
@@ -73,6 +78,12 @@ _EXPORTS = {
     "Matrix": "harness.api.matrix",
     "parse_text": "harness.output.parse",
     "parse_json": "harness.output.parse",
+    "parse_file": "harness.api.parse",
+    "Parsed": "harness.api.parse",
+    "lane_up": "harness.api.lane",
+    "lane_down": "harness.api.lane",
+    "lane_status": "harness.api.lane",
+    "Guest": "harness.api.lane",
     "to_frames": "harness.output.frames",
     "Output": "harness.output.model",
     "ProbeSpec": "harness.spec.model",
@@ -112,6 +123,7 @@ __all__ = [
     "Fleet",
     "FleetCrosscheck",
     "FleetError",
+    "Guest",
     "HarnessError",
     "HostRun",
     "KernelFetchError",
@@ -124,6 +136,7 @@ __all__ = [
     "NotRoot",
     "Output",
     "ParseError",
+    "Parsed",
     "Plan",
     "ProbeSpec",
     "RemoteError",
@@ -144,7 +157,11 @@ __all__ = [
     "doctor",
     "fleet",
     "fleet_crosscheck",
+    "lane_down",
+    "lane_status",
+    "lane_up",
     "matrix",
+    "parse_file",
     "parse_json",
     "parse_text",
     "plan",
@@ -175,7 +192,9 @@ if TYPE_CHECKING:
         fleet,
         fleet_crosscheck,
     )
+    from harness.api.lane import Guest, lane_down, lane_status, lane_up
     from harness.api.matrix import Matrix, matrix
+    from harness.api.parse import Parsed, parse_file
     from harness.api.report import write_report
     from harness.api.trace import TraceOptions, plan, trace
     from harness.api.trace_result import Trace

@@ -207,6 +207,66 @@ def test_bad_lane_commands_are_one_line(run_cli: Any, argv: list[str], says: str
     assert said.status != 0 and says in said.error_line("lane")
 
 
+# --- the library: harness.lane_up, lane_down, lane_status -------------------------
+
+
+def test_lane_status_is_what_the_lane_directory_records(own_cache: Path, run_cli: Any) -> None:
+    """Each Guest holds its state.json as written (read back here with json alone), with its
+    condition from the process it names: a live stand-in is booting, a pid whose start time
+    differs (recycled) is gone. `lane status --json` prints exactly these records."""
+    stand_in = subprocess.Popen(["sleep", "600"], start_new_session=True)
+    try:
+        booting = _record("6.1", pid=stand_in.pid, pgid=stand_in.pid,
+                          start_ticks=kept._start_ticks(stand_in.pid), release="6.1.0-x",
+                          accel="tcg", port=2222)
+        gone = _record("6.12", state="up", pid=os.getpid(), pgid=os.getpid(), start_ticks=1,
+                       boot_s=41.5, warnings=["set the address by hand"])
+        guests = harness.lane_status()
+        assert [(g.lane, g.series, g.condition) for g in guests] == [
+            ("vm:6.1", "6.1", "booting"), ("vm:6.12", "6.12", "gone")]
+        for guest, d in zip(guests, (booting, gone), strict=True):
+            recorded = json.loads((d / "state.json").read_text())
+            assert dict(guest.record) == {**recorded, "condition": guest.condition,
+                                          "dir": str(d)}
+            assert (guest.release, guest.port, guest.pgid, guest.started) == (
+                recorded.get("release"), recorded.get("port"), recorded["pgid"], "t0")
+        assert guests[1].boot_s == 41.5 and guests[1].warnings == ("set the address by hand",)
+        assert [g.lane for g in harness.lane_status("vm:6.12")] == ["vm:6.12"]
+        assert harness.lane_status("vm") == [guests[0]]  # `vm` is 6.1
+        said = run_cli("lane", "status", "--json")
+        assert said.status == 0 and json.loads(said.out) == [dict(g.record) for g in guests]
+    finally:
+        stand_in.kill()
+        stand_in.wait()
+
+
+def test_lane_down_says_which_guests_it_stopped(own_cache: Path) -> None:
+    assert harness.lane_down() == {} and harness.lane_status() == []
+    assert harness.lane_down("vm:6.12") == {"vm:6.12": False}
+    for series in ("6.1", "6.12"):
+        _record(series, pid=0, pgid=0)
+    assert harness.lane_down() == {"vm:6.1": True, "vm:6.12": True}
+    assert not kept.lane_dir("6.1").exists() and not kept.lane_dir("6.12").exists()
+    assert harness.lane_status() == [] and harness.lane_down("vm:6.1") == {"vm:6.1": False}
+
+
+@pytest.mark.parametrize(("call", "keywords", "says"), [
+    ("lane_up", {"lane": "host"}, "'host' is no guest lane"),
+    ("lane_up", {"lane": ""}, "the lane is empty"),
+    ("lane_up", {"lane": 6.1}, "lane=6.1 is not a string"),
+    ("lane_up", {"lane": "vm:6.1", "timeout": "5s"}, "timeout='5s'"),
+    ("lane_up", {"lane": "vm:6.1", "progress": "print"}, "progress='print'"),
+    ("lane_status", {"lane": "vm:9.99"}, "no Debian kernel series '9.99'"),
+    ("lane_down", {"lane": "ssh:box"}, "'ssh:box' is no guest lane"),
+])
+def test_a_bad_lane_is_one_usage_error_before_anything_boots(
+        own_cache: Path, call: str, keywords: dict[str, Any], says: str) -> None:
+    with pytest.raises(harness.UsageError) as refused:
+        getattr(harness, call)(**keywords)
+    assert says in str(refused.value) and "\n" not in str(refused.value)
+    assert not own_cache.exists()  # nothing fetched, booted or recorded
+
+
 # --- AOT over this machine's sshd --------------------------------------------------
 
 

@@ -192,7 +192,7 @@ def test_the_host_layer_imports_nothing_above_it() -> None:
 
 
 CAPABILITIES = ("trace", "again", "crosscheck", "matrix", "fleet", "bench", "doctor", "report",
-                "diff")
+                "diff", "parse", "lane")
 
 
 def test_each_capability_has_a_module_of_its_own_above_the_stages() -> None:
@@ -231,13 +231,15 @@ def test_one_planner_settles_trace_and_crosscheck() -> None:
     assert "harness.api.planner" in graph["harness.api.bench"]
 
 
-LIBRARY_COMMANDS = ("bench", "doctor", "report", "diff")  # each calls harness.api.<command>
+# each calls harness.api.<command>
+LIBRARY_COMMANDS = ("bench", "doctor", "report", "diff", "parse", "lane")
 
 
-def test_the_bench_doctor_report_and_diff_commands_only_parse_and_print() -> None:
-    """`harness bench`, `doctor`, `report` and `diff` call the library (harness.bench,
-    harness.doctor, harness.write_report, harness.diff): they reach no stage of the flow
-    themselves, not even for a type."""
+def test_the_commands_that_call_the_library_only_parse_and_print() -> None:
+    """`harness bench`, `doctor`, `report`, `diff`, `parse` and `lane` call the library
+    (harness.bench, harness.doctor, harness.write_report, harness.diff, harness.parse_file,
+    harness.lane_up/lane_down/lane_status): they reach no stage of the flow themselves, not
+    even for a type."""
     graph = module_graph(PACKAGE)
     stages = ("harness.host", "harness.lanes", "harness.twin", "harness.compare",
               "harness.report", "harness.output", "harness.spec.")

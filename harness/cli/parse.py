@@ -9,11 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from harness.api.parse import FORMATS, parse_file
 from harness.cli.options import at_least
-from harness.errors import HarnessError, UsageError
-from harness.output.printed import check_frames, printed
-from harness.report.record import ParseRecord, read_record
-from harness.report.rundir import check_writable, rewrite_meta, write_run_dir, written_or_kept
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -30,7 +27,7 @@ EXAMPLES = """examples:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", type=Path, help="bpftrace stdout saved to a file")
-    parser.add_argument("--format", choices=("text", "json"), default=None,
+    parser.add_argument("--format", choices=FORMATS, default=None,
                         help="text (default) or json (`bpftrace -f json`); guessed when omitted")
     parser.add_argument("--csv", type=Path, metavar="DIR",
                         help="write one CSV per map plus run.json into DIR")
@@ -43,73 +40,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "the table says how many it leaves out")
 
 
-def _guess_format(text: str) -> str:
-    first = next((line for line in text.splitlines() if line.strip()), "")
-    return "json" if first.lstrip().startswith("{") else "text"
-
-
-def _read(path: Path, fix: str) -> str:
-    try:
-        return path.read_text()
-    except (OSError, UnicodeDecodeError) as err:
-        raise UsageError(f"cannot read {path}: {err.__class__.__name__}: {err}", fix) from None
-
-
-def _program(path: Path, given: Path | None) -> tuple[str | None, str]:
-    """The program that printed `path`, and where it came from ('' when none is known): the
-    one given, else a run directory's run.json (`program`), else none (any `@name` line
-    shaped like an entry is then read as one)."""
-    if given is not None:
-        return _read(given, "give --program a readable bpftrace program file"), str(given)
-    try:
-        record = read_record(path.parent)
-    except HarnessError:
-        return None, ""  # not a run directory we can read: no program known
-    program = getattr(record, "program", None)
-    return (program, str(path.parent / "run.json")) if isinstance(program, str) else (None, "")
-
-
 def run(args: argparse.Namespace) -> int:
-    from harness.output.frames import to_frames
-    from harness.output.parse import parse_json, parse_text
-    from harness.report.totals import check_run_dir
+    from harness.cli.tables import counts_line, say_warnings  # tabulate: after the parse
 
-    path: Path = args.file
-    if args.csv:  # before parsing: a big file is not parsed only to be refused
-        check_writable(args.csv, "pass a writable --csv DIR")
-    text = _read(path, "give a readable bpftrace output file")
-    fmt = args.format or _guess_format(text)
-    program, program_from = _program(path, args.program)
-    output = parse_json(text) if fmt == "json" else parse_text(text, program=program)
-    frames = to_frames(output)
-    counts = printed(output)
-    if args.csv:  # written before the summary, so a closed pipe (`| head`) loses nothing
-        meta = ParseRecord(command="harness parse", source=str(path.resolve()), format=fmt,
-                           probes=output.probes, lines=output.lines, printed=counts)
-        written, write_error = written_or_kept(
-            lambda where: write_run_dir(where, frames, meta), args.csv
-        )
-        differences = check_run_dir(written, counts, frames)
-        if differences:
-            meta.printed_differences = differences
-            rewrite_meta(written, meta)
-    else:
-        differences = check_frames(counts, frames)
-    from harness.cli.tables import counts_line, say_warnings
-
+    parsed = parse_file(args.file, format=args.format, program=args.program, csv=args.csv)
+    output, frames = parsed.output, parsed.frames
     say_warnings("parse", output.warnings, len(output.unparsed))
-    for line in differences:
+    for line in parsed.differences:
         print(f"parse: not as printed: {line}", file=sys.stderr)
     try:
-        _print_summary(path, fmt, output.probes, len(output.lines), frames, args.rows,
-                       program_from if fmt == "text" else "")
+        _print_summary(parsed.path, parsed.format, output.probes, len(output.lines), frames,
+                       args.rows, parsed.program_from)
         print(f"yield: {counts_line(output.counts())}")
-        if args.csv:
-            print(f"\nwrote {len(frames)} CSV files and run.json to {written}")
+        if parsed.written is not None:
+            print(f"\nwrote {len(frames)} CSV files and run.json to {parsed.written}")
     except BrokenPipeError:  # reader went away (`| head`): stop quietly, as cat does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    if args.csv and write_error is not None:
-        raise write_error
+    parsed.check()  # the CSVs went elsewhere: said after the summary, which is not lost
     return 0
 
 
