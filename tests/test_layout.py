@@ -132,7 +132,7 @@ def test_the_cycle_finder_sees_a_cycle_hidden_in_a_function(tmp_path: Path) -> N
 # above compare, whose machine side (compare.gather, compare.bench's rounds) they run there;
 # compare names a lane by what it asks of it (compare.kernel.Kernel).
 LAYERS = (
-    ("errors", "paths", "progress", "clock", "arguments", "workloads", "grammar"),
+    ("errors", "paths", "cbuild", "progress", "clock", "arguments", "workloads", "grammar"),
     ("spec",),
     ("output", "report.record"),  # the data contracts: the parsed output, the run record
     ("host",),

@@ -1,8 +1,9 @@
 """Build the libbpf CO-RE twin: vmlinux.h from BTF, clang -target bpf, skeleton, loader.
 
-Outputs are cached under ~/.cache/ktrace-harness/build/ by a hash of everything that goes in
-(sources, BTF, arch define, compiler), so a second build is a lookup. The seed's gotcha, a BPF
-build without `-D__TARGET_ARCH_<arch>`, is recognised and reported with that define as the fix.
+Every build here is an entry of the one C build cache (harness.cbuild, shared with the native
+workloads): keyed by everything that goes in (sources and headers, the BTF's vmlinux.h, arch
+define and flags, the compilers), so a second build is a lookup. The seed's gotcha, a BPF build
+without `-D__TARGET_ARCH_<arch>`, is recognised and reported with that define as the fix.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from harness.cbuild import cache_key, cache_root, cached
 from harness.errors import HarnessError
-from harness.paths import cache_home, locked
 from harness.spec.codegen_c import SHARED_HEADER
 
 BTF_PATH = Path("/sys/kernel/btf/vmlinux")
@@ -63,10 +64,6 @@ class BuildOutputs:
     loader: Path
     sha256: str
     arch_define: str
-
-
-def cache_root() -> Path:
-    return cache_home() / "build"
 
 
 def target_arch(machine: str | None = None) -> str:
@@ -132,32 +129,23 @@ def build(
 
     `arch=None` builds without the arch define, which is how the seed's gotcha is reproduced.
     """
-    define = f"-D__TARGET_ARCH_{target_arch() if arch == 'auto' else arch}" if arch else ""
+    define = arch_define(arch)
     header = vmlinux_header(btf)
-    h = hashlib.sha256()
-    for path in [*(src / name for name in SOURCES), source_dir() / DUMP_HEADER]:
+    sources = [*(src / name for name in SOURCES), source_dir() / DUMP_HEADER]
+    for path in sources:
         if not path.exists():
             raise BuildError(f"source file missing: {path}", "pass the directory that holds it")
-        h.update(path.name.encode() + b"\0" + path.read_bytes())
-    h.update(header.name.encode() + define.encode() + " ".join(extra_cflags).encode())
-    h.update(_tool_version("clang").encode() + _tool_version("cc").encode())
-    key = h.hexdigest()[:20]
-    out = cache_root() / key
-    bpf_obj, loader = out / "ktrace.bpf.o", out / "ktrace"
-    if bpf_obj.exists() and loader.exists():
-        return BuildOutputs(bpf_obj, loader, sha256_file(bpf_obj), define)
-    with locked(cache_root() / f"{key}.lock"):
-        if not (bpf_obj.exists() and loader.exists()):  # another process may have built it
-            work = out.with_name(key + ".tmp")
-            shutil.rmtree(work, ignore_errors=True)
-            work.mkdir(parents=True)
-            try:
-                _compile(src, work, header, define, extra_cflags)
-                shutil.rmtree(out, ignore_errors=True)
-                work.replace(out)
-            finally:
-                shutil.rmtree(work, ignore_errors=True)  # a failed build leaves nothing
-    return BuildOutputs(bpf_obj, loader, sha256_file(bpf_obj), define)
+    key = cache_key(files=sources, texts={"vmlinux.h": header.name},
+                    compilers=("clang", "bpftool", "cc"), flags=(define, *extra_cflags))
+    out = cached(f"ktrace-{key}", lambda work: _compile(src, work, header, define, extra_cflags))
+    bpf_obj = out / "ktrace.bpf.o"
+    return BuildOutputs(bpf_obj, out / "ktrace", sha256_file(bpf_obj), define)
+
+
+def arch_define(arch: str | None) -> str:
+    """`-D__TARGET_ARCH_<arch>` for `arch` ('auto': this machine's), '' for None (the seed's
+    gotcha, reproduced on purpose)."""
+    return f"-D__TARGET_ARCH_{target_arch() if arch == 'auto' else arch}" if arch else ""
 
 
 def _compile(
@@ -181,13 +169,6 @@ def _compile(
          "-o", str(work / "ktrace"), *libbpf_flags],
         "cc (loader)",
     )
-
-
-def _tool_version(tool: str) -> str:
-    if shutil.which(tool) is None:
-        return ""
-    done = subprocess.run([tool, "--version"], capture_output=True, text=True, check=False)
-    return done.stdout.splitlines()[0] if done.stdout else ""
 
 
 def _run(argv: list[str], step: str) -> str:
@@ -237,22 +218,6 @@ class TwinObject:
     warnings: str
 
 
-def _publish(work: Path, out: Path) -> None:
-    """Move a finished build directory into place; a concurrent build that won keeps its own
-    (equal) result, and this one's work directory is removed."""
-    try:
-        work.replace(out)
-    except OSError:
-        shutil.rmtree(work, ignore_errors=True)
-        if not out.exists():
-            raise
-
-
-def _work_dir(out: Path) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent))
-
-
 def generic_loader() -> Path:
     """The one loader of every generated twin (twinload.c), built once per source and libbpf.
     Linked statically (libbpf, libelf, zlib), as libbpf-bootstrap's tools are: the same binary
@@ -260,21 +225,15 @@ def generic_loader() -> Path:
     src = source_dir() / LOADER_SOURCE
     libbpf_flags = _run(["pkg-config", "--static", "--cflags", "--libs", "libbpf"],
                         "pkg-config libbpf").split()
-    h = hashlib.sha256(src.read_bytes() + (source_dir() / DUMP_HEADER).read_bytes())
-    h.update(" ".join(libbpf_flags).encode())
-    h.update(_tool_version("cc").encode())
-    out = cache_root() / f"twinload-{h.hexdigest()[:20]}"
-    binary = out / "twinload"
-    if binary.exists():
-        return binary
-    work = _work_dir(out)
-    try:
-        _run(["cc", "-O2", "-Wall", "-static", "-s", f"-I{source_dir()}", str(src),
-              "-o", str(work / "twinload"), *libbpf_flags], "cc (twinload)")
-        _publish(work, out)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return binary
+    flags = ("-O2", "-Wall", "-static", "-s")
+    key = cache_key(files=(src, source_dir() / DUMP_HEADER), compilers=("cc",),
+                    flags=(*flags, *libbpf_flags))
+
+    def make(work: Path) -> None:
+        _run(["cc", *flags, f"-I{source_dir()}", str(src), "-o", str(work / "twinload"),
+              *libbpf_flags], "cc (twinload)")
+
+    return cached(f"twinload-{key}", make) / "twinload"
 
 
 def build_twin(
@@ -283,23 +242,19 @@ def build_twin(
     """Compile generated C (cached by its text, the shared twin header, the BTF header and the
     compiler) with -Wall. The shared header is copied beside the source, so the cached build
     directory rebuilds on its own (given a vmlinux.h)."""
-    define = f"-D__TARGET_ARCH_{target_arch() if arch == 'auto' else arch}" if arch else ""
+    define = arch_define(arch)
     header = vmlinux_header(btf)
     shared = source_dir() / TWIN_HEADER
-    h = hashlib.sha256(c_text.encode() + header.name.encode() + define.encode())
-    h.update(shared.read_bytes())
-    h.update(_tool_version("clang").encode())
-    out = cache_root() / f"twin-{h.hexdigest()[:20]}"
-    obj, source, log = out / f"{name}.bpf.o", out / f"{name}.bpf.c", out / "clang.log"
-    if obj.exists():
-        return TwinObject(obj, source, sha256_file(obj), define, log.read_text())
-    work = _work_dir(out)
-    try:
+    cflags = ("-g", "-O2", "-Wall", "-target", "bpf", *([define] if define else []))
+    source = f"{name}.bpf.c"
+    key = cache_key(files=(shared,), texts={source: c_text, "vmlinux.h": header.name},
+                    compilers=("clang",), flags=cflags)
+
+    def make(work: Path) -> None:
         shutil.copy(header, work / "vmlinux.h")
-        (work / f"{name}.bpf.c").write_text(c_text)
+        (work / source).write_text(c_text)
         shutil.copy(shared, work / TWIN_HEADER)
-        cflags = ["-g", "-O2", "-Wall", "-target", "bpf", *([define] if define else [])]
-        argv = ["clang", *cflags, f"-I{work}", "-c", str(work / f"{name}.bpf.c"),
+        argv = ["clang", *cflags, f"-I{work}", "-c", str(work / source),
                 "-o", str(work / f"{name}.bpf.o")]
         if shutil.which("clang") is None:
             raise BuildError("clang is not installed", "run scripts/setup.sh")
@@ -308,7 +263,8 @@ def build_twin(
             raise explain_build_failure("clang -target bpf (generated twin)", done.stderr)
         (work / "clang.log").write_text(done.stderr)
         (work / "vmlinux.h").unlink()
-        _publish(work, out)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return TwinObject(obj, source, sha256_file(obj), define, log.read_text())
+
+    out = cached(f"twin-{key}", make)
+    obj = out / f"{name}.bpf.o"
+    return TwinObject(obj, out / source, sha256_file(obj), define,
+                      (out / "clang.log").read_text())

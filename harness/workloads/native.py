@@ -1,5 +1,6 @@
-"""Workloads compiled here from the package's C sources, once per source: the binary is cached
-under its source's hash (`cache_home()/NAME-HASH`), so an edit rebuilds it and nothing else does.
+"""Workloads compiled here from the package's C sources, once per source, compiler and flags:
+the binary is an entry of the one C build cache (harness.cbuild,
+`cache_home()/build/NAME-KEY/NAME-KEY`), so an edit rebuilds it and nothing else does.
 
 Why: a guest kept up by `harness lane up` runs under TCG, where a Python's start-up alone takes
 1-2 s of each run; udp_send.c (the C twin of udp_send.py: same options, output and event count)
@@ -9,39 +10,43 @@ with the system's toolchain runs there.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
 from pathlib import Path
 
-from harness.paths import WORKLOADS, cache_home
+from harness.cbuild import cache_key, cached
+from harness.paths import WORKLOADS
+
+OPTIMIZE = ("-O2",)
+NAME_KEY = 12  # hex digits of the key in the binary's name (its comm keeps 15 characters)
 
 
 class NoBuild(Exception):
     """No C compiler here, or the source would not compile: the one-line reason."""
 
 
-def build(source: Path, flags: tuple[str, ...] = ()) -> Path | None:
-    """A workload's C source compiled into the cache, rebuilt when the source or the flags
-    change; None when no compiler is available (NoBuild when the compiler refuses it)."""
+def build(source: Path, flags: tuple[str, ...] = (), headers: tuple[Path, ...] = ()
+          ) -> Path | None:
+    """A workload's C source compiled into the cache ($CC, else cc), rebuilt when the source,
+    a header it includes (`headers`), the compiler or the flags change; None when no compiler
+    is available (NoBuild when the compiler refuses it)."""
     cc = shutil.which(os.environ.get("CC", "cc"))
     if cc is None:
         return None
-    digest = hashlib.sha256(source.read_bytes() + " ".join(flags).encode()).hexdigest()[:12]
-    binary = cache_home() / f"{source.stem}-{digest}"
-    if not binary.exists():
-        binary.parent.mkdir(parents=True, exist_ok=True)
-        tmp = binary.with_suffix(f".tmp{os.getpid()}")
-        done = subprocess.run([cc, "-O2", *flags, "-o", str(tmp), str(source)],
+    cflags = (*OPTIMIZE, *flags)
+    key = cache_key(files=(source, *headers), compilers=(cc,), flags=cflags)
+    name = f"{source.stem}-{key[:NAME_KEY]}"
+
+    def make(work: Path) -> None:
+        done = subprocess.run([cc, *cflags, "-o", str(work / name), str(source)],
                               capture_output=True, text=True, check=False,
                               stdin=subprocess.DEVNULL)
         if done.returncode != 0:
-            tmp.unlink(missing_ok=True)
             said = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[0]
             raise NoBuild(f"{cc} could not build {source.name}: {said}")
-        tmp.replace(binary)
-    return binary
+
+    return cached(name, make) / name
 
 
 def native_argv(argv: list[str] | None) -> tuple[list[str] | None, str]:
