@@ -1,4 +1,7 @@
-"""Real bpftrace 0.17 runs (scripts/make_corpus.py): text and -f json give equal frames."""
+"""Real bpftrace 0.17 runs (scripts/make_corpus.py): text and -f json give equal frames.
+
+The same cases run by 0.23 and 0.27 are read here too (`load(case, version)`); what only 0.27
+prints differently is in test_versions_parse.py."""
 
 from __future__ import annotations
 
@@ -15,19 +18,21 @@ from harness.output.parse import parse_json, parse_text
 DATA = Path(__file__).resolve().parent / "data"
 CORPUS = DATA / "corpus"  # bpftrace 0.17 (installed here)
 NEWEST = DATA / "corpus_0.23"  # the same cases run by bpftrace 0.23.2 (scripts/make_corpus.py)
+CORPORA = {"0.17": CORPUS, "0.23": NEWEST, "0.27": DATA / "corpus_0.27"}  # (0.27: Debian forky)
 CASES = sorted(p.name for p in CORPUS.iterdir() if (p / "case.json").exists())
 ALL = [(v, c) for v, root in (("0.17", CORPUS), ("0.23", NEWEST))
        for c in sorted(p.name for p in root.iterdir() if (p / "case.json").exists())]
 
 
-def _load(case: str, version: str = "0.17") -> tuple[dict, Output, Output]:
-    d = (CORPUS if version == "0.17" else NEWEST) / case
+def load(case: str, version: str = "0.17") -> tuple[dict, Output, Output]:
+    """A case's case.json, and its text and json output parsed."""
+    d = CORPORA[version] / case
     meta = json.loads((d / "case.json").read_text())
     return meta, parse_text((d / "stdout.txt").read_text()), parse_json(
         (d / "stdout.json").read_text())
 
 
-def _canonical(frame: pd.DataFrame) -> pd.DataFrame:
+def canonical(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows in a fixed order: bpftrace orders entries by value, ties in hash order per run."""
     keyed = frame.assign(_k=[repr(row) for row in frame.itertuples(index=False)])
     return keyed.sort_values("_k", kind="stable").drop(columns="_k").reset_index(drop=True)
@@ -55,7 +60,7 @@ def test_corpus_has_every_issue_9_case_from_one_run_each() -> None:
 
 @pytest.mark.parametrize("case", CASES)
 def test_every_line_accounted_and_entries_equal_json(case: str) -> None:
-    _, text, js = _load(case)
+    _, text, js = load(case)
     raw = (CORPUS / case / "stdout.txt").read_text()
     tc, jc = text.counts(), js.counts()
     assert tc["unparsed"] == 0 and jc["unparsed"] == 0, text.warnings
@@ -77,21 +82,21 @@ def test_harness_parse_reports_no_unparsed_line(case: str, capsys: pytest.Captur
 
 @pytest.mark.parametrize(("version", "case"), ALL)
 def test_text_and_json_give_equal_frames(version: str, case: str) -> None:
-    meta, text, js = _load(case, version)
+    meta, text, js = load(case, version)
     names = meta["key_names"]
     tf, jf = to_frames(text, names), to_frames(js, names)
     assert tf and set(tf) == set(jf)
     for name in tf:
-        left, right = _canonical(tf[name]), _canonical(jf[name])
+        left, right = canonical(tf[name]), canonical(jf[name])
         pd.testing.assert_frame_equal(left, right, obj=f"{case} {name}")
     assert text.probes == js.probes
     if meta["workload"] is None:  # no traced command printing its pid into stdout
         assert text.lines == js.lines
 
 
-@pytest.mark.parametrize("version", ["0.17", "0.23"])
+@pytest.mark.parametrize("version", ["0.17", "0.23", "0.27"])
 def test_udp_kstack_counts_every_datagram(version: str) -> None:
-    _, text, _ = _load("udp_kstack", version)
+    _, text, _ = load("udp_kstack", version)
     f = to_frames(text)
     stacks = f["@stacks"]
     assert stacks["value"].sum() == 12
@@ -107,7 +112,7 @@ def test_udp_kstack_counts_every_datagram(version: str) -> None:
 
 @pytest.mark.parametrize("version", ["0.17", "0.23"])
 def test_odd_strings_keep_spaces_commas_brackets_quotes(version: str) -> None:
-    meta, text, _ = _load("odd_strings", version)
+    meta, text, _ = load("odd_strings", version)
     f = to_frames(text, meta["key_names"])
     assert '/tmp/a b, [c]: "d" {e}' in f["@paths"]["path"].tolist()
     assert f["@label"].values.tolist() == [["key: with colon", 3, 7],
@@ -119,7 +124,7 @@ def test_odd_strings_keep_spaces_commas_brackets_quotes(version: str) -> None:
 
 @pytest.mark.parametrize("version", ["0.17", "0.23"])
 def test_negative_values_and_open_hist_ends(version: str) -> None:
-    _, text, _ = _load("negative_hist", version)
+    _, text, _ = load("negative_hist", version)
     f = to_frames(text)
     assert dict(zip(f["@neg"]["key0"], f["@neg"]["value"], strict=True)) == {-5: -3, 0: 0, -1: 9}
     assert f["@total"]["value"][0] == -10 and f["@avg_neg"]["value"][0] == -9
@@ -131,9 +136,9 @@ def test_negative_values_and_open_hist_ends(version: str) -> None:
     assert (both["hi"] > both["lo"]).all()
 
 
-@pytest.mark.parametrize("version", ["0.17", "0.23"])
+@pytest.mark.parametrize("version", ["0.17", "0.23", "0.27"])
 def test_repeated_printings_are_numbered(version: str) -> None:
-    _, text, js = _load("print_interval", version)
+    _, text, js = load("print_interval", version)
     for out in (text, js):
         sq = all_printings(out, "@sq")
         assert [len(p) for p in sq] == [1, 2, 3, 3]
@@ -143,7 +148,7 @@ def test_repeated_printings_are_numbered(version: str) -> None:
 
 
 def _frames(case: str) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame], Output, Output]:
-    meta, text, js = _load(case)
+    meta, text, js = load(case)
     return to_frames(text, meta["key_names"]), to_frames(js, meta["key_names"]), text, js
 
 
@@ -253,9 +258,9 @@ def test_text_parsed_in_many_threads_at_once_equals_each_runs_json() -> None:
     with ThreadPoolExecutor(max_workers=8) as pool:
         parsed = list(pool.map(lambda vc: parse_text(texts[vc]), cases))
     for (version, case), text in zip(cases, parsed, strict=True):
-        meta, _, js = _load(case, version)
+        meta, _, js = load(case, version)
         tf, jf = to_frames(text, meta["key_names"]), to_frames(js, meta["key_names"])
         assert set(tf) == set(jf), (version, case)
         for name in tf:
-            pd.testing.assert_frame_equal(_canonical(tf[name]), _canonical(jf[name]),
+            pd.testing.assert_frame_equal(canonical(tf[name]), canonical(jf[name]),
                                           obj=f"{version} {case} {name}")
