@@ -41,6 +41,14 @@ def needs_bpf() -> None:
         pytest.skip(reason)
 
 
+@pytest.fixture
+def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A cache of the test's own (KTRACE_CACHE): builds, guests' state, nothing shared."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("KTRACE_CACHE", str(cache))
+    return cache
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """needs_bpf -> the `kernel` marker; the `kernel` marker -> skipped without BPF."""
     reason = bpf_unavailable_reason()

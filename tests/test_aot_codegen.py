@@ -4,15 +4,14 @@ Python: the offsets come from a table here, not from a kernel."""
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 
 import pytest
+from spec_lines import line
 
 from harness.spec import catalog
 from harness.spec.codegen import FieldOffsets, generate
 from harness.spec.model import ProbeSpec
-from harness.spec.options import SpecOptions, add_flags
 from harness.spec.plan import Plan, Programs
 
 
@@ -36,12 +35,6 @@ def layout(struct: str, member: str) -> Member | None:
 
 def plan_of(spec: ProbeSpec) -> Plan:
     return Plan("t", spec, spec.probe.kind, "", "KTRACE_READY_1", (0, 17, 0))
-
-
-def line(probe: str, *argv: str) -> ProbeSpec:
-    parser = argparse.ArgumentParser()
-    add_flags(parser)
-    return SpecOptions.from_namespace(parser.parse_args(list(argv))).to_spec(probe)
 
 
 KTRACE = catalog.get("ktrace").equivalents["kprobe"]

@@ -23,13 +23,6 @@ from harness.workloads.native import NoBuild, build
 BTF = Path("/sys/kernel/btf/vmlinux")
 
 
-@pytest.fixture
-def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("KTRACE_CACHE", str(cache))
-    return cache
-
-
 def _compiler(path: Path, version: str) -> str:
     """A stand-in compiler whose --version says `version`."""
     path.write_text(f"#!/bin/sh\necho '{version}'\n")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from spec_lines import line
 
 from harness.errors import UsageError
 from harness.host.capabilities import bpftrace_version
@@ -16,15 +16,8 @@ from harness.host.runner import classify
 from harness.host.symbols import Kallsyms, probe_symbol
 from harness.spec import catalog, codegen
 from harness.spec.model import Agg, Probe
-from harness.spec.options import SpecOptions, add_flags
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def line(probe: str, *argv: str):  # type: ignore[no-untyped-def]
-    parser = argparse.ArgumentParser()
-    add_flags(parser)
-    return SpecOptions.from_namespace(parser.parse_args(list(argv))).to_spec(probe)
 
 
 KTRACE_KPROBE = """BEGIN { printf("MK\\n"); }

@@ -138,13 +138,6 @@ def test_a_guest_whose_nic_lost_its_address_is_reached(tmp_path: Path) -> None:
 # --- no guest needed ------------------------------------------------------------
 
 
-@pytest.fixture
-def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("KTRACE_CACHE", str(cache))
-    return cache
-
-
 def _record(series: str, **fields: Any) -> Path:
     d = kept.lane_dir(series)
     d.mkdir(parents=True)

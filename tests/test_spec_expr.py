@@ -7,7 +7,6 @@ assert the program holds exactly the spec's probes and maps.
 
 from __future__ import annotations
 
-import argparse
 import re
 import shutil
 import subprocess
@@ -15,19 +14,13 @@ import subprocess
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from spec_lines import line
 
 from harness.errors import UsageError
 from harness.spec import codegen, expr
 from harness.spec.model import ProbeSpec
-from harness.spec.options import SpecOptions, add_flags
 
 PROBE = "tracepoint:net:net_dev_queue"
-
-
-def line(probe: str, *argv: str) -> ProbeSpec:
-    parser = argparse.ArgumentParser()
-    add_flags(parser)
-    return SpecOptions.from_namespace(parser.parse_args(list(argv))).to_spec(probe)
 
 
 def program(spec: ProbeSpec, version: tuple[int, int, int] = (0, 17, 0)) -> str:

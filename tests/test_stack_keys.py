@@ -3,20 +3,12 @@ for the twin's key fields and stack-trace maps and for the frame's column names 
 
 from __future__ import annotations
 
-import argparse
-
 import pytest
+from spec_lines import line
 
 from harness.spec import expr
 from harness.spec.codegen_c import MAX_STACK, STACKS_MAP, KeyField, generate_c
-from harness.spec.model import ProbeSpec, column_name
-from harness.spec.options import SpecOptions, add_flags
-
-
-def line(probe: str, *argv: str) -> ProbeSpec:
-    parser = argparse.ArgumentParser()
-    add_flags(parser)
-    return SpecOptions.from_namespace(parser.parse_args(list(argv))).to_spec(probe)
+from harness.spec.model import column_name
 
 
 def test_the_twin_keys_hold_the_parsed_stack_and_size_its_maps_from_it() -> None:

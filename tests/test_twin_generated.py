@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import time
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from bench_files import programs_measured
+from spec_lines import line
 
 from harness.api.crosscheck import run_crosscheck
 from harness.api.planner import resolve_spec
@@ -19,8 +19,6 @@ from harness.compare.crosscheck import twin_program
 from harness.errors import UsageError
 from harness.spec import catalog
 from harness.spec.codegen_c import NoTwin, generate_c, parse_tracepoint_format
-from harness.spec.model import ProbeSpec
-from harness.spec.options import SpecOptions, add_flags
 
 NET_DEV_QUEUE = """name: net_dev_queue
 format:
@@ -31,12 +29,6 @@ format:
 \tfield:unsigned int len;\toffset:16;\tsize:4;\tsigned:0;
 \tfield:__data_loc char[] name;\toffset:20;\tsize:4;\tsigned:0;
 """
-
-
-def line(probe: str, *argv: str) -> ProbeSpec:
-    parser = argparse.ArgumentParser()
-    add_flags(parser)
-    return SpecOptions.from_namespace(parser.parse_args(list(argv))).to_spec(probe)
 
 
 def test_tracepoint_format_gives_the_record_layout() -> None:

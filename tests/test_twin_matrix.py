@@ -9,7 +9,6 @@ The VM rows run the kernel-function kinds (kprobe, kretprobe, kfunc, kretfunc) i
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -20,24 +19,18 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from spec_lines import line
 
 from harness.api.crosscheck import run_crosscheck
 from harness.cli import main
 from harness.compare.maps import compare_map
 from harness.paths import workload
 from harness.spec.model import Agg, ProbeSpec
-from harness.spec.options import SpecOptions, add_flags
 from harness.workloads.native import build
 
 LIBC = "/lib/x86_64-linux-gnu/libc.so.6"
 NDQ = "tracepoint:net:net_dev_queue"
 GETPPID = "tracepoint:syscalls:sys_enter_getppid"
-
-
-def line(probe: str, *argv: str) -> ProbeSpec:
-    parser = argparse.ArgumentParser()
-    add_flags(parser)
-    return SpecOptions.from_namespace(parser.parse_args(list(argv))).to_spec(probe)
 
 
 def loop_comm() -> str:
