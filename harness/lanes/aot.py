@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from harness.host.capabilities import tracefs_root
+from harness.host.lifetime import reap, spawn
 
 if TYPE_CHECKING:  # the remote's python (any 3.x with the agent) never evaluates this
     from collections.abc import Callable
@@ -81,27 +82,58 @@ class Compiled:
 
 def compile_program(program: str, marker: str, bpftrace: str = "bpftrace") -> Compiled:
     """`bpftrace --aot` of the program plus its stop probe, with the given local bpftrace."""
-    text = with_stop_probe(program, marker)
-    workdir = tempfile.mkdtemp(prefix="ktrace-aot-")
-    out = os.path.join(workdir, "program.aot")
-    t0 = time.monotonic()
-    try:
-        done = subprocess.run(
-            [bpftrace, "--aot", out, "-e", text], capture_output=True, text=True, timeout=120,
-            check=False, stdin=subprocess.DEVNULL,
-        )
-        if done.returncode == 0 and os.path.isfile(out):
-            with open(out, "rb") as fh:
-                return Compiled(fh.read(), "", time.monotonic() - t0)
-        errors = [ln.split("ERROR:", 1)[1].strip() for ln in done.stderr.splitlines()
-                  if "ERROR:" in ln and "RLIMIT_MEMLOCK" not in ln]
-        why = errors[0] if errors else (done.stderr.strip().splitlines() or
-                                        [f"exit {done.returncode}"])[-1]
-        return Compiled(None, why, time.monotonic() - t0)
-    except (OSError, subprocess.TimeoutExpired) as err:
-        return Compiled(None, str(err), time.monotonic() - t0)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    return Compiling(program, marker, bpftrace).result()
+
+
+class Compiling:
+    """compile_program started and not yet waited for (programs compiled in the background,
+    harness.lanes.aot_reuse): a child of the harness (harness.host.lifetime.spawn), which
+    `result()` or `cancel()` collects. Its stderr goes to a file: nobody reads it meanwhile."""
+
+    def __init__(self, program: str, marker: str, bpftrace: str = "bpftrace") -> None:
+        self.workdir = tempfile.mkdtemp(prefix="ktrace-aot-")
+        self.out = os.path.join(self.workdir, "program.aot")
+        self.t0 = time.monotonic()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.failed = ""
+        try:
+            with open(os.path.join(self.workdir, "stderr"), "wb") as err:
+                self.proc = spawn([bpftrace, "--aot", self.out, "-e",
+                                   with_stop_probe(program, marker)],
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+        except OSError as err:
+            self.failed = str(err)
+
+    def result(self, timeout: float = 120.0) -> Compiled:
+        try:
+            if self.proc is None:
+                return Compiled(None, self.failed, time.monotonic() - self.t0)
+            try:
+                status = self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                reap(self.proc)
+                return Compiled(None, f"bpftrace --aot took more than {timeout:g}s",
+                                time.monotonic() - self.t0)
+            reap(self.proc)
+            took = time.monotonic() - self.t0
+            if status == 0 and os.path.isfile(self.out):
+                with open(self.out, "rb") as fh:
+                    return Compiled(fh.read(), "", took)
+            with open(os.path.join(self.workdir, "stderr"), errors="replace") as fh:
+                stderr = fh.read()
+            errors = [ln.split("ERROR:", 1)[1].strip() for ln in stderr.splitlines()
+                      if "ERROR:" in ln and "RLIMIT_MEMLOCK" not in ln]
+            why = errors[0] if errors else (stderr.strip().splitlines() or
+                                            [f"exit {status}"])[-1]
+            return Compiled(None, why, took)
+        finally:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def cancel(self) -> None:
+        """Stop it (if still running) and clean up."""
+        if self.proc is not None:
+            reap(self.proc)
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 LITTLE_ENDIAN_ARCHES = ("x86_64", "aarch64", "riscv64", "ppc64le", "loongarch64")
@@ -162,28 +194,45 @@ class AotRun:
 
     `formats_there` holds the remote's tracefs format files (None when missing), read before
     the run: a tracepoint's record layout is compiled into the program, so a program whose
-    tracepoints' formats differ here and there runs with the remote's bpftrace instead."""
+    tracepoints' formats differ here and there runs with the remote's bpftrace instead.
+
+    `source` gives the program's text for any pid without recording it as the run's (the
+    shapes of harness.lanes.aot_reuse): a program compiled for an earlier run is filled in
+    when proven the same, else the program is compiled, and a template of it made in the
+    background, which `settle()` collects after the run (`cancel()` on a failed run)."""
 
     def __init__(self, marker: str, local_bpftrace: str, host: str,
                  formats_there: dict[str, str | None],
-                 portable: Portable | None = None) -> None:
+                 portable: Portable | None = None,
+                 source: Callable[[int | None], str] | None = None,
+                 version: str = "") -> None:
         self.marker = marker
         self.local = local_bpftrace
         self.host = host
         self.formats_there = formats_there
         self.portable = portable  # the program without casts (None: casts are refused)
+        self.source = source
+        self.version = version  # the local bpftrace's version line
         self.compiled: Compiled | None = None
         self.rewritten: str | None = None  # the program as compiled, when its casts were moved
         self.notes: list[str] = []
+        self.reuse = ""  # "filled", "made", or why neither (harness.lanes.aot_reuse)
+        self._making: Any = None  # aot_reuse.Making, until settled
+        self._shapes: dict[str, tuple[str, str]] = {}  # form -> (its shape, its template name)
 
-    def _formats_differ(self, text: str) -> str:
+    def _local_formats(self, text: str) -> dict[str, str | None]:
         root = tracefs_root()
+        here: dict[str, str | None] = {}
         for rel in format_files(text, self.marker):
             try:
                 with open(os.path.join(root, rel)) as fh:
-                    here: str | None = fh.read()
+                    here[rel] = fh.read()
             except OSError:
-                here = None
+                here[rel] = None
+        return here
+
+    def _formats_differ(self, text: str) -> str:
+        for rel, here in self._local_formats(text).items():
             there = self.formats_there.get(rel)
             if here is None or there is None or _layout(here) != _layout(there):
                 name = ":".join(rel.split("/")[1:3])
@@ -193,8 +242,38 @@ class AotRun:
     def answer(self, text: str, pid: int | None = None) -> dict[str, Any]:
         """What goes to the agent for `text`, the program for workload `pid`."""
         why = self._formats_differ(text)
-        self.compiled = compile_program(text, self.marker, self.local) if not why else \
-            Compiled(None, why)
+        moved = ""
+        reused = None if why else self._reused(text, pid)
+        if why:
+            self.compiled = Compiled(None, why)
+        elif reused is not None:
+            moved = reused
+        else:
+            moved = self._compile(text, pid)
+        assert self.compiled is not None
+        if self.compiled.data is None:
+            self.notes.append(
+                f"not compiled ahead of time ({self.compiled.refused}): it ran with bpftrace on "
+                f"{self.host}, which compiles it there (LLVM: seconds under TCG)")
+            return {"text": text}
+        self._make_template(pid)
+        if self.rewritten is not None:
+            self.notes.append(
+                f"bpftrace --aot refuses struct casts: the program was compiled with each cast "
+                f"member read at its offset in {self.host}'s kernel (its BTF): {moved}; the "
+                "maps are the same, the program run is in run.json (lane.aot.program)")
+        how = " (this run's pid and marker filled into the same program compiled for an " \
+            "earlier run)" if self.reuse == "filled" else ""
+        self.notes.append(
+            f"compiled ahead of time here in {self.compiled.seconds:.2f}s{how} and run with "
+            f"{AOT_RUNTIME} on {self.host}; {AOT_RUNTIME} dies on SIGINT without printing its "
+            "maps, so the program had one probe more (tracepoint:syscalls:sys_enter_kill, "
+            "which ends it on the harness's stop; the attach count includes it)")
+        return {"text": text, "aot": base64.b64encode(self.compiled.data).decode()}
+
+    def _compile(self, text: str, pid: int | None) -> str:
+        """bpftrace --aot of the program, else of its portable form; what moved where."""
+        self.compiled = compile_program(text, self.marker, self.local)
         moved = ""
         if self.compiled.data is None and "struct casts" in self.compiled.refused and \
                 self.portable is not None:
@@ -208,25 +287,81 @@ class AotRun:
                     self.compiled.refused += f"; nor without them: {again.refused}"
                 else:
                     self.compiled, self.rewritten = again, portable
-        if self.compiled.data is None:
-            self.notes.append(
-                f"not compiled ahead of time ({self.compiled.refused}): it ran with bpftrace on "
-                f"{self.host}, which compiles it there (LLVM: seconds under TCG)")
-            return {"text": text}
-        if self.rewritten is not None:
-            self.notes.append(
-                f"bpftrace --aot refuses struct casts: the program was compiled with each cast "
-                f"member read at its offset in {self.host}'s kernel (its BTF): {moved}; the "
-                "maps are the same, the program run is in run.json (lane.aot.program)")
-        self.notes.append(
-            f"compiled ahead of time here in {self.compiled.seconds:.2f}s and run with "
-            f"{AOT_RUNTIME} on {self.host}; {AOT_RUNTIME} dies on SIGINT without printing its "
-            "maps, so the program had one probe more (tracepoint:syscalls:sys_enter_kill, "
-            "which ends it on the harness's stop; the attach count includes it)")
-        return {"text": text, "aot": base64.b64encode(self.compiled.data).decode()}
+        return moved
+
+    # -- programs compiled for an earlier run (harness.lanes.aot_reuse) --
+    def _forms(self) -> list[tuple[str, Callable[[int], str | None]]]:
+        """The texts a run may compile, by form: the program, and its portable rewrite."""
+        forms: list[tuple[str, Callable[[int], str | None]]] = []
+        if self.source is not None:
+            forms.append(("program", self.source))
+        portable = self.portable
+        if portable is not None:
+            forms.append(("portable", lambda pid: portable(pid)[0]))
+        return forms
+
+    def _reused(self, text: str, pid: int | None) -> str | None:
+        """The program filled in from a template when one is proven for this run (what moved
+        where, for a portable one), else None (self.reuse says why)."""
+        from harness.lanes import aot_reuse
+
+        if not aot_reuse.enabled():
+            return None
+        t0 = time.monotonic()
+        values = aot_reuse.Values(pid, self.marker)
+        self.reuse = "no template"
+        for form, text_for in self._forms():
+            shape = aot_reuse.shape(text_for, self.marker)
+            if shape is None:
+                continue
+            facts = aot_reuse.machine_facts(
+                self.local, self.version,
+                [f or "" for f in self._local_formats(shape.replace(aot_reuse.MARKER_HOLE,
+                                                                    self.marker)).values()])
+            name = aot_reuse.key(shape, self.marker, form, facts)
+            self._shapes[form] = (shape, name)
+            template = aot_reuse.load(name)
+            if template is None:
+                continue
+            moved = ""
+            ran: str | None = text
+            if form == "portable":
+                assert self.portable is not None
+                ran, moved = self.portable(pid)
+            data = template.fill(values)
+            if ran is None or ran != aot_reuse.fill_text(shape, values) or data is None:
+                self.reuse = f"the {form}'s template does not fit this run"
+                continue
+            self.compiled = Compiled(data, "", time.monotonic() - t0)
+            self.rewritten = ran if form == "portable" else None
+            self.reuse = "filled"
+            return moved
+        return None
+
+    def _make_template(self, pid: int | None) -> None:
+        """After a compile of this run's own: the sentinel compiles, in the background."""
+        from harness.lanes import aot_reuse
+
+        form = "portable" if self.rewritten is not None else "program"
+        if self.reuse == "filled" or form not in self._shapes:
+            return
+        shape, name = self._shapes[form]
+        self._making = aot_reuse.Making(name, shape, aot_reuse.Values(pid, self.marker),
+                                        self.local)
+
+    def settle(self) -> None:
+        """After the run: a template made in the background is checked and kept."""
+        making, self._making = self._making, None
+        if making is not None and self.compiled is not None and self.compiled.data:
+            self.reuse = making.finish(self.compiled.data)
+
+    def cancel(self) -> None:
+        making, self._making = self._making, None
+        if making is not None:
+            making.cancel()
 
     def describe(self) -> dict[str, Any]:
         c = self.compiled
         return {"used": bool(c and c.data), "refused": c.refused if c else "",
                 "compile_s": round(c.seconds, 3) if c else None, "bytes": len(c.data or b"")
-                if c else None, "program": self.rewritten}
+                if c else None, "program": self.rewritten, "reuse": self.reuse}

@@ -66,6 +66,10 @@ class ElsewhereLane(Lane):
         the program here for bpftrace-aotrt there), and what completes the result after."""
         return req, asked, lambda result: result
 
+    def settled(self, failed: bool = False) -> None:
+        """After a run's call: what `compiled` left running is collected (stopped when the
+        run failed)."""
+
     def run_bpftrace(self, program: ProgramSource, req: RunRequest, *, progress: Progress = silent,
                      on_progress: Ticks = None) -> RunResult:
         req = replace(
@@ -76,7 +80,11 @@ class ElsewhereLane(Lane):
         )
         req, asked, finish = self.compiled(program, req,
                                            None if isinstance(program, str) else program)
-        data = self.call("run", req, asked, progress)
+        try:
+            data = self.call("run", req, asked, progress)
+        except BaseException:
+            self.settled(failed=True)
+            raise
         answer: RunAnswer = wire.decode(RunAnswer, data, NAMES)
         result = finish(parse_capture(answer.result, req.marker))
         if data.get("stopped_by") is not None:  # see `call`

@@ -628,7 +628,10 @@ class RemoteLane(ElsewhereLane):
             req = replace(req, aot=True)
             asked = lambda pid: aot.answer(made(pid), pid)  # noqa: E731
 
+        self.settling = aot
+
         def finish(result: RunResult) -> RunResult:
+            self.settled()
             self.last_aot = aot.describe()
             result.extra["aot"] = self.last_aot
             result.warnings.extend(aot.notes)
@@ -664,7 +667,26 @@ class RemoteLane(ElsewhereLane):
             layout = self.btf().field  # asked now: no request can go out during the run
             spec_program = program
             portable = lambda pid: spec_program.portable(pid, layout)  # noqa: E731
-        return AotRun(marker, local, self.host, there, portable)
+        if isinstance(program, Programs):  # its text for any pid, not recorded as the run's
+            source: Callable[[int | None], str] = program.plan.program
+        elif isinstance(program, str):
+            text = program
+            source = lambda pid: text  # noqa: E731
+        else:
+            source = program
+        return AotRun(marker, local, self.host, there, portable, source,
+                      self.tool_version("bpftrace") or "")
+
+    settling: Any = None  # the run's AotRun until settled (its templates made meanwhile)
+
+    def settled(self, failed: bool = False) -> None:
+        """After a run: its compile's template is checked and kept (aot_reuse), or, when the
+        run failed, its background compiles are stopped."""
+        aot, self.settling = self.settling, None
+        if aot is not None and failed:
+            aot.cancel()
+        elif aot is not None:
+            aot.settle()
 
     def btf(self) -> Btf:
         """The remote kernel's BTF, cached here by its release and build (uname -r, -v)."""
