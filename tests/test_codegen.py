@@ -182,6 +182,35 @@ def test_specline_tracepoint_program_runs_with_exact_counts() -> None:
     assert hist[hist["count"] > 0][["lo", "hi", "count"]].values.tolist() == [[512, 1024, n]]
 
 
+def test_names_resolve_as_a_reading_of_the_whole_table_does() -> None:
+    """Kallsyms.resolve searches the text for the name instead of sorting the table: on this
+    kernel's table (and one with a data symbol, a module's and odd spacing), every name, clone
+    or not, resolves as a line-by-line reading of the whole table says."""
+    text = Path("/proc/kallsyms").read_text() + (
+        "ffff0009 d udp_data_only\nffff000a t  spaced_fn\t[mod]\nffff000b t spaced_fn.part.0\n"
+        "ffff000c T clone_only.isra.0 [mod]\nffff000d t clone_only.cold\n")
+    names = [p[2] for p in map(str.split, text.splitlines()) if len(p) >= 3 and p[1] in "tTwW"]
+    table = Kallsyms(text)
+    import collections
+    import random
+
+    wanted = [*random.Random(21).sample(names, 200),
+              "udp_send_skb", "udp_data_only", "spaced_fn", "clone_only", "no_such_function"]
+    known, clones_of = set(names), collections.defaultdict(list)
+    for n in names:  # a dotless name's clones: the names of its first part with a suffix
+        if "." in n and not n.endswith(".cold"):
+            clones_of[n.split(".")[0]].append(n)
+    for name in {n.split(".")[0] for n in wanted}:
+        clones = sorted(clones_of[name])
+        expected = name if name in known else clones[0] if clones else None
+        if expected is None:
+            with pytest.raises(UsageError):
+                table.resolve(name)
+        else:
+            assert table.resolve(name) == expected, name
+    assert table and not Kallsyms("") and not Kallsyms("ffff0009 d udp_data_only\n")
+
+
 def test_probe_symbol_only_for_kernel_function_probes() -> None:
     entry = catalog.get("ktrace")
     table = Kallsyms("ffff0001 t udp_send_skb.constprop.0\nffff0002 T udp_sendmsg\n")
