@@ -17,8 +17,9 @@ import pytest
 
 import harness
 from harness.lanes import aot_reuse
-from harness.lanes.aot import AotRun, compile_program, format_files, stop_pid
+from harness.lanes.aot import compile_program, format_files, stop_pid
 from harness.lanes.aot_reuse import Template, Values, fill_text, sentinel, shape, template
+from harness.lanes.aot_run import AotRun
 
 MARKER = "KTRACE_READY_1764880000000"
 

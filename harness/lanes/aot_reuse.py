@@ -40,7 +40,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.lanes.aot import STOP_PROBE, Compiled, Compiling, stop_pid
+from harness.lanes import aot
+from harness.paths import cache_home
 
 FORM = 1  # the templates' format (a change makes every older one a miss)
 PID_HOLE, MARKER_HOLE = "\0pid\0", "\0marker\0"
@@ -56,8 +57,6 @@ def enabled() -> bool:
 
 
 def store_dir() -> Path:
-    from harness.paths import cache_home
-
     return cache_home() / "lanes" / "aot"
 
 
@@ -71,7 +70,8 @@ class Values:
 
     def slots(self) -> dict[str, bytes]:
         """Each value's bytes as bpftrace --aot writes them (little-endian immediates)."""
-        out = {"marker": self.marker.encode(), "stop": struct.pack("<I", stop_pid(self.marker))}
+        out = {"marker": self.marker.encode(),
+               "stop": struct.pack("<I", aot.stop_pid(self.marker))}
         if self.pid is not None:
             out["pid"] = struct.pack("<I", self.pid)
         return out
@@ -124,7 +124,7 @@ class Template:
             return None
         if self.slots.get("pid") and (values.pid is None or not 0 <= values.pid <= MAX_PID):
             return None
-        if not 0 <= stop_pid(values.marker) <= MAX_PID:
+        if not 0 <= aot.stop_pid(values.marker) <= MAX_PID:
             return None
         out = bytearray(self.data)
         wanted = values.slots()
@@ -173,7 +173,7 @@ def template(a: bytes, b: bytes, va: Values, vb: Values) -> Template | str:
 def key(shape_text: str, marker: str, form: str, facts: str) -> str:
     """A template's name: its text, which text was compiled (`form`: the program, or its
     portable rewrite), the marker's form, and what else decides bpftrace's output (`facts`)."""
-    material = json.dumps([FORM, form, shape_text, marker_form(marker), STOP_PROBE, facts])
+    material = json.dumps([FORM, form, shape_text, marker_form(marker), aot.STOP_PROBE, facts])
     return hashlib.sha256(material.encode()).hexdigest()[:32]
 
 
@@ -221,16 +221,16 @@ class Making:
         self.name = name
         self.run = run
         self.sentinels = (sentinel(0, run.marker), sentinel(1, run.marker))
-        self.compiling: list[Compiling] = []
+        self.compiling: list[aot.Compiling] = []
         for v in self.sentinels:
             text = fill_text(shape_text, v)
             assert text is not None  # a sentinel has a pid
-            self.compiling.append(Compiling(text, v.marker, bpftrace))
+            self.compiling.append(aot.Compiling(text, v.marker, bpftrace))
 
     def finish(self, own: bytes) -> str:
         """Collect the compiles; keep the template if proven against `own` (the run's compile
         of its values); what happened, for run.json."""
-        done: list[Compiled] = [c.result() for c in self.compiling]
+        done: list[aot.Compiled] = [c.result() for c in self.compiling]
         self.compiling = []
         a, b = done
         if a.data is None or b.data is None:

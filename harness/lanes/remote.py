@@ -56,7 +56,8 @@ from harness.host.runner import Interrupted
 from harness.host.symbols import Kallsyms
 from harness.lanes import wire
 from harness.lanes.agent import PACKAGE, PYTHON
-from harness.lanes.aot import LITTLE_ENDIAN_ARCHES, AotRun, format_files
+from harness.lanes.aot import LITTLE_ENDIAN_ARCHES, format_files
+from harness.lanes.aot_run import AotRun
 from harness.lanes.base import ProgramSource
 from harness.lanes.btf import Btf
 from harness.lanes.elsewhere import Asked, ElsewhereLane, capabilities_of
@@ -649,7 +650,7 @@ class RemoteLane(ElsewhereLane):
 
     def aot_run(self, bpftrace: str, marker: str, program: ProgramSource) -> Any:
         """How this run's program is compiled here for the remote's bpftrace-aotrt
-        (harness.lanes.aot.AotRun), or None: the remote has no bpftrace-aotrt, runs another
+        (harness.lanes.aot_run.AotRun), or None: the remote has no bpftrace-aotrt, runs another
         release than its own bpftrace, no bpftrace here is its version, or KTRACE_AOT=0."""
         wanted = os.environ.get("KTRACE_AOT", "guests")
         if wanted == "0" or (wanted != "1" and not self.aot_by_default) or bpftrace != "bpftrace":
