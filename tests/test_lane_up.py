@@ -281,6 +281,27 @@ def test_aot_over_ssh_counts_exactly(local_ssh: None, monkeypatch: pytest.Monkey
                for w in t.output.warnings), t.output.warnings
 
 
+@pytest.mark.kernel
+def test_a_later_run_over_ssh_fills_in_the_program_compiled_before(
+        local_ssh: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The first run compiles and leaves a proven template (harness.lanes.aot_reuse); the next
+    one, with its own pid and marker, fills it in instead of compiling: both count exactly
+    the workload's 100 getppid calls, and the second one's warning says it was filled in."""
+    from harness.lanes import aot_reuse
+
+    monkeypatch.setenv("KTRACE_AOT", "1")
+    monkeypatch.delenv("KTRACE_AOT_REUSE", raising=False)
+    monkeypatch.setattr(aot_reuse, "store_dir", lambda: tmp_path)
+    reuse = []
+    for _ in range(2):
+        t = harness.trace("syscalls", lane="ssh:ktrace-localhost", out=False, report=False)
+        assert int(t.frames["@calls"]["value"].sum()) == 100
+        reuse.append(t.meta.lane["aot"]["reuse"])
+    assert reuse == ["made", "filled"], reuse
+    assert any(w.startswith("compiled ahead of time") and "filled into the same program" in w
+               for w in t.output.warnings), t.output.warnings
+
+
 @pytest.fixture(scope="module")
 def local_ssh() -> None:
     from test_ssh import ssh_unavailable_reason
