@@ -302,6 +302,18 @@ def test_a_later_run_over_ssh_fills_in_the_program_compiled_before(
                for w in t.output.warnings), t.output.warnings
 
 
+@pytest.mark.kernel
+def test_a_remote_run_ticks_once_its_program_is_handed_over(local_ssh: None) -> None:
+    """A run elsewhere sends no progress ticks: on_progress gets one, 0, when the program goes
+    to the machine (what the caller loads on its first tick, and the output parser, load while
+    the machine starts bpftrace), and the run counts exactly."""
+    ticks: list[float] = []
+    t = harness.trace("syscalls", lane="ssh:ktrace-localhost", out=False, report=False,
+                      on_progress=ticks.append)
+    assert int(t.frames["@calls"]["value"].sum()) == 100
+    assert ticks == [0.0]
+
+
 @pytest.fixture(scope="module")
 def local_ssh() -> None:
     from test_ssh import ssh_unavailable_reason

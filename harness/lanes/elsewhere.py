@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.compare.gather import Gathered, GatherRequest
 from harness.host.capabilities import capabilities
-from harness.host.parsed import parse_capture
+from harness.host.parsed import parse_capture, warm_parser
 from harness.host.runner import Capture, Interrupted, RunRequest, RunResult
 from harness.lanes import wire
 from harness.lanes.base import Lane, OnSample, ProgramSource, Ticks
@@ -80,6 +80,17 @@ class ElsewhereLane(Lane):
         )
         req, asked, finish = self.compiled(program, req,
                                            None if isinstance(program, str) else program)
+        warm = _warming(on_progress)
+        if asked is None:
+            warm()
+        else:
+            answer_for = asked
+
+            def asked(pid: int | None) -> Any:
+                answer = answer_for(pid)
+                warm()
+                return answer
+
         try:
             data = self.call("run", req, asked, progress)
         except BaseException:
@@ -117,6 +128,25 @@ class ElsewhereLane(Lane):
         answer = wire.decode(BenchAnswer, data)
         answer.interrupted = answer.interrupted or data.get("stopped_by")
         return bench_samples(answer, tracers, on_sample)
+
+
+def _warming(on_progress: Ticks) -> Callable[[], None]:
+    """What runs once the program is on its way to the machine (handed over with the request,
+    or as the answer to its question): the output parser is compiled (warm_parser), and
+    `on_progress` gets one tick, 0 (a run elsewhere sends no ticks of its own), on which the
+    caller loads what its report needs (api.trace, cli.run). Both happen here while the machine
+    starts bpftrace (1.5-3 s in a TCG guest) instead of after the run."""
+    done: list[bool] = []
+
+    def warm() -> None:
+        if done:
+            return
+        done.append(True)
+        warm_parser()
+        if on_progress is not None:
+            on_progress(0.0)
+
+    return warm
 
 
 # What a machine's agent reports of its kernel (its hello); the rest of Capabilities (clang,
