@@ -18,6 +18,10 @@ until its probes are live), traced_s (the workload), stop_s, and run_other_s (th
 run request: the program's round trip, starting the workload, the capture back), and
 outside_s (the wall time outside the connection: the harness's start, codegen, parse, report).
 
+`--before DIR --modes before:up+aot-resident,up+aot-resident` runs the `before:` modes with the
+harness of another checkout (e.g. main's, as `git archive` wrote it), side by side with this
+one's; with an agent started per run in both (a resident agent runs one checkout's code).
+
 Under TCG every guest instruction is emulated on the host's shared cores, so absolute times move
 with the machine's load (recorded beside each row); the modes alternate within each round so
 that they see the same load.
@@ -51,16 +55,25 @@ MODES = {
     "cold": {"KTRACE_AOT": "0"},
     "up": {"KTRACE_AOT": "0", "KTRACE_LANE_RESIDENT": "0"},
     "up+aot-resident": {"KTRACE_AOT": "1", "KTRACE_LANE_RESIDENT": "0"},
+    # as up+aot, but every run compiles its program anew (no program compiled for an earlier
+    # run filled in: harness.lanes.aot_reuse)
+    "up+aot-fresh": {"KTRACE_AOT": "1", "KTRACE_AOT_REUSE": "0"},
     "up+aot": {"KTRACE_AOT": "1"},
     # as up+aot, but the workload is udp_send.py as before its C twin (harness.workloads.native)
     "up+aot+py": {"KTRACE_AOT": "1", "KTRACE_NATIVE_WORKLOAD": "0"},
 }
 
 
-def harness(*argv: str, env: dict[str, str] | None = None, timeout: float = 1200) -> float:
+# `before:MODE`: MODE's runs with the harness of another checkout (--before DIR: its code runs,
+# `python -m harness.cli` from there), side by side with this one's.
+BEFORE = "before:"
+
+
+def harness(*argv: str, env: dict[str, str] | None = None, timeout: float = 1200,
+            cwd: Path = REPO) -> float:
     """Run one harness command; its wall time (it must succeed)."""
     t0 = time.monotonic()
-    done = subprocess.run([*HARNESS, *argv], cwd=REPO, env={**os.environ, **(env or {})},
+    done = subprocess.run([*HARNESS, *argv], cwd=cwd, env={**os.environ, **(env or {})},
                           capture_output=True, text=True, timeout=timeout, check=False)
     took = time.monotonic() - t0
     if done.returncode != 0:
@@ -68,11 +81,17 @@ def harness(*argv: str, env: dict[str, str] | None = None, timeout: float = 1200
     return took
 
 
-def one_run(entry: str, mode: str, series: str, where: Path) -> dict[str, object]:
-    out = where / f"{entry}-{mode}-{time.monotonic_ns()}"
-    env = dict(MODES[mode])
+def one_run(entry: str, mode: str, series: str, where: Path,
+            before: Path | None = None) -> dict[str, object]:
+    out = where / f"{entry}-{mode.replace(':', '-')}-{time.monotonic_ns()}"
+    env = dict(MODES[mode.removeprefix(BEFORE)])
+    cwd = REPO
+    if mode.startswith(BEFORE):
+        assert before is not None, "before: modes need --before DIR"
+        cwd = before
     load = os.getloadavg()[0]
-    took = harness("run", entry, "--lane", f"vm:{series}", "-q", "--out", str(out), env=env)
+    took = harness("run", entry, "--lane", f"vm:{series}", "-q", "--out", str(out), env=env,
+                   cwd=cwd)
     meta = json.loads((out / "run.json").read_text())
     name, expected = ENTRIES[entry]
     with (out / f"{name.lstrip('@')}.csv").open() as fh:
@@ -110,6 +129,8 @@ def one_run(entry: str, mode: str, series: str, where: Path) -> dict[str, object
         "events_expected": expected,
         "aot": "used" if aot and aot[0].startswith("compiled") else ("refused" if aot else ""),
         "aot_note": aot[0][:160] if aot else "",
+        # a program compiled for an earlier run filled in ("filled"), or made for later ones
+        "reuse": str((lane.get("aot") or {}).get("reuse") or ""),
         "load_1m": f"{load:.2f}",
     }
 
@@ -284,10 +305,12 @@ def main() -> int:
     ap.add_argument("--entries", default="ktrace,syscalls")
     ap.add_argument("--rounds", type=int, default=3, help="up-guest rounds per entry and mode")
     ap.add_argument("--cold", type=int, default=1, help="cold VM-lane runs per entry")
-    ap.add_argument("--modes", default="up+aot,up+aot+py",
+    ap.add_argument("--modes", default="up+aot-fresh,up+aot",
                     help="modes of the up guest, in each round (see MODES)")
     ap.add_argument("--guest-rounds", type=int, default=5,
                     help="rounds of the guest's own phases (GUEST_PHASES; 0: none)")
+    ap.add_argument("--before", type=Path, default=None,
+                    help="another checkout whose harness the before:MODE modes run")
     ap.add_argument("--csv", type=Path, default=REPO / "results/bench/lane_up_phases.csv")
     ap.add_argument("--guest-csv", type=Path,
                     default=REPO / "results/bench/lane_up_guest_phases.csv")
@@ -309,7 +332,8 @@ def main() -> int:
             for _ in range(args.rounds):
                 for entry in entries:
                     for mode in args.modes.split(","):
-                        rows.append(keep(one_run(entry, mode, args.series, where), args.csv))
+                        rows.append(keep(one_run(entry, mode, args.series, where,
+                                                 args.before), args.csv))
             ktrace = sorted(where.glob("ktrace-up+aot-*"))
             if args.guest_rounds and ktrace:
                 guest = guest_phases(args.series, ktrace[0], args.guest_rounds, where,
@@ -318,10 +342,10 @@ def main() -> int:
             harness("lane", "down", f"vm:{args.series}")
     print(f"\nlane up took {up_s:.1f}s; medians of wall time (s), ratio to the first mode:")
     for entry in entries:
+        seen = dict.fromkeys(str(r["mode"]) for r in rows if r["entry"] == entry)
         med = {mode: statistics.median(float(str(r["wall_s"])) for r in rows
                                        if r["entry"] == entry and r["mode"] == mode)
-               for mode in MODES
-               if any(r["entry"] == entry and r["mode"] == mode for r in rows)}
+               for mode in seen}
         first = next(iter(med.values()))
         print(f"  {entry}: " + ", ".join(
             f"{mode} {m:.1f} ({m / first:.2f}x)" for mode, m in med.items()))
