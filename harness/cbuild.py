@@ -4,11 +4,12 @@
 
 They are one idea: C made from known inputs, kept until one of them changes. So there is one
 key and one way to make an entry. The key hashes everything that goes in: the sources' and
-headers' bytes (or a generated text), each compiler's identity (its path and `--version`
-line) and every flag; an edit of any of them is a new entry, an equal build is a lookup. An
-entry, `cache_root()/NAME-KEY/`, is made in a private work directory beside it and published by
-one rename, under a lock of its own: concurrent first builds wait for one another instead of
-compiling the same thing twice, nobody sees half an entry, and a failed build leaves nothing.
+headers' bytes (or a generated text), each compiler's identity (the binary it resolves to,
+its size and modification time) and every flag; an edit of any of them is a new entry, an
+equal build is a lookup. An entry, `cache_root()/NAME-KEY/`, is made in a private work
+directory beside it and published by one rename, under a lock of its own: concurrent first
+builds wait for one another instead of compiling the same thing twice, nobody sees half an
+entry, and a failed build leaves nothing.
 
 What differs stays with the callers: the compiler calls themselves, and how a failure is said
 (a workload that cannot be built falls back to its Python twin; a twin that cannot be built is
@@ -17,11 +18,9 @@ a BuildError naming the fix).
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -36,21 +35,18 @@ def cache_root() -> Path:
     return cache_home() / "build"
 
 
-@functools.cache
-def _version_line(path: str, mtime_ns: int) -> str:
-    """The first line `path --version` prints (once per binary and modification time)."""
-    done = subprocess.run([path, "--version"], capture_output=True, text=True, check=False,
-                          stdin=subprocess.DEVNULL)
-    return done.stdout.splitlines()[0] if done.stdout else ""
-
-
 def compiler_identity(tool: str) -> str:
-    """`tool` as a key sees it: its resolved path and the first line of its `--version` ('' when
-    it is not installed): another compiler, or an upgraded one, builds anew."""
+    """`tool` as a key sees it: the file it resolves to (through PATH and symlinks: `cc` is
+    gcc-12 here), with that file's size and modification time; '' when it is not installed.
+    Another compiler, or an upgraded one, builds anew, and nothing is run to find out: a
+    workload that looks up its binary (syscall_loop.py, in a TCG guest too) spawns no
+    `cc --version` first."""
     found = shutil.which(tool)
     if found is None:
         return ""
-    return f"{found} {_version_line(found, os.stat(found).st_mtime_ns)}"
+    real = os.path.realpath(found)
+    st = os.stat(real)
+    return f"{real} {st.st_size} {st.st_mtime_ns}"
 
 
 def cache_key(

@@ -8,6 +8,7 @@ programs are run, so a rebuild is seen in what the program does, not only in a n
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import threading
@@ -24,7 +25,7 @@ BTF = Path("/sys/kernel/btf/vmlinux")
 
 
 def _compiler(path: Path, version: str) -> str:
-    """A stand-in compiler whose --version says `version`."""
+    """A stand-in compiler (a script whose --version says `version`)."""
     path.write_text(f"#!/bin/sh\necho '{version}'\n")
     path.chmod(0o755)
     return str(path)
@@ -42,6 +43,7 @@ def test_the_key_changes_with_each_input_and_only_then(tmp_path: Path) -> None:
                                     "compilers": (cc1,), "flags": ("-O2",)}
         return cbuild.cache_key(**{**given, **changed})  # type: ignore[arg-type]
 
+    made = os.stat(cc1).st_mtime_ns
     base = key()
     assert key() == base and len(base) == cbuild.KEY_CHARS
     others = {
@@ -53,7 +55,11 @@ def test_the_key_changes_with_each_input_and_only_then(tmp_path: Path) -> None:
     }
     header.write_text("#define N 2\n")
     others["header"] = key()
+    _compiler(Path(cc1), "cc 12.2.0 (rebuilt)")  # the same compiler's file, upgraded in place
+    others["compiler upgraded"] = key()
+    _compiler(Path(cc1), "cc 12.2.0")
     header.write_text("#define N 1\n")
+    os.utime(cc1, ns=(made, made))
     assert key() == base  # the same bytes again: the same entry
     source.write_text("int main(void) { return 1; }\n")
     others["source"] = key()
