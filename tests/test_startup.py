@@ -32,7 +32,8 @@ except Spawned:
     pass
 """
 NEVER = ("pandas", "matplotlib", "numpy", "plotly", "tabulate", "rich")
-AFTER_SPAWN = ("lark", "harness.output.parse", "harness.report.summary", "harness.cli.tables")
+AFTER_SPAWN = ("lark", "harness.output.parse", "harness.report.summary", "harness.cli.tables",
+               "harness.output.columns")
 
 
 def loaded_at_spawn(tmp_path: Path, *args: str) -> set[str]:

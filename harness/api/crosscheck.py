@@ -229,7 +229,6 @@ def plan_crosscheck(
 def _written(result: CrosscheckResult, path: Path | None) -> Crosscheck:
     import pandas as pd
 
-
     maps = {
         c.map_name: MapVerdict(
             c.what, c.equal, pd.DataFrame(c.diff, columns=["key", "bpftrace", "libbpf"])

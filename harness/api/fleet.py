@@ -49,7 +49,6 @@ from harness.host.runner import Interrupted
 from harness.lanes import inventory as inv
 from harness.lanes.inventory import Member, directory_names
 from harness.lanes.registry import get_lane
-from harness.output.columns import Table
 from harness.progress import Progress, silent
 from harness.report.rundir import csv_name, write_csvs
 
@@ -59,6 +58,7 @@ if TYPE_CHECKING:
     from harness.api.inputs import Out
     from harness.api.trace_result import Trace
     from harness.lanes.base import Lane
+    from harness.output.columns import Table
 
 FLEET_SCHEMA = 1
 DEFAULT_JOBS = 8
@@ -149,6 +149,8 @@ class Fleet:
 def merge_tables(per_host: Mapping[str, Mapping[str, Table]]) -> dict[str, Table]:
     """{host: {map: Table}} -> {map: Table} with `host` first, rows in host order; a column
     one host lacks (a map printed once there, several times elsewhere) is empty there."""
+    from harness.output.columns import Table
+
     names = list(dict.fromkeys(n for tables in per_host.values() for n in tables))
     merged: dict[str, Table] = {}
     for name in names:

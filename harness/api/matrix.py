@@ -20,6 +20,7 @@ from harness.host.runner import Interrupted
 from harness.lanes.debian import SUITES
 from harness.lanes.registry import get_lane
 from harness.report.rundir import new_run_dir
+from harness.spec import catalog
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -92,8 +93,6 @@ def matrix(
     progress: hears each guest's boot and each crosscheck's phases, as in `crosscheck`.
     """
     arguments.text("target", target, "'ktrace'")
-    from harness.spec import catalog
-
     catalog.get(target)  # an unknown entry fails once, not once per kernel
     kernels = arguments.names("kernels", kernels, "['6.1', 'host']")
     bpftrace = arguments.names("bpftrace", bpftrace, "['0.17', '0.27']", none_ok=True)

@@ -39,9 +39,7 @@ from harness.errors import HarnessError, UsageError
 from harness.host.bpftrace_versions import resolve
 from harness.host.lifetime import shielded
 from harness.host.runner import RunRequest, UnknownProbe
-from harness.host.usyms import WorkloadFrames
 from harness.lanes.registry import get_lane
-from harness.output.printed import printed
 from harness.output.stacks import program_key_names
 from harness.progress import Progress, silent
 from harness.report.record import RunMeta
@@ -69,6 +67,8 @@ def _warming_report(
     started: list[bool] = []
 
     def load() -> None:
+        from harness.output import columns  # noqa: F401  (Trace.tables, the CSVs)
+
         if report:
             from harness.report import summary  # noqa: F401  (flame graph, summary.md)
 
@@ -331,6 +331,8 @@ def run_trace(
     # workload's map is read while it runs, to name them (when every user stack is its own).
     user_frames = None
     if chosen.needs_pid and machine.name == "host":
+        from harness.host.usyms import WorkloadFrames
+
         user_frames = WorkloadFrames()
         make_program, ticking = user_frames.program(make_program), user_frames.ticking(ticking)
     path = claim(out, "run", target, force)
@@ -349,6 +351,8 @@ def run_trace(
             user_frames.apply(result.output)
         if spec is not None and result.error is None:
             result.error = _nothing_attached(spec, result.probes)
+        from harness.output.printed import printed
+
         meta = RunMeta(
             command=" ".join(sys.argv),
             target=target,

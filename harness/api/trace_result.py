@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
-from harness.output.columns import Table, to_tables
 from harness.report.rundir import rewrite_meta, write_tables, write_workload_output, written_or_kept
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from harness.host.runner import RunResult
+    from harness.output.columns import Table
     from harness.output.model import Output
     from harness.report.record import RunMeta
 
@@ -62,6 +62,8 @@ class Trace:
     @property
     def tables(self) -> dict[str, Table]:
         """The same maps as plain-Python columns (harness.output.columns), no pandas."""
+        from harness.output.columns import Table, to_tables
+
         if self._tables is None:
             out = self.output
             self._tables = to_tables(out, self.key_names) if out is not None else {}

@@ -24,6 +24,9 @@ from harness.errors import UsageError
 from harness.host.bpftrace_versions import resolve
 from harness.host.symbols import probe_symbol
 from harness.paths import workload
+from harness.spec import catalog, codegen
+from harness.spec.codegen_c import SHARED_HEADER, generate_floor_c
+from harness.twin.generic import parse_dump, twin_frames
 
 if TYPE_CHECKING:
     from harness.compare.kernel import Kernel
@@ -114,8 +117,6 @@ def spec_bpftrace_tracer(
 ) -> tuple[Tracer, str]:
     """bpftrace running the program generated from `spec` (pid-filtered); also its text.
     `release` names the bpftrace to run (harness.host.bpftrace_versions; None: the system's)."""
-    from harness.spec import codegen
-
     if release is None:
         _bpftrace_binary()  # a clear error when bpftrace is missing
     resolved = resolve(release)
@@ -149,8 +150,6 @@ def spec_libbpf_tracer(
     """The generic loader running the twin generated from `spec`; also the twin's C text.
     Stopped by SIGINT like bpftrace (the bench driver gives tracers no control pipe).
     `kallsyms` reads the symbol table of the kernel it runs on (a lane's), to name its stacks."""
-    from harness.twin.generic import parse_dump, twin_frames
-
     twin = twin_program(spec)
     obj, loader, *_ = twin_build(twin.text, prebuilt)
     func = symbol if symbol and symbol != spec.probe.target else None
@@ -179,8 +178,6 @@ def spec_floor_tracer(
 ) -> tuple[Tracer, str]:
     """The floor: an empty program generated for `spec`'s attach point, run by the generic
     loader like the twin; it counts nothing. Also its C text."""
-    from harness.spec.codegen_c import generate_floor_c
-
     floor = generate_floor_c(spec, symbol=symbol)
     obj, loader, *_ = twin_build(floor.text, prebuilt)
     func = symbol if symbol and symbol != spec.probe.target else None
@@ -245,8 +242,6 @@ def check_modes(modes: Sequence[str]) -> None:
 def programs_note(programs: Mapping[str, str], sources: Mapping[str, str]) -> list[str]:
     """The summary's line naming each mode's measured program (the CSV's `program` column;
     `sources`: mode -> the program's text)."""
-    from harness.spec.codegen_c import SHARED_HEADER
-
     if not programs:
         return []
     named = ", ".join(f"{mode} [{path}]({path})" for mode, path in programs.items())
@@ -268,8 +263,6 @@ def benchmark(name: str) -> Bench:
 
 def equivalents(name: str) -> Mapping[str, ProbeSpec]:
     """Benchmark NAME's specs by attach type, for the planner to choose from."""
-    from harness.spec import catalog
-
     return catalog.get(benchmark(name).catalog).equivalents
 
 
@@ -288,8 +281,6 @@ def build(
     """Workload and tracers for NAME at the attach type the planner chose (`attach`, and
     `reason` why), or for `spec`, a probe line's spec, at its own. Both tracers run programs
     generated from one spec, here, whichever kernel (`lane`, a Lane) runs them."""
-    from harness.spec import catalog
-
     machine = lane
 
     check_modes(modes)

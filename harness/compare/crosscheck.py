@@ -11,7 +11,6 @@ frame by frame after symbolisation.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import signal
 import sys
@@ -24,7 +23,6 @@ from harness.clock import utc_iso
 from harness.compare.maps import MapComparison as Comparison
 from harness.compare.maps import compare_spec_maps
 from harness.errors import CrosscheckError, HarnessError
-from harness.output.printed import printed
 from harness.report.record import CrosscheckRecord
 
 if TYPE_CHECKING:
@@ -76,6 +74,8 @@ def twin_program(spec: ProbeSpec) -> TwinProgram:
 
 def prebuilt_key(c_text: str) -> str:
     """The directory name under a prebuilt root that holds the object built from `c_text`."""
+    import hashlib
+
     return "twin-" + hashlib.sha256(c_text.encode()).hexdigest()[:20]
 
 
@@ -110,6 +110,7 @@ def compared(
 ) -> CrosscheckResult:
     """Frames of both tracers, the comparison of every map, and the run's meta."""
     from harness.output.frames import to_frames
+    from harness.output.printed import printed
     from harness.twin.build import BuildOutputs
     from harness.twin.generic import counters, twin_frames
     from harness.twin.loader import core_relocations

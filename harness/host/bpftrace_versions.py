@@ -14,7 +14,6 @@ unchanged.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -267,6 +266,8 @@ def _write_launchers(recipe: Recipe, base: Path) -> dict[str, Path]:
     content (`bpftrace-<sha>`): checkouts of different harness versions share one cache, and
     none may rewrite the wrapper another is running. A read-only cache (a VM guest's view)
     must already hold it: the host writes it first (harness.cli.options.prepare_bpftrace)."""
+    import hashlib
+
     out = {}
     for name, template in LAUNCHERS.items():
         text = template.format(version=recipe.version, suite=recipe.suite)

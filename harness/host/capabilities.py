@@ -5,6 +5,7 @@ Each check is a small cached function so `harness doctor` and `harness run` ask 
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import json
 import os
@@ -13,7 +14,6 @@ import re
 import shutil
 import subprocess
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -211,8 +211,9 @@ TOOL_COMMANDS = {
 
 def _probe_tools() -> dict[str, Any]:
     """`bpftrace --info` and every tool's version, queried side by side (~0.3 s idle, more
-    under load: bpftrace --info probes kernel features)."""
-    with ThreadPoolExecutor(max_workers=len(TOOL_COMMANDS) + 1) as pool:
+    under load: bpftrace --info probes kernel features). The pool's module loads here, on
+    first use: a run whose capabilities are cached never needs it."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(TOOL_COMMANDS) + 1) as pool:
         info_future = pool.submit(bpftrace_info)
         versions = {name: pool.submit(_first_line, argv) for name, argv in TOOL_COMMANDS.items()}
         return {

@@ -167,8 +167,6 @@ def name(address: int, maps: list[Mapping]) -> str | None:
 def _cxa_demangle() -> Any:
     """libstdc++'s demangler and libc's free, as bpftrace names C++ (and legacy Rust) frames;
     None where libstdc++ cannot be loaded."""
-
-
     try:
         cxx = ctypes.CDLL(ctypes.util.find_library("stdc++") or "libstdc++.so.6")
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")

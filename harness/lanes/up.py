@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 from harness.errors import HarnessError
 from harness.host.lifetime import watchdog
 from harness.lanes.debian import fetch
-from harness.lanes.remote import RemoteError, SSHLane
+from harness.lanes.remote import RemoteError, SSHLane, payload
 from harness.lanes.vm import VM_MIN_TIMEOUT, VMError, _env, _vng, accel_choice
 from harness.paths import cache_home, locked
 from harness.progress import Progress, silent
@@ -226,8 +226,6 @@ def _start_resident(series: str, state: dict[str, Any]) -> dict[str, Any]:
     """The guest's resident agent (harness.lanes.agent.resident), started through an ordinary
     session; what the lane needs to reach it (state.json is root's only), or why there is
     none (runs then start an agent each)."""
-    from harness.lanes.remote import payload
-
     lane = GuestLane(series, {**state, "state": "up"})
     lane._still_up = lambda: True  # type: ignore[method-assign]  # not yet recorded as up
     token = secrets.token_hex(16)
@@ -459,8 +457,6 @@ class GuestLane(SSHLane):
         self.state = state
         self.workload_ran: list[str] | None = None  # the last run's workload as it ran there
         agent = state.get("agent") or {}
-        from harness.lanes.remote import payload
-
         # The resident agent `lane up` started, while it runs this harness's code (another
         # checkout's harness, or this one edited since, starts an agent of its own per run).
         if agent.get("port") and agent.get("sha") == payload().sha and \

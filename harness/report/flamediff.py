@@ -24,6 +24,7 @@ from harness.errors import HarnessError
 from harness.output.printed import printed_total, shown_printing
 from harness.report import flamegraph
 from harness.report.rundir import check_writable, csv_name, map_of, new_run_dir
+from harness.report.summary import DAMAGED_CSV, probe_of, read_csv, read_run, run_parts
 
 _OFFSET = re.compile(r"\+(?:0x[0-9a-fA-F]+|\d+)(?= \(|_\[k\]$|$)")
 CSV_COLUMNS = ("stack", "count_a", "count_b", "delta", "ratio", "share_a_pct", "share_b_pct")
@@ -107,8 +108,6 @@ class Diff:
 
 def _stack_maps(run_dir: Path) -> dict[str, Path]:
     """`@name` -> CSV for every map in run_dir that holds stacks."""
-    from harness.report.summary import read_csv
-
     found = {}
     for path in sorted(run_dir.glob("*.csv")):
         if flamegraph.stack_columns(read_csv(path)):
@@ -119,8 +118,6 @@ def _stack_maps(run_dir: Path) -> dict[str, Path]:
 def _from_csv(path: Path) -> Stacks:
     """The stacks of a run CSV: its last printing, as the run's .folded and page show it; the
     run.json beside it (read through harness.report.record) says what bpftrace printed."""
-    from harness.report.summary import DAMAGED_CSV, read_csv, read_run
-
     record = read_run(path.parent)
     meta = record.as_read() if record is not None else {}
 
@@ -143,8 +140,6 @@ def load_stacks(source: Path, map_name: str | None = None) -> Stacks:
 
     Without `map_name` the run must hold exactly one stack map.
     """
-    from harness.report.summary import run_parts
-
     source = Path(source)
     if source.is_file():
         if source.suffix == ".folded":
@@ -245,8 +240,6 @@ def write_diff(
     shares (A scaled to B's total) and says so. The CSV always holds the raw counts (and each
     side's share).
     """
-    from harness.report.summary import probe_of
-
     a = load_stacks(run_a, map_name)
     b = load_stacks(run_b, map_name or a.map_name)
     if not keep_offsets:

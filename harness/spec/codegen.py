@@ -16,7 +16,7 @@ from typing import Protocol
 
 from harness.errors import UsageError
 from harness.spec import expr
-from harness.spec.model import Agg, Arg, ProbeSpec
+from harness.spec.model import OFFCPU_US, Agg, Arg, ProbeSpec
 
 ARGS_DOT_SINCE = (0, 20, 0)
 # delete() returns whether it deleted, and warns when that is dropped, since bpftrace 0.24.
@@ -207,8 +207,6 @@ def _offcpu(
     and its entry is dropped. The swapper (tid 0) is never counted. The leaving probe comes
     first: bpftrace 0.17 types a map where it is first assigned. END empties the program's own
     maps so the exit dump prints only the spec's."""
-    from harness.spec.model import OFFCPU_US
-
     args_dot = version >= ARGS_DOT_SINCE
     nxt = expr.to_bpftrace(expr.Field(expr.Name("args"), "next_pid", arrow=False), {}, args_dot)
     start = f"{OFFCPU_STATE}start"

@@ -9,7 +9,6 @@ grammar does not admit is a one-line UsageError naming the option and the column
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import re
 import sys
@@ -148,9 +147,10 @@ def _parser() -> Lark:
     tables takes ~5 ms. The cache file is named by a hash of everything it depends on and
     written by rename, so concurrent runs never read half a file (lark's own `cache=` writes in
     place)."""
+    import hashlib
+
     import lark
     from lark import Lark
-
 
     grammar = resources.files("harness.grammar").joinpath(GRAMMAR_FILE).read_text()
     options: dict[str, Any] = {"parser": "lalr", "lexer": "contextual", "start": ["expr", "ctype"]}
