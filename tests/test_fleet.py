@@ -104,6 +104,29 @@ def test_each_host_gets_its_plots(second_alias: str, tmp_path: Path) -> None:
         assert list((tmp_path / "f" / host).glob("*.png")), host
 
 
+def test_two_fleets_in_one_process_share_each_members_session(local_ssh: None,  # noqa: F811
+                                                              ) -> None:
+    """A member's lane is kept for the process (one ssh session per remote), though a member
+    runs in a thread of its own: the session's ssh, spawned from that thread, died with it
+    (a parent-death signal follows the thread that forked the child), and the next fleet of
+    the process connected anew. Now the session is still open once the fleet has returned,
+    and a second fleet runs in it; each counts its workload's own calls."""
+    from harness.lanes.registry import get_lane
+
+    n = 200
+    runs = []
+    for _ in range(2):
+        f = harness.fleet(PROBE, hosts=[HOSTS[0]], count_by="comm", workload_pid=True,
+                          workload=_loop(n), out=False)
+        assert f.passed, f.errors
+        assert f.frames["@count"]["value"].sum() == n
+        runs.append(f.traces[HOSTS[0]].meta.lane["session"])
+        time.sleep(1)  # a parent-death signal of the member's thread would have landed
+        conn = get_lane(f"ssh:{HOSTS[0]}").conn  # type: ignore[attr-defined]
+        assert conn is not None and conn.proc is not None and conn.proc.poll() is None
+    assert runs[0] == runs[1], "the second fleet connected anew"
+
+
 def test_a_host_that_is_down_is_one_line_and_the_others_complete(local_ssh: None,  # noqa: F811
                                                                   tmp_path: Path) -> None:
     n = 500
@@ -507,3 +530,74 @@ def test_a_guest_kept_up_and_localhost_are_a_fleet(local_ssh: None,  # noqa: F81
         assert {r["attach"] for r in x.rows} == {"tracepoint", "kprobe"}
     finally:
         _cli("lane", "down", "vm:6.1", timeout=300)
+
+
+def _guest_ours(token: str) -> dict[int, list[str]]:
+    """What of a guest booted for the harness is alive: vng, virtme-run, qemu, virtiofsd (each
+    inherits the harness's environment, so `_ours` finds them)."""
+    names = ("vng", "virtme", "qemu", "virtiofsd")
+    return {pid: argv for pid, argv in _ours(token).items()
+            if any(n in " ".join(argv[:2]) for n in names)}
+
+
+@pytest.mark.vm
+@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "SIGKILL"])
+def test_a_member_booting_its_own_guest_leaves_nothing(tmp_path: Path, how: str) -> None:
+    """`--hosts host,vm:6.1` with no guest kept up: the vm member boots a guest of its own for
+    the run, from a member thread (a child's parent-death signal follows the thread that spawned
+    it, not the process). Ctrl-C, SIGTERM or SIGKILL of the harness once the guest serves the
+    run: no process of it (vng, virtme-run, qemu, virtiofsd, a workload) outlives the harness,
+    its scratch directory is gone, and Ctrl-C and SIGTERM stop both members the normal way, long
+    before the workloads' end, each keeping what it gathered (run.json's ended_by)."""
+    from harness.lanes.up import read_state
+    from harness.lanes.vm import _rw_parent
+
+    if read_state("6.1") is not None:
+        pytest.skip("a guest vm:6.1 is kept up (`harness lane down vm:6.1`): the member would "
+                    "reach it over SSH, not boot its own")
+    token = f"{400 + uuid.uuid4().int % 500}.{uuid.uuid4().int % 10**6:06d}"  # seconds
+    out = tmp_path / "fleet"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", "run", f"{PROBE} {{ @[comm] = count(); }}",
+         "--workload", f"sleep {token}", "--hosts", "host,vm:6.1", "--out", str(out), "-q"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "KTRACE_KILL_TEST": token},
+    )
+    with _killed_on_failure(proc):
+        deadline = time.monotonic() + 900  # a TCG boot, then bpftrace compiling in the guest
+        served = None
+        while time.monotonic() < deadline:  # the guest took the run's request
+            taken = [json.loads(p.read_text()) for p in
+                     _rw_parent().glob(f"lane-6.1-{proc.pid}-*/req/*.taken")]
+            if any(t.get("op") == "run" for t in taken):
+                served = time.monotonic()
+                break
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.5)
+        assert served is not None, "the guest never served the run"
+        assert _pids(f"^sleep {token}$"), "the host member's workload runs"
+        assert any("qemu" in a[0] for a in _guest_ours(token).values()), _ours(token)
+        time.sleep(20)  # under TCG the guest's bpftrace compiles, then attaches
+        signum = getattr(signal, how)
+        err, took = _stopped_by(proc, signum, 300)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _ours(token):
+        time.sleep(0.2)
+    assert _ours(token) == {}, f"left after {how}: a guest or workload process of the harness"
+    assert list(_rw_parent().glob(f"lane-6.1-{proc.pid}-*")) == []
+    if how == "SIGKILL":
+        assert proc.returncode == -signal.SIGKILL
+        return
+    assert proc.returncode == 128 + signum, err
+    assert took < 150, f"the fleet took {took:.0f}s to stop"  # the workloads sleep >= 400 s
+    assert b"Traceback" not in err, err
+    summary = json.loads((out / "fleet.json").read_text())
+    assert summary["interrupted"] == how
+    ended = {h["host"]: h for h in summary["hosts"]}
+    assert set(ended) == {"host", "vm:6.1"}
+    for host, entry in ended.items():  # each stopped, with what it gathered kept
+        meta = json.loads((out / entry["dir"] / "run.json").read_text())
+        assert meta["ended_by"] == ("ctrl-c" if how == "SIGINT" else "signal"), host
+        assert entry["error"].startswith("interrupted by"), entry
+    guest = json.loads((out / ended["vm:6.1"]["dir"] / "run.json").read_text())
+    assert guest["capabilities"]["kernel"].startswith("6.1.")

@@ -127,3 +127,60 @@ def test_a_lane_directory_whose_harness_is_gone_is_swept(tmp_path: Path) -> None
     assert _sweep_orphans(tmp_path) == [f"lane-6.1-{gone.pid}-abc_12"]
     assert {p.name for p in tmp_path.iterdir()} == {
         f"lane-6.12-{os.getpid()}-def34", "lane-6.1-old_style"}
+
+
+# A fleet member stand-in: a thread spawns `sleep 300` (as a member's thread starts a guest's
+# vng, or an ssh session the process keeps) and ends; the process says whether the child is
+# alive after that thread is gone, then waits to be killed.
+FROM_A_THREAD = r"""
+import threading, time
+from harness.host.lifetime import spawn
+got = []
+member = threading.Thread(target=lambda: got.append(spawn(["sleep", "300"])))
+member.start()
+member.join()
+time.sleep(1)  # a parent-death signal of the member's thread would have landed by now
+print("alive" if got[0].poll() is None else f"dead {got[0].returncode}", flush=True)
+time.sleep(300)
+"""
+
+
+def test_a_child_spawned_from_a_thread_outlives_the_thread_not_the_harness() -> None:
+    """PR_SET_PDEATHSIG follows the thread that forked the child, not the process: a guest's
+    vng spawned by a fleet member's thread was SIGKILLed when that thread ended, while what it
+    had started (virtme-run, qemu) lived on. spawn() forks from a thread that lives as long as
+    the process: the child outlives the thread that asked for it, and dies with the harness."""
+    token = uuid.uuid4().hex
+    proc = subprocess.Popen([sys.executable, "-c", FROM_A_THREAD], stdout=subprocess.PIPE,
+                            text=True, env={**os.environ, "LIFETIME_TEST": token})
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "alive\n"
+        assert len(_tagged(token)) == 3  # the stand-in, its watchdog and the sleep
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert _gone_within(token, 3) == []
+
+
+def test_a_group_whose_leader_exited_first_is_still_killed_by_reap() -> None:
+    """A guest's vng may exit before the qemu it started: checked with exited(), which does not
+    wait for it, the leader's pid stays its own (and the group's id with it) until reap(), which
+    then kills what is left of the group."""
+    from harness.host.lifetime import exited, reap, spawn
+
+    token = uuid.uuid4().hex
+    proc = spawn(["sh", "-c", "sleep 300 & echo started"], stdout=subprocess.PIPE, text=True,
+                 env={**os.environ, "LIFETIME_TEST": token})
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "started\n"
+        deadline = time.monotonic() + 10
+        while not exited(proc) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert exited(proc) and proc.returncode is None  # exited, not waited for
+        assert len(_tagged(token)) == 1  # the sleep, left in the leader's group
+    finally:
+        reap(proc)
+        proc.stdout.close()  # type: ignore[union-attr]
+    assert proc.returncode == 0
+    assert _gone_within(token, 3) == []

@@ -6,7 +6,11 @@ spawns (run, crosscheck, bench, matrix, the VM lane) goes through this module:
 
 - `spawn()`: the child runs in a session (and process group) of its own, with
   `PR_SET_PDEATHSIG`, so the kernel sends it SIGKILL when the harness goes, even by SIGKILL.
-  Children are spawned from the main thread only, so "thread" means "the harness".
+  That signal follows the *thread* that forked the child, not the process: a child asked for
+  by another thread (a fleet member's: a guest's vng, an ssh session kept for the process) is
+  forked by the lifetime thread, which lives as long as the process, so "parent" means "the
+  harness" whichever thread asked. (A guest's vng forked by a member's thread died when that
+  thread ended, and the qemu it had started lived on.)
 - The watchdog: one tiny shell per harness process, started on first use, reading lines from a
   pipe that only the harness holds. The harness registers each child's process group (a
   workload may fork, and PDEATHSIG reaches only the direct child) and each temporary path it
@@ -30,15 +34,17 @@ be gone: an orphan's zombie waits for init, which may reap once a second.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import ctypes
 import os
+import queue
 import signal
 import subprocess
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 PR_SET_PDEATHSIG = 1
 
@@ -204,9 +210,56 @@ def watchdog() -> Watchdog:
         return _LOCAL[pid]
 
 
+T = TypeVar("T")
+
+
+class _LifetimeThread:
+    """A thread that lives as long as the process and forks for the other threads: the
+    parent-death signal of a child it forks fires when the process goes, never when the thread
+    that asked for the child ends. It waits on a queue (without the GIL) when idle."""
+
+    def __init__(self) -> None:
+        self.jobs: queue.SimpleQueue[tuple[Callable[[], Any], concurrent.futures.Future[Any]]]
+        self.jobs = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._serve, name="ktrace-lifetime", daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            job, done = self.jobs.get()
+            try:
+                done.set_result(job())
+            except BaseException as err:  # the asking thread raises it
+                done.set_exception(err)
+
+    def run(self, job: Callable[[], T]) -> T:
+        done: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self.jobs.put((job, done))
+        return done.result()
+
+
+_LIFETIME: dict[int, _LifetimeThread] = {}
+
+
+def as_the_harness(job: Callable[[], T]) -> T:
+    """`job()` run by a thread that lives as long as the process (the main thread, or the
+    lifetime thread for any other): what it forks dies with the harness, not with the calling
+    thread. For a child meant to outlive the call that started it."""
+    if threading.current_thread() is threading.main_thread():
+        return job()
+    pid = os.getpid()  # a forked child has no lifetime thread of its parent's
+    with _LOCAL_LOCK:
+        if pid not in _LIFETIME:
+            _LIFETIME.clear()
+            _LIFETIME[pid] = _LifetimeThread()
+        lifetime = _LIFETIME[pid]
+    return lifetime.run(job)
+
+
 def spawn(argv: Sequence[str], **popen: Any) -> subprocess.Popen[Any]:
-    """subprocess.Popen(argv, **popen) in a session of its own, dying with the harness, its
-    whole process group killed by the watchdog if the harness dies first; `reap()` it.
+    """subprocess.Popen(argv, **popen) in a session of its own, dying with the harness (not
+    with the thread that called: see as_the_harness), its whole process group killed by the
+    watchdog if the harness dies first; `reap()` it.
 
     A `preexec_fn` given runs after the parent-death setting."""
     pdeath = die_with_parent()
@@ -217,15 +270,18 @@ def spawn(argv: Sequence[str], **popen: Any) -> subprocess.Popen[Any]:
         if extra is not None:
             extra()
 
-    # A stop signal waits until the child is spawned and guarded: one landing during the fork
-    # raised from inside an at-fork hook, where Python only prints it ("Exception ignored")
-    # and the stop was lost; and a child not yet guarded could outlive the harness.
-    with shielded(deliver=True):
-        proc: subprocess.Popen[Any] = subprocess.Popen(
-            list(argv), start_new_session=True, preexec_fn=preexec, **popen
-        )
-        watchdog().guard_group(proc.pid)
-    return proc
+    def fork() -> subprocess.Popen[Any]:
+        # A stop signal waits until the child is spawned and guarded: one landing during the
+        # fork raised from inside an at-fork hook, where Python only prints it ("Exception
+        # ignored") and the stop was lost; and a child not yet guarded could outlive the harness.
+        with shielded(deliver=True):
+            proc: subprocess.Popen[Any] = subprocess.Popen(
+                list(argv), start_new_session=True, preexec_fn=preexec, **popen
+            )
+            watchdog().guard_group(proc.pid)
+        return proc
+
+    return as_the_harness(fork)
 
 
 class Reapable(Protocol):
@@ -235,6 +291,18 @@ class Reapable(Protocol):
     returncode: int | None
 
     def wait(self) -> int: ...
+
+
+def exited(proc: Reapable) -> bool:
+    """Whether a spawned child has exited, without waiting for it (which poll() does): until
+    reap() waits for it, its pid is still its own, and so is its group's id, so reap() can
+    still kill what is left of the group (a guest's qemu when vng went first)."""
+    if proc.returncode is not None:
+        return True
+    try:
+        return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:  # waited for elsewhere
+        return True
 
 
 def reap(proc: Reapable) -> int:

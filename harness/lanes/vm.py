@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
 from harness.host.capabilities import capabilities
-from harness.host.lifetime import reap, shielded, spawn, temporary_path, watchdog
+from harness.host.lifetime import exited, reap, shielded, spawn, temporary_path, watchdog
 from harness.host.runner import Interrupted, raise_if_asked
 from harness.host.symbols import Kallsyms
 from harness.lanes import wire
@@ -116,7 +116,7 @@ def _boot(
             out_chunks: list[str] = []
             reader = _Reader(proc, out_chunks)
             reported = -VMLane.REPORT_EVERY
-            while proc.poll() is None:
+            while not exited(proc):  # not waited for: reap() still reaches the guest's group
                 now = time.monotonic() - t0
                 if boot_s is None and (rwdir / "booted").exists():
                     boot_s = now
@@ -302,12 +302,13 @@ class VMLane(ElsewhereLane):
             if self.interrupted is not None:  # nothing gathered yet: the boot is given up
                 self.close()
                 raise Interrupted(self.interrupted)
-            if self.proc.poll() is not None or elapsed > self.boot_timeout:
-                status = self.proc.poll()
-                what = f"exited (status {status})" if status is not None else (
+            if exited(self.proc) or elapsed > self.boot_timeout:
+                proc = self.proc
+                gone = exited(proc)
+                self.close()
+                what = f"exited (status {proc.returncode})" if gone else (
                     "did not start its agent"
                 )
-                self.close()
                 if self.reader is not None:
                     self.reader.join()  # the console's last lines say why it exited
                 raise VMError(
@@ -333,19 +334,15 @@ class VMLane(ElsewhereLane):
         proc, self.proc = self.proc, None
         if proc is None:
             return
-        # vng may be gone before its guest: its parent-death signal follows the thread that
-        # spawned it (a fleet's member thread, ended), and reap() leaves the group of a child
-        # already waited for alone; what is left of it (virtme-run, qemu) is killed here (the
-        # group id stays vng's while any member lives, so this reaches only the guest).
-        gone = proc.poll() is not None
-        if not gone and self.dir is not None and (self.dir / "ready.json").exists():
+        # vng is never waited for before reap() (exited() only looks): its pid stays its own,
+        # and so the group's id, so reap() kills whatever is left of the guest (virtme-run,
+        # qemu) even when vng went first (killed by someone, or its own failure).
+        if not exited(proc) and self.dir is not None and (self.dir / "ready.json").exists():
             with contextlib.suppress(OSError):
                 self._send({"op": "shutdown"})
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(20)
-        if gone:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
+            deadline = time.monotonic() + 20
+            while not exited(proc) and time.monotonic() < deadline:
+                time.sleep(0.05)
         reap(proc)
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
@@ -419,7 +416,7 @@ class VMLane(ElsewhereLane):
                 tmp = self.dir / "req" / f"{n}.program.tmp"
                 tmp.write_text(program_for(pid))
                 tmp.replace(self.dir / "req" / f"{n}.program")
-            if self.proc.poll() is not None:
+            if exited(self.proc):
                 raise VMError(
                     f"guest {self.release} stopped during a request; console: {self._tail()}",
                     "see the console above; the guest is booted again on the next run",
