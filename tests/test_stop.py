@@ -73,6 +73,23 @@ def test_a_stop_cut_short_is_an_error_not_an_empty_result(
     assert "maps" in str(result.error) and "stopping" in str(result.error)
 
 
+def test_a_stop_before_the_probes_attached_says_nothing_was_gathered() -> None:
+    """A stop that reaches a run while bpftrace is still attaching (a fleet member stopped
+    early): bpftrace prints no map, and the run says it stopped before tracing started, never
+    that partial results were kept (a member reported that with 0 maps)."""
+    spawned: list[bool] = []
+    result = runner.capture_bpftrace(
+        _many_probes, MARK, workload=[*LOOP, "10"],
+        on_spawn=lambda: spawned.append(True),
+        stop_check=lambda: int(signal.SIGINT) if spawned else None,
+    )
+    assert spawned and result.attached is None, "bpftrace attached before the stop: no test"
+    assert result.ended_by == "ctrl-c"
+    assert isinstance(result.error, Interrupted)
+    assert str(result.error) == "interrupted by Ctrl-C before tracing started; nothing was gathered"
+    assert not [ln for ln in result.stdout.splitlines() if ln.startswith("@")], result.stdout
+
+
 def _sigint_caught(pid: int) -> bool | None:
     """Whether bpftrace still catches SIGINT (None: gone). 0.17 restores the default, fatal
     action once its probes are detached, before it prints its maps."""

@@ -74,7 +74,7 @@ def gather(
 
     asked = stop_check or (lambda: None)
     if asked() is not None:
-        raise Interrupted(int(asked() or signal.SIGINT))  # nothing started, nothing to keep
+        raise Interrupted(int(asked() or signal.SIGINT), kept=False)  # nothing started
     work = GatedWorkload(req.workload)
     lb: TwinLoader | None = None
     bt: BpftraceProcess | None = None
@@ -119,7 +119,7 @@ def gather(
             if lb is not None:
                 with contextlib.suppress(HarnessError, OSError, ValueError):
                     dumps, log = lb.stop()
-            bt_result.error = Interrupted(interrupted)
+            bt_result.error = Interrupted(interrupted, kept=bt_result.attached is not None)
     finally:
         with shielded():
             work.close()

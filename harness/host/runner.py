@@ -261,13 +261,20 @@ class RunResult(Capture):
 
 
 class Interrupted(HarnessError):
-    """The run was stopped by Ctrl-C or a termination signal; what was gathered is kept."""
+    """The run was stopped by Ctrl-C or a termination signal; what was gathered is kept. With
+    `kept=False` it stopped before tracing started (before bpftrace started or attached, a
+    guest's boot given up, a stopped guest run that gave nothing back): nothing was gathered,
+    and it says so instead of promising partial results."""
 
     partial: Any = None  # what was gathered and written, where the raiser hands it on
 
-    def __init__(self, signum: int = int(signal.SIGINT)) -> None:
+    def __init__(self, signum: int = int(signal.SIGINT), kept: bool = True) -> None:
         name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-        super().__init__(f"interrupted by {name}", "partial results were kept")
+        if kept:
+            super().__init__(f"interrupted by {name}", "partial results were kept")
+        else:
+            super().__init__(f"interrupted by {name} before tracing started",
+                             "nothing was gathered")
         self.signum = signum
         self.exit_code = 128 + signum
 
@@ -793,12 +800,12 @@ def capture_bpftrace(
     ended_by = "error"
     asked = stop_check or (lambda: None)
     if asked() is not None:
-        raise Interrupted(int(asked() or signal.SIGINT))  # nothing started, nothing to keep
+        raise Interrupted(int(asked() or signal.SIGINT), kept=False)  # nothing started
     try:
         work = GatedWorkload(workload) if workload else None
         text = program(work.pid if work else None) if callable(program) else program
         if asked() is not None:
-            raise Interrupted(int(asked() or signal.SIGINT))
+            raise Interrupted(int(asked() or signal.SIGINT), kept=False)
         proc = BpftraceProcess(text, marker, bpftrace=bpftrace, on_spawn=on_spawn)
         proc.start()
         proc.wait_attached(timeout, asked)
@@ -821,7 +828,8 @@ def capture_bpftrace(
         with shielded():
             result = proc.stop()
         signum = getattr(stop, "signum", int(signal.SIGINT))
-        result.error = Interrupted(signum)
+        # stopped before its probes attached, bpftrace printed no map: no partial results
+        result.error = Interrupted(signum, kept=result.attached is not None)
         ended_by = "ctrl-c" if signum == signal.SIGINT else "signal"
     finally:
         with shielded() as held:

@@ -309,7 +309,7 @@ class Connection:
         self._n += 1
         n = req["id"] = self._n
         if self.interrupted is not None and req["op"] in ("run", "gather", "bench"):
-            raise Interrupted(self.interrupted)  # stopped before it started: nothing to keep
+            raise Interrupted(self.interrupted, kept=False)  # stopped before it started
         self.in_flight = True
         t0 = time.monotonic()
         try:

@@ -301,7 +301,7 @@ class VMLane(ElsewhereLane):
             elapsed = time.monotonic() - t0
             if self.interrupted is not None:  # nothing gathered yet: the boot is given up
                 self.close()
-                raise Interrupted(self.interrupted)
+                raise Interrupted(self.interrupted, kept=False)
             if exited(self.proc) or elapsed > self.boot_timeout:
                 proc = self.proc
                 gone = exited(proc)
@@ -373,7 +373,7 @@ class VMLane(ElsewhereLane):
         that answer is not cut short by another signal."""
         running = req["op"] in ("run", "gather", "bench")
         if running and self.interrupted is not None:
-            raise Interrupted(self.interrupted)  # stopped before it started: nothing to keep
+            raise Interrupted(self.interrupted, kept=False)  # stopped before it started
         self.start(progress)
         assert self.dir is not None and self.proc is not None
         n = self._send(req)
@@ -389,8 +389,8 @@ class VMLane(ElsewhereLane):
                 data = self._answer(n, req, program_for, progress, STOP_WAIT)
             except HarnessError:
                 data = {"ok": False}
-        if not data.get("ok"):
-            raise Interrupted(signum)
+        if not data.get("ok"):  # the guest's stopped run gave nothing back
+            raise Interrupted(signum, kept=False)
         data["stopped_by"] = signum
         return data
 
