@@ -38,6 +38,7 @@ import harness
 REPO = Path(__file__).resolve().parent.parent
 HOSTS = ["ktrace-localhost", "ktrace-localhost-b"]
 PROBE = "tracepoint:syscalls:sys_enter_getppid"
+SLEEPS = "tracepoint:syscalls:sys_enter_clock_nanosleep"  # `sleep N` makes exactly one call
 
 
 def _loop(n: int) -> list[str]:
@@ -351,13 +352,15 @@ def test_a_fleet_with_this_machine_stops_every_member(local_ssh: None,  # noqa: 
     """`--hosts host,ktrace-localhost`: the local member runs in a thread of the harness, where
     no signal lands. Ctrl-C and SIGTERM stop it too, as they stop the ssh member: the harness
     exits long before the workloads' own end (a sleep of minutes), both members keep what they
-    gathered (ended_by, the interrupted error), and no workload or BPF program is left."""
+    gathered (ended_by, the interrupted error, and the map their bpftrace printed as it
+    stopped: the one clock_nanosleep call each workload made, as `sleep` makes exactly one),
+    and no workload or BPF program is left."""
     token = f"{300 + uuid.uuid4().int % 600}.{uuid.uuid4().int % 10**6:06d}"  # seconds
     out = tmp_path / "fleet"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "harness.cli", "run", f"{PROBE} {{ @[comm] = count(); }}",
-         "--workload", f"sleep {token}", "--hosts", "host,ktrace-localhost", "--out", str(out),
-         "-q"],
+        [sys.executable, "-m", "harness.cli", "run", SLEEPS, "--count-by", "comm",
+         "--workload-pid", "--workload", f"sleep {token}", "--hosts", "host,ktrace-localhost",
+         "--out", str(out), "-q"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     prefix = f"{socket.gethostname()}-{proc.pid}-"
@@ -375,6 +378,7 @@ def test_a_fleet_with_this_machine_stops_every_member(local_ssh: None,  # noqa: 
             time.sleep(0.2)
         else:
             pytest.fail("the fleet's two workloads never ran together")
+        time.sleep(1)  # each sleep has made its one call
         signum = getattr(signal, how)
         err, took = _stopped_by(proc, signum, 120)
     assert proc.returncode == 128 + signum, err
@@ -393,6 +397,59 @@ def test_a_fleet_with_this_machine_stops_every_member(local_ssh: None,  # noqa: 
         meta = json.loads((out / entry["dir"] / "run.json").read_text())
         assert meta["ended_by"] == ("ctrl-c" if how == "SIGINT" else "signal"), host
         assert entry["error"].startswith("interrupted by"), entry
+        assert "partial results were kept" in entry["error"], entry
+        # what its bpftrace printed as it stopped, as printed, and as kept
+        printed = (out / entry["dir"] / "stdout.txt").read_text()
+        assert "@count[sleep]: 1\n" in printed, (host, printed)
+        assert _csv(out / entry["dir"] / "count.csv") == [{"comm": "sleep", "value": "1"}], host
+        assert entry["counts"]["maps"] == 1 and entry["counts"]["entries"] == 1, entry
+    rows = _csv(out / "count.csv")
+    assert sorted((r["host"], r["comm"], r["value"]) for r in rows) == [
+        ("host", "sleep", "1"), ("ktrace-localhost", "sleep", "1")]
+
+
+# A fleet in a process of its own that Ctrl-Cs itself as soon as a member starts connecting:
+# the stop lands before any member traced.
+EARLY_STOP = r"""
+import json, os, signal, sys
+import harness
+fired = []
+def progress(phase, done=None, total=None, unit=""):
+    if "connecting to" in phase and not fired:
+        fired.append(phase)
+        os.kill(os.getpid(), signal.SIGINT)
+f = harness.fleet(sys.argv[1], hosts=sys.argv[3].split(","), workload=["sleep", "60"],
+                  out=sys.argv[2], progress=progress)
+print(json.dumps({"fired": fired, "interrupted": f.interrupted}))
+"""
+
+
+def test_a_member_stopped_before_tracing_says_nothing_was_kept(second_alias: str,
+                                                              tmp_path: Path) -> None:
+    """A member the stop reaches before its tracer started gathered nothing: fleet.json says
+    so ("before anything was gathered", no directory), never "partial results were kept"
+    beside a missing directory; and nothing of the fleet is left on the host."""
+    out = tmp_path / "f"
+    proc = subprocess.Popen([sys.executable, "-c", EARLY_STOP, PROBE, str(out), ",".join(HOSTS)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    with _killed_on_failure(proc):  # type: ignore[arg-type]
+        said_text, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    remote_cleared("ktrace-localhost", f"{socket.gethostname()}-{proc.pid}-", set(), 30,
+                   "after a Ctrl-C before tracing")
+    said = json.loads(said_text)
+    assert said["fired"] and said["interrupted"] == signal.SIGINT
+    summary = json.loads((out / "fleet.json").read_text())
+    assert summary["interrupted"] == "SIGINT"
+    early = [h for h in summary["hosts"] if h["dir"] is None]
+    assert early, summary["hosts"]  # the member that was connecting, at least
+    for entry in summary["hosts"]:
+        if entry["dir"] is None:  # stopped before it traced: says so
+            assert entry["error"] == ("interrupted by Ctrl-C before tracing started; "
+                                      "nothing was gathered"), entry
+        else:  # it had started tracing: what it gathered is there
+            assert (out / entry["dir"] / "stdout.txt").is_file(), entry
+            assert "partial results were kept" in entry["error"], entry
 
 
 def _ours(token: str) -> dict[int, list[str]]:
@@ -548,7 +605,8 @@ def test_a_member_booting_its_own_guest_leaves_nothing(tmp_path: Path, how: str)
     it, not the process). Ctrl-C, SIGTERM or SIGKILL of the harness once the guest serves the
     run: no process of it (vng, virtme-run, qemu, virtiofsd, a workload) outlives the harness,
     its scratch directory is gone, and Ctrl-C and SIGTERM stop both members the normal way, long
-    before the workloads' end, each keeping what it gathered (run.json's ended_by)."""
+    before the workloads' end, each keeping what it gathered (run.json's ended_by, and the map
+    its bpftrace printed as it stopped: the one clock_nanosleep call its `sleep` made)."""
     from harness.lanes.up import read_state
     from harness.lanes.vm import _rw_parent
 
@@ -556,28 +614,28 @@ def test_a_member_booting_its_own_guest_leaves_nothing(tmp_path: Path, how: str)
         pytest.skip("a guest vm:6.1 is kept up (`harness lane down vm:6.1`): the member would "
                     "reach it over SSH, not boot its own")
     token = f"{400 + uuid.uuid4().int % 500}.{uuid.uuid4().int % 10**6:06d}"  # seconds
+    scratch = _rw_parent()
+    # The guest's workload, once released (the guest's probes live), says so in the one
+    # directory the guest may write, its lane's; then it is `sleep` (the same pid: one call).
+    work = (f"case $(uname -r) in 6.1.*) for d in {scratch}/lane-6.1-*; do "
+            f"touch \"$d/started-{token}\" 2>/dev/null; done;; esac; exec sleep {token}")
     out = tmp_path / "fleet"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "harness.cli", "run", f"{PROBE} {{ @[comm] = count(); }}",
-         "--workload", f"sleep {token}", "--hosts", "host,vm:6.1", "--out", str(out), "-q"],
+        [sys.executable, "-m", "harness.cli", "run", SLEEPS, "--count-by", "comm",
+         "--workload-pid", "--workload", f"sh -c '{work}'", "--hosts", "host,vm:6.1",
+         "--out", str(out), "-q"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         env={**os.environ, "KTRACE_KILL_TEST": token},
     )
     with _killed_on_failure(proc):
         deadline = time.monotonic() + 900  # a TCG boot, then bpftrace compiling in the guest
-        served = None
-        while time.monotonic() < deadline:  # the guest took the run's request
-            taken = [json.loads(p.read_text()) for p in
-                     _rw_parent().glob(f"lane-6.1-{proc.pid}-*/req/*.taken")]
-            if any(t.get("op") == "run" for t in taken):
-                served = time.monotonic()
-                break
+        while not list(scratch.glob(f"lane-6.1-{proc.pid}-*/started-{token}")):
             assert proc.poll() is None, proc.communicate()
-            time.sleep(0.5)
-        assert served is not None, "the guest never served the run"
+            assert time.monotonic() < deadline, "the guest never released its workload"
+            time.sleep(0.2)
         assert _pids(f"^sleep {token}$"), "the host member's workload runs"
         assert any("qemu" in a[0] for a in _guest_ours(token).values()), _ours(token)
-        time.sleep(20)  # under TCG the guest's bpftrace compiles, then attaches
+        time.sleep(3)  # the guest's sleep made its call (an exec is slow under TCG)
         signum = getattr(signal, how)
         err, took = _stopped_by(proc, signum, 300)
     deadline = time.monotonic() + 30
@@ -599,5 +657,8 @@ def test_a_member_booting_its_own_guest_leaves_nothing(tmp_path: Path, how: str)
         meta = json.loads((out / entry["dir"] / "run.json").read_text())
         assert meta["ended_by"] == ("ctrl-c" if how == "SIGINT" else "signal"), host
         assert entry["error"].startswith("interrupted by"), entry
+        printed = (out / entry["dir"] / "stdout.txt").read_text()
+        assert "@count[sleep]: 1\n" in printed, (host, meta["durations"], printed)
+        assert _csv(out / entry["dir"] / "count.csv") == [{"comm": "sleep", "value": "1"}], host
     guest = json.loads((out / ended["vm:6.1"]["dir"] / "run.json").read_text())
     assert guest["capabilities"]["kernel"].startswith("6.1.")

@@ -225,25 +225,38 @@ def _in_threads(
         done.seconds = time.monotonic() - t0
         return done
 
+    def stop_all(stop: KeyboardInterrupt) -> None:
+        nonlocal stopped
+        if stopped is None:
+            with lock:
+                stopped = int(getattr(stop, "signum", signal.SIGINT))
+            for lane in lanes.values():
+                lane.interrupt(stopped)
+
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="fleet")
+    futures: list[concurrent.futures.Future[HostRun]] = []
+    reported: set[int] = set()  # indexes of the futures handed to on_host
     try:
-        futures = {pool.submit(run, m): m for m in chosen}
-        pending = set(futures)
-        while pending:
+        try:
+            # A stop waits until every member is handed over (the first may run already): one
+            # landing in between escaped from here, and from any step outside this loop's
+            # `except`: the members went on unstopped, and fleet.json was never written.
+            with shielded(deliver=True):
+                futures = [pool.submit(run, m) for m in chosen]
+        except KeyboardInterrupt as stop:
+            stop_all(stop)
+        while len(reported) < len(futures):
             try:
-                done, pending = concurrent.futures.wait(pending, timeout=0.25)
+                concurrent.futures.wait([f for f in futures if not f.done()], timeout=0.25)
+                for i, future in enumerate(futures):
+                    if future.done() and i not in reported:
+                        host_run = future.result()
+                        results[host_run.label] = host_run
+                        reported.add(i)
+                        if on_host is not None:
+                            on_host(host_run)
             except KeyboardInterrupt as stop:
-                if stopped is None:
-                    with lock:
-                        stopped = int(getattr(stop, "signum", signal.SIGINT))
-                    for lane in lanes.values():
-                        lane.interrupt(stopped)
-                continue
-            for future in done:
-                host_run = future.result()
-                results[host_run.label] = host_run
-                if on_host is not None:
-                    on_host(host_run)
+                stop_all(stop)
     finally:
         pool.shutdown(wait=True)
         for lane in lanes.values():
