@@ -346,6 +346,37 @@ def _killed_on_failure(proc: subprocess.Popen[bytes]) -> Iterator[None]:
             proc.communicate(timeout=60)
 
 
+def _sleeps_fleet(workload: str, hosts: str, out: Path, **env: str) -> subprocess.Popen[bytes]:
+    """`harness run` over `hosts` into `out`: each member counts its workload's clock_nanosleep
+    calls by comm (`sleep` makes exactly one); `env` added to the harness's environment."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", "run", SLEEPS, "--count-by", "comm",
+         "--workload-pid", "--workload", workload, "--hosts", hosts, "--out", str(out), "-q"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **env},
+    )
+
+
+def _each_kept_its_sleep(out: Path, how: str, hosts: set[str]) -> dict[str, Any]:
+    """fleet.json after a Ctrl-C or SIGTERM (`how`): every member of `hosts` was stopped the
+    normal way and kept the map its bpftrace printed as it stopped, the one clock_nanosleep
+    call its `sleep` made: as printed (stdout.txt), in its CSV and in its counts. Returns
+    fleet.json's entries by host."""
+    summary = json.loads((out / "fleet.json").read_text())
+    assert summary["interrupted"] == how
+    ended = {h["host"]: h for h in summary["hosts"]}
+    assert set(ended) == hosts
+    for host, entry in ended.items():
+        meta = json.loads((out / entry["dir"] / "run.json").read_text())
+        assert meta["ended_by"] == ("ctrl-c" if how == "SIGINT" else "signal"), host
+        assert entry["error"].startswith("interrupted by"), entry
+        assert "partial results were kept" in entry["error"], entry
+        printed = (out / entry["dir"] / "stdout.txt").read_text()
+        assert "@count[sleep]: 1\n" in printed, (host, meta["durations"], printed)
+        assert _csv(out / entry["dir"] / "count.csv") == [{"comm": "sleep", "value": "1"}], host
+        assert entry["counts"]["maps"] == 1 and entry["counts"]["entries"] == 1, entry
+    return ended
+
+
 @pytest.mark.parametrize("how", ["SIGINT", "SIGTERM"])
 def test_a_fleet_with_this_machine_stops_every_member(local_ssh: None,  # noqa: F811
                                                       tmp_path: Path, how: str) -> None:
@@ -357,12 +388,7 @@ def test_a_fleet_with_this_machine_stops_every_member(local_ssh: None,  # noqa: 
     and no workload or BPF program is left."""
     token = f"{300 + uuid.uuid4().int % 600}.{uuid.uuid4().int % 10**6:06d}"  # seconds
     out = tmp_path / "fleet"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "harness.cli", "run", SLEEPS, "--count-by", "comm",
-         "--workload-pid", "--workload", f"sleep {token}", "--hosts", "host,ktrace-localhost",
-         "--out", str(out), "-q"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )
+    proc = _sleeps_fleet(f"sleep {token}", "host,ktrace-localhost", out)
     prefix = f"{socket.gethostname()}-{proc.pid}-"
     with _killed_on_failure(proc):
         deadline = time.monotonic() + 180
@@ -389,20 +415,7 @@ def test_a_fleet_with_this_machine_stops_every_member(local_ssh: None,  # noqa: 
         time.sleep(0.2)
     assert _pids(f"^sleep {token}$") == [], "a workload was left running"
     assert progs & _loaded_programs() == set(), "a BPF program was left loaded"
-    summary = json.loads((out / "fleet.json").read_text())
-    assert summary["interrupted"] == how
-    ended = {h["host"]: h for h in summary["hosts"]}
-    assert set(ended) == {"host", "ktrace-localhost"}
-    for host, entry in ended.items():  # each stopped, with what it gathered kept
-        meta = json.loads((out / entry["dir"] / "run.json").read_text())
-        assert meta["ended_by"] == ("ctrl-c" if how == "SIGINT" else "signal"), host
-        assert entry["error"].startswith("interrupted by"), entry
-        assert "partial results were kept" in entry["error"], entry
-        # what its bpftrace printed as it stopped, as printed, and as kept
-        printed = (out / entry["dir"] / "stdout.txt").read_text()
-        assert "@count[sleep]: 1\n" in printed, (host, printed)
-        assert _csv(out / entry["dir"] / "count.csv") == [{"comm": "sleep", "value": "1"}], host
-        assert entry["counts"]["maps"] == 1 and entry["counts"]["entries"] == 1, entry
+    _each_kept_its_sleep(out, how, {"host", "ktrace-localhost"})
     rows = _csv(out / "count.csv")
     assert sorted((r["host"], r["comm"], r["value"]) for r in rows) == [
         ("host", "sleep", "1"), ("ktrace-localhost", "sleep", "1")]
@@ -620,13 +633,7 @@ def test_a_member_booting_its_own_guest_leaves_nothing(tmp_path: Path, how: str)
     work = (f"case $(uname -r) in 6.1.*) for d in {scratch}/lane-6.1-*; do "
             f"touch \"$d/started-{token}\" 2>/dev/null; done;; esac; exec sleep {token}")
     out = tmp_path / "fleet"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "harness.cli", "run", SLEEPS, "--count-by", "comm",
-         "--workload-pid", "--workload", f"sh -c '{work}'", "--hosts", "host,vm:6.1",
-         "--out", str(out), "-q"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env={**os.environ, "KTRACE_KILL_TEST": token},
-    )
+    proc = _sleeps_fleet(f"sh -c '{work}'", "host,vm:6.1", out, KTRACE_KILL_TEST=token)
     with _killed_on_failure(proc):
         deadline = time.monotonic() + 900  # a TCG boot, then bpftrace compiling in the guest
         while not list(scratch.glob(f"lane-6.1-{proc.pid}-*/started-{token}")):
@@ -649,16 +656,6 @@ def test_a_member_booting_its_own_guest_leaves_nothing(tmp_path: Path, how: str)
     assert proc.returncode == 128 + signum, err
     assert took < 150, f"the fleet took {took:.0f}s to stop"  # the workloads sleep >= 400 s
     assert b"Traceback" not in err, err
-    summary = json.loads((out / "fleet.json").read_text())
-    assert summary["interrupted"] == how
-    ended = {h["host"]: h for h in summary["hosts"]}
-    assert set(ended) == {"host", "vm:6.1"}
-    for host, entry in ended.items():  # each stopped, with what it gathered kept
-        meta = json.loads((out / entry["dir"] / "run.json").read_text())
-        assert meta["ended_by"] == ("ctrl-c" if how == "SIGINT" else "signal"), host
-        assert entry["error"].startswith("interrupted by"), entry
-        printed = (out / entry["dir"] / "stdout.txt").read_text()
-        assert "@count[sleep]: 1\n" in printed, (host, meta["durations"], printed)
-        assert _csv(out / entry["dir"] / "count.csv") == [{"comm": "sleep", "value": "1"}], host
+    ended = _each_kept_its_sleep(out, how, {"host", "vm:6.1"})
     guest = json.loads((out / ended["vm:6.1"]["dir"] / "run.json").read_text())
     assert guest["capabilities"]["kernel"].startswith("6.1.")
