@@ -659,3 +659,39 @@ def test_a_member_booting_its_own_guest_leaves_nothing(tmp_path: Path, how: str)
     ended = _each_kept_its_sleep(out, how, {"host", "vm:6.1"})
     guest = json.loads((out / ended["vm:6.1"]["dir"] / "run.json").read_text())
     assert guest["capabilities"]["kernel"].startswith("6.1.")
+
+
+@pytest.mark.vm
+def test_a_member_whose_guest_is_booting_stops_at_once(tmp_path: Path) -> None:
+    """Ctrl-C while the vm member's guest still boots: the boot is given up (qemu killed, its
+    scratch directory removed) rather than waited for, the harness exits at once, and the
+    member says it stopped before tracing started, with no directory."""
+    from harness.lanes.up import read_state
+    from harness.lanes.vm import _rw_parent
+
+    if read_state("6.1") is not None:
+        pytest.skip("a guest vm:6.1 is kept up (`harness lane down vm:6.1`): the member would "
+                    "reach it over SSH, not boot its own")
+    token = f"{400 + uuid.uuid4().int % 500}.{uuid.uuid4().int % 10**6:06d}"  # seconds
+    out = tmp_path / "fleet"
+    proc = _sleeps_fleet(f"sleep {token}", "host,vm:6.1", out, KTRACE_KILL_TEST=token)
+    with _killed_on_failure(proc):
+        deadline = time.monotonic() + 300
+        while not any("qemu" in a[0] for a in _guest_ours(token).values()):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no guest was started"
+            time.sleep(0.1)
+        assert not list(_rw_parent().glob(f"lane-6.1-{proc.pid}-*/ready.json")), "booted"
+        err, took = _stopped_by(proc, signal.SIGINT, 120)
+    assert proc.returncode == 128 + signal.SIGINT, err
+    assert took < 30, f"the fleet took {took:.0f}s to stop"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _ours(token):
+        time.sleep(0.2)
+    assert _ours(token) == {}, "a guest or workload process of the harness was left"
+    assert list(_rw_parent().glob(f"lane-6.1-{proc.pid}-*")) == []
+    ended = {h["host"]: h for h in json.loads((out / "fleet.json").read_text())["hosts"]}
+    assert ended["vm:6.1"]["dir"] is None, ended
+    assert ended["vm:6.1"]["error"] == ("interrupted by Ctrl-C before tracing started; "
+                                        "nothing was gathered"), ended
+    assert ended["host"]["error"].startswith("interrupted by Ctrl-C"), ended
