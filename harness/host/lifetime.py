@@ -10,7 +10,9 @@ spawns (run, crosscheck, bench, matrix, the VM lane) goes through this module:
   by another thread (a fleet member's: a guest's vng, an ssh session kept for the process) is
   forked by the lifetime thread, which lives as long as the process, so "parent" means "the
   harness" whichever thread asked. (A guest's vng forked by a member's thread died when that
-  thread ended, and the qemu it had started lived on.)
+  thread ended, and the qemu it had started lived on.) bpftrace's pty spawn (runner) and the
+  workload gates (workload.ForkedGate) use die_with_parent() in the calling thread instead:
+  that thread reaps them before it ends, so its end can only take them down sooner.
 - The watchdog: one tiny shell per harness process, started on first use, reading lines from a
   pipe that only the harness holds. The harness registers each child's process group (a
   workload may fork, and PDEATHSIG reaches only the direct child) and each temporary path it
