@@ -25,15 +25,17 @@ HOST = "ktrace-localhost"
 KILLS = ("SIGINT", "SIGTERM", "SIGKILL", "ssh-killed")
 
 
-def _ps_and_bpftool(token: str, progs: set[int]) -> tuple[list[str], set[int]]:
-    """On the remote, by `ps` and `bpftool`: lines of the loader or the token's workload, and
-    which of `progs` are still loaded."""
+def _ps_and_bpftool(token: str, loaders: set[str], progs: set[int]
+                    ) -> tuple[list[str], set[int]]:
+    """On the remote, by `ps` and `bpftool`: lines of this run's loader (its binary's path is
+    in the session's own scratch directory; another session's loader may run there meanwhile)
+    or the token's workload, and which of `progs` are still loaded."""
     done = subprocess.run(
         ["ssh", "-o", "BatchMode=yes", HOST, "ps -eo pid=,args=; echo ==; bpftool prog show -j"],
         capture_output=True, text=True, timeout=60, check=True)
     ps, _, tool = done.stdout.partition("==\n")
     lines = [ln for ln in ps.splitlines()
-             if f"sleep {token}" in ln or ("ktrace-agent-" in ln and "twinload" in ln)]
+             if f"sleep {token}" in ln or any(path in ln for path in loaders)]
     return lines, progs & {p["id"] for p in json.loads(tool or "[]")}
 
 
@@ -50,12 +52,14 @@ def test_a_remote_crosscheck_leaves_nothing(local_ssh: None, tmp_path: Path,  # 
     prefix = f"{socket.gethostname()}-{proc.pid}-"
     seen: dict[str, Any] = {}
     progs: set[int] = set()
+    loaders: set[str] = set()
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:  # the loader and bpftrace hold programs, the workload runs
         seen = remote_scan(HOST, prefix)
         procs = seen["procs"].values()
         progs |= {p for info in procs for p in info["progs"]}
         loader = [i for i in procs if "twinload" in i["argv"][0] and i["progs"]]
+        loaders |= {i["argv"][0] for i in loader}
         tracer = [i for i in procs if i["argv"][0].endswith("bpftrace") and i["progs"]]
         sleeping = [i for i in procs if i["argv"][:2] == ["sleep", token]]
         if loader and tracer and sleeping:
@@ -75,7 +79,8 @@ def test_a_remote_crosscheck_leaves_nothing(local_ssh: None, tmp_path: Path,  # 
     # The remote is this machine: the harness's own argv holds the token too, so it must have
     # exited before ps is read (after SIGINT it was once still writing its results there).
     _, err = proc.communicate(timeout=120)
-    lines, programs = _ps_and_bpftool(token, progs)
+    assert all("ktrace-agent-" in path for path in loaders), loaders
+    lines, programs = _ps_and_bpftool(token, loaders, progs)
     assert lines == [] and programs == set(), (lines, programs)
     if how == "SIGKILL":
         assert proc.returncode == -signal.SIGKILL
