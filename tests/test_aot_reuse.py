@@ -188,7 +188,9 @@ def test_a_run_whose_template_does_not_fit_compiles_as_before(store: Path,
     odd = _aot_run(plan, False)
     odd.answer(plan.program(99).replace("count()", "count() "), 99)
     assert odd.reuse.startswith("the program's template does not fit"), odd.reuse
-    odd.settle()
+    odd.settle()  # and no template made of it: its text is not the shape filled
+    assert odd.reuse.startswith("the program's template does not fit"), odd.reuse
+    assert len(list(store.iterdir())) == 2  # the first run's and the longer marker's
 
 
 @pytest.mark.kernel

@@ -94,7 +94,7 @@ class AotRun:
                 f"not compiled ahead of time ({self.compiled.refused}): it ran with bpftrace on "
                 f"{self.host}, which compiles it there (LLVM: seconds under TCG)")
             return {"text": text}
-        self._make_template(pid)
+        self._make_template(pid, self.rewritten or text)
         if self.rewritten is not None:
             self.notes.append(
                 f"bpftrace --aot refuses struct casts: the program was compiled with each cast "
@@ -174,14 +174,19 @@ class AotRun:
             return moved
         return None
 
-    def _make_template(self, pid: int | None) -> None:
-        """After a compile of this run's own: the sentinel compiles, in the background."""
+    def _make_template(self, pid: int | None, compiled: str) -> None:
+        """After a compile of this run's own (`compiled`, the text): the sentinel compiles, in
+        the background; none when that text is not its shape filled with this run's values
+        (a run without the pid its spec filters on, a text handed in changed): such a
+        template could not be proven against this run's compile."""
         form = "portable" if self.rewritten is not None else "program"
         if self.reuse == "filled" or form not in self._shapes:
             return
         shape, name = self._shapes[form]
-        self._making = aot_reuse.Making(name, shape, aot_reuse.Values(pid, self.marker),
-                                        self.local)
+        values = aot_reuse.Values(pid, self.marker)
+        if aot_reuse.fill_text(shape, values) != compiled:
+            return
+        self._making = aot_reuse.Making(name, shape, values, self.local)
 
     def settle(self) -> None:
         """After the run: a template made in the background is checked and kept."""
