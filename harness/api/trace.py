@@ -125,7 +125,9 @@ def trace(
     check: raise the run's typed error (after writing what was gathered); False leaves it in
         `Trace.error` for the caller (the CLI prints the tables first). Failures before anything
         was gathered (bad input, a probe that cannot attach) raise either way.
-    on_progress: called with the seconds since attach, about every 50 ms while the run lasts.
+    on_progress: called with the seconds since attach, about every 50 ms while the run lasts
+        on this machine; a run elsewhere (a guest, an ssh host) calls it once, with 0, when
+        its program is handed over.
     on_plan: called with the Plan (attach choice, program text) before anything starts (`-v`).
     progress: hears the lane's long steps (a VM guest's kernel fetch and boot, the run in the
         guest; harness.progress); None reports nowhere.
