@@ -465,6 +465,44 @@ def test_a_member_stopped_before_tracing_says_nothing_was_kept(second_alias: str
             assert "partial results were kept" in entry["error"], entry
 
 
+REPORTED_STOP = r"""
+import json, os, signal, sys
+import harness
+calls = []
+def on_host(run):
+    calls.append(["begun", run.label])
+    if len(calls) == 1:
+        os.kill(os.getpid(), signal.SIGINT)
+    calls.append(["ended", run.label])
+f = harness.fleet(sys.argv[1] + " { @[comm] = count(); }", hosts=sys.argv[3].split(","),
+                  workload=["sleep", "0"], out=sys.argv[2], on_host=on_host)
+print(json.dumps({"calls": calls, "interrupted": f.interrupted,
+                  "runs": sorted(r.label for r in f.runs)}))
+"""
+
+
+def test_a_stop_while_a_member_is_reported_lets_that_report_end(second_alias: str,
+                                                                tmp_path: Path) -> None:
+    """A Ctrl-C that lands while on_host reports a finished member waits until that report
+    is done: each member is reported once, whole, and the fleet still says it was stopped
+    (the stop cut on_host short, and a member could be reported twice)."""
+    out = tmp_path / "f"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", REPORTED_STOP, PROBE, str(out), ",".join(HOSTS)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    with _killed_on_failure(proc):  # type: ignore[arg-type]
+        said_text, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err
+    said = json.loads(said_text)
+    assert said["interrupted"] == signal.SIGINT
+    assert said["runs"] == sorted(HOSTS)
+    first = said["calls"][1][1]
+    assert said["calls"][:2] == [["begun", first], ["ended", first]], said["calls"]
+    reported = [label for step, label in said["calls"] if step == "begun"]
+    assert sorted(reported) == sorted(HOSTS), said["calls"]  # each once
+    assert json.loads((out / "fleet.json").read_text())["interrupted"] == "SIGINT"
+
+
 def _ours(token: str) -> dict[int, list[str]]:
     """pid -> argv of every live process whose environment carries `token` (the harness and
     what it started here: the host member's tracers and workload, the ssh clients)."""

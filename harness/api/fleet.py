@@ -250,11 +250,14 @@ def _in_threads(
                 concurrent.futures.wait([f for f in futures if not f.done()], timeout=0.25)
                 for i, future in enumerate(futures):
                     if future.done() and i not in reported:
-                        host_run = future.result()
-                        results[host_run.label] = host_run
-                        reported.add(i)
-                        if on_host is not None:
-                            on_host(host_run)
+                        # A stop waits until this member is recorded and reported: one landing
+                        # in between left it unmarked, and it was reported again.
+                        with shielded(deliver=True):
+                            host_run = future.result()
+                            results[host_run.label] = host_run
+                            reported.add(i)
+                            if on_host is not None:
+                                on_host(host_run)
             except KeyboardInterrupt as stop:
                 stop_all(stop)
     finally:
