@@ -21,11 +21,11 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from processes import reaped
 from test_ssh import (  # noqa: F401  (fixtures)
     local_ssh,
     nobpftrace_host,
@@ -334,16 +334,24 @@ def _stopped_by(proc: subprocess.Popen[bytes], signum: int, wait: float) -> tupl
     return err, time.monotonic() - stopped
 
 
-@contextlib.contextmanager
-def _killed_on_failure(proc: subprocess.Popen[bytes]) -> Iterator[None]:
-    """A failure inside leaves nothing running: the harness is killed (its watchdog and the
-    agents' then stop what it started)."""
-    try:
-        yield
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=60)
+def _ours_gone(token: str, seconds: float) -> dict[int, list[str]]:
+    """What of the token's processes (see _ours) is still there after up to `seconds`."""
+    deadline = time.monotonic() + seconds
+    while (left := _ours(token)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
+def _own_guest_token() -> str:
+    """A token for a fleet whose vm:6.1 member boots a guest of its own (skipped while one is
+    kept up: the member would reach that one over SSH): seconds of a sleep that outlasts the
+    test, unique to it."""
+    from harness.lanes.up import read_state
+
+    if read_state("6.1") is not None:
+        pytest.skip("a guest vm:6.1 is kept up (`harness lane down vm:6.1`): the member would "
+                    "reach it over SSH, not boot its own")
+    return f"{400 + uuid.uuid4().int % 500}.{uuid.uuid4().int % 10**6:06d}"
 
 
 def _sleeps_fleet(workload: str, hosts: str, out: Path, **env: str) -> subprocess.Popen[bytes]:
@@ -390,7 +398,7 @@ def test_a_fleet_with_this_machine_stops_every_member(local_ssh: None,  # noqa: 
     out = tmp_path / "fleet"
     proc = _sleeps_fleet(f"sleep {token}", "host,ktrace-localhost", out)
     prefix = f"{socket.gethostname()}-{proc.pid}-"
-    with _killed_on_failure(proc):
+    with reaped(proc):
         deadline = time.monotonic() + 180
         progs: set[int] = set()
         while time.monotonic() < deadline:  # both workloads released: both tracers attached
@@ -445,7 +453,7 @@ def test_a_member_stopped_before_tracing_says_nothing_was_kept(second_alias: str
     out = tmp_path / "f"
     proc = subprocess.Popen([sys.executable, "-c", EARLY_STOP, PROBE, str(out), ",".join(HOSTS)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
-    with _killed_on_failure(proc):  # type: ignore[arg-type]
+    with reaped(proc):
         said_text, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     remote_cleared("ktrace-localhost", f"{socket.gethostname()}-{proc.pid}-", set(), 30,
@@ -490,7 +498,7 @@ def test_a_stop_while_a_member_is_reported_lets_that_report_end(second_alias: st
     proc = subprocess.Popen(
         [sys.executable, "-c", REPORTED_STOP, PROBE, str(out), ",".join(HOSTS)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
-    with _killed_on_failure(proc):  # type: ignore[arg-type]
+    with reaped(proc):
         said_text, err = proc.communicate(timeout=180)
     assert proc.returncode == 0, err
     said = json.loads(said_text)
@@ -540,7 +548,7 @@ def test_a_crosscheck_fleet_with_this_machine_leaves_nothing(local_ssh: None,  #
     )
     prefix = f"{socket.gethostname()}-{proc.pid}-"
     progs: set[int] = set()
-    with _killed_on_failure(proc):
+    with reaped(proc):
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:  # both members' workloads released and traced
             here = _ours(token)
@@ -658,13 +666,9 @@ def test_a_member_booting_its_own_guest_leaves_nothing(tmp_path: Path, how: str)
     its scratch directory is gone, and Ctrl-C and SIGTERM stop both members the normal way, long
     before the workloads' end, each keeping what it gathered (run.json's ended_by, and the map
     its bpftrace printed as it stopped: the one clock_nanosleep call its `sleep` made)."""
-    from harness.lanes.up import read_state
     from harness.lanes.vm import _rw_parent
 
-    if read_state("6.1") is not None:
-        pytest.skip("a guest vm:6.1 is kept up (`harness lane down vm:6.1`): the member would "
-                    "reach it over SSH, not boot its own")
-    token = f"{400 + uuid.uuid4().int % 500}.{uuid.uuid4().int % 10**6:06d}"  # seconds
+    token = _own_guest_token()
     scratch = _rw_parent()
     # The guest's workload, once released (the guest's probes live), says so in the one
     # directory the guest may write, its lane's; then it is `sleep` (the same pid: one call).
@@ -672,7 +676,7 @@ def test_a_member_booting_its_own_guest_leaves_nothing(tmp_path: Path, how: str)
             f"touch \"$d/started-{token}\" 2>/dev/null; done;; esac; exec sleep {token}")
     out = tmp_path / "fleet"
     proc = _sleeps_fleet(f"sh -c '{work}'", "host,vm:6.1", out, KTRACE_KILL_TEST=token)
-    with _killed_on_failure(proc):
+    with reaped(proc):
         deadline = time.monotonic() + 900  # a TCG boot, then bpftrace compiling in the guest
         while not list(scratch.glob(f"lane-6.1-{proc.pid}-*/started-{token}")):
             assert proc.poll() is None, proc.communicate()
@@ -683,10 +687,7 @@ def test_a_member_booting_its_own_guest_leaves_nothing(tmp_path: Path, how: str)
         time.sleep(3)  # the guest's sleep made its call (an exec is slow under TCG)
         signum = getattr(signal, how)
         err, took = _stopped_by(proc, signum, 300)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and _ours(token):
-        time.sleep(0.2)
-    assert _ours(token) == {}, f"left after {how}: a guest or workload process of the harness"
+    assert _ours_gone(token, 30) == {}, f"left after {how}: a guest or workload process"
     assert list(_rw_parent().glob(f"lane-6.1-{proc.pid}-*")) == []
     if how == "SIGKILL":
         assert proc.returncode == -signal.SIGKILL
@@ -704,16 +705,12 @@ def test_a_member_whose_guest_is_booting_stops_at_once(tmp_path: Path) -> None:
     """Ctrl-C while the vm member's guest still boots: the boot is given up (qemu killed, its
     scratch directory removed) rather than waited for, the harness exits at once, and the
     member says it stopped before tracing started, with no directory."""
-    from harness.lanes.up import read_state
     from harness.lanes.vm import _rw_parent
 
-    if read_state("6.1") is not None:
-        pytest.skip("a guest vm:6.1 is kept up (`harness lane down vm:6.1`): the member would "
-                    "reach it over SSH, not boot its own")
-    token = f"{400 + uuid.uuid4().int % 500}.{uuid.uuid4().int % 10**6:06d}"  # seconds
+    token = _own_guest_token()
     out = tmp_path / "fleet"
     proc = _sleeps_fleet(f"sleep {token}", "host,vm:6.1", out, KTRACE_KILL_TEST=token)
-    with _killed_on_failure(proc):
+    with reaped(proc):
         deadline = time.monotonic() + 300
         while not any("qemu" in a[0] for a in _guest_ours(token).values()):
             assert proc.poll() is None, proc.communicate()
@@ -723,10 +720,7 @@ def test_a_member_whose_guest_is_booting_stops_at_once(tmp_path: Path) -> None:
         err, took = _stopped_by(proc, signal.SIGINT, 120)
     assert proc.returncode == 128 + signal.SIGINT, err
     assert took < 30, f"the fleet took {took:.0f}s to stop"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and _ours(token):
-        time.sleep(0.2)
-    assert _ours(token) == {}, "a guest or workload process of the harness was left"
+    assert _ours_gone(token, 30) == {}, "a guest or workload process of the harness was left"
     assert list(_rw_parent().glob(f"lane-6.1-{proc.pid}-*")) == []
     ended = {h["host"]: h for h in json.loads((out / "fleet.json").read_text())["hosts"]}
     assert ended["vm:6.1"]["dir"] is None, ended

@@ -364,10 +364,12 @@ def test_btf_fields_are_where_clang_lays_them_out(tmp_path: Path) -> None:
 
 
 @pytest.mark.kernel
-def test_member_layouts_are_kept_beside_the_remote_btf(local_ssh: None) -> None:
+def test_member_layouts_are_kept_beside_the_remote_btf(local_ssh: None,
+                                                     own_cache: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """A remote's member layouts (what a portable program reads) are this kernel's BTF's, read
-    through the remote (its BTF sent over); kept, a later lane answers them without indexing
-    the BTF again (0.15-0.3 s of each run)."""
+    through the remote (its BTF sent over; own_cache: none kept from an earlier run); kept, a
+    later lane answers them without indexing the BTF again (0.15-0.3 s of each run)."""
     from harness.lanes.btf import Btf
     from harness.lanes.remote import RemoteLane
 
@@ -382,7 +384,7 @@ def test_member_layouts_are_kept_beside_the_remote_btf(local_ssh: None) -> None:
         def field(self, struct_name: str, member: str) -> None:
             raise AssertionError("the BTF was indexed again")
 
-    lane._btf = Refuses()  # type: ignore[assignment]
+    monkeypatch.setattr(lane, "_btf", Refuses())  # the lane is the process's: put back after
     for struct_name, member in wanted:
         assert lane.member_layout(struct_name, member) == here.field(struct_name, member)
 

@@ -86,8 +86,7 @@ def test_only_udp_send_py_is_swapped_for_its_twin(twin: Path) -> None:
 
 
 def test_without_a_compiler_the_python_workload_runs_with_a_warning(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("KTRACE_CACHE", str(tmp_path / "cache"))  # nothing built yet
+        tmp_path: Path, own_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     argv = [sys.executable, str(UDP_PY), "--count", "9"]
     monkeypatch.setenv("CC", str(tmp_path / "no-cc"))
     ran, note = native_argv(argv)
@@ -98,7 +97,7 @@ def test_without_a_compiler_the_python_workload_runs_with_a_warning(
     monkeypatch.setenv("CC", str(broken))
     ran, note = native_argv(argv)
     assert ran == argv and "could not build udp_send.c: cc: fatal error" in note
-    left = [p.name for p in (tmp_path / "cache").rglob("udp_send-*") if p.suffix != ".lock"]
+    left = [p.name for p in own_cache.rglob("udp_send-*") if p.suffix != ".lock"]
     assert left == [], "no half-built binary is kept"
 
 

@@ -63,12 +63,8 @@ def _entries(frame: pd.DataFrame) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """The same program's text and json output, saved as `bpftrace ... > FILE` would."""
-    from conftest import bpf_unavailable_reason
-
-    reason = bpf_unavailable_reason()
-    if reason:
-        pytest.skip(reason)
+    """The same program's text and json output, saved as `bpftrace ... > FILE` would (its
+    tests are `kernel` ones: skipped, with the reason, where BPF cannot run)."""
     d = tmp_path_factory.mktemp("saved")
     program = d / "program.bt"
     program.write_text(PROGRAM)
@@ -77,13 +73,8 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return d / "out.txt", d / "out.json"
 
 
-@pytest.mark.kernel
-def test_a_saved_text_output_reads_as_bpftrace_json_says(saved: tuple[Path, Path]) -> None:
-    text_file, json_file = saved
-    parsed = harness.parse_file(text_file)
-    assert parsed.format == "text" and parsed.output.probes == 1
-    assert parsed.differences == [] and parsed.written is None and parsed.error is None
-    said = _json_maps(json_file.read_text())
+def _as_json_says(parsed: harness.Parsed, said: dict[str, Any]) -> None:
+    """The frames hold what bpftrace's own json output (read with the json module) says."""
     assert set(parsed.frames) == set(said) == {"@n", "@sum", "@neg", "@one", "@h"}
     for name in ("@n", "@sum", "@neg"):
         assert _entries(parsed.frames[name]) == {str(k): v for k, v in said[name].items()}, name
@@ -96,11 +87,21 @@ def test_a_saved_text_output_reads_as_bpftrace_json_says(saved: tuple[Path, Path
 
 
 @pytest.mark.kernel
+def test_a_saved_text_output_reads_as_bpftrace_json_says(saved: tuple[Path, Path]) -> None:
+    text_file, json_file = saved
+    parsed = harness.parse_file(text_file)
+    assert parsed.format == "text" and parsed.output.probes == 1
+    assert parsed.differences == [] and parsed.written is None and parsed.error is None
+    _as_json_says(parsed, _json_maps(json_file.read_text()))
+
+
+@pytest.mark.kernel
 def test_the_json_file_is_guessed_and_gives_the_text_files_frames(
         saved: tuple[Path, Path]) -> None:
     from_text = harness.parse_file(saved[0])
     from_json = harness.parse_file(str(saved[1]))  # a str path, and no format: guessed
     assert from_json.format == "json" and from_json.program_from == ""
+    _as_json_says(from_json, _json_maps(saved[1].read_text()))
     for name, frame in from_text.frames.items():
         order = list(frame.columns)
         pd.testing.assert_frame_equal(
@@ -151,29 +152,26 @@ def test_the_program_beside_the_file_keeps_a_printf_line_as_text(tmp_path: Path)
     assert parsed.program_from == str(run / "run.json")
 
 
-def test_csvs_that_cannot_be_written_there_are_kept_elsewhere(tmp_path: Path) -> None:
+def test_csvs_that_cannot_be_written_there_are_kept_elsewhere(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A directory named as one of the CSVs: the run is written to a temporary directory, the
     frames are all there, and the error names both places."""
     saved = tmp_path / "out.txt"
     saved.write_text("Attaching 1 probe...\n@x[1]: 2\n@x[2]: 5\n")
     into = tmp_path / "maps"
     (into / "x.csv").mkdir(parents=True)
-    kept_before = set(Path(tempfile.gettempdir()).glob("ktrace-run-*"))
+    elsewhere = tmp_path / "tmp"  # the temporary directory, the test's own
+    elsewhere.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(elsewhere))
     parsed = harness.parse_file(saved, csv=into)
-    try:
-        assert isinstance(parsed.error, harness.HarnessError)
-        assert parsed.written is not None and parsed.written != into
-        assert str(into) in str(parsed.error) and str(parsed.written) in str(parsed.error)
-        with (parsed.written / "x.csv").open() as fh:
-            assert sum(int(r["value"]) for r in csv.DictReader(fh)) == 7
-        assert int(parsed.frames["@x"]["value"].sum()) == 7
-        with pytest.raises(harness.HarnessError, match="could not write"):
-            parsed.check()
-    finally:
-        import shutil
-
-        for left in set(Path(tempfile.gettempdir()).glob("ktrace-run-*")) - kept_before:
-            shutil.rmtree(left)
+    assert isinstance(parsed.error, harness.HarnessError)
+    assert parsed.written is not None and parsed.written.parent == elsewhere
+    assert str(into) in str(parsed.error) and str(parsed.written) in str(parsed.error)
+    with (parsed.written / "x.csv").open() as fh:
+        assert sum(int(r["value"]) for r in csv.DictReader(fh)) == 7
+    assert int(parsed.frames["@x"]["value"].sum()) == 7
+    with pytest.raises(harness.HarnessError, match="could not write"):
+        parsed.check()
 
 
 @pytest.mark.parametrize(("keywords", "said"), [
