@@ -211,8 +211,8 @@ TOOL_COMMANDS = {
 
 def _probe_tools() -> dict[str, Any]:
     """`bpftrace --info` and every tool's version, queried side by side (~0.3 s idle, more
-    under load: bpftrace --info probes kernel features). The pool's module loads here, on
-    first use: a run whose capabilities are cached never needs it."""
+    under load: bpftrace --info probes kernel features); a run whose capabilities are cached
+    never needs it."""
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(TOOL_COMMANDS) + 1) as pool:
         info_future = pool.submit(bpftrace_info)
         versions = {name: pool.submit(_first_line, argv) for name, argv in TOOL_COMMANDS.items()}

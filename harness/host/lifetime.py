@@ -36,15 +36,14 @@ be gone: an orphan's zombie waits for init, which may reap once a second.
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import ctypes
 import os
-import queue
 import signal
 import subprocess
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -215,47 +214,24 @@ def watchdog() -> Watchdog:
 T = TypeVar("T")
 
 
-class _LifetimeThread:
-    """A thread that lives as long as the process and forks for the other threads: the
-    parent-death signal of a child it forks fires when the process goes, never when the thread
-    that asked for the child ends. It waits on a queue (without the GIL) when idle."""
-
-    def __init__(self) -> None:
-        self.jobs: queue.SimpleQueue[tuple[Callable[[], Any], concurrent.futures.Future[Any]]]
-        self.jobs = queue.SimpleQueue()
-        self.thread = threading.Thread(target=self._serve, name="ktrace-lifetime", daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            job, done = self.jobs.get()
-            try:
-                done.set_result(job())
-            except BaseException as err:  # the asking thread raises it
-                done.set_exception(err)
-
-    def run(self, job: Callable[[], T]) -> T:
-        done: concurrent.futures.Future[T] = concurrent.futures.Future()
-        self.jobs.put((job, done))
-        return done.result()
-
-
-_LIFETIME: dict[int, _LifetimeThread] = {}
+# pid -> the one-worker pool whose thread forks for the process's other threads.
+_LIFETIME: dict[int, ThreadPoolExecutor] = {}
 
 
 def as_the_harness(job: Callable[[], T]) -> T:
     """`job()` run by a thread that lives as long as the process (the main thread, or the
-    lifetime thread for any other): what it forks dies with the harness, not with the calling
-    thread. For a child meant to outlive the call that started it."""
+    lifetime thread for any other: a one-worker pool's, idle until the process ends): what it
+    forks dies with the harness, not with the calling thread. For a child meant to outlive the
+    call that started it."""
     if threading.current_thread() is threading.main_thread():
         return job()
     pid = os.getpid()  # a forked child has no lifetime thread of its parent's
     with _LOCAL_LOCK:
         if pid not in _LIFETIME:
             _LIFETIME.clear()
-            _LIFETIME[pid] = _LifetimeThread()
+            _LIFETIME[pid] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ktrace-lifetime")
         lifetime = _LIFETIME[pid]
-    return lifetime.run(job)
+    return lifetime.submit(job).result()
 
 
 def spawn(argv: Sequence[str], **popen: Any) -> subprocess.Popen[Any]:
