@@ -234,30 +234,28 @@ def _in_threads(
                 lane.interrupt(stopped)
 
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="fleet")
-    futures: list[concurrent.futures.Future[HostRun]] = []
-    reported: set[int] = set()  # indexes of the futures handed to on_host
+    pending: set[concurrent.futures.Future[HostRun]] = set()  # not yet handed to on_host
     try:
         try:
             # A stop waits until every member is handed over (the first may run already): one
             # landing in between escaped from here, and from any step outside this loop's
             # `except`: the members went on unstopped, and fleet.json was never written.
             with shielded(deliver=True):
-                futures = [pool.submit(run, m) for m in chosen]
+                pending = {pool.submit(run, m) for m in chosen}
         except KeyboardInterrupt as stop:
             stop_all(stop)
-        while len(reported) < len(futures):
+        while pending:
             try:
-                concurrent.futures.wait([f for f in futures if not f.done()], timeout=0.25)
-                for i, future in enumerate(futures):
-                    if future.done() and i not in reported:
-                        # A stop waits until this member is recorded and reported: one landing
-                        # in between left it unmarked, and it was reported again.
-                        with shielded(deliver=True):
-                            host_run = future.result()
-                            results[host_run.label] = host_run
-                            reported.add(i)
-                            if on_host is not None:
-                                on_host(host_run)
+                done, _ = concurrent.futures.wait(pending, timeout=0.25)
+                for future in done:
+                    # A stop waits until this member is recorded and reported: it cut on_host
+                    # short, or left the member pending, to be reported again.
+                    with shielded(deliver=True):
+                        host_run = future.result()
+                        results[host_run.label] = host_run
+                        pending.discard(future)
+                        if on_host is not None:
+                            on_host(host_run)
             except KeyboardInterrupt as stop:
                 stop_all(stop)
     finally:
