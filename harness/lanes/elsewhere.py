@@ -91,13 +91,13 @@ class ElsewhereLane(Lane):
                 warm()
                 return answer
 
-        try:
+        try:  # whatever fails before `finish` settled it stops what `compiled` left running
             data = self.call("run", req, asked, progress)
+            answer: RunAnswer = wire.decode(RunAnswer, data, NAMES)
+            result = finish(parse_capture(answer.result, req.marker))
         except BaseException:
             self.settled(failed=True)
             raise
-        answer: RunAnswer = wire.decode(RunAnswer, data, NAMES)
-        result = finish(parse_capture(answer.result, req.marker))
         if data.get("stopped_by") is not None:  # see `call`
             result.error = result.error or Interrupted(int(data["stopped_by"]))
         return result

@@ -658,7 +658,8 @@ class RemoteLane(ElsewhereLane):
         self.start()
         if self.facts.get("aotrt") is None:
             return None
-        local = _local_same_bpftrace(self.tool_version("bpftrace"))
+        version = self.tool_version("bpftrace")
+        local = _local_same_bpftrace(version)
         if local is None:
             return None
         try:  # the probes the program will have, to read their formats before the run
@@ -671,7 +672,8 @@ class RemoteLane(ElsewhereLane):
         portable = None  # a spec's program, written with its cast member reads at offsets
         if isinstance(program, Programs) and program.reads_through_casts() and \
                 self.facts.get("btf") and self.facts.get("arch") in LITTLE_ENDIAN_ARCHES:
-            self._btf_data()  # here now: no request can go out during the run
+            if not self._btf_file().is_file():  # here now: no request can go out during the run
+                self._btf_data()
             spec_program = program
             portable = lambda pid: spec_program.portable(pid, self.member_layout)  # noqa: E731
         if isinstance(program, Programs):  # its text for any pid, not recorded as the run's
@@ -681,8 +683,7 @@ class RemoteLane(ElsewhereLane):
             source = lambda pid: text  # noqa: E731
         else:
             source = program
-        return AotRun(marker, local, self.host, there, portable, source,
-                      self.tool_version("bpftrace") or "")
+        return AotRun(marker, local, self.host, there, portable, source, version or "")
 
     settling: Any = None  # the run's AotRun until settled (its templates made meanwhile)
 
@@ -701,10 +702,14 @@ class RemoteLane(ElsewhereLane):
         build = f"{self.facts.get('kernel')}\0{self.facts.get('kernel_version')}"
         return hashlib.sha256(build.encode()).hexdigest()[:16]
 
+    def _btf_file(self) -> Path:
+        """Where the remote kernel's raw BTF is kept here, by its build."""
+        return cache_home() / "lanes" / "btf" / f"{self._btf_key()}.btf"
+
     def _btf_data(self) -> bytes:
         """The remote kernel's raw BTF, kept here by its build."""
-        cache = cache_home() / "lanes" / "btf" / f"{self._btf_key()}.btf"
-        return _kept(cache, lambda: base64.b64decode(self.request({"op": "btf"})["data"]))
+        return _kept(self._btf_file(),
+                     lambda: base64.b64decode(self.request({"op": "btf"})["data"]))
 
     def btf(self) -> Btf:
         """The remote kernel's BTF, cached here by its release and build (uname -r, -v)."""
@@ -716,7 +721,7 @@ class RemoteLane(ElsewhereLane):
         """`struct struct_name`'s member as the remote kernel lays it out (Btf.field), kept
         here beside its BTF: a spec's runs ask the same few members, and indexing a kernel's
         whole BTF costs 0.15-0.3 s of every run. The BTF must be here already (_btf_data)."""
-        path = cache_home() / "lanes" / "btf" / f"{self._btf_key()}.members.json"
+        path = self._btf_file().with_suffix(".members.json")
         known: dict[str, Any] = {}
         with contextlib.suppress(OSError, ValueError):
             known = json.loads(path.read_text())

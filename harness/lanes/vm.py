@@ -302,9 +302,9 @@ class VMLane(ElsewhereLane):
             if self.interrupted is not None:  # nothing gathered yet: the boot is given up
                 self.close()
                 raise Interrupted(self.interrupted, kept=False)
-            if exited(self.proc) or elapsed > self.boot_timeout:
+            gone = exited(self.proc)
+            if gone or elapsed > self.boot_timeout:
                 proc = self.proc
-                gone = exited(proc)
                 self.close()
                 what = f"exited (status {proc.returncode})" if gone else (
                     "did not start its agent"
